@@ -1,0 +1,652 @@
+//! The agent's connector: connect, register, heartbeat, and reconnect on the backoff schedule.
+//!
+//! Sans-IO. The shell reports what happened to the connection (`handle_*`), pulls what to do
+//! ([`poll_action`](Connector::poll_action)) and sleeps until
+//! [`poll_timeout`](Connector::poll_timeout). Randomness comes from the RNG it was built with.
+//!
+//! Attempts are counted per cycle. A cycle starts at boot, after a registered session is lost,
+//! and after a long wait; its first attempt goes out at once, and the wait before attempt `n`
+//! (`n >= 2`) is the policy's delay for retry `n - 2`. A successful registration ends the cycle.
+
+use crate::backoff::{Backoff, BackoffPolicy, Next};
+use crate::wire::{Heartbeat, Message, NodeStatus, Register, Unregister};
+use rand::RngCore;
+use std::collections::{BTreeMap, VecDeque};
+use std::fmt;
+use std::time::{Duration, Instant};
+
+#[derive(Clone, Debug)]
+pub struct AgentConfig {
+    /// Names of the masters, in the order they are tried; the shell maps an index to an address.
+    pub masters: Vec<String>,
+    pub heartbeat_interval: Duration,
+    /// No HeartbeatAck (or RegisterAck) for this long means the connection is lost; also the
+    /// limit on establishing a connection.
+    pub heartbeat_timeout: Duration,
+    pub backoff: BackoffPolicy,
+    /// Sent on every registration.
+    pub register: Register,
+}
+
+/// Why a connection ended or never came up.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DisconnectReason {
+    /// The master refused the connection (nothing listening, or unreachable).
+    Refused,
+    /// The connection did not come up within the timeout.
+    ConnectTimeout,
+    /// The peer closed the connection.
+    Closed,
+    /// The connection broke with an I/O error.
+    Reset,
+    /// A heartbeat went unacknowledged for the timeout.
+    HeartbeatTimeout,
+    /// The registration went unacknowledged for the timeout.
+    RegisterTimeout,
+    /// The master refused the registration.
+    Rejected,
+    /// The peer sent a bad frame or an unexpected message.
+    ProtocolError,
+    /// This agent disconnected on purpose.
+    Local,
+}
+
+impl DisconnectReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DisconnectReason::Refused => "refused",
+            DisconnectReason::ConnectTimeout => "connect_timeout",
+            DisconnectReason::Closed => "closed",
+            DisconnectReason::Reset => "reset",
+            DisconnectReason::HeartbeatTimeout => "heartbeat_timeout",
+            DisconnectReason::RegisterTimeout => "register_timeout",
+            DisconnectReason::Rejected => "rejected",
+            DisconnectReason::ProtocolError => "protocol_error",
+            DisconnectReason::Local => "local",
+        }
+    }
+}
+
+impl fmt::Display for DisconnectReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum AgentAction {
+    /// Open a connection to `masters[target]`, dropping any current one.
+    Connect {
+        target: usize,
+    },
+    Send(Message),
+    /// Drop the current connection.
+    Close,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StateKind {
+    Waiting,
+    Connecting,
+    Registering,
+    Online,
+    GaveUp,
+    Stopped,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum State {
+    /// Attempt `attempt` goes out at `until`, after waiting `delay`.
+    Waiting {
+        until: Instant,
+        delay: Duration,
+    },
+    Connecting {
+        deadline: Instant,
+    },
+    Registering {
+        deadline: Instant,
+    },
+    Online {
+        next_heartbeat: Instant,
+    },
+    GaveUp,
+    Stopped,
+}
+
+/// What a status endpoint shows.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Status {
+    pub state: StateKind,
+    /// Attempt number within the current cycle (0 while online).
+    pub attempt: u32,
+    /// While waiting: the delay being waited before the next attempt.
+    pub next_delay: Option<Duration>,
+    pub target: String,
+}
+
+pub struct Connector<R> {
+    config: AgentConfig,
+    rng: R,
+    state: State,
+    backoff: Backoff,
+    attempt: u32,
+    target: usize,
+    started_at: Instant,
+    heartbeat_seq: u64,
+    /// Heartbeats sent and not yet acknowledged, oldest first.
+    unacked: VecDeque<(u64, Instant)>,
+    actions: VecDeque<AgentAction>,
+}
+
+impl<R: RngCore> Connector<R> {
+    /// A connector whose first attempt goes out at `now`.
+    pub fn new(config: AgentConfig, rng: R, now: Instant) -> Self {
+        debug_assert!(!config.masters.is_empty(), "an agent needs a master");
+        let backoff = Backoff::new(config.backoff.clone());
+        Connector {
+            config,
+            rng,
+            state: State::Waiting {
+                until: now,
+                delay: Duration::ZERO,
+            },
+            backoff,
+            attempt: 1,
+            target: 0,
+            started_at: now,
+            heartbeat_seq: 0,
+            unacked: VecDeque::new(),
+            actions: VecDeque::new(),
+        }
+    }
+
+    pub fn handle_timeout(&mut self, now: Instant) {
+        match self.state {
+            State::Waiting { until, delay } if now >= until => {
+                tracing::info!(
+                    attempt = self.attempt,
+                    delay_ms = delay.as_millis() as u64,
+                    target = %self.config.masters[self.target],
+                    "connect_attempt"
+                );
+                self.state = State::Connecting {
+                    deadline: now + self.config.heartbeat_timeout,
+                };
+                self.actions.push_back(AgentAction::Connect {
+                    target: self.target,
+                });
+            }
+            State::Connecting { deadline } if now >= deadline => {
+                self.actions.push_back(AgentAction::Close);
+                self.connect_failed(now, DisconnectReason::ConnectTimeout);
+            }
+            State::Registering { deadline } if now >= deadline => {
+                self.lose_connection(now, DisconnectReason::RegisterTimeout);
+            }
+            State::Online { next_heartbeat } => {
+                if self.oldest_unacked_deadline().is_some_and(|at| now >= at) {
+                    return self.lose_connection(now, DisconnectReason::HeartbeatTimeout);
+                }
+                if now >= next_heartbeat {
+                    self.heartbeat_seq += 1;
+                    self.unacked.push_back((self.heartbeat_seq, now));
+                    debug_assert!(
+                        self.unacked.len() as u128
+                            <= self.config.heartbeat_timeout.as_nanos()
+                                / self.config.heartbeat_interval.as_nanos().max(1)
+                                + 2,
+                        "unacked heartbeats are bounded by the timeout"
+                    );
+                    let uptime_ms = now.duration_since(self.started_at).as_millis() as u64;
+                    self.actions
+                        .push_back(AgentAction::Send(Message::Heartbeat(Heartbeat {
+                            seq: self.heartbeat_seq,
+                            status: NodeStatus::Online,
+                            uptime_ms,
+                            metrics: BTreeMap::new(),
+                        })));
+                    self.state = State::Online {
+                        next_heartbeat: now + self.config.heartbeat_interval,
+                    };
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// The connection asked for by the last `Connect` is up.
+    pub fn handle_connected(&mut self, now: Instant) {
+        if !matches!(self.state, State::Connecting { .. }) {
+            return;
+        }
+        tracing::info!(target = %self.config.masters[self.target], "connected");
+        self.actions.push_back(AgentAction::Send(Message::Register(
+            self.config.register.clone(),
+        )));
+        self.state = State::Registering {
+            deadline: now + self.config.heartbeat_timeout,
+        };
+    }
+
+    /// The connection asked for by the last `Connect` could not be made.
+    pub fn handle_connect_failed(&mut self, now: Instant, reason: DisconnectReason) {
+        if matches!(self.state, State::Connecting { .. }) {
+            self.connect_failed(now, reason);
+        }
+    }
+
+    pub fn handle_message(&mut self, now: Instant, message: Message) {
+        match (&self.state, message) {
+            (State::Registering { .. }, Message::RegisterAck(ack)) if ack.accepted => {
+                tracing::info!(instance_id = %ack.instance_id, "registered");
+                self.backoff.reset();
+                self.attempt = 0;
+                self.unacked.clear();
+                self.state = State::Online {
+                    next_heartbeat: now + self.config.heartbeat_interval,
+                };
+            }
+            (State::Registering { .. }, Message::RegisterAck(_)) => {
+                self.lose_connection(now, DisconnectReason::Rejected);
+            }
+            (State::Online { .. }, Message::HeartbeatAck(ack)) => {
+                while self.unacked.front().is_some_and(|&(seq, _)| seq <= ack.seq) {
+                    self.unacked.pop_front();
+                }
+            }
+            (State::Registering { .. } | State::Online { .. }, _) => {
+                self.lose_connection(now, DisconnectReason::ProtocolError);
+            }
+            // A frame that was in flight when we gave the connection up.
+            _ => {}
+        }
+    }
+
+    /// The open connection broke (EOF, I/O error, bad frame).
+    pub fn handle_disconnected(&mut self, now: Instant, reason: DisconnectReason) {
+        if matches!(self.state, State::Registering { .. } | State::Online { .. }) {
+            self.lose_connection(now, reason);
+        }
+    }
+
+    /// Graceful shutdown: unregister if online, close, and never reconnect.
+    pub fn disconnect(&mut self) {
+        if matches!(self.state, State::Online { .. }) {
+            self.actions
+                .push_back(AgentAction::Send(Message::Unregister(Unregister {
+                    reason: "shutdown".into(),
+                })));
+        }
+        if matches!(
+            self.state,
+            State::Connecting { .. } | State::Registering { .. } | State::Online { .. }
+        ) {
+            tracing::info!(reason = %DisconnectReason::Local, "disconnected");
+        }
+        self.actions.push_back(AgentAction::Close);
+        self.state = State::Stopped;
+    }
+
+    #[must_use]
+    pub fn poll_action(&mut self) -> Option<AgentAction> {
+        self.actions.pop_front()
+    }
+
+    #[must_use]
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        match self.state {
+            State::Waiting { until, .. } => Some(until),
+            State::Connecting { deadline } | State::Registering { deadline } => Some(deadline),
+            State::Online { next_heartbeat } => Some(
+                self.oldest_unacked_deadline()
+                    .map_or(next_heartbeat, |at| at.min(next_heartbeat)),
+            ),
+            State::GaveUp | State::Stopped => None,
+        }
+    }
+
+    /// True once the connector will never act again.
+    pub fn is_finished(&self) -> bool {
+        matches!(self.state, State::GaveUp | State::Stopped)
+    }
+
+    pub fn status(&self) -> Status {
+        let (state, next_delay) = match self.state {
+            State::Waiting { delay, .. } => (StateKind::Waiting, Some(delay)),
+            State::Connecting { .. } => (StateKind::Connecting, None),
+            State::Registering { .. } => (StateKind::Registering, None),
+            State::Online { .. } => (StateKind::Online, None),
+            State::GaveUp => (StateKind::GaveUp, None),
+            State::Stopped => (StateKind::Stopped, None),
+        };
+        Status {
+            state,
+            attempt: self.attempt,
+            next_delay,
+            target: self.config.masters[self.target].clone(),
+        }
+    }
+
+    fn oldest_unacked_deadline(&self) -> Option<Instant> {
+        self.unacked
+            .front()
+            .map(|&(_, sent)| sent + self.config.heartbeat_timeout)
+    }
+
+    /// An open connection is lost: close it, then either start a new cycle (the session had
+    /// registered) or count a failed attempt (it had not).
+    fn lose_connection(&mut self, now: Instant, reason: DisconnectReason) {
+        tracing::info!(reason = %reason, "disconnected");
+        self.actions.push_back(AgentAction::Close);
+        self.unacked.clear();
+        if matches!(self.state, State::Online { .. }) {
+            self.start_cycle(now, Duration::ZERO);
+        } else {
+            self.schedule_retry(now);
+        }
+    }
+
+    fn connect_failed(&mut self, now: Instant, reason: DisconnectReason) {
+        tracing::info!(reason = %reason, "connect_failed");
+        self.schedule_retry(now);
+    }
+
+    fn schedule_retry(&mut self, now: Instant) {
+        // Try the next master on the list: a dead one does not hold the agent back.
+        self.target = (self.target + 1) % self.config.masters.len();
+        match self.backoff.handle_failure(&mut self.rng) {
+            Next::Retry(delay) => {
+                self.attempt += 1;
+                self.state = State::Waiting {
+                    until: now + delay,
+                    delay,
+                };
+            }
+            Next::LongWait(wait) => {
+                tracing::info!(ms = wait.as_millis() as u64, "long_wait");
+                self.target = 0;
+                self.start_cycle(now, wait);
+            }
+            Next::GiveUp => {
+                tracing::info!(attempts = self.attempt, "gave_up");
+                self.state = State::GaveUp;
+            }
+        }
+    }
+
+    fn start_cycle(&mut self, now: Instant, delay: Duration) {
+        self.backoff.reset();
+        self.attempt = 1;
+        self.state = State::Waiting {
+            until: now + delay,
+            delay,
+        };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backoff::{Strategy, WhenExhausted};
+    use crate::master::{MasterAction, MasterConfig, Registry};
+    use crate::wire::{BuildInfo, RegisterAck};
+    use rand::SeedableRng;
+    use rand_chacha::ChaCha8Rng;
+
+    fn config(backoff: BackoffPolicy) -> AgentConfig {
+        AgentConfig {
+            masters: vec!["master-1".into()],
+            heartbeat_interval: Duration::from_secs(1),
+            heartbeat_timeout: Duration::from_secs(3),
+            backoff,
+            register: Register {
+                node_name: "agent-1".into(),
+                instance_id: "agent-1-host-1".into(),
+                version: "test".into(),
+                pid: 1,
+                start_time_ms: 0,
+                capabilities: vec![],
+                metadata: BTreeMap::new(),
+                build: BuildInfo::default(),
+            },
+        }
+    }
+
+    fn no_jitter() -> BackoffPolicy {
+        BackoffPolicy {
+            jitter: 0.0,
+            ..BackoffPolicy::default()
+        }
+    }
+
+    fn connector(backoff: BackoffPolicy, t0: Instant) -> Connector<ChaCha8Rng> {
+        Connector::new(config(backoff), ChaCha8Rng::seed_from_u64(1), t0)
+    }
+
+    fn drain(connector: &mut Connector<ChaCha8Rng>) -> Vec<AgentAction> {
+        std::iter::from_fn(|| connector.poll_action()).collect()
+    }
+
+    fn ack() -> Message {
+        Message::RegisterAck(RegisterAck {
+            instance_id: "agent-1-host-1".into(),
+            accepted: true,
+            reason: String::new(),
+            heartbeat_interval_ms: 1000,
+        })
+    }
+
+    /// Runs the connector's own timeouts, refusing every connection, and returns when each
+    /// attempt went out.
+    fn attempts_while_refused(connector: &mut Connector<ChaCha8Rng>, count: usize) -> Vec<Instant> {
+        let mut times = vec![];
+        while times.len() < count {
+            let now = connector.poll_timeout().expect("keeps retrying");
+            connector.handle_timeout(now);
+            for action in drain(connector) {
+                if let AgentAction::Connect { .. } = action {
+                    times.push(now);
+                    connector.handle_connect_failed(now, DisconnectReason::Refused);
+                }
+            }
+        }
+        times
+    }
+
+    #[test]
+    fn the_first_attempt_is_immediate_then_the_schedule_doubles() {
+        let t0 = Instant::now();
+        let mut connector = connector(no_jitter(), t0);
+        let gaps: Vec<u64> = attempts_while_refused(&mut connector, 7)
+            .windows(2)
+            .map(|pair| pair[1].duration_since(pair[0]).as_secs())
+            .collect();
+        assert_eq!(gaps, vec![1, 2, 4, 8, 16, 30]);
+        assert_eq!(connector.status().attempt, 8);
+        assert_eq!(connector.status().next_delay, Some(Duration::from_secs(30)));
+    }
+
+    #[test]
+    fn registration_resets_the_attempt_count_and_heartbeats_follow() {
+        let t0 = Instant::now();
+        let mut connector = connector(no_jitter(), t0);
+        let times = attempts_while_refused(&mut connector, 3);
+        let now = *times.last().unwrap() + Duration::from_secs(4);
+        connector.handle_timeout(now);
+        assert_eq!(
+            drain(&mut connector),
+            vec![AgentAction::Connect { target: 0 }]
+        );
+        connector.handle_connected(now);
+        assert!(matches!(
+            drain(&mut connector)[..],
+            [AgentAction::Send(Message::Register(_))]
+        ));
+        connector.handle_message(now, ack());
+        assert_eq!(connector.status().state, StateKind::Online);
+        assert_eq!(connector.status().attempt, 0);
+        assert_eq!(connector.poll_timeout(), Some(now + Duration::from_secs(1)));
+        connector.handle_timeout(now + Duration::from_secs(1));
+        assert!(matches!(
+            drain(&mut connector)[..],
+            [AgentAction::Send(Message::Heartbeat(Heartbeat {
+                seq: 1,
+                ..
+            }))]
+        ));
+    }
+
+    #[test]
+    fn a_missing_heartbeat_ack_loses_the_connection_and_reconnects_at_once() {
+        let t0 = Instant::now();
+        let mut connector = connector(no_jitter(), t0);
+        connector.handle_timeout(t0);
+        connector.handle_connected(t0);
+        connector.handle_message(t0, ack());
+        drain(&mut connector);
+        // Heartbeats at 1s, 2s, 3s go unanswered; the one sent at 1s expires at 4s.
+        let mut now = t0;
+        while connector.status().state == StateKind::Online {
+            now = connector.poll_timeout().unwrap();
+            connector.handle_timeout(now);
+        }
+        assert_eq!(now, t0 + Duration::from_secs(4));
+        assert!(drain(&mut connector).contains(&AgentAction::Close));
+        assert_eq!(connector.status().attempt, 1);
+        assert_eq!(connector.poll_timeout(), Some(now));
+    }
+
+    #[test]
+    fn acks_clear_outstanding_heartbeats() {
+        let t0 = Instant::now();
+        let mut connector = connector(no_jitter(), t0);
+        connector.handle_timeout(t0);
+        connector.handle_connected(t0);
+        connector.handle_message(t0, ack());
+        for second in 1..=20 {
+            let now = t0 + Duration::from_secs(second);
+            connector.handle_timeout(now);
+            connector.handle_message(
+                now,
+                Message::HeartbeatAck(crate::wire::HeartbeatAck { seq: second }),
+            );
+        }
+        assert_eq!(connector.status().state, StateKind::Online);
+    }
+
+    #[test]
+    fn max_retries_then_give_up() {
+        let t0 = Instant::now();
+        let mut connector = connector(
+            BackoffPolicy {
+                max_retries: 3,
+                ..no_jitter()
+            },
+            t0,
+        );
+        attempts_while_refused(&mut connector, 3);
+        assert!(connector.is_finished());
+        assert_eq!(connector.status().state, StateKind::GaveUp);
+        assert_eq!(connector.poll_timeout(), None);
+    }
+
+    #[test]
+    fn max_retries_then_long_wait_then_a_new_cycle() {
+        let t0 = Instant::now();
+        let wait = Duration::from_secs(900);
+        let mut connector = connector(
+            BackoffPolicy {
+                max_retries: 2,
+                when_exhausted: WhenExhausted::LongWait(wait),
+                ..no_jitter()
+            },
+            t0,
+        );
+        let times = attempts_while_refused(&mut connector, 4);
+        assert_eq!(times[2].duration_since(times[1]), wait);
+        assert_eq!(times[3].duration_since(times[2]), Duration::from_secs(1));
+    }
+
+    #[test]
+    fn graceful_disconnect_unregisters_and_stops() {
+        let t0 = Instant::now();
+        let mut connector = connector(no_jitter(), t0);
+        connector.handle_timeout(t0);
+        connector.handle_connected(t0);
+        connector.handle_message(t0, ack());
+        drain(&mut connector);
+        connector.disconnect();
+        assert!(matches!(
+            drain(&mut connector)[..],
+            [
+                AgentAction::Send(Message::Unregister(_)),
+                AgentAction::Close
+            ]
+        ));
+        assert!(connector.is_finished());
+    }
+
+    #[test]
+    fn a_registration_refused_counts_as_a_failed_attempt() {
+        let t0 = Instant::now();
+        let mut connector = connector(
+            BackoffPolicy {
+                strategy: Strategy::Constant,
+                ..no_jitter()
+            },
+            t0,
+        );
+        connector.handle_timeout(t0);
+        connector.handle_connected(t0);
+        connector.handle_message(
+            t0,
+            Message::RegisterAck(RegisterAck {
+                instance_id: String::new(),
+                accepted: false,
+                reason: "full".into(),
+                heartbeat_interval_ms: 0,
+            }),
+        );
+        assert_eq!(connector.status().attempt, 2);
+        assert_eq!(connector.poll_timeout(), Some(t0 + Duration::from_secs(1)));
+    }
+
+    /// The agent and master cores wired directly, no network and no async: ten minutes of
+    /// heartbeats keep the node online and the agent connected.
+    #[test]
+    fn agent_and_master_cores_hold_a_session_together() {
+        let t0 = Instant::now();
+        let mut agent = connector(BackoffPolicy::default(), t0);
+        let mut master = Registry::new(MasterConfig {
+            heartbeat_interval: Duration::from_secs(1),
+            max_miss: 3,
+        });
+        let mut now = t0;
+        let end = t0 + Duration::from_secs(600);
+        let mut steps = 0;
+        while now < end {
+            steps += 1;
+            assert!(steps < 10_000, "the pair makes progress");
+            agent.handle_timeout(now);
+            master.handle_timeout(now);
+            while let Some(action) = agent.poll_action() {
+                match action {
+                    AgentAction::Connect { .. } => agent.handle_connected(now),
+                    AgentAction::Send(message) => master.handle_message(now, 1, message),
+                    AgentAction::Close => panic!("the session should hold"),
+                }
+                while let Some(MasterAction::Send { message, .. }) = master.poll_action() {
+                    agent.handle_message(now, message);
+                }
+            }
+            now = [agent.poll_timeout(), master.poll_timeout()]
+                .into_iter()
+                .flatten()
+                .min()
+                .unwrap();
+        }
+        assert_eq!(agent.status().state, StateKind::Online);
+        assert_eq!(master.online_count(), 1);
+    }
+}

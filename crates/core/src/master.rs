@@ -1,0 +1,399 @@
+//! The master's registry: which agents are registered, on which session, and whether each is
+//! online. Sans-IO: the shell feeds it messages and timeouts with `now`, and pulls the frames to
+//! send and the sessions to close.
+
+use crate::wire::{HeartbeatAck, Message, NodeStatus, Register, RegisterAck};
+use std::collections::{BTreeMap, VecDeque};
+use std::time::{Duration, Instant};
+
+/// One TCP connection, numbered by the shell.
+pub type SessionId = u64;
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct MasterConfig {
+    pub heartbeat_interval: Duration,
+    /// Missed heartbeat intervals before an agent counts as offline.
+    pub max_miss: u32,
+}
+
+impl MasterConfig {
+    /// How long an agent may stay silent before it is marked offline.
+    pub fn offline_after(&self) -> Duration {
+        self.heartbeat_interval * self.max_miss
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum MasterAction {
+    Send {
+        session: SessionId,
+        message: Message,
+    },
+    Close {
+        session: SessionId,
+        reason: &'static str,
+    },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Liveness {
+    Online,
+    Offline,
+}
+
+#[derive(Clone, Debug)]
+pub struct NodeEntry {
+    pub info: Register,
+    /// The session the newest registration came on; `None` once that session closed.
+    pub session: Option<SessionId>,
+    pub liveness: Liveness,
+    pub status: NodeStatus,
+    pub last_heard: Instant,
+}
+
+#[derive(Debug)]
+pub struct Registry {
+    config: MasterConfig,
+    /// Keyed by instance id.
+    nodes: BTreeMap<String, NodeEntry>,
+    /// Which instance each registered session speaks for.
+    sessions: BTreeMap<SessionId, String>,
+    actions: VecDeque<MasterAction>,
+    /// No online node can go silent before this; a lower bound, refreshed by each sweep.
+    next_sweep: Option<Instant>,
+}
+
+impl Registry {
+    pub fn new(config: MasterConfig) -> Self {
+        debug_assert!(config.max_miss > 0 && !config.heartbeat_interval.is_zero());
+        Registry {
+            config,
+            nodes: BTreeMap::new(),
+            sessions: BTreeMap::new(),
+            actions: VecDeque::new(),
+            next_sweep: None,
+        }
+    }
+
+    pub fn handle_message(&mut self, now: Instant, session: SessionId, message: Message) {
+        match message {
+            Message::Register(info) => self.register(now, session, info),
+            Message::Heartbeat(heartbeat) => {
+                let Some(entry) = self.entry_for(session) else {
+                    return self.close(session, "heartbeat before register");
+                };
+                entry.last_heard = now;
+                entry.status = heartbeat.status;
+                if entry.liveness == Liveness::Offline {
+                    entry.liveness = Liveness::Online;
+                    tracing::info!(agent = %entry.info.node_name, "node_online");
+                }
+                self.schedule_sweep(now + self.config.offline_after());
+                self.send(
+                    session,
+                    Message::HeartbeatAck(HeartbeatAck { seq: heartbeat.seq }),
+                );
+            }
+            Message::Unregister(_) => {
+                if let Some(instance_id) = self.sessions.remove(&session) {
+                    if let Some(entry) = self.nodes.remove(&instance_id) {
+                        tracing::info!(agent = %entry.info.node_name, "node_unregistered");
+                    }
+                }
+                self.close(session, "unregistered");
+            }
+            Message::RegisterAck(_) | Message::HeartbeatAck(_) => {
+                self.close(session, "unexpected message from agent");
+            }
+        }
+    }
+
+    fn register(&mut self, now: Instant, session: SessionId, info: Register) {
+        if let Some(previous) = self.sessions.insert(session, info.instance_id.clone()) {
+            if previous != info.instance_id {
+                // A session speaks for one instance; re-registering under another id detaches
+                // the first, which then goes silent like any other.
+                if let Some(entry) = self.nodes.get_mut(&previous) {
+                    entry.session = None;
+                }
+            }
+        }
+        let instance_id = info.instance_id.clone();
+        let agent = info.node_name.clone();
+        let superseded = match self.nodes.get_mut(&instance_id) {
+            Some(entry) => {
+                let superseded = entry.session.filter(|&old| old != session);
+                let was_offline = entry.liveness == Liveness::Offline;
+                entry.info = info;
+                entry.session = Some(session);
+                entry.liveness = Liveness::Online;
+                entry.last_heard = now;
+                tracing::info!(agent = %agent, instance_id = %instance_id, "node_registered");
+                if was_offline {
+                    tracing::info!(agent = %agent, "node_online");
+                }
+                superseded
+            }
+            None => {
+                tracing::info!(agent = %agent, instance_id = %instance_id, "node_registered");
+                self.nodes.insert(
+                    instance_id.clone(),
+                    NodeEntry {
+                        info,
+                        session: Some(session),
+                        liveness: Liveness::Online,
+                        status: NodeStatus::Online,
+                        last_heard: now,
+                    },
+                );
+                None
+            }
+        };
+        if let Some(old) = superseded {
+            // The newest session wins; the old one is closed so its agent cannot linger.
+            self.sessions.remove(&old);
+            self.close(old, "superseded by a newer session");
+        }
+        self.schedule_sweep(now + self.config.offline_after());
+        self.send(
+            session,
+            Message::RegisterAck(RegisterAck {
+                instance_id,
+                accepted: true,
+                reason: String::new(),
+                heartbeat_interval_ms: self.config.heartbeat_interval.as_millis() as u64,
+            }),
+        );
+    }
+
+    /// The connection behind `session` is gone. Its node stays registered and goes offline
+    /// only by missing heartbeats, so a brief reconnect never flaps its state.
+    pub fn handle_session_closed(&mut self, session: SessionId) {
+        if let Some(instance_id) = self.sessions.remove(&session) {
+            if let Some(entry) = self.nodes.get_mut(&instance_id) {
+                if entry.session == Some(session) {
+                    entry.session = None;
+                }
+            }
+        }
+    }
+
+    /// Marks every node silent for `offline_after` as offline.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        if self.next_sweep.is_none_or(|at| now < at) {
+            return;
+        }
+        let offline_after = self.config.offline_after();
+        let mut next_sweep = None::<Instant>;
+        for entry in self.nodes.values_mut() {
+            if entry.liveness == Liveness::Offline {
+                continue;
+            }
+            let deadline = entry.last_heard + offline_after;
+            if now >= deadline {
+                entry.liveness = Liveness::Offline;
+                let silent_ms = now.duration_since(entry.last_heard).as_millis() as u64;
+                tracing::info!(agent = %entry.info.node_name, silent_ms, "node_offline");
+            } else {
+                next_sweep = Some(next_sweep.map_or(deadline, |at| at.min(deadline)));
+            }
+        }
+        self.next_sweep = next_sweep;
+    }
+
+    #[must_use]
+    pub fn poll_action(&mut self) -> Option<MasterAction> {
+        self.actions.pop_front()
+    }
+
+    /// When [`handle_timeout`](Self::handle_timeout) next has work to do.
+    #[must_use]
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.next_sweep
+    }
+
+    pub fn nodes(&self) -> impl Iterator<Item = (&str, &NodeEntry)> {
+        self.nodes.iter().map(|(id, entry)| (id.as_str(), entry))
+    }
+
+    pub fn online_count(&self) -> usize {
+        self.nodes
+            .values()
+            .filter(|entry| entry.liveness == Liveness::Online)
+            .count()
+    }
+
+    fn entry_for(&mut self, session: SessionId) -> Option<&mut NodeEntry> {
+        let instance_id = self.sessions.get(&session)?;
+        self.nodes.get_mut(instance_id)
+    }
+
+    fn schedule_sweep(&mut self, at: Instant) {
+        // Deadlines only move later, so an existing earlier sweep stays a valid lower bound.
+        if self.next_sweep.is_none() {
+            self.next_sweep = Some(at);
+        }
+    }
+
+    fn send(&mut self, session: SessionId, message: Message) {
+        self.actions
+            .push_back(MasterAction::Send { session, message });
+    }
+
+    fn close(&mut self, session: SessionId, reason: &'static str) {
+        self.actions
+            .push_back(MasterAction::Close { session, reason });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::{BuildInfo, Heartbeat, Unregister};
+
+    fn config() -> MasterConfig {
+        MasterConfig {
+            heartbeat_interval: Duration::from_secs(1),
+            max_miss: 3,
+        }
+    }
+
+    fn register(name: &str, pid: u32) -> Message {
+        Message::Register(Register {
+            node_name: name.into(),
+            instance_id: crate::wire::instance_id(name, "host", pid),
+            version: "test".into(),
+            pid,
+            start_time_ms: 0,
+            capabilities: vec![],
+            metadata: BTreeMap::new(),
+            build: BuildInfo::default(),
+        })
+    }
+
+    fn heartbeat(seq: u64) -> Message {
+        Message::Heartbeat(Heartbeat {
+            seq,
+            status: NodeStatus::Online,
+            uptime_ms: 0,
+            metrics: BTreeMap::new(),
+        })
+    }
+
+    fn drain(registry: &mut Registry) -> Vec<MasterAction> {
+        std::iter::from_fn(|| registry.poll_action()).collect()
+    }
+
+    fn liveness(registry: &Registry) -> Vec<Liveness> {
+        registry.nodes().map(|(_, entry)| entry.liveness).collect()
+    }
+
+    #[test]
+    fn register_is_acked_and_heartbeats_keep_a_node_online() {
+        let t0 = Instant::now();
+        let mut registry = Registry::new(config());
+        registry.handle_message(t0, 1, register("agent-1", 7));
+        let actions = drain(&mut registry);
+        assert!(matches!(
+            &actions[..],
+            [MasterAction::Send { session: 1, message: Message::RegisterAck(ack) }] if ack.accepted
+        ));
+        for second in 1..10 {
+            let now = t0 + Duration::from_secs(second);
+            registry.handle_message(now, 1, heartbeat(second));
+            registry.handle_timeout(now);
+        }
+        assert_eq!(liveness(&registry), vec![Liveness::Online]);
+    }
+
+    #[test]
+    fn silence_for_max_miss_intervals_marks_offline_and_a_heartbeat_brings_it_back() {
+        let t0 = Instant::now();
+        let mut registry = Registry::new(config());
+        registry.handle_message(t0, 1, register("agent-1", 7));
+        assert_eq!(registry.poll_timeout(), Some(t0 + Duration::from_secs(3)));
+        registry.handle_timeout(t0 + Duration::from_millis(2999));
+        assert_eq!(liveness(&registry), vec![Liveness::Online]);
+        registry.handle_timeout(t0 + Duration::from_secs(3));
+        assert_eq!(liveness(&registry), vec![Liveness::Offline]);
+        assert_eq!(
+            registry.poll_timeout(),
+            None,
+            "nothing online, nothing to watch"
+        );
+        registry.handle_message(t0 + Duration::from_secs(5), 1, heartbeat(1));
+        assert_eq!(liveness(&registry), vec![Liveness::Online]);
+        assert_eq!(registry.poll_timeout(), Some(t0 + Duration::from_secs(8)));
+    }
+
+    #[test]
+    fn a_sweep_only_marks_the_silent_nodes() {
+        let t0 = Instant::now();
+        let mut registry = Registry::new(config());
+        registry.handle_message(t0, 1, register("agent-1", 1));
+        registry.handle_message(t0, 2, register("agent-2", 2));
+        registry.handle_message(t0 + Duration::from_secs(2), 2, heartbeat(1));
+        registry.handle_timeout(t0 + Duration::from_secs(3));
+        assert_eq!(
+            liveness(&registry),
+            vec![Liveness::Offline, Liveness::Online]
+        );
+        assert_eq!(registry.poll_timeout(), Some(t0 + Duration::from_secs(5)));
+    }
+
+    #[test]
+    fn the_newest_session_of_an_instance_wins() {
+        let t0 = Instant::now();
+        let mut registry = Registry::new(config());
+        registry.handle_message(t0, 1, register("agent-1", 7));
+        drain(&mut registry);
+        registry.handle_message(t0, 2, register("agent-1", 7));
+        let actions = drain(&mut registry);
+        assert!(actions.contains(&MasterAction::Close {
+            session: 1,
+            reason: "superseded by a newer session"
+        }));
+        assert_eq!(registry.nodes().count(), 1);
+        assert_eq!(registry.nodes().next().unwrap().1.session, Some(2));
+        // The old session no longer speaks for the node.
+        registry.handle_message(t0, 1, heartbeat(1));
+        assert!(matches!(
+            drain(&mut registry)[..],
+            [MasterAction::Close { session: 1, .. }]
+        ));
+    }
+
+    #[test]
+    fn unregister_removes_the_node_and_closes_the_session() {
+        let t0 = Instant::now();
+        let mut registry = Registry::new(config());
+        registry.handle_message(t0, 1, register("agent-1", 7));
+        drain(&mut registry);
+        registry.handle_message(
+            t0,
+            1,
+            Message::Unregister(Unregister {
+                reason: "shutdown".into(),
+            }),
+        );
+        assert_eq!(registry.nodes().count(), 0);
+        assert_eq!(
+            drain(&mut registry),
+            vec![MasterAction::Close {
+                session: 1,
+                reason: "unregistered"
+            }]
+        );
+    }
+
+    #[test]
+    fn a_closed_session_leaves_the_node_to_the_liveness_rule() {
+        let t0 = Instant::now();
+        let mut registry = Registry::new(config());
+        registry.handle_message(t0, 1, register("agent-1", 7));
+        registry.handle_session_closed(1);
+        assert_eq!(liveness(&registry), vec![Liveness::Online]);
+        registry.handle_timeout(t0 + Duration::from_secs(3));
+        assert_eq!(liveness(&registry), vec![Liveness::Offline]);
+    }
+}

@@ -1,0 +1,270 @@
+//! The agent–master wire protocol: serde messages in length-prefixed frames.
+//!
+//! A frame is a 4-byte big-endian payload length followed by the payload, a bincode-encoded
+//! [`Message`]. Decoding never panics: a frame that is too large, truncated inside its payload
+//! or not a valid message is a [`WireError`], and the caller closes that one connection.
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// Length of the frame header (the payload length, u32 big-endian).
+pub const HEADER_LEN: usize = 4;
+/// Default limit on a frame's payload.
+pub const MAX_FRAME_DEFAULT: usize = 64 * 1024;
+
+/// Every message either side may send. New kinds (commands, config) are appended at the end:
+/// bincode encodes the variant's index, so existing variants keep their numbers.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum Message {
+    Register(Register),
+    RegisterAck(RegisterAck),
+    Heartbeat(Heartbeat),
+    HeartbeatAck(HeartbeatAck),
+    Unregister(Unregister),
+}
+
+impl Message {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Message::Register(_) => "Register",
+            Message::RegisterAck(_) => "RegisterAck",
+            Message::Heartbeat(_) => "Heartbeat",
+            Message::HeartbeatAck(_) => "HeartbeatAck",
+            Message::Unregister(_) => "Unregister",
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Register {
+    pub node_name: String,
+    /// `{node_name}-{hostname}-{pid}`: one per process incarnation.
+    pub instance_id: String,
+    pub version: String,
+    pub pid: u32,
+    /// Milliseconds since the Unix epoch when the process started.
+    pub start_time_ms: u64,
+    pub capabilities: Vec<String>,
+    pub metadata: BTreeMap<String, String>,
+    pub build: BuildInfo,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct BuildInfo {
+    pub git_sha: String,
+    pub profile: String,
+    pub target: String,
+}
+
+/// `{node_name}-{hostname}-{pid}`.
+pub fn instance_id(node_name: &str, hostname: &str, pid: u32) -> String {
+    format!("{node_name}-{hostname}-{pid}")
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RegisterAck {
+    pub instance_id: String,
+    pub accepted: bool,
+    /// Why a registration was refused; empty when accepted.
+    pub reason: String,
+    pub heartbeat_interval_ms: u64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum NodeStatus {
+    Online,
+    Degraded,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Heartbeat {
+    pub seq: u64,
+    pub status: NodeStatus,
+    pub uptime_ms: u64,
+    pub metrics: BTreeMap<String, f64>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct HeartbeatAck {
+    pub seq: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Unregister {
+    pub reason: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum WireError {
+    #[error("frame of {len} bytes exceeds the limit of {max} bytes")]
+    FrameTooLarge { len: usize, max: usize },
+    #[error("malformed {len}-byte frame: {reason}")]
+    Malformed { len: usize, reason: String },
+}
+
+fn codec(max_frame: usize) -> impl bincode::Options {
+    use bincode::Options;
+    bincode::DefaultOptions::new()
+        .with_limit(max_frame as u64)
+        .reject_trailing_bytes()
+}
+
+/// Appends one frame holding `message` to `out`. Fails, writing nothing, if the payload would
+/// exceed `max_frame`.
+pub fn encode(message: &Message, max_frame: usize, out: &mut Vec<u8>) -> Result<(), WireError> {
+    use bincode::Options;
+    let payload = codec(max_frame)
+        .serialize(message)
+        .map_err(|_| WireError::FrameTooLarge {
+            len: codec(usize::MAX)
+                .serialized_size(message)
+                .map_or(usize::MAX, |n| n as usize),
+            max: max_frame,
+        })?;
+    out.reserve(HEADER_LEN + payload.len());
+    out.extend_from_slice(&(payload.len() as u32).to_be_bytes());
+    out.extend_from_slice(&payload);
+    Ok(())
+}
+
+/// Decodes the first frame of `buf`. `Ok(None)` means more bytes are needed; `Ok(Some((message,
+/// consumed)))` says how many bytes of `buf` the frame used.
+pub fn decode(buf: &[u8], max_frame: usize) -> Result<Option<(Message, usize)>, WireError> {
+    use bincode::Options;
+    let Some(header) = buf.get(..HEADER_LEN) else {
+        return Ok(None);
+    };
+    let len = u32::from_be_bytes(header.try_into().expect("4-byte header")) as usize;
+    if len > max_frame {
+        return Err(WireError::FrameTooLarge {
+            len,
+            max: max_frame,
+        });
+    }
+    let Some(payload) = buf.get(HEADER_LEN..HEADER_LEN + len) else {
+        return Ok(None);
+    };
+    let message = codec(max_frame)
+        .deserialize(payload)
+        .map_err(|error| WireError::Malformed {
+            len,
+            reason: error.to_string(),
+        })?;
+    Ok(Some((message, HEADER_LEN + len)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn register() -> Message {
+        Message::Register(Register {
+            node_name: "agent-1".into(),
+            instance_id: instance_id("agent-1", "host", 42),
+            version: "0.1.0".into(),
+            pid: 42,
+            start_time_ms: 1_700_000_000_000,
+            capabilities: vec!["exec".into()],
+            metadata: BTreeMap::from([("zone".into(), "a".into())]),
+            build: BuildInfo::default(),
+        })
+    }
+
+    fn heartbeat(seq: u64) -> Message {
+        Message::Heartbeat(Heartbeat {
+            seq,
+            status: NodeStatus::Degraded,
+            uptime_ms: 5,
+            metrics: BTreeMap::from([("cpu".into(), 0.5)]),
+        })
+    }
+
+    #[test]
+    fn frames_round_trip_back_to_back() {
+        let mut buf = Vec::new();
+        encode(&register(), MAX_FRAME_DEFAULT, &mut buf).unwrap();
+        encode(&heartbeat(9), MAX_FRAME_DEFAULT, &mut buf).unwrap();
+        let (first, used) = decode(&buf, MAX_FRAME_DEFAULT).unwrap().unwrap();
+        assert_eq!(first, register());
+        let (second, used2) = decode(&buf[used..], MAX_FRAME_DEFAULT).unwrap().unwrap();
+        assert_eq!(second, heartbeat(9));
+        assert_eq!(used + used2, buf.len());
+    }
+
+    #[test]
+    fn a_partial_frame_asks_for_more_bytes() {
+        let mut buf = Vec::new();
+        encode(&register(), MAX_FRAME_DEFAULT, &mut buf).unwrap();
+        for cut in 0..buf.len() {
+            assert_eq!(
+                decode(&buf[..cut], MAX_FRAME_DEFAULT),
+                Ok(None),
+                "cut at {cut}"
+            );
+        }
+    }
+
+    #[test]
+    fn an_oversized_length_is_refused_before_reading_the_payload() {
+        let buf = (1_000_000u32).to_be_bytes();
+        assert_eq!(
+            decode(&buf, 1024),
+            Err(WireError::FrameTooLarge {
+                len: 1_000_000,
+                max: 1024
+            })
+        );
+    }
+
+    #[test]
+    fn encoding_over_the_limit_writes_nothing() {
+        let mut buf = Vec::new();
+        let error = encode(&register(), 16, &mut buf).unwrap_err();
+        assert!(matches!(error, WireError::FrameTooLarge { max: 16, .. }));
+        assert!(buf.is_empty());
+    }
+
+    #[test]
+    fn garbage_and_trailing_bytes_are_malformed() {
+        let mut frame = 3u32.to_be_bytes().to_vec();
+        frame.extend_from_slice(&[200, 1, 2]);
+        assert!(matches!(
+            decode(&frame, MAX_FRAME_DEFAULT),
+            Err(WireError::Malformed { len: 3, .. })
+        ));
+        let mut payload = Vec::new();
+        encode(&heartbeat(1), MAX_FRAME_DEFAULT, &mut payload).unwrap();
+        let mut padded = ((payload.len() - HEADER_LEN + 1) as u32)
+            .to_be_bytes()
+            .to_vec();
+        padded.extend_from_slice(&payload[HEADER_LEN..]);
+        padded.push(0);
+        assert!(matches!(
+            decode(&padded, MAX_FRAME_DEFAULT),
+            Err(WireError::Malformed { .. })
+        ));
+    }
+
+    proptest! {
+        /// Any byte string decodes to a message, a request for more bytes, or an error; never a
+        /// panic, and never a claim to have used more bytes than it was given.
+        #[test]
+        fn decoding_arbitrary_bytes_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..256)) {
+            if let Ok(Some((_, used))) = decode(&bytes, 128) {
+                prop_assert!(used <= bytes.len());
+            }
+        }
+
+        #[test]
+        fn heartbeats_round_trip(seq in any::<u64>(), uptime_ms in any::<u64>(), cpu in -1e9f64..1e9) {
+            let message = Message::Heartbeat(Heartbeat {
+                seq, status: NodeStatus::Online, uptime_ms,
+                metrics: BTreeMap::from([("cpu".to_string(), cpu)]),
+            });
+            let mut buf = Vec::new();
+            encode(&message, MAX_FRAME_DEFAULT, &mut buf).unwrap();
+            prop_assert_eq!(decode(&buf, MAX_FRAME_DEFAULT).unwrap(), Some((message, buf.len())));
+        }
+    }
+}
