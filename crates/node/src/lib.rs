@@ -1,1 +1,13 @@
-pub fn x() {}
+//! The async shell of the fleet control plane. It moves bytes and timers between TCP and the
+//! pure cores of `fleet-core`, and nothing else.
+//!
+//! It uses tokio's API through `madsim-tokio`: a plain build runs on real tokio and real
+//! sockets, and a build with `--cfg madsim` runs the same code inside the simulator.
+
+pub mod agent;
+pub mod clock;
+pub mod codec;
+pub mod master;
+
+pub use agent::{registration, run_agent};
+pub use master::{run_master, run_master_with_state, MasterState};

@@ -1,0 +1,138 @@
+//! The agent's shell: runs the connector core over one TCP connection at a time.
+
+use crate::clock::{now, sleep_until};
+use crate::codec::{CodecError, FrameCodec};
+use fleet_core::agent::{AgentAction, Connector, DisconnectReason};
+use fleet_core::wire::{BuildInfo, Message, Register};
+use futures::{SinkExt, StreamExt};
+use rand::RngCore;
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use tokio::net::TcpStream;
+use tokio_util::codec::Framed;
+
+/// The registration an agent of this build sends.
+pub fn registration(node_name: &str, hostname: &str, pid: u32, start_time_ms: u64) -> Register {
+    Register {
+        node_name: node_name.to_string(),
+        instance_id: fleet_core::wire::instance_id(node_name, hostname, pid),
+        version: env!("CARGO_PKG_VERSION").to_string(),
+        pid,
+        start_time_ms,
+        capabilities: vec!["heartbeat".to_string()],
+        metadata: BTreeMap::new(),
+        build: BuildInfo {
+            git_sha: option_env!("FLEET_GIT_SHA")
+                .unwrap_or("unknown")
+                .to_string(),
+            profile: if cfg!(debug_assertions) {
+                "debug"
+            } else {
+                "release"
+            }
+            .to_string(),
+            target: std::env::consts::ARCH.to_string(),
+        },
+    }
+}
+
+type Connecting = Pin<Box<dyn Future<Output = io::Result<TcpStream>> + Send>>;
+
+enum Link {
+    Idle,
+    Connecting(Connecting),
+    Open(Box<Framed<TcpStream, FrameCodec>>),
+}
+
+enum LinkEvent {
+    Connected(TcpStream),
+    ConnectFailed(DisconnectReason),
+    Frame(Message),
+    Broken(DisconnectReason),
+}
+
+impl Link {
+    /// The next thing that happens on the link; never resolves while idle. Cancel-safe: the
+    /// pending connect lives in `self`, and `Framed::next` keeps partial frames.
+    async fn next_event(&mut self) -> LinkEvent {
+        match self {
+            Link::Idle => std::future::pending().await,
+            Link::Connecting(connecting) => match connecting.as_mut().await {
+                Ok(stream) => LinkEvent::Connected(stream),
+                Err(error) => LinkEvent::ConnectFailed(classify(&error)),
+            },
+            Link::Open(framed) => match framed.next().await {
+                Some(Ok(message)) => LinkEvent::Frame(message),
+                Some(Err(CodecError::Wire(_))) => {
+                    LinkEvent::Broken(DisconnectReason::ProtocolError)
+                }
+                Some(Err(CodecError::Io(error))) => LinkEvent::Broken(classify(&error)),
+                None => LinkEvent::Broken(DisconnectReason::Closed),
+            },
+        }
+    }
+}
+
+/// Why an I/O error broke (or prevented) a connection.
+pub fn classify(error: &io::Error) -> DisconnectReason {
+    match error.kind() {
+        io::ErrorKind::ConnectionRefused => DisconnectReason::Refused,
+        io::ErrorKind::TimedOut => DisconnectReason::ConnectTimeout,
+        io::ErrorKind::UnexpectedEof => DisconnectReason::Closed,
+        io::ErrorKind::InvalidData => DisconnectReason::ProtocolError,
+        _ => DisconnectReason::Reset,
+    }
+}
+
+/// Drives `connector` against `masters` (indexed like its config's master names) until it
+/// gives up or is stopped.
+pub async fn run_agent<R: RngCore>(mut connector: Connector<R>, masters: Vec<SocketAddr>) {
+    let mut link = Link::Idle;
+    loop {
+        while let Some(action) = connector.poll_action() {
+            match action {
+                AgentAction::Connect { target } => {
+                    link = Link::Connecting(Box::pin(TcpStream::connect(masters[target])));
+                }
+                AgentAction::Send(message) => {
+                    if let Link::Open(framed) = &mut link {
+                        if let Err(error) = framed.send(message).await {
+                            let reason = match error {
+                                CodecError::Io(error) => classify(&error),
+                                CodecError::Wire(_) => DisconnectReason::ProtocolError,
+                            };
+                            connector.handle_disconnected(now(), reason);
+                        }
+                    }
+                }
+                AgentAction::Close => link = Link::Idle,
+            }
+        }
+        if connector.is_finished() {
+            return;
+        }
+        let deadline = connector.poll_timeout();
+        tokio::select! {
+            event = link.next_event() => match event {
+                LinkEvent::Connected(stream) => {
+                    let _ = stream.set_nodelay(true);
+                    link = Link::Open(Box::new(Framed::new(stream, FrameCodec::default())));
+                    connector.handle_connected(now());
+                }
+                LinkEvent::ConnectFailed(reason) => {
+                    link = Link::Idle;
+                    connector.handle_connect_failed(now(), reason);
+                }
+                LinkEvent::Frame(message) => connector.handle_message(now(), message),
+                LinkEvent::Broken(reason) => {
+                    link = Link::Idle;
+                    connector.handle_disconnected(now(), reason);
+                }
+            },
+            _ = sleep_until(deadline) => connector.handle_timeout(now()),
+        }
+    }
+}

@@ -1,0 +1,83 @@
+//! The shell over real sockets on loopback: an agent registers with a master, keeps it updated
+//! with heartbeats, and when the master goes away, redials until a new master answers.
+//! Native build only (`cargo native test -p fleet-node`); the simulated build covers the same
+//! code through the scenarios.
+#![cfg(not(madsim))]
+
+use fleet_core::agent::{AgentConfig, Connector};
+use fleet_core::backoff::BackoffPolicy;
+use fleet_core::master::MasterConfig;
+use fleet_node::{registration, run_agent, run_master_with_state, MasterState};
+use rand::SeedableRng;
+use std::time::Duration;
+use tokio::net::TcpListener;
+
+const INTERVAL: Duration = Duration::from_millis(20);
+
+async fn start_master(listener: TcpListener) -> (MasterState, tokio::task::JoinHandle<()>) {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let task = tokio::spawn(async move {
+        let config = MasterConfig {
+            heartbeat_interval: INTERVAL,
+            max_miss: 3,
+        };
+        let _ = run_master_with_state(listener, config, |state| {
+            let _ = tx.send(state);
+        })
+        .await;
+    });
+    (rx.await.expect("master starts"), task)
+}
+
+async fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
+    for _ in 0..500 {
+        if condition() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("timed out waiting until {what}");
+}
+
+#[tokio::test]
+async fn an_agent_registers_and_comes_back_after_the_master_restarts() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let (state, master) = start_master(listener).await;
+
+    let config = AgentConfig {
+        masters: vec!["master-1".into()],
+        heartbeat_interval: INTERVAL,
+        heartbeat_timeout: INTERVAL * 3,
+        backoff: BackoffPolicy {
+            base: Duration::from_millis(10),
+            max: Duration::from_millis(40),
+            ..BackoffPolicy::default()
+        },
+        register: registration("agent-1", "loopback", std::process::id(), 0),
+    };
+    let connector = Connector::new(
+        config,
+        rand_chacha::ChaCha8Rng::seed_from_u64(1),
+        std::time::Instant::now(),
+    );
+    tokio::spawn(run_agent(connector, vec![address]));
+
+    wait_until("the agent is online", || {
+        state.with_registry(|r| r.online_count() == 1)
+    })
+    .await;
+    // Heartbeats keep it online well past max_miss intervals.
+    tokio::time::sleep(INTERVAL * 10).await;
+    assert_eq!(state.with_registry(|r| r.online_count()), 1);
+
+    master.abort();
+    let _ = master.await;
+    // The listener was dropped with the task; a new master on the same port gets the agent back.
+    let listener = TcpListener::bind(address).await.unwrap();
+    let (state, _master) = start_master(listener).await;
+    wait_until("the agent re-registers", || {
+        state.with_registry(|r| r.online_count() == 1)
+    })
+    .await;
+}
