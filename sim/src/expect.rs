@@ -1,0 +1,479 @@
+//! Judges a timeline against a scenario's `[[expect]]` entries.
+//!
+//! "Online" is what the masters believe, read off their events: `node_registered` and
+//! `node_online` make an agent online, `node_offline` and `node_unregistered` make it offline,
+//! and a crash or restart of its master makes it offline (the registry died with it).
+
+use crate::scenario::{Check, Scenario};
+use crate::selector::Topology;
+use crate::trace::Event;
+use fleet_core::backoff::BackoffPolicy;
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Verdict {
+    pub check: String,
+    pub ok: bool,
+    pub detail: String,
+}
+
+/// `h:mm:ss.mmm`, the timeline's clock.
+pub fn fmt_time(t_ms: u64) -> String {
+    let (hours, rest) = (t_ms / 3_600_000, t_ms % 3_600_000);
+    let (minutes, rest) = (rest / 60_000, rest % 60_000);
+    format!("{hours}:{minutes:02}:{:02}.{:03}", rest / 1000, rest % 1000)
+}
+
+fn ms(duration: Duration) -> u64 {
+    duration.as_millis() as u64
+}
+
+fn show(duration: Duration) -> String {
+    fleet_core::fmt_duration(duration)
+}
+
+/// Each agent's online/offline transitions, as the masters saw them, in time order.
+pub struct OnlineHistory {
+    transitions: BTreeMap<String, Vec<(u64, bool)>>,
+}
+
+impl OnlineHistory {
+    pub fn from_events(events: &[Event], topology: &Topology) -> OnlineHistory {
+        let mut transitions: BTreeMap<String, Vec<(u64, bool)>> = BTreeMap::new();
+        // Which master last accepted each agent.
+        let mut registered_at: BTreeMap<String, String> = BTreeMap::new();
+        let mut set = |agent: &str, t_ms: u64, online: bool| {
+            let history = transitions.entry(agent.to_string()).or_default();
+            if history.last().map(|&(_, state)| state) != Some(online) {
+                history.push((t_ms, online));
+            }
+        };
+        for event in events {
+            match event.kind.as_str() {
+                "node_registered" | "node_online" | "node_offline" | "node_unregistered" => {
+                    let Some(agent) = event.str_field("agent") else {
+                        continue;
+                    };
+                    let online = matches!(event.kind.as_str(), "node_registered" | "node_online");
+                    if event.kind == "node_registered" {
+                        registered_at.insert(agent.to_string(), event.node.clone());
+                    }
+                    set(agent, event.t_ms, online);
+                }
+                "crash" | "restart" if event.node == "sim" => {
+                    let Some(target) = event.str_field("target") else {
+                        continue;
+                    };
+                    let Ok(selector) = topology.select(target) else {
+                        continue;
+                    };
+                    for (agent, master) in &registered_at {
+                        if selector.contains(master) {
+                            set(agent, event.t_ms, false);
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        OnlineHistory { transitions }
+    }
+
+    /// Whether `agent` was online at `t_ms` (after every event at that millisecond).
+    pub fn online_at(&self, agent: &str, t_ms: u64) -> bool {
+        self.transitions
+            .get(agent)
+            .and_then(|history| history.iter().take_while(|&&(t, _)| t <= t_ms).last())
+            .is_some_and(|&(_, online)| online)
+    }
+
+    /// The first moment in `[from, to]` at which `agent` was offline.
+    pub fn first_offline(&self, agent: &str, from: u64, to: u64) -> Option<u64> {
+        if !self.online_at(agent, from) {
+            return Some(from);
+        }
+        self.transitions.get(agent).and_then(|history| {
+            history
+                .iter()
+                .find(|&&(t, online)| t > from && t <= to && !online)
+                .map(|&(t, _)| t)
+        })
+    }
+}
+
+/// Connect attempts per whole second of the run: the busiest second in `[from, to]`.
+pub fn peak_connect_rate(events: &[Event], from: u64, to: u64) -> Option<(u64, u64)> {
+    let mut per_second: BTreeMap<u64, u64> = BTreeMap::new();
+    for event in events {
+        if event.kind == "connect_attempt" && (from..=to).contains(&event.t_ms) {
+            *per_second.entry(event.t_ms / 1000).or_default() += 1;
+        }
+    }
+    // The earliest second wins a tie, so the answer never depends on map order.
+    per_second
+        .into_iter()
+        .fold(
+            None,
+            |best: Option<(u64, u64)>, (second, count)| match best {
+                Some((_, best_count)) if best_count >= count => best,
+                _ => Some((second, count)),
+            },
+        )
+        .map(|(second, count)| (count, second * 1000))
+}
+
+pub fn evaluate(scenario: &Scenario, events: &[Event]) -> Vec<Verdict> {
+    let history = OnlineHistory::from_events(events, &scenario.topology);
+    scenario
+        .expectations
+        .iter()
+        .map(|check| evaluate_one(check, scenario, &history, events))
+        .collect()
+}
+
+fn verdict(check: String, ok: bool, detail: String) -> Verdict {
+    Verdict { check, ok, detail }
+}
+
+fn evaluate_one(
+    check: &Check,
+    scenario: &Scenario,
+    history: &OnlineHistory,
+    events: &[Event],
+) -> Verdict {
+    match check {
+        Check::AllOnline { agents, at } => {
+            let name = format!("all_online {agents} at {}", show(*at));
+            let offline: Vec<&str> = agents
+                .nodes()
+                .iter()
+                .filter(|agent| !history.online_at(agent, ms(*at)))
+                .map(String::as_str)
+                .collect();
+            let total = agents.nodes().len();
+            if offline.is_empty() {
+                verdict(name, true, format!("{total}/{total} online"))
+            } else {
+                verdict(
+                    name,
+                    false,
+                    format!(
+                        "{}/{total} online; not online: {}",
+                        total - offline.len(),
+                        abbreviate(&offline)
+                    ),
+                )
+            }
+        }
+        Check::OfflineWithin {
+            agents,
+            after,
+            within,
+        } => {
+            let name = format!(
+                "offline_within {agents} {} after {}",
+                show(*within),
+                show(*after)
+            );
+            let (from, to) = (ms(*after), ms(*after + *within));
+            let mut slowest = (0u64, "");
+            let mut never = Vec::new();
+            for agent in agents.nodes() {
+                match history.first_offline(agent, from, to) {
+                    Some(t) if t - from >= slowest.0 => slowest = (t - from, agent),
+                    Some(_) => {}
+                    None => never.push(agent.as_str()),
+                }
+            }
+            if never.is_empty() {
+                verdict(
+                    name,
+                    true,
+                    format!(
+                        "all {} offline; slowest {} after {}ms",
+                        agents.nodes().len(),
+                        slowest.1,
+                        slowest.0
+                    ),
+                )
+            } else {
+                verdict(
+                    name,
+                    false,
+                    format!("still online at {}: {}", fmt_time(to), abbreviate(&never)),
+                )
+            }
+        }
+        Check::BackoffFollowsPolicy { agents, after } => {
+            let name = format!("backoff_follows_policy {agents} after {}", show(*after));
+            check_backoff(&scenario.backoff, agents.nodes(), ms(*after), events).map_or_else(
+                |failure| verdict(name.clone(), false, failure),
+                |detail| verdict(name.clone(), true, detail),
+            )
+        }
+        Check::MaxConnectAttempts {
+            agents,
+            during,
+            max,
+        } => {
+            let name = format!(
+                "max_connect_attempts {agents} during {}..{} <= {max}",
+                show(during.0),
+                show(during.1)
+            );
+            let count = events
+                .iter()
+                .filter(|event| {
+                    event.kind == "connect_attempt"
+                        && (ms(during.0)..=ms(during.1)).contains(&event.t_ms)
+                        && agents.contains(&event.node)
+                })
+                .count() as u64;
+            verdict(name, count <= *max, format!("{count} attempts"))
+        }
+        Check::NoOffline { agents, during } => {
+            let name = format!(
+                "no_offline {agents} during {}..{}",
+                show(during.0),
+                show(during.1)
+            );
+            let offline: Vec<String> = agents
+                .nodes()
+                .iter()
+                .filter_map(|agent| {
+                    history
+                        .first_offline(agent, ms(during.0), ms(during.1))
+                        .map(|t| format!("{agent} at {}", fmt_time(t)))
+                })
+                .collect();
+            if offline.is_empty() {
+                verdict(
+                    name,
+                    true,
+                    format!("{} agents stayed online", agents.nodes().len()),
+                )
+            } else {
+                let names: Vec<&str> = offline.iter().map(String::as_str).collect();
+                verdict(name, false, format!("offline: {}", abbreviate(&names)))
+            }
+        }
+        Check::PeakConnectRate { during, max } => {
+            let name = format!(
+                "peak_connect_rate during {}..{} <= {max}/s",
+                show(during.0),
+                show(during.1)
+            );
+            match peak_connect_rate(events, ms(during.0), ms(during.1)) {
+                None => verdict(name, true, "no connect attempts".into()),
+                Some((count, at)) => verdict(
+                    name,
+                    count <= *max,
+                    format!("peak {count}/s at {}", fmt_time(at)),
+                ),
+            }
+        }
+    }
+}
+
+/// Checks every connect attempt of `agents` at or after `after_ms` against the policy. Returns
+/// a summary, or the first violation. Attempt 1 of a cycle goes out at once (or after a
+/// `long_wait`); attempt n >= 2 waits the policy's delay for retry n - 2.
+fn check_backoff(
+    policy: &BackoffPolicy,
+    agents: &[String],
+    after_ms: u64,
+    events: &[Event],
+) -> Result<String, String> {
+    struct Seen {
+        previous_delay: std::time::Duration,
+        long_wait_ms: Option<u64>,
+    }
+    let mut seen: BTreeMap<&str, Seen> = BTreeMap::new();
+    let mut checked = 0u64;
+    let mut widest = (0u64, 0u64);
+    for event in events {
+        if !agents.contains(&event.node) {
+            continue;
+        }
+        let state = seen.entry(event.node.as_str()).or_insert(Seen {
+            previous_delay: policy.base,
+            long_wait_ms: None,
+        });
+        if event.kind == "long_wait" {
+            state.long_wait_ms = event.u64_field("ms");
+            continue;
+        }
+        if event.kind != "connect_attempt" {
+            continue;
+        }
+        let (Some(attempt), Some(delay_ms)) =
+            (event.u64_field("attempt"), event.u64_field("delay_ms"))
+        else {
+            return Err(format!(
+                "{} at {}: connect_attempt without attempt/delay_ms",
+                event.node,
+                fmt_time(event.t_ms)
+            ));
+        };
+        let delay = std::time::Duration::from_millis(delay_ms);
+        let allowed = if attempt <= 1 {
+            let expected = state.long_wait_ms.take().unwrap_or(0);
+            expected..=expected
+        } else {
+            let previous = if attempt == 2 {
+                policy.base
+            } else {
+                state.previous_delay
+            };
+            let bounds = policy.bounds((attempt - 2) as u32, previous);
+            ms(*bounds.start())..=ms(*bounds.end())
+        };
+        state.previous_delay = delay;
+        if event.t_ms < after_ms {
+            continue;
+        }
+        if !allowed.contains(&delay_ms) {
+            return Err(format!(
+                "{} attempt {attempt} at {} waited {delay_ms}ms; the policy allows {}..{}ms",
+                event.node,
+                fmt_time(event.t_ms),
+                allowed.start(),
+                allowed.end()
+            ));
+        }
+        if attempt >= 2 {
+            checked += 1;
+            widest = widest.max((delay_ms, attempt));
+        }
+    }
+    if checked == 0 {
+        return Err(format!(
+            "no retry after {} to check: the policy was never exercised",
+            fmt_time(after_ms)
+        ));
+    }
+    Ok(format!(
+        "{checked} retry delays within bounds; longest {}ms (attempt {})",
+        widest.0, widest.1
+    ))
+}
+
+/// `a, b, c` or `a, b, c and 7 more`.
+fn abbreviate(names: &[&str]) -> String {
+    const SHOWN: usize = 5;
+    let mut text = names
+        .iter()
+        .take(SHOWN)
+        .copied()
+        .collect::<Vec<_>>()
+        .join(", ");
+    if names.len() > SHOWN {
+        text.push_str(&format!(" and {} more", names.len() - SHOWN));
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::trace::FieldValue;
+
+    fn event(t_ms: u64, node: &str, kind: &str, fields: &[(&str, FieldValue)]) -> Event {
+        Event {
+            t_ms,
+            node: node.into(),
+            kind: kind.into(),
+            fields: fields
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.clone()))
+                .collect(),
+        }
+    }
+
+    fn agent(name: &str) -> (&'static str, FieldValue) {
+        ("agent", FieldValue::Str(name.into()))
+    }
+
+    fn attempt(t_ms: u64, attempt: u64, delay_ms: u64) -> Event {
+        event(
+            t_ms,
+            "agent-1",
+            "connect_attempt",
+            &[
+                ("attempt", FieldValue::U64(attempt)),
+                ("delay_ms", FieldValue::U64(delay_ms)),
+            ],
+        )
+    }
+
+    const TOPOLOGY: Topology = Topology {
+        masters: 1,
+        agents: 2,
+    };
+
+    #[test]
+    fn online_history_follows_master_events_and_master_crashes() {
+        let events = vec![
+            event(100, "master-1", "node_registered", &[agent("agent-1")]),
+            event(100, "master-1", "node_registered", &[agent("agent-2")]),
+            event(5000, "master-1", "node_offline", &[agent("agent-2")]),
+            event(
+                9000,
+                "sim",
+                "crash",
+                &[("target", FieldValue::Str("master-1".into()))],
+            ),
+        ];
+        let history = OnlineHistory::from_events(&events, &TOPOLOGY);
+        assert!(!history.online_at("agent-1", 99));
+        assert!(history.online_at("agent-1", 100));
+        assert!(history.online_at("agent-2", 4999));
+        assert!(!history.online_at("agent-2", 5000));
+        assert!(!history.online_at("agent-1", 9000), "its master crashed");
+        assert_eq!(history.first_offline("agent-1", 1000, 10_000), Some(9000));
+        assert_eq!(history.first_offline("agent-1", 1000, 8000), None);
+    }
+
+    #[test]
+    fn backoff_check_accepts_the_schedule_and_rejects_a_short_wait() {
+        let policy = BackoffPolicy::default(); // 1s ×2 ±25%
+        let agents = vec!["agent-1".to_string()];
+        let good = vec![
+            attempt(0, 1, 0),
+            attempt(1100, 2, 1100),
+            attempt(3000, 3, 1900),
+        ];
+        assert!(check_backoff(&policy, &agents, 0, &good).is_ok());
+        let bad = vec![
+            attempt(0, 1, 0),
+            attempt(1100, 2, 1100),
+            attempt(2000, 3, 900),
+        ];
+        let error = check_backoff(&policy, &agents, 0, &bad).unwrap_err();
+        assert!(error.contains("attempt 3"), "{error}");
+        assert!(error.contains("1500..2500ms"), "{error}");
+    }
+
+    #[test]
+    fn backoff_check_with_nothing_to_check_fails() {
+        let agents = vec!["agent-1".to_string()];
+        let events = vec![attempt(0, 1, 0)];
+        assert!(check_backoff(&BackoffPolicy::default(), &agents, 0, &events).is_err());
+    }
+
+    #[test]
+    fn peak_rate_picks_the_busiest_second() {
+        let events = vec![attempt(100, 1, 0), attempt(2100, 1, 0), attempt(2900, 1, 0)];
+        assert_eq!(peak_connect_rate(&events, 0, 10_000), Some((2, 2000)));
+        assert_eq!(peak_connect_rate(&events, 0, 1000), Some((1, 0)));
+        assert_eq!(peak_connect_rate(&events, 5000, 6000), None);
+    }
+
+    #[test]
+    fn clock_format() {
+        assert_eq!(fmt_time(0), "0:00:00.000");
+        assert_eq!(fmt_time(3_723_456), "1:02:03.456");
+    }
+}

@@ -1,0 +1,301 @@
+//! Runs a scenario inside madsim and returns its timeline.
+//!
+//! Address plan: `master-i` is 10.0.0.i and listens on port 7000; `agent-i` is
+//! 10.1.(i / 256).(i % 256). Every node's RNG is seeded from the scenario seed, the node's name
+//! and its incarnation (1 at boot, +1 per restart). Agents boot at 100ms, once the masters
+//! listen. Everything random in a run comes from the one seed.
+
+use crate::scenario::{FaultAction, Scenario};
+use crate::selector::{Role, Selector, Topology};
+use crate::trace::{CaptureLayer, Event, Locate};
+use fleet_core::agent::{AgentConfig, Connector};
+use fleet_core::master::MasterConfig;
+use madsim::net::NetSim;
+use madsim::runtime::{Handle, Runtime};
+use madsim::task::NodeId;
+use madsim::time::TimeHandle;
+use rand::SeedableRng;
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tracing_subscriber::layer::SubscriberExt;
+
+pub const MASTER_PORT: u16 = 7000;
+/// Agents start this long after the masters, so the first attempt finds a listener.
+pub const AGENT_BOOT_DELAY: Duration = Duration::from_millis(100);
+
+/// What a run produced.
+#[derive(Clone, Debug)]
+pub struct RunOutput {
+    pub seed: u64,
+    pub events: Vec<Event>,
+    /// Wall-clock time the simulation took.
+    pub wall: Duration,
+}
+
+fn node_ip(role: Role, index: u32) -> IpAddr {
+    match role {
+        Role::Master => IpAddr::V4(Ipv4Addr::new(10, 0, 0, index as u8)),
+        Role::Agent => IpAddr::V4(Ipv4Addr::new(10, 1, (index >> 8) as u8, index as u8)),
+    }
+}
+
+/// A stable 64-bit seed for one node incarnation (FNV-1a; std's hashers promise no stability).
+pub fn node_seed(seed: u64, node: &str, incarnation: u32) -> u64 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    let bytes = seed
+        .to_le_bytes()
+        .into_iter()
+        .chain(node.bytes())
+        .chain(incarnation.to_le_bytes());
+    for byte in bytes {
+        hash ^= u64::from(byte);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    hash
+}
+
+fn latency_range(low: Duration, high: Duration) -> std::ops::Range<Duration> {
+    // madsim draws from a half-open range; a fixed latency is a range one microsecond wide.
+    low..high.max(low + Duration::from_micros(1))
+}
+
+/// Runs `scenario` with `seed` and returns every captured event, in order.
+pub fn run(scenario: &Scenario, seed: u64) -> RunOutput {
+    let mut config = madsim::Config::default();
+    config.net.send_latency = latency_range(scenario.network.latency.0, scenario.network.latency.1);
+    config.net.packet_loss_rate = scenario.network.loss;
+    let runtime = Runtime::with_seed_and_config(seed, config);
+
+    let mut ids: BTreeMap<String, NodeId> = BTreeMap::new();
+    let master_addresses: Vec<SocketAddr> = (1..=scenario.topology.masters)
+        .map(|i| SocketAddr::new(node_ip(Role::Master, i), MASTER_PORT))
+        .collect();
+    for index in 1..=scenario.topology.masters {
+        let name = Topology::node_name(Role::Master, index);
+        let config = MasterConfig {
+            heartbeat_interval: scenario.heartbeat.interval,
+            max_miss: scenario.heartbeat.max_miss,
+        };
+        let address = master_addresses[index as usize - 1];
+        let node = runtime
+            .create_node()
+            .name(&name)
+            .ip(address.ip())
+            .init(move || {
+                let config = config.clone();
+                async move {
+                    let listener = tokio::net::TcpListener::bind(address)
+                        .await
+                        .expect("a simulated master can always bind its own address");
+                    // The listener only fails with the node, which ends this task anyway.
+                    let _ = fleet_node::run_master(listener, config).await;
+                }
+            })
+            .build();
+        ids.insert(name, node.id());
+    }
+    let master_names: Vec<String> = (1..=scenario.topology.masters)
+        .map(|i| Topology::node_name(Role::Master, i))
+        .collect();
+    for index in 1..=scenario.topology.agents {
+        let name = Topology::node_name(Role::Agent, index);
+        let incarnations = Arc::new(AtomicU32::new(0));
+        let template = AgentConfig {
+            masters: master_names.clone(),
+            heartbeat_interval: scenario.heartbeat.interval,
+            heartbeat_timeout: scenario.heartbeat.timeout,
+            backoff: scenario.backoff.clone(),
+            register: fleet_node::registration(&name, "sim", 0, 0),
+        };
+        let addresses = master_addresses.clone();
+        let node_name = name.clone();
+        let node = runtime
+            .create_node()
+            .name(&name)
+            .ip(node_ip(Role::Agent, index))
+            .init(move || {
+                let incarnation = incarnations.fetch_add(1, Ordering::Relaxed) + 1;
+                let rng = rand_chacha::ChaCha8Rng::seed_from_u64(node_seed(
+                    seed,
+                    &node_name,
+                    incarnation,
+                ));
+                let mut config = template.clone();
+                let addresses = addresses.clone();
+                let node_name = node_name.clone();
+                async move {
+                    if incarnation == 1 {
+                        tokio::time::sleep(AGENT_BOOT_DELAY).await;
+                    }
+                    // Simulated processes get small, distinct pids: 100 + incarnation.
+                    let start_time_ms = std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .map_or(0, |since| since.as_millis() as u64);
+                    config.register = fleet_node::registration(
+                        &node_name,
+                        "sim",
+                        100 + incarnation,
+                        start_time_ms,
+                    );
+                    let connector = Connector::new(config, rng, Instant::now());
+                    fleet_node::run_agent(connector, addresses).await;
+                }
+            })
+            .build();
+        ids.insert(name, node.id());
+    }
+
+    let names: Arc<BTreeMap<NodeId, String>> =
+        Arc::new(ids.iter().map(|(name, id)| (*id, name.clone())).collect());
+    let locate: Locate = Arc::new(move || {
+        let t_ms = TimeHandle::current().elapsed().as_millis() as u64;
+        let node = names
+            .get(&madsim::plugin::node())
+            .map_or_else(|| "sim".to_string(), String::clone);
+        (t_ms, node)
+    });
+    let (layer, events) = CaptureLayer::new(locate);
+    let subscriber = tracing_subscriber::registry().with(layer);
+
+    let faults = scenario.faults.clone();
+    let duration = scenario.duration;
+    let wall_start = std::time::Instant::now();
+    tracing::subscriber::with_default(subscriber, || {
+        runtime.block_on(async move {
+            let mut faults_applied = FaultInjector {
+                ids,
+                clogged: BTreeSet::new(),
+            };
+            for fault in faults {
+                sleep_until(fault.at).await;
+                faults_applied.apply(&fault.action);
+            }
+            sleep_until(duration).await;
+        })
+    });
+    let wall = wall_start.elapsed();
+    drop(runtime);
+    let events = std::mem::take(&mut *events.lock().unwrap_or_else(|p| p.into_inner()));
+    RunOutput { seed, events, wall }
+}
+
+/// Sleeps until `at` after the start of the run.
+async fn sleep_until(at: Duration) {
+    let now = TimeHandle::current().elapsed();
+    tokio::time::sleep(at.saturating_sub(now)).await;
+}
+
+struct FaultInjector {
+    ids: BTreeMap<String, NodeId>,
+    /// Links cut by partitions, as (from, to), so heal can restore exactly those.
+    clogged: BTreeSet<(NodeId, NodeId)>,
+}
+
+impl FaultInjector {
+    fn id(&self, node: &str) -> NodeId {
+        self.ids[node]
+    }
+
+    fn apply(&mut self, action: &FaultAction) {
+        let handle = Handle::current();
+        let net = NetSim::current();
+        match action {
+            FaultAction::Crash(target) => {
+                tracing::info!(target = %target, "crash");
+                for node in target.nodes() {
+                    handle.kill(self.id(node));
+                }
+            }
+            FaultAction::Restart(target) => {
+                tracing::info!(target = %target, "restart");
+                for node in target.nodes() {
+                    handle.restart(self.id(node));
+                }
+            }
+            FaultAction::Partition { groups, oneway } => {
+                let shown: Vec<String> = groups.iter().map(|group| join(group, ",")).collect();
+                if *oneway {
+                    tracing::info!(groups = %shown.join(" | "), oneway = true, "partition");
+                } else {
+                    tracing::info!(groups = %shown.join(" | "), "partition");
+                }
+                let members: Vec<Vec<NodeId>> = groups
+                    .iter()
+                    .map(|group| {
+                        group
+                            .iter()
+                            .flat_map(|selector| selector.nodes())
+                            .map(|node| self.id(node))
+                            .collect()
+                    })
+                    .collect();
+                for (i, from_group) in members.iter().enumerate() {
+                    for to_group in &members[i + 1..] {
+                        for &a in from_group {
+                            for &b in to_group {
+                                self.clogged.insert((a, b));
+                                // One way: only traffic from the earlier group is cut.
+                                if !oneway {
+                                    self.clogged.insert((b, a));
+                                }
+                            }
+                        }
+                    }
+                }
+                for &(a, b) in &self.clogged {
+                    net.clog_link(a, b);
+                }
+            }
+            FaultAction::Heal(target) => {
+                let healed: Vec<(NodeId, NodeId)> = match target {
+                    None => {
+                        tracing::info!(target = "all", "heal");
+                        std::mem::take(&mut self.clogged).into_iter().collect()
+                    }
+                    Some(selector) => {
+                        tracing::info!(target = %selector, "heal");
+                        let touched: BTreeSet<NodeId> =
+                            selector.nodes().iter().map(|node| self.id(node)).collect();
+                        let healed: Vec<_> = self
+                            .clogged
+                            .iter()
+                            .filter(|(a, b)| touched.contains(a) || touched.contains(b))
+                            .copied()
+                            .collect();
+                        for link in &healed {
+                            self.clogged.remove(link);
+                        }
+                        healed
+                    }
+                };
+                for (a, b) in healed {
+                    net.unclog_link(a, b);
+                }
+            }
+            FaultAction::Latency(low, high) => {
+                tracing::info!(
+                    range = %format!("{}..{}", fleet_core::fmt_duration(*low), fleet_core::fmt_duration(*high)),
+                    "latency"
+                );
+                let range = latency_range(*low, *high);
+                net.update_config(|config| config.send_latency = range);
+            }
+            FaultAction::Loss(rate) => {
+                tracing::info!(rate = *rate, "loss");
+                let rate = *rate;
+                net.update_config(|config| config.packet_loss_rate = rate);
+            }
+        }
+    }
+}
+
+fn join(selectors: &[Selector], separator: &str) -> String {
+    selectors
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(separator)
+}
