@@ -259,20 +259,22 @@ fn evaluate_one(
                 verdict(name, false, format!("offline: {}", abbreviate(&names)))
             }
         }
-        Check::PeakConnectRate { during, max } => {
+        Check::PeakConnectRate { during, min, max } => {
+            let bound = match (*min, *max) {
+                (0, max) => format!("<= {max}/s"),
+                (min, u64::MAX) => format!(">= {min}/s"),
+                (min, max) => format!("in {min}..={max}/s"),
+            };
             let name = format!(
-                "peak_connect_rate during {}..{} <= {max}/s",
+                "peak_connect_rate during {}..{} {bound}",
                 show(during.0),
                 show(during.1)
             );
-            match peak_connect_rate(events, ms(during.0), ms(during.1)) {
-                None => verdict(name, true, "no connect attempts".into()),
-                Some((count, at)) => verdict(
-                    name,
-                    count <= *max,
-                    format!("peak {count}/s at {}", fmt_time(at)),
-                ),
-            }
+            let (count, detail) = match peak_connect_rate(events, ms(during.0), ms(during.1)) {
+                None => (0, "no connect attempts".to_string()),
+                Some((count, at)) => (count, format!("peak {count}/s at {}", fmt_time(at))),
+            };
+            verdict(name, (*min..=*max).contains(&count), detail)
         }
     }
 }

@@ -87,9 +87,13 @@ pub fn run(scenario: &Scenario, seed: u64) -> RunOutput {
             .init(move || {
                 let config = config.clone();
                 async move {
-                    let listener = tokio::net::TcpListener::bind(address)
-                        .await
-                        .expect("a simulated master can always bind its own address");
+                    let listener = match tokio::net::TcpListener::bind(address).await {
+                        Ok(listener) => listener,
+                        Err(error) => {
+                            tracing::info!(error = %error, "bind_failed");
+                            return;
+                        }
+                    };
                     // The listener only fails with the node, which ends this task anyway.
                     let _ = fleet_node::run_master(listener, config).await;
                 }
@@ -212,6 +216,9 @@ impl FaultInjector {
             FaultAction::Restart(target) => {
                 tracing::info!(target = %target, "restart");
                 for node in target.nodes() {
+                    // madsim's restart re-runs init without releasing the node's sockets; a
+                    // kill first makes a restart a crash followed by a clean start.
+                    handle.kill(self.id(node));
                     handle.restart(self.id(node));
                 }
             }

@@ -98,9 +98,11 @@ pub enum Check {
         agents: Selector,
         during: (Duration, Duration),
     },
-    /// At most `max` connect attempts in any one whole second of `during`.
+    /// The busiest whole second of `during` has between `min` and `max` connect attempts
+    /// (`min` shows a storm happens, `max` that it does not).
     PeakConnectRate {
         during: (Duration, Duration),
+        min: u64,
         max: u64,
     },
 }
@@ -220,6 +222,7 @@ struct RawExpect {
     within: Option<Dur>,
     during: Option<DurRange>,
     max: Option<u64>,
+    min: Option<u64>,
 }
 
 /// Turns byte offsets into positions for one file.
@@ -436,10 +439,16 @@ impl RawScenario {
                         .map(|r| (r.0, r.1))
                         .ok_or_else(|| need("during"))?,
                 },
-                "peak_connect_rate" => Check::PeakConnectRate {
-                    during,
-                    max: expect.max.ok_or_else(|| need("max"))?,
-                },
+                "peak_connect_rate" => {
+                    if expect.min.is_none() && expect.max.is_none() {
+                        return Err(need("min` or `max"));
+                    }
+                    Check::PeakConnectRate {
+                        during,
+                        min: expect.min.unwrap_or(0),
+                        max: expect.max.unwrap_or(u64::MAX),
+                    }
+                }
                 other => {
                     return Err(source.error(
                         expect.check.span(),
@@ -611,8 +620,12 @@ mod tests {
 
     #[test]
     fn a_check_missing_a_field_says_which() {
-        let error = error(&format!("{MINIMAL}[[expect]]\ncheck = \"all_online\"\n"));
-        assert!(error.message.contains("needs `at`"), "{}", error.message);
+        let missing = error(&format!("{MINIMAL}[[expect]]\ncheck = \"all_online\"\n"));
+        assert!(
+            missing.message.contains("needs `at`"),
+            "{}",
+            missing.message
+        );
         let error = error(&format!(
             "{MINIMAL}[[expect]]\ncheck = \"everything_fine\"\n"
         ));

@@ -1,0 +1,89 @@
+//! The `sim` command as a user meets it: exit codes, error positions, the reproduce line.
+#![cfg(madsim)]
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+fn scratch_file(name: &str, text: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("sim-cli-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn sim(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_sim"))
+        .args(args)
+        .output()
+        .expect("sim runs")
+}
+
+const SMALL: &str = r#"
+name = "small"
+seed = 9
+duration = "20s"
+[topology]
+agents = 2
+"#;
+
+#[test]
+fn a_bad_scenario_exits_2_naming_file_line_and_column() {
+    let path = scratch_file(
+        "bad.toml",
+        &format!("{SMALL}[[faults]]\nat = \"5s\"\ncrash = \"agent-7\"\n"),
+    );
+    let output = sim(&["run", path.to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("bad.toml:9:9:"), "{stderr}");
+    assert!(stderr.contains("agent-1..agent-2"), "{stderr}");
+}
+
+#[test]
+fn a_missing_file_exits_2() {
+    let output = sim(&["run", "no/such/scenario.toml"]);
+    assert_eq!(output.status.code(), Some(2));
+}
+
+#[test]
+fn a_failed_expectation_exits_1_and_prints_the_reproduce_command() {
+    // The agents are online, so claiming they are offline must fail.
+    let path = scratch_file(
+        "fails.toml",
+        &format!(
+            "{SMALL}[[expect]]\ncheck = \"offline_within\"\nafter = \"5s\"\nwithin = \"5s\"\n"
+        ),
+    );
+    let output = sim(&["run", path.to_str().unwrap(), "--seed", "77"]);
+    assert_eq!(output.status.code(), Some(1));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(stdout.contains("FAIL  offline_within"), "{stdout}");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("run "), "{stderr}");
+    assert!(stderr.contains("--seed 77"), "{stderr}");
+}
+
+#[test]
+fn json_output_is_one_document_with_the_documented_keys() {
+    let path = scratch_file("json.toml", SMALL);
+    let output = sim(&["run", path.to_str().unwrap(), "--json"]);
+    assert_eq!(output.status.code(), Some(0));
+    let document: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(document["scenario"], "small");
+    assert_eq!(document["seed"], 9);
+    let first = &document["events"][0];
+    for key in ["t_ms", "node", "kind"] {
+        assert!(!first[key].is_null(), "event lacks {key}: {first}");
+    }
+    assert_eq!(document["stats"]["sim_ms"], 20_000);
+    assert!(document["expectations"].as_array().unwrap().is_empty());
+}
+
+#[test]
+fn check_confirms_determinism() {
+    let path = scratch_file("check.toml", SMALL);
+    let output = sim(&["check", path.to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&output.stdout).contains("identical in two runs"));
+}

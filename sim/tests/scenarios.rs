@@ -1,0 +1,44 @@
+//! Every scenario file keeps its timeline and verdicts as a reviewed snapshot in `snapshots/`,
+//! and every expectation in it must hold. A changed timeline fails here until someone reviews
+//! the diff (see the README).
+#![cfg(madsim)]
+
+use sim::scenario::Scenario;
+use sim::{expect, report, runner};
+use std::sync::Mutex;
+
+#[test]
+fn scenario() {
+    let failures = Mutex::new(Vec::new());
+    let mut settings = insta::Settings::clone_current();
+    settings.set_snapshot_path("../../snapshots");
+    settings.set_prepend_module_to_snapshot(false);
+    settings.set_omit_expression(true);
+    settings.bind(|| {
+        insta::glob!("../../scenarios", "*.toml", |path| {
+            let scenario = Scenario::load(path).unwrap_or_else(|error| panic!("{error}"));
+            let output = runner::run(&scenario, scenario.seed);
+            let verdicts = expect::evaluate(&scenario, &output.events);
+            for verdict in verdicts.iter().filter(|verdict| !verdict.ok) {
+                failures.lock().unwrap().push(format!(
+                    "{}: {}: {}",
+                    path.display(),
+                    verdict.check,
+                    verdict.detail
+                ));
+            }
+            insta::assert_snapshot!(report::deterministic_text(
+                &scenario,
+                scenario.seed,
+                &output.events,
+                &verdicts
+            ));
+        });
+    });
+    let failures = failures.into_inner().unwrap();
+    assert!(
+        failures.is_empty(),
+        "expectations failed:\n{}",
+        failures.join("\n")
+    );
+}
