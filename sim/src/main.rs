@@ -29,6 +29,12 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Run a scenario several times and print the median wall time and speed-up.
+    Bench {
+        file: PathBuf,
+        #[arg(long, default_value_t = 5)]
+        runs: usize,
+    },
     /// Run each scenario twice with the same seed and compare the timelines.
     Check {
         #[arg(required = true)]
@@ -68,6 +74,7 @@ mod app {
     pub fn main(command: Command) -> i32 {
         match command {
             Command::Run { file, seed, json } => run(&file, seed, json),
+            Command::Bench { file, runs } => bench(&file, runs),
             Command::Check { files, seed } => files
                 .iter()
                 .map(|file| check(file, seed))
@@ -113,6 +120,28 @@ mod app {
         } else {
             exit::OK
         }
+    }
+
+    fn bench(file: &Path, runs: usize) -> i32 {
+        let scenario = match load(file) {
+            Ok(scenario) => scenario,
+            Err(code) => return code,
+        };
+        let mut walls = Vec::new();
+        for run in 1..=runs.max(1) {
+            let output = runner::run(&scenario, scenario.seed);
+            println!("run {run}: {}", report::wall_line(&scenario, output.wall));
+            walls.push(output.wall);
+        }
+        walls.sort();
+        let median = walls[walls.len() / 2];
+        println!(
+            "{}: median {} over {} runs",
+            scenario.name,
+            report::wall_line(&scenario, median),
+            walls.len()
+        );
+        exit::OK
     }
 
     fn check(file: &Path, seed: Option<u64>) -> i32 {
