@@ -5,6 +5,7 @@
 
 pub mod agent;
 pub mod backoff;
+pub mod cluster;
 pub mod master;
 pub mod wire;
 

@@ -1,0 +1,465 @@
+//! Raft leader election without a log (Ongaro's thesis, chapter 3 and §9.6).
+//!
+//! Terms, RequestVote, randomized election timeouts, leader heartbeats, majority rule; plus
+//! pre-vote (a candidate first asks whether it could win, so a node cut off from the leader does
+//! not inflate its term and disrupt the cluster when it returns) and check-quorum (a leader that
+//! has not heard from a majority for an election timeout steps down). Both are on by default.
+//!
+//! Sans-IO like the other cores: [`RaftNode::handle_message`] and
+//! [`RaftNode::handle_timeout`] take `now`; messages to send come from
+//! [`RaftNode::poll_message`], membership events from [`RaftNode::poll_event`].
+
+use super::{ClusterEvent, Role};
+use rand::{Rng, RngCore};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::time::{Duration, Instant};
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct RaftConfig {
+    /// A follower that hears no leader for a random time in `[low, high]` starts an election.
+    pub election_timeout: (Duration, Duration),
+    pub heartbeat_interval: Duration,
+    pub pre_vote: bool,
+    pub check_quorum: bool,
+}
+
+impl Default for RaftConfig {
+    fn default() -> Self {
+        RaftConfig {
+            election_timeout: (Duration::from_millis(1500), Duration::from_millis(3000)),
+            heartbeat_interval: Duration::from_millis(500),
+            pre_vote: true,
+            check_quorum: true,
+        }
+    }
+}
+
+impl RaftConfig {
+    pub fn validate(&self) -> Result<(), String> {
+        let (low, high) = self.election_timeout;
+        if low.is_zero() || low > high {
+            return Err("election_timeout must be a range like \"1500ms..3000ms\"".into());
+        }
+        if self.heartbeat_interval.is_zero() || self.heartbeat_interval >= low {
+            return Err(format!(
+                "heartbeat interval ({:?}) must be above 0 and below the election timeout ({:?})",
+                self.heartbeat_interval, low
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RaftMessage {
+    /// "Would you vote for me in `term`?" Changes nothing at the receiver.
+    PreVote {
+        term: u64,
+    },
+    PreVoteResponse {
+        term: u64,
+        granted: bool,
+    },
+    RequestVote {
+        term: u64,
+    },
+    VoteResponse {
+        term: u64,
+        granted: bool,
+    },
+    Heartbeat {
+        term: u64,
+    },
+    HeartbeatResponse {
+        term: u64,
+    },
+}
+
+impl RaftMessage {
+    fn term(&self) -> u64 {
+        match *self {
+            RaftMessage::PreVote { term }
+            | RaftMessage::PreVoteResponse { term, .. }
+            | RaftMessage::RequestVote { term }
+            | RaftMessage::VoteResponse { term, .. }
+            | RaftMessage::Heartbeat { term }
+            | RaftMessage::HeartbeatResponse { term } => term,
+        }
+    }
+}
+
+pub struct RaftNode<R> {
+    me: String,
+    /// Every other member, sorted.
+    peers: Vec<String>,
+    config: RaftConfig,
+    rng: R,
+    term: u64,
+    voted_for: Option<String>,
+    role: Role,
+    leader: Option<String>,
+    /// Follower or candidate: when to start the next (pre-)election.
+    election_deadline: Instant,
+    /// Leader: when to send the next heartbeats.
+    heartbeat_due: Instant,
+    /// Leader: when it took office, so check-quorum gives followers a full timeout first.
+    leading_since: Instant,
+    /// Votes (or pre-votes) collected in the current attempt, including our own.
+    votes: BTreeSet<String>,
+    /// When we last heard from a leader of the current term.
+    last_leader_contact: Option<Instant>,
+    /// When we last heard anything from each peer.
+    last_heard: BTreeMap<String, Instant>,
+    closed: bool,
+    outbox: VecDeque<(String, RaftMessage)>,
+    events: VecDeque<ClusterEvent>,
+}
+
+impl<R: RngCore> RaftNode<R> {
+    pub fn new(me: &str, members: &[String], config: RaftConfig, rng: R, now: Instant) -> Self {
+        let peers: Vec<String> = members
+            .iter()
+            .filter(|member| member.as_str() != me)
+            .cloned()
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        let mut node = RaftNode {
+            me: me.to_string(),
+            peers,
+            config,
+            rng,
+            term: 0,
+            voted_for: None,
+            role: Role::Follower,
+            leader: None,
+            election_deadline: now,
+            heartbeat_due: now,
+            leading_since: now,
+            votes: BTreeSet::new(),
+            last_leader_contact: None,
+            last_heard: BTreeMap::new(),
+            closed: false,
+            outbox: VecDeque::new(),
+            events: VecDeque::from([ClusterEvent::StartUp]),
+        };
+        node.reset_election_deadline(now);
+        node
+    }
+
+    fn majority(&self) -> usize {
+        (self.peers.len() + 1) / 2 + 1
+    }
+
+    fn reset_election_deadline(&mut self, now: Instant) {
+        let (low, high) = self.config.election_timeout;
+        let span = high.saturating_sub(low).as_millis() as u64;
+        let extra = if span == 0 {
+            0
+        } else {
+            self.rng.gen_range(0..=span)
+        };
+        self.election_deadline = now + low + Duration::from_millis(extra);
+    }
+
+    fn broadcast(&mut self, message: RaftMessage) {
+        for peer in &self.peers {
+            self.outbox.push_back((peer.clone(), message.clone()));
+        }
+    }
+
+    pub fn handle_timeout(&mut self, now: Instant) {
+        if self.closed {
+            return;
+        }
+        match self.role {
+            Role::Leader => {
+                if now >= self.heartbeat_due {
+                    if self.config.check_quorum && !self.has_quorum(now) {
+                        return self.step_down(now, "lost quorum");
+                    }
+                    self.broadcast(RaftMessage::Heartbeat { term: self.term });
+                    self.heartbeat_due = now + self.config.heartbeat_interval;
+                }
+            }
+            Role::Follower | Role::PreCandidate | Role::Candidate => {
+                if now >= self.election_deadline {
+                    if self.config.pre_vote {
+                        self.start_pre_vote(now);
+                    } else {
+                        self.start_election(now);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Whether a majority (counting us) was heard from within the minimum election timeout.
+    fn has_quorum(&self, now: Instant) -> bool {
+        let window = self.config.election_timeout.0;
+        if now.duration_since(self.leading_since) < window {
+            return true;
+        }
+        let heard = self
+            .last_heard
+            .values()
+            .filter(|&&at| now.duration_since(at) < window)
+            .count();
+        heard + 1 >= self.majority()
+    }
+
+    fn start_pre_vote(&mut self, now: Instant) {
+        self.role = Role::PreCandidate;
+        self.votes = BTreeSet::from([self.me.clone()]);
+        tracing::info!(term = self.term + 1, "pre_vote_started");
+        self.broadcast(RaftMessage::PreVote {
+            term: self.term + 1,
+        });
+        self.reset_election_deadline(now);
+        self.check_votes(now);
+    }
+
+    fn start_election(&mut self, now: Instant) {
+        self.term += 1;
+        self.role = Role::Candidate;
+        self.voted_for = Some(self.me.clone());
+        self.leader = None;
+        self.votes = BTreeSet::from([self.me.clone()]);
+        tracing::info!(term = self.term, "election_started");
+        self.events.push_back(ClusterEvent::ElectionStart);
+        self.broadcast(RaftMessage::RequestVote { term: self.term });
+        self.reset_election_deadline(now);
+        self.check_votes(now);
+    }
+
+    fn check_votes(&mut self, now: Instant) {
+        if self.votes.len() < self.majority() {
+            return;
+        }
+        match self.role {
+            Role::PreCandidate => self.start_election(now),
+            Role::Candidate => self.become_leader(now),
+            _ => {}
+        }
+    }
+
+    fn become_leader(&mut self, now: Instant) {
+        debug_assert_eq!(self.voted_for.as_deref(), Some(self.me.as_str()));
+        self.role = Role::Leader;
+        self.leader = Some(self.me.clone());
+        self.leading_since = now;
+        tracing::info!(
+            term = self.term,
+            votes = self.votes.len() as u64,
+            "became_leader"
+        );
+        self.events.push_back(ClusterEvent::ElectionFinish);
+        self.events.push_back(ClusterEvent::SignMaster);
+        self.broadcast(RaftMessage::Heartbeat { term: self.term });
+        self.heartbeat_due = now + self.config.heartbeat_interval;
+    }
+
+    fn step_down(&mut self, now: Instant, reason: &str) {
+        debug_assert_eq!(self.role, Role::Leader);
+        tracing::info!(term = self.term, reason, "stepped_down");
+        self.role = Role::Follower;
+        self.leader = None;
+        self.events.push_back(ClusterEvent::StopMaster);
+        self.reset_election_deadline(now);
+    }
+
+    /// Adopts a higher term seen in any message, stepping down if we led.
+    fn observe_term(&mut self, now: Instant, term: u64) {
+        if term <= self.term {
+            return;
+        }
+        if self.role == Role::Leader {
+            self.step_down(now, "higher term");
+        }
+        self.term = term;
+        self.voted_for = None;
+        self.leader = None;
+        if self.role != Role::Follower {
+            self.role = Role::Follower;
+            self.reset_election_deadline(now);
+        }
+    }
+
+    pub fn handle_message(&mut self, now: Instant, from: &str, message: RaftMessage) {
+        if self.closed || !self.peers.iter().any(|peer| peer == from) {
+            return;
+        }
+        self.last_heard.insert(from.to_string(), now);
+        // Pre-votes are hypothetical: their terms are not adopted.
+        if !matches!(message, RaftMessage::PreVote { .. })
+            && !matches!(message, RaftMessage::PreVoteResponse { granted: true, .. })
+        {
+            self.observe_term(now, message.term());
+        }
+        match message {
+            RaftMessage::PreVote { term } => {
+                let leader_is_fresh = self.role == Role::Leader
+                    || self
+                        .last_leader_contact
+                        .is_some_and(|at| now.duration_since(at) < self.config.election_timeout.0);
+                let granted = term > self.term && !leader_is_fresh;
+                self.send(
+                    from,
+                    RaftMessage::PreVoteResponse {
+                        term: if granted { term } else { self.term },
+                        granted,
+                    },
+                );
+            }
+            RaftMessage::PreVoteResponse { term, granted } => {
+                if granted && self.role == Role::PreCandidate && term == self.term + 1 {
+                    self.votes.insert(from.to_string());
+                    self.check_votes(now);
+                }
+            }
+            RaftMessage::RequestVote { term } => {
+                let denial = if term < self.term {
+                    Some("stale term".to_string())
+                } else {
+                    match &self.voted_for {
+                        Some(other) if other != from => Some(format!("voted for {other}")),
+                        _ => None,
+                    }
+                };
+                let granted = denial.is_none();
+                match denial {
+                    None => {
+                        self.voted_for = Some(from.to_string());
+                        self.reset_election_deadline(now);
+                        tracing::info!(term, candidate = from, "vote_granted");
+                    }
+                    Some(reason) => {
+                        tracing::info!(term, candidate = from, reason = %reason, "vote_denied");
+                    }
+                }
+                self.send(
+                    from,
+                    RaftMessage::VoteResponse {
+                        term: self.term,
+                        granted,
+                    },
+                );
+            }
+            RaftMessage::VoteResponse { term, granted } => {
+                if granted && self.role == Role::Candidate && term == self.term {
+                    self.votes.insert(from.to_string());
+                    self.check_votes(now);
+                }
+            }
+            RaftMessage::Heartbeat { term } => {
+                if term == self.term {
+                    debug_assert!(
+                        self.role != Role::Leader,
+                        "two leaders in term {term}: {} and {from}",
+                        self.me
+                    );
+                    self.last_leader_contact = Some(now);
+                    self.reset_election_deadline(now);
+                    let changed =
+                        self.role != Role::Follower || self.leader.as_deref() != Some(from);
+                    self.role = Role::Follower;
+                    if changed {
+                        self.leader = Some(from.to_string());
+                        tracing::info!(term, leader = from, "became_follower");
+                        self.events.push_back(ClusterEvent::ElectionFinish);
+                        self.events.push_back(ClusterEvent::SignFollower);
+                    }
+                }
+                self.send(from, RaftMessage::HeartbeatResponse { term: self.term });
+            }
+            RaftMessage::HeartbeatResponse { .. } => {}
+        }
+    }
+
+    /// Gives up leadership on purpose (a graceful handover): followers elect another.
+    pub fn release(&mut self, now: Instant) {
+        if self.role == Role::Leader {
+            self.events.push_back(ClusterEvent::ReleaseMaster);
+            self.step_down(now, "released");
+            // Stand back for a full timeout so another node wins the next election.
+            self.election_deadline = now + self.config.election_timeout.1;
+        }
+    }
+
+    /// Leaves the cluster: no more messages, no more elections.
+    pub fn close(&mut self) {
+        if !self.closed {
+            self.closed = true;
+            self.role = Role::Follower;
+            self.leader = None;
+            self.events.push_back(ClusterEvent::Close);
+        }
+    }
+
+    fn send(&mut self, to: &str, message: RaftMessage) {
+        self.outbox.push_back((to.to_string(), message));
+    }
+
+    #[must_use]
+    pub fn poll_message(&mut self) -> Option<(String, RaftMessage)> {
+        self.outbox.pop_front()
+    }
+
+    #[must_use]
+    pub fn poll_event(&mut self) -> Option<ClusterEvent> {
+        self.events.pop_front()
+    }
+
+    #[must_use]
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        if self.closed {
+            return None;
+        }
+        Some(match self.role {
+            Role::Leader => self.heartbeat_due,
+            _ => self.election_deadline,
+        })
+    }
+
+    pub fn role(&self) -> Role {
+        self.role
+    }
+
+    pub fn term(&self) -> u64 {
+        self.term
+    }
+
+    pub fn leader(&self) -> Option<&str> {
+        self.leader.as_deref()
+    }
+
+    pub fn me(&self) -> &str {
+        &self.me
+    }
+
+    /// Every member, sorted, including this node.
+    pub fn members(&self) -> Vec<String> {
+        let mut all = self.peers.clone();
+        all.push(self.me.clone());
+        all.sort();
+        all
+    }
+
+    /// Members heard from within the maximum election timeout, and this node.
+    pub fn alive(&self, now: Instant) -> Vec<String> {
+        let window = self.config.election_timeout.1;
+        let mut alive: Vec<String> = self
+            .last_heard
+            .iter()
+            .filter(|(_, &at)| now.duration_since(at) < window)
+            .map(|(peer, _)| peer.clone())
+            .collect();
+        alive.push(self.me.clone());
+        alive.sort();
+        alive
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,376 @@
+//! A pure multi-node harness over the election core: no simulator, no async. Messages wait in
+//! a list the test delivers, drops, reorders and cuts; time jumps to the next deadline.
+
+use super::*;
+use proptest::prelude::*;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+
+struct Cluster {
+    nodes: Vec<RaftNode<ChaCha8Rng>>,
+    /// Messages in flight: (from, to, message).
+    in_flight: Vec<(usize, usize, RaftMessage)>,
+    /// `cut[a][b]`: messages from a to b are dropped.
+    cut: Vec<Vec<bool>>,
+    now: Instant,
+    /// Every (term, leader) ever observed, for election safety.
+    leaders: BTreeMap<u64, String>,
+}
+
+fn name(index: usize) -> String {
+    format!("master-{}", index + 1)
+}
+
+impl Cluster {
+    fn new(size: usize, config: RaftConfig, seed: u64) -> Cluster {
+        let now = Instant::now();
+        let members: Vec<String> = (0..size).map(name).collect();
+        let nodes = (0..size)
+            .map(|i| {
+                let rng = ChaCha8Rng::seed_from_u64(seed ^ (i as u64 + 1) * 0x9e37_79b9);
+                RaftNode::new(&members[i], &members, config.clone(), rng, now)
+            })
+            .collect();
+        Cluster {
+            nodes,
+            in_flight: Vec::new(),
+            cut: vec![vec![false; size]; size],
+            now,
+            leaders: BTreeMap::new(),
+        }
+    }
+
+    fn index(&self, name: &str) -> usize {
+        self.nodes.iter().position(|n| n.me() == name).unwrap()
+    }
+
+    fn collect(&mut self) {
+        for from in 0..self.nodes.len() {
+            while let Some((to, message)) = self.nodes[from].poll_message() {
+                let to = self.index(&to);
+                self.in_flight.push((from, to, message));
+            }
+            while self.nodes[from].poll_event().is_some() {}
+        }
+        self.check_safety();
+    }
+
+    /// Election safety: at most one leader per term, over the whole history.
+    fn check_safety(&mut self) {
+        for node in &self.nodes {
+            if node.role() == Role::Leader {
+                let previous = self
+                    .leaders
+                    .entry(node.term())
+                    .or_insert(node.me().to_string());
+                assert_eq!(
+                    previous,
+                    node.me(),
+                    "two leaders in term {}: {previous} and {}",
+                    node.term(),
+                    node.me()
+                );
+            }
+        }
+    }
+
+    fn deliver(&mut self, index: usize) {
+        if self.in_flight.is_empty() {
+            return;
+        }
+        let (from, to, message) = self.in_flight.remove(index % self.in_flight.len());
+        if !self.cut[from][to] {
+            let from = name(from);
+            self.nodes[to].handle_message(self.now, &from, message);
+        }
+        self.collect();
+    }
+
+    fn drop_message(&mut self, index: usize) {
+        if !self.in_flight.is_empty() {
+            let len = self.in_flight.len();
+            self.in_flight.remove(index % len);
+        }
+    }
+
+    /// Moves time forward by `by`, firing every deadline on the way in order.
+    fn advance(&mut self, by: Duration) {
+        let end = self.now + by;
+        loop {
+            let next = self
+                .nodes
+                .iter()
+                .filter_map(|n| n.poll_timeout())
+                .min()
+                .filter(|&at| at <= end);
+            let Some(at) = next else { break };
+            self.now = self.now.max(at);
+            for node in &mut self.nodes {
+                node.handle_timeout(self.now);
+            }
+            self.collect();
+        }
+        self.now = end;
+    }
+
+    fn partition(&mut self, mask: u32) {
+        let size = self.nodes.len();
+        for a in 0..size {
+            for b in 0..size {
+                self.cut[a][b] = (mask >> a & 1) != (mask >> b & 1);
+            }
+        }
+    }
+
+    fn heal(&mut self) {
+        for row in &mut self.cut {
+            row.fill(false);
+        }
+    }
+
+    /// A fair network: every message arrives `latency` after it was sent, in order.
+    fn run_fair(&mut self, duration: Duration, latency: Duration) {
+        let end = self.now + duration;
+        while self.now < end {
+            let batch = std::mem::take(&mut self.in_flight);
+            self.advance(latency);
+            for (from, to, message) in batch {
+                if !self.cut[from][to] {
+                    let from = name(from);
+                    self.nodes[to].handle_message(self.now, &from, message);
+                }
+            }
+            self.collect();
+        }
+    }
+
+    fn leaders_now(&self) -> Vec<(String, u64)> {
+        self.nodes
+            .iter()
+            .filter(|n| n.role() == Role::Leader)
+            .map(|n| (n.me().to_string(), n.term()))
+            .collect()
+    }
+
+    /// The one leader every node agrees on, if there is one.
+    fn agreed_leader(&self) -> Option<String> {
+        let leader = self.nodes[0].leader()?.to_string();
+        self.nodes
+            .iter()
+            .all(|n| n.leader() == Some(leader.as_str()))
+            .then_some(leader)
+    }
+}
+
+const LATENCY: Duration = Duration::from_millis(5);
+
+#[test]
+fn three_nodes_elect_one_leader_that_everyone_follows() {
+    let mut cluster = Cluster::new(3, RaftConfig::default(), 1);
+    cluster.run_fair(Duration::from_secs(10), LATENCY);
+    let leaders = cluster.leaders_now();
+    assert_eq!(leaders.len(), 1, "{leaders:?}");
+    assert_eq!(
+        cluster.agreed_leader().as_deref(),
+        Some(leaders[0].0.as_str())
+    );
+    assert_eq!(
+        leaders[0].1, 1,
+        "pre-vote avoids wasted terms on a clean start"
+    );
+}
+
+#[test]
+fn a_leader_cut_off_steps_down_and_the_majority_elects_another() {
+    let mut cluster = Cluster::new(3, RaftConfig::default(), 2);
+    cluster.run_fair(Duration::from_secs(10), LATENCY);
+    let old = cluster.agreed_leader().unwrap();
+    let old_index = cluster.index(&old);
+    cluster.partition(1 << old_index);
+    cluster.run_fair(Duration::from_secs(10), LATENCY);
+    assert_ne!(
+        cluster.nodes[old_index].role(),
+        Role::Leader,
+        "check-quorum"
+    );
+    let leaders = cluster.leaders_now();
+    assert_eq!(leaders.len(), 1);
+    assert_ne!(leaders[0].0, old);
+    let new_term = leaders[0].1;
+    // With pre-vote the isolated node never raised its term, so rejoining changes nothing.
+    assert!(cluster.nodes[old_index].term() < new_term);
+    cluster.heal();
+    cluster.run_fair(Duration::from_secs(10), LATENCY);
+    assert_eq!(
+        cluster.leaders_now(),
+        leaders,
+        "the rejoining node did not disrupt"
+    );
+}
+
+#[test]
+fn without_pre_vote_a_returning_node_disrupts_the_leader() {
+    let config = RaftConfig {
+        pre_vote: false,
+        ..RaftConfig::default()
+    };
+    let mut cluster = Cluster::new(3, config, 3);
+    cluster.run_fair(Duration::from_secs(10), LATENCY);
+    let leader = cluster.agreed_leader().unwrap();
+    let follower = (0..3).find(|&i| name(i) != leader).unwrap();
+    cluster.partition(1 << follower);
+    cluster.run_fair(Duration::from_secs(20), LATENCY);
+    let inflated = cluster.nodes[follower].term();
+    assert!(
+        inflated > 3,
+        "the isolated follower keeps starting elections: term {inflated}"
+    );
+    cluster.heal();
+    cluster.run_fair(Duration::from_secs(10), LATENCY);
+    let leaders = cluster.leaders_now();
+    assert_eq!(leaders.len(), 1);
+    assert!(
+        leaders[0].1 >= inflated,
+        "the old leader was deposed by the higher term"
+    );
+}
+
+#[test]
+fn without_check_quorum_a_cut_off_leader_keeps_believing() {
+    let config = RaftConfig {
+        pre_vote: false,
+        check_quorum: false,
+        ..RaftConfig::default()
+    };
+    let mut cluster = Cluster::new(3, config, 4);
+    cluster.run_fair(Duration::from_secs(10), LATENCY);
+    let old = cluster.agreed_leader().unwrap();
+    cluster.partition(1 << cluster.index(&old));
+    cluster.run_fair(Duration::from_secs(10), LATENCY);
+    let leaders = cluster.leaders_now();
+    assert_eq!(
+        leaders.len(),
+        2,
+        "two nodes lead, in different terms: {leaders:?}"
+    );
+    assert_ne!(leaders[0].1, leaders[1].1);
+}
+
+#[test]
+fn five_nodes_split_two_two_one_elect_no_one() {
+    let mut cluster = Cluster::new(5, RaftConfig::default(), 5);
+    cluster.partition(0b00011);
+    // The third group, node 4, is cut from both: partition() splits only in two, so cut it too.
+    for other in 0..5 {
+        if other != 4 {
+            cluster.cut[4][other] = true;
+            cluster.cut[other][4] = true;
+        }
+    }
+    cluster.run_fair(Duration::from_secs(30), LATENCY);
+    assert!(cluster.leaders_now().is_empty());
+    cluster.heal();
+    cluster.run_fair(Duration::from_secs(15), LATENCY);
+    assert_eq!(cluster.leaders_now().len(), 1);
+}
+
+#[test]
+fn a_released_leader_hands_over() {
+    let mut cluster = Cluster::new(3, RaftConfig::default(), 6);
+    cluster.run_fair(Duration::from_secs(10), LATENCY);
+    let old = cluster.agreed_leader().unwrap();
+    let index = cluster.index(&old);
+    let now = cluster.now;
+    cluster.nodes[index].release(now);
+    cluster.collect();
+    cluster.run_fair(Duration::from_secs(10), LATENCY);
+    let leaders = cluster.leaders_now();
+    assert_eq!(leaders.len(), 1);
+    assert_ne!(leaders[0].0, old);
+}
+
+#[test]
+fn events_report_the_election_in_order() {
+    let now = Instant::now();
+    let members = vec!["a".to_string(), "b".to_string(), "c".to_string()];
+    let config = RaftConfig {
+        pre_vote: false,
+        ..RaftConfig::default()
+    };
+    let mut node = RaftNode::new("a", &members, config, ChaCha8Rng::seed_from_u64(1), now);
+    let at = node.poll_timeout().unwrap();
+    node.handle_timeout(at);
+    node.handle_message(
+        at,
+        "b",
+        RaftMessage::VoteResponse {
+            term: 1,
+            granted: true,
+        },
+    );
+    let events: Vec<_> = std::iter::from_fn(|| node.poll_event()).collect();
+    assert_eq!(
+        events,
+        vec![
+            ClusterEvent::StartUp,
+            ClusterEvent::ElectionStart,
+            ClusterEvent::ElectionFinish,
+            ClusterEvent::SignMaster
+        ]
+    );
+    assert_eq!(node.role(), Role::Leader);
+    assert_eq!((node.term(), node.leader()), (1, Some("a")));
+}
+
+#[derive(Clone, Debug)]
+enum Op {
+    Deliver(usize),
+    Drop(usize),
+    Advance(u64),
+    Partition(u32),
+    Heal,
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        6 => any::<usize>().prop_map(Op::Deliver),
+        2 => any::<usize>().prop_map(Op::Drop),
+        3 => (1u64..2000).prop_map(Op::Advance),
+        1 => any::<u32>().prop_map(Op::Partition),
+        1 => Just(Op::Heal),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 128, ..ProptestConfig::default() })]
+
+    /// Election safety under any schedule of drops, delays, reorders and partitions, and
+    /// liveness once the network heals: one leader everyone follows within 20 seconds.
+    #[test]
+    fn elections_are_safe_under_chaos_and_live_after_heal(
+        size in prop_oneof![Just(3usize), Just(5usize)],
+        pre_vote in any::<bool>(),
+        check_quorum in any::<bool>(),
+        seed in any::<u64>(),
+        ops in proptest::collection::vec(op(), 0..300),
+    ) {
+        let config = RaftConfig { pre_vote, check_quorum, ..RaftConfig::default() };
+        let mut cluster = Cluster::new(size, config, seed);
+        for op in ops {
+            match op {
+                Op::Deliver(i) => cluster.deliver(i),
+                Op::Drop(i) => cluster.drop_message(i),
+                Op::Advance(ms) => cluster.advance(Duration::from_millis(ms)),
+                Op::Partition(mask) => cluster.partition(mask),
+                Op::Heal => cluster.heal(),
+            }
+        }
+        cluster.heal();
+        cluster.run_fair(Duration::from_secs(20), LATENCY);
+        let leaders = cluster.leaders_now();
+        // Without check-quorum a stale leader lingers only until heartbeat responses carry
+        // the current term back to it, which a healed network does.
+        prop_assert_eq!(leaders.len(), 1, "{:?}", leaders);
+        prop_assert!(cluster.agreed_leader().is_some(), "all nodes follow one leader");
+    }
+}
