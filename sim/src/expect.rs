@@ -34,20 +34,42 @@ fn show(duration: Duration) -> String {
     fleet_core::fmt_duration(duration)
 }
 
-/// Each agent's online/offline transitions, as the masters saw them, in time order.
+/// The nodes a `sim` fault event hit: its `nodes` field (written for `leader` and `followers`),
+/// or else the nodes its `target` names.
+pub fn fault_nodes(event: &Event, topology: &Topology) -> Vec<String> {
+    if let Some(nodes) = event.str_field("nodes") {
+        return nodes
+            .split(',')
+            .filter(|node| !node.is_empty())
+            .map(str::to_string)
+            .collect();
+    }
+    event
+        .str_field("target")
+        .and_then(|target| topology.select(target).ok())
+        .map(|selector| selector.nodes().to_vec())
+        .unwrap_or_default()
+}
+
+fn is_fault(event: &Event, kinds: &[&str]) -> bool {
+    event.node == "sim" && kinds.contains(&event.kind.as_str())
+}
+
+/// Each agent's registrations as the masters saw them, in time order: `Some(master)` while
+/// online at that master, `None` while offline.
 pub struct OnlineHistory {
-    transitions: BTreeMap<String, Vec<(u64, bool)>>,
+    transitions: BTreeMap<String, Vec<(u64, Option<String>)>>,
 }
 
 impl OnlineHistory {
     pub fn from_events(events: &[Event], topology: &Topology) -> OnlineHistory {
-        let mut transitions: BTreeMap<String, Vec<(u64, bool)>> = BTreeMap::new();
+        let mut transitions: BTreeMap<String, Vec<(u64, Option<String>)>> = BTreeMap::new();
         // Which master last accepted each agent.
         let mut registered_at: BTreeMap<String, String> = BTreeMap::new();
-        let mut set = |agent: &str, t_ms: u64, online: bool| {
+        let mut set = |agent: &str, t_ms: u64, master: Option<String>| {
             let history = transitions.entry(agent.to_string()).or_default();
-            if history.last().map(|&(_, state)| state) != Some(online) {
-                history.push((t_ms, online));
+            if history.last().map(|(_, state)| state) != Some(&master) {
+                history.push((t_ms, master));
             }
         };
         for event in events {
@@ -56,22 +78,24 @@ impl OnlineHistory {
                     let Some(agent) = event.str_field("agent") else {
                         continue;
                     };
-                    let online = matches!(event.kind.as_str(), "node_registered" | "node_online");
                     if event.kind == "node_registered" {
                         registered_at.insert(agent.to_string(), event.node.clone());
                     }
-                    set(agent, event.t_ms, online);
+                    let online = matches!(event.kind.as_str(), "node_registered" | "node_online");
+                    set(agent, event.t_ms, online.then(|| event.node.clone()));
                 }
-                "crash" | "restart" if event.node == "sim" => {
-                    let Some(target) = event.str_field("target") else {
-                        continue;
-                    };
-                    let Ok(selector) = topology.select(target) else {
+                // The registry of a crashed master, or of one that stopped leading, is gone.
+                "registry_cleared" | "crash" | "restart" => {
+                    let masters = if event.kind == "registry_cleared" {
+                        vec![event.node.clone()]
+                    } else if is_fault(event, &["crash", "restart"]) {
+                        fault_nodes(event, topology)
+                    } else {
                         continue;
                     };
                     for (agent, master) in &registered_at {
-                        if selector.contains(master) {
-                            set(agent, event.t_ms, false);
+                        if masters.contains(master) {
+                            set(agent, event.t_ms, None);
                         }
                     }
                 }
@@ -81,12 +105,16 @@ impl OnlineHistory {
         OnlineHistory { transitions }
     }
 
-    /// Whether `agent` was online at `t_ms` (after every event at that millisecond).
-    pub fn online_at(&self, agent: &str, t_ms: u64) -> bool {
+    /// The master `agent` was online at, at `t_ms` (after every event at that millisecond).
+    pub fn master_at(&self, agent: &str, t_ms: u64) -> Option<&str> {
         self.transitions
             .get(agent)
-            .and_then(|history| history.iter().take_while(|&&(t, _)| t <= t_ms).last())
-            .is_some_and(|&(_, online)| online)
+            .and_then(|history| history.iter().take_while(|(t, _)| *t <= t_ms).last())
+            .and_then(|(_, master)| master.as_deref())
+    }
+
+    pub fn online_at(&self, agent: &str, t_ms: u64) -> bool {
+        self.master_at(agent, t_ms).is_some()
     }
 
     /// The first moment in `[from, to]` at which `agent` was offline.
@@ -97,9 +125,73 @@ impl OnlineHistory {
         self.transitions.get(agent).and_then(|history| {
             history
                 .iter()
-                .find(|&&(t, online)| t > from && t <= to && !online)
-                .map(|&(t, _)| t)
+                .find(|(t, master)| *t > from && *t <= to && master.is_none())
+                .map(|(t, _)| *t)
         })
+    }
+}
+
+/// One master's time in office: from `became_leader` until it steps down, follows another,
+/// crashes or is restarted.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LeaderSpan {
+    pub node: String,
+    pub term: u64,
+    pub from_ms: u64,
+    pub to_ms: Option<u64>,
+}
+
+pub struct LeaderHistory {
+    pub spans: Vec<LeaderSpan>,
+}
+
+impl LeaderHistory {
+    pub fn from_events(events: &[Event], topology: &Topology) -> LeaderHistory {
+        let mut spans: Vec<LeaderSpan> = Vec::new();
+        let close = |spans: &mut Vec<LeaderSpan>, node: &str, t_ms: u64| {
+            for span in spans.iter_mut() {
+                if span.node == node && span.to_ms.is_none() {
+                    span.to_ms = Some(t_ms);
+                }
+            }
+        };
+        for event in events {
+            match event.kind.as_str() {
+                "became_leader" => {
+                    close(&mut spans, &event.node, event.t_ms);
+                    spans.push(LeaderSpan {
+                        node: event.node.clone(),
+                        term: event.u64_field("term").unwrap_or(0),
+                        from_ms: event.t_ms,
+                        to_ms: None,
+                    });
+                }
+                "stepped_down" | "became_follower" => close(&mut spans, &event.node, event.t_ms),
+                "crash" | "restart" if event.node == "sim" => {
+                    for node in fault_nodes(event, topology) {
+                        close(&mut spans, &node, event.t_ms);
+                    }
+                }
+                _ => {}
+            }
+        }
+        LeaderHistory { spans }
+    }
+
+    /// Who leads at `t_ms`: of the masters that believe they lead, the one in the highest term.
+    pub fn leader_at(&self, t_ms: u64) -> Option<&LeaderSpan> {
+        self.spans
+            .iter()
+            .filter(|span| span.from_ms <= t_ms && span.to_ms.is_none_or(|to| t_ms < to))
+            .max_by_key(|span| span.term)
+    }
+
+    /// The first time in office that overlaps `[from, to]`.
+    pub fn first_in(&self, from: u64, to: u64) -> Option<&LeaderSpan> {
+        self.spans
+            .iter()
+            .filter(|span| span.from_ms <= to && span.to_ms.is_none_or(|end| end > from))
+            .min_by_key(|span| span.from_ms.max(from))
     }
 }
 
@@ -124,13 +216,24 @@ pub fn peak_connect_rate(events: &[Event], from: u64, to: u64) -> Option<(u64, u
         .map(|(second, count)| (count, second * 1000))
 }
 
+/// Every expectation's verdict, then (in a cluster) every invariant's.
 pub fn evaluate(scenario: &Scenario, events: &[Event]) -> Vec<Verdict> {
-    let history = OnlineHistory::from_events(events, &scenario.topology);
-    scenario
+    let histories = Histories {
+        online: OnlineHistory::from_events(events, &scenario.topology),
+        leaders: LeaderHistory::from_events(events, &scenario.topology),
+    };
+    let mut verdicts: Vec<Verdict> = scenario
         .expectations
         .iter()
-        .map(|check| evaluate_one(check, scenario, &history, events))
-        .collect()
+        .map(|check| evaluate_one(check, scenario, &histories, events))
+        .collect();
+    verdicts.extend(crate::invariants::check(scenario, events));
+    verdicts
+}
+
+struct Histories {
+    online: OnlineHistory,
+    leaders: LeaderHistory,
 }
 
 fn verdict(check: String, ok: bool, detail: String) -> Verdict {
@@ -140,10 +243,110 @@ fn verdict(check: String, ok: bool, detail: String) -> Verdict {
 fn evaluate_one(
     check: &Check,
     scenario: &Scenario,
-    history: &OnlineHistory,
+    histories: &Histories,
     events: &[Event],
 ) -> Verdict {
+    let history = &histories.online;
     match check {
+        Check::LeaderElected { after, within } => {
+            let name = format!("leader_elected {} after {}", show(*within), show(*after));
+            match histories.leaders.first_in(ms(*after), ms(*after + *within)) {
+                Some(span) => verdict(
+                    name,
+                    true,
+                    format!(
+                        "{} leads from {} (term {})",
+                        span.node,
+                        fmt_time(span.from_ms),
+                        span.term
+                    ),
+                ),
+                None => verdict(name, false, "no master led in that window".into()),
+            }
+        }
+        Check::LeaderIs { node, at } => {
+            let name = format!("leader_is {node} at {}", show(*at));
+            match histories.leaders.leader_at(ms(*at)) {
+                Some(span) => verdict(
+                    name,
+                    span.node == *node,
+                    format!("{} leads (term {})", span.node, span.term),
+                ),
+                None => verdict(name, false, "no master leads".into()),
+            }
+        }
+        Check::NoLeader { during } => {
+            let name = format!("no_leader during {}..{}", show(during.0), show(during.1));
+            match histories.leaders.first_in(ms(during.0), ms(during.1)) {
+                None => verdict(name, true, "no master led".into()),
+                Some(span) => verdict(
+                    name,
+                    false,
+                    format!(
+                        "{} led from {} (term {})",
+                        span.node,
+                        fmt_time(span.from_ms),
+                        span.term
+                    ),
+                ),
+            }
+        }
+        Check::TermAtMost { max } => {
+            let name = format!("term_at_most {max}");
+            let highest = events
+                .iter()
+                .filter(|event| matches!(event.kind.as_str(), "became_leader" | "election_started"))
+                .filter_map(|event| event.u64_field("term").map(|term| (term, event)))
+                .max_by_key(|(term, _)| *term);
+            match highest {
+                None => verdict(name, true, "no election".into()),
+                Some((term, event)) => verdict(
+                    name,
+                    term <= *max,
+                    format!(
+                        "highest term {term} ({} at {})",
+                        event.node,
+                        fmt_time(event.t_ms)
+                    ),
+                ),
+            }
+        }
+        Check::AgentsFollowLeader {
+            agents,
+            after,
+            within,
+        } => {
+            let at = ms(*after + *within);
+            let name = format!(
+                "agents_follow_leader {agents} {} after {}",
+                show(*within),
+                show(*after)
+            );
+            let Some(leader) = histories.leaders.leader_at(at) else {
+                return verdict(name, false, format!("no master leads at {}", fmt_time(at)));
+            };
+            let strays: Vec<&str> = agents
+                .nodes()
+                .iter()
+                .filter(|agent| history.master_at(agent, at) != Some(leader.node.as_str()))
+                .map(String::as_str)
+                .collect();
+            let total = agents.nodes().len();
+            verdict(
+                name,
+                strays.is_empty(),
+                if strays.is_empty() {
+                    format!("{total}/{total} registered with {}", leader.node)
+                } else {
+                    format!(
+                        "{}/{total} registered with {}; elsewhere: {}",
+                        total - strays.len(),
+                        leader.node,
+                        abbreviate(&strays)
+                    )
+                },
+            )
+        }
         Check::AllOnline { agents, at } => {
             let name = format!("all_online {agents} at {}", show(*at));
             let offline: Vec<&str> = agents
@@ -280,32 +483,35 @@ fn evaluate_one(
 }
 
 /// Checks every connect attempt of `agents` at or after `after_ms` against the policy. Returns
-/// a summary, or the first violation. Attempt 1 of a cycle goes out at once (or after a
-/// `long_wait`); attempt n >= 2 waits the policy's delay for retry n - 2.
+/// a summary, or the first violation. The first attempt of a cycle goes out at once (or after a
+/// `long_wait`), an attempt after `redirected` at once too, and every other attempt waits the
+/// policy's delay for the next retry of the cycle (0, 1, 2, ...).
 fn check_backoff(
     policy: &BackoffPolicy,
     agents: &[String],
     after_ms: u64,
     events: &[Event],
 ) -> Result<String, String> {
+    #[derive(Default)]
     struct Seen {
-        previous_delay: std::time::Duration,
+        retries: u32,
+        previous_delay: Duration,
         long_wait_ms: Option<u64>,
+        redirected: bool,
     }
     let mut seen: BTreeMap<&str, Seen> = BTreeMap::new();
     let mut checked = 0u64;
-    let mut widest = (0u64, 0u64);
+    let mut longest = (0u64, 0u64);
     for event in events {
         if !agents.contains(&event.node) {
             continue;
         }
-        let state = seen.entry(event.node.as_str()).or_insert(Seen {
-            previous_delay: policy.base,
-            long_wait_ms: None,
-        });
-        if event.kind == "long_wait" {
-            state.long_wait_ms = event.u64_field("ms");
-            continue;
+        let state = seen.entry(event.node.as_str()).or_default();
+        match event.kind.as_str() {
+            "long_wait" => state.long_wait_ms = event.u64_field("ms"),
+            "redirected" => state.redirected = true,
+            "connect_attempt" => {}
+            _ => continue,
         }
         if event.kind != "connect_attempt" {
             continue;
@@ -319,20 +525,20 @@ fn check_backoff(
                 fmt_time(event.t_ms)
             ));
         };
-        let delay = std::time::Duration::from_millis(delay_ms);
-        let allowed = if attempt <= 1 {
+        let (allowed, is_retry) = if attempt <= 1 {
+            state.retries = 0;
+            state.previous_delay = policy.base;
+            state.redirected = false;
             let expected = state.long_wait_ms.take().unwrap_or(0);
-            expected..=expected
+            (expected..=expected, false)
+        } else if std::mem::take(&mut state.redirected) {
+            (0..=0, false)
         } else {
-            let previous = if attempt == 2 {
-                policy.base
-            } else {
-                state.previous_delay
-            };
-            let bounds = policy.bounds((attempt - 2) as u32, previous);
-            ms(*bounds.start())..=ms(*bounds.end())
+            let bounds = policy.bounds(state.retries, state.previous_delay);
+            state.retries += 1;
+            state.previous_delay = Duration::from_millis(delay_ms);
+            (ms(*bounds.start())..=ms(*bounds.end()), true)
         };
-        state.previous_delay = delay;
         if event.t_ms < after_ms {
             continue;
         }
@@ -345,9 +551,9 @@ fn check_backoff(
                 allowed.end()
             ));
         }
-        if attempt >= 2 {
+        if is_retry {
             checked += 1;
-            widest = widest.max((delay_ms, attempt));
+            longest = longest.max((delay_ms, attempt));
         }
     }
     if checked == 0 {
@@ -358,7 +564,7 @@ fn check_backoff(
     }
     Ok(format!(
         "{checked} retry delays within bounds; longest {}ms (attempt {})",
-        widest.0, widest.1
+        longest.0, longest.1
     ))
 }
 
@@ -413,7 +619,43 @@ mod tests {
     const TOPOLOGY: Topology = Topology {
         masters: 1,
         agents: 2,
+        store: false,
     };
+
+    fn term(value: u64) -> (&'static str, FieldValue) {
+        ("term", FieldValue::U64(value))
+    }
+
+    #[test]
+    fn leader_history_opens_and_closes_terms_of_office() {
+        let topology = Topology {
+            masters: 3,
+            ..TOPOLOGY
+        };
+        let events = vec![
+            event(2000, "master-2", "became_leader", &[term(1)]),
+            event(
+                9000,
+                "sim",
+                "crash",
+                &[
+                    ("target", FieldValue::Str("leader".into())),
+                    ("nodes", FieldValue::Str("master-2".into())),
+                ],
+            ),
+            event(12_000, "master-3", "became_leader", &[term(2)]),
+            event(20_000, "master-3", "stepped_down", &[term(2)]),
+        ];
+        let history = LeaderHistory::from_events(&events, &topology);
+        assert_eq!(history.leader_at(1999), None);
+        assert_eq!(history.leader_at(2000).unwrap().node, "master-2");
+        assert_eq!(history.leader_at(9000), None, "crashed");
+        assert_eq!(history.leader_at(15_000).unwrap().term, 2);
+        assert_eq!(history.leader_at(20_000), None);
+        assert_eq!(history.first_in(9000, 11_999), None);
+        assert_eq!(history.first_in(9000, 12_000).unwrap().node, "master-3");
+        assert_eq!(history.first_in(0, 5000).unwrap().node, "master-2");
+    }
 
     #[test]
     fn online_history_follows_master_events_and_master_crashes() {
@@ -429,6 +671,7 @@ mod tests {
             ),
         ];
         let history = OnlineHistory::from_events(&events, &TOPOLOGY);
+        assert_eq!(history.master_at("agent-1", 100), Some("master-1"));
         assert!(!history.online_at("agent-1", 99));
         assert!(history.online_at("agent-1", 100));
         assert!(history.online_at("agent-2", 4999));
@@ -456,6 +699,21 @@ mod tests {
         let error = check_backoff(&policy, &agents, 0, &bad).unwrap_err();
         assert!(error.contains("attempt 3"), "{error}");
         assert!(error.contains("1500..2500ms"), "{error}");
+    }
+
+    #[test]
+    fn an_attempt_after_a_redirect_waits_nothing_and_keeps_the_retry_count() {
+        let policy = BackoffPolicy::default();
+        let agents = vec!["agent-1".to_string()];
+        let redirected = event(1100, "agent-1", "redirected", &[]);
+        let events = vec![
+            attempt(0, 1, 0),
+            attempt(1100, 2, 1100),
+            redirected,
+            attempt(1100, 3, 0),
+            attempt(3000, 4, 1900),
+        ];
+        assert!(check_backoff(&policy, &agents, 0, &events).is_ok());
     }
 
     #[test]

@@ -6,6 +6,7 @@
 
 pub mod duration;
 pub mod expect;
+pub mod invariants;
 pub mod report;
 #[cfg(madsim)]
 pub mod runner;

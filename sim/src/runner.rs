@@ -1,15 +1,19 @@
 //! Runs a scenario inside madsim and returns its timeline.
 //!
-//! Address plan: `master-i` is 10.0.0.i and listens on port 7000; `agent-i` is
-//! 10.1.(i / 256).(i % 256). Every node's RNG is seeded from the scenario seed, the node's name
-//! and its incarnation (1 at boot, +1 per restart). Agents boot at 100ms, once the masters
-//! listen. Everything random in a run comes from the one seed.
+//! Address plan: `master-i` is 10.0.0.i, serving agents on port 7000 and its cluster peers on
+//! 7001; `agent-i` is 10.1.(i / 256).(i % 256); `store-1` is 10.2.0.1, port 6379. Every node's
+//! RNG is seeded from the scenario seed, the node's name and its incarnation (1 at boot, +1 per
+//! restart). Agents boot at 100ms, once the masters listen. Everything random in a run comes
+//! from the one seed.
 
-use crate::scenario::{FaultAction, Scenario};
+use crate::expect::LeaderHistory;
+use crate::scenario::{ClusterSpec, FaultAction, Scenario};
 use crate::selector::{Role, Selector, Topology};
 use crate::trace::{CaptureLayer, Event, Locate};
 use fleet_core::agent::{AgentConfig, Connector};
+use fleet_core::master::Leadership;
 use fleet_core::master::MasterConfig;
+use fleet_node::cluster::{ClusterConfig, ClusterMode};
 use madsim::net::NetSim;
 use madsim::runtime::{Handle, Runtime};
 use madsim::task::NodeId;
@@ -18,11 +22,12 @@ use rand::SeedableRng;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tracing_subscriber::layer::SubscriberExt;
 
 pub const MASTER_PORT: u16 = 7000;
+pub const CLUSTER_PORT: u16 = 7001;
 /// Agents start this long after the masters, so the first attempt finds a listener.
 pub const AGENT_BOOT_DELAY: Duration = Duration::from_millis(100);
 
@@ -39,6 +44,7 @@ fn node_ip(role: Role, index: u32) -> IpAddr {
     match role {
         Role::Master => IpAddr::V4(Ipv4Addr::new(10, 0, 0, index as u8)),
         Role::Agent => IpAddr::V4(Ipv4Addr::new(10, 1, (index >> 8) as u8, index as u8)),
+        Role::Store => IpAddr::V4(Ipv4Addr::new(10, 2, 0, index as u8)),
     }
 }
 
@@ -73,6 +79,17 @@ pub fn run(scenario: &Scenario, seed: u64) -> RunOutput {
     let master_addresses: Vec<SocketAddr> = (1..=scenario.topology.masters)
         .map(|i| SocketAddr::new(node_ip(Role::Master, i), MASTER_PORT))
         .collect();
+    let cluster_members: BTreeMap<String, SocketAddr> = (1..=scenario.topology.masters)
+        .map(|i| {
+            let address = SocketAddr::new(node_ip(Role::Master, i), CLUSTER_PORT);
+            (Topology::node_name(Role::Master, i), address)
+        })
+        .collect();
+    let cluster_mode = match &scenario.cluster {
+        ClusterSpec::Single => ClusterMode::Single,
+        ClusterSpec::Raft(config) => ClusterMode::Raft(config.clone()),
+        ClusterSpec::Lease(_) => unimplemented!("lease mode"),
+    };
     for index in 1..=scenario.topology.masters {
         let name = Topology::node_name(Role::Master, index);
         let config = MasterConfig {
@@ -80,22 +97,46 @@ pub fn run(scenario: &Scenario, seed: u64) -> RunOutput {
             max_miss: scenario.heartbeat.max_miss,
         };
         let address = master_addresses[index as usize - 1];
+        let cluster = ClusterConfig {
+            me: name.clone(),
+            members: cluster_members.clone(),
+            mode: cluster_mode.clone(),
+        };
+        let incarnations = Arc::new(AtomicU32::new(0));
         let node = runtime
             .create_node()
             .name(&name)
             .ip(address.ip())
             .init(move || {
+                let incarnation = incarnations.fetch_add(1, Ordering::Relaxed) + 1;
+                let rng = rand_chacha::ChaCha8Rng::seed_from_u64(node_seed(
+                    seed,
+                    &cluster.me,
+                    incarnation,
+                ));
                 let config = config.clone();
+                let cluster = cluster.clone();
                 async move {
-                    let listener = match tokio::net::TcpListener::bind(address).await {
-                        Ok(listener) => listener,
-                        Err(error) => {
+                    let state = fleet_node::MasterState::new(config);
+                    if !matches!(cluster.mode, ClusterMode::Single) {
+                        // Until elected, a cluster member serves no agents.
+                        state.set_leadership(Leadership::Follower { leader: None });
+                    }
+                    let cluster_address = cluster.members[&cluster.me];
+                    let listeners = (
+                        tokio::net::TcpListener::bind(address).await,
+                        tokio::net::TcpListener::bind(cluster_address).await,
+                    );
+                    let (agents, peers) = match listeners {
+                        (Ok(agents), Ok(peers)) => (agents, peers),
+                        (Err(error), _) | (_, Err(error)) => {
                             tracing::info!(error = %error, "bind_failed");
                             return;
                         }
                     };
-                    // The listener only fails with the node, which ends this task anyway.
-                    let _ = fleet_node::run_master(listener, config).await;
+                    // The agent server's tasks end with this node, like everything else here.
+                    tokio::spawn(fleet_node::run_master(agents, state.clone()));
+                    fleet_node::cluster::run_cluster(cluster, peers, rng, state).await;
                 }
             })
             .build();
@@ -166,12 +207,16 @@ pub fn run(scenario: &Scenario, seed: u64) -> RunOutput {
 
     let faults = scenario.faults.clone();
     let duration = scenario.duration;
+    let topology = scenario.topology;
+    let timeline = events.clone();
     let wall_start = std::time::Instant::now();
     tracing::subscriber::with_default(subscriber, || {
         runtime.block_on(async move {
             let mut faults_applied = FaultInjector {
                 ids,
                 clogged: BTreeSet::new(),
+                topology,
+                timeline,
             };
             for fault in faults {
                 sleep_until(fault.at).await;
@@ -196,6 +241,9 @@ struct FaultInjector {
     ids: BTreeMap<String, NodeId>,
     /// Links cut by partitions, as (from, to), so heal can restore exactly those.
     clogged: BTreeSet<(NodeId, NodeId)>,
+    topology: Topology,
+    /// The events captured so far: who leads now is read off them.
+    timeline: Arc<Mutex<Vec<Event>>>,
 }
 
 impl FaultInjector {
@@ -203,23 +251,32 @@ impl FaultInjector {
         self.ids[node]
     }
 
+    /// The nodes `selector` names at this moment.
+    fn resolve(&self, selector: &Selector) -> Vec<String> {
+        if !selector.is_dynamic() {
+            return selector.nodes().to_vec();
+        }
+        let events = self.timeline.lock().unwrap_or_else(|p| p.into_inner());
+        let history = LeaderHistory::from_events(&events, &self.topology);
+        let leader = history.leader_at(u64::MAX).map(|span| span.node.clone());
+        selector.resolve(leader.as_deref(), &self.topology)
+    }
+
     fn apply(&mut self, action: &FaultAction) {
         let handle = Handle::current();
         let net = NetSim::current();
         match action {
             FaultAction::Crash(target) => {
-                tracing::info!(target = %target, "crash");
-                for node in target.nodes() {
-                    handle.kill(self.id(node));
+                for node in self.announce("crash", target) {
+                    handle.kill(self.id(&node));
                 }
             }
             FaultAction::Restart(target) => {
-                tracing::info!(target = %target, "restart");
-                for node in target.nodes() {
+                for node in self.announce("restart", target) {
                     // madsim's restart re-runs init without releasing the node's sockets; a
                     // kill first makes a restart a crash followed by a clean start.
-                    handle.kill(self.id(node));
-                    handle.restart(self.id(node));
+                    handle.kill(self.id(&node));
+                    handle.restart(self.id(&node));
                 }
             }
             FaultAction::Partition { groups, oneway } => {
@@ -234,8 +291,8 @@ impl FaultInjector {
                     .map(|group| {
                         group
                             .iter()
-                            .flat_map(|selector| selector.nodes())
-                            .map(|node| self.id(node))
+                            .flat_map(|selector| self.resolve(selector))
+                            .map(|node| self.id(&node))
                             .collect()
                     })
                     .collect();
@@ -264,8 +321,11 @@ impl FaultInjector {
                     }
                     Some(selector) => {
                         tracing::info!(target = %selector, "heal");
-                        let touched: BTreeSet<NodeId> =
-                            selector.nodes().iter().map(|node| self.id(node)).collect();
+                        let touched: BTreeSet<NodeId> = self
+                            .resolve(selector)
+                            .iter()
+                            .map(|node| self.id(node))
+                            .collect();
                         let healed: Vec<_> = self
                             .clogged
                             .iter()
@@ -296,6 +356,27 @@ impl FaultInjector {
                 net.update_config(|config| config.packet_loss_rate = rate);
             }
         }
+    }
+}
+
+impl FaultInjector {
+    /// Emits the fault's event and returns the nodes it hits. A `leader` or `followers`
+    /// target also records whom it meant then, as `nodes`.
+    fn announce(&self, kind: &str, target: &Selector) -> Vec<String> {
+        let nodes = self.resolve(target);
+        if target.is_dynamic() {
+            let resolved = nodes.join(",");
+            match kind {
+                "crash" => tracing::info!(target = %target, nodes = %resolved, "crash"),
+                _ => tracing::info!(target = %target, nodes = %resolved, "restart"),
+            }
+        } else {
+            match kind {
+                "crash" => tracing::info!(target = %target, "crash"),
+                _ => tracing::info!(target = %target, "restart"),
+            }
+        }
+        nodes
     }
 }
 

@@ -8,6 +8,7 @@
 use crate::duration::{Dur, DurRange};
 use crate::selector::{Selector, Topology};
 use fleet_core::backoff::{BackoffPolicy, Strategy, WhenExhausted};
+use fleet_core::cluster::raft::RaftConfig;
 use serde::Deserialize;
 use std::fmt;
 use std::ops::Range;
@@ -54,6 +55,32 @@ pub struct Network {
     pub loss: f64,
 }
 
+/// How lease mode times its lease.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LeaseTiming {
+    pub lease_period: Duration,
+    pub renew_interval: Duration,
+    pub sync_interval: Duration,
+}
+
+/// How the masters agree on a leader.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ClusterSpec {
+    Single,
+    Raft(RaftConfig),
+    Lease(LeaseTiming),
+}
+
+impl ClusterSpec {
+    pub fn mode(&self) -> &'static str {
+        match self {
+            ClusterSpec::Single => "single",
+            ClusterSpec::Raft(_) => "raft",
+            ClusterSpec::Lease(_) => "lease",
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq)]
 pub enum FaultAction {
     Crash(Selector),
@@ -98,6 +125,20 @@ pub enum Check {
         agents: Selector,
         during: (Duration, Duration),
     },
+    /// Some master leads at some moment of `[after, after + within]`.
+    LeaderElected { after: Duration, within: Duration },
+    /// `node` leads at `at`.
+    LeaderIs { node: String, at: Duration },
+    /// No master leads at any moment of `during`.
+    NoLeader { during: (Duration, Duration) },
+    /// No election ever reaches a term above `max`.
+    TermAtMost { max: u64 },
+    /// By `after + within`, every selected agent is registered with the master leading then.
+    AgentsFollowLeader {
+        agents: Selector,
+        after: Duration,
+        within: Duration,
+    },
     /// The busiest whole second of `during` has between `min` and `max` connect attempts
     /// (`min` shows a storm happens, `max` that it does not).
     PeakConnectRate {
@@ -108,13 +149,18 @@ pub enum Check {
 }
 
 impl Check {
-    pub const NAMES: [&'static str; 6] = [
+    pub const NAMES: [&'static str; 11] = [
         "all_online",
         "offline_within",
         "backoff_follows_policy",
         "max_connect_attempts",
         "no_offline",
         "peak_connect_rate",
+        "leader_elected",
+        "leader_is",
+        "no_leader",
+        "term_at_most",
+        "agents_follow_leader",
     ];
 }
 
@@ -125,6 +171,7 @@ pub struct Scenario {
     pub seed: u64,
     pub duration: Duration,
     pub topology: Topology,
+    pub cluster: ClusterSpec,
     pub heartbeat: Heartbeat,
     pub backoff: BackoffPolicy,
     pub network: Network,
@@ -147,6 +194,7 @@ struct RawScenario {
     params: RawParams,
     #[serde(default)]
     network: RawNetwork,
+    cluster: Option<Spanned<RawCluster>>,
     #[serde(default)]
     faults: Vec<Spanned<RawFault>>,
     #[serde(default)]
@@ -170,6 +218,19 @@ fn one() -> Spanned<u32> {
 struct RawParams {
     heartbeat: Option<Spanned<RawHeartbeat>>,
     backoff: Option<Spanned<RawBackoff>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCluster {
+    mode: Option<Spanned<String>>,
+    election_timeout: Option<DurRange>,
+    heartbeat_interval: Option<Dur>,
+    pre_vote: Option<bool>,
+    check_quorum: Option<bool>,
+    lease_period: Option<Dur>,
+    renew_interval: Option<Dur>,
+    sync_interval: Option<Dur>,
 }
 
 #[derive(Deserialize)]
@@ -223,6 +284,7 @@ struct RawExpect {
     during: Option<DurRange>,
     max: Option<u64>,
     min: Option<u64>,
+    node: Option<Spanned<String>>,
 }
 
 /// Turns byte offsets into positions for one file.
@@ -278,19 +340,17 @@ impl Scenario {
 impl RawScenario {
     fn check(self, source: &Source) -> Result<Scenario, ScenarioError> {
         let masters = self.topology.masters;
-        if *masters.get_ref() != 1 {
-            // Several masters form a cluster, which a later issue brings.
+        if *masters.get_ref() == 0 || self.topology.agents > 10_000 {
             return Err(source.error(
                 masters.span(),
-                format!(
-                    "masters = {} is not supported yet: use masters = 1",
-                    masters.get_ref()
-                ),
+                "a topology needs 1 or more masters and at most 10000 agents",
             ));
         }
+        let cluster = check_cluster(self.cluster, *masters.get_ref(), source)?;
         let topology = Topology {
             masters: *masters.get_ref(),
             agents: self.topology.agents,
+            store: matches!(cluster, ClusterSpec::Lease(_)),
         };
         let duration = self.duration.get_ref().0;
         if duration.is_zero() {
@@ -408,7 +468,9 @@ impl RawScenario {
                 )
             };
             let agents = match &expect.agents {
-                Some(text) => select(text)?,
+                Some(text) => topology
+                    .select_fixed(text.get_ref())
+                    .map_err(|message| source.error(text.span(), message))?,
                 None => topology.select("agents").expect("`agents` always selects"),
             };
             let whole_run = (Duration::ZERO, duration);
@@ -439,6 +501,37 @@ impl RawScenario {
                         .map(|r| (r.0, r.1))
                         .ok_or_else(|| need("during"))?,
                 },
+                "leader_elected" => Check::LeaderElected {
+                    after: expect.after.map_or(Duration::ZERO, |after| after.0),
+                    within: expect.within.ok_or_else(|| need("within"))?.0,
+                },
+                "leader_is" => {
+                    let node = expect.node.as_ref().ok_or_else(|| need("node"))?;
+                    let nodes = topology
+                        .select_fixed(node.get_ref())
+                        .map_err(|message| source.error(node.span(), message))?;
+                    if nodes.nodes().len() != 1 || !topology.masters().contains(&nodes.nodes()[0]) {
+                        return Err(source.error(node.span(), "`node` names one master"));
+                    }
+                    Check::LeaderIs {
+                        node: nodes.nodes()[0].clone(),
+                        at: expect.at.ok_or_else(|| need("at"))?.0,
+                    }
+                }
+                "no_leader" => Check::NoLeader {
+                    during: expect
+                        .during
+                        .map(|r| (r.0, r.1))
+                        .ok_or_else(|| need("during"))?,
+                },
+                "term_at_most" => Check::TermAtMost {
+                    max: expect.max.ok_or_else(|| need("max"))?,
+                },
+                "agents_follow_leader" => Check::AgentsFollowLeader {
+                    agents,
+                    after: expect.after.map_or(Duration::ZERO, |after| after.0),
+                    within: expect.within.ok_or_else(|| need("within"))?.0,
+                },
                 "peak_connect_rate" => {
                     if expect.min.is_none() && expect.max.is_none() {
                         return Err(need("min` or `max"));
@@ -468,12 +561,105 @@ impl RawScenario {
             seed: self.seed,
             duration,
             topology,
+            cluster,
             heartbeat,
             backoff,
             network,
             faults,
             expectations,
         })
+    }
+}
+
+fn check_cluster(
+    raw: Option<Spanned<RawCluster>>,
+    masters: u32,
+    source: &Source,
+) -> Result<ClusterSpec, ScenarioError> {
+    let Some(raw) = raw else {
+        // One master leads alone; several elect a leader.
+        return Ok(if masters == 1 {
+            ClusterSpec::Single
+        } else {
+            ClusterSpec::Raft(RaftConfig::default())
+        });
+    };
+    let span = raw.span();
+    let raw = raw.into_inner();
+    let mode = raw
+        .mode
+        .as_ref()
+        .map_or("raft", |mode| mode.get_ref().as_str());
+    let misplaced = |fields: &[(&str, bool)]| -> Result<(), ScenarioError> {
+        match fields.iter().find(|(_, present)| *present) {
+            Some((field, _)) => Err(source.error(
+                span.clone(),
+                format!("`{field}` does not apply to mode {mode:?}"),
+            )),
+            None => Ok(()),
+        }
+    };
+    let raft_fields = [
+        ("election_timeout", raw.election_timeout.is_some()),
+        ("heartbeat_interval", raw.heartbeat_interval.is_some()),
+        ("pre_vote", raw.pre_vote.is_some()),
+        ("check_quorum", raw.check_quorum.is_some()),
+    ];
+    let lease_fields = [
+        ("lease_period", raw.lease_period.is_some()),
+        ("renew_interval", raw.renew_interval.is_some()),
+        ("sync_interval", raw.sync_interval.is_some()),
+    ];
+    match mode {
+        "single" => {
+            misplaced(&raft_fields)?;
+            misplaced(&lease_fields)?;
+            if masters != 1 {
+                return Err(source.error(span, "mode \"single\" runs exactly one master"));
+            }
+            Ok(ClusterSpec::Single)
+        }
+        "raft" => {
+            misplaced(&lease_fields)?;
+            let defaults = RaftConfig::default();
+            let config = RaftConfig {
+                election_timeout: raw
+                    .election_timeout
+                    .map_or(defaults.election_timeout, |range| (range.0, range.1)),
+                heartbeat_interval: raw
+                    .heartbeat_interval
+                    .map_or(defaults.heartbeat_interval, |d| d.0),
+                pre_vote: raw.pre_vote.unwrap_or(defaults.pre_vote),
+                check_quorum: raw.check_quorum.unwrap_or(defaults.check_quorum),
+            };
+            config
+                .validate()
+                .map_err(|message| source.error(span, format!("[cluster]: {message}")))?;
+            Ok(ClusterSpec::Raft(config))
+        }
+        "lease" => {
+            misplaced(&raft_fields)?;
+            let timing = LeaseTiming {
+                lease_period: raw.lease_period.map_or(Duration::from_secs(10), |d| d.0),
+                renew_interval: raw.renew_interval.map_or(Duration::from_secs(3), |d| d.0),
+                sync_interval: raw.sync_interval.map_or(Duration::from_secs(2), |d| d.0),
+            };
+            if timing.renew_interval.is_zero()
+                || timing.sync_interval.is_zero()
+                || timing.lease_period <= timing.renew_interval
+            {
+                return Err(source.error(
+                    span,
+                    "[cluster]: lease_period must be greater than renew_interval, and both \
+                     intervals greater than 0",
+                ));
+            }
+            Ok(ClusterSpec::Lease(timing))
+        }
+        other => Err(source.error(
+            raw.mode.as_ref().map_or(span.clone(), |mode| mode.span()),
+            format!("unknown cluster mode {other:?}; expected raft, lease or single"),
+        )),
     }
 }
 
@@ -574,9 +760,11 @@ mod tests {
             scenario.topology,
             Topology {
                 masters: 1,
-                agents: 3
+                agents: 3,
+                store: false
             }
         );
+        assert_eq!(scenario.cluster, ClusterSpec::Single);
         assert_eq!(scenario.heartbeat.interval, Duration::from_secs(1));
         assert_eq!(scenario.backoff, BackoffPolicy::default());
         assert_eq!(scenario.network.latency.1, Duration::from_millis(10));
@@ -640,6 +828,46 @@ mod tests {
         ));
         assert!(error.message.contains("decorrelated"), "{}", error.message);
         assert_eq!(error.line, 6);
+    }
+
+    #[test]
+    fn several_masters_elect_by_raft_unless_told_otherwise() {
+        let three = "name = \"t\"\nduration = \"1m\"\n[topology]\nmasters = 3\nagents = 3\n";
+        let scenario = Scenario::parse("t.toml", three).unwrap();
+        assert_eq!(scenario.cluster, ClusterSpec::Raft(RaftConfig::default()));
+        let lease =
+            Scenario::parse("t.toml", &format!("{three}[cluster]\nmode = \"lease\"\n")).unwrap();
+        assert!(lease.topology.store);
+        let single = error(&format!("{three}[cluster]\nmode = \"single\"\n"));
+        assert!(
+            single.message.contains("exactly one master"),
+            "{}",
+            single.message
+        );
+        let misplaced = error(&format!(
+            "{three}[cluster]\nmode = \"lease\"\npre_vote = false\n"
+        ));
+        assert!(
+            misplaced.message.contains("pre_vote"),
+            "{}",
+            misplaced.message
+        );
+        let short = error(&format!(
+            "{three}[cluster]\nmode = \"lease\"\nlease_period = \"1s\"\nrenew_interval = \"2s\"\n"
+        ));
+        assert!(short.message.contains("lease_period"), "{}", short.message);
+    }
+
+    #[test]
+    fn expectations_name_fixed_nodes() {
+        let error = error(&format!(
+            "{MINIMAL}[[expect]]\ncheck = \"all_online\"\nat = \"1s\"\nagents = \"leader\"\n"
+        ));
+        assert!(
+            error.message.contains("only known while the run goes on"),
+            "{}",
+            error.message
+        );
     }
 
     #[test]

@@ -5,8 +5,10 @@
 //! [`poll_timeout`](Connector::poll_timeout). Randomness comes from the RNG it was built with.
 //!
 //! Attempts are counted per cycle. A cycle starts at boot, after a registered session is lost,
-//! and after a long wait; its first attempt goes out at once, and the wait before attempt `n`
-//! (`n >= 2`) is the policy's delay for retry `n - 2`. A successful registration ends the cycle.
+//! and after a long wait; its first attempt goes out at once. Every failed attempt draws the
+//! next delay from the backoff (retry 0, 1, 2, ...). A redirect from a master that does not lead
+//! is followed at once and is no failure; more redirects in a row than there are masters count
+//! as one. A successful registration ends the cycle.
 
 use crate::backoff::{Backoff, BackoffPolicy, Next};
 use crate::wire::{Heartbeat, Message, NodeStatus, Register, Unregister};
@@ -134,6 +136,8 @@ pub struct Connector<R> {
     target: usize,
     started_at: Instant,
     heartbeat_seq: u64,
+    /// Redirects followed since the last registration or failure.
+    redirects_in_a_row: usize,
     /// Heartbeats sent and not yet acknowledged, oldest first.
     unacked: VecDeque<(u64, Instant)>,
     actions: VecDeque<AgentAction>,
@@ -156,6 +160,7 @@ impl<R: RngCore> Connector<R> {
             target: 0,
             started_at: now,
             heartbeat_seq: 0,
+            redirects_in_a_row: 0,
             unacked: VecDeque::new(),
             actions: VecDeque::new(),
         }
@@ -242,6 +247,7 @@ impl<R: RngCore> Connector<R> {
                 tracing::info!(instance_id = %ack.instance_id, "registered");
                 self.backoff.reset();
                 self.attempt = 0;
+                self.redirects_in_a_row = 0;
                 self.unacked.clear();
                 self.state = State::Online {
                     next_heartbeat: now + self.config.heartbeat_interval,
@@ -249,6 +255,9 @@ impl<R: RngCore> Connector<R> {
             }
             (State::Registering { .. }, Message::RegisterAck(_)) => {
                 self.lose_connection(now, DisconnectReason::Rejected);
+            }
+            (State::Registering { .. }, Message::Redirect(redirect)) => {
+                self.follow_redirect(now, &redirect.leader);
             }
             (State::Online { .. }, Message::HeartbeatAck(ack)) => {
                 while self.unacked.front().is_some_and(|&(seq, _)| seq <= ack.seq) {
@@ -347,6 +356,26 @@ impl<R: RngCore> Connector<R> {
         }
     }
 
+    fn follow_redirect(&mut self, now: Instant, leader: &str) {
+        let Some(index) = self.config.masters.iter().position(|m| m == leader) else {
+            return self.lose_connection(now, DisconnectReason::ProtocolError);
+        };
+        tracing::info!(to = leader, "redirected");
+        self.actions.push_back(AgentAction::Close);
+        self.redirects_in_a_row += 1;
+        if self.redirects_in_a_row > self.config.masters.len() {
+            // Masters pointing at each other: back off as after any failed attempt.
+            self.redirects_in_a_row = 0;
+            return self.schedule_retry(now);
+        }
+        self.target = index;
+        self.attempt += 1;
+        self.state = State::Waiting {
+            until: now,
+            delay: Duration::ZERO,
+        };
+    }
+
     fn connect_failed(&mut self, now: Instant, reason: DisconnectReason) {
         tracing::info!(reason = %reason, "connect_failed");
         self.schedule_retry(now);
@@ -355,6 +384,7 @@ impl<R: RngCore> Connector<R> {
     fn schedule_retry(&mut self, now: Instant) {
         // Try the next master on the list: a dead one does not hold the agent back.
         self.target = (self.target + 1) % self.config.masters.len();
+        self.redirects_in_a_row = 0;
         match self.backoff.handle_failure(&mut self.rng) {
             Next::Retry(delay) => {
                 self.attempt += 1;
@@ -609,6 +639,37 @@ mod tests {
             }),
         );
         assert_eq!(connector.status().attempt, 2);
+        assert_eq!(connector.poll_timeout(), Some(t0 + Duration::from_secs(1)));
+    }
+
+    #[test]
+    fn a_redirect_is_followed_at_once_and_a_redirect_loop_backs_off() {
+        let t0 = Instant::now();
+        let mut config = config(no_jitter());
+        config.masters = vec!["master-1".into(), "master-2".into()];
+        let mut connector = Connector::new(config, ChaCha8Rng::seed_from_u64(1), t0);
+        let redirect = |to: &str| {
+            Message::Redirect(crate::wire::Redirect {
+                leader: to.to_string(),
+            })
+        };
+        connector.handle_timeout(t0);
+        connector.handle_connected(t0);
+        drain(&mut connector);
+        connector.handle_message(t0, redirect("master-2"));
+        assert_eq!(drain(&mut connector), vec![AgentAction::Close]);
+        assert_eq!(connector.poll_timeout(), Some(t0), "followed at once");
+        connector.handle_timeout(t0);
+        assert_eq!(
+            drain(&mut connector),
+            vec![AgentAction::Connect { target: 1 }]
+        );
+        connector.handle_connected(t0);
+        connector.handle_message(t0, redirect("master-1"));
+        connector.handle_timeout(t0);
+        connector.handle_connected(t0);
+        connector.handle_message(t0, redirect("master-2"));
+        // Three redirects in a row with two masters: that is a loop, so back off.
         assert_eq!(connector.poll_timeout(), Some(t0 + Duration::from_secs(1)));
     }
 

@@ -2,7 +2,7 @@
 //! online. Sans-IO: the shell feeds it messages and timeouts with `now`, and pulls the frames to
 //! send and the sessions to close.
 
-use crate::wire::{HeartbeatAck, Message, NodeStatus, Register, RegisterAck};
+use crate::wire::{HeartbeatAck, Message, NodeStatus, Redirect, Register, RegisterAck};
 use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
 
@@ -41,6 +41,17 @@ pub enum Liveness {
     Offline,
 }
 
+/// Whether this master serves agents. A single master always leads; in a cluster only the
+/// elected leader does, and the others point agents at it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Leadership {
+    Leader,
+    /// `leader` is `None` while no leader is known.
+    Follower {
+        leader: Option<String>,
+    },
+}
+
 #[derive(Clone, Debug)]
 pub struct NodeEntry {
     pub info: Register,
@@ -54,6 +65,7 @@ pub struct NodeEntry {
 #[derive(Debug)]
 pub struct Registry {
     config: MasterConfig,
+    leadership: Leadership,
     /// Keyed by instance id.
     nodes: BTreeMap<String, NodeEntry>,
     /// Which instance each registered session speaks for.
@@ -68,6 +80,7 @@ impl Registry {
         debug_assert!(config.max_miss > 0 && !config.heartbeat_interval.is_zero());
         Registry {
             config,
+            leadership: Leadership::Leader,
             nodes: BTreeMap::new(),
             sessions: BTreeMap::new(),
             actions: VecDeque::new(),
@@ -75,9 +88,57 @@ impl Registry {
         }
     }
 
+    /// Leadership changed. A leader that stops leading closes every agent session and forgets
+    /// its registry: the next leader rebuilds its own from the agents' re-registrations.
+    pub fn handle_leadership(&mut self, leadership: Leadership) {
+        if leadership == self.leadership {
+            return;
+        }
+        let was_leader = self.leadership == Leadership::Leader;
+        self.leadership = leadership;
+        if was_leader && self.leadership != Leadership::Leader && !self.nodes.is_empty() {
+            let sessions: Vec<SessionId> = self.sessions.keys().copied().collect();
+            tracing::info!(agents = self.nodes.len() as u64, "registry_cleared");
+            self.nodes.clear();
+            self.sessions.clear();
+            self.next_sweep = None;
+            for session in sessions {
+                self.close(session, "master stopped leading");
+            }
+        }
+    }
+
+    pub fn config(&self) -> &MasterConfig {
+        &self.config
+    }
+
+    pub fn leadership(&self) -> &Leadership {
+        &self.leadership
+    }
+
     pub fn handle_message(&mut self, now: Instant, session: SessionId, message: Message) {
         match message {
-            Message::Register(info) => self.register(now, session, info),
+            Message::Register(info) => match self.leadership.clone() {
+                Leadership::Leader => self.register(now, session, info),
+                Leadership::Follower {
+                    leader: Some(leader),
+                } => {
+                    self.send(session, Message::Redirect(Redirect { leader }));
+                    self.close(session, "redirected to the leader");
+                }
+                Leadership::Follower { leader: None } => {
+                    self.send(
+                        session,
+                        Message::RegisterAck(RegisterAck {
+                            instance_id: info.instance_id,
+                            accepted: false,
+                            reason: "no leader elected".into(),
+                            heartbeat_interval_ms: 0,
+                        }),
+                    );
+                    self.close(session, "no leader elected");
+                }
+            },
             Message::Heartbeat(heartbeat) => {
                 let Some(entry) = self.entry_for(session) else {
                     return self.close(session, "heartbeat before register");
@@ -102,7 +163,7 @@ impl Registry {
                 }
                 self.close(session, "unregistered");
             }
-            Message::RegisterAck(_) | Message::HeartbeatAck(_) => {
+            Message::RegisterAck(_) | Message::HeartbeatAck(_) | Message::Redirect(_) => {
                 self.close(session, "unexpected message from agent");
             }
         }
@@ -384,6 +445,53 @@ mod tests {
                 reason: "unregistered"
             }]
         );
+    }
+
+    #[test]
+    fn a_follower_redirects_and_a_leader_that_steps_down_lets_go() {
+        let t0 = Instant::now();
+        let mut registry = Registry::new(config());
+        registry.handle_leadership(Leadership::Follower {
+            leader: Some("master-2".into()),
+        });
+        registry.handle_message(t0, 1, register("agent-1", 7));
+        assert_eq!(
+            drain(&mut registry),
+            vec![
+                MasterAction::Send {
+                    session: 1,
+                    message: Message::Redirect(Redirect {
+                        leader: "master-2".into()
+                    })
+                },
+                MasterAction::Close {
+                    session: 1,
+                    reason: "redirected to the leader"
+                }
+            ]
+        );
+        registry.handle_leadership(Leadership::Follower { leader: None });
+        registry.handle_message(t0, 2, register("agent-1", 7));
+        assert!(matches!(
+            &drain(&mut registry)[..],
+            [MasterAction::Send { message: Message::RegisterAck(ack), .. }, MasterAction::Close { .. }]
+                if !ack.accepted
+        ));
+        registry.handle_leadership(Leadership::Leader);
+        registry.handle_message(t0, 3, register("agent-1", 7));
+        registry.handle_message(t0, 4, register("agent-2", 8));
+        drain(&mut registry);
+        registry.handle_leadership(Leadership::Follower { leader: None });
+        assert_eq!(registry.nodes().count(), 0);
+        let closed: Vec<_> = drain(&mut registry)
+            .into_iter()
+            .filter_map(|action| match action {
+                MasterAction::Close { session, .. } => Some(session),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(closed, vec![3, 4]);
+        assert_eq!(registry.poll_timeout(), None);
     }
 
     #[test]

@@ -21,6 +21,8 @@ pub enum Message {
     Heartbeat(Heartbeat),
     HeartbeatAck(HeartbeatAck),
     Unregister(Unregister),
+    /// From a master that does not lead: register with `leader` instead.
+    Redirect(Redirect),
 }
 
 impl Message {
@@ -31,6 +33,7 @@ impl Message {
             Message::Heartbeat(_) => "Heartbeat",
             Message::HeartbeatAck(_) => "HeartbeatAck",
             Message::Unregister(_) => "Unregister",
+            Message::Redirect(_) => "Redirect",
         }
     }
 }
@@ -94,6 +97,12 @@ pub struct Unregister {
     pub reason: String,
 }
 
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Redirect {
+    /// The master that leads, by name.
+    pub leader: String,
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum WireError {
     #[error("frame of {len} bytes exceeds the limit of {max} bytes")]
@@ -110,8 +119,13 @@ fn codec(max_frame: usize) -> impl bincode::Options {
 }
 
 /// Appends one frame holding `message` to `out`. Fails, writing nothing, if the payload would
-/// exceed `max_frame`.
-pub fn encode(message: &Message, max_frame: usize, out: &mut Vec<u8>) -> Result<(), WireError> {
+/// exceed `max_frame`. Any serde type frames the same way; agents and masters speak
+/// [`Message`], masters among themselves their cluster's messages.
+pub fn encode<T: Serialize>(
+    message: &T,
+    max_frame: usize,
+    out: &mut Vec<u8>,
+) -> Result<(), WireError> {
     use bincode::Options;
     let payload = codec(max_frame)
         .serialize(message)
@@ -129,7 +143,10 @@ pub fn encode(message: &Message, max_frame: usize, out: &mut Vec<u8>) -> Result<
 
 /// Decodes the first frame of `buf`. `Ok(None)` means more bytes are needed; `Ok(Some((message,
 /// consumed)))` says how many bytes of `buf` the frame used.
-pub fn decode(buf: &[u8], max_frame: usize) -> Result<Option<(Message, usize)>, WireError> {
+pub fn decode<T: serde::de::DeserializeOwned>(
+    buf: &[u8],
+    max_frame: usize,
+) -> Result<Option<(T, usize)>, WireError> {
     use bincode::Options;
     let Some(header) = buf.get(..HEADER_LEN) else {
         return Ok(None);
@@ -144,12 +161,13 @@ pub fn decode(buf: &[u8], max_frame: usize) -> Result<Option<(Message, usize)>, 
     let Some(payload) = buf.get(HEADER_LEN..HEADER_LEN + len) else {
         return Ok(None);
     };
-    let message = codec(max_frame)
-        .deserialize(payload)
-        .map_err(|error| WireError::Malformed {
-            len,
-            reason: error.to_string(),
-        })?;
+    let message: T =
+        codec(max_frame)
+            .deserialize(payload)
+            .map_err(|error| WireError::Malformed {
+                len,
+                reason: error.to_string(),
+            })?;
     Ok(Some((message, HEADER_LEN + len)))
 }
 
@@ -185,9 +203,11 @@ mod tests {
         let mut buf = Vec::new();
         encode(&register(), MAX_FRAME_DEFAULT, &mut buf).unwrap();
         encode(&heartbeat(9), MAX_FRAME_DEFAULT, &mut buf).unwrap();
-        let (first, used) = decode(&buf, MAX_FRAME_DEFAULT).unwrap().unwrap();
+        let (first, used) = decode::<Message>(&buf, MAX_FRAME_DEFAULT).unwrap().unwrap();
         assert_eq!(first, register());
-        let (second, used2) = decode(&buf[used..], MAX_FRAME_DEFAULT).unwrap().unwrap();
+        let (second, used2) = decode::<Message>(&buf[used..], MAX_FRAME_DEFAULT)
+            .unwrap()
+            .unwrap();
         assert_eq!(second, heartbeat(9));
         assert_eq!(used + used2, buf.len());
     }
@@ -198,7 +218,7 @@ mod tests {
         encode(&register(), MAX_FRAME_DEFAULT, &mut buf).unwrap();
         for cut in 0..buf.len() {
             assert_eq!(
-                decode(&buf[..cut], MAX_FRAME_DEFAULT),
+                decode::<Message>(&buf[..cut], MAX_FRAME_DEFAULT),
                 Ok(None),
                 "cut at {cut}"
             );
@@ -209,7 +229,7 @@ mod tests {
     fn an_oversized_length_is_refused_before_reading_the_payload() {
         let buf = (1_000_000u32).to_be_bytes();
         assert_eq!(
-            decode(&buf, 1024),
+            decode::<Message>(&buf, 1024),
             Err(WireError::FrameTooLarge {
                 len: 1_000_000,
                 max: 1024
@@ -230,7 +250,7 @@ mod tests {
         let mut frame = 3u32.to_be_bytes().to_vec();
         frame.extend_from_slice(&[200, 1, 2]);
         assert!(matches!(
-            decode(&frame, MAX_FRAME_DEFAULT),
+            decode::<Message>(&frame, MAX_FRAME_DEFAULT),
             Err(WireError::Malformed { len: 3, .. })
         ));
         let mut payload = Vec::new();
@@ -241,7 +261,7 @@ mod tests {
         padded.extend_from_slice(&payload[HEADER_LEN..]);
         padded.push(0);
         assert!(matches!(
-            decode(&padded, MAX_FRAME_DEFAULT),
+            decode::<Message>(&padded, MAX_FRAME_DEFAULT),
             Err(WireError::Malformed { .. })
         ));
     }
@@ -251,7 +271,7 @@ mod tests {
         /// panic, and never a claim to have used more bytes than it was given.
         #[test]
         fn decoding_arbitrary_bytes_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..256)) {
-            if let Ok(Some((_, used))) = decode(&bytes, 128) {
+            if let Ok(Some((_, used))) = decode::<Message>(&bytes, 128) {
                 prop_assert!(used <= bytes.len());
             }
         }
@@ -264,7 +284,7 @@ mod tests {
             });
             let mut buf = Vec::new();
             encode(&message, MAX_FRAME_DEFAULT, &mut buf).unwrap();
-            prop_assert_eq!(decode(&buf, MAX_FRAME_DEFAULT).unwrap(), Some((message, buf.len())));
+            prop_assert_eq!(decode::<Message>(&buf, MAX_FRAME_DEFAULT).unwrap(), Some((message, buf.len())));
         }
     }
 }

@@ -2,7 +2,10 @@
 
 use bytes::{Buf, BytesMut};
 use fleet_core::wire::{self, Message, WireError};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
 use std::io;
+use std::marker::PhantomData;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CodecError {
@@ -12,24 +15,27 @@ pub enum CodecError {
     Wire(#[from] WireError),
 }
 
-#[derive(Clone, Copy, Debug)]
-pub struct FrameCodec {
+/// Frames of `T`: agent–master [`Message`]s unless said otherwise.
+#[derive(Debug)]
+pub struct FrameCodec<T = Message> {
     pub max_frame: usize,
+    frames: PhantomData<fn() -> T>,
 }
 
-impl Default for FrameCodec {
+impl<T> Default for FrameCodec<T> {
     fn default() -> Self {
         FrameCodec {
             max_frame: wire::MAX_FRAME_DEFAULT,
+            frames: PhantomData,
         }
     }
 }
 
-impl tokio_util::codec::Decoder for FrameCodec {
-    type Item = Message;
+impl<T: DeserializeOwned> tokio_util::codec::Decoder for FrameCodec<T> {
+    type Item = T;
     type Error = CodecError;
 
-    fn decode(&mut self, src: &mut BytesMut) -> Result<Option<Message>, CodecError> {
+    fn decode(&mut self, src: &mut BytesMut) -> Result<Option<T>, CodecError> {
         match wire::decode(src, self.max_frame)? {
             Some((message, used)) => {
                 src.advance(used);
@@ -40,10 +46,10 @@ impl tokio_util::codec::Decoder for FrameCodec {
     }
 }
 
-impl tokio_util::codec::Encoder<Message> for FrameCodec {
+impl<T: Serialize> tokio_util::codec::Encoder<T> for FrameCodec<T> {
     type Error = CodecError;
 
-    fn encode(&mut self, message: Message, dst: &mut BytesMut) -> Result<(), CodecError> {
+    fn encode(&mut self, message: T, dst: &mut BytesMut) -> Result<(), CodecError> {
         let mut frame = Vec::new();
         wire::encode(&message, self.max_frame, &mut frame)?;
         dst.extend_from_slice(&frame);

@@ -6,8 +6,9 @@
 
 pub mod agent;
 pub mod clock;
+pub mod cluster;
 pub mod codec;
 pub mod master;
 
 pub use agent::{registration, run_agent};
-pub use master::{run_master, run_master_with_state, MasterState};
+pub use master::{run_master, MasterState};

@@ -6,7 +6,7 @@
 
 use crate::clock::{now, sleep_until};
 use crate::codec::FrameCodec;
-use fleet_core::master::{MasterAction, MasterConfig, Registry, SessionId};
+use fleet_core::master::{Leadership, MasterAction, MasterConfig, Registry, SessionId};
 use fleet_core::wire::Message;
 use futures::{SinkExt, StreamExt};
 use std::collections::BTreeMap;
@@ -54,30 +54,35 @@ impl MasterState {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
+    /// Tells the registry whether this master leads; sessions it must close are closed.
+    pub fn set_leadership(&self, leadership: Leadership) {
+        let mut shared = self.lock();
+        if *shared.registry.leadership() != leadership {
+            shared.registry.handle_leadership(leadership);
+            shared.dispatch(None);
+        }
+    }
+
     /// Reads the registry.
     pub fn with_registry<T>(&self, f: impl FnOnce(&Registry) -> T) -> T {
         f(&self.lock().registry)
     }
 }
 
-/// Serves agents on `listener` until the process (or simulated node) ends.
-pub async fn run_master(listener: TcpListener, config: MasterConfig) -> io::Result<()> {
-    run_master_with_state(listener, config, |_| {}).await
+impl MasterState {
+    /// A master that leads until told otherwise (see [`set_leadership`](Self::set_leadership)).
+    pub fn new(config: MasterConfig) -> MasterState {
+        MasterState(Arc::new(Mutex::new(Shared {
+            registry: Registry::new(config),
+            inboxes: BTreeMap::new(),
+        })))
+    }
 }
 
-/// Like [`run_master`], handing the shared state to `expose` first.
-pub async fn run_master_with_state(
-    listener: TcpListener,
-    config: MasterConfig,
-    expose: impl FnOnce(MasterState),
-) -> io::Result<()> {
-    let fallback_sweep = config.heartbeat_interval;
-    let state = MasterState(Arc::new(Mutex::new(Shared {
-        registry: Registry::new(config),
-        inboxes: BTreeMap::new(),
-    })));
-    expose(state.clone());
-    // Every task of this master ends when this future is dropped: `alive` closes with it.
+/// Serves agents on `listener` with `state` until this future is dropped (or the simulated node
+/// ends): every task it started ends with it.
+pub async fn run_master(listener: TcpListener, state: MasterState) -> io::Result<()> {
+    let fallback_sweep = state.with_registry(|registry| registry.config().heartbeat_interval);
     let (_alive, master_alive) = watch::channel(());
     tokio::spawn(until_closed(
         master_alive.clone(),

@@ -7,7 +7,7 @@
 use fleet_core::agent::{AgentConfig, Connector};
 use fleet_core::backoff::BackoffPolicy;
 use fleet_core::master::MasterConfig;
-use fleet_node::{registration, run_agent, run_master_with_state, MasterState};
+use fleet_node::{registration, run_agent, run_master, MasterState};
 use rand::SeedableRng;
 use std::time::Duration;
 use tokio::net::TcpListener;
@@ -15,18 +15,17 @@ use tokio::net::TcpListener;
 const INTERVAL: Duration = Duration::from_millis(20);
 
 async fn start_master(listener: TcpListener) -> (MasterState, tokio::task::JoinHandle<()>) {
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    let task = tokio::spawn(async move {
-        let config = MasterConfig {
-            heartbeat_interval: INTERVAL,
-            max_miss: 3,
-        };
-        let _ = run_master_with_state(listener, config, |state| {
-            let _ = tx.send(state);
-        })
-        .await;
+    let state = MasterState::new(MasterConfig {
+        heartbeat_interval: INTERVAL,
+        max_miss: 3,
     });
-    (rx.await.expect("master starts"), task)
+    let task = tokio::spawn({
+        let state = state.clone();
+        async move {
+            let _ = run_master(listener, state).await;
+        }
+    });
+    (state, task)
 }
 
 async fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {

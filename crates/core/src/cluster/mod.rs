@@ -3,6 +3,7 @@
 //! leads) and [`single`] (always the leader; for development).
 
 pub mod raft;
+pub mod single;
 
 use std::time::{Duration, Instant};
 
