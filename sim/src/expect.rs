@@ -225,7 +225,25 @@ pub fn evaluate(scenario: &Scenario, events: &[Event]) -> Vec<Verdict> {
     let mut verdicts: Vec<Verdict> = scenario
         .expectations
         .iter()
-        .map(|check| evaluate_one(check, scenario, &histories, events))
+        .map(|expectation| {
+            let verdict = evaluate_one(&expectation.check, scenario, &histories, events);
+            if expectation.holds {
+                verdict
+            } else {
+                Verdict {
+                    check: format!("{} (expected to fail)", verdict.check),
+                    ok: !verdict.ok,
+                    detail: if verdict.ok {
+                        format!(
+                            "held, though the scenario says it should not: {}",
+                            verdict.detail
+                        )
+                    } else {
+                        format!("fails as expected: {}", verdict.detail)
+                    },
+                }
+            }
+        })
         .collect();
     verdicts.extend(crate::invariants::check(scenario, events));
     verdicts
@@ -250,18 +268,25 @@ fn evaluate_one(
     match check {
         Check::LeaderElected { after, within } => {
             let name = format!("leader_elected {} after {}", show(*within), show(*after));
-            match histories.leaders.first_in(ms(*after), ms(*after + *within)) {
-                Some(span) => verdict(
+            let (from, to) = (ms(*after), ms(*after + *within));
+            let elected = events
+                .iter()
+                .find(|event| event.kind == "became_leader" && (from..=to).contains(&event.t_ms));
+            match elected {
+                Some(event) => verdict(
                     name,
                     true,
                     format!(
-                        "{} leads from {} (term {})",
-                        span.node,
-                        fmt_time(span.from_ms),
-                        span.term
-                    ),
+                        "{} elected at {} ({}ms after {})",
+                        event.node,
+                        fmt_time(event.t_ms),
+                        event.t_ms - from,
+                        show(*after)
+                    ) + &event
+                        .u64_field("term")
+                        .map_or(String::new(), |term| format!(", term {term}")),
                 ),
-                None => verdict(name, false, "no master led in that window".into()),
+                None => verdict(name, false, "no master became leader in that window".into()),
             }
         }
         Check::LeaderIs { node, at } => {

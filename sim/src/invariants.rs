@@ -91,10 +91,10 @@ fn one_lease_holder(scenario: &Scenario, events: &[Event]) -> Result<String, Str
                 grants += 1;
                 holder = Some(event);
             }
-            "lease_lost" | "stepped_down" => {
-                if holder.is_some_and(|current| current.node == event.node) {
-                    holder = None;
-                }
+            "lease_lost" | "stepped_down"
+                if holder.is_some_and(|current| current.node == event.node) =>
+            {
+                holder = None;
             }
             "crash" | "restart" if event.node == "sim" => {
                 let hit = fault_nodes(event, &scenario.topology);

@@ -280,7 +280,16 @@ impl FaultInjector {
                 }
             }
             FaultAction::Partition { groups, oneway } => {
-                let shown: Vec<String> = groups.iter().map(|group| join(group, ",")).collect();
+                let shown: Vec<String> = groups
+                    .iter()
+                    .map(|group| {
+                        group
+                            .iter()
+                            .map(|selector| self.show(selector))
+                            .collect::<Vec<_>>()
+                            .join(",")
+                    })
+                    .collect();
                 if *oneway {
                     tracing::info!(groups = %shown.join(" | "), oneway = true, "partition");
                 } else {
@@ -360,6 +369,15 @@ impl FaultInjector {
 }
 
 impl FaultInjector {
+    /// A selector as the timeline shows it: `leader(master-2)` for the dynamic ones.
+    fn show(&self, selector: &Selector) -> String {
+        if selector.is_dynamic() {
+            format!("{selector}({})", self.resolve(selector).join(","))
+        } else {
+            selector.to_string()
+        }
+    }
+
     /// Emits the fault's event and returns the nodes it hits. A `leader` or `followers`
     /// target also records whom it meant then, as `nodes`.
     fn announce(&self, kind: &str, target: &Selector) -> Vec<String> {
@@ -378,12 +396,4 @@ impl FaultInjector {
         }
         nodes
     }
-}
-
-fn join(selectors: &[Selector], separator: &str) -> String {
-    selectors
-        .iter()
-        .map(ToString::to_string)
-        .collect::<Vec<_>>()
-        .join(separator)
 }

@@ -177,7 +177,15 @@ pub struct Scenario {
     pub network: Network,
     /// In firing order (by `at`, then file order).
     pub faults: Vec<Fault>,
-    pub expectations: Vec<Check>,
+    pub expectations: Vec<Expectation>,
+}
+
+/// A check, and whether it should hold. `holds = false` documents a failure a scenario exists to
+/// show (what goes wrong without pre-vote, say): the verdict is ok when the check fails.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Expectation {
+    pub check: Check,
+    pub holds: bool,
 }
 
 #[derive(Deserialize)]
@@ -285,6 +293,7 @@ struct RawExpect {
     max: Option<u64>,
     min: Option<u64>,
     node: Option<Spanned<String>>,
+    holds: Option<bool>,
 }
 
 /// Turns byte offsets into positions for one file.
@@ -552,7 +561,10 @@ impl RawScenario {
                     ))
                 }
             };
-            expectations.push(check);
+            expectations.push(Expectation {
+                check,
+                holds: expect.holds.unwrap_or(true),
+            });
         }
 
         Ok(Scenario {

@@ -149,7 +149,8 @@ impl<R: RngCore> RaftNode<R> {
     }
 
     fn majority(&self) -> usize {
-        (self.peers.len() + 1) / 2 + 1
+        let size = self.peers.len() + 1;
+        size / 2 + 1
     }
 
     fn reset_election_deadline(&mut self, now: Instant) {

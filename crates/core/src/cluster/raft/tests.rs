@@ -27,7 +27,7 @@ impl Cluster {
         let members: Vec<String> = (0..size).map(name).collect();
         let nodes = (0..size)
             .map(|i| {
-                let rng = ChaCha8Rng::seed_from_u64(seed ^ (i as u64 + 1) * 0x9e37_79b9);
+                let rng = ChaCha8Rng::seed_from_u64(seed ^ ((i as u64 + 1) * 0x9e37_79b9));
                 RaftNode::new(&members[i], &members, config.clone(), rng, now)
             })
             .collect();
