@@ -8,9 +8,11 @@
 
 use crate::expect::LeaderHistory;
 use crate::scenario::{ClusterSpec, FaultAction, Scenario};
-use crate::selector::{Role, Selector, Topology};
+use crate::selector::{Role, Selector, Topology, STORE};
 use crate::trace::{CaptureLayer, Event, Locate};
 use fleet_core::agent::{AgentConfig, Connector};
+use fleet_core::cluster::lease::LeaseConfig;
+use fleet_core::cluster::store::Store;
 use fleet_core::master::Leadership;
 use fleet_core::master::MasterConfig;
 use fleet_node::cluster::{ClusterConfig, ClusterMode};
@@ -28,6 +30,7 @@ use tracing_subscriber::layer::SubscriberExt;
 
 pub const MASTER_PORT: u16 = 7000;
 pub const CLUSTER_PORT: u16 = 7001;
+pub const STORE_PORT: u16 = 6379;
 /// Agents start this long after the masters, so the first attempt finds a listener.
 pub const AGENT_BOOT_DELAY: Duration = Duration::from_millis(100);
 
@@ -85,11 +88,41 @@ pub fn run(scenario: &Scenario, seed: u64) -> RunOutput {
             (Topology::node_name(Role::Master, i), address)
         })
         .collect();
+    let store_address = SocketAddr::new(node_ip(Role::Store, 1), STORE_PORT);
     let cluster_mode = match &scenario.cluster {
         ClusterSpec::Single => ClusterMode::Single,
         ClusterSpec::Raft(config) => ClusterMode::Raft(config.clone()),
-        ClusterSpec::Lease(_) => unimplemented!("lease mode"),
+        ClusterSpec::Lease(timing) => ClusterMode::Lease {
+            config: LeaseConfig::new(
+                timing.lease_period,
+                timing.renew_interval,
+                timing.sync_interval,
+            ),
+            store: store_address,
+        },
     };
+    if scenario.topology.store {
+        // The keyspace outlives the node, as Redis's append-only file would: a crash loses
+        // no grant and no token.
+        let keyspace = Arc::new(Mutex::new(Store::default()));
+        let node = runtime
+            .create_node()
+            .name(STORE)
+            .ip(store_address.ip())
+            .init(move || {
+                let keyspace = keyspace.clone();
+                async move {
+                    match tokio::net::TcpListener::bind(store_address).await {
+                        Ok(listener) => {
+                            let _ = fleet_node::store::run_store(listener, keyspace).await;
+                        }
+                        Err(error) => tracing::info!(error = %error, "bind_failed"),
+                    }
+                }
+            })
+            .build();
+        ids.insert(STORE.to_string(), node.id());
+    }
     for index in 1..=scenario.topology.masters {
         let name = Topology::node_name(Role::Master, index);
         let config = MasterConfig {

@@ -7,6 +7,7 @@ pub mod agent;
 pub mod backoff;
 pub mod cluster;
 pub mod master;
+pub mod resp;
 pub mod wire;
 
 use std::time::Duration;

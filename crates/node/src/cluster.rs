@@ -5,16 +5,19 @@
 //! to send and drops the message if the peer cannot be reached; Raft tolerates loss.
 
 use crate::clock::{now, sleep_until};
-use crate::codec::FrameCodec;
+use crate::codec::{FrameCodec, RespCodec};
 use crate::master::MasterState;
+use fleet_core::cluster::lease::{LeaseAction, LeaseConfig, LeaseNode};
 use fleet_core::cluster::raft::{RaftConfig, RaftMessage, RaftNode};
 use fleet_core::cluster::single::SingleNode;
 use fleet_core::cluster::Role;
 use fleet_core::master::Leadership;
+use fleet_core::resp::Value;
 use futures::{SinkExt, StreamExt};
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
+use std::io;
 use std::net::SocketAddr;
 use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream};
@@ -25,6 +28,11 @@ use tokio_util::codec::Framed;
 pub enum ClusterMode {
     Single,
     Raft(RaftConfig),
+    /// The holder of a lease in the store at `store` leads.
+    Lease {
+        config: LeaseConfig,
+        store: SocketAddr,
+    },
 }
 
 #[derive(Clone, Debug)]
@@ -68,6 +76,81 @@ pub async fn run_cluster<R: RngCore>(
             std::future::pending::<()>().await;
         }
         ClusterMode::Raft(raft) => run_raft(config, raft, listener, rng, master).await,
+        ClusterMode::Lease {
+            config: lease,
+            store,
+        } => run_lease(&config.me, lease, store, master).await,
+    }
+}
+
+type StoreConnection = Framed<TcpStream, RespCodec>;
+
+/// The next reply on the store connection; never resolves without one.
+async fn next_reply(connection: &mut Option<StoreConnection>) -> Option<io::Result<Value>> {
+    match connection {
+        Some(framed) => framed.next().await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn run_lease(me: &str, lease: LeaseConfig, store: SocketAddr, master: MasterState) {
+    // Dialing must not hold up the lease's own deadlines for long.
+    let connect_timeout = (lease.renew_interval / 2).min(PEER_CONNECT_TIMEOUT);
+    let mut node = LeaseNode::new(me, lease, now());
+    let mut connection: Option<StoreConnection> = None;
+    // Ids of the requests sent on `connection`, oldest first: replies come back in order.
+    let mut in_flight: VecDeque<u64> = VecDeque::new();
+    let fail_all = |node: &mut LeaseNode, in_flight: &mut VecDeque<u64>, why: &str| {
+        for id in in_flight.drain(..) {
+            node.handle_reply(id, Err(why.to_string()));
+        }
+    };
+    loop {
+        while let Some(action) = node.poll_action() {
+            match action {
+                LeaseAction::Reconnect => {
+                    connection = None;
+                    fail_all(&mut node, &mut in_flight, "store timed out");
+                }
+                LeaseAction::Send(request) => {
+                    if connection.is_none() {
+                        connection =
+                            tokio::time::timeout(connect_timeout, TcpStream::connect(store))
+                                .await
+                                .ok()
+                                .and_then(Result::ok)
+                                .map(|stream| Framed::new(stream, RespCodec));
+                    }
+                    let sent = match &mut connection {
+                        Some(framed) => framed.send(request.command).await.is_ok(),
+                        None => false,
+                    };
+                    if sent {
+                        in_flight.push_back(request.id);
+                    } else {
+                        connection = None;
+                        fail_all(&mut node, &mut in_flight, "store unreachable");
+                        node.handle_reply(request.id, Err("store unreachable".into()));
+                    }
+                }
+            }
+        }
+        while node.poll_event().is_some() {}
+        master.set_leadership(leadership(node.role(), node.leader()));
+        tokio::select! {
+            reply = next_reply(&mut connection) => match reply {
+                Some(Ok(value)) => {
+                    if let Some(id) = in_flight.pop_front() {
+                        node.handle_reply(id, Ok(value));
+                    }
+                }
+                Some(Err(_)) | None => {
+                    connection = None;
+                    fail_all(&mut node, &mut in_flight, "store connection lost");
+                }
+            },
+            _ = sleep_until(node.poll_timeout()) => node.handle_timeout(now()),
+        }
     }
 }
 

@@ -56,3 +56,34 @@ impl<T: Serialize> tokio_util::codec::Encoder<T> for FrameCodec<T> {
         Ok(())
     }
 }
+
+/// RESP values, for the lease store.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct RespCodec;
+
+impl tokio_util::codec::Decoder for RespCodec {
+    type Item = fleet_core::resp::Value;
+    type Error = io::Error;
+
+    fn decode(&mut self, src: &mut BytesMut) -> io::Result<Option<Self::Item>> {
+        match fleet_core::resp::decode(src) {
+            Ok(Some((value, used))) => {
+                src.advance(used);
+                Ok(Some(value))
+            }
+            Ok(None) => Ok(None),
+            Err(error) => Err(io::Error::new(io::ErrorKind::InvalidData, error)),
+        }
+    }
+}
+
+impl tokio_util::codec::Encoder<fleet_core::resp::Value> for RespCodec {
+    type Error = io::Error;
+
+    fn encode(&mut self, value: fleet_core::resp::Value, dst: &mut BytesMut) -> io::Result<()> {
+        let mut bytes = Vec::new();
+        value.encode(&mut bytes);
+        dst.extend_from_slice(&bytes);
+        Ok(())
+    }
+}

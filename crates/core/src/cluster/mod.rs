@@ -2,8 +2,10 @@
 //! [`raft`] (election by majority vote), [`lease`] (the holder of a lease in a Redis-like store
 //! leads) and [`single`] (always the leader; for development).
 
+pub mod lease;
 pub mod raft;
 pub mod single;
+pub mod store;
 
 use std::time::{Duration, Instant};
 

@@ -1,0 +1,468 @@
+//! Mode `lease`: the leader is whoever holds a lease in a Redis-like store.
+//!
+//! A follower asks every `sync_interval` to acquire the lease; the store grants it when nobody
+//! holds it (set-if-absent with a TTL of `lease_period`) and stamps the grant with a fencing
+//! token that only ever increases, or else answers who holds it. The holder renews every
+//! `renew_interval` by compare-and-extend. It believes it leads until `lease_period` after it
+//! *sent* its last successful request; the store's TTL started later, when the request arrived,
+//! so the holder lets go first and no two nodes believe they hold the lease at once (given
+//! clocks that run at the same rate).
+//!
+//! The three scripts below are the whole protocol: a real Redis runs them as Lua, and the
+//! simulated store ([`super::store`]) runs exactly these texts.
+
+use super::{ClusterEvent, Role};
+use crate::resp::Value;
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+/// Grants the lease if free (`{1, "node token"}`) or names its holder (`{0, "node token"}`).
+/// KEYS: lease key, token counter key. ARGV: node name, lease period in ms.
+pub const ACQUIRE_SCRIPT: &str = "\
+local holder = redis.call('GET', KEYS[1])
+if holder then return {0, holder} end
+local token = redis.call('INCR', KEYS[2])
+local value = ARGV[1] .. ' ' .. token
+redis.call('SET', KEYS[1], value, 'PX', ARGV[2])
+return {1, value}";
+
+/// Extends the lease if `ARGV[1]` (`"node token"`) still holds it: 1, else 0.
+pub const RENEW_SCRIPT: &str = "\
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('PEXPIRE', KEYS[1], ARGV[2])
+end
+return 0";
+
+/// Gives the lease up if `ARGV[1]` still holds it: 1, else 0.
+pub const RELEASE_SCRIPT: &str = "\
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0";
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct LeaseConfig {
+    /// The store key holding `"node token"`; the token counter is `{key}:token`.
+    pub key: String,
+    pub lease_period: Duration,
+    pub renew_interval: Duration,
+    pub sync_interval: Duration,
+}
+
+impl LeaseConfig {
+    pub fn new(lease_period: Duration, renew_interval: Duration, sync_interval: Duration) -> Self {
+        LeaseConfig {
+            key: "fleet:leader".to_string(),
+            lease_period,
+            renew_interval,
+            sync_interval,
+        }
+    }
+
+    fn token_key(&self) -> String {
+        format!("{}:token", self.key)
+    }
+}
+
+/// One command for the store; replies come back in the order requests were sent.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StoreRequest {
+    pub id: u64,
+    pub command: Value,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum LeaseAction {
+    Send(StoreRequest),
+    /// The store stopped answering: drop the connection; the next request dials again.
+    Reconnect,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
+    Acquire,
+    Renew,
+    Release,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Pending {
+    id: u64,
+    kind: Kind,
+    sent_at: Instant,
+}
+
+pub struct LeaseNode {
+    me: String,
+    config: LeaseConfig,
+    /// The token of our grant while we hold the lease.
+    held: Option<(u64, Instant)>,
+    /// The holder we last heard of, and its token.
+    leader: Option<(String, u64)>,
+    next_request_at: Instant,
+    pending: Option<Pending>,
+    next_id: u64,
+    closed: bool,
+    actions: VecDeque<LeaseAction>,
+    events: VecDeque<ClusterEvent>,
+}
+
+/// Splits `"node token"`.
+fn parse_holder(value: &Value) -> Option<(String, u64)> {
+    let text = value.as_text()?;
+    let (node, token) = text.rsplit_once(' ')?;
+    Some((node.to_string(), token.parse().ok()?))
+}
+
+impl LeaseNode {
+    pub fn new(me: &str, config: LeaseConfig, now: Instant) -> Self {
+        debug_assert!(config.lease_period > config.renew_interval);
+        LeaseNode {
+            me: me.to_string(),
+            config,
+            held: None,
+            leader: None,
+            next_request_at: now,
+            pending: None,
+            next_id: 0,
+            closed: false,
+            actions: VecDeque::new(),
+            events: VecDeque::from([ClusterEvent::StartUp]),
+        }
+    }
+
+    fn request_timeout(&self) -> Duration {
+        self.config.renew_interval.min(self.config.sync_interval)
+    }
+
+    pub fn handle_timeout(&mut self, now: Instant) {
+        if self.closed {
+            return;
+        }
+        if let Some((token, expires_at)) = self.held {
+            if now >= expires_at {
+                self.lose(token, "expired");
+            }
+        }
+        if let Some(pending) = self.pending {
+            if now >= pending.sent_at + self.request_timeout() {
+                self.pending = None;
+                self.actions.push_back(LeaseAction::Reconnect);
+            }
+        }
+        if self.pending.is_none() && now >= self.next_request_at {
+            let (kind, interval) = match self.held {
+                Some(_) => (Kind::Renew, self.config.renew_interval),
+                None => (Kind::Acquire, self.config.sync_interval),
+            };
+            self.send(now, kind);
+            self.next_request_at = now + interval;
+        }
+    }
+
+    fn send(&mut self, now: Instant, kind: Kind) {
+        let period = self.config.lease_period.as_millis().to_string();
+        let command = match kind {
+            Kind::Acquire => Value::command(&[
+                "EVAL",
+                ACQUIRE_SCRIPT,
+                "2",
+                &self.config.key,
+                &self.config.token_key(),
+                &self.me,
+                &period,
+            ]),
+            Kind::Renew | Kind::Release => {
+                let token = self.held.map_or(0, |(token, _)| token);
+                let script = if kind == Kind::Renew {
+                    RENEW_SCRIPT
+                } else {
+                    RELEASE_SCRIPT
+                };
+                Value::command(&[
+                    "EVAL",
+                    script,
+                    "1",
+                    &self.config.key,
+                    &format!("{} {token}", self.me),
+                    &period,
+                ])
+            }
+        };
+        self.next_id += 1;
+        self.pending = Some(Pending {
+            id: self.next_id,
+            kind,
+            sent_at: now,
+        });
+        self.actions.push_back(LeaseAction::Send(StoreRequest {
+            id: self.next_id,
+            command,
+        }));
+    }
+
+    /// The store's answer to request `id`, or why there is none. Deadlines count from when a
+    /// request was sent, so the time of the answer does not matter.
+    pub fn handle_reply(&mut self, id: u64, reply: Result<Value, String>) {
+        let Some(pending) = self.pending.filter(|pending| pending.id == id) else {
+            return;
+        };
+        self.pending = None;
+        let Ok(reply) = reply else {
+            return;
+        };
+        match (pending.kind, reply) {
+            (Kind::Acquire, Value::Array(Some(items))) if items.len() == 2 => {
+                let granted = items[0] == Value::Integer(1);
+                let Some((holder, token)) = parse_holder(&items[1]) else {
+                    return;
+                };
+                if granted && holder == self.me {
+                    self.held = Some((token, pending.sent_at + self.config.lease_period));
+                    self.leader = Some((holder, token));
+                    tracing::info!(token, "lease_acquired");
+                    tracing::info!(term = token, votes = 1u64, "became_leader");
+                    self.events.push_back(ClusterEvent::ElectionFinish);
+                    self.events.push_back(ClusterEvent::SignMaster);
+                    self.next_request_at = pending.sent_at + self.config.renew_interval;
+                } else if self.leader.as_ref() != Some(&(holder.clone(), token)) {
+                    tracing::info!(term = token, leader = %holder, "became_follower");
+                    self.leader = Some((holder, token));
+                    self.events.push_back(ClusterEvent::SignFollower);
+                }
+            }
+            (Kind::Renew, Value::Integer(renewed)) => {
+                let Some((token, _)) = self.held else { return };
+                if renewed == 1 {
+                    self.held = Some((token, pending.sent_at + self.config.lease_period));
+                    tracing::info!(token, "lease_renewed");
+                } else {
+                    self.lose(token, "taken");
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn lose(&mut self, token: u64, reason: &str) {
+        tracing::info!(token, reason, "lease_lost");
+        tracing::info!(term = token, reason = "lease lost", "stepped_down");
+        self.held = None;
+        self.leader = None;
+        self.events.push_back(ClusterEvent::StopMaster);
+    }
+
+    /// Gives the lease up on purpose so another node can take it at once.
+    pub fn release(&mut self, now: Instant) {
+        if let Some((token, _)) = self.held {
+            self.events.push_back(ClusterEvent::ReleaseMaster);
+            self.send(now, Kind::Release);
+            self.lose(token, "released");
+            // Leave the next grant to someone else.
+            self.next_request_at = now + self.config.lease_period;
+        }
+    }
+
+    pub fn close(&mut self) {
+        if !self.closed {
+            self.closed = true;
+            self.held = None;
+            self.leader = None;
+            self.events.push_back(ClusterEvent::Close);
+        }
+    }
+
+    #[must_use]
+    pub fn poll_action(&mut self) -> Option<LeaseAction> {
+        self.actions.pop_front()
+    }
+
+    #[must_use]
+    pub fn poll_event(&mut self) -> Option<ClusterEvent> {
+        self.events.pop_front()
+    }
+
+    #[must_use]
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        if self.closed {
+            return None;
+        }
+        let mut next = match self.pending {
+            Some(pending) => pending.sent_at + self.request_timeout(),
+            None => self.next_request_at,
+        };
+        if let Some((_, expires_at)) = self.held {
+            next = next.min(expires_at);
+        }
+        Some(next)
+    }
+
+    pub fn role(&self) -> Role {
+        if self.held.is_some() {
+            Role::Leader
+        } else {
+            Role::Follower
+        }
+    }
+
+    pub fn leader(&self) -> Option<&str> {
+        self.leader.as_ref().map(|(node, _)| node.as_str())
+    }
+
+    /// The fencing token of the current grant, as far as this node knows.
+    pub fn term(&self) -> u64 {
+        self.leader.as_ref().map_or(0, |(_, token)| *token)
+    }
+
+    pub fn me(&self) -> &str {
+        &self.me
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cluster::store::Store;
+
+    fn config() -> LeaseConfig {
+        LeaseConfig::new(
+            Duration::from_secs(10),
+            Duration::from_secs(3),
+            Duration::from_secs(2),
+        )
+    }
+
+    /// Nodes and a store wired directly: each request is answered at once unless the store is
+    /// `down`. Time jumps to the next deadline.
+    struct World {
+        nodes: Vec<LeaseNode>,
+        store: Store,
+        down: bool,
+        now: Instant,
+    }
+
+    impl World {
+        fn new(names: &[&str]) -> World {
+            let now = Instant::now();
+            World {
+                nodes: names
+                    .iter()
+                    .map(|n| LeaseNode::new(n, config(), now))
+                    .collect(),
+                store: Store::default(),
+                down: false,
+                now,
+            }
+        }
+
+        fn step(&mut self) {
+            for node in &mut self.nodes {
+                node.handle_timeout(self.now);
+                while let Some(action) = node.poll_action() {
+                    if let LeaseAction::Send(request) = action {
+                        let reply = if self.down {
+                            Err("connection refused".to_string())
+                        } else {
+                            Ok(self.store.execute(self.now, &request.command))
+                        };
+                        node.handle_reply(request.id, reply);
+                    }
+                }
+                while node.poll_event().is_some() {}
+            }
+        }
+
+        fn run_until(&mut self, end: Instant) {
+            while self.now < end {
+                self.step();
+                let next = self
+                    .nodes
+                    .iter()
+                    .filter_map(|n| n.poll_timeout())
+                    .min()
+                    .unwrap();
+                self.now = next.min(end).max(self.now + Duration::from_millis(1));
+            }
+            self.step();
+        }
+
+        fn leaders(&self) -> Vec<&str> {
+            self.nodes
+                .iter()
+                .filter(|n| n.role() == Role::Leader)
+                .map(|n| n.me())
+                .collect()
+        }
+    }
+
+    #[test]
+    fn the_first_to_ask_leads_and_the_others_follow_it() {
+        let mut world = World::new(&["master-1", "master-2", "master-3"]);
+        let t0 = world.now;
+        world.run_until(t0 + Duration::from_secs(30));
+        assert_eq!(world.leaders(), vec!["master-1"]);
+        for node in &world.nodes {
+            assert_eq!(node.leader(), Some("master-1"));
+            assert_eq!(node.term(), 1, "one grant, token 1");
+        }
+    }
+
+    #[test]
+    fn when_the_store_is_down_the_holder_lets_go_and_a_later_grant_has_a_higher_token() {
+        let mut world = World::new(&["master-1", "master-2"]);
+        let t0 = world.now;
+        world.run_until(t0 + Duration::from_secs(5));
+        world.down = true;
+        world.run_until(t0 + Duration::from_secs(30));
+        assert!(
+            world.leaders().is_empty(),
+            "no renewals, so the lease ran out"
+        );
+        world.down = false;
+        world.run_until(t0 + Duration::from_secs(60));
+        assert_eq!(world.leaders().len(), 1);
+        assert_eq!(world.nodes.iter().map(|n| n.term()).max(), Some(2));
+    }
+
+    #[test]
+    fn a_release_hands_the_lease_over() {
+        let mut world = World::new(&["master-1", "master-2"]);
+        let t0 = world.now;
+        world.run_until(t0 + Duration::from_secs(5));
+        let now = world.now;
+        world.nodes[0].release(now);
+        world.run_until(t0 + Duration::from_secs(20));
+        assert_eq!(world.leaders(), vec!["master-2"]);
+        assert_eq!(world.nodes[1].term(), 2);
+    }
+
+    #[test]
+    fn a_holder_gives_up_before_the_store_forgets_it() {
+        // The holder's deadline counts from when it sent the request; the store's from when it
+        // arrived, so the holder always lets go first.
+        let t0 = Instant::now();
+        let mut node = LeaseNode::new("master-1", config(), t0);
+        let mut store = Store::default();
+        node.handle_timeout(t0);
+        let Some(LeaseAction::Send(request)) = node.poll_action() else {
+            panic!("asks for the lease")
+        };
+        let arrival = t0 + Duration::from_millis(40);
+        let reply = store.execute(arrival, &request.command);
+        node.handle_reply(request.id, Ok(reply));
+        assert_eq!(node.role(), Role::Leader);
+        let holder_deadline = t0 + config().lease_period;
+        let mut lost_at = None;
+        while lost_at.is_none() {
+            let now = node.poll_timeout().unwrap();
+            node.handle_timeout(now);
+            while node.poll_action().is_some() {} // the store never answers again
+            if node.role() != Role::Leader {
+                lost_at = Some(now);
+            }
+        }
+        assert_eq!(lost_at, Some(holder_deadline));
+        let probe = Value::command(&["GET", "fleet:leader"]);
+        assert_ne!(store.execute(holder_deadline, &probe), Value::Bulk(None));
+    }
+}
