@@ -169,7 +169,8 @@ pub fn run(scenario: &Scenario, seed: u64) -> RunOutput {
                     };
                     // The agent server's tasks end with this node, like everything else here.
                     tokio::spawn(fleet_node::run_master(agents, state.clone()));
-                    fleet_node::cluster::run_cluster(cluster, peers, rng, state).await;
+                    let handle = fleet_node::cluster::ClusterHandle::new(&cluster.me);
+                    fleet_node::cluster::run_cluster(cluster, peers, rng, state, handle).await;
                 }
             })
             .build();

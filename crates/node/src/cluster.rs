@@ -1,16 +1,22 @@
-//! The cluster's shell: raft messages between masters over their own TCP connections, and the
-//! leadership that results fed to the master's registry.
+//! The cluster's shell: one loop per master that runs the membership core (single, raft or
+//! lease), moves its messages between masters and to the lease store, feeds the leadership it
+//! decides to the master's registry, and serves a [`ClusterHandle`]: status queries, job
+//! trackers, periodic tasks and remote calls.
 //!
-//! Messages between masters are best effort. Each master dials each peer when it has something
-//! to send and drops the message if the peer cannot be reached; Raft tolerates loss.
+//! Messages between masters are best effort. Each master dials a peer when it has something to
+//! send; a message that cannot be delivered is dropped (Raft tolerates that) or, for a remote
+//! call, reported back as unreachable.
 
 use crate::clock::{now, sleep_until};
 use crate::codec::{FrameCodec, RespCodec};
 use crate::master::MasterState;
+use fleet_core::cluster::calls::{CallMessage, CallResult, Calls, Function};
 use fleet_core::cluster::lease::{LeaseAction, LeaseConfig, LeaseNode};
 use fleet_core::cluster::raft::{RaftConfig, RaftMessage, RaftNode};
 use fleet_core::cluster::single::SingleNode;
-use fleet_core::cluster::Role;
+use fleet_core::cluster::{
+    dispatch, ClusterEvent, JobTracker, PeriodicTask, PeriodicTracker, Role, Status,
+};
 use fleet_core::master::Leadership;
 use fleet_core::resp::Value;
 use futures::{SinkExt, StreamExt};
@@ -19,9 +25,10 @@ use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, VecDeque};
 use std::io;
 use std::net::SocketAddr;
-use std::time::Duration;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, Notify};
 use tokio_util::codec::Framed;
 
 #[derive(Clone, Debug)]
@@ -43,14 +50,20 @@ pub struct ClusterConfig {
     pub mode: ClusterMode,
 }
 
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub enum PeerMessage {
+    Raft(RaftMessage),
+    Call(CallMessage),
+}
+
 /// One frame between masters.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct PeerFrame {
     pub from: String,
-    pub message: RaftMessage,
+    pub message: PeerMessage,
 }
 
-/// How long a master waits for a connection to a peer before dropping that message.
+/// How long a master waits for a connection to a peer before giving up on that message.
 const PEER_CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 
 fn leadership(role: Role, leader: Option<&str>) -> Leadership {
@@ -62,137 +75,421 @@ fn leadership(role: Role, leader: Option<&str>) -> Leadership {
     }
 }
 
-/// Runs this master's membership until the node ends, keeping `master`'s leadership current.
-pub async fn run_cluster<R: RngCore>(
-    config: ClusterConfig,
-    listener: TcpListener,
-    rng: R,
-    master: MasterState,
-) {
-    match config.mode.clone() {
-        ClusterMode::Single => {
-            let node = SingleNode::new(&config.me);
-            master.set_leadership(leadership(node.role(), node.leader()));
-            std::future::pending::<()>().await;
+struct Periodic {
+    tracker: PeriodicTracker,
+    leader_task: Box<dyn FnMut() + Send>,
+    follower_task: Box<dyn FnMut(&str) + Send>,
+}
+
+struct HandleState {
+    status: Option<Status>,
+    trackers: Vec<Box<dyn JobTracker + Send>>,
+    periodic: Vec<Periodic>,
+    calls: Calls,
+    next_trace: u64,
+}
+
+/// A master's view of, and hooks into, its cluster. Cheap to clone; every clone is the same.
+#[derive(Clone)]
+pub struct ClusterHandle {
+    me: String,
+    state: Arc<Mutex<HandleState>>,
+    /// Wakes the cluster loop: a call was queued, or a periodic task was added.
+    wake: Arc<Notify>,
+    /// Wakes callers: a call finished.
+    finished: Arc<Notify>,
+}
+
+impl ClusterHandle {
+    pub fn new(me: &str) -> ClusterHandle {
+        ClusterHandle {
+            me: me.to_string(),
+            state: Arc::new(Mutex::new(HandleState {
+                status: None,
+                trackers: Vec::new(),
+                periodic: Vec::new(),
+                calls: Calls::new(me),
+                next_trace: 0,
+            })),
+            wake: Arc::new(Notify::new()),
+            finished: Arc::new(Notify::new()),
         }
-        ClusterMode::Raft(raft) => run_raft(config, raft, listener, rng, master).await,
-        ClusterMode::Lease {
-            config: lease,
-            store,
-        } => run_lease(&config.me, lease, store, master).await,
+    }
+
+    fn lock(&self) -> MutexGuard<'_, HandleState> {
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// What this node knows of the cluster now; `None` until the cluster loop has started.
+    pub fn status(&self) -> Option<Status> {
+        self.lock().status.clone()
+    }
+
+    /// Calls `tracker` back on every leadership change from now on.
+    pub fn add_job_tracker(&self, tracker: Box<dyn JobTracker + Send>) {
+        self.lock().trackers.push(tracker);
+    }
+
+    /// Removes the trackers named `name`; returns how many.
+    pub fn remove_job_tracker(&self, name: &str) -> usize {
+        let mut state = self.lock();
+        let before = state.trackers.len();
+        state.trackers.retain(|tracker| tracker.name() != name);
+        before - state.trackers.len()
+    }
+
+    /// Every `interval`, runs `leader_task` while this node leads, or `follower_task` with the
+    /// leader's name while it follows one (MasterCall / SlaverCall).
+    pub fn add_periodic(
+        &self,
+        interval: Duration,
+        leader_task: Box<dyn FnMut() + Send>,
+        follower_task: Box<dyn FnMut(&str) + Send>,
+    ) {
+        self.lock().periodic.push(Periodic {
+            tracker: PeriodicTracker::new(interval, now()),
+            leader_task,
+            follower_task,
+        });
+        self.wake.notify_one();
+    }
+
+    /// Makes `function` callable by other masters under `name`.
+    pub fn register_function(&self, name: &str, function: Function) {
+        self.lock().calls.register(name, function);
+    }
+
+    /// Starts a call and returns its id; [`fetch`](Self::fetch) its result later.
+    pub fn call_async(&self, to: &str, function: &str, args: Vec<u8>, timeout: Duration) -> u64 {
+        let id = {
+            let mut state = self.lock();
+            state.next_trace += 1;
+            let trace_id = format!("{}#{}", self.me, state.next_trace);
+            state
+                .calls
+                .call(now(), to, function, args, timeout, &trace_id)
+        };
+        self.wake.notify_one();
+        id
+    }
+
+    /// The result of call `id`, once it has one (handed out once).
+    pub fn fetch(&self, id: u64) -> Option<CallResult> {
+        self.lock().calls.take_result(id)
+    }
+
+    /// Calls `function` on `to` and waits for its result, at most `timeout`.
+    pub async fn call(
+        &self,
+        to: &str,
+        function: &str,
+        args: Vec<u8>,
+        timeout: Duration,
+    ) -> CallResult {
+        let id = self.call_async(to, function, args, timeout);
+        loop {
+            let finished = self.finished.notified();
+            if let Some(result) = self.fetch(id) {
+                return result;
+            }
+            finished.await;
+        }
+    }
+}
+
+/// The membership core of each mode, behind one face.
+enum Membership<R> {
+    Single(SingleNode),
+    Raft(RaftNode<R>),
+    Lease(LeaseNode),
+}
+
+impl<R: RngCore> Membership<R> {
+    fn handle_timeout(&mut self, now: Instant) {
+        match self {
+            Membership::Single(_) => {}
+            Membership::Raft(node) => node.handle_timeout(now),
+            Membership::Lease(node) => node.handle_timeout(now),
+        }
+    }
+
+    fn poll_timeout(&self) -> Option<Instant> {
+        match self {
+            Membership::Single(_) => None,
+            Membership::Raft(node) => node.poll_timeout(),
+            Membership::Lease(node) => node.poll_timeout(),
+        }
+    }
+
+    fn poll_event(&mut self) -> Option<ClusterEvent> {
+        match self {
+            Membership::Single(node) => node.poll_event(),
+            Membership::Raft(node) => node.poll_event(),
+            Membership::Lease(node) => node.poll_event(),
+        }
+    }
+
+    fn role(&self) -> Role {
+        match self {
+            Membership::Single(node) => node.role(),
+            Membership::Raft(node) => node.role(),
+            Membership::Lease(node) => node.role(),
+        }
+    }
+
+    fn leader(&self) -> Option<&str> {
+        match self {
+            Membership::Single(node) => node.leader(),
+            Membership::Raft(node) => node.leader(),
+            Membership::Lease(node) => node.leader(),
+        }
+    }
+
+    fn term(&self) -> u64 {
+        match self {
+            Membership::Single(node) => node.term(),
+            Membership::Raft(node) => node.term(),
+            Membership::Lease(node) => node.term(),
+        }
+    }
+
+    fn status(&self, me: &str, members: Vec<String>, now: Instant) -> Status {
+        // Raft hears from its peers; the other modes only know themselves and the leader.
+        let alive = match self {
+            Membership::Raft(node) => node.alive(now),
+            _ => {
+                let mut alive = vec![me.to_string()];
+                alive.extend(self.leader().map(str::to_string));
+                alive.sort();
+                alive.dedup();
+                alive
+            }
+        };
+        Status {
+            me: me.to_string(),
+            role: self.role(),
+            term: self.term(),
+            leader: self.leader().map(str::to_string),
+            members,
+            alive,
+            closed: false,
+        }
     }
 }
 
 type StoreConnection = Framed<TcpStream, RespCodec>;
 
-/// The next reply on the store connection; never resolves without one.
-async fn next_reply(connection: &mut Option<StoreConnection>) -> Option<io::Result<Value>> {
-    match connection {
-        Some(framed) => framed.next().await,
-        None => std::future::pending().await,
-    }
+/// The lease store connection and the requests waiting on it.
+struct StoreLink {
+    address: SocketAddr,
+    connect_timeout: Duration,
+    connection: Option<StoreConnection>,
+    /// Ids of the requests sent on `connection`, oldest first: replies come back in order.
+    in_flight: VecDeque<u64>,
 }
 
-async fn run_lease(me: &str, lease: LeaseConfig, store: SocketAddr, master: MasterState) {
-    // Dialing must not hold up the lease's own deadlines for long.
-    let connect_timeout = (lease.renew_interval / 2).min(PEER_CONNECT_TIMEOUT);
-    let mut node = LeaseNode::new(me, lease, now());
-    let mut connection: Option<StoreConnection> = None;
-    // Ids of the requests sent on `connection`, oldest first: replies come back in order.
-    let mut in_flight: VecDeque<u64> = VecDeque::new();
-    let fail_all = |node: &mut LeaseNode, in_flight: &mut VecDeque<u64>, why: &str| {
-        for id in in_flight.drain(..) {
+impl StoreLink {
+    fn fail_all(&mut self, node: &mut LeaseNode, why: &str) {
+        self.connection = None;
+        for id in self.in_flight.drain(..) {
             node.handle_reply(id, Err(why.to_string()));
         }
-    };
-    loop {
-        while let Some(action) = node.poll_action() {
-            match action {
-                LeaseAction::Reconnect => {
-                    connection = None;
-                    fail_all(&mut node, &mut in_flight, "store timed out");
+    }
+
+    async fn apply(&mut self, node: &mut LeaseNode, action: LeaseAction) {
+        match action {
+            LeaseAction::Reconnect => self.fail_all(node, "store timed out"),
+            LeaseAction::Send(request) => {
+                if self.connection.is_none() {
+                    let connect = TcpStream::connect(self.address);
+                    self.connection = tokio::time::timeout(self.connect_timeout, connect)
+                        .await
+                        .ok()
+                        .and_then(Result::ok)
+                        .map(|stream| Framed::new(stream, RespCodec));
                 }
-                LeaseAction::Send(request) => {
-                    if connection.is_none() {
-                        connection =
-                            tokio::time::timeout(connect_timeout, TcpStream::connect(store))
-                                .await
-                                .ok()
-                                .and_then(Result::ok)
-                                .map(|stream| Framed::new(stream, RespCodec));
-                    }
-                    let sent = match &mut connection {
-                        Some(framed) => framed.send(request.command).await.is_ok(),
-                        None => false,
-                    };
-                    if sent {
-                        in_flight.push_back(request.id);
-                    } else {
-                        connection = None;
-                        fail_all(&mut node, &mut in_flight, "store unreachable");
-                        node.handle_reply(request.id, Err("store unreachable".into()));
-                    }
+                let sent = match &mut self.connection {
+                    Some(framed) => framed.send(request.command).await.is_ok(),
+                    None => false,
+                };
+                if sent {
+                    self.in_flight.push_back(request.id);
+                } else {
+                    self.fail_all(node, "store unreachable");
+                    node.handle_reply(request.id, Err("store unreachable".into()));
                 }
             }
         }
-        while node.poll_event().is_some() {}
-        master.set_leadership(leadership(node.role(), node.leader()));
-        tokio::select! {
-            reply = next_reply(&mut connection) => match reply {
-                Some(Ok(value)) => {
-                    if let Some(id) = in_flight.pop_front() {
-                        node.handle_reply(id, Ok(value));
-                    }
-                }
-                Some(Err(_)) | None => {
-                    connection = None;
-                    fail_all(&mut node, &mut in_flight, "store connection lost");
-                }
-            },
-            _ = sleep_until(node.poll_timeout()) => node.handle_timeout(now()),
+    }
+
+    /// The next reply; never resolves without a connection.
+    async fn next_reply(&mut self) -> Option<io::Result<Value>> {
+        match &mut self.connection {
+            Some(framed) => framed.next().await,
+            None => std::future::pending().await,
         }
     }
 }
 
-async fn run_raft<R: RngCore>(
+/// Runs this master's membership until the node ends, keeping `master`'s leadership and
+/// `handle` current.
+pub async fn run_cluster<R: RngCore>(
     config: ClusterConfig,
-    raft: RaftConfig,
     listener: TcpListener,
     rng: R,
     master: MasterState,
+    handle: ClusterHandle,
 ) {
     let members: Vec<String> = config.members.keys().cloned().collect();
-    let mut node = RaftNode::new(&config.me, &members, raft, rng, now());
-    master.set_leadership(leadership(node.role(), node.leader()));
+    let mut store = None;
+    let mut membership = match config.mode.clone() {
+        ClusterMode::Single => Membership::Single(SingleNode::new(&config.me)),
+        ClusterMode::Raft(raft) => {
+            Membership::Raft(RaftNode::new(&config.me, &members, raft, rng, now()))
+        }
+        ClusterMode::Lease {
+            config: lease,
+            store: address,
+        } => {
+            store = Some(StoreLink {
+                address,
+                // Dialing must not hold up the lease's own deadlines for long.
+                connect_timeout: (lease.renew_interval / 2).min(PEER_CONNECT_TIMEOUT),
+                connection: None,
+                in_flight: VecDeque::new(),
+            });
+            Membership::Lease(LeaseNode::new(&config.me, lease, now()))
+        }
+    };
 
     let (inbound_tx, mut inbound) = mpsc::unbounded_channel::<PeerFrame>();
     tokio::spawn(accept_peers(listener, inbound_tx));
+    let (undelivered_tx, mut undelivered) = mpsc::unbounded_channel::<(String, PeerFrame)>();
     let mut outbound: BTreeMap<String, mpsc::UnboundedSender<PeerFrame>> = BTreeMap::new();
     for (peer, &address) in &config.members {
         if *peer != config.me {
             let (tx, rx) = mpsc::unbounded_channel();
-            tokio::spawn(send_to_peer(address, rx));
+            tokio::spawn(send_to_peer(
+                peer.clone(),
+                address,
+                rx,
+                undelivered_tx.clone(),
+            ));
             outbound.insert(peer.clone(), tx);
         }
     }
+    let send = |to: &str, message: PeerMessage| match outbound.get(to) {
+        Some(peer) => peer
+            .send(PeerFrame {
+                from: config.me.clone(),
+                message,
+            })
+            .is_ok(),
+        None => false,
+    };
 
     loop {
-        while let Some((to, message)) = node.poll_message() {
-            if let Some(peer) = outbound.get(&to) {
-                let _ = peer.send(PeerFrame {
-                    from: config.me.clone(),
-                    message,
-                });
+        // Outputs: membership messages and store requests, calls, events, status, leadership.
+        if let Membership::Raft(node) = &mut membership {
+            while let Some((to, message)) = node.poll_message() {
+                send(&to, PeerMessage::Raft(message));
             }
         }
-        while node.poll_event().is_some() {}
-        master.set_leadership(leadership(node.role(), node.leader()));
+        if let (Membership::Lease(node), Some(link)) = (&mut membership, &mut store) {
+            while let Some(action) = node.poll_action() {
+                link.apply(node, action).await;
+            }
+        }
+        let mut events = Vec::new();
+        while let Some(event) = membership.poll_event() {
+            events.push(event);
+        }
+        let status = membership.status(&config.me, members.clone(), now());
+        let next_periodic = {
+            let mut state = handle.lock();
+            let mut finished_calls = false;
+            while let Some((to, message)) = state.calls.poll_message() {
+                if !send(&to, PeerMessage::Call(message.clone())) {
+                    state.calls.handle_undeliverable(&to, &message);
+                    finished_calls = true;
+                }
+            }
+            if finished_calls {
+                handle.finished.notify_waiters();
+            }
+            for event in events {
+                for tracker in &mut state.trackers {
+                    dispatch(tracker.as_mut(), event, status.leader.as_deref());
+                }
+            }
+            let at = now();
+            for job in &mut state.periodic {
+                match job
+                    .tracker
+                    .poll_due(at, status.role, status.leader.as_deref())
+                {
+                    Some(PeriodicTask::Leader) => (job.leader_task)(),
+                    Some(PeriodicTask::Follower { leader }) => (job.follower_task)(&leader),
+                    None => {}
+                }
+            }
+            state.status = Some(status.clone());
+            let periodic = state.periodic.iter().map(|job| job.tracker.poll_timeout());
+            periodic.chain(state.calls.poll_timeout()).min()
+        };
+        master.set_leadership(leadership(status.role, status.leader.as_deref()));
+
+        // Inputs.
+        let deadline = [membership.poll_timeout(), next_periodic]
+            .into_iter()
+            .flatten()
+            .min();
+        let store_reply = async {
+            match &mut store {
+                Some(link) => link.next_reply().await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
             frame = inbound.recv() => match frame {
-                Some(frame) => node.handle_message(now(), &frame.from, frame.message),
+                Some(PeerFrame { from, message: PeerMessage::Raft(message) }) => {
+                    if let Membership::Raft(node) = &mut membership {
+                        node.handle_message(now(), &from, message);
+                    }
+                }
+                Some(PeerFrame { from, message: PeerMessage::Call(message) }) => {
+                    handle.lock().calls.handle_message(&from, message);
+                    handle.finished.notify_waiters();
+                }
                 None => return,
             },
-            _ = sleep_until(node.poll_timeout()) => node.handle_timeout(now()),
+            Some((to, frame)) = undelivered.recv() => {
+                if let PeerMessage::Call(message) = frame.message {
+                    handle.lock().calls.handle_undeliverable(&to, &message);
+                    handle.finished.notify_waiters();
+                }
+            },
+            reply = store_reply => {
+                if let (Membership::Lease(node), Some(link)) = (&mut membership, &mut store) {
+                    match reply {
+                        Some(Ok(value)) => {
+                            if let Some(id) = link.in_flight.pop_front() {
+                                node.handle_reply(id, Ok(value));
+                            }
+                        }
+                        Some(Err(_)) | None => link.fail_all(node, "store connection lost"),
+                    }
+                }
+            },
+            _ = handle.wake.notified() => {},
+            _ = sleep_until(deadline) => {
+                let at = now();
+                membership.handle_timeout(at);
+                handle.lock().calls.handle_timeout(at);
+                handle.finished.notify_waiters();
+            },
         }
     }
 }
@@ -212,7 +509,12 @@ async fn accept_peers(listener: TcpListener, inbound: mpsc::UnboundedSender<Peer
     }
 }
 
-async fn send_to_peer(address: SocketAddr, mut outbox: mpsc::UnboundedReceiver<PeerFrame>) {
+async fn send_to_peer(
+    peer: String,
+    address: SocketAddr,
+    mut outbox: mpsc::UnboundedReceiver<PeerFrame>,
+    undelivered: mpsc::UnboundedSender<(String, PeerFrame)>,
+) {
     let mut connection: Option<Framed<TcpStream, FrameCodec<PeerFrame>>> = None;
     while let Some(frame) = outbox.recv().await {
         if connection.is_none() {
@@ -222,10 +524,13 @@ async fn send_to_peer(address: SocketAddr, mut outbox: mpsc::UnboundedReceiver<P
                 .and_then(Result::ok)
                 .map(|stream| Framed::new(stream, FrameCodec::default()));
         }
-        if let Some(framed) = &mut connection {
-            if framed.send(frame).await.is_err() {
-                connection = None;
-            }
+        let delivered = match &mut connection {
+            Some(framed) => framed.send(frame.clone()).await.is_ok(),
+            None => false,
+        };
+        if !delivered {
+            connection = None;
+            let _ = undelivered.send((peer.clone(), frame));
         }
     }
 }

@@ -9,7 +9,7 @@
 use fleet_core::cluster::lease::LeaseConfig;
 use fleet_core::master::{Leadership, MasterConfig};
 use fleet_core::resp::{self, Value};
-use fleet_node::cluster::{run_cluster, ClusterConfig, ClusterMode};
+use fleet_node::cluster::{run_cluster, ClusterConfig, ClusterHandle, ClusterMode};
 use fleet_node::MasterState;
 use rand::SeedableRng;
 use std::collections::BTreeMap;
@@ -97,7 +97,8 @@ fn start_master(name: &str, store: SocketAddr) -> (MasterState, tokio::task::Joi
     let task = tokio::spawn(async move {
         let unused = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
-        run_cluster(config, unused, rng, listener_state).await;
+        let handle = ClusterHandle::new(&config.me);
+        run_cluster(config, unused, rng, listener_state, handle).await;
     });
     (state, task)
 }

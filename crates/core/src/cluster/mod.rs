@@ -2,6 +2,7 @@
 //! [`raft`] (election by majority vote), [`lease`] (the holder of a lease in a Redis-like store
 //! leads) and [`single`] (always the leader; for development).
 
+pub mod calls;
 pub mod lease;
 pub mod raft;
 pub mod single;
@@ -26,6 +27,57 @@ impl Role {
             Role::Candidate => "candidate",
             Role::Leader => "leader",
         }
+    }
+}
+
+/// What a node knows of its cluster at one moment: the queries of the seed's `ICluster`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Status {
+    pub me: String,
+    pub role: Role,
+    pub term: u64,
+    pub leader: Option<String>,
+    /// Every member, sorted, this node included.
+    pub members: Vec<String>,
+    /// Members heard from recently, sorted, this node included.
+    pub alive: Vec<String>,
+    pub closed: bool,
+}
+
+impl Status {
+    /// A leader is known (this node or another) and the node is not closed.
+    pub fn is_ready(&self) -> bool {
+        !self.closed && self.leader.is_some()
+    }
+    pub fn is_leader(&self) -> bool {
+        self.role == Role::Leader
+    }
+    /// Running for leader, or (with pre-vote) asking whether it could.
+    pub fn is_candidate(&self) -> bool {
+        matches!(self.role, Role::Candidate | Role::PreCandidate)
+    }
+    pub fn is_follower(&self) -> bool {
+        self.role == Role::Follower
+    }
+    pub fn leader_name(&self) -> Option<&str> {
+        self.leader.as_deref()
+    }
+    pub fn my_name(&self) -> &str {
+        &self.me
+    }
+    pub fn all_count(&self) -> usize {
+        self.members.len()
+    }
+    pub fn alive_count(&self) -> usize {
+        self.alive.len()
+    }
+    /// Members not heard from recently.
+    pub fn lost(&self) -> Vec<String> {
+        self.members
+            .iter()
+            .filter(|member| !self.alive.contains(member))
+            .cloned()
+            .collect()
     }
 }
 
@@ -118,5 +170,94 @@ impl PeriodicTracker {
 
     pub fn poll_timeout(&self) -> Instant {
         self.next_due
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_answers_the_cluster_queries() {
+        let status = Status {
+            me: "master-1".into(),
+            role: Role::Follower,
+            term: 3,
+            leader: Some("master-2".into()),
+            members: vec!["master-1".into(), "master-2".into(), "master-3".into()],
+            alive: vec!["master-1".into(), "master-2".into()],
+            closed: false,
+        };
+        assert!(status.is_ready() && status.is_follower());
+        assert!(!status.is_leader() && !status.is_candidate());
+        assert_eq!(status.leader_name(), Some("master-2"));
+        assert_eq!((status.all_count(), status.alive_count()), (3, 2));
+        assert_eq!(status.lost(), vec!["master-3".to_string()]);
+    }
+
+    #[derive(Default)]
+    struct Recorder(Vec<String>);
+
+    impl JobTracker for Recorder {
+        fn name(&self) -> &str {
+            "recorder"
+        }
+        fn on_started_leading(&mut self) {
+            self.0.push("started".into());
+        }
+        fn on_stopped_leading(&mut self) {
+            self.0.push("stopped".into());
+        }
+        fn on_new_leader(&mut self, leader: &str) {
+            self.0.push(format!("new leader {leader}"));
+        }
+        fn on_release_master(&mut self) {
+            self.0.push("released".into());
+        }
+    }
+
+    #[test]
+    fn events_reach_trackers_as_callbacks() {
+        let mut tracker = Recorder::default();
+        for (event, leader) in [
+            (ClusterEvent::StartUp, None),
+            (ClusterEvent::SignFollower, Some("master-2")),
+            (ClusterEvent::SignMaster, Some("master-1")),
+            (ClusterEvent::ReleaseMaster, None),
+            (ClusterEvent::StopMaster, None),
+        ] {
+            dispatch(&mut tracker, event, leader);
+        }
+        assert_eq!(
+            tracker.0,
+            vec!["new leader master-2", "started", "released", "stopped"]
+        );
+    }
+
+    #[test]
+    fn the_periodic_tracker_runs_the_task_for_the_role() {
+        let t0 = Instant::now();
+        let second = Duration::from_secs(1);
+        let mut periodic = PeriodicTracker::new(second, t0);
+        assert_eq!(
+            periodic.poll_due(t0, Role::Leader, None),
+            None,
+            "not due yet"
+        );
+        assert_eq!(
+            periodic.poll_due(t0 + second, Role::Leader, Some("master-1")),
+            Some(PeriodicTask::Leader)
+        );
+        assert_eq!(
+            periodic.poll_due(t0 + second * 2, Role::Follower, Some("master-2")),
+            Some(PeriodicTask::Follower {
+                leader: "master-2".into()
+            })
+        );
+        assert_eq!(
+            periodic.poll_due(t0 + second * 3, Role::Candidate, None),
+            None
+        );
+        assert_eq!(periodic.poll_timeout(), t0 + second * 4);
     }
 }
