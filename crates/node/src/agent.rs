@@ -116,6 +116,8 @@ pub async fn run_agent<R: RngCore>(mut connector: Connector<R>, masters: Vec<Soc
         }
         let deadline = connector.poll_timeout();
         tokio::select! {
+            // Fixed branch order: an unbiased select! draws from an OS-seeded RNG.
+            biased;
             event = link.next_event() => match event {
                 LinkEvent::Connected(stream) => {
                     let _ = stream.set_nodelay(true);

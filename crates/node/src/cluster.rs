@@ -453,6 +453,8 @@ pub async fn run_cluster<R: RngCore>(
             }
         };
         tokio::select! {
+            // Fixed branch order: an unbiased select! draws from an OS-seeded RNG.
+            biased;
             frame = inbound.recv() => match frame {
                 Some(PeerFrame { from, message: PeerMessage::Raft(message) }) => {
                     if let Membership::Raft(node) = &mut membership {

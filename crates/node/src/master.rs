@@ -104,6 +104,8 @@ pub async fn run_master(listener: TcpListener, state: MasterState) -> io::Result
 /// Runs `task` until it ends or the master's `alive` channel closes.
 async fn until_closed(mut alive: watch::Receiver<()>, task: impl std::future::Future<Output = ()>) {
     tokio::select! {
+        // Fixed branch order: an unbiased select! draws from an OS-seeded RNG.
+        biased;
         _ = task => {}
         _ = alive.changed() => {}
     }
@@ -134,6 +136,8 @@ async fn serve_session(
     let mut framed = Framed::new(stream, FrameCodec::default());
     'session: loop {
         let actions = tokio::select! {
+            // Fixed branch order: an unbiased select! draws from an OS-seeded RNG.
+            biased;
             frame = framed.next() => match frame {
                 Some(Ok(message)) => {
                     let mut shared = state.lock();
