@@ -29,6 +29,12 @@ impl JobTracker for Recorder {
     fn on_new_leader(&mut self, leader: &str) {
         self.0.lock().unwrap().push(format!("new leader {leader}"));
     }
+    fn on_release_master(&mut self) {
+        self.0.lock().unwrap().push("released".into());
+    }
+    fn on_stopped_leading(&mut self) {
+        self.0.lock().unwrap().push("stopped leading".into());
+    }
 }
 
 #[test]
@@ -176,6 +182,25 @@ fn status_trackers_periodic_tasks_and_remote_calls() {
                 node: leader.clone()
             })
         );
+        // A graceful handover: the leader releases, another master takes over.
+        handle(&leader).release();
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        let log = logs[&leader].lock().unwrap().clone();
+        let released = log.iter().position(|entry| entry == "released");
+        let stopped = log.iter().rposition(|entry| entry == "stopped leading");
+        assert!(
+            matches!((released, stopped), (Some(r), Some(s)) if r < s),
+            "released, then stopped leading: {log:?}"
+        );
+        let successor = handle(followers[0]).status().unwrap().leader.unwrap();
+        assert_ne!(successor, leader, "someone else leads after the release");
+
+        // Closing leaves the cluster for good.
+        handle(&leader).close();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let closed = handle(&leader).status().unwrap();
+        assert!(closed.closed && !closed.is_ready());
+
         Handle::current().kill(ids[followers[1]]);
         tokio::time::sleep(Duration::from_millis(100)).await;
         let dead = caller.call(followers[1], "whoami", vec![], second).await;

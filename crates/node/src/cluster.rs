@@ -81,7 +81,15 @@ struct Periodic {
     follower_task: Box<dyn FnMut(&str) + Send>,
 }
 
+/// What a handle asks of the cluster loop.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Request {
+    Release,
+    Close,
+}
+
 struct HandleState {
+    requests: Vec<Request>,
     status: Option<Status>,
     trackers: Vec<Box<dyn JobTracker + Send>>,
     periodic: Vec<Periodic>,
@@ -105,6 +113,7 @@ impl ClusterHandle {
         ClusterHandle {
             me: me.to_string(),
             state: Arc::new(Mutex::new(HandleState {
+                requests: Vec::new(),
                 status: None,
                 trackers: Vec::new(),
                 periodic: Vec::new(),
@@ -125,6 +134,18 @@ impl ClusterHandle {
     /// What this node knows of the cluster now; `None` until the cluster loop has started.
     pub fn status(&self) -> Option<Status> {
         self.lock().status.clone()
+    }
+
+    /// Gives up leadership on purpose, if this node leads, so another can take over.
+    pub fn release(&self) {
+        self.lock().requests.push(Request::Release);
+        self.wake.notify_one();
+    }
+
+    /// Leaves the cluster: no more elections or lease requests; the cluster loop ends.
+    pub fn close(&self) {
+        self.lock().requests.push(Request::Close);
+        self.wake.notify_one();
     }
 
     /// Calls `tracker` back on every leadership change from now on.
@@ -207,6 +228,23 @@ enum Membership<R> {
 }
 
 impl<R: RngCore> Membership<R> {
+    fn release(&mut self, now: Instant) {
+        match self {
+            // A single node has nobody to hand over to.
+            Membership::Single(_) => {}
+            Membership::Raft(node) => node.release(now),
+            Membership::Lease(node) => node.release(now),
+        }
+    }
+
+    fn close(&mut self) {
+        match self {
+            Membership::Single(node) => node.close(),
+            Membership::Raft(node) => node.close(),
+            Membership::Lease(node) => node.close(),
+        }
+    }
+
     fn handle_timeout(&mut self, now: Instant) {
         match self {
             Membership::Single(_) => {}
@@ -390,7 +428,18 @@ pub async fn run_cluster<R: RngCore>(
         None => false,
     };
 
+    let mut closed = false;
     loop {
+        let requests = std::mem::take(&mut handle.lock().requests);
+        for request in requests {
+            match request {
+                Request::Release => membership.release(now()),
+                Request::Close => {
+                    membership.close();
+                    closed = true;
+                }
+            }
+        }
         // Outputs: membership messages and store requests, calls, events, status, leadership.
         if let Membership::Raft(node) = &mut membership {
             while let Some((to, message)) = node.poll_message() {
@@ -406,7 +455,8 @@ pub async fn run_cluster<R: RngCore>(
         while let Some(event) = membership.poll_event() {
             events.push(event);
         }
-        let status = membership.status(&config.me, members.clone(), now());
+        let mut status = membership.status(&config.me, members.clone(), now());
+        status.closed = closed;
         let next_periodic = {
             let mut state = handle.lock();
             let mut finished_calls = false;
@@ -440,6 +490,9 @@ pub async fn run_cluster<R: RngCore>(
             periodic.chain(state.calls.poll_timeout()).min()
         };
         master.set_leadership(leadership(status.role, status.leader.as_deref()));
+        if closed {
+            return;
+        }
 
         // Inputs.
         let deadline = [membership.poll_timeout(), next_periodic]
