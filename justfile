@@ -29,6 +29,7 @@ bench:
     cargo build --release -p sim --bins --examples
     taskset -c 0 target/sim/release/examples/raw_heartbeats 5
     taskset -c 0 target/sim/release/sim bench scenarios/fleet-1h.toml --runs 5
+    taskset -c 0 target/sim/release/sim bench scenarios/fleet-3m-1h.toml --runs 5
 
 # Everything CI runs.
 ci:
