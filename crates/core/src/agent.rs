@@ -467,6 +467,17 @@ mod tests {
         })
     }
 
+    /// A connector that has just registered, and the moment it did.
+    fn online() -> (Instant, Connector<ChaCha8Rng>) {
+        let t0 = Instant::now();
+        let mut connector = connector(no_jitter(), t0);
+        connector.handle_timeout(t0);
+        connector.handle_connected(t0);
+        connector.handle_message(t0, ack());
+        drain(&mut connector);
+        (t0, connector)
+    }
+
     /// Runs the connector's own timeouts, refusing every connection, and returns when each
     /// attempt went out.
     fn attempts_while_refused(connector: &mut Connector<ChaCha8Rng>, count: usize) -> Vec<Instant> {
@@ -529,12 +540,7 @@ mod tests {
 
     #[test]
     fn a_missing_heartbeat_ack_loses_the_connection_and_reconnects_at_once() {
-        let t0 = Instant::now();
-        let mut connector = connector(no_jitter(), t0);
-        connector.handle_timeout(t0);
-        connector.handle_connected(t0);
-        connector.handle_message(t0, ack());
-        drain(&mut connector);
+        let (t0, mut connector) = online();
         // Heartbeats at 1s, 2s, 3s go unanswered; the one sent at 1s expires at 4s.
         let mut now = t0;
         while connector.status().state == StateKind::Online {
@@ -549,11 +555,7 @@ mod tests {
 
     #[test]
     fn acks_clear_outstanding_heartbeats() {
-        let t0 = Instant::now();
-        let mut connector = connector(no_jitter(), t0);
-        connector.handle_timeout(t0);
-        connector.handle_connected(t0);
-        connector.handle_message(t0, ack());
+        let (t0, mut connector) = online();
         for second in 1..=20 {
             let now = t0 + Duration::from_secs(second);
             connector.handle_timeout(now);
@@ -600,12 +602,7 @@ mod tests {
 
     #[test]
     fn graceful_disconnect_unregisters_and_stops() {
-        let t0 = Instant::now();
-        let mut connector = connector(no_jitter(), t0);
-        connector.handle_timeout(t0);
-        connector.handle_connected(t0);
-        connector.handle_message(t0, ack());
-        drain(&mut connector);
+        let (_, mut connector) = online();
         connector.disconnect();
         assert!(matches!(
             drain(&mut connector)[..],
