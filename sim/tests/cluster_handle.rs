@@ -163,6 +163,10 @@ fn status_trackers_periodic_tasks_and_remote_calls() {
             "the leader ran its leader task"
         );
 
+        // Trackers can be removed by name.
+        assert_eq!(handle(followers[0]).remove_job_tracker("recorder"), 1);
+        assert_eq!(handle(followers[0]).remove_job_tracker("recorder"), 0);
+
         // Remote calls: synchronous, asynchronous, unknown function, unreachable node.
         let caller = handle(followers[0]);
         let second = Duration::from_secs(1);
