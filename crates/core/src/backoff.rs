@@ -396,7 +396,8 @@ mod tests {
                 let Next::Retry(delay) = backoff.handle_failure(&mut rng) else {
                     panic!("unlimited retries never stop");
                 };
-                let ms = delay.as_secs_f64() * 1000.0;
+                // Delays are whole milliseconds; converting through seconds would add float error.
+                let ms = delay.as_millis() as f64;
                 let expo = (policy.base.as_secs_f64() * policy.multiplier.powi(retry as i32))
                     .min(policy.max.as_secs_f64()) * 1000.0;
                 let max = policy.max.as_secs_f64() * 1000.0;
