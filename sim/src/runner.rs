@@ -182,13 +182,8 @@ pub fn run(scenario: &Scenario, seed: u64) -> RunOutput {
     for index in 1..=scenario.topology.agents {
         let name = Topology::node_name(Role::Agent, index);
         let incarnations = Arc::new(AtomicU32::new(0));
-        let template = AgentConfig {
-            masters: master_names.clone(),
-            heartbeat_interval: scenario.heartbeat.interval,
-            heartbeat_timeout: scenario.heartbeat.timeout,
-            backoff: scenario.backoff.clone(),
-            register: fleet_node::registration(&name, "sim", 0, 0),
-        };
+        let (heartbeat, backoff) = (scenario.heartbeat.clone(), scenario.backoff.clone());
+        let masters = master_names.clone();
         let addresses = master_addresses.clone();
         let node_name = name.clone();
         let node = runtime
@@ -202,8 +197,8 @@ pub fn run(scenario: &Scenario, seed: u64) -> RunOutput {
                     &node_name,
                     incarnation,
                 ));
-                let mut config = template.clone();
-                let addresses = addresses.clone();
+                let (heartbeat, backoff) = (heartbeat.clone(), backoff.clone());
+                let (masters, addresses) = (masters.clone(), addresses.clone());
                 let node_name = node_name.clone();
                 async move {
                     if incarnation == 1 {
@@ -213,12 +208,18 @@ pub fn run(scenario: &Scenario, seed: u64) -> RunOutput {
                     let start_time_ms = std::time::SystemTime::now()
                         .duration_since(std::time::UNIX_EPOCH)
                         .map_or(0, |since| since.as_millis() as u64);
-                    config.register = fleet_node::registration(
-                        &node_name,
-                        "sim",
-                        100 + incarnation,
-                        start_time_ms,
-                    );
+                    let config = AgentConfig {
+                        masters,
+                        heartbeat_interval: heartbeat.interval,
+                        heartbeat_timeout: heartbeat.timeout,
+                        backoff,
+                        register: fleet_node::registration(
+                            &node_name,
+                            "sim",
+                            100 + incarnation,
+                            start_time_ms,
+                        ),
+                    };
                     let connector = Connector::new(config, rng, Instant::now());
                     fleet_node::run_agent(connector, addresses).await;
                 }

@@ -191,6 +191,7 @@ mod tests {
         assert!(status.is_ready() && status.is_follower());
         assert!(!status.is_leader() && !status.is_candidate());
         assert_eq!(status.leader_name(), Some("master-2"));
+        assert_eq!(status.my_name(), "master-1");
         assert_eq!((status.all_count(), status.alive_count()), (3, 2));
         assert_eq!(status.lost(), vec!["master-3".to_string()]);
     }
