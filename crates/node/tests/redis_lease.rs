@@ -18,6 +18,8 @@ use std::net::{SocketAddr, TcpStream};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+const LEASE: Duration = Duration::from_millis(1500);
+
 /// A redis-server for this test only, stopped when dropped.
 struct Redis {
     child: Child,
@@ -86,7 +88,8 @@ fn start_master(name: &str, store: SocketAddr) -> (MasterState, tokio::task::Joi
         members: BTreeMap::new(),
         mode: ClusterMode::Lease {
             config: LeaseConfig::new(
-                Duration::from_millis(600),
+                // A wide margin over the renew interval: a loaded CI machine may stall a while.
+                LEASE,
                 Duration::from_millis(150),
                 Duration::from_millis(100),
             ),
@@ -138,7 +141,7 @@ async fn a_real_redis_grants_renews_and_regrants_the_lease_with_a_higher_token()
     .await;
 
     // Three lease periods: only renewals keep master-1 in office that long.
-    tokio::time::sleep(Duration::from_millis(1800)).await;
+    tokio::time::sleep(LEASE * 3).await;
     assert_eq!(leadership(&first), Leadership::Leader);
     assert_eq!(
         redis.query(&["GET", "fleet:leader"]),
