@@ -1,18 +1,50 @@
-//! The simulation harness: scenario files in, a deterministic timeline and verdicts out.
+//! The simulation harness: scenario files in, a deterministic timeline and verdicts out. Each
+//! stage is a folder, and each imports only the stages above it in this list:
 //!
-//! - [`scenario`] reads and checks a scenario file;
-//! - `runner` (simulation build only) runs it inside madsim and captures the [`trace`];
-//! - [`expect`] judges the timeline; [`report`] prints it.
+//! - [`scenario`] reads and checks a scenario file (limits, nodes, faults, located errors);
+//! - [`history`] holds a run's timeline and what it says: who was online, who led, what the
+//!   faults hit;
+//! - [`run`] runs a scenario inside madsim (simulation build only), injects its faults and
+//!   captures the timeline; it reads who leads from the history so far;
+//! - [`judge`] compiles the `[[expect]]` checks and judges a timeline, invariants included;
+//! - [`report`] prints it all, as text or JSON.
 
-pub mod duration;
-pub mod expect;
-pub mod invariants;
+pub mod history;
+pub mod judge;
 pub mod report;
-#[cfg(madsim)]
-pub mod runner;
+pub mod run;
 pub mod scenario;
-pub mod selector;
-pub mod trace;
+
+use judge::Expectation;
+use scenario::{Scenario, ScenarioError};
+use std::path::Path;
+
+/// A scenario ready to run: its file checked and its expectations compiled.
+#[derive(Debug)]
+pub struct Loaded {
+    pub scenario: Scenario,
+    pub expectations: Vec<Expectation>,
+}
+
+/// Reads, checks and compiles a scenario file.
+pub fn load(path: &Path) -> Result<Loaded, ScenarioError> {
+    let scenario = Scenario::load(path)?;
+    let expectations = judge::compile(&scenario)?;
+    Ok(Loaded {
+        scenario,
+        expectations,
+    })
+}
+
+/// [`load`] for text in hand; `path` only labels errors.
+pub fn parse(path: &str, text: &str) -> Result<Loaded, ScenarioError> {
+    let scenario = Scenario::parse(path, text)?;
+    let expectations = judge::compile(&scenario)?;
+    Ok(Loaded {
+        scenario,
+        expectations,
+    })
+}
 
 /// Exit codes of the `sim` command.
 pub mod exit {

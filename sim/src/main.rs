@@ -67,8 +67,8 @@ mod app {
 #[cfg(madsim)]
 mod app {
     use super::Command;
-    use sim::scenario::Scenario;
-    use sim::{exit, expect, report, runner};
+    use sim::history::{fmt_time, Entry};
+    use sim::{exit, judge, report, run, Loaded};
     use std::path::Path;
 
     pub fn main(command: Command) -> i32 {
@@ -83,53 +83,54 @@ mod app {
         }
     }
 
-    fn load(file: &Path) -> Result<Scenario, i32> {
-        Scenario::load(file).map_err(|error| {
+    fn load(file: &Path) -> Result<Loaded, i32> {
+        sim::load(file).map_err(|error| {
             eprintln!("error: {error}");
             exit::BAD_INPUT
         })
     }
 
     fn run(file: &Path, seed: Option<u64>, json: bool) -> i32 {
-        let scenario = match load(file) {
-            Ok(scenario) => scenario,
+        let Loaded {
+            scenario,
+            expectations,
+        } = match load(file) {
+            Ok(loaded) => loaded,
             Err(code) => return code,
         };
         let seed = seed.unwrap_or(scenario.seed);
-        let output = runner::run(&scenario, seed);
-        let verdicts = expect::evaluate(&scenario, &output.events);
+        let output = run::run(&scenario, seed);
+        let entries = &output.timeline.entries;
+        let verdicts = judge::evaluate(&scenario, &expectations, &output.timeline);
         let failed = verdicts.iter().any(|verdict| !verdict.ok);
         if json {
-            println!(
-                "{}",
-                report::json(&scenario, seed, &output.events, &verdicts, output.wall)
-            );
+            let document = report::json::json(&scenario, seed, entries, &verdicts, output.wall);
+            println!("{document}");
         } else {
             print!(
                 "{}",
-                report::deterministic_text(&scenario, seed, &output.events, &verdicts)
+                report::deterministic_text(&scenario, seed, entries, &verdicts)
             );
             println!("{}", report::wall_line(&scenario, output.wall));
         }
-        if failed {
-            eprintln!(
-                "reproduce: cargo run --release -p sim -- run {} --seed {seed}",
-                file.display()
-            );
-            exit::EXPECTATION_FAILED
-        } else {
-            exit::OK
+        if !failed {
+            return exit::OK;
         }
+        eprintln!(
+            "reproduce: cargo run --release -p sim -- run {} --seed {seed}",
+            file.display()
+        );
+        exit::EXPECTATION_FAILED
     }
 
     fn bench(file: &Path, runs: usize) -> i32 {
         let scenario = match load(file) {
-            Ok(scenario) => scenario,
+            Ok(loaded) => loaded.scenario,
             Err(code) => return code,
         };
         let mut walls = Vec::new();
         for run in 1..=runs.max(1) {
-            let output = runner::run(&scenario, scenario.seed);
+            let output = run::run(&scenario, scenario.seed);
             println!("run {run}: {}", report::wall_line(&scenario, output.wall));
             walls.push(output.wall);
         }
@@ -146,43 +147,35 @@ mod app {
 
     fn check(file: &Path, seed: Option<u64>) -> i32 {
         let scenario = match load(file) {
-            Ok(scenario) => scenario,
+            Ok(loaded) => loaded.scenario,
             Err(code) => return code,
         };
         let seed = seed.unwrap_or(scenario.seed);
-        let first = runner::run(&scenario, seed);
-        let second = runner::run(&scenario, seed);
-        let length = first.events.len().max(second.events.len());
-        let difference = (0..length).find(|&i| first.events.get(i) != second.events.get(i));
-        match difference {
-            None => {
-                println!(
-                    "deterministic  {}  seed {seed}: {} events identical in two runs",
-                    file.display(),
-                    first.events.len()
-                );
-                exit::OK
-            }
-            Some(index) => {
-                let show = |events: &[sim::trace::Event]| {
-                    events.get(index).map_or("(no event)".to_string(), |event| {
-                        format!(
-                            "{} {} {} {}",
-                            expect::fmt_time(event.t_ms),
-                            event.node,
-                            event.kind,
-                            event.fields_text()
-                        )
-                    })
-                };
-                println!(
-                    "NONDETERMINISTIC  {}  seed {seed}: runs differ at event {index}\n  first:  {}\n  second: {}",
-                    file.display(),
-                    show(&first.events),
-                    show(&second.events)
-                );
-                exit::EXPECTATION_FAILED
-            }
-        }
+        let first = run::run(&scenario, seed).timeline.entries;
+        let second = run::run(&scenario, seed).timeline.entries;
+        let length = first.len().max(second.len());
+        let Some(index) = (0..length).find(|&i| first.get(i) != second.get(i)) else {
+            println!(
+                "deterministic  {}  seed {seed}: {} events identical in two runs",
+                file.display(),
+                first.len()
+            );
+            return exit::OK;
+        };
+        let show = |entries: &[Entry]| {
+            entries
+                .get(index)
+                .map_or("(no event)".to_string(), |entry| {
+                    let (kind, fields) = entry.parts();
+                    format!("{} {} {kind} {fields}", fmt_time(entry.t_ms), entry.node)
+                })
+        };
+        println!(
+            "NONDETERMINISTIC  {}  seed {seed}: runs differ at event {index}\n  first:  {}\n  second: {}",
+            file.display(),
+            show(&first),
+            show(&second)
+        );
+        exit::EXPECTATION_FAILED
     }
 }

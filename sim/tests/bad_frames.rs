@@ -5,10 +5,11 @@
 use fleet_core::agent::{AgentConfig, Connector};
 use fleet_core::backoff::BackoffPolicy;
 use fleet_core::master::MasterConfig;
+use fleet_core::timeline::{Event, ShellEvent};
 use fleet_node::{registration, run_agent, run_master, MasterState};
 use madsim::runtime::Runtime;
 use rand::SeedableRng;
-use sim::trace::{CaptureLayer, Locate};
+use sim::run::capture::{CaptureLayer, Locate};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -101,8 +102,14 @@ fn garbage_closes_only_its_own_connection() {
     let bad_frames = events
         .lock()
         .unwrap()
+        .entries
         .iter()
-        .filter(|event| event.kind == "bad_frame")
+        .filter(|entry| {
+            matches!(
+                entry.system(),
+                Some(Event::Shell(ShellEvent::BadFrame { .. }))
+            )
+        })
         .count();
     assert_eq!(bad_frames, 2, "each garbage connection is reported once");
 }

@@ -1,7 +1,9 @@
 //! The same seed gives the same timeline; another seed gives other jitter.
 #![cfg(madsim)]
 
-use sim::runner;
+use fleet_core::timeline::{AgentEvent, Event, RaftEvent};
+use sim::history::Entry;
+use sim::run;
 use sim::scenario::Scenario;
 
 fn load(file: &str) -> Scenario {
@@ -14,22 +16,28 @@ fn master_restart() -> Scenario {
 }
 
 /// Every backoff delay the agents waited, in timeline order.
-fn delays(events: &[sim::trace::Event]) -> Vec<u64> {
-    events
+fn delays(entries: &[Entry]) -> Vec<u64> {
+    entries
         .iter()
-        .filter(|event| event.kind == "connect_attempt")
-        .filter_map(|event| event.u64_field("delay_ms"))
+        .filter_map(|entry| match entry.system() {
+            Some(Event::Agent(AgentEvent::ConnectAttempt { delay_ms, .. })) => Some(*delay_ms),
+            _ => None,
+        })
         .filter(|&delay| delay > 0)
         .collect()
+}
+
+fn run(scenario: &Scenario, seed: u64) -> Vec<Entry> {
+    run::run(scenario, seed).timeline.entries
 }
 
 #[test]
 fn the_same_seed_replays_the_same_timeline() {
     let scenario = master_restart();
-    let first = runner::run(&scenario, 42);
-    let second = runner::run(&scenario, 42);
-    assert!(first.events.len() > 100, "the scenario does something");
-    assert_eq!(first.events, second.events);
+    let first = run(&scenario, 42);
+    let second = run(&scenario, 42);
+    assert!(first.len() > 100, "the scenario does something");
+    assert_eq!(first, second);
 }
 
 /// A restarted raft master meets several ready events at once; an unbiased `select!` used to
@@ -37,22 +45,22 @@ fn the_same_seed_replays_the_same_timeline() {
 #[test]
 fn a_cluster_restart_replays_the_same_timeline() {
     let scenario = load("raft-leader-crash.toml");
-    let first = runner::run(&scenario, 8);
-    assert!(first
-        .events
-        .iter()
-        .any(|event| event.kind == "became_follower"));
+    let first = run(&scenario, 8);
+    assert!(first.iter().any(|entry| matches!(
+        entry.system(),
+        Some(Event::Raft(RaftEvent::BecameFollower { .. }))
+    )));
     // The leak was a coin toss per run, so replay several times.
     for _ in 0..4 {
-        assert_eq!(first.events, runner::run(&scenario, 8).events);
+        assert_eq!(first, run(&scenario, 8));
     }
 }
 
 #[test]
 fn different_seeds_give_different_jitter() {
     let scenario = master_restart();
-    let a = delays(&runner::run(&scenario, 1).events);
-    let b = delays(&runner::run(&scenario, 2).events);
+    let a = delays(&run(&scenario, 1));
+    let b = delays(&run(&scenario, 2));
     assert!(a.len() > 50 && b.len() > 50, "both runs retried");
     assert_ne!(a, b);
 }
@@ -60,10 +68,10 @@ fn different_seeds_give_different_jitter() {
 #[test]
 fn node_seeds_differ_by_node_and_incarnation() {
     let seeds = [
-        runner::node_seed(1, "agent-1", 1),
-        runner::node_seed(1, "agent-2", 1),
-        runner::node_seed(1, "agent-1", 2),
-        runner::node_seed(2, "agent-1", 1),
+        run::nodes::node_seed(1, "agent-1", 1),
+        run::nodes::node_seed(1, "agent-2", 1),
+        run::nodes::node_seed(1, "agent-1", 2),
+        run::nodes::node_seed(2, "agent-1", 1),
     ];
     for (i, a) in seeds.iter().enumerate() {
         for b in &seeds[i + 1..] {

@@ -3,8 +3,7 @@
 //! the diff (see the README).
 #![cfg(madsim)]
 
-use sim::scenario::Scenario;
-use sim::{expect, report, runner};
+use sim::{judge, report, run};
 use std::sync::Mutex;
 
 #[test]
@@ -16,9 +15,11 @@ fn scenario() {
     settings.set_omit_expression(true);
     settings.bind(|| {
         insta::glob!("../../scenarios", "*.toml", |path| {
-            let scenario = Scenario::load(path).unwrap_or_else(|error| panic!("{error}"));
-            let output = runner::run(&scenario, scenario.seed);
-            let verdicts = expect::evaluate(&scenario, &output.events);
+            let loaded = sim::load(path).unwrap_or_else(|error| panic!("{error}"));
+            let scenario = &loaded.scenario;
+            let output = run::run(scenario, scenario.seed);
+            let timeline = &output.timeline;
+            let verdicts = judge::evaluate(scenario, &loaded.expectations, timeline);
             for verdict in verdicts.iter().filter(|verdict| !verdict.ok) {
                 failures.lock().unwrap().push(format!(
                     "{}: {}: {}",
@@ -28,9 +29,9 @@ fn scenario() {
                 ));
             }
             insta::assert_snapshot!(report::deterministic_text(
-                &scenario,
+                scenario,
                 scenario.seed,
-                &output.events,
+                &timeline.entries,
                 &verdicts
             ));
         });

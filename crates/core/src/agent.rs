@@ -11,6 +11,7 @@
 //! as one. A successful registration ends the cycle.
 
 use crate::backoff::{Backoff, BackoffPolicy, Next};
+use crate::timeline::{emit, AgentEvent};
 use crate::wire::{Heartbeat, Message, NodeStatus, Register, Unregister};
 use rand::RngCore;
 use std::collections::{BTreeMap, VecDeque};
@@ -31,7 +32,8 @@ pub struct AgentConfig {
 }
 
 /// Why a connection ended or never came up.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum DisconnectReason {
     /// The master refused the connection (nothing listening, or unreachable).
     Refused,
@@ -169,12 +171,11 @@ impl<R: RngCore> Connector<R> {
     pub fn handle_timeout(&mut self, now: Instant) {
         match self.state {
             State::Waiting { until, delay } if now >= until => {
-                tracing::info!(
-                    attempt = self.attempt,
-                    delay_ms = delay.as_millis() as u64,
-                    target = %self.config.masters[self.target],
-                    "connect_attempt"
-                );
+                emit(AgentEvent::ConnectAttempt {
+                    attempt: self.attempt,
+                    delay_ms: delay.as_millis() as u64,
+                    target: self.config.masters[self.target].clone(),
+                });
                 self.state = State::Connecting {
                     deadline: now + self.config.heartbeat_timeout,
                 };
@@ -225,7 +226,9 @@ impl<R: RngCore> Connector<R> {
         if !matches!(self.state, State::Connecting { .. }) {
             return;
         }
-        tracing::info!(target = %self.config.masters[self.target], "connected");
+        emit(AgentEvent::Connected {
+            target: self.config.masters[self.target].clone(),
+        });
         self.actions.push_back(AgentAction::Send(Message::Register(
             self.config.register.clone(),
         )));
@@ -244,7 +247,9 @@ impl<R: RngCore> Connector<R> {
     pub fn handle_message(&mut self, now: Instant, message: Message) {
         match (&self.state, message) {
             (State::Registering { .. }, Message::RegisterAck(ack)) if ack.accepted => {
-                tracing::info!(instance_id = %ack.instance_id, "registered");
+                emit(AgentEvent::Registered {
+                    instance_id: ack.instance_id,
+                });
                 self.backoff.reset();
                 self.attempt = 0;
                 self.redirects_in_a_row = 0;
@@ -291,7 +296,9 @@ impl<R: RngCore> Connector<R> {
             self.state,
             State::Connecting { .. } | State::Registering { .. } | State::Online { .. }
         ) {
-            tracing::info!(reason = %DisconnectReason::Local, "disconnected");
+            emit(AgentEvent::Disconnected {
+                reason: DisconnectReason::Local,
+            });
         }
         self.actions.push_back(AgentAction::Close);
         self.state = State::Stopped;
@@ -346,7 +353,7 @@ impl<R: RngCore> Connector<R> {
     /// An open connection is lost: close it, then either start a new cycle (the session had
     /// registered) or count a failed attempt (it had not).
     fn lose_connection(&mut self, now: Instant, reason: DisconnectReason) {
-        tracing::info!(reason = %reason, "disconnected");
+        emit(AgentEvent::Disconnected { reason });
         self.actions.push_back(AgentAction::Close);
         self.unacked.clear();
         if matches!(self.state, State::Online { .. }) {
@@ -360,7 +367,9 @@ impl<R: RngCore> Connector<R> {
         let Some(index) = self.config.masters.iter().position(|m| m == leader) else {
             return self.lose_connection(now, DisconnectReason::ProtocolError);
         };
-        tracing::info!(to = leader, "redirected");
+        emit(AgentEvent::Redirected {
+            to: leader.to_string(),
+        });
         self.actions.push_back(AgentAction::Close);
         self.redirects_in_a_row += 1;
         if self.redirects_in_a_row > self.config.masters.len() {
@@ -377,7 +386,7 @@ impl<R: RngCore> Connector<R> {
     }
 
     fn connect_failed(&mut self, now: Instant, reason: DisconnectReason) {
-        tracing::info!(reason = %reason, "connect_failed");
+        emit(AgentEvent::ConnectFailed { reason });
         self.schedule_retry(now);
     }
 
@@ -394,12 +403,16 @@ impl<R: RngCore> Connector<R> {
                 };
             }
             Next::LongWait(wait) => {
-                tracing::info!(ms = wait.as_millis() as u64, "long_wait");
+                emit(AgentEvent::LongWait {
+                    ms: wait.as_millis() as u64,
+                });
                 self.target = 0;
                 self.start_cycle(now, wait);
             }
             Next::GiveUp => {
-                tracing::info!(attempts = self.attempt, "gave_up");
+                emit(AgentEvent::GaveUp {
+                    attempts: self.attempt,
+                });
                 self.state = State::GaveUp;
             }
         }

@@ -8,6 +8,7 @@ pub mod backoff;
 pub mod cluster;
 pub mod master;
 pub mod resp;
+pub mod timeline;
 pub mod wire;
 
 use std::time::Duration;

@@ -2,6 +2,7 @@
 //! online. Sans-IO: the shell feeds it messages and timeouts with `now`, and pulls the frames to
 //! send and the sessions to close.
 
+use crate::timeline::{emit, MasterEvent};
 use crate::wire::{HeartbeatAck, Message, NodeStatus, Redirect, Register, RegisterAck};
 use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
@@ -98,7 +99,9 @@ impl Registry {
         self.leadership = leadership;
         if was_leader && self.leadership != Leadership::Leader && !self.nodes.is_empty() {
             let sessions: Vec<SessionId> = self.sessions.keys().copied().collect();
-            tracing::info!(agents = self.nodes.len() as u64, "registry_cleared");
+            emit(MasterEvent::RegistryCleared {
+                agents: self.nodes.len() as u64,
+            });
             self.nodes.clear();
             self.sessions.clear();
             self.next_sweep = None;
@@ -147,7 +150,9 @@ impl Registry {
                 entry.status = heartbeat.status;
                 if entry.liveness == Liveness::Offline {
                     entry.liveness = Liveness::Online;
-                    tracing::info!(agent = %entry.info.node_name, "node_online");
+                    emit(MasterEvent::NodeOnline {
+                        agent: entry.info.node_name.clone(),
+                    });
                 }
                 self.schedule_sweep(now + self.config.offline_after());
                 self.send(
@@ -158,7 +163,9 @@ impl Registry {
             Message::Unregister(_) => {
                 if let Some(instance_id) = self.sessions.remove(&session) {
                     if let Some(entry) = self.nodes.remove(&instance_id) {
-                        tracing::info!(agent = %entry.info.node_name, "node_unregistered");
+                        emit(MasterEvent::NodeUnregistered {
+                            agent: entry.info.node_name,
+                        });
                     }
                 }
                 self.close(session, "unregistered");
@@ -189,14 +196,22 @@ impl Registry {
                 entry.session = Some(session);
                 entry.liveness = Liveness::Online;
                 entry.last_heard = now;
-                tracing::info!(agent = %agent, instance_id = %instance_id, "node_registered");
+                emit(MasterEvent::NodeRegistered {
+                    agent: agent.clone(),
+                    instance_id: instance_id.clone(),
+                });
                 if was_offline {
-                    tracing::info!(agent = %agent, "node_online");
+                    emit(MasterEvent::NodeOnline {
+                        agent: agent.clone(),
+                    });
                 }
                 superseded
             }
             None => {
-                tracing::info!(agent = %agent, instance_id = %instance_id, "node_registered");
+                emit(MasterEvent::NodeRegistered {
+                    agent: agent.clone(),
+                    instance_id: instance_id.clone(),
+                });
                 self.nodes.insert(
                     instance_id.clone(),
                     NodeEntry {
@@ -254,7 +269,10 @@ impl Registry {
             if now >= deadline {
                 entry.liveness = Liveness::Offline;
                 let silent_ms = now.duration_since(entry.last_heard).as_millis() as u64;
-                tracing::info!(agent = %entry.info.node_name, silent_ms, "node_offline");
+                emit(MasterEvent::NodeOffline {
+                    agent: entry.info.node_name.clone(),
+                    silent_ms,
+                });
             } else {
                 next_sweep = Some(next_sweep.map_or(deadline, |at| at.min(deadline)));
             }

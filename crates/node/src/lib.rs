@@ -9,7 +9,6 @@ pub mod clock;
 pub mod cluster;
 pub mod codec;
 pub mod master;
-pub mod store;
 
 pub use agent::{registration, run_agent};
 pub use master::{run_master, MasterState};

@@ -7,6 +7,7 @@
 use crate::clock::{now, sleep_until};
 use crate::codec::FrameCodec;
 use fleet_core::master::{Leadership, MasterAction, MasterConfig, Registry, SessionId};
+use fleet_core::timeline::{emit, ShellEvent};
 use fleet_core::wire::Message;
 use futures::{SinkExt, StreamExt};
 use std::collections::BTreeMap;
@@ -145,7 +146,10 @@ async fn serve_session(
                     shared.dispatch(Some(session))
                 }
                 Some(Err(error)) => {
-                    tracing::info!(session, error = %error, "bad_frame");
+                    emit(ShellEvent::BadFrame {
+                        session,
+                        error: error.to_string(),
+                    });
                     break 'session;
                 }
                 None => break 'session,

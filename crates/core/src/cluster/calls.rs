@@ -6,6 +6,7 @@
 //! and timeouts back. A finished call's result waits in [`Calls::take_result`], so a caller can
 //! wait for it (synchronous style) or come back for it later (asynchronous style).
 
+use crate::timeline::{emit, CallEvent};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
@@ -111,7 +112,11 @@ impl Calls {
     ) -> u64 {
         self.next_id += 1;
         let id = self.next_id;
-        tracing::info!(trace_id, to, function, "remote_call");
+        emit(CallEvent::RemoteCall {
+            trace_id: trace_id.to_string(),
+            to: to.to_string(),
+            function: function.to_string(),
+        });
         if to == self.me {
             let result = self.run(function, &args);
             self.finish(id, trace_id, result);
@@ -144,7 +149,10 @@ impl Calls {
             Ok(_) => "ok".to_string(),
             Err(error) => error.to_string(),
         };
-        tracing::info!(trace_id, outcome = %outcome, "remote_call_done");
+        emit(CallEvent::RemoteCallDone {
+            trace_id: trace_id.to_string(),
+            outcome,
+        });
         self.done.insert(id, result);
     }
 
@@ -156,7 +164,11 @@ impl Calls {
                 function,
                 args,
             } => {
-                tracing::info!(trace_id = %trace_id, from, function = %function, "remote_call_served");
+                emit(CallEvent::RemoteCallServed {
+                    trace_id: trace_id.clone(),
+                    from: from.to_string(),
+                    function: function.clone(),
+                });
                 let result = self.run(&function, &args);
                 self.outbox.push_back((
                     from.to_string(),

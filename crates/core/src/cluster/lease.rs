@@ -13,6 +13,7 @@
 
 use super::{ClusterEvent, Role};
 use crate::resp::Value;
+use crate::timeline::{emit, LeaseEvent};
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
@@ -49,6 +50,17 @@ pub struct LeaseConfig {
     pub sync_interval: Duration,
 }
 
+impl Default for LeaseConfig {
+    /// A 10s lease renewed every 3s; followers ask every 2s.
+    fn default() -> Self {
+        LeaseConfig::new(
+            Duration::from_secs(10),
+            Duration::from_secs(3),
+            Duration::from_secs(2),
+        )
+    }
+}
+
 impl LeaseConfig {
     pub fn new(lease_period: Duration, renew_interval: Duration, sync_interval: Duration) -> Self {
         LeaseConfig {
@@ -57,6 +69,22 @@ impl LeaseConfig {
             renew_interval,
             sync_interval,
         }
+    }
+
+    /// What a lease needs to be safe and live: the holder renews well before its lease runs
+    /// out, and every interval is above zero.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.renew_interval.is_zero() || self.sync_interval.is_zero() {
+            return Err("renew_interval and sync_interval must be greater than 0".into());
+        }
+        if self.lease_period <= self.renew_interval {
+            return Err(format!(
+                "lease_period ({}) must be greater than renew_interval ({})",
+                crate::fmt_duration(self.lease_period),
+                crate::fmt_duration(self.renew_interval)
+            ));
+        }
+        Ok(())
     }
 
     fn token_key(&self) -> String {
@@ -220,13 +248,15 @@ impl LeaseNode {
                 if granted && holder == self.me {
                     self.held = Some((token, pending.sent_at + self.config.lease_period));
                     self.leader = Some((holder, token));
-                    tracing::info!(token, "lease_acquired");
-                    tracing::info!(term = token, votes = 1u64, "became_leader");
+                    emit(LeaseEvent::LeaseAcquired { token });
                     self.events.push_back(ClusterEvent::ElectionFinish);
                     self.events.push_back(ClusterEvent::SignMaster);
                     self.next_request_at = pending.sent_at + self.config.renew_interval;
                 } else if self.leader.as_ref() != Some(&(holder.clone(), token)) {
-                    tracing::info!(term = token, leader = %holder, "became_follower");
+                    emit(LeaseEvent::LeaseHolderSeen {
+                        holder: holder.clone(),
+                        token,
+                    });
                     self.leader = Some((holder, token));
                     self.events.push_back(ClusterEvent::SignFollower);
                 }
@@ -235,7 +265,7 @@ impl LeaseNode {
                 let Some((token, _)) = self.held else { return };
                 if renewed == 1 {
                     self.held = Some((token, pending.sent_at + self.config.lease_period));
-                    tracing::info!(token, "lease_renewed");
+                    emit(LeaseEvent::LeaseRenewed { token });
                 } else {
                     self.lose(token, "taken");
                 }
@@ -245,8 +275,10 @@ impl LeaseNode {
     }
 
     fn lose(&mut self, token: u64, reason: &str) {
-        tracing::info!(token, reason, "lease_lost");
-        tracing::info!(term = token, reason = "lease lost", "stepped_down");
+        emit(LeaseEvent::LeaseLost {
+            token,
+            reason: reason.to_string(),
+        });
         self.held = None;
         self.leader = None;
         self.events.push_back(ClusterEvent::StopMaster);
@@ -322,147 +354,17 @@ impl LeaseNode {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cluster::store::Store;
 
-    fn config() -> LeaseConfig {
-        LeaseConfig::new(
-            Duration::from_secs(10),
-            Duration::from_secs(3),
+    #[test]
+    fn a_lease_must_outlast_its_renewal() {
+        assert!(LeaseConfig::default().validate().is_ok());
+        let short = LeaseConfig::new(
+            Duration::from_secs(1),
             Duration::from_secs(2),
-        )
-    }
-
-    /// Nodes and a store wired directly: each request is answered at once unless the store is
-    /// `down`. Time jumps to the next deadline.
-    struct World {
-        nodes: Vec<LeaseNode>,
-        store: Store,
-        down: bool,
-        now: Instant,
-    }
-
-    impl World {
-        fn new(names: &[&str]) -> World {
-            let now = Instant::now();
-            World {
-                nodes: names
-                    .iter()
-                    .map(|n| LeaseNode::new(n, config(), now))
-                    .collect(),
-                store: Store::default(),
-                down: false,
-                now,
-            }
-        }
-
-        fn step(&mut self) {
-            for node in &mut self.nodes {
-                node.handle_timeout(self.now);
-                while let Some(action) = node.poll_action() {
-                    if let LeaseAction::Send(request) = action {
-                        let reply = if self.down {
-                            Err("connection refused".to_string())
-                        } else {
-                            Ok(self.store.execute(self.now, &request.command))
-                        };
-                        node.handle_reply(request.id, reply);
-                    }
-                }
-                while node.poll_event().is_some() {}
-            }
-        }
-
-        fn run_until(&mut self, end: Instant) {
-            while self.now < end {
-                self.step();
-                let next = self
-                    .nodes
-                    .iter()
-                    .filter_map(|n| n.poll_timeout())
-                    .min()
-                    .unwrap();
-                self.now = next.min(end).max(self.now + Duration::from_millis(1));
-            }
-            self.step();
-        }
-
-        fn leaders(&self) -> Vec<&str> {
-            self.nodes
-                .iter()
-                .filter(|n| n.role() == Role::Leader)
-                .map(|n| n.me())
-                .collect()
-        }
-    }
-
-    #[test]
-    fn the_first_to_ask_leads_and_the_others_follow_it() {
-        let mut world = World::new(&["master-1", "master-2", "master-3"]);
-        let t0 = world.now;
-        world.run_until(t0 + Duration::from_secs(30));
-        assert_eq!(world.leaders(), vec!["master-1"]);
-        for node in &world.nodes {
-            assert_eq!(node.leader(), Some("master-1"));
-            assert_eq!(node.term(), 1, "one grant, token 1");
-        }
-    }
-
-    #[test]
-    fn when_the_store_is_down_the_holder_lets_go_and_a_later_grant_has_a_higher_token() {
-        let mut world = World::new(&["master-1", "master-2"]);
-        let t0 = world.now;
-        world.run_until(t0 + Duration::from_secs(5));
-        world.down = true;
-        world.run_until(t0 + Duration::from_secs(30));
-        assert!(
-            world.leaders().is_empty(),
-            "no renewals, so the lease ran out"
+            Duration::from_secs(1),
         );
-        world.down = false;
-        world.run_until(t0 + Duration::from_secs(60));
-        assert_eq!(world.leaders().len(), 1);
-        assert_eq!(world.nodes.iter().map(|n| n.term()).max(), Some(2));
-    }
-
-    #[test]
-    fn a_release_hands_the_lease_over() {
-        let mut world = World::new(&["master-1", "master-2"]);
-        let t0 = world.now;
-        world.run_until(t0 + Duration::from_secs(5));
-        let now = world.now;
-        world.nodes[0].release(now);
-        world.run_until(t0 + Duration::from_secs(20));
-        assert_eq!(world.leaders(), vec!["master-2"]);
-        assert_eq!(world.nodes[1].term(), 2);
-    }
-
-    #[test]
-    fn a_holder_gives_up_before_the_store_forgets_it() {
-        // The holder's deadline counts from when it sent the request; the store's from when it
-        // arrived, so the holder always lets go first.
-        let t0 = Instant::now();
-        let mut node = LeaseNode::new("master-1", config(), t0);
-        let mut store = Store::default();
-        node.handle_timeout(t0);
-        let Some(LeaseAction::Send(request)) = node.poll_action() else {
-            panic!("asks for the lease")
-        };
-        let arrival = t0 + Duration::from_millis(40);
-        let reply = store.execute(arrival, &request.command);
-        node.handle_reply(request.id, Ok(reply));
-        assert_eq!(node.role(), Role::Leader);
-        let holder_deadline = t0 + config().lease_period;
-        let mut lost_at = None;
-        while lost_at.is_none() {
-            let now = node.poll_timeout().unwrap();
-            node.handle_timeout(now);
-            while node.poll_action().is_some() {} // the store never answers again
-            if node.role() != Role::Leader {
-                lost_at = Some(now);
-            }
-        }
-        assert_eq!(lost_at, Some(holder_deadline));
-        let probe = Value::command(&["GET", "fleet:leader"]);
-        assert_ne!(store.execute(holder_deadline, &probe), Value::Bulk(None));
+        assert!(short.validate().unwrap_err().contains("lease_period"));
+        let zero = LeaseConfig::new(Duration::from_secs(10), Duration::ZERO, Duration::ZERO);
+        assert!(zero.validate().unwrap_err().contains("greater than 0"));
     }
 }

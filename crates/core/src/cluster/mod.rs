@@ -6,7 +6,6 @@ pub mod calls;
 pub mod lease;
 pub mod raft;
 pub mod single;
-pub mod store;
 
 use std::time::{Duration, Instant};
 

@@ -2,6 +2,7 @@
 //! one-master deployments.
 
 use super::{ClusterEvent, Role};
+use crate::timeline::{emit, SingleEvent};
 use std::collections::VecDeque;
 
 pub struct SingleNode {
@@ -12,7 +13,7 @@ pub struct SingleNode {
 
 impl SingleNode {
     pub fn new(me: &str) -> Self {
-        tracing::info!(term = 1u64, votes = 1u64, "became_leader");
+        emit(SingleEvent::LeadingAlone {});
         SingleNode {
             me: me.to_string(),
             events: VecDeque::from([

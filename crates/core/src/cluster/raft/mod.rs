@@ -10,6 +10,7 @@
 //! [`RaftNode::poll_message`], membership events from [`RaftNode::poll_event`].
 
 use super::{ClusterEvent, Role};
+use crate::timeline::{emit, RaftEvent};
 use rand::{Rng, RngCore};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
@@ -213,7 +214,9 @@ impl<R: RngCore> RaftNode<R> {
     fn start_pre_vote(&mut self, now: Instant) {
         self.role = Role::PreCandidate;
         self.votes = BTreeSet::from([self.me.clone()]);
-        tracing::info!(term = self.term + 1, "pre_vote_started");
+        emit(RaftEvent::PreVoteStarted {
+            term: self.term + 1,
+        });
         self.broadcast(RaftMessage::PreVote {
             term: self.term + 1,
         });
@@ -227,7 +230,7 @@ impl<R: RngCore> RaftNode<R> {
         self.voted_for = Some(self.me.clone());
         self.leader = None;
         self.votes = BTreeSet::from([self.me.clone()]);
-        tracing::info!(term = self.term, "election_started");
+        emit(RaftEvent::ElectionStarted { term: self.term });
         self.events.push_back(ClusterEvent::ElectionStart);
         self.broadcast(RaftMessage::RequestVote { term: self.term });
         self.reset_election_deadline(now);
@@ -250,11 +253,10 @@ impl<R: RngCore> RaftNode<R> {
         self.role = Role::Leader;
         self.leader = Some(self.me.clone());
         self.leading_since = now;
-        tracing::info!(
-            term = self.term,
-            votes = self.votes.len() as u64,
-            "became_leader"
-        );
+        emit(RaftEvent::BecameLeader {
+            term: self.term,
+            votes: self.votes.len() as u64,
+        });
         self.events.push_back(ClusterEvent::ElectionFinish);
         self.events.push_back(ClusterEvent::SignMaster);
         self.broadcast(RaftMessage::Heartbeat { term: self.term });
@@ -263,7 +265,10 @@ impl<R: RngCore> RaftNode<R> {
 
     fn step_down(&mut self, now: Instant, reason: &str) {
         debug_assert_eq!(self.role, Role::Leader);
-        tracing::info!(term = self.term, reason, "stepped_down");
+        emit(RaftEvent::SteppedDown {
+            term: self.term,
+            reason: reason.to_string(),
+        });
         self.role = Role::Follower;
         self.leader = None;
         self.events.push_back(ClusterEvent::StopMaster);
@@ -333,10 +338,17 @@ impl<R: RngCore> RaftNode<R> {
                     None => {
                         self.voted_for = Some(from.to_string());
                         self.reset_election_deadline(now);
-                        tracing::info!(term, candidate = from, "vote_granted");
+                        emit(RaftEvent::VoteGranted {
+                            term,
+                            candidate: from.to_string(),
+                        });
                     }
                     Some(reason) => {
-                        tracing::info!(term, candidate = from, reason = %reason, "vote_denied");
+                        emit(RaftEvent::VoteDenied {
+                            term,
+                            candidate: from.to_string(),
+                            reason,
+                        });
                     }
                 }
                 self.send(
@@ -367,7 +379,10 @@ impl<R: RngCore> RaftNode<R> {
                     self.role = Role::Follower;
                     if changed {
                         self.leader = Some(from.to_string());
-                        tracing::info!(term, leader = from, "became_follower");
+                        emit(RaftEvent::BecameFollower {
+                            term,
+                            leader: from.to_string(),
+                        });
                         self.events.push_back(ClusterEvent::ElectionFinish);
                         self.events.push_back(ClusterEvent::SignFollower);
                     }

@@ -1,5 +1,6 @@
-//! Which nodes a fault or an expectation names: `agent-3`, `agent-1..5`, `agents`, `masters`,
-//! `all`, `store`, and the two resolved when a fault fires: `leader` and `followers`.
+//! Which nodes a fault or an expectation names: `agent-3`, `agent-1..5` (or `agent-1..agent-5`),
+//! `agents`, `masters`, `all`, `store`, and the two resolved when a fault fires: `leader` and
+//! `followers`.
 
 use std::fmt;
 
@@ -13,23 +14,34 @@ pub struct Topology {
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Role {
+/// What a node is; its name is `{prefix}-{index}`.
+pub enum NodeKind {
     Master,
     Agent,
     Store,
 }
 
-impl Role {
+impl NodeKind {
     pub fn prefix(self) -> &'static str {
         match self {
-            Role::Master => "master",
-            Role::Agent => "agent",
-            Role::Store => "store",
+            NodeKind::Master => "master",
+            NodeKind::Agent => "agent",
+            NodeKind::Store => "store",
         }
     }
 }
 
 pub const STORE: &str = "store-1";
+
+/// A node's index: decimal digits with no sign and no leading zero, so `agent-+1` and
+/// `agent-001` are not read as `agent-1`.
+fn index(text: &str) -> Option<u32> {
+    let digits_only = !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit());
+    if !digits_only || (text.len() > 1 && text.starts_with('0')) {
+        return None;
+    }
+    text.parse().ok()
+}
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 enum Target {
@@ -54,49 +66,49 @@ impl fmt::Display for Selector {
 }
 
 impl Topology {
-    pub fn node_name(role: Role, index: u32) -> String {
-        format!("{}-{index}", role.prefix())
+    pub fn node_name(kind: NodeKind, index: u32) -> String {
+        format!("{}-{index}", kind.prefix())
     }
 
-    fn count(&self, role: Role) -> u32 {
-        match role {
-            Role::Master => self.masters,
-            Role::Agent => self.agents,
-            Role::Store => u32::from(self.store),
+    fn count(&self, kind: NodeKind) -> u32 {
+        match kind {
+            NodeKind::Master => self.masters,
+            NodeKind::Agent => self.agents,
+            NodeKind::Store => u32::from(self.store),
         }
     }
 
-    fn all(&self, role: Role) -> Vec<String> {
-        (1..=self.count(role))
-            .map(|i| Topology::node_name(role, i))
+    fn all(&self, kind: NodeKind) -> Vec<String> {
+        (1..=self.count(kind))
+            .map(|i| Topology::node_name(kind, i))
             .collect()
     }
 
     /// Every node: masters, then agents, then the store.
     pub fn nodes(&self) -> Vec<String> {
-        let mut nodes = self.all(Role::Master);
-        nodes.extend(self.all(Role::Agent));
-        nodes.extend(self.all(Role::Store));
+        let mut nodes = self.all(NodeKind::Master);
+        nodes.extend(self.all(NodeKind::Agent));
+        nodes.extend(self.all(NodeKind::Store));
         nodes
     }
 
     pub fn masters(&self) -> Vec<String> {
-        self.all(Role::Master)
+        self.all(NodeKind::Master)
     }
 
     pub fn agents(&self) -> Vec<String> {
-        self.all(Role::Agent)
+        self.all(NodeKind::Agent)
     }
 
     /// Parses a selector against this topology.
     pub fn select(&self, text: &str) -> Result<Selector, String> {
         let target = match text {
             "all" => Target::Nodes(self.nodes()),
-            "agents" => Target::Nodes(self.all(Role::Agent)),
-            "masters" => Target::Nodes(self.all(Role::Master)),
+            "agents" => Target::Nodes(self.all(NodeKind::Agent)),
+            "masters" => Target::Nodes(self.all(NodeKind::Master)),
             "leader" => Target::Leader,
             "followers" => Target::Followers,
-            "store" if self.store => Target::Nodes(self.all(Role::Store)),
+            "store" if self.store => Target::Nodes(self.all(NodeKind::Store)),
             "store" => {
                 return Err("there is no store: only `[cluster] mode = \"lease\"` has one".into())
             }
@@ -128,37 +140,56 @@ impl Topology {
                 self.describe()
             )
         };
-        let (role, rest) = [Role::Master, Role::Agent, Role::Store]
+        let (kind, rest) = [NodeKind::Master, NodeKind::Agent, NodeKind::Store]
             .into_iter()
-            .find_map(|role| {
-                text.strip_prefix(role.prefix())
+            .find_map(|kind| {
+                text.strip_prefix(kind.prefix())
                     .and_then(|rest| rest.strip_prefix('-'))
-                    .map(|rest| (role, rest))
+                    .map(|rest| (kind, rest))
             })
             .ok_or_else(unknown)?;
         let (first, last) = match rest.split_once("..") {
-            Some((first, last)) => (first, last),
+            // `agent-1..agent-3`, as the tool prints ranges, or `agent-1..3`.
+            Some((first, last)) => {
+                let last = last
+                    .strip_prefix(kind.prefix())
+                    .and_then(|last| last.strip_prefix('-'))
+                    .unwrap_or(last);
+                (first, last)
+            }
             None => (rest, rest),
         };
-        let parse = |n: &str| n.parse::<u32>().map_err(|_| unknown());
+        let parse = |n: &str| index(n).ok_or_else(unknown);
         let (first, last) = (parse(first)?, parse(last)?);
-        if first == 0 || first > last || last > self.count(role) {
+        if first == 0 || first > last || last > self.count(kind) {
             return Err(unknown());
         }
         Ok((first..=last)
-            .map(|i| Topology::node_name(role, i))
+            .map(|i| Topology::node_name(kind, i))
             .collect())
     }
 
+    /// Every node `selector` could ever select: `leader` and `followers` may be any master.
+    pub fn possible(&self, selector: &Selector) -> Vec<String> {
+        match &selector.target {
+            Target::Nodes(nodes) => nodes.clone(),
+            Target::Leader | Target::Followers => self.masters(),
+        }
+    }
+
     pub fn describe(&self) -> String {
-        let part = |role: Role| match self.count(role) {
-            0 => format!("no {}s", role.prefix()),
-            1 => format!("{}-1", role.prefix()),
-            n => format!("{0}-1..{0}-{n}", role.prefix()),
+        let part = |kind: NodeKind| match self.count(kind) {
+            0 => format!("no {}s", kind.prefix()),
+            1 => format!("{}-1", kind.prefix()),
+            n => format!("{0}-1..{0}-{n}", kind.prefix()),
         };
-        let mut text = format!("{} and {}", part(Role::Master), part(Role::Agent));
+        let mut text = format!("{} and {}", part(NodeKind::Master), part(NodeKind::Agent));
         if self.store {
-            text = format!("{}, {} and {STORE}", part(Role::Master), part(Role::Agent));
+            text = format!(
+                "{}, {} and {STORE}",
+                part(NodeKind::Master),
+                part(NodeKind::Agent)
+            );
         }
         text
     }
@@ -182,6 +213,14 @@ impl Selector {
                 .filter(|master| Some(master.as_str()) != leader)
                 .collect(),
         }
+    }
+
+    /// `leader` and `followers` never select the same master at one moment.
+    pub fn disjoint_at_any_moment(&self, other: &Selector) -> bool {
+        matches!(
+            (&self.target, &other.target),
+            (Target::Leader, Target::Followers) | (Target::Followers, Target::Leader)
+        )
     }
 
     /// The nodes of a fixed selector; empty for `leader` and `followers`.
@@ -214,6 +253,11 @@ mod tests {
             TOPOLOGY.select("agent-2..4").unwrap().nodes(),
             ["agent-2", "agent-3", "agent-4"]
         );
+        assert_eq!(
+            TOPOLOGY.select("agent-2..agent-4").unwrap().nodes(),
+            ["agent-2", "agent-3", "agent-4"]
+        );
+        assert_eq!(TOPOLOGY.select("agent-10").unwrap().nodes(), ["agent-10"]);
         assert_eq!(TOPOLOGY.select("masters").unwrap().nodes().len(), 3);
         assert_eq!(TOPOLOGY.select("agents").unwrap().nodes().len(), 20);
         assert_eq!(TOPOLOGY.select("all").unwrap().nodes().len(), 23);
@@ -254,6 +298,11 @@ mod tests {
             "agent-x",
             "agent-",
             "master-4",
+            "agent-+1",
+            "agent-001",
+            "agent-01..3",
+            "agent-1..master-3",
+            "agent-1..+3",
         ] {
             let error = TOPOLOGY.select(bad).unwrap_err();
             assert!(error.contains("agent-1..agent-20"), "{bad}: {error}");

@@ -1,11 +1,20 @@
-//! The lease store's core: the few Redis commands lease mode uses, over an in-memory keyspace
-//! with expiry, so the simulator can run a store node that scenarios crash, cut off or slow
-//! down. `EVAL` runs exactly the scripts of [`super::lease`], recognised by their text.
+//! The simulated lease store: the few Redis commands lease mode uses, over an in-memory
+//! keyspace with expiry, served over RESP so scenarios can crash, cut off or slow down the
+//! store. `EVAL` runs exactly the scripts of `fleet_core::cluster::lease`, recognised by their
+//! text. The keyspace lives outside the server so it can outlive a crash, as Redis's
+//! append-only file does.
 
-use super::lease::{ACQUIRE_SCRIPT, RELEASE_SCRIPT, RENEW_SCRIPT};
-use crate::resp::Value;
+use fleet_core::cluster::lease::{ACQUIRE_SCRIPT, RELEASE_SCRIPT, RENEW_SCRIPT};
+use fleet_core::resp::Value;
+use fleet_node::clock::now;
+use fleet_node::codec::RespCodec;
+use futures::{SinkExt, StreamExt};
 use std::collections::BTreeMap;
+use std::io;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use tokio::net::TcpListener;
+use tokio_util::codec::Framed;
 
 #[derive(Clone, Debug)]
 struct Entry {
@@ -218,6 +227,27 @@ impl Store {
         } else {
             error("ERR this store runs only the lease scripts of fleet-core's lease mode")
         }
+    }
+}
+
+/// Serves `store` on `listener` until the node ends.
+pub async fn serve(listener: TcpListener, store: Arc<Mutex<Store>>) -> io::Result<()> {
+    loop {
+        let (stream, _) = listener.accept().await?;
+        let store = store.clone();
+        tokio::spawn(async move {
+            let mut framed = Framed::new(stream, RespCodec);
+            // A bad request ends only its own connection.
+            while let Some(Ok(command)) = framed.next().await {
+                let reply = store
+                    .lock()
+                    .unwrap_or_else(|poisoned| poisoned.into_inner())
+                    .execute(now(), &command);
+                if framed.send(reply).await.is_err() {
+                    return;
+                }
+            }
+        });
     }
 }
 

@@ -1,0 +1,445 @@
+//! The timeline's vocabulary: every event the control plane reports, defined once.
+//!
+//! Each subsystem has one enum; a variant's name (in snake case) is the event's kind and its
+//! fields are the event's fields, in the order written. [`emit`] sends an event through
+//! `tracing` as one JSON field, so any subscriber can log it and the simulator parses it back
+//! into exactly this type (serde derives both directions from the one definition). Code that
+//! interprets events matches these enums exhaustively: a new kind is a compile error wherever
+//! it must be considered.
+
+use crate::agent::DisconnectReason;
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// The `tracing` target of every timeline event.
+pub const TARGET: &str = "fleet_core::timeline";
+/// The one `tracing` field of a timeline event: the event as JSON.
+pub const FIELD: &str = "event";
+
+/// Any event of the control plane.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Event {
+    Agent(AgentEvent),
+    Master(MasterEvent),
+    Raft(RaftEvent),
+    Lease(LeaseEvent),
+    Single(SingleEvent),
+    Call(CallEvent),
+    Shell(ShellEvent),
+}
+
+/// The agent's connector.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum AgentEvent {
+    /// Attempt `attempt` of the cycle goes out after waiting `delay_ms`.
+    ConnectAttempt {
+        attempt: u32,
+        delay_ms: u64,
+        target: String,
+    },
+    Connected {
+        target: String,
+    },
+    Registered {
+        instance_id: String,
+    },
+    Disconnected {
+        reason: DisconnectReason,
+    },
+    /// A master that does not lead pointed at `to`.
+    Redirected {
+        to: String,
+    },
+    ConnectFailed {
+        reason: DisconnectReason,
+    },
+    /// Retries ran out; the next cycle starts after `ms`.
+    LongWait {
+        ms: u64,
+    },
+    GaveUp {
+        attempts: u32,
+    },
+}
+
+/// The master's registry.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum MasterEvent {
+    NodeRegistered {
+        agent: String,
+        instance_id: String,
+    },
+    /// A registered agent that was offline is heard from again.
+    NodeOnline {
+        agent: String,
+    },
+    NodeOffline {
+        agent: String,
+        silent_ms: u64,
+    },
+    NodeUnregistered {
+        agent: String,
+    },
+    /// A master that stopped leading forgot its `agents`.
+    RegistryCleared {
+        agents: u64,
+    },
+}
+
+/// Raft election.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum RaftEvent {
+    /// Asking whether an election for `term` could be won.
+    PreVoteStarted {
+        term: u64,
+    },
+    ElectionStarted {
+        term: u64,
+    },
+    VoteGranted {
+        term: u64,
+        candidate: String,
+    },
+    VoteDenied {
+        term: u64,
+        candidate: String,
+        reason: String,
+    },
+    BecameLeader {
+        term: u64,
+        votes: u64,
+    },
+    BecameFollower {
+        term: u64,
+        leader: String,
+    },
+    SteppedDown {
+        term: u64,
+        reason: String,
+    },
+}
+
+/// Lease mode: the holder of the lease leads; its fencing token numbers its time in office.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum LeaseEvent {
+    LeaseAcquired {
+        token: u64,
+    },
+    LeaseRenewed {
+        token: u64,
+    },
+    LeaseLost {
+        token: u64,
+        reason: String,
+    },
+    /// The store says `holder` holds the lease under `token`, and it is not this node's grant.
+    LeaseHolderSeen {
+        holder: String,
+        token: u64,
+    },
+}
+
+/// Single mode: one master that leads from its start.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum SingleEvent {
+    LeadingAlone {},
+}
+
+/// Remote calls between masters.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum CallEvent {
+    RemoteCall {
+        trace_id: String,
+        to: String,
+        function: String,
+    },
+    RemoteCallDone {
+        trace_id: String,
+        outcome: String,
+    },
+    RemoteCallServed {
+        trace_id: String,
+        from: String,
+        function: String,
+    },
+}
+
+/// The async shell.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum ShellEvent {
+    /// A listener could not bind; the node does not serve.
+    BindFailed { error: String },
+    /// A session sent a frame that does not decode; only that session is closed.
+    BadFrame { session: u64, error: String },
+}
+
+macro_rules! into_event {
+    ($($group:ident => $variant:ident),* $(,)?) => {
+        $(impl From<$group> for Event {
+            fn from(event: $group) -> Event {
+                Event::$variant(event)
+            }
+        })*
+    };
+}
+
+into_event!(
+    AgentEvent => Agent,
+    MasterEvent => Master,
+    RaftEvent => Raft,
+    LeaseEvent => Lease,
+    SingleEvent => Single,
+    CallEvent => Call,
+    ShellEvent => Shell,
+);
+
+/// Formats a value as JSON, only when a subscriber asks for it.
+pub struct Json<'a, T>(pub &'a T);
+
+impl<T: Serialize> fmt::Display for Json<'_, T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let text = serde_json::to_string(self.0).map_err(|_| fmt::Error)?;
+        f.write_str(&text)
+    }
+}
+
+/// Reports `event` to whoever listens (the simulator's timeline, a log). Costs nothing beyond
+/// building the event when nobody does.
+pub fn emit(event: impl Into<Event>) {
+    let event = event.into();
+    tracing::info!(target: "fleet_core::timeline", event = %Json(&event));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// One event of every kind (see [`every_kind_has_a_sample`]).
+    fn samples() -> Vec<Event> {
+        let s = |text: &str| text.to_string();
+        vec![
+            AgentEvent::ConnectAttempt {
+                attempt: 2,
+                delay_ms: 1000,
+                target: s("master-1"),
+            }
+            .into(),
+            AgentEvent::Connected {
+                target: s("master-1"),
+            }
+            .into(),
+            AgentEvent::Registered {
+                instance_id: s("agent-1-sim-101"),
+            }
+            .into(),
+            AgentEvent::Disconnected {
+                reason: DisconnectReason::HeartbeatTimeout,
+            }
+            .into(),
+            AgentEvent::Redirected { to: s("master-2") }.into(),
+            AgentEvent::ConnectFailed {
+                reason: DisconnectReason::Refused,
+            }
+            .into(),
+            AgentEvent::LongWait { ms: 60_000 }.into(),
+            AgentEvent::GaveUp { attempts: 10 }.into(),
+            MasterEvent::NodeRegistered {
+                agent: s("agent-1"),
+                instance_id: s("agent-1-sim-101"),
+            }
+            .into(),
+            MasterEvent::NodeOnline {
+                agent: s("agent-1"),
+            }
+            .into(),
+            MasterEvent::NodeOffline {
+                agent: s("agent-1"),
+                silent_ms: 3000,
+            }
+            .into(),
+            MasterEvent::NodeUnregistered {
+                agent: s("agent-1"),
+            }
+            .into(),
+            MasterEvent::RegistryCleared { agents: 3 }.into(),
+            RaftEvent::PreVoteStarted { term: 2 }.into(),
+            RaftEvent::ElectionStarted { term: 2 }.into(),
+            RaftEvent::VoteGranted {
+                term: 2,
+                candidate: s("master-1"),
+            }
+            .into(),
+            RaftEvent::VoteDenied {
+                term: 2,
+                candidate: s("master-1"),
+                reason: s("voted for master-3"),
+            }
+            .into(),
+            RaftEvent::BecameLeader { term: 2, votes: 2 }.into(),
+            RaftEvent::BecameFollower {
+                term: 2,
+                leader: s("master-1"),
+            }
+            .into(),
+            RaftEvent::SteppedDown {
+                term: 2,
+                reason: s("higher term"),
+            }
+            .into(),
+            LeaseEvent::LeaseAcquired { token: 1 }.into(),
+            LeaseEvent::LeaseRenewed { token: 1 }.into(),
+            LeaseEvent::LeaseLost {
+                token: 1,
+                reason: s("expired"),
+            }
+            .into(),
+            LeaseEvent::LeaseHolderSeen {
+                holder: s("master-2"),
+                token: 1,
+            }
+            .into(),
+            SingleEvent::LeadingAlone {}.into(),
+            CallEvent::RemoteCall {
+                trace_id: s("master-1#1"),
+                to: s("master-2"),
+                function: s("echo"),
+            }
+            .into(),
+            CallEvent::RemoteCallDone {
+                trace_id: s("master-1#1"),
+                outcome: s("ok"),
+            }
+            .into(),
+            CallEvent::RemoteCallServed {
+                trace_id: s("master-1#1"),
+                from: s("master-1"),
+                function: s("echo"),
+            }
+            .into(),
+            ShellEvent::BindFailed {
+                error: s("address in use"),
+            }
+            .into(),
+            ShellEvent::BadFrame {
+                session: 4,
+                error: s("malformed 3-byte frame"),
+            }
+            .into(),
+        ]
+    }
+
+    /// A number per kind. The match is exhaustive, so a new kind must be numbered here, and
+    /// then `every_kind_has_a_sample` fails until `samples` shows it.
+    fn number(event: &Event) -> usize {
+        use AgentEvent as A;
+        use MasterEvent as M;
+        use RaftEvent as R;
+        match event {
+            Event::Agent(event) => match event {
+                A::ConnectAttempt { .. } => 0,
+                A::Connected { .. } => 1,
+                A::Registered { .. } => 2,
+                A::Disconnected { .. } => 3,
+                A::Redirected { .. } => 4,
+                A::ConnectFailed { .. } => 5,
+                A::LongWait { .. } => 6,
+                A::GaveUp { .. } => 7,
+            },
+            Event::Master(event) => match event {
+                M::NodeRegistered { .. } => 8,
+                M::NodeOnline { .. } => 9,
+                M::NodeOffline { .. } => 10,
+                M::NodeUnregistered { .. } => 11,
+                M::RegistryCleared { .. } => 12,
+            },
+            Event::Raft(event) => match event {
+                R::PreVoteStarted { .. } => 13,
+                R::ElectionStarted { .. } => 14,
+                R::VoteGranted { .. } => 15,
+                R::VoteDenied { .. } => 16,
+                R::BecameLeader { .. } => 17,
+                R::BecameFollower { .. } => 18,
+                R::SteppedDown { .. } => 19,
+            },
+            Event::Lease(event) => match event {
+                LeaseEvent::LeaseAcquired { .. } => 20,
+                LeaseEvent::LeaseRenewed { .. } => 21,
+                LeaseEvent::LeaseLost { .. } => 22,
+                LeaseEvent::LeaseHolderSeen { .. } => 23,
+            },
+            Event::Single(SingleEvent::LeadingAlone {}) => 24,
+            Event::Call(event) => match event {
+                CallEvent::RemoteCall { .. } => 25,
+                CallEvent::RemoteCallDone { .. } => 26,
+                CallEvent::RemoteCallServed { .. } => 27,
+            },
+            Event::Shell(event) => match event {
+                ShellEvent::BindFailed { .. } => 28,
+                ShellEvent::BadFrame { .. } => 29,
+            },
+        }
+    }
+
+    #[test]
+    fn every_kind_has_a_sample() {
+        let mut seen: Vec<usize> = samples().iter().map(number).collect();
+        seen.sort();
+        assert_eq!(seen, (0..30).collect::<Vec<_>>());
+    }
+
+    fn kind(event: &Event) -> String {
+        let value = serde_json::to_value(event).unwrap();
+        value["kind"].as_str().unwrap().to_string()
+    }
+
+    #[test]
+    fn every_event_round_trips_through_json() {
+        for event in samples() {
+            let text = Json(&event).to_string();
+            let back: Event = serde_json::from_str(&text).unwrap();
+            assert_eq!(back, event, "{text}");
+        }
+    }
+
+    #[test]
+    fn kinds_are_distinct_across_subsystems() {
+        let mut kinds: Vec<String> = samples().iter().map(kind).collect();
+        let count = kinds.len();
+        kinds.sort();
+        kinds.dedup();
+        assert_eq!(kinds.len(), count, "a kind is defined twice: {kinds:?}");
+    }
+
+    #[test]
+    fn fields_keep_their_written_order() {
+        let event: Event = AgentEvent::ConnectAttempt {
+            attempt: 2,
+            delay_ms: 1000,
+            target: "master-1".into(),
+        }
+        .into();
+        assert_eq!(
+            Json(&event).to_string(),
+            r#"{"kind":"connect_attempt","attempt":2,"delay_ms":1000,"target":"master-1"}"#
+        );
+    }
+
+    #[test]
+    fn an_unknown_kind_or_field_is_refused() {
+        for text in [
+            r#"{"kind":"became_king","term":1}"#,
+            r#"{"kind":"became_leader","term":1}"#,
+            r#"{"kind":"became_leader","term":1,"votes":2,"extra":3}"#,
+        ] {
+            assert!(serde_json::from_str::<Event>(text).is_err(), "{text}");
+        }
+    }
+}

@@ -1,0 +1,139 @@
+//! Who was online, as the masters saw it: `node_registered` and `node_online` make an agent
+//! online, `node_offline` and `node_unregistered` make it offline, and so does the end of its
+//! master's registry (the master stopped leading, crashed or was restarted).
+
+use crate::history::{Entry, Happening};
+use crate::scenario::selector::Topology;
+use fleet_core::timeline::{Event, MasterEvent};
+use std::collections::BTreeMap;
+
+/// Each agent's registrations in time order: `Some(master)` while online at that master,
+/// `None` while offline.
+pub struct OnlineHistory {
+    transitions: BTreeMap<String, Vec<(u64, Option<String>)>>,
+}
+
+impl OnlineHistory {
+    pub fn from_entries(entries: &[Entry], topology: &Topology) -> OnlineHistory {
+        let mut history = OnlineHistory {
+            transitions: BTreeMap::new(),
+        };
+        // Which master last accepted each agent.
+        let mut registered_at: BTreeMap<String, String> = BTreeMap::new();
+        for entry in entries {
+            let masters_lost = match &entry.event {
+                Happening::System(Event::Master(event)) => match event {
+                    MasterEvent::NodeRegistered { agent, .. } => {
+                        registered_at.insert(agent.clone(), entry.node.clone());
+                        history.set(agent, entry.t_ms, Some(&entry.node));
+                        continue;
+                    }
+                    MasterEvent::NodeOnline { agent } => {
+                        history.set(agent, entry.t_ms, Some(&entry.node));
+                        continue;
+                    }
+                    MasterEvent::NodeOffline { agent, .. }
+                    | MasterEvent::NodeUnregistered { agent } => {
+                        history.set(agent, entry.t_ms, None);
+                        continue;
+                    }
+                    MasterEvent::RegistryCleared { .. } => vec![entry.node.clone()],
+                },
+                Happening::Fault(fault) => match fault.processes_ended(topology) {
+                    Some(nodes) => nodes,
+                    None => continue,
+                },
+                Happening::System(
+                    Event::Agent(_)
+                    | Event::Raft(_)
+                    | Event::Lease(_)
+                    | Event::Single(_)
+                    | Event::Call(_)
+                    | Event::Shell(_),
+                ) => continue,
+            };
+            for (agent, master) in &registered_at {
+                if masters_lost.contains(master) {
+                    history.set(agent, entry.t_ms, None);
+                }
+            }
+        }
+        history
+    }
+
+    fn set(&mut self, agent: &str, t_ms: u64, master: Option<&str>) {
+        let history = self.transitions.entry(agent.to_string()).or_default();
+        if history.last().map(|(_, state)| state.as_deref()) != Some(master) {
+            history.push((t_ms, master.map(str::to_string)));
+        }
+    }
+
+    /// The master `agent` was online at, at `t_ms` (after every event at that millisecond).
+    pub fn master_at(&self, agent: &str, t_ms: u64) -> Option<&str> {
+        self.transitions
+            .get(agent)
+            .and_then(|history| history.iter().take_while(|(t, _)| *t <= t_ms).last())
+            .and_then(|(_, master)| master.as_deref())
+    }
+
+    pub fn online_at(&self, agent: &str, t_ms: u64) -> bool {
+        self.master_at(agent, t_ms).is_some()
+    }
+
+    /// The first moment in `[from, to]` at which `agent` was offline.
+    pub fn first_offline(&self, agent: &str, from: u64, to: u64) -> Option<u64> {
+        if !self.online_at(agent, from) {
+            return Some(from);
+        }
+        self.transitions.get(agent).and_then(|history| {
+            history
+                .iter()
+                .find(|(t, master)| *t > from && *t <= to && master.is_none())
+                .map(|(t, _)| *t)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::history::tests::{entry, fault, registered};
+    use crate::history::FaultEvent;
+
+    #[test]
+    fn online_history_follows_master_events_and_master_crashes() {
+        let topology = Topology {
+            masters: 1,
+            agents: 2,
+            store: false,
+        };
+        let entries = vec![
+            registered(100, "master-1", "agent-1"),
+            registered(100, "master-1", "agent-2"),
+            entry(
+                5000,
+                "master-1",
+                MasterEvent::NodeOffline {
+                    agent: "agent-2".into(),
+                    silent_ms: 3000,
+                },
+            ),
+            fault(
+                9000,
+                FaultEvent::Crash {
+                    target: "master-1".into(),
+                    nodes: None,
+                },
+            ),
+        ];
+        let history = OnlineHistory::from_entries(&entries, &topology);
+        assert_eq!(history.master_at("agent-1", 100), Some("master-1"));
+        assert!(!history.online_at("agent-1", 99));
+        assert!(history.online_at("agent-1", 100));
+        assert!(history.online_at("agent-2", 4999));
+        assert!(!history.online_at("agent-2", 5000));
+        assert!(!history.online_at("agent-1", 9000), "its master crashed");
+        assert_eq!(history.first_offline("agent-1", 1000, 10_000), Some(9000));
+        assert_eq!(history.first_offline("agent-1", 1000, 8000), None);
+    }
+}

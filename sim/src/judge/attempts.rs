@@ -1,0 +1,310 @@
+//! Checks on connect attempts: their backoff, their count, their peak rate.
+
+use crate::history::attempts::{connect_attempts, peak_connect_rate};
+use crate::history::{fmt_time, Entry};
+use crate::judge::{Check, CheckSpec, Evidence};
+use crate::scenario::selector::Selector;
+use fleet_core::backoff::BackoffPolicy;
+use fleet_core::fmt_duration as show;
+use fleet_core::timeline::{AgentEvent, Event};
+use std::collections::BTreeMap;
+use std::ops::RangeInclusive;
+use std::time::Duration;
+
+fn ms(duration: Duration) -> u64 {
+    duration.as_millis() as u64
+}
+
+/// Every delay before a connect attempt at or after `after` lies within the policy's bounds.
+pub const BACKOFF_FOLLOWS_POLICY: CheckSpec = CheckSpec {
+    name: "backoff_follows_policy",
+    fields: &["agents", "after"],
+    parse: |fields| {
+        Ok(Box::new(BackoffFollowsPolicy {
+            agents: fields.agents()?,
+            after: fields.time("after")?.unwrap_or(Duration::ZERO),
+        }))
+    },
+};
+
+#[derive(Debug)]
+struct BackoffFollowsPolicy {
+    agents: Selector,
+    after: Duration,
+}
+
+impl Check for BackoffFollowsPolicy {
+    fn title(&self) -> String {
+        format!(
+            "backoff_follows_policy {} after {}",
+            self.agents,
+            show(self.after)
+        )
+    }
+
+    fn judge(&self, evidence: &Evidence) -> (bool, String) {
+        let policy = &evidence.scenario.backoff;
+        let nodes = self.agents.nodes();
+        match judge_backoff(policy, nodes, ms(self.after), evidence.entries) {
+            Ok(detail) => (true, detail),
+            Err(detail) => (false, detail),
+        }
+    }
+}
+
+/// What the backoff judge remembers of one agent's current cycle.
+#[derive(Default)]
+struct Cycle {
+    retries: u32,
+    previous_delay: Duration,
+    long_wait_ms: Option<u64>,
+    redirected: bool,
+}
+
+impl Cycle {
+    /// The delays attempt `attempt` may have waited, and whether it is a retry on the
+    /// exponential schedule. The first attempt of a cycle goes out at once (or after a
+    /// `long_wait`), an attempt after `redirected` at once too, and every other attempt waits
+    /// the policy's delay for the next retry of the cycle (0, 1, 2, ...).
+    fn allowed(
+        &mut self,
+        policy: &BackoffPolicy,
+        attempt: u32,
+        delay_ms: u64,
+    ) -> (RangeInclusive<u64>, bool) {
+        if attempt <= 1 {
+            let expected = self.long_wait_ms.take().unwrap_or(0);
+            *self = Cycle {
+                previous_delay: policy.base,
+                ..Cycle::default()
+            };
+            return (expected..=expected, false);
+        }
+        if std::mem::take(&mut self.redirected) {
+            return (0..=0, false);
+        }
+        let bounds = policy.bounds(self.retries, self.previous_delay);
+        self.retries += 1;
+        self.previous_delay = Duration::from_millis(delay_ms);
+        (ms(*bounds.start())..=ms(*bounds.end()), true)
+    }
+}
+
+/// Checks every connect attempt of `agents` at or after `after_ms` against the policy. Returns
+/// a summary, or the first violation.
+fn judge_backoff(
+    policy: &BackoffPolicy,
+    agents: &[String],
+    after_ms: u64,
+    entries: &[Entry],
+) -> Result<String, String> {
+    let mut cycles: BTreeMap<&str, Cycle> = BTreeMap::new();
+    let mut checked = 0u64;
+    let mut longest = (0u64, 0u32);
+    for entry in entries.iter().filter(|entry| agents.contains(&entry.node)) {
+        let Some(Event::Agent(event)) = entry.system() else {
+            continue;
+        };
+        let cycle = cycles.entry(entry.node.as_str()).or_default();
+        let (attempt, delay_ms) = match event {
+            AgentEvent::LongWait { ms } => {
+                // The next cycle starts after this wait; its first attempt must wait it.
+                cycle.long_wait_ms = Some(*ms);
+                continue;
+            }
+            AgentEvent::Redirected { .. } => {
+                cycle.redirected = true;
+                continue;
+            }
+            AgentEvent::ConnectAttempt {
+                attempt, delay_ms, ..
+            } => (*attempt, *delay_ms),
+            AgentEvent::Connected { .. }
+            | AgentEvent::Registered { .. }
+            | AgentEvent::Disconnected { .. }
+            | AgentEvent::ConnectFailed { .. }
+            | AgentEvent::GaveUp { .. } => continue,
+        };
+        let (allowed, is_retry) = cycle.allowed(policy, attempt, delay_ms);
+        if entry.t_ms < after_ms {
+            continue;
+        }
+        if !allowed.contains(&delay_ms) {
+            return Err(format!(
+                "{} attempt {attempt} at {} waited {delay_ms}ms; the policy allows {}..{}ms",
+                entry.node,
+                fmt_time(entry.t_ms),
+                allowed.start(),
+                allowed.end()
+            ));
+        }
+        if is_retry {
+            checked += 1;
+            longest = longest.max((delay_ms, attempt));
+        }
+    }
+    if checked == 0 {
+        return Err(format!(
+            "no retry after {} to check: the policy was never exercised",
+            fmt_time(after_ms)
+        ));
+    }
+    Ok(format!(
+        "{checked} retry delays within bounds; longest {}ms (attempt {})",
+        longest.0, longest.1
+    ))
+}
+
+/// At most `max` connect attempts by the selected agents during `during`.
+pub const MAX_CONNECT_ATTEMPTS: CheckSpec = CheckSpec {
+    name: "max_connect_attempts",
+    fields: &["agents", "during", "max"],
+    parse: |fields| {
+        Ok(Box::new(MaxConnectAttempts {
+            agents: fields.agents()?,
+            during: fields.during(false)?,
+            max: fields.count("max")?.ok_or_else(|| fields.missing("max"))?.0,
+        }))
+    },
+};
+
+#[derive(Debug)]
+struct MaxConnectAttempts {
+    agents: Selector,
+    during: (Duration, Duration),
+    max: u64,
+}
+
+impl Check for MaxConnectAttempts {
+    fn title(&self) -> String {
+        let (from, to) = (show(self.during.0), show(self.during.1));
+        let (agents, max) = (&self.agents, self.max);
+        format!("max_connect_attempts {agents} during {from}..{to} <= {max}")
+    }
+
+    fn judge(&self, evidence: &Evidence) -> (bool, String) {
+        let window = ms(self.during.0)..=ms(self.during.1);
+        let count = connect_attempts(evidence.entries)
+            .filter(|(t_ms, node)| window.contains(t_ms) && self.agents.contains(node))
+            .count() as u64;
+        (count <= self.max, format!("{count} attempts"))
+    }
+}
+
+/// The busiest whole second of `during` has between `min` and `max` connect attempts (`min`
+/// shows a storm happens, `max` that it does not).
+pub const PEAK_CONNECT_RATE: CheckSpec = CheckSpec {
+    name: "peak_connect_rate",
+    fields: &["during", "min", "max"],
+    parse: |fields| {
+        let (min, max) = (fields.count("min")?, fields.count("max")?);
+        if let (Some((min, at)), Some((max, _))) = (min, max) {
+            if min > max {
+                let message = format!("`min` ({min}) is above `max` ({max}): nothing could pass");
+                return Err(fields.error(at, message));
+            }
+        }
+        if min.is_none() && max.is_none() {
+            return Err(fields.missing("min` or `max"));
+        }
+        Ok(Box::new(PeakConnectRate {
+            during: fields.during(false)?,
+            min: min.map_or(0, |(min, _)| min),
+            max: max.map_or(u64::MAX, |(max, _)| max),
+        }))
+    },
+};
+
+#[derive(Debug)]
+struct PeakConnectRate {
+    during: (Duration, Duration),
+    min: u64,
+    max: u64,
+}
+
+impl Check for PeakConnectRate {
+    fn title(&self) -> String {
+        let bound = match (self.min, self.max) {
+            (0, max) => format!("<= {max}/s"),
+            (min, u64::MAX) => format!(">= {min}/s"),
+            (min, max) => format!("in {min}..={max}/s"),
+        };
+        let (from, to) = (show(self.during.0), show(self.during.1));
+        format!("peak_connect_rate during {from}..{to} {bound}")
+    }
+
+    fn judge(&self, evidence: &Evidence) -> (bool, String) {
+        let (from, to) = (ms(self.during.0), ms(self.during.1));
+        let (count, detail) = match peak_connect_rate(evidence.entries, from, to) {
+            None => (0, "no connect attempts".to_string()),
+            Some((count, at)) => (count, format!("peak {count}/s at {}", fmt_time(at))),
+        };
+        ((self.min..=self.max).contains(&count), detail)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::history::tests::{attempt, entry};
+
+    fn agents() -> Vec<String> {
+        vec!["agent-1".to_string()]
+    }
+
+    #[test]
+    fn backoff_check_accepts_the_schedule_and_rejects_a_short_wait() {
+        let policy = BackoffPolicy::default(); // 1s ×2 ±25%
+        let good = vec![
+            attempt(0, 1, 0),
+            attempt(1100, 2, 1100),
+            attempt(3000, 3, 1900),
+        ];
+        assert!(judge_backoff(&policy, &agents(), 0, &good).is_ok());
+        let bad = vec![
+            attempt(0, 1, 0),
+            attempt(1100, 2, 1100),
+            attempt(2000, 3, 900),
+        ];
+        let error = judge_backoff(&policy, &agents(), 0, &bad).unwrap_err();
+        assert!(error.contains("attempt 3"), "{error}");
+        assert!(error.contains("1500..2500ms"), "{error}");
+    }
+
+    #[test]
+    fn an_attempt_after_a_redirect_waits_nothing_and_keeps_the_retry_count() {
+        let policy = BackoffPolicy::default();
+        let redirected = entry(1100, "agent-1", AgentEvent::Redirected { to: "m".into() });
+        let entries = vec![
+            attempt(0, 1, 0),
+            attempt(1100, 2, 1100),
+            redirected,
+            attempt(1100, 3, 0),
+            attempt(3000, 4, 1900),
+        ];
+        assert!(judge_backoff(&policy, &agents(), 0, &entries).is_ok());
+    }
+
+    #[test]
+    fn a_long_wait_is_the_delay_of_the_next_cycles_first_attempt() {
+        let policy = BackoffPolicy::default();
+        let waited = entry(2000, "agent-1", AgentEvent::LongWait { ms: 60_000 });
+        let entries = vec![
+            attempt(0, 1, 0),
+            attempt(1100, 2, 1100),
+            waited.clone(),
+            attempt(62_000, 1, 60_000),
+            attempt(63_100, 2, 1100),
+        ];
+        assert!(judge_backoff(&policy, &agents(), 0, &entries).is_ok());
+        let early = vec![waited, attempt(3000, 1, 1000), attempt(4100, 2, 1100)];
+        let error = judge_backoff(&policy, &agents(), 0, &early).unwrap_err();
+        assert!(error.contains("60000..60000ms"), "{error}");
+    }
+
+    #[test]
+    fn backoff_check_with_nothing_to_check_fails() {
+        let entries = vec![attempt(0, 1, 0)];
+        assert!(judge_backoff(&BackoffPolicy::default(), &agents(), 0, &entries).is_err());
+    }
+}

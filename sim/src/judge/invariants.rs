@@ -1,0 +1,266 @@
+//! Safety rules checked on every cluster run, whatever its expectations say. A broken rule is
+//! a failed verdict that names the rule and the events that break it.
+//!
+//! - `at_most_one_leader_per_term`: two masters never take office in the same term (a raft
+//!   term, or a lease grant's fencing token).
+//! - `one_lease_holder_at_a_time` (lease mode): no master acquires the lease while another
+//!   still believes it holds it (from `lease_acquired` until `lease_lost` or a crash). This
+//!   holds while the timing assumptions do: clocks advance at the same rate and the holder lets
+//!   go before the store expires the lease.
+//! - `fencing_tokens_increase` (lease mode): each grant's token is above every earlier one, and
+//!   a renewal carries the token of its grant.
+//! - `timeline_readable` (only shown when broken): every event an emitter sent parses back.
+
+use crate::history::leaders::LeaderSpan;
+use crate::history::{fmt_time, Entry, Happening};
+use crate::judge::{Evidence, Verdict};
+use crate::scenario::ClusterSpec;
+use fleet_core::timeline::{Event, LeaseEvent};
+use std::collections::BTreeMap;
+
+fn rule(name: &str, result: Result<String, String>) -> Verdict {
+    let (ok, detail) = match result {
+        Ok(detail) => (true, detail),
+        Err(detail) => (false, detail),
+    };
+    Verdict {
+        check: format!("invariant {name}"),
+        ok,
+        detail,
+    }
+}
+
+pub fn check(evidence: &Evidence, unreadable: &[String]) -> Vec<Verdict> {
+    let mut verdicts = match evidence.scenario.cluster {
+        ClusterSpec::Single => vec![],
+        ClusterSpec::Raft(_) => vec![rule(
+            "at_most_one_leader_per_term",
+            one_leader_per_term(&evidence.leaders.spans),
+        )],
+        ClusterSpec::Lease(_) => vec![
+            rule(
+                "at_most_one_leader_per_term",
+                one_leader_per_term(&evidence.leaders.spans),
+            ),
+            rule("one_lease_holder_at_a_time", one_lease_holder(evidence)),
+            rule(
+                "fencing_tokens_increase",
+                fencing_tokens_increase(evidence.entries),
+            ),
+        ],
+    };
+    if !unreadable.is_empty() {
+        let detail = format!(
+            "{} events did not parse back; first: {}",
+            unreadable.len(),
+            unreadable[0]
+        );
+        verdicts.push(rule("timeline_readable", Err(detail)));
+    }
+    verdicts
+}
+
+fn describe_span(span: &LeaderSpan) -> String {
+    format!("{} took office at {}", span.node, fmt_time(span.from_ms))
+}
+
+fn one_leader_per_term(spans: &[LeaderSpan]) -> Result<String, String> {
+    let mut leaders: BTreeMap<u64, &LeaderSpan> = BTreeMap::new();
+    for span in spans {
+        match leaders.get(&span.term) {
+            Some(first) if first.node != span.node => {
+                return Err(format!(
+                    "term {} has two leaders: {} and {}",
+                    span.term,
+                    describe_span(first),
+                    describe_span(span)
+                ))
+            }
+            Some(_) => {}
+            None => {
+                leaders.insert(span.term, span);
+            }
+        }
+    }
+    Ok(format!("{} terms with a leader, one each", leaders.len()))
+}
+
+fn describe(entry: &Entry) -> String {
+    let (kind, fields) = entry.parts();
+    format!(
+        "{} {kind} at {} ({fields})",
+        entry.node,
+        fmt_time(entry.t_ms)
+    )
+}
+
+fn lease_event(entry: &Entry) -> Option<&LeaseEvent> {
+    match entry.system() {
+        Some(Event::Lease(event)) => Some(event),
+        _ => None,
+    }
+}
+
+fn one_lease_holder(evidence: &Evidence) -> Result<String, String> {
+    let mut holder: Option<&Entry> = None;
+    let mut grants = 0;
+    for entry in evidence.entries {
+        if let Happening::Fault(fault) = &entry.event {
+            let ended = fault
+                .processes_ended(&evidence.scenario.topology)
+                .unwrap_or_default();
+            if holder.is_some_and(|current| ended.contains(&current.node)) {
+                holder = None;
+            }
+            continue;
+        }
+        match lease_event(entry) {
+            Some(LeaseEvent::LeaseAcquired { .. }) => {
+                if let Some(current) = holder.filter(|current| current.node != entry.node) {
+                    return Err(format!(
+                        "{} while {} still believed it held the lease",
+                        describe(entry),
+                        describe(current)
+                    ));
+                }
+                grants += 1;
+                holder = Some(entry);
+            }
+            Some(LeaseEvent::LeaseLost { .. })
+                if holder.is_some_and(|current| current.node == entry.node) =>
+            {
+                holder = None;
+            }
+            Some(
+                LeaseEvent::LeaseLost { .. }
+                | LeaseEvent::LeaseRenewed { .. }
+                | LeaseEvent::LeaseHolderSeen { .. },
+            )
+            | None => {}
+        }
+    }
+    Ok(format!("{grants} grants, never overlapping"))
+}
+
+fn fencing_tokens_increase(entries: &[Entry]) -> Result<String, String> {
+    let mut highest: Option<(u64, &Entry)> = None;
+    let mut granted: BTreeMap<&str, u64> = BTreeMap::new();
+    for entry in entries {
+        match lease_event(entry) {
+            Some(LeaseEvent::LeaseAcquired { token }) => {
+                if let Some((previous, previous_entry)) = highest {
+                    if previous >= *token {
+                        return Err(format!(
+                            "token went backwards: {} after {}",
+                            describe(entry),
+                            describe(previous_entry)
+                        ));
+                    }
+                }
+                highest = Some((*token, entry));
+                granted.insert(&entry.node, *token);
+            }
+            Some(LeaseEvent::LeaseRenewed { token })
+                if granted.get(entry.node.as_str()) != Some(token) =>
+            {
+                return Err(format!(
+                    "{} renews a token it was not granted",
+                    describe(entry)
+                ));
+            }
+            Some(
+                LeaseEvent::LeaseRenewed { .. }
+                | LeaseEvent::LeaseLost { .. }
+                | LeaseEvent::LeaseHolderSeen { .. },
+            )
+            | None => {}
+        }
+    }
+    Ok(match highest {
+        Some((token, _)) => format!("tokens rise to {token}"),
+        None => "no grants".to_string(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::history::leaders::LeaderHistory;
+    use crate::history::tests::{became_leader, entry};
+    use crate::scenario::selector::Topology;
+
+    fn lease(t_ms: u64, node: &str, event: LeaseEvent) -> Entry {
+        entry(t_ms, node, event)
+    }
+
+    #[test]
+    fn two_leaders_in_one_term_are_named() {
+        let topology = Topology {
+            masters: 2,
+            agents: 0,
+            store: false,
+        };
+        let entries = vec![
+            became_leader(1, "master-1", 2),
+            became_leader(5, "master-2", 2),
+        ];
+        let spans = LeaderHistory::from_entries(&entries, &topology).spans;
+        let error = one_leader_per_term(&spans).unwrap_err();
+        assert!(
+            error.contains("master-1") && error.contains("master-2"),
+            "{error}"
+        );
+        assert!(one_leader_per_term(&spans[..1]).is_ok());
+    }
+
+    #[test]
+    fn tokens_must_rise_and_renewals_must_match() {
+        let good = vec![
+            lease(1, "master-1", LeaseEvent::LeaseAcquired { token: 1 }),
+            lease(2, "master-1", LeaseEvent::LeaseRenewed { token: 1 }),
+            lease(9, "master-2", LeaseEvent::LeaseAcquired { token: 2 }),
+        ];
+        assert!(fencing_tokens_increase(&good).is_ok());
+        let backwards = vec![
+            good[0].clone(),
+            lease(9, "master-2", LeaseEvent::LeaseAcquired { token: 1 }),
+        ];
+        assert!(fencing_tokens_increase(&backwards)
+            .unwrap_err()
+            .contains("backwards"));
+        let forged = vec![
+            good[0].clone(),
+            lease(2, "master-1", LeaseEvent::LeaseRenewed { token: 7 }),
+        ];
+        assert!(fencing_tokens_increase(&forged).is_err());
+    }
+
+    #[test]
+    fn overlapping_holders_are_caught() {
+        let scenario = crate::scenario::Scenario::parse(
+            "t.toml",
+            "name = \"t\"\nduration = \"1m\"\n[topology]\nmasters = 2\nagents = 1\n[cluster]\nmode = \"lease\"\n",
+        )
+        .unwrap();
+        let overlapping = vec![
+            lease(1, "master-1", LeaseEvent::LeaseAcquired { token: 1 }),
+            lease(5, "master-2", LeaseEvent::LeaseAcquired { token: 2 }),
+        ];
+        let evidence = Evidence::new(&scenario, &overlapping);
+        assert!(one_lease_holder(&evidence).is_err());
+        let handed_over = vec![
+            overlapping[0].clone(),
+            lease(
+                4,
+                "master-1",
+                LeaseEvent::LeaseLost {
+                    token: 1,
+                    reason: "expired".into(),
+                },
+            ),
+            overlapping[1].clone(),
+        ];
+        let evidence = Evidence::new(&scenario, &handed_over);
+        assert!(one_lease_holder(&evidence).is_ok());
+    }
+}

@@ -1,0 +1,263 @@
+//! The fourth stage: judges a timeline. Each check is a parser and a judge side by side in one
+//! file; [`CHECKS`] names them all. The invariants hold on every run, whatever a scenario
+//! expects.
+//!
+//! Adding a check: write its parser and its [`Check`] impl in the file of its kind, and add its
+//! [`CheckSpec`] to [`CHECKS`]. Nothing outside this folder changes.
+
+pub mod agents;
+pub mod attempts;
+pub mod fields;
+pub mod invariants;
+pub mod leaders;
+
+use crate::history::leaders::LeaderHistory;
+use crate::history::online::OnlineHistory;
+use crate::history::{Entry, Timeline};
+use crate::scenario::expect::ExpectSpec;
+use crate::scenario::source::error_at;
+use crate::scenario::{Scenario, ScenarioError};
+use fields::Fields;
+use serde::Serialize;
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Verdict {
+    pub check: String,
+    pub ok: bool,
+    pub detail: String,
+}
+
+/// What a run left behind, as the checks see it.
+pub struct Evidence<'a> {
+    pub scenario: &'a Scenario,
+    pub entries: &'a [Entry],
+    pub online: OnlineHistory,
+    pub leaders: LeaderHistory,
+}
+
+impl<'a> Evidence<'a> {
+    pub fn new(scenario: &'a Scenario, entries: &'a [Entry]) -> Evidence<'a> {
+        Evidence {
+            scenario,
+            entries,
+            online: OnlineHistory::from_entries(entries, &scenario.topology),
+            leaders: LeaderHistory::from_entries(entries, &scenario.topology),
+        }
+    }
+}
+
+/// One compiled `[[expect]]` check.
+pub trait Check: std::fmt::Debug + Send + Sync {
+    /// The check as the verdict names it: `all_online agents at 10s`.
+    fn title(&self) -> String;
+    /// Whether it holds, and what was seen.
+    fn judge(&self, evidence: &Evidence) -> (bool, String);
+}
+
+/// A check's name, the fields it takes, and its parser.
+pub struct CheckSpec {
+    pub name: &'static str,
+    pub fields: &'static [&'static str],
+    pub parse: fn(&Fields) -> Result<Box<dyn Check>, ScenarioError>,
+}
+
+/// Every check a scenario can name.
+pub const CHECKS: &[CheckSpec] = &[
+    agents::ALL_ONLINE,
+    agents::OFFLINE_WITHIN,
+    attempts::BACKOFF_FOLLOWS_POLICY,
+    attempts::MAX_CONNECT_ATTEMPTS,
+    agents::NO_OFFLINE,
+    attempts::PEAK_CONNECT_RATE,
+    leaders::LEADER_ELECTED,
+    leaders::LEADER_IS,
+    leaders::NO_LEADER,
+    leaders::TERM_AT_MOST,
+    agents::AGENTS_FOLLOW_LEADER,
+];
+
+/// A check, and whether it should hold. `holds = false` documents a failure a scenario exists
+/// to show (what goes wrong without pre-vote, say): the verdict is ok when the check fails.
+#[derive(Debug)]
+pub struct Expectation {
+    pub check: Box<dyn Check>,
+    pub holds: bool,
+}
+
+/// Compiles a scenario's `[[expect]]` entries; errors point into the scenario file.
+pub fn compile(scenario: &Scenario) -> Result<Vec<Expectation>, ScenarioError> {
+    scenario
+        .expectations
+        .iter()
+        .map(|spec| compile_one(scenario, spec))
+        .collect()
+}
+
+fn compile_one(scenario: &Scenario, spec: &ExpectSpec) -> Result<Expectation, ScenarioError> {
+    let name = spec.check.value.as_str();
+    let Some(check) = CHECKS.iter().find(|check| check.name == name) else {
+        let names: Vec<&str> = CHECKS.iter().map(|check| check.name).collect();
+        return Err(error_at(
+            &scenario.path,
+            spec.check.at,
+            format!(
+                "unknown check {name:?}; expected one of {}",
+                names.join(", ")
+            ),
+        ));
+    };
+    if let Some((field, value)) = spec
+        .fields
+        .iter()
+        .find(|(field, _)| !check.fields.contains(&field.as_str()))
+    {
+        let takes = match check.fields {
+            [] => "only `holds`".to_string(),
+            fields => format!("{} and `holds`", quoted(fields)),
+        };
+        return Err(error_at(
+            &scenario.path,
+            value.at,
+            format!("check {name:?} does not take `{field}`; it takes {takes}"),
+        ));
+    }
+    let fields = Fields::new(scenario, spec);
+    Ok(Expectation {
+        check: (check.parse)(&fields)?,
+        holds: spec.holds,
+    })
+}
+
+fn quoted(names: &[&str]) -> String {
+    let names: Vec<String> = names.iter().map(|name| format!("`{name}`")).collect();
+    names.join(", ")
+}
+
+/// Every expectation's verdict, then every invariant's.
+pub fn evaluate(
+    scenario: &Scenario,
+    expectations: &[Expectation],
+    timeline: &Timeline,
+) -> Vec<Verdict> {
+    let evidence = Evidence::new(scenario, &timeline.entries);
+    let mut verdicts: Vec<Verdict> = expectations
+        .iter()
+        .map(|expectation| expected(expectation, &evidence))
+        .collect();
+    verdicts.extend(invariants::check(&evidence, &timeline.unreadable));
+    verdicts
+}
+
+fn expected(expectation: &Expectation, evidence: &Evidence) -> Verdict {
+    let check = expectation.check.title();
+    let (ok, detail) = expectation.check.judge(evidence);
+    if expectation.holds {
+        return Verdict { check, ok, detail };
+    }
+    Verdict {
+        check: format!("{check} (expected to fail)"),
+        ok: !ok,
+        detail: if ok {
+            format!("held, though the scenario says it should not: {detail}")
+        } else {
+            format!("fails as expected: {detail}")
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = "name = \"t\"\nduration = \"1m\"\n[topology]\nagents = 3\n";
+
+    pub(crate) fn compile_text(text: &str) -> Result<Vec<Expectation>, ScenarioError> {
+        compile(&Scenario::parse("t.toml", text)?)
+    }
+
+    fn error(expect: &str) -> ScenarioError {
+        compile_text(&format!("{MINIMAL}[[expect]]\n{expect}")).unwrap_err()
+    }
+
+    #[test]
+    fn every_check_has_one_row() {
+        let mut names: Vec<&str> = CHECKS.iter().map(|check| check.name).collect();
+        names.sort();
+        names.dedup();
+        assert_eq!(names.len(), CHECKS.len());
+    }
+
+    #[test]
+    fn a_check_missing_a_field_says_which() {
+        let missing = error("check = \"all_online\"\n");
+        assert!(
+            missing.message.contains("needs `at`"),
+            "{}",
+            missing.message
+        );
+        let unknown = error("check = \"everything_fine\"\n");
+        assert!(
+            unknown.message.contains("all_online"),
+            "{}",
+            unknown.message
+        );
+        assert_eq!((unknown.line, unknown.column), (6, 9));
+    }
+
+    #[test]
+    fn a_field_the_check_does_not_take_is_named() {
+        let error = error("check = \"all_online\"\nat = \"10s\"\nwithin = \"5s\"\n");
+        assert_eq!((error.line, error.column), (8, 10));
+        assert!(
+            error.message.contains("does not take `within`")
+                && error.message.contains("`agents`, `at`"),
+            "{}",
+            error.message
+        );
+    }
+
+    #[test]
+    fn times_past_the_end_of_the_run_are_refused() {
+        for (expect, field) in [
+            ("check = \"all_online\"\nat = \"1h\"\n", "at"),
+            (
+                "check = \"offline_within\"\nafter = \"50s\"\nwithin = \"20s\"\n",
+                "within",
+            ),
+            ("check = \"no_offline\"\nduring = \"10s..2m\"\n", "during"),
+        ] {
+            let error = error(expect);
+            assert!(
+                error.message.contains("past the end of the run"),
+                "{expect}: {}",
+                error.message
+            );
+            assert!(error.message.contains(field), "{expect}: {}", error.message);
+        }
+    }
+
+    #[test]
+    fn a_window_end_that_overflows_is_refused_not_a_panic() {
+        let error = error(
+            "check = \"offline_within\"\nafter = \"18446744073709551615ms\"\nwithin = \"18446744073709551615ms\"\n",
+        );
+        assert!(error.line > 0, "{error}");
+    }
+
+    #[test]
+    fn expectations_name_fixed_nodes() {
+        let error = error("check = \"all_online\"\nat = \"1s\"\nagents = \"leader\"\n");
+        assert!(
+            error.message.contains("only known while the run goes on"),
+            "{}",
+            error.message
+        );
+    }
+
+    #[test]
+    fn a_peak_rate_with_min_above_max_is_refused() {
+        let error = error("check = \"peak_connect_rate\"\nmin = 10\nmax = 5\n");
+        assert!(error.message.contains("min"), "{}", error.message);
+        assert_eq!(error.line, 7);
+    }
+}

@@ -1,0 +1,127 @@
+//! The last stage: what a run prints. A header with every parameter, the aligned timeline, one
+//! verdict line per expectation, and the numbers. Everything but wall time is a pure function
+//! of the scenario and seed, and that part is what the snapshots keep.
+
+pub mod json;
+
+use crate::history::attempts::peak_connect_rate;
+use crate::history::{fmt_time, Entry};
+use crate::judge::Verdict;
+use crate::scenario::Scenario;
+use fleet_core::fmt_duration as show;
+use std::fmt::Write;
+use std::time::Duration;
+
+pub fn header(scenario: &Scenario, seed: u64) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "scenario   {}", scenario.name);
+    if !scenario.description.is_empty() {
+        let _ = writeln!(out, "           {}", scenario.description.trim());
+    }
+    let _ = writeln!(out, "seed       {seed}");
+    let (topology, duration) = (scenario.topology.describe(), show(scenario.duration));
+    let _ = writeln!(out, "topology   {topology} · duration {duration}");
+    let heartbeat = &scenario.heartbeat;
+    let _ = writeln!(
+        out,
+        "heartbeat  interval {} · max_miss {} · timeout {}",
+        show(heartbeat.interval),
+        heartbeat.max_miss,
+        show(heartbeat.timeout)
+    );
+    let _ = writeln!(out, "backoff    {}", scenario.backoff.describe());
+    let network = &scenario.network;
+    let (low, high) = (show(network.latency.0), show(network.latency.1));
+    let _ = writeln!(
+        out,
+        "network    latency {low}..{high} · loss {}",
+        network.loss
+    );
+    let _ = writeln!(out, "faults     {}", scenario.faults.len());
+    for fault in &scenario.faults {
+        let _ = writeln!(out, "  at {:>8}  {}", show(fault.at), fault.action);
+    }
+    out
+}
+
+pub fn timeline(entries: &[Entry]) -> String {
+    let lines: Vec<(&Entry, String, String)> = entries
+        .iter()
+        .map(|entry| {
+            let (kind, fields) = entry.parts();
+            (entry, kind, fields)
+        })
+        .collect();
+    let node_width = entries
+        .iter()
+        .map(|e| e.node.len())
+        .max()
+        .unwrap_or(4)
+        .max(4);
+    let kind_width = lines.iter().map(|l| l.1.len()).max().unwrap_or(5).max(5);
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{:<11}  {:<node_width$}  {:<kind_width$}  fields",
+        "time", "node", "event"
+    );
+    for (entry, kind, fields) in &lines {
+        let line = format!(
+            "{}  {:<node_width$}  {:<kind_width$}  {fields}",
+            fmt_time(entry.t_ms),
+            entry.node,
+            kind,
+        );
+        let _ = writeln!(out, "{}", line.trim_end());
+    }
+    out
+}
+
+pub fn verdicts(verdicts: &[Verdict]) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "expectations");
+    if verdicts.is_empty() {
+        let _ = writeln!(out, "  (none)");
+    }
+    for verdict in verdicts {
+        let mark = if verdict.ok { "ok  " } else { "FAIL" };
+        let _ = writeln!(out, "  {mark}  {}: {}", verdict.check, verdict.detail);
+    }
+    out
+}
+
+/// The numbers that depend only on the scenario and seed.
+pub fn summary(scenario: &Scenario, entries: &[Entry]) -> String {
+    let end_ms = scenario.duration.as_millis() as u64;
+    let peak = match peak_connect_rate(entries, 0, end_ms) {
+        Some((count, at)) => format!("{count}/s at {}", fmt_time(at)),
+        None => "none".to_string(),
+    };
+    format!(
+        "simulated {} · {} events · peak connect attempts {peak}\n",
+        show(scenario.duration),
+        entries.len()
+    )
+}
+
+/// Header, timeline, verdicts and summary: the deterministic part of a run, as snapshotted.
+pub fn deterministic_text(
+    scenario: &Scenario,
+    seed: u64,
+    entries: &[Entry],
+    results: &[Verdict],
+) -> String {
+    format!(
+        "{}\n{}\n{}\n{}",
+        header(scenario, seed),
+        timeline(entries),
+        verdicts(results),
+        summary(scenario, entries)
+    )
+}
+
+/// `wall 0.41s · speed-up 1463×`.
+pub fn wall_line(scenario: &Scenario, wall: Duration) -> String {
+    let speedup = scenario.duration.as_secs_f64() / wall.as_secs_f64().max(1e-9);
+    format!("wall {:.3}s · speed-up {speedup:.0}×", wall.as_secs_f64())
+}

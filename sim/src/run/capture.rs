@@ -1,0 +1,146 @@
+//! Captures the run's timeline: every timeline event the cores, the shell and the harness emit
+//! through `tracing`, with simulated time and the name of the node that emitted it, parsed once
+//! into [`Entry`]. Other `tracing` events (the simulator's own logging) are never even built.
+
+use crate::history::{Entry, Happening, Timeline};
+use fleet_core::timeline::FIELD;
+use std::fmt;
+use std::sync::{Arc, Mutex};
+use tracing::field::{Field, Visit};
+use tracing::subscriber::Interest;
+use tracing::{Level, Metadata, Subscriber};
+use tracing_subscriber::layer::Context;
+use tracing_subscriber::Layer;
+
+/// Says when and where an event happened: simulated milliseconds and node name.
+pub type Locate = Arc<dyn Fn() -> (u64, String) + Send + Sync>;
+
+/// Collects timeline events into a shared [`Timeline`].
+pub struct CaptureLayer {
+    timeline: Arc<Mutex<Timeline>>,
+    locate: Locate,
+}
+
+impl CaptureLayer {
+    pub fn new(locate: Locate) -> (CaptureLayer, Arc<Mutex<Timeline>>) {
+        let timeline = Arc::new(Mutex::new(Timeline::default()));
+        (
+            CaptureLayer {
+                timeline: timeline.clone(),
+                locate,
+            },
+            timeline,
+        )
+    }
+}
+
+/// Timeline events: this workspace's `info` events that carry the one `event` field.
+fn wanted(metadata: &Metadata<'_>) -> bool {
+    let target = metadata.target();
+    metadata.is_event()
+        && *metadata.level() <= Level::INFO
+        && (target.starts_with("fleet_") || target == "sim" || target.starts_with("sim::"))
+        && metadata.fields().field(FIELD).is_some()
+}
+
+impl<S: Subscriber> Layer<S> for CaptureLayer {
+    fn register_callsite(&self, metadata: &'static Metadata<'static>) -> Interest {
+        if wanted(metadata) {
+            Interest::always()
+        } else {
+            Interest::never()
+        }
+    }
+
+    fn enabled(&self, metadata: &Metadata<'_>, _: Context<'_, S>) -> bool {
+        wanted(metadata)
+    }
+
+    fn on_event(&self, event: &tracing::Event<'_>, _: Context<'_, S>) {
+        let mut visitor = EventField::default();
+        event.record(&mut visitor);
+        let (t_ms, node) = (self.locate)();
+        let mut timeline = self
+            .timeline
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        match serde_json::from_str::<Happening>(&visitor.json) {
+            Ok(happening) => timeline.entries.push(Entry {
+                t_ms,
+                node,
+                event: happening,
+            }),
+            Err(error) => timeline
+                .unreadable
+                .push(format!("{node} at {t_ms}ms: {error}: {}", visitor.json)),
+        }
+    }
+}
+
+#[derive(Default)]
+struct EventField {
+    json: String,
+}
+
+impl Visit for EventField {
+    fn record_str(&mut self, field: &Field, value: &str) {
+        if field.name() == FIELD {
+            self.json = value.to_string();
+        }
+    }
+
+    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        if field.name() == FIELD {
+            // `%Json(..)` records a display value, whose Debug is the JSON text.
+            self.json = format!("{value:?}");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use fleet_core::timeline::{emit, AgentEvent, Event};
+    use tracing_subscriber::layer::SubscriberExt;
+
+    #[test]
+    fn events_are_parsed_back_with_time_and_node() {
+        let locate: Locate = Arc::new(|| (42, "agent-1".to_string()));
+        let (layer, timeline) = CaptureLayer::new(locate);
+        let subscriber = tracing_subscriber::registry().with(layer);
+        let sent = AgentEvent::ConnectAttempt {
+            attempt: 2,
+            delay_ms: 1000,
+            target: "master-1".into(),
+        };
+        tracing::subscriber::with_default(subscriber, || {
+            emit(sent.clone());
+            tracing::info!(attempt = 3, "not a timeline event");
+            tracing::debug!("too quiet to keep");
+        });
+        let timeline = timeline.lock().unwrap();
+        assert!(timeline.unreadable.is_empty(), "{:?}", timeline.unreadable);
+        assert_eq!(
+            timeline.entries,
+            vec![Entry {
+                t_ms: 42,
+                node: "agent-1".into(),
+                event: Happening::System(Event::Agent(sent)),
+            }]
+        );
+    }
+
+    #[test]
+    fn an_unreadable_event_is_kept_aside() {
+        let locate: Locate = Arc::new(|| (7, "master-1".to_string()));
+        let (layer, timeline) = CaptureLayer::new(locate);
+        let subscriber = tracing_subscriber::registry().with(layer);
+        tracing::subscriber::with_default(subscriber, || {
+            tracing::info!(target: "fleet_core::timeline", event = r#"{"kind":"nonsense"}"#);
+        });
+        let timeline = timeline.lock().unwrap();
+        assert!(timeline.entries.is_empty());
+        assert_eq!(timeline.unreadable.len(), 1);
+        assert!(timeline.unreadable[0].contains("nonsense"));
+    }
+}

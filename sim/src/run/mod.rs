@@ -1,0 +1,92 @@
+//! The second stage: runs a scenario inside madsim and returns its timeline. Everything random
+//! in a run comes from the one seed.
+
+pub mod store;
+
+#[cfg(madsim)]
+pub mod capture;
+#[cfg(madsim)]
+pub mod faults;
+#[cfg(madsim)]
+pub mod nodes;
+
+#[cfg(madsim)]
+pub use runner::{run, RunOutput};
+
+#[cfg(madsim)]
+mod runner {
+    use super::capture::{CaptureLayer, Locate};
+    use super::faults::{latency_range, FaultInjector};
+    use crate::history::{Timeline, HARNESS};
+    use crate::scenario::Scenario;
+    use madsim::runtime::Runtime;
+    use madsim::task::NodeId;
+    use madsim::time::TimeHandle;
+    use std::collections::{BTreeMap, BTreeSet};
+    use std::sync::Arc;
+    use std::time::Duration;
+    use tracing_subscriber::layer::SubscriberExt;
+
+    /// What a run produced.
+    #[derive(Clone, Debug)]
+    pub struct RunOutput {
+        pub seed: u64,
+        pub timeline: Timeline,
+        /// Wall-clock time the simulation took.
+        pub wall: Duration,
+    }
+
+    /// Runs `scenario` with `seed` and returns every captured event, in order.
+    pub fn run(scenario: &Scenario, seed: u64) -> RunOutput {
+        let mut config = madsim::Config::default();
+        let network = &scenario.network;
+        config.net.send_latency = latency_range(network.latency.0, network.latency.1);
+        config.net.packet_loss_rate = network.loss;
+        let runtime = Runtime::with_seed_and_config(seed, config);
+        let ids = super::nodes::build(&runtime, scenario, seed);
+
+        let names: BTreeMap<NodeId, String> =
+            ids.iter().map(|(name, id)| (*id, name.clone())).collect();
+        let locate: Locate = Arc::new(move || {
+            let t_ms = TimeHandle::current().elapsed().as_millis() as u64;
+            let node = names
+                .get(&madsim::plugin::node())
+                .map_or_else(|| HARNESS.to_string(), String::clone);
+            (t_ms, node)
+        });
+        let (layer, timeline) = CaptureLayer::new(locate);
+        let subscriber = tracing_subscriber::registry().with(layer);
+
+        let mut injector = FaultInjector {
+            ids,
+            clogged: BTreeSet::new(),
+            topology: scenario.topology,
+            timeline: timeline.clone(),
+        };
+        let (faults, duration) = (scenario.faults.clone(), scenario.duration);
+        let wall_start = std::time::Instant::now();
+        tracing::subscriber::with_default(subscriber, || {
+            runtime.block_on(async move {
+                for fault in faults {
+                    sleep_until(fault.at).await;
+                    injector.apply(&fault.action);
+                }
+                sleep_until(duration).await;
+            })
+        });
+        let wall = wall_start.elapsed();
+        drop(runtime);
+        let timeline = std::mem::take(&mut *timeline.lock().unwrap_or_else(|p| p.into_inner()));
+        RunOutput {
+            seed,
+            timeline,
+            wall,
+        }
+    }
+
+    /// Sleeps until `at` after the start of the run.
+    async fn sleep_until(at: Duration) {
+        let now = TimeHandle::current().elapsed();
+        tokio::time::sleep(at.saturating_sub(now)).await;
+    }
+}

@@ -1,0 +1,269 @@
+//! The simulated machines: where each node lives on the network and what it runs.
+//!
+//! Address plan: `master-i` is 10.0.0.i, serving agents on port 7000 and its cluster peers on
+//! 7001; `agent-i` is 10.1.(i / 256).(i % 256); `store-1` is 10.2.0.1, port 6379. Every node's
+//! RNG is seeded from the scenario seed, the node's name and its incarnation (1 at boot, +1 per
+//! restart). Agents boot at 100ms, once the masters listen.
+
+use crate::run::store::{self, Store};
+use crate::scenario::selector::{NodeKind, Topology, STORE};
+use crate::scenario::{ClusterSpec, Scenario};
+use fleet_core::agent::{AgentConfig, Connector};
+use fleet_core::master::{Leadership, MasterConfig};
+use fleet_core::timeline::{emit, ShellEvent};
+use fleet_node::cluster::{ClusterConfig, ClusterHandle, ClusterMode};
+use madsim::runtime::Runtime;
+use madsim::task::NodeId;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+pub const MASTER_PORT: u16 = 7000;
+pub const CLUSTER_PORT: u16 = 7001;
+pub const STORE_PORT: u16 = 6379;
+/// Agents start this long after the masters, so the first attempt finds a listener.
+pub const AGENT_BOOT_DELAY: Duration = Duration::from_millis(100);
+
+pub fn node_ip(kind: NodeKind, index: u32) -> IpAddr {
+    debug_assert!(index < 1 << 16);
+    let (high, low) = ((index >> 8) as u8, index as u8);
+    match kind {
+        NodeKind::Master => IpAddr::V4(Ipv4Addr::new(10, 0, high, low)),
+        NodeKind::Agent => IpAddr::V4(Ipv4Addr::new(10, 1, high, low)),
+        NodeKind::Store => IpAddr::V4(Ipv4Addr::new(10, 2, high, low)),
+    }
+}
+
+/// A stable 64-bit seed for one node incarnation (FNV-1a; std's hashers promise no stability).
+pub fn node_seed(seed: u64, node: &str, incarnation: u32) -> u64 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    let bytes = seed
+        .to_le_bytes()
+        .into_iter()
+        .chain(node.bytes())
+        .chain(incarnation.to_le_bytes());
+    for byte in bytes {
+        hash ^= u64::from(byte);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    hash
+}
+
+/// Counts a node's incarnations and seeds each one's RNG.
+#[derive(Clone)]
+struct Incarnations {
+    seed: u64,
+    name: String,
+    count: Arc<AtomicU32>,
+}
+
+impl Incarnations {
+    fn new(seed: u64, name: &str) -> Incarnations {
+        Incarnations {
+            seed,
+            name: name.to_string(),
+            count: Arc::new(AtomicU32::new(0)),
+        }
+    }
+
+    /// The next incarnation's number (1 at boot) and RNG.
+    fn next(&self) -> (u32, ChaCha8Rng) {
+        let incarnation = self.count.fetch_add(1, Ordering::Relaxed) + 1;
+        let seed = node_seed(self.seed, &self.name, incarnation);
+        (incarnation, ChaCha8Rng::seed_from_u64(seed))
+    }
+}
+
+/// Builds every node of `scenario` in `runtime`; returns their ids by name.
+pub fn build(runtime: &Runtime, scenario: &Scenario, seed: u64) -> BTreeMap<String, NodeId> {
+    let topology = &scenario.topology;
+    let mut ids = BTreeMap::new();
+    if topology.store {
+        ids.insert(STORE.to_string(), build_store(runtime));
+    }
+    let cluster = cluster_configs(scenario);
+    for (index, config) in (1..).zip(cluster) {
+        let name = config.me.clone();
+        ids.insert(name, build_master(runtime, scenario, seed, index, config));
+    }
+    let masters = topology.masters();
+    let addresses: Vec<SocketAddr> = (1..=topology.masters)
+        .map(|i| SocketAddr::new(node_ip(NodeKind::Master, i), MASTER_PORT))
+        .collect();
+    for index in 1..=topology.agents {
+        let name = Topology::node_name(NodeKind::Agent, index);
+        let agent = Agent {
+            name: name.clone(),
+            index,
+            scenario,
+            masters: &masters,
+            addresses: &addresses,
+        };
+        ids.insert(name, agent.build(runtime, seed));
+    }
+    ids
+}
+
+fn store_address() -> SocketAddr {
+    SocketAddr::new(node_ip(NodeKind::Store, 1), STORE_PORT)
+}
+
+fn build_store(runtime: &Runtime) -> NodeId {
+    // The keyspace outlives the node, as Redis's append-only file would: a crash loses no
+    // grant and no token.
+    let keyspace = Arc::new(Mutex::new(Store::default()));
+    let address = store_address();
+    runtime
+        .create_node()
+        .name(STORE)
+        .ip(address.ip())
+        .init(move || {
+            let keyspace = keyspace.clone();
+            async move {
+                match tokio::net::TcpListener::bind(address).await {
+                    Ok(listener) => {
+                        let _ = store::serve(listener, keyspace).await;
+                    }
+                    Err(error) => emit(ShellEvent::BindFailed {
+                        error: error.to_string(),
+                    }),
+                }
+            }
+        })
+        .build()
+        .id()
+}
+
+/// Every master's view of the cluster, in index order.
+fn cluster_configs(scenario: &Scenario) -> Vec<ClusterConfig> {
+    let masters = scenario.topology.masters;
+    let members: BTreeMap<String, SocketAddr> = (1..=masters)
+        .map(|i| {
+            let address = SocketAddr::new(node_ip(NodeKind::Master, i), CLUSTER_PORT);
+            (Topology::node_name(NodeKind::Master, i), address)
+        })
+        .collect();
+    let mode = match &scenario.cluster {
+        ClusterSpec::Single => ClusterMode::Single,
+        ClusterSpec::Raft(config) => ClusterMode::Raft(config.clone()),
+        ClusterSpec::Lease(config) => ClusterMode::Lease {
+            config: config.clone(),
+            store: store_address(),
+        },
+    };
+    (1..=masters)
+        .map(|i| ClusterConfig {
+            me: Topology::node_name(NodeKind::Master, i),
+            members: members.clone(),
+            mode: mode.clone(),
+        })
+        .collect()
+}
+
+fn build_master(
+    runtime: &Runtime,
+    scenario: &Scenario,
+    seed: u64,
+    index: u32,
+    cluster: ClusterConfig,
+) -> NodeId {
+    let config = MasterConfig {
+        heartbeat_interval: scenario.heartbeat.interval,
+        max_miss: scenario.heartbeat.max_miss,
+    };
+    let address = SocketAddr::new(node_ip(NodeKind::Master, index), MASTER_PORT);
+    let incarnations = Incarnations::new(seed, &cluster.me);
+    runtime
+        .create_node()
+        .name(&cluster.me)
+        .ip(address.ip())
+        .init(move || {
+            let (_, rng) = incarnations.next();
+            run_master(address, config.clone(), cluster.clone(), rng)
+        })
+        .build()
+        .id()
+}
+
+async fn run_master(
+    address: SocketAddr,
+    config: MasterConfig,
+    cluster: ClusterConfig,
+    rng: ChaCha8Rng,
+) {
+    let state = fleet_node::MasterState::new(config);
+    if !matches!(cluster.mode, ClusterMode::Single) {
+        // Until elected, a cluster member serves no agents.
+        state.set_leadership(Leadership::Follower { leader: None });
+    }
+    let cluster_address = cluster.members[&cluster.me];
+    let listeners = (
+        tokio::net::TcpListener::bind(address).await,
+        tokio::net::TcpListener::bind(cluster_address).await,
+    );
+    let (agents, peers) = match listeners {
+        (Ok(agents), Ok(peers)) => (agents, peers),
+        (Err(error), _) | (_, Err(error)) => {
+            return emit(ShellEvent::BindFailed {
+                error: error.to_string(),
+            })
+        }
+    };
+    // The agent server's tasks end with this node, like everything else here.
+    tokio::spawn(fleet_node::run_master(agents, state.clone()));
+    let handle = ClusterHandle::new(&cluster.me);
+    fleet_node::cluster::run_cluster(cluster, peers, rng, state, handle).await;
+}
+
+/// One agent, before it is built.
+struct Agent<'a> {
+    name: String,
+    index: u32,
+    scenario: &'a Scenario,
+    masters: &'a [String],
+    addresses: &'a [SocketAddr],
+}
+
+impl Agent<'_> {
+    fn build(self, runtime: &Runtime, seed: u64) -> NodeId {
+        let incarnations = Incarnations::new(seed, &self.name);
+        let (heartbeat, backoff) = (&self.scenario.heartbeat, &self.scenario.backoff);
+        let (interval, timeout, backoff) = (heartbeat.interval, heartbeat.timeout, backoff.clone());
+        let (masters, addresses) = (self.masters.to_vec(), self.addresses.to_vec());
+        let name = self.name;
+        runtime
+            .create_node()
+            .name(&name)
+            .ip(node_ip(NodeKind::Agent, self.index))
+            .init(move || {
+                let (incarnation, rng) = incarnations.next();
+                let (name, masters, addresses) = (name.clone(), masters.clone(), addresses.clone());
+                let backoff = backoff.clone();
+                async move {
+                    if incarnation == 1 {
+                        tokio::time::sleep(AGENT_BOOT_DELAY).await;
+                    }
+                    // Simulated processes get small, distinct pids: 100 + incarnation.
+                    let start_time_ms = std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .map_or(0, |since| since.as_millis() as u64);
+                    let pid = 100 + incarnation;
+                    let config = AgentConfig {
+                        masters,
+                        heartbeat_interval: interval,
+                        heartbeat_timeout: timeout,
+                        backoff,
+                        register: fleet_node::registration(&name, "sim", pid, start_time_ms),
+                    };
+                    let connector = Connector::new(config, rng, Instant::now());
+                    fleet_node::run_agent(connector, addresses).await;
+                }
+            })
+            .build()
+            .id()
+    }
+}

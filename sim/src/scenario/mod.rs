@@ -1,0 +1,650 @@
+//! The first stage: scenario files. What to build, what to break and when, and what must hold.
+//!
+//! Parsing is two steps. serde reads the TOML into `Raw*` structs (unknown keys and bad values
+//! are errors there, with toml's position); [`Scenario::parse`] then checks what serde cannot
+//! (limits, node names, one action per fault) and reports the position of the offending value
+//! too. `[[expect]]` entries are kept as located tables: the judge stage, which owns the checks,
+//! compiles them. Nothing here runs anything.
+
+pub mod duration;
+pub mod expect;
+pub mod faults;
+pub mod selector;
+pub mod source;
+
+use crate::scenario::duration::{Dur, DurRange};
+use crate::scenario::expect::{ExpectSpec, RawExpect};
+use crate::scenario::faults::{Fault, RawFault};
+use crate::scenario::selector::Topology;
+use crate::scenario::source::{printable, Source};
+use fleet_core::backoff::{BackoffPolicy, Strategy, WhenExhausted};
+use fleet_core::cluster::lease::LeaseConfig;
+use fleet_core::cluster::raft::RaftConfig;
+use fleet_core::fmt_duration;
+use serde::Deserialize;
+use std::path::Path;
+use std::time::Duration;
+use toml::Spanned;
+
+pub use source::ScenarioError;
+
+/// At most this many masters: the address plan gives each one address in 10.0.0.0/24.
+pub const MAX_MASTERS: u32 = 254;
+pub const MAX_AGENTS: u32 = 10_000;
+/// The longest run a scenario may ask for: a week of simulated time (a 1h fleet takes seconds).
+pub const MAX_DURATION: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// How agents and masters keep in touch.
+#[derive(Clone, Debug, PartialEq)]
+pub struct HeartbeatParams {
+    pub interval: Duration,
+    pub max_miss: u32,
+    pub timeout: Duration,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Network {
+    pub latency: (Duration, Duration),
+    pub loss: f64,
+}
+
+/// How the masters agree on a leader.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ClusterSpec {
+    Single,
+    Raft(RaftConfig),
+    Lease(LeaseConfig),
+}
+
+impl ClusterSpec {
+    pub fn mode(&self) -> &'static str {
+        match self {
+            ClusterSpec::Single => "single",
+            ClusterSpec::Raft(_) => "raft",
+            ClusterSpec::Lease(_) => "lease",
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Scenario {
+    /// The file it came from, as errors name it.
+    pub path: String,
+    pub name: String,
+    pub description: String,
+    pub seed: u64,
+    pub duration: Duration,
+    pub topology: Topology,
+    pub cluster: ClusterSpec,
+    pub heartbeat: HeartbeatParams,
+    pub backoff: BackoffPolicy,
+    pub network: Network,
+    /// In firing order (by `at`, then file order).
+    pub faults: Vec<Fault>,
+    /// The `[[expect]]` entries, for the judge to compile.
+    pub expectations: Vec<ExpectSpec>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawScenario {
+    name: Spanned<String>,
+    #[serde(default)]
+    description: Option<Spanned<String>>,
+    #[serde(default)]
+    seed: u64,
+    duration: Spanned<Dur>,
+    topology: RawTopology,
+    #[serde(default)]
+    params: RawParams,
+    #[serde(default)]
+    network: RawNetwork,
+    cluster: Option<Spanned<RawCluster>>,
+    #[serde(default)]
+    faults: Vec<Spanned<RawFault>>,
+    #[serde(default)]
+    expect: Vec<Spanned<RawExpect>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTopology {
+    #[serde(default = "one")]
+    masters: Spanned<u32>,
+    agents: Spanned<u32>,
+}
+
+fn one() -> Spanned<u32> {
+    Spanned::new(0..0, 1)
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawParams {
+    heartbeat: Option<Spanned<RawHeartbeat>>,
+    backoff: Option<Spanned<RawBackoff>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCluster {
+    mode: Option<Spanned<String>>,
+    election_timeout: Option<DurRange>,
+    heartbeat_interval: Option<Dur>,
+    pre_vote: Option<bool>,
+    check_quorum: Option<bool>,
+    lease_period: Option<Dur>,
+    renew_interval: Option<Dur>,
+    sync_interval: Option<Dur>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHeartbeat {
+    interval: Option<Dur>,
+    max_miss: Option<u32>,
+    timeout: Option<Dur>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawBackoff {
+    strategy: Option<Spanned<String>>,
+    base: Option<Dur>,
+    multiplier: Option<f64>,
+    max: Option<Dur>,
+    jitter: Option<f64>,
+    max_retries: Option<u32>,
+    long_wait: Option<Dur>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawNetwork {
+    latency: Option<DurRange>,
+    loss: Option<Spanned<f64>>,
+}
+
+impl Scenario {
+    pub fn load(path: &Path) -> Result<Scenario, ScenarioError> {
+        let text = source::read(path)?;
+        Scenario::parse(&path.display().to_string(), &text)
+    }
+
+    /// Parses and checks a scenario; `path` only labels errors.
+    pub fn parse(path: &str, text: &str) -> Result<Scenario, ScenarioError> {
+        let source = Source { path, text };
+        let raw: RawScenario = toml::from_str(text).map_err(|error| {
+            source.error(
+                error.span().unwrap_or(0..0),
+                error.message().trim_end().to_string(),
+            )
+        })?;
+        raw.check(&source)
+    }
+}
+
+impl RawScenario {
+    fn check(self, source: &Source) -> Result<Scenario, ScenarioError> {
+        let (name, description) = check_texts(self.name, self.description, source)?;
+        let topology = check_topology(&self.topology, source)?;
+        let cluster = check_cluster(self.cluster, topology.masters, source)?;
+        let topology = Topology {
+            store: matches!(cluster, ClusterSpec::Lease(_)),
+            ..topology
+        };
+        let duration = check_duration(&self.duration, source)?;
+        let network = Network {
+            latency: self.network.latency.map_or(
+                (Duration::from_millis(1), Duration::from_millis(10)),
+                |range| (range.0, range.1),
+            ),
+            loss: match self.network.loss {
+                Some(loss) => check_loss(loss, source)?,
+                None => 0.0,
+            },
+        };
+        let mut faults = self
+            .faults
+            .into_iter()
+            .map(|fault| faults::check(fault, &topology, duration, source))
+            .collect::<Result<Vec<_>, _>>()?;
+        faults.sort_by_key(|fault| fault.at);
+        let expectations = self
+            .expect
+            .into_iter()
+            .map(|expect| expect::check(expect, source))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Scenario {
+            path: source.path.to_string(),
+            name,
+            description,
+            seed: self.seed,
+            duration,
+            topology,
+            cluster,
+            heartbeat: parse_heartbeat(self.params.heartbeat, source)?,
+            backoff: parse_backoff(self.params.backoff, source)?,
+            network,
+            faults,
+            expectations,
+        })
+    }
+}
+
+/// The name and description, which the report prints: no control characters.
+fn check_texts(
+    name: Spanned<String>,
+    description: Option<Spanned<String>>,
+    source: &Source,
+) -> Result<(String, String), ScenarioError> {
+    printable(name.get_ref(), false).map_err(|why| source.error(name.span(), why))?;
+    if name.get_ref().trim().is_empty() {
+        return Err(source.error(name.span(), "a scenario needs a name"));
+    }
+    let description = match description {
+        None => String::new(),
+        Some(text) => {
+            printable(text.get_ref(), true).map_err(|why| source.error(text.span(), why))?;
+            text.into_inner()
+        }
+    };
+    Ok((name.into_inner(), description))
+}
+
+/// The counts; whether there is a store is decided by the cluster mode.
+fn check_topology(raw: &RawTopology, source: &Source) -> Result<Topology, ScenarioError> {
+    let masters = *raw.masters.get_ref();
+    if masters == 0 || masters > MAX_MASTERS {
+        return Err(source.error(
+            raw.masters.span(),
+            format!("a topology has 1 to {MAX_MASTERS} masters, got {masters}"),
+        ));
+    }
+    let agents = *raw.agents.get_ref();
+    if agents > MAX_AGENTS {
+        return Err(source.error(
+            raw.agents.span(),
+            format!("a topology has at most {MAX_AGENTS} agents, got {agents}"),
+        ));
+    }
+    Ok(Topology {
+        masters,
+        agents,
+        store: false,
+    })
+}
+
+fn check_duration(duration: &Spanned<Dur>, source: &Source) -> Result<Duration, ScenarioError> {
+    let value = duration.get_ref().0;
+    if value.is_zero() {
+        return Err(source.error(duration.span(), "duration must be greater than 0"));
+    }
+    if value > MAX_DURATION {
+        return Err(source.error(
+            duration.span(),
+            format!(
+                "duration {} is longer than the limit of {} (7 days)",
+                fmt_duration(value),
+                fmt_duration(MAX_DURATION)
+            ),
+        ));
+    }
+    Ok(value)
+}
+
+fn check_cluster(
+    raw: Option<Spanned<RawCluster>>,
+    masters: u32,
+    source: &Source,
+) -> Result<ClusterSpec, ScenarioError> {
+    let Some(raw) = raw else {
+        // One master leads alone; several elect a leader.
+        return Ok(if masters == 1 {
+            ClusterSpec::Single
+        } else {
+            ClusterSpec::Raft(RaftConfig::default())
+        });
+    };
+    let span = raw.span();
+    let raw = raw.into_inner();
+    let mode = raw
+        .mode
+        .as_ref()
+        .map_or("raft", |mode| mode.get_ref().as_str());
+    let misplaced = |fields: &[(&str, bool)]| -> Result<(), ScenarioError> {
+        match fields.iter().find(|(_, present)| *present) {
+            Some((field, _)) => Err(source.error(
+                span.clone(),
+                format!("`{field}` does not apply to mode {mode:?}"),
+            )),
+            None => Ok(()),
+        }
+    };
+    let raft_fields = [
+        ("election_timeout", raw.election_timeout.is_some()),
+        ("heartbeat_interval", raw.heartbeat_interval.is_some()),
+        ("pre_vote", raw.pre_vote.is_some()),
+        ("check_quorum", raw.check_quorum.is_some()),
+    ];
+    let lease_fields = [
+        ("lease_period", raw.lease_period.is_some()),
+        ("renew_interval", raw.renew_interval.is_some()),
+        ("sync_interval", raw.sync_interval.is_some()),
+    ];
+    match mode {
+        "single" => {
+            misplaced(&raft_fields)?;
+            misplaced(&lease_fields)?;
+            if masters != 1 {
+                return Err(source.error(span, "mode \"single\" runs exactly one master"));
+            }
+            Ok(ClusterSpec::Single)
+        }
+        "raft" => {
+            misplaced(&lease_fields)?;
+            let defaults = RaftConfig::default();
+            let config = RaftConfig {
+                election_timeout: raw
+                    .election_timeout
+                    .map_or(defaults.election_timeout, |range| (range.0, range.1)),
+                heartbeat_interval: raw
+                    .heartbeat_interval
+                    .map_or(defaults.heartbeat_interval, |d| d.0),
+                pre_vote: raw.pre_vote.unwrap_or(defaults.pre_vote),
+                check_quorum: raw.check_quorum.unwrap_or(defaults.check_quorum),
+            };
+            config
+                .validate()
+                .map_err(|message| source.error(span, format!("[cluster]: {message}")))?;
+            Ok(ClusterSpec::Raft(config))
+        }
+        "lease" => {
+            misplaced(&raft_fields)?;
+            let defaults = LeaseConfig::default();
+            let config = LeaseConfig {
+                lease_period: raw.lease_period.map_or(defaults.lease_period, |d| d.0),
+                renew_interval: raw.renew_interval.map_or(defaults.renew_interval, |d| d.0),
+                sync_interval: raw.sync_interval.map_or(defaults.sync_interval, |d| d.0),
+                ..defaults
+            };
+            config
+                .validate()
+                .map_err(|message| source.error(span, format!("[cluster]: {message}")))?;
+            Ok(ClusterSpec::Lease(config))
+        }
+        other => Err(source.error(
+            raw.mode.as_ref().map_or(span.clone(), |mode| mode.span()),
+            format!("unknown cluster mode {other:?}; expected raft, lease or single"),
+        )),
+    }
+}
+
+pub(crate) fn check_loss(loss: Spanned<f64>, source: &Source) -> Result<f64, ScenarioError> {
+    let value = *loss.get_ref();
+    if (0.0..=1.0).contains(&value) {
+        Ok(value)
+    } else {
+        Err(source.error(
+            loss.span(),
+            format!("loss is a probability from 0.0 to 1.0, got {value}"),
+        ))
+    }
+}
+
+fn parse_heartbeat(
+    raw: Option<Spanned<RawHeartbeat>>,
+    source: &Source,
+) -> Result<HeartbeatParams, ScenarioError> {
+    let defaults = HeartbeatParams {
+        interval: Duration::from_secs(1),
+        max_miss: 3,
+        timeout: Duration::from_secs(3),
+    };
+    let Some(raw) = raw else {
+        return Ok(defaults);
+    };
+    let span = raw.span();
+    let raw = raw.into_inner();
+    let heartbeat = HeartbeatParams {
+        interval: raw.interval.map_or(defaults.interval, |d| d.0),
+        max_miss: raw.max_miss.unwrap_or(defaults.max_miss),
+        timeout: raw.timeout.map_or(defaults.timeout, |d| d.0),
+    };
+    if heartbeat.interval.is_zero() || heartbeat.timeout.is_zero() || heartbeat.max_miss == 0 {
+        return Err(source.error(
+            span,
+            "heartbeat interval, timeout and max_miss must all be greater than 0",
+        ));
+    }
+    Ok(heartbeat)
+}
+
+fn parse_backoff(
+    raw: Option<Spanned<RawBackoff>>,
+    source: &Source,
+) -> Result<BackoffPolicy, ScenarioError> {
+    let defaults = BackoffPolicy::default();
+    let Some(raw) = raw else {
+        return Ok(defaults);
+    };
+    let span = raw.span();
+    let raw = raw.into_inner();
+    let strategy = match &raw.strategy {
+        None => defaults.strategy,
+        Some(name) => Strategy::from_name(name.get_ref()).ok_or_else(|| {
+            source.error(
+                name.span(),
+                format!(
+                    "unknown backoff strategy {:?}; expected one of {}",
+                    name.get_ref(),
+                    Strategy::NAMES.join(", ")
+                ),
+            )
+        })?,
+    };
+    let policy = BackoffPolicy {
+        strategy,
+        base: raw.base.map_or(defaults.base, |d| d.0),
+        multiplier: raw.multiplier.unwrap_or(defaults.multiplier),
+        max: raw.max.map_or(defaults.max, |d| d.0),
+        jitter: raw.jitter.unwrap_or(defaults.jitter),
+        max_retries: raw.max_retries.unwrap_or(defaults.max_retries),
+        when_exhausted: raw.long_wait.map_or(WhenExhausted::GiveUp, |wait| {
+            WhenExhausted::LongWait(wait.0)
+        }),
+    };
+    policy
+        .validate()
+        .map_err(|message| source.error(span, format!("[params.backoff]: {message}")))?;
+    Ok(policy)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = "name = \"t\"\nduration = \"1m\"\n[topology]\nagents = 3\n";
+
+    fn error(text: &str) -> ScenarioError {
+        Scenario::parse("t.toml", text).unwrap_err()
+    }
+
+    #[test]
+    fn a_minimal_file_gets_the_documented_defaults() {
+        let scenario = Scenario::parse("t.toml", MINIMAL).unwrap();
+        assert_eq!(
+            scenario.topology,
+            Topology {
+                masters: 1,
+                agents: 3,
+                store: false
+            }
+        );
+        assert_eq!(scenario.cluster, ClusterSpec::Single);
+        assert_eq!(scenario.heartbeat.interval, Duration::from_secs(1));
+        assert_eq!(scenario.backoff, BackoffPolicy::default());
+        assert_eq!(scenario.network.latency.1, Duration::from_millis(10));
+    }
+
+    #[test]
+    fn a_bad_duration_points_at_its_value() {
+        let error = error("name = \"t\"\nduration = \"10x\"\n[topology]\nagents = 3\n");
+        assert_eq!((error.line, error.column), (2, 12));
+        assert!(error.message.contains("\"250ms\""), "{}", error.message);
+    }
+
+    #[test]
+    fn an_unknown_key_is_named() {
+        let error = error(&format!("{MINIMAL}[network]\nlatnecy = \"1ms..2ms\"\n"));
+        assert_eq!(error.line, 6);
+        assert!(error.message.contains("latnecy"), "{}", error.message);
+    }
+
+    #[test]
+    fn an_unknown_node_points_at_the_selector() {
+        let error = error(&format!(
+            "{MINIMAL}[[faults]]\nat = \"1s\"\ncrash = \"agent-9\"\n"
+        ));
+        assert_eq!((error.line, error.column), (7, 9));
+        assert!(
+            error.message.contains("agent-1..agent-3"),
+            "{}",
+            error.message
+        );
+    }
+
+    #[test]
+    fn a_fault_with_two_actions_is_refused() {
+        let error = error(&format!(
+            "{MINIMAL}[[faults]]\nat = \"1s\"\ncrash = \"agent-1\"\nheal = \"all\"\n"
+        ));
+        assert!(error.message.contains("crash, heal"), "{}", error.message);
+        assert_eq!(error.line, 5);
+    }
+
+    #[test]
+    fn a_bad_backoff_strategy_lists_the_good_ones() {
+        let error = error(&format!(
+            "{MINIMAL}[params.backoff]\nstrategy = \"linear\"\n"
+        ));
+        assert!(error.message.contains("decorrelated"), "{}", error.message);
+        assert_eq!(error.line, 6);
+    }
+
+    #[test]
+    fn several_masters_elect_by_raft_unless_told_otherwise() {
+        let three = "name = \"t\"\nduration = \"1m\"\n[topology]\nmasters = 3\nagents = 3\n";
+        let scenario = Scenario::parse("t.toml", three).unwrap();
+        assert_eq!(scenario.cluster, ClusterSpec::Raft(RaftConfig::default()));
+        let lease =
+            Scenario::parse("t.toml", &format!("{three}[cluster]\nmode = \"lease\"\n")).unwrap();
+        assert!(lease.topology.store);
+        let single = error(&format!("{three}[cluster]\nmode = \"single\"\n"));
+        assert!(
+            single.message.contains("exactly one master"),
+            "{}",
+            single.message
+        );
+        let misplaced = error(&format!(
+            "{three}[cluster]\nmode = \"lease\"\npre_vote = false\n"
+        ));
+        assert!(
+            misplaced.message.contains("pre_vote"),
+            "{}",
+            misplaced.message
+        );
+        let short = error(&format!(
+            "{three}[cluster]\nmode = \"lease\"\nlease_period = \"1s\"\nrenew_interval = \"2s\"\n"
+        ));
+        assert!(short.message.contains("lease_period"), "{}", short.message);
+    }
+
+    #[test]
+    fn faults_fire_in_time_order() {
+        let scenario = Scenario::parse(
+            "t.toml",
+            &format!(
+                "{MINIMAL}[[faults]]\nat = \"30s\"\nheal = \"all\"\n[[faults]]\nat = \"10s\"\nloss = 0.5\n"
+            ),
+        )
+        .unwrap();
+        let times: Vec<_> = scenario.faults.iter().map(|f| f.at.as_secs()).collect();
+        assert_eq!(times, vec![10, 30]);
+    }
+
+    #[test]
+    fn too_many_masters_are_refused_with_the_limit() {
+        let masters =
+            error("name = \"t\"\nduration = \"1m\"\n[topology]\nmasters = 257\nagents = 1\n");
+        assert_eq!((masters.line, masters.column), (4, 11));
+        assert!(masters.message.contains("1 to 254"), "{}", masters.message);
+        let agents = error("name = \"t\"\nduration = \"1m\"\n[topology]\nagents = 10001\n");
+        assert!(agents.message.contains("10000"), "{}", agents.message);
+    }
+
+    #[test]
+    fn a_duration_past_the_limit_is_refused() {
+        for long in ["1000000h", "18446744073709551615ms", "169h"] {
+            let refused = error(&format!(
+                "name = \"t\"\nduration = \"{long}\"\n[topology]\nagents = 1\n"
+            ));
+            assert_eq!(refused.line, 2, "{long}");
+            assert!(
+                refused.message.contains("168h"),
+                "{long}: {}",
+                refused.message
+            );
+        }
+        let overflow =
+            error("name = \"t\"\nduration = \"99999999999999999999h\"\n[topology]\nagents = 1\n");
+        assert_eq!(overflow.line, 2);
+    }
+
+    #[test]
+    fn partition_groups_must_be_disjoint_and_not_empty() {
+        let with = |groups: &str| {
+            Scenario::parse(
+                "t.toml",
+                &format!(
+                    "name = \"t\"\nduration = \"1m\"\n[topology]\nmasters = 3\nagents = 3\n[[faults]]\nat = \"1s\"\npartition = {groups}\n"
+                ),
+            )
+        };
+        let overlap = with(r#"[["agent-1..2"], ["agents"]]"#).unwrap_err();
+        assert!(overlap.message.contains("overlaps"), "{}", overlap.message);
+        assert_eq!(overlap.line, 8);
+        let leader = with(r#"[["leader"], ["masters"]]"#).unwrap_err();
+        assert!(leader.message.contains("the leader"), "{}", leader.message);
+        assert!(
+            with(r#"[["leader"], ["master-3"]]"#).is_ok(),
+            "decided by the run"
+        );
+        let empty = with(r#"[["agent-1"], []]"#).unwrap_err();
+        assert!(empty.message.contains("empty"), "{}", empty.message);
+        assert!(with(r#"[["leader"], ["followers"]]"#).is_ok());
+        assert!(with(r#"[["leader", "agent-1"], ["followers", "agents"]]"#).is_err());
+        assert!(with(r#"[["master-1"], ["agent-1..agent-3"]]"#).is_ok());
+    }
+
+    #[test]
+    fn control_characters_in_names_and_descriptions_are_refused() {
+        let name = error("name = \"t\\u001b[2J\"\nduration = \"1m\"\n[topology]\nagents = 1\n");
+        assert_eq!((name.line, name.column), (1, 8));
+        assert!(name.message.contains("U+001B"), "{}", name.message);
+        let description = error(
+            "name = \"t\"\ndescription = \"a\\u0007\"\nduration = \"1m\"\n[topology]\nagents = 1\n",
+        );
+        assert_eq!(description.line, 2);
+        assert!(
+            description.message.contains("U+0007"),
+            "{}",
+            description.message
+        );
+        let multiline = Scenario::parse(
+            "t.toml",
+            "name = \"t\"\ndescription = \"\"\"\ntwo\nlines\"\"\"\nduration = \"1m\"\n[topology]\nagents = 1\n",
+        );
+        assert!(multiline.is_ok(), "{multiline:?}");
+    }
+}

@@ -1,0 +1,150 @@
+//! The lease core against the simulator's store, wired directly: the scripts the core sends
+//! are the ones the store runs, and the safety of a lease rests on their timing.
+
+use fleet_core::cluster::lease::{LeaseAction, LeaseConfig, LeaseNode};
+use fleet_core::cluster::Role;
+use fleet_core::resp::Value;
+use sim::run::store::Store;
+use std::time::{Duration, Instant};
+
+fn config() -> LeaseConfig {
+    LeaseConfig::new(
+        Duration::from_secs(10),
+        Duration::from_secs(3),
+        Duration::from_secs(2),
+    )
+}
+
+/// Nodes and a store wired directly: each request is answered at once unless the store is
+/// `down`. Time jumps to the next deadline.
+struct World {
+    nodes: Vec<LeaseNode>,
+    store: Store,
+    down: bool,
+    now: Instant,
+}
+
+impl World {
+    fn new(names: &[&str]) -> World {
+        let now = Instant::now();
+        World {
+            nodes: names
+                .iter()
+                .map(|n| LeaseNode::new(n, config(), now))
+                .collect(),
+            store: Store::default(),
+            down: false,
+            now,
+        }
+    }
+
+    fn step(&mut self) {
+        for node in &mut self.nodes {
+            node.handle_timeout(self.now);
+            while let Some(action) = node.poll_action() {
+                if let LeaseAction::Send(request) = action {
+                    let reply = if self.down {
+                        Err("connection refused".to_string())
+                    } else {
+                        Ok(self.store.execute(self.now, &request.command))
+                    };
+                    node.handle_reply(request.id, reply);
+                }
+            }
+            while node.poll_event().is_some() {}
+        }
+    }
+
+    fn run_until(&mut self, end: Instant) {
+        while self.now < end {
+            self.step();
+            let next = self
+                .nodes
+                .iter()
+                .filter_map(|n| n.poll_timeout())
+                .min()
+                .unwrap();
+            self.now = next.min(end).max(self.now + Duration::from_millis(1));
+        }
+        self.step();
+    }
+
+    fn leaders(&self) -> Vec<&str> {
+        self.nodes
+            .iter()
+            .filter(|n| n.role() == Role::Leader)
+            .map(|n| n.me())
+            .collect()
+    }
+}
+
+#[test]
+fn the_first_to_ask_leads_and_the_others_follow_it() {
+    let mut world = World::new(&["master-1", "master-2", "master-3"]);
+    let t0 = world.now;
+    world.run_until(t0 + Duration::from_secs(30));
+    assert_eq!(world.leaders(), vec!["master-1"]);
+    for node in &world.nodes {
+        assert_eq!(node.leader(), Some("master-1"));
+        assert_eq!(node.term(), 1, "one grant, token 1");
+    }
+}
+
+#[test]
+fn when_the_store_is_down_the_holder_lets_go_and_a_later_grant_has_a_higher_token() {
+    let mut world = World::new(&["master-1", "master-2"]);
+    let t0 = world.now;
+    world.run_until(t0 + Duration::from_secs(5));
+    world.down = true;
+    world.run_until(t0 + Duration::from_secs(30));
+    assert!(
+        world.leaders().is_empty(),
+        "no renewals, so the lease ran out"
+    );
+    world.down = false;
+    world.run_until(t0 + Duration::from_secs(60));
+    assert_eq!(world.leaders().len(), 1);
+    assert_eq!(world.nodes.iter().map(|n| n.term()).max(), Some(2));
+}
+
+#[test]
+fn a_release_hands_the_lease_over() {
+    let mut world = World::new(&["master-1", "master-2"]);
+    let t0 = world.now;
+    world.run_until(t0 + Duration::from_secs(5));
+    let now = world.now;
+    world.nodes[0].release(now);
+    world.run_until(t0 + Duration::from_secs(20));
+    assert_eq!(world.leaders(), vec!["master-2"]);
+    assert_eq!(world.nodes[1].term(), 2);
+}
+
+#[test]
+fn a_holder_gives_up_before_the_store_forgets_it() {
+    // The holder's deadline counts from when it sent the request; the store's from when it
+    // arrived, so the holder always lets go first.
+    let t0 = Instant::now();
+    let mut node = LeaseNode::new("master-1", config(), t0);
+    let mut store = Store::default();
+    node.handle_timeout(t0);
+    let Some(LeaseAction::Send(request)) = node.poll_action() else {
+        panic!("asks for the lease")
+    };
+    let arrival = t0 + Duration::from_millis(40);
+    let reply = store.execute(arrival, &request.command);
+    node.handle_reply(request.id, Ok(reply));
+    assert_eq!(node.role(), Role::Leader);
+    let holder_deadline = t0 + config().lease_period;
+    let mut lost_at = None;
+    while lost_at.is_none() {
+        let now = node.poll_timeout().unwrap();
+        node.handle_timeout(now);
+        while node.poll_action().is_some() {} // the store never answers again
+        if node.role() != Role::Leader {
+            lost_at = Some(now);
+        }
+    }
+    assert_eq!(lost_at, Some(holder_deadline));
+    let probe = Value::command(&["GET", "fleet:leader"]);
+    assert_ne!(store.execute(holder_deadline, &probe), Value::Bulk(None));
+}
