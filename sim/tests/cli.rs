@@ -59,9 +59,60 @@ fn a_failed_expectation_exits_1_and_prints_the_reproduce_command() {
     assert_eq!(output.status.code(), Some(1));
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(stdout.contains("FAIL  offline_within"), "{stdout}");
+    assert!(
+        stdout.ends_with("\n") && stdout.lines().last().unwrap().starts_with("wall "),
+        "the report ends with a whole wall-time line: {stdout:?}"
+    );
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stderr.contains("run "), "{stderr}");
+    assert!(stderr.starts_with("reproduce: "), "{stderr}");
     assert!(stderr.contains("--seed 77"), "{stderr}");
+}
+
+/// Each of these was a panic, a hang or a silent pass; each must be exit 2 with a position.
+#[test]
+fn bad_input_exits_2_with_a_clear_error() {
+    let cases = [
+        (
+            "masters.toml",
+            SMALL.replace("agents = 2", "masters = 257\nagents = 2"),
+            "masters.toml:6:11: a topology has 1 to 254 masters",
+        ),
+        (
+            "long.toml",
+            SMALL.replace("\"20s\"", "\"1000000h\""),
+            "long.toml:4:12: duration 1000000h is longer than the limit",
+        ),
+        (
+            "late.toml",
+            format!("{SMALL}[[expect]]\ncheck = \"all_online\"\nat = \"1h\"\n"),
+            "late.toml:9:6: `at` reaches 1h, past the end of the run (20s)",
+        ),
+        (
+            "extra.toml",
+            format!("{SMALL}[[expect]]\ncheck = \"all_online\"\nat = \"5s\"\nmax = 3\n"),
+            "extra.toml:10:7: check \"all_online\" does not take `max`",
+        ),
+        (
+            "range.toml",
+            format!("{SMALL}[[faults]]\nat = \"5s\"\ncrash = \"agent-01\"\n"),
+            "range.toml:9:9: unknown node \"agent-01\"",
+        ),
+    ];
+    for (name, text, expected) in cases {
+        let path = scratch_file(name, &text);
+        let output = sim(&["run", path.to_str().unwrap()]);
+        assert_eq!(output.status.code(), Some(2), "{name}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains(expected), "{name}: {stderr}");
+    }
+}
+
+#[test]
+fn an_endless_file_is_refused_at_the_size_limit() {
+    let output = sim(&["run", "/dev/zero"]);
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("larger than 1024 KiB"), "{stderr}");
 }
 
 #[test]

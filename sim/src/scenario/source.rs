@@ -140,6 +140,15 @@ mod tests {
     }
 
     #[test]
+    fn a_file_that_is_not_text_is_refused() {
+        let path = std::env::temp_dir().join(format!("sim-source-{}.toml", std::process::id()));
+        std::fs::write(&path, b"name = \"\xff\"").unwrap();
+        let error = read(&path).unwrap_err();
+        assert!(error.message.contains("not UTF-8"), "{}", error.message);
+        std::fs::remove_file(&path).unwrap();
+    }
+
+    #[test]
     fn control_characters_are_refused_but_a_description_may_break_lines() {
         assert!(printable("fleet\u{1b}[31m", false)
             .unwrap_err()
