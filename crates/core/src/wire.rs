@@ -70,6 +70,7 @@ pub struct RegisterAck {
     pub accepted: bool,
     /// Why a registration was refused; empty when accepted.
     pub reason: String,
+    /// The interval this master judges liveness by; the agent heartbeats at it (0: keep yours).
     pub heartbeat_interval_ms: u64,
 }
 
@@ -118,27 +119,49 @@ fn codec(max_frame: usize) -> impl bincode::Options {
         .reject_trailing_bytes()
 }
 
-/// Appends one frame holding `message` to `out`. Fails, writing nothing, if the payload would
-/// exceed `max_frame`. Any serde type frames the same way; agents and masters speak
-/// [`Message`], masters among themselves their cluster's messages.
-pub fn encode<T: Serialize>(
-    message: &T,
-    max_frame: usize,
-    out: &mut Vec<u8>,
-) -> Result<(), WireError> {
+/// The length of `message`'s payload, or [`WireError::FrameTooLarge`] past `max_frame`.
+pub fn payload_len<T: Serialize>(message: &T, max_frame: usize) -> Result<usize, WireError> {
     use bincode::Options;
-    let payload = codec(max_frame)
-        .serialize(message)
+    codec(max_frame)
+        .serialized_size(message)
+        .map(|len| len as usize)
         .map_err(|_| WireError::FrameTooLarge {
             len: codec(usize::MAX)
                 .serialized_size(message)
                 .map_or(usize::MAX, |n| n as usize),
             max: max_frame,
-        })?;
-    out.reserve(HEADER_LEN + payload.len());
-    out.extend_from_slice(&(payload.len() as u32).to_be_bytes());
-    out.extend_from_slice(&payload);
-    Ok(())
+        })
+}
+
+/// Writes one frame holding `message` straight into `out`, with no buffer of its own. Fails,
+/// writing nothing, if the payload would exceed `max_frame`. Any serde type frames the same
+/// way; agents and masters speak [`Message`], masters among themselves their cluster's
+/// messages.
+pub fn encode_into<T: Serialize, W: std::io::Write>(
+    message: &T,
+    max_frame: usize,
+    mut out: W,
+) -> Result<(), WireError> {
+    use bincode::Options;
+    let len = payload_len(message, max_frame)?;
+    let malformed = |error: &dyn std::fmt::Display| WireError::Malformed {
+        len,
+        reason: error.to_string(),
+    };
+    out.write_all(&(len as u32).to_be_bytes())
+        .map_err(|error| malformed(&error))?;
+    codec(max_frame)
+        .serialize_into(out, message)
+        .map_err(|error| malformed(&error))
+}
+
+/// Appends one frame holding `message` to `out` (see [`encode_into`]).
+pub fn encode<T: Serialize>(
+    message: &T,
+    max_frame: usize,
+    out: &mut Vec<u8>,
+) -> Result<(), WireError> {
+    encode_into(message, max_frame, out)
 }
 
 /// Decodes the first frame of `buf`. `Ok(None)` means more bytes are needed; `Ok(Some((message,
@@ -235,6 +258,15 @@ mod tests {
                 max: 1024
             })
         );
+    }
+
+    #[test]
+    fn the_announced_length_is_the_payload_written() {
+        let mut buf = Vec::new();
+        encode(&register(), MAX_FRAME_DEFAULT, &mut buf).unwrap();
+        let len = payload_len(&register(), MAX_FRAME_DEFAULT).unwrap();
+        assert_eq!(buf.len(), HEADER_LEN + len);
+        assert_eq!(buf[..HEADER_LEN], (len as u32).to_be_bytes());
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! The agent's shell: runs the connector core over one TCP connection at a time.
 
-use crate::clock::{now, sleep_until};
+use crate::clock::{now, Timer};
 use crate::codec::{CodecError, FrameCodec};
 use fleet_core::agent::{AgentAction, Connector, DisconnectReason};
 use fleet_core::wire::{BuildInfo, Message, Register};
@@ -91,6 +91,7 @@ pub fn classify(error: &io::Error) -> DisconnectReason {
 /// gives up or is stopped.
 pub async fn run_agent<R: RngCore>(mut connector: Connector<R>, masters: Vec<SocketAddr>) {
     let mut link = Link::Idle;
+    let mut timer = Timer::default();
     loop {
         while let Some(action) = connector.poll_action() {
             match action {
@@ -114,7 +115,7 @@ pub async fn run_agent<R: RngCore>(mut connector: Connector<R>, masters: Vec<Soc
         if connector.is_finished() {
             return;
         }
-        let deadline = connector.poll_timeout();
+        timer.set(connector.poll_timeout());
         tokio::select! {
             // Fixed branch order: an unbiased select! draws from an OS-seeded RNG.
             biased;
@@ -134,7 +135,7 @@ pub async fn run_agent<R: RngCore>(mut connector: Connector<R>, masters: Vec<Soc
                     connector.handle_disconnected(now(), reason);
                 }
             },
-            _ = sleep_until(deadline) => connector.handle_timeout(now()),
+            _ = timer.expired() => connector.handle_timeout(now()),
         }
     }
 }

@@ -7,7 +7,7 @@
 //! send; a message that cannot be delivered is dropped (Raft tolerates that) or, for a remote
 //! call, reported back as unreachable.
 
-use crate::clock::{now, sleep_until};
+use crate::clock::{now, Timer};
 use crate::codec::{FrameCodec, RespCodec};
 use crate::master::MasterState;
 use fleet_core::cluster::calls::{CallMessage, CallResult, Calls, Function};
@@ -429,6 +429,7 @@ pub async fn run_cluster<R: RngCore>(
     };
 
     let mut closed = false;
+    let mut timer = Timer::default();
     loop {
         let requests = std::mem::take(&mut handle.lock().requests);
         for request in requests {
@@ -495,10 +496,12 @@ pub async fn run_cluster<R: RngCore>(
         }
 
         // Inputs.
-        let deadline = [membership.poll_timeout(), next_periodic]
-            .into_iter()
-            .flatten()
-            .min();
+        timer.set(
+            [membership.poll_timeout(), next_periodic]
+                .into_iter()
+                .flatten()
+                .min(),
+        );
         let store_reply = async {
             match &mut store {
                 Some(link) => link.next_reply().await,
@@ -539,7 +542,7 @@ pub async fn run_cluster<R: RngCore>(
                 }
             },
             _ = handle.wake.notified() => {},
-            _ = sleep_until(deadline) => {
+            _ = timer.expired() => {
                 let at = now();
                 membership.handle_timeout(at);
                 handle.lock().calls.handle_timeout(at);

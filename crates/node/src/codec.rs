@@ -1,6 +1,6 @@
 //! Adapts the pure frame functions of `fleet_core::wire` to `tokio_util`'s codec traits.
 
-use bytes::{Buf, BytesMut};
+use bytes::{Buf, BufMut, BytesMut};
 use fleet_core::wire::{self, Message, WireError};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -49,10 +49,9 @@ impl<T: DeserializeOwned> tokio_util::codec::Decoder for FrameCodec<T> {
 impl<T: Serialize> tokio_util::codec::Encoder<T> for FrameCodec<T> {
     type Error = CodecError;
 
+    /// Serializes straight into the write buffer: no allocation per frame.
     fn encode(&mut self, message: T, dst: &mut BytesMut) -> Result<(), CodecError> {
-        let mut frame = Vec::new();
-        wire::encode(&message, self.max_frame, &mut frame)?;
-        dst.extend_from_slice(&frame);
+        wire::encode_into(&message, self.max_frame, dst.writer())?;
         Ok(())
     }
 }
