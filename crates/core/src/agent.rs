@@ -22,6 +22,8 @@ use std::time::{Duration, Instant};
 pub struct AgentConfig {
     /// Names of the masters, in the order they are tried; the shell maps an index to an address.
     pub masters: Vec<String>,
+    /// Used until a master says otherwise: each registration's ack carries the interval that
+    /// master judges liveness by, and the agent beats at that one.
     pub heartbeat_interval: Duration,
     /// No HeartbeatAck (or RegisterAck) for this long means the connection is lost; also the
     /// limit on establishing a connection.
@@ -138,6 +140,8 @@ pub struct Connector<R> {
     target: usize,
     started_at: Instant,
     heartbeat_seq: u64,
+    /// The interval of the current session: the master's, once its ack names one.
+    heartbeat_interval: Duration,
     /// Redirects followed since the last registration or failure.
     redirects_in_a_row: usize,
     /// Heartbeats sent and not yet acknowledged, oldest first.
@@ -150,6 +154,7 @@ impl<R: RngCore> Connector<R> {
     pub fn new(config: AgentConfig, rng: R, now: Instant) -> Self {
         debug_assert!(!config.masters.is_empty(), "an agent needs a master");
         let backoff = Backoff::new(config.backoff.clone());
+        let heartbeat_interval = config.heartbeat_interval;
         Connector {
             config,
             rng,
@@ -162,6 +167,7 @@ impl<R: RngCore> Connector<R> {
             target: 0,
             started_at: now,
             heartbeat_seq: 0,
+            heartbeat_interval,
             redirects_in_a_row: 0,
             unacked: VecDeque::new(),
             actions: VecDeque::new(),
@@ -200,7 +206,7 @@ impl<R: RngCore> Connector<R> {
                     debug_assert!(
                         self.unacked.len() as u128
                             <= self.config.heartbeat_timeout.as_nanos()
-                                / self.config.heartbeat_interval.as_nanos().max(1)
+                                / self.heartbeat_interval.as_nanos().max(1)
                                 + 2,
                         "unacked heartbeats are bounded by the timeout"
                     );
@@ -213,7 +219,7 @@ impl<R: RngCore> Connector<R> {
                             metrics: BTreeMap::new(),
                         })));
                     self.state = State::Online {
-                        next_heartbeat: now + self.config.heartbeat_interval,
+                        next_heartbeat: now + self.heartbeat_interval,
                     };
                 }
             }
@@ -250,12 +256,16 @@ impl<R: RngCore> Connector<R> {
                 emit(AgentEvent::Registered {
                     instance_id: ack.instance_id,
                 });
+                self.heartbeat_interval = match ack.heartbeat_interval_ms {
+                    0 => self.config.heartbeat_interval,
+                    ms => Duration::from_millis(ms),
+                };
                 self.backoff.reset();
                 self.attempt = 0;
                 self.redirects_in_a_row = 0;
                 self.unacked.clear();
                 self.state = State::Online {
-                    next_heartbeat: now + self.config.heartbeat_interval,
+                    next_heartbeat: now + self.heartbeat_interval,
                 };
             }
             (State::Registering { .. }, Message::RegisterAck(_)) => {
@@ -519,6 +529,49 @@ mod tests {
         assert_eq!(gaps, vec![1, 2, 4, 8, 16, 30]);
         assert_eq!(connector.status().attempt, 8);
         assert_eq!(connector.status().next_delay, Some(Duration::from_secs(30)));
+    }
+
+    #[test]
+    fn the_agent_beats_at_the_interval_its_master_asks_for() {
+        let t0 = Instant::now();
+        let mut connector = connector(no_jitter(), t0);
+        connector.handle_timeout(t0);
+        connector.handle_connected(t0);
+        let fast = Message::RegisterAck(RegisterAck {
+            heartbeat_interval_ms: 250,
+            ..match ack() {
+                Message::RegisterAck(ack) => ack,
+                _ => unreachable!(),
+            }
+        });
+        connector.handle_message(t0, fast);
+        assert_eq!(
+            connector.poll_timeout(),
+            Some(t0 + Duration::from_millis(250))
+        );
+        connector.handle_timeout(t0 + Duration::from_millis(250));
+        drain(&mut connector);
+        assert_eq!(
+            connector.poll_timeout(),
+            Some(t0 + Duration::from_millis(500))
+        );
+    }
+
+    #[test]
+    fn an_ack_without_an_interval_keeps_the_agents_own() {
+        let t0 = Instant::now();
+        let mut connector = connector(no_jitter(), t0);
+        connector.handle_timeout(t0);
+        connector.handle_connected(t0);
+        let silent = Message::RegisterAck(RegisterAck {
+            heartbeat_interval_ms: 0,
+            ..match ack() {
+                Message::RegisterAck(ack) => ack,
+                _ => unreachable!(),
+            }
+        });
+        connector.handle_message(t0, silent);
+        assert_eq!(connector.poll_timeout(), Some(t0 + Duration::from_secs(1)));
     }
 
     #[test]

@@ -29,7 +29,7 @@ impl Role {
     }
 }
 
-/// What a node knows of its cluster at one moment: the queries of the seed's `ICluster`.
+/// What a node knows of its cluster at one moment: the queries of the cluster design's `ICluster`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Status {
     pub me: String,
