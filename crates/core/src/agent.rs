@@ -235,9 +235,10 @@ impl<R: RngCore> Connector<R> {
         emit(AgentEvent::Connected {
             target: self.config.masters[self.target].clone(),
         });
-        self.actions.push_back(AgentAction::Send(Message::Register(
-            self.config.register.clone(),
-        )));
+        self.actions
+            .push_back(AgentAction::Send(Message::Register(Box::new(
+                self.config.register.clone(),
+            ))));
         self.state = State::Registering {
             deadline: now + self.config.heartbeat_timeout,
         };

@@ -63,14 +63,78 @@ pub struct NodeEntry {
     pub last_heard: Instant,
 }
 
+/// The registered nodes in slots, indexed by instance id. Sessions name slots, so a heartbeat
+/// finds its node without comparing strings; every iteration follows instance-id order.
+#[derive(Debug, Default)]
+struct NodeTable {
+    slots: Vec<Option<NodeEntry>>,
+    free: Vec<usize>,
+    by_id: BTreeMap<String, usize>,
+}
+
+impl NodeTable {
+    fn slot(&self, instance_id: &str) -> Option<usize> {
+        self.by_id.get(instance_id).copied()
+    }
+
+    fn get_mut(&mut self, slot: usize) -> Option<&mut NodeEntry> {
+        self.slots.get_mut(slot).and_then(Option::as_mut)
+    }
+
+    fn insert(&mut self, entry: NodeEntry) -> usize {
+        let id = entry.info.instance_id.clone();
+        let slot = match self.free.pop() {
+            Some(slot) => {
+                self.slots[slot] = Some(entry);
+                slot
+            }
+            None => {
+                self.slots.push(Some(entry));
+                self.slots.len() - 1
+            }
+        };
+        self.by_id.insert(id, slot);
+        slot
+    }
+
+    fn remove(&mut self, slot: usize) -> Option<NodeEntry> {
+        let entry = self.slots.get_mut(slot)?.take()?;
+        self.by_id.remove(&entry.info.instance_id);
+        self.free.push(slot);
+        Some(entry)
+    }
+
+    fn clear(&mut self) {
+        *self = NodeTable::default();
+    }
+
+    fn len(&self) -> usize {
+        self.by_id.len()
+    }
+
+    fn iter(&self) -> impl Iterator<Item = (&str, &NodeEntry)> {
+        self.by_id.iter().filter_map(|(id, &slot)| {
+            let entry = self.slots[slot].as_ref()?;
+            Some((id.as_str(), entry))
+        })
+    }
+
+    fn for_each_mut(&mut self, mut f: impl FnMut(&mut NodeEntry)) {
+        for &slot in self.by_id.values() {
+            if let Some(entry) = self.slots[slot].as_mut() {
+                f(entry);
+            }
+        }
+    }
+}
+
 #[derive(Debug)]
 pub struct Registry {
     config: MasterConfig,
     leadership: Leadership,
-    /// Keyed by instance id.
-    nodes: BTreeMap<String, NodeEntry>,
-    /// Which instance each registered session speaks for.
-    sessions: BTreeMap<SessionId, String>,
+    nodes: NodeTable,
+    /// Which node's slot each registered session speaks for.
+    sessions: BTreeMap<SessionId, usize>,
     actions: VecDeque<MasterAction>,
     /// No online node can go silent before this; a lower bound, refreshed by each sweep.
     next_sweep: Option<Instant>,
@@ -82,7 +146,7 @@ impl Registry {
         Registry {
             config,
             leadership: Leadership::Leader,
-            nodes: BTreeMap::new(),
+            nodes: NodeTable::default(),
             sessions: BTreeMap::new(),
             actions: VecDeque::new(),
             next_sweep: None,
@@ -97,7 +161,7 @@ impl Registry {
         }
         let was_leader = self.leadership == Leadership::Leader;
         self.leadership = leadership;
-        if was_leader && self.leadership != Leadership::Leader && !self.nodes.is_empty() {
+        if was_leader && self.leadership != Leadership::Leader && self.nodes.len() > 0 {
             let sessions: Vec<SessionId> = self.sessions.keys().copied().collect();
             emit(MasterEvent::RegistryCleared {
                 agents: self.nodes.len() as u64,
@@ -122,7 +186,7 @@ impl Registry {
     pub fn handle_message(&mut self, now: Instant, session: SessionId, message: Message) {
         match message {
             Message::Register(info) => match self.leadership.clone() {
-                Leadership::Leader => self.register(now, session, info),
+                Leadership::Leader => self.register(now, session, *info),
                 Leadership::Follower {
                     leader: Some(leader),
                 } => {
@@ -161,8 +225,8 @@ impl Registry {
                 );
             }
             Message::Unregister(_) => {
-                if let Some(instance_id) = self.sessions.remove(&session) {
-                    if let Some(entry) = self.nodes.remove(&instance_id) {
+                if let Some(slot) = self.sessions.remove(&session) {
+                    if let Some(entry) = self.nodes.remove(slot) {
                         emit(MasterEvent::NodeUnregistered {
                             agent: entry.info.node_name,
                         });
@@ -177,19 +241,21 @@ impl Registry {
     }
 
     fn register(&mut self, now: Instant, session: SessionId, info: Register) {
-        if let Some(previous) = self.sessions.insert(session, info.instance_id.clone()) {
-            if previous != info.instance_id {
+        let existing = self.nodes.slot(&info.instance_id);
+        if let Some(previous) = self.sessions.get(&session).copied() {
+            if Some(previous) != existing {
                 // A session speaks for one instance; re-registering under another id detaches
                 // the first, which then goes silent like any other.
-                if let Some(entry) = self.nodes.get_mut(&previous) {
+                if let Some(entry) = self.nodes.get_mut(previous) {
                     entry.session = None;
                 }
             }
         }
         let instance_id = info.instance_id.clone();
         let agent = info.node_name.clone();
-        let superseded = match self.nodes.get_mut(&instance_id) {
-            Some(entry) => {
+        let (slot, superseded) = match existing {
+            Some(slot) => {
+                let entry = self.nodes.get_mut(slot).expect("indexed slots hold a node");
                 let superseded = entry.session.filter(|&old| old != session);
                 let was_offline = entry.liveness == Liveness::Offline;
                 entry.info = info;
@@ -205,26 +271,24 @@ impl Registry {
                         agent: agent.clone(),
                     });
                 }
-                superseded
+                (slot, superseded)
             }
             None => {
                 emit(MasterEvent::NodeRegistered {
                     agent: agent.clone(),
                     instance_id: instance_id.clone(),
                 });
-                self.nodes.insert(
-                    instance_id.clone(),
-                    NodeEntry {
-                        info,
-                        session: Some(session),
-                        liveness: Liveness::Online,
-                        status: NodeStatus::Online,
-                        last_heard: now,
-                    },
-                );
-                None
+                let slot = self.nodes.insert(NodeEntry {
+                    info,
+                    session: Some(session),
+                    liveness: Liveness::Online,
+                    status: NodeStatus::Online,
+                    last_heard: now,
+                });
+                (slot, None)
             }
         };
+        self.sessions.insert(session, slot);
         if let Some(old) = superseded {
             // The newest session wins; the old one is closed so its agent cannot linger.
             self.sessions.remove(&old);
@@ -245,8 +309,8 @@ impl Registry {
     /// The connection behind `session` is gone. Its node stays registered and goes offline
     /// only by missing heartbeats, so a brief reconnect never flaps its state.
     pub fn handle_session_closed(&mut self, session: SessionId) {
-        if let Some(instance_id) = self.sessions.remove(&session) {
-            if let Some(entry) = self.nodes.get_mut(&instance_id) {
+        if let Some(slot) = self.sessions.remove(&session) {
+            if let Some(entry) = self.nodes.get_mut(slot) {
                 if entry.session == Some(session) {
                     entry.session = None;
                 }
@@ -261,9 +325,9 @@ impl Registry {
         }
         let offline_after = self.config.offline_after();
         let mut next_sweep = None::<Instant>;
-        for entry in self.nodes.values_mut() {
+        self.nodes.for_each_mut(|entry| {
             if entry.liveness == Liveness::Offline {
-                continue;
+                return;
             }
             let deadline = entry.last_heard + offline_after;
             if now >= deadline {
@@ -276,7 +340,7 @@ impl Registry {
             } else {
                 next_sweep = Some(next_sweep.map_or(deadline, |at| at.min(deadline)));
             }
-        }
+        });
         self.next_sweep = next_sweep;
     }
 
@@ -291,20 +355,21 @@ impl Registry {
         self.next_sweep
     }
 
+    /// Every registered node by instance id, in that order.
     pub fn nodes(&self) -> impl Iterator<Item = (&str, &NodeEntry)> {
-        self.nodes.iter().map(|(id, entry)| (id.as_str(), entry))
+        self.nodes.iter()
     }
 
     pub fn online_count(&self) -> usize {
         self.nodes
-            .values()
-            .filter(|entry| entry.liveness == Liveness::Online)
+            .iter()
+            .filter(|(_, entry)| entry.liveness == Liveness::Online)
             .count()
     }
 
     fn entry_for(&mut self, session: SessionId) -> Option<&mut NodeEntry> {
-        let instance_id = self.sessions.get(&session)?;
-        self.nodes.get_mut(instance_id)
+        let slot = *self.sessions.get(&session)?;
+        self.nodes.get_mut(slot)
     }
 
     fn schedule_sweep(&mut self, at: Instant) {
@@ -338,7 +403,7 @@ mod tests {
     }
 
     fn register(name: &str, pid: u32) -> Message {
-        Message::Register(Register {
+        Message::Register(Box::new(Register {
             node_name: name.into(),
             instance_id: crate::wire::instance_id(name, "host", pid),
             version: "test".into(),
@@ -347,7 +412,7 @@ mod tests {
             capabilities: vec![],
             metadata: BTreeMap::new(),
             build: BuildInfo::default(),
-        })
+        }))
     }
 
     fn heartbeat(seq: u64) -> Message {

@@ -16,7 +16,9 @@ pub const MAX_FRAME_DEFAULT: usize = 64 * 1024;
 /// bincode encodes the variant's index, so existing variants keep their numbers.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum Message {
-    Register(Register),
+    /// Boxed: a registration is several times the size of the heartbeats that make up most
+    /// traffic, and every message is moved a few times on its way.
+    Register(Box<Register>),
     RegisterAck(RegisterAck),
     Heartbeat(Heartbeat),
     HeartbeatAck(HeartbeatAck),
@@ -119,40 +121,54 @@ fn codec(max_frame: usize) -> impl bincode::Options {
         .reject_trailing_bytes()
 }
 
-/// The length of `message`'s payload, or [`WireError::FrameTooLarge`] past `max_frame`.
-pub fn payload_len<T: Serialize>(message: &T, max_frame: usize) -> Result<usize, WireError> {
+/// A buffer a frame is written into in one pass: the header is patched once the payload's
+/// length is known, and a frame that fails is cut off again.
+pub trait FrameBuffer: std::io::Write {
+    fn len(&self) -> usize;
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    fn truncate(&mut self, len: usize);
+    fn bytes_mut(&mut self) -> &mut [u8];
+}
+
+impl FrameBuffer for Vec<u8> {
+    fn len(&self) -> usize {
+        Vec::len(self)
+    }
+    fn truncate(&mut self, len: usize) {
+        Vec::truncate(self, len);
+    }
+    fn bytes_mut(&mut self) -> &mut [u8] {
+        self
+    }
+}
+
+/// Writes one frame holding `message` straight into `out`, with no buffer of its own. Fails,
+/// leaving `out` as it was, if the payload would exceed `max_frame`. Any serde type frames the
+/// same way; agents and masters speak [`Message`], masters among themselves their cluster's
+/// messages.
+pub fn encode_into<T: Serialize, B: FrameBuffer>(
+    message: &T,
+    max_frame: usize,
+    out: &mut B,
+) -> Result<(), WireError> {
     use bincode::Options;
-    codec(max_frame)
-        .serialized_size(message)
-        .map(|len| len as usize)
-        .map_err(|_| WireError::FrameTooLarge {
+    let start = out.len();
+    let header = out.write_all(&[0; HEADER_LEN]);
+    let written = header.is_ok() && codec(max_frame).serialize_into(&mut *out, message).is_ok();
+    if !written {
+        out.truncate(start);
+        return Err(WireError::FrameTooLarge {
             len: codec(usize::MAX)
                 .serialized_size(message)
                 .map_or(usize::MAX, |n| n as usize),
             max: max_frame,
-        })
-}
-
-/// Writes one frame holding `message` straight into `out`, with no buffer of its own. Fails,
-/// writing nothing, if the payload would exceed `max_frame`. Any serde type frames the same
-/// way; agents and masters speak [`Message`], masters among themselves their cluster's
-/// messages.
-pub fn encode_into<T: Serialize, W: std::io::Write>(
-    message: &T,
-    max_frame: usize,
-    mut out: W,
-) -> Result<(), WireError> {
-    use bincode::Options;
-    let len = payload_len(message, max_frame)?;
-    let malformed = |error: &dyn std::fmt::Display| WireError::Malformed {
-        len,
-        reason: error.to_string(),
-    };
-    out.write_all(&(len as u32).to_be_bytes())
-        .map_err(|error| malformed(&error))?;
-    codec(max_frame)
-        .serialize_into(out, message)
-        .map_err(|error| malformed(&error))
+        });
+    }
+    let len = (out.len() - start - HEADER_LEN) as u32;
+    out.bytes_mut()[start..start + HEADER_LEN].copy_from_slice(&len.to_be_bytes());
+    Ok(())
 }
 
 /// Appends one frame holding `message` to `out` (see [`encode_into`]).
@@ -200,7 +216,7 @@ mod tests {
     use proptest::prelude::*;
 
     fn register() -> Message {
-        Message::Register(Register {
+        Message::Register(Box::new(Register {
             node_name: "agent-1".into(),
             instance_id: instance_id("agent-1", "host", 42),
             version: "0.1.0".into(),
@@ -209,7 +225,7 @@ mod tests {
             capabilities: vec!["exec".into()],
             metadata: BTreeMap::from([("zone".into(), "a".into())]),
             build: BuildInfo::default(),
-        })
+        }))
     }
 
     fn heartbeat(seq: u64) -> Message {
@@ -261,20 +277,24 @@ mod tests {
     }
 
     #[test]
-    fn the_announced_length_is_the_payload_written() {
-        let mut buf = Vec::new();
+    fn the_announced_length_is_the_payload_written_after_what_was_there() {
+        let mut buf = b"earlier".to_vec();
         encode(&register(), MAX_FRAME_DEFAULT, &mut buf).unwrap();
-        let len = payload_len(&register(), MAX_FRAME_DEFAULT).unwrap();
-        assert_eq!(buf.len(), HEADER_LEN + len);
-        assert_eq!(buf[..HEADER_LEN], (len as u32).to_be_bytes());
+        let header = &buf[7..7 + HEADER_LEN];
+        let len = u32::from_be_bytes(header.try_into().unwrap()) as usize;
+        assert_eq!(buf.len(), 7 + HEADER_LEN + len);
+        let (decoded, used) = decode::<Message>(&buf[7..], MAX_FRAME_DEFAULT)
+            .unwrap()
+            .unwrap();
+        assert_eq!((decoded, used), (register(), HEADER_LEN + len));
     }
 
     #[test]
     fn encoding_over_the_limit_writes_nothing() {
-        let mut buf = Vec::new();
+        let mut buf = b"kept".to_vec();
         let error = encode(&register(), 16, &mut buf).unwrap_err();
         assert!(matches!(error, WireError::FrameTooLarge { max: 16, .. }));
-        assert!(buf.is_empty());
+        assert_eq!(buf, b"kept");
     }
 
     #[test]

@@ -49,10 +49,50 @@ impl<T: DeserializeOwned> tokio_util::codec::Decoder for FrameCodec<T> {
 impl<T: Serialize> tokio_util::codec::Encoder<T> for FrameCodec<T> {
     type Error = CodecError;
 
-    /// Serializes straight into the write buffer: no allocation per frame.
+    /// Serializes straight into the write buffer, in one pass: no allocation per frame.
     fn encode(&mut self, message: T, dst: &mut BytesMut) -> Result<(), CodecError> {
-        wire::encode_into(&message, self.max_frame, dst.writer())?;
+        wire::encode_into(&message, self.max_frame, &mut WriteBuffer(dst))?;
         Ok(())
+    }
+}
+
+/// Framed's write buffer, as a frame buffer.
+struct WriteBuffer<'a>(&'a mut BytesMut);
+
+impl io::Write for WriteBuffer<'_> {
+    #[inline]
+    fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
+        self.write_all(bytes)?;
+        Ok(bytes.len())
+    }
+
+    /// bincode writes a field at a time, mostly a byte: no retry loop, and no memcpy for those.
+    #[inline]
+    fn write_all(&mut self, bytes: &[u8]) -> io::Result<()> {
+        if let [byte] = bytes {
+            self.0.put_u8(*byte);
+        } else {
+            self.0.extend_from_slice(bytes);
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl wire::FrameBuffer for WriteBuffer<'_> {
+    fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    fn truncate(&mut self, len: usize) {
+        self.0.truncate(len);
+    }
+
+    fn bytes_mut(&mut self) -> &mut [u8] {
+        self.0
     }
 }
 

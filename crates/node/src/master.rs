@@ -1,31 +1,61 @@
 //! The master's shell: accepts agent connections and runs the registry core over them.
 //!
 //! One task per session reads frames and applies them to the shared registry; one task runs
-//! the liveness sweeps. Actions for the session at hand are sent inline; actions for another
-//! session (closing a superseded one) go through that session's inbox.
+//! the liveness sweeps. Actions for the session at hand are sent inline. The registry only ever
+//! closes another session (a superseded one, or all of them when it stops leading), so each
+//! session has a close signal rather than an inbox; the same signal ends every session when the
+//! master stops.
 
 use crate::clock::{now, sleep_until};
 use crate::codec::FrameCodec;
 use fleet_core::master::{Leadership, MasterAction, MasterConfig, Registry, SessionId};
 use fleet_core::timeline::{emit, ShellEvent};
 use fleet_core::wire::Message;
+use futures::task::AtomicWaker;
 use futures::{SinkExt, StreamExt};
 use std::collections::BTreeMap;
 use std::io;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::Poll;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 use tokio_util::codec::Framed;
+
+/// Tells one session task to close. Cheap to poll on every frame: an atomic flag and a waker.
+#[derive(Default)]
+struct CloseSignal {
+    closed: AtomicBool,
+    waker: AtomicWaker,
+}
+
+impl CloseSignal {
+    fn close(&self) {
+        self.closed.store(true, Ordering::Release);
+        self.waker.wake();
+    }
+
+    /// Resolves once [`close`](Self::close) was called.
+    async fn closed(&self) {
+        std::future::poll_fn(|cx| {
+            self.waker.register(cx.waker());
+            match self.closed.load(Ordering::Acquire) {
+                true => Poll::Ready(()),
+                false => Poll::Pending,
+            }
+        })
+        .await
+    }
+}
 
 struct Shared {
     registry: Registry,
-    inboxes: BTreeMap<SessionId, mpsc::UnboundedSender<MasterAction>>,
+    sessions: BTreeMap<SessionId, Arc<CloseSignal>>,
 }
 
 impl Shared {
-    /// Routes every pending action; returns those addressed to `me`, in order.
-    fn dispatch(&mut self, me: Option<SessionId>) -> Vec<MasterAction> {
-        let mut mine = Vec::new();
+    /// Routes every pending action; appends those addressed to `me` to `mine`, in order.
+    fn dispatch(&mut self, me: Option<SessionId>, mine: &mut Vec<MasterAction>) {
         while let Some(action) = self.registry.poll_action() {
             let session = match &action {
                 MasterAction::Send { session, .. } | MasterAction::Close { session, .. } => {
@@ -34,12 +64,15 @@ impl Shared {
             };
             if Some(session) == me {
                 mine.push(action);
-            } else if let Some(inbox) = self.inboxes.get(&session) {
+            } else if let Some(signal) = self.sessions.get(&session) {
                 // A session that already ended has nothing left to close.
-                let _ = inbox.send(action);
+                debug_assert!(
+                    matches!(action, MasterAction::Close { .. }),
+                    "the registry only closes other sessions: {action:?}"
+                );
+                signal.close();
             }
         }
-        mine
     }
 }
 
@@ -60,7 +93,7 @@ impl MasterState {
         let mut shared = self.lock();
         if *shared.registry.leadership() != leadership {
             shared.registry.handle_leadership(leadership);
-            shared.dispatch(None);
+            shared.dispatch(None, &mut Vec::new());
         }
     }
 
@@ -75,7 +108,7 @@ impl MasterState {
     pub fn new(config: MasterConfig) -> MasterState {
         MasterState(Arc::new(Mutex::new(Shared {
             registry: Registry::new(config),
-            inboxes: BTreeMap::new(),
+            sessions: BTreeMap::new(),
         })))
     }
 }
@@ -89,16 +122,25 @@ pub async fn run_master(listener: TcpListener, state: MasterState) -> io::Result
         master_alive.clone(),
         sweep_liveness(state.clone(), fallback_sweep),
     ));
+    let _sessions = CloseSessionsOnDrop(state.clone());
     let mut next_session: SessionId = 0;
     loop {
         let (stream, _) = listener.accept().await?;
         next_session += 1;
-        let (inbox_tx, inbox_rx) = mpsc::unbounded_channel();
-        state.lock().inboxes.insert(next_session, inbox_tx);
-        tokio::spawn(until_closed(
-            master_alive.clone(),
-            serve_session(state.clone(), next_session, stream, inbox_rx),
-        ));
+        let signal = Arc::new(CloseSignal::default());
+        state.lock().sessions.insert(next_session, signal.clone());
+        tokio::spawn(serve_session(state.clone(), next_session, stream, signal));
+    }
+}
+
+/// Closes every session when the master's future ends or is dropped.
+struct CloseSessionsOnDrop(MasterState);
+
+impl Drop for CloseSessionsOnDrop {
+    fn drop(&mut self) {
+        for signal in self.0.lock().sessions.values() {
+            signal.close();
+        }
     }
 }
 
@@ -124,7 +166,7 @@ async fn sweep_liveness(state: MasterState, fallback: std::time::Duration) {
         sleep_until(Some(deadline)).await;
         let mut shared = state.lock();
         shared.registry.handle_timeout(now());
-        shared.dispatch(None);
+        shared.dispatch(None, &mut Vec::new());
     }
 }
 
@@ -132,18 +174,20 @@ async fn serve_session(
     state: MasterState,
     session: SessionId,
     stream: TcpStream,
-    mut inbox: mpsc::UnboundedReceiver<MasterAction>,
+    signal: Arc<CloseSignal>,
 ) {
     let mut framed = Framed::new(stream, FrameCodec::default());
+    // Reused for every frame: a heartbeat's reply costs no allocation.
+    let mut actions = Vec::new();
     'session: loop {
-        let actions = tokio::select! {
+        tokio::select! {
             // Fixed branch order: an unbiased select! draws from an OS-seeded RNG.
             biased;
             frame = framed.next() => match frame {
                 Some(Ok(message)) => {
                     let mut shared = state.lock();
                     shared.registry.handle_message(now(), session, message);
-                    shared.dispatch(Some(session))
+                    shared.dispatch(Some(session), &mut actions);
                 }
                 Some(Err(error)) => {
                     emit(ShellEvent::BadFrame {
@@ -154,9 +198,9 @@ async fn serve_session(
                 }
                 None => break 'session,
             },
-            Some(action) = inbox.recv() => vec![action],
-        };
-        for action in actions {
+            _ = signal.closed() => break 'session,
+        }
+        for action in actions.drain(..) {
             match action {
                 MasterAction::Send { message, .. } => {
                     if send(&mut framed, message).await.is_err() {
@@ -168,7 +212,7 @@ async fn serve_session(
         }
     }
     let mut shared = state.lock();
-    shared.inboxes.remove(&session);
+    shared.sessions.remove(&session);
     shared.registry.handle_session_closed(session);
 }
 
