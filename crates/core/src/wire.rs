@@ -1,7 +1,8 @@
 //! The agent–master wire protocol: serde messages in length-prefixed frames.
 //!
 //! A frame is a 4-byte big-endian payload length followed by the payload, a bincode-encoded
-//! [`Message`]. Decoding never panics: a frame that is too large, truncated inside its payload
+//! [`Message`] with fixed-width little-endian integers (a few more bytes than varints, and
+//! cheaper to write and read: one copy per field, no size branch). Decoding never panics: a frame that is too large, truncated inside its payload
 //! or not a valid message is a [`WireError`], and the caller closes that one connection.
 
 use serde::{Deserialize, Serialize};
@@ -117,6 +118,7 @@ pub enum WireError {
 fn codec(max_frame: usize) -> impl bincode::Options {
     use bincode::Options;
     bincode::DefaultOptions::new()
+        .with_fixint_encoding()
         .with_limit(max_frame as u64)
         .reject_trailing_bytes()
 }
