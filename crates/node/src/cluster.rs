@@ -381,129 +381,195 @@ pub async fn run_cluster<R: RngCore>(
     handle: ClusterHandle,
 ) {
     let members: Vec<String> = config.members.keys().cloned().collect();
-    let mut store = None;
-    let mut membership = match config.mode.clone() {
-        ClusterMode::Single => Membership::Single(SingleNode::new(&config.me)),
+    let (membership, store) = start_membership(&config, &members, rng);
+    let (inbound_tx, inbound) = mpsc::unbounded_channel::<PeerFrame>();
+    tokio::spawn(accept_peers(listener, inbound_tx));
+    let (outbound, undelivered) = connect_peers(&config);
+    let mut cluster = ClusterLoop {
+        me: config.me,
+        members,
+        membership,
+        store,
+        outbound,
+        inbound,
+        undelivered,
+        master,
+        handle,
+        closed: false,
+        timer: Timer::default(),
+    };
+    loop {
+        cluster.take_requests();
+        let next_periodic = cluster.publish().await;
+        if cluster.closed {
+            return;
+        }
+        if !cluster.wait_for_input(next_periodic).await {
+            return;
+        }
+    }
+}
+
+/// The membership core of this master's mode, and the store link lease mode needs.
+fn start_membership<R: RngCore>(
+    config: &ClusterConfig,
+    members: &[String],
+    rng: R,
+) -> (Membership<R>, Option<StoreLink>) {
+    match config.mode.clone() {
+        ClusterMode::Single => (Membership::Single(SingleNode::new(&config.me)), None),
         ClusterMode::Raft(raft) => {
-            Membership::Raft(RaftNode::new(&config.me, &members, raft, rng, now()))
+            let node = RaftNode::new(&config.me, members, raft, rng, now());
+            (Membership::Raft(node), None)
         }
         ClusterMode::Lease {
             config: lease,
             store: address,
         } => {
-            store = Some(StoreLink {
+            let store = StoreLink {
                 address,
                 // Dialing must not hold up the lease's own deadlines for long.
                 connect_timeout: (lease.renew_interval / 2).min(PEER_CONNECT_TIMEOUT),
                 connection: None,
                 in_flight: VecDeque::new(),
-            });
-            Membership::Lease(LeaseNode::new(&config.me, lease, now()))
+            };
+            let node = LeaseNode::new(&config.me, lease, now());
+            (Membership::Lease(node), Some(store))
         }
-    };
+    }
+}
 
-    let (inbound_tx, mut inbound) = mpsc::unbounded_channel::<PeerFrame>();
-    tokio::spawn(accept_peers(listener, inbound_tx));
-    let (undelivered_tx, mut undelivered) = mpsc::unbounded_channel::<(String, PeerFrame)>();
-    let mut outbound: BTreeMap<String, mpsc::UnboundedSender<PeerFrame>> = BTreeMap::new();
+type Undelivered = mpsc::UnboundedReceiver<(String, PeerFrame)>;
+
+/// One sending task per peer; frames it could not deliver come back on `Undelivered`.
+fn connect_peers(
+    config: &ClusterConfig,
+) -> (
+    BTreeMap<String, mpsc::UnboundedSender<PeerFrame>>,
+    Undelivered,
+) {
+    let (undelivered_tx, undelivered) = mpsc::unbounded_channel::<(String, PeerFrame)>();
+    let mut outbound = BTreeMap::new();
     for (peer, &address) in &config.members {
         if *peer != config.me {
             let (tx, rx) = mpsc::unbounded_channel();
-            tokio::spawn(send_to_peer(
-                peer.clone(),
-                address,
-                rx,
-                undelivered_tx.clone(),
-            ));
+            let undelivered = undelivered_tx.clone();
+            tokio::spawn(send_to_peer(peer.clone(), address, rx, undelivered));
             outbound.insert(peer.clone(), tx);
         }
     }
-    let send = |to: &str, message: PeerMessage| match outbound.get(to) {
-        Some(peer) => peer
-            .send(PeerFrame {
-                from: config.me.clone(),
-                message,
-            })
-            .is_ok(),
-        None => false,
-    };
+    (outbound, undelivered)
+}
 
-    let mut closed = false;
-    let mut timer = Timer::default();
-    loop {
-        let requests = std::mem::take(&mut handle.lock().requests);
+/// One master's cluster loop: its membership core, its links, and what it tells the master and
+/// the handle.
+struct ClusterLoop<R> {
+    me: String,
+    members: Vec<String>,
+    membership: Membership<R>,
+    store: Option<StoreLink>,
+    outbound: BTreeMap<String, mpsc::UnboundedSender<PeerFrame>>,
+    inbound: mpsc::UnboundedReceiver<PeerFrame>,
+    undelivered: Undelivered,
+    master: MasterState,
+    handle: ClusterHandle,
+    closed: bool,
+    timer: Timer,
+}
+
+impl<R: RngCore> ClusterLoop<R> {
+    /// Queues `message` for peer `to`; false if there is no such peer.
+    fn send(&self, to: &str, message: PeerMessage) -> bool {
+        let Some(peer) = self.outbound.get(to) else {
+            return false;
+        };
+        let from = self.me.clone();
+        peer.send(PeerFrame { from, message }).is_ok()
+    }
+
+    /// Release and close, as the handle asked.
+    fn take_requests(&mut self) {
+        let requests = std::mem::take(&mut self.handle.lock().requests);
         for request in requests {
             match request {
-                Request::Release => membership.release(now()),
+                Request::Release => self.membership.release(now()),
                 Request::Close => {
-                    membership.close();
-                    closed = true;
+                    self.membership.close();
+                    self.closed = true;
                 }
             }
         }
-        // Outputs: membership messages and store requests, calls, events, status, leadership.
-        if let Membership::Raft(node) = &mut membership {
-            while let Some((to, message)) = node.poll_message() {
-                send(&to, PeerMessage::Raft(message));
+    }
+
+    /// Moves every output on: membership messages and store requests, then calls, events,
+    /// status and leadership. Returns when the next periodic task or call is due.
+    async fn publish(&mut self) -> Option<Instant> {
+        if let Membership::Raft(node) = &mut self.membership {
+            let messages: Vec<_> = std::iter::from_fn(|| node.poll_message()).collect();
+            for (to, message) in messages {
+                self.send(&to, PeerMessage::Raft(message));
             }
         }
-        if let (Membership::Lease(node), Some(link)) = (&mut membership, &mut store) {
+        if let (Membership::Lease(node), Some(link)) = (&mut self.membership, &mut self.store) {
             while let Some(action) = node.poll_action() {
                 link.apply(node, action).await;
             }
         }
-        let mut events = Vec::new();
-        while let Some(event) = membership.poll_event() {
-            events.push(event);
-        }
-        let mut status = membership.status(&config.me, members.clone(), now());
-        status.closed = closed;
-        let next_periodic = {
-            let mut state = handle.lock();
-            let mut finished_calls = false;
-            while let Some((to, message)) = state.calls.poll_message() {
-                if !send(&to, PeerMessage::Call(message.clone())) {
-                    state.calls.handle_undeliverable(&to, &message);
-                    finished_calls = true;
-                }
-            }
-            if finished_calls {
-                handle.finished.notify_waiters();
-            }
-            for event in events {
-                for tracker in &mut state.trackers {
-                    dispatch(tracker.as_mut(), event, status.leader.as_deref());
-                }
-            }
-            let at = now();
-            for job in &mut state.periodic {
-                match job
-                    .tracker
-                    .poll_due(at, status.role, status.leader.as_deref())
-                {
-                    Some(PeriodicTask::Leader) => (job.leader_task)(),
-                    Some(PeriodicTask::Follower { leader }) => (job.follower_task)(&leader),
-                    None => {}
-                }
-            }
-            state.status = Some(status.clone());
-            let periodic = state.periodic.iter().map(|job| job.tracker.poll_timeout());
-            periodic.chain(state.calls.poll_timeout()).min()
-        };
-        master.set_leadership(leadership(status.role, status.leader.as_deref()));
-        if closed {
-            return;
-        }
+        let events: Vec<ClusterEvent> =
+            std::iter::from_fn(|| self.membership.poll_event()).collect();
+        let mut status = self
+            .membership
+            .status(&self.me, self.members.clone(), now());
+        status.closed = self.closed;
+        let next_periodic = self.update_handle(events, &status);
+        let leadership = leadership(status.role, status.leader.as_deref());
+        self.master.set_leadership(leadership);
+        next_periodic
+    }
 
-        // Inputs.
-        timer.set(
-            [membership.poll_timeout(), next_periodic]
-                .into_iter()
-                .flatten()
-                .min(),
-        );
+    /// Sends queued calls, tells the trackers what happened, runs due periodic tasks and
+    /// publishes `status`. Returns when the handle next needs the loop.
+    fn update_handle(&self, events: Vec<ClusterEvent>, status: &Status) -> Option<Instant> {
+        let mut state = self.handle.lock();
+        let mut finished_calls = false;
+        while let Some((to, message)) = state.calls.poll_message() {
+            if !self.send(&to, PeerMessage::Call(message.clone())) {
+                state.calls.handle_undeliverable(&to, &message);
+                finished_calls = true;
+            }
+        }
+        if finished_calls {
+            self.handle.finished.notify_waiters();
+        }
+        let leader = status.leader.as_deref();
+        for event in events {
+            for tracker in &mut state.trackers {
+                dispatch(tracker.as_mut(), event, leader);
+            }
+        }
+        let at = now();
+        for job in &mut state.periodic {
+            match job.tracker.poll_due(at, status.role, leader) {
+                Some(PeriodicTask::Leader) => (job.leader_task)(),
+                Some(PeriodicTask::Follower { leader }) => (job.follower_task)(&leader),
+                None => {}
+            }
+        }
+        state.status = Some(status.clone());
+        let periodic = state.periodic.iter().map(|job| job.tracker.poll_timeout());
+        periodic.chain(state.calls.poll_timeout()).min()
+    }
+
+    /// Waits for the next input and applies it; false once the inbound channel closed.
+    async fn wait_for_input(&mut self, next_periodic: Option<Instant>) -> bool {
+        let deadline = [self.membership.poll_timeout(), next_periodic]
+            .into_iter()
+            .flatten()
+            .min();
+        self.timer.set(deadline);
+        let store = &mut self.store;
         let store_reply = async {
-            match &mut store {
+            match store {
                 Some(link) => link.next_reply().await,
                 None => std::future::pending().await,
             }
@@ -511,43 +577,53 @@ pub async fn run_cluster<R: RngCore>(
         tokio::select! {
             // Fixed branch order: an unbiased select! draws from an OS-seeded RNG.
             biased;
-            frame = inbound.recv() => match frame {
-                Some(PeerFrame { from, message: PeerMessage::Raft(message) }) => {
-                    if let Membership::Raft(node) = &mut membership {
-                        node.handle_message(now(), &from, message);
-                    }
-                }
-                Some(PeerFrame { from, message: PeerMessage::Call(message) }) => {
-                    handle.lock().calls.handle_message(&from, message);
-                    handle.finished.notify_waiters();
-                }
-                None => return,
+            frame = self.inbound.recv() => match frame {
+                Some(frame) => self.handle_frame(frame),
+                None => return false,
             },
-            Some((to, frame)) = undelivered.recv() => {
+            Some((to, frame)) = self.undelivered.recv() => {
                 if let PeerMessage::Call(message) = frame.message {
-                    handle.lock().calls.handle_undeliverable(&to, &message);
-                    handle.finished.notify_waiters();
+                    self.handle.lock().calls.handle_undeliverable(&to, &message);
+                    self.handle.finished.notify_waiters();
                 }
             },
-            reply = store_reply => {
-                if let (Membership::Lease(node), Some(link)) = (&mut membership, &mut store) {
-                    match reply {
-                        Some(Ok(value)) => {
-                            if let Some(id) = link.in_flight.pop_front() {
-                                node.handle_reply(id, Ok(value));
-                            }
-                        }
-                        Some(Err(_)) | None => link.fail_all(node, "store connection lost"),
-                    }
-                }
-            },
-            _ = handle.wake.notified() => {},
-            _ = timer.expired() => {
+            reply = store_reply => self.handle_store_reply(reply),
+            _ = self.handle.wake.notified() => {},
+            _ = self.timer.expired() => {
                 let at = now();
-                membership.handle_timeout(at);
-                handle.lock().calls.handle_timeout(at);
-                handle.finished.notify_waiters();
+                self.membership.handle_timeout(at);
+                self.handle.lock().calls.handle_timeout(at);
+                self.handle.finished.notify_waiters();
             },
+        }
+        true
+    }
+
+    fn handle_frame(&mut self, PeerFrame { from, message }: PeerFrame) {
+        match message {
+            PeerMessage::Raft(message) => {
+                if let Membership::Raft(node) = &mut self.membership {
+                    node.handle_message(now(), &from, message);
+                }
+            }
+            PeerMessage::Call(message) => {
+                self.handle.lock().calls.handle_message(&from, message);
+                self.handle.finished.notify_waiters();
+            }
+        }
+    }
+
+    fn handle_store_reply(&mut self, reply: Option<io::Result<Value>>) {
+        let (Membership::Lease(node), Some(link)) = (&mut self.membership, &mut self.store) else {
+            return;
+        };
+        match reply {
+            Some(Ok(value)) => {
+                if let Some(id) = link.in_flight.pop_front() {
+                    node.handle_reply(id, Ok(value));
+                }
+            }
+            Some(Err(_)) | None => link.fail_all(node, "store connection lost"),
         }
     }
 }
