@@ -120,9 +120,9 @@ enum State {
     Stopped,
 }
 
-/// What a status endpoint shows.
+/// What a status endpoint shows of an agent's connection.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Status {
+pub struct ConnectorStatus {
     pub state: StateKind,
     /// Attempt number within the current cycle (0 while online).
     pub attempt: u32,
@@ -338,7 +338,7 @@ impl<R: RngCore> Connector<R> {
         matches!(self.state, State::GaveUp | State::Stopped)
     }
 
-    pub fn status(&self) -> Status {
+    pub fn status(&self) -> ConnectorStatus {
         let (state, next_delay) = match self.state {
             State::Waiting { delay, .. } => (StateKind::Waiting, Some(delay)),
             State::Connecting { .. } => (StateKind::Connecting, None),
@@ -347,7 +347,7 @@ impl<R: RngCore> Connector<R> {
             State::GaveUp => (StateKind::GaveUp, None),
             State::Stopped => (StateKind::Stopped, None),
         };
-        Status {
+        ConnectorStatus {
             state,
             attempt: self.attempt,
             next_delay,
