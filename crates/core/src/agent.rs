@@ -11,11 +11,11 @@
 //! as one. A successful registration ends the cycle.
 
 use crate::backoff::{Backoff, BackoffPolicy, Next};
+pub use crate::timeline::DisconnectReason;
 use crate::timeline::{emit, AgentEvent};
 use crate::wire::{Heartbeat, Message, NodeStatus, Register, Unregister};
 use rand::RngCore;
 use std::collections::{BTreeMap, VecDeque};
-use std::fmt;
 use std::time::{Duration, Instant};
 
 #[derive(Clone, Debug)]
@@ -31,52 +31,6 @@ pub struct AgentConfig {
     pub backoff: BackoffPolicy,
     /// Sent on every registration.
     pub register: Register,
-}
-
-/// Why a connection ended or never came up.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum DisconnectReason {
-    /// The master refused the connection (nothing listening, or unreachable).
-    Refused,
-    /// The connection did not come up within the timeout.
-    ConnectTimeout,
-    /// The peer closed the connection.
-    Closed,
-    /// The connection broke with an I/O error.
-    Reset,
-    /// A heartbeat went unacknowledged for the timeout.
-    HeartbeatTimeout,
-    /// The registration went unacknowledged for the timeout.
-    RegisterTimeout,
-    /// The master refused the registration.
-    Rejected,
-    /// The peer sent a bad frame or an unexpected message.
-    ProtocolError,
-    /// This agent disconnected on purpose.
-    Local,
-}
-
-impl DisconnectReason {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            DisconnectReason::Refused => "refused",
-            DisconnectReason::ConnectTimeout => "connect_timeout",
-            DisconnectReason::Closed => "closed",
-            DisconnectReason::Reset => "reset",
-            DisconnectReason::HeartbeatTimeout => "heartbeat_timeout",
-            DisconnectReason::RegisterTimeout => "register_timeout",
-            DisconnectReason::Rejected => "rejected",
-            DisconnectReason::ProtocolError => "protocol_error",
-            DisconnectReason::Local => "local",
-        }
-    }
-}
-
-impl fmt::Display for DisconnectReason {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
 }
 
 #[derive(Clone, Debug, PartialEq)]

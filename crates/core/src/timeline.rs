@@ -7,7 +7,6 @@
 //! interprets events matches these enums exhaustively: a new kind is a compile error wherever
 //! it must be considered.
 
-use crate::agent::DisconnectReason;
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
@@ -27,6 +26,52 @@ pub enum Event {
     Single(SingleEvent),
     Call(CallEvent),
     Shell(ShellEvent),
+}
+
+/// Why a connection ended or never came up.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DisconnectReason {
+    /// The master refused the connection (nothing listening, or unreachable).
+    Refused,
+    /// The connection did not come up within the timeout.
+    ConnectTimeout,
+    /// The peer closed the connection.
+    Closed,
+    /// The connection broke with an I/O error.
+    Reset,
+    /// A heartbeat went unacknowledged for the timeout.
+    HeartbeatTimeout,
+    /// The registration went unacknowledged for the timeout.
+    RegisterTimeout,
+    /// The master refused the registration.
+    Rejected,
+    /// The peer sent a bad frame or an unexpected message.
+    ProtocolError,
+    /// This agent disconnected on purpose.
+    Local,
+}
+
+impl DisconnectReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DisconnectReason::Refused => "refused",
+            DisconnectReason::ConnectTimeout => "connect_timeout",
+            DisconnectReason::Closed => "closed",
+            DisconnectReason::Reset => "reset",
+            DisconnectReason::HeartbeatTimeout => "heartbeat_timeout",
+            DisconnectReason::RegisterTimeout => "register_timeout",
+            DisconnectReason::Rejected => "rejected",
+            DisconnectReason::ProtocolError => "protocol_error",
+            DisconnectReason::Local => "local",
+        }
+    }
+}
+
+impl fmt::Display for DisconnectReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// The agent's connector.
