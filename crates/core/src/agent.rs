@@ -486,20 +486,26 @@ mod tests {
         assert_eq!(connector.status().next_delay, Some(Duration::from_secs(30)));
     }
 
-    #[test]
-    fn the_agent_beats_at_the_interval_its_master_asks_for() {
+    /// A connector registered at `t0` by a master whose ack names `heartbeat_interval_ms`.
+    fn acked_with(heartbeat_interval_ms: u64) -> (Instant, Connector<ChaCha8Rng>) {
         let t0 = Instant::now();
         let mut connector = connector(no_jitter(), t0);
         connector.handle_timeout(t0);
         connector.handle_connected(t0);
-        let fast = Message::RegisterAck(RegisterAck {
-            heartbeat_interval_ms: 250,
-            ..match ack() {
-                Message::RegisterAck(ack) => ack,
-                _ => unreachable!(),
-            }
-        });
-        connector.handle_message(t0, fast);
+        let Message::RegisterAck(ack) = ack() else {
+            unreachable!("ack() is a RegisterAck")
+        };
+        let ack = RegisterAck {
+            heartbeat_interval_ms,
+            ..ack
+        };
+        connector.handle_message(t0, Message::RegisterAck(ack));
+        (t0, connector)
+    }
+
+    #[test]
+    fn the_agent_beats_at_the_interval_its_master_asks_for() {
+        let (t0, mut connector) = acked_with(250);
         assert_eq!(
             connector.poll_timeout(),
             Some(t0 + Duration::from_millis(250))
@@ -514,18 +520,7 @@ mod tests {
 
     #[test]
     fn an_ack_without_an_interval_keeps_the_agents_own() {
-        let t0 = Instant::now();
-        let mut connector = connector(no_jitter(), t0);
-        connector.handle_timeout(t0);
-        connector.handle_connected(t0);
-        let silent = Message::RegisterAck(RegisterAck {
-            heartbeat_interval_ms: 0,
-            ..match ack() {
-                Message::RegisterAck(ack) => ack,
-                _ => unreachable!(),
-            }
-        });
-        connector.handle_message(t0, silent);
+        let (t0, connector) = acked_with(0);
         assert_eq!(connector.poll_timeout(), Some(t0 + Duration::from_secs(1)));
     }
 

@@ -1,14 +1,10 @@
 //! Checks on the agents as the masters saw them: online, offline, following the leader.
 
 use crate::history::{abbreviate, fmt_time};
-use crate::judge::{Check, CheckSpec, Evidence};
+use crate::judge::{ms, Check, CheckSpec, Evidence};
 use crate::scenario::selector::Selector;
 use fleet_core::fmt_duration as show;
 use std::time::Duration;
-
-fn ms(duration: Duration) -> u64 {
-    duration.as_millis() as u64
-}
 
 /// Every selected agent is online (as its master sees it) at `at`.
 pub const ALL_ONLINE: CheckSpec = CheckSpec {

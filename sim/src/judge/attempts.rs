@@ -2,7 +2,7 @@
 
 use crate::history::attempts::{connect_attempts, peak_connect_rate};
 use crate::history::{fmt_time, Entry};
-use crate::judge::{Check, CheckSpec, Evidence};
+use crate::judge::{ms, Check, CheckSpec, Evidence};
 use crate::scenario::selector::Selector;
 use fleet_core::backoff::BackoffPolicy;
 use fleet_core::fmt_duration as show;
@@ -10,10 +10,6 @@ use fleet_core::timeline::{AgentEvent, Event};
 use std::collections::BTreeMap;
 use std::ops::RangeInclusive;
 use std::time::Duration;
-
-fn ms(duration: Duration) -> u64 {
-    duration.as_millis() as u64
-}
 
 /// Every delay before a connect attempt at or after `after` lies within the policy's bounds.
 pub const BACKOFF_FOLLOWS_POLICY: CheckSpec = CheckSpec {

@@ -1,13 +1,9 @@
 //! Checks on leadership: who led, when, and in which term.
 
 use crate::history::fmt_time;
-use crate::judge::{Check, CheckSpec, Evidence};
+use crate::judge::{ms, Check, CheckSpec, Evidence};
 use fleet_core::fmt_duration as show;
 use std::time::Duration;
-
-fn ms(duration: Duration) -> u64 {
-    duration.as_millis() as u64
-}
 
 /// Some master takes office in `[after, after + within]`.
 pub const LEADER_ELECTED: CheckSpec = CheckSpec {

@@ -46,6 +46,11 @@ impl<'a> Evidence<'a> {
     }
 }
 
+/// A moment of the run in the timeline's milliseconds.
+fn ms(duration: std::time::Duration) -> u64 {
+    duration.as_millis() as u64
+}
+
 /// One compiled `[[expect]]` check.
 pub trait Check: std::fmt::Debug + Send + Sync {
     /// The check as the verdict names it: `all_online agents at 10s`.
