@@ -343,17 +343,7 @@ fn check_cluster(
         }
         "raft" => {
             misplaced(&lease_fields)?;
-            let defaults = RaftConfig::default();
-            let config = RaftConfig {
-                election_timeout: raw
-                    .election_timeout
-                    .map_or(defaults.election_timeout, |range| (range.0, range.1)),
-                heartbeat_interval: raw
-                    .heartbeat_interval
-                    .map_or(defaults.heartbeat_interval, |d| d.0),
-                pre_vote: raw.pre_vote.unwrap_or(defaults.pre_vote),
-                check_quorum: raw.check_quorum.unwrap_or(defaults.check_quorum),
-            };
+            let config = raft_config(&raw);
             config
                 .validate()
                 .map_err(|message| source.error(span, format!("[cluster]: {message}")))?;
@@ -361,13 +351,7 @@ fn check_cluster(
         }
         "lease" => {
             misplaced(&raft_fields)?;
-            let defaults = LeaseConfig::default();
-            let config = LeaseConfig {
-                lease_period: raw.lease_period.map_or(defaults.lease_period, |d| d.0),
-                renew_interval: raw.renew_interval.map_or(defaults.renew_interval, |d| d.0),
-                sync_interval: raw.sync_interval.map_or(defaults.sync_interval, |d| d.0),
-                ..defaults
-            };
+            let config = lease_config(&raw);
             config
                 .validate()
                 .map_err(|message| source.error(span, format!("[cluster]: {message}")))?;
@@ -377,6 +361,32 @@ fn check_cluster(
             raw.mode.as_ref().map_or(span.clone(), |mode| mode.span()),
             format!("unknown cluster mode {other:?}; expected raft, lease or single"),
         )),
+    }
+}
+
+/// Raft's settings: the file's, or the defaults.
+fn raft_config(raw: &RawCluster) -> RaftConfig {
+    let defaults = RaftConfig::default();
+    RaftConfig {
+        election_timeout: raw
+            .election_timeout
+            .map_or(defaults.election_timeout, |range| (range.0, range.1)),
+        heartbeat_interval: raw
+            .heartbeat_interval
+            .map_or(defaults.heartbeat_interval, |d| d.0),
+        pre_vote: raw.pre_vote.unwrap_or(defaults.pre_vote),
+        check_quorum: raw.check_quorum.unwrap_or(defaults.check_quorum),
+    }
+}
+
+/// Lease mode's timing: the file's, or the defaults.
+fn lease_config(raw: &RawCluster) -> LeaseConfig {
+    let defaults = LeaseConfig::default();
+    LeaseConfig {
+        lease_period: raw.lease_period.map_or(defaults.lease_period, |d| d.0),
+        renew_interval: raw.renew_interval.map_or(defaults.renew_interval, |d| d.0),
+        sync_interval: raw.sync_interval.map_or(defaults.sync_interval, |d| d.0),
+        ..defaults
     }
 }
 
