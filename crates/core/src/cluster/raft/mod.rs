@@ -304,93 +304,87 @@ impl<R: RngCore> RaftNode<R> {
             self.observe_term(now, message.term());
         }
         match message {
-            RaftMessage::PreVote { term } => {
-                let leader_is_fresh = self.role == Role::Leader
-                    || self
-                        .last_leader_contact
-                        .is_some_and(|at| now.duration_since(at) < self.config.election_timeout.0);
-                let granted = term > self.term && !leader_is_fresh;
-                self.send(
-                    from,
-                    RaftMessage::PreVoteResponse {
-                        term: if granted { term } else { self.term },
-                        granted,
-                    },
-                );
-            }
+            RaftMessage::PreVote { term } => self.handle_pre_vote(now, from, term),
             RaftMessage::PreVoteResponse { term, granted } => {
                 if granted && self.role == Role::PreCandidate && term == self.term + 1 {
                     self.votes.insert(from.to_string());
                     self.check_votes(now);
                 }
             }
-            RaftMessage::RequestVote { term } => {
-                let denial = if term < self.term {
-                    Some("stale term".to_string())
-                } else {
-                    match &self.voted_for {
-                        Some(other) if other != from => Some(format!("voted for {other}")),
-                        _ => None,
-                    }
-                };
-                let granted = denial.is_none();
-                match denial {
-                    None => {
-                        self.voted_for = Some(from.to_string());
-                        self.reset_election_deadline(now);
-                        emit(RaftEvent::VoteGranted {
-                            term,
-                            candidate: from.to_string(),
-                        });
-                    }
-                    Some(reason) => {
-                        emit(RaftEvent::VoteDenied {
-                            term,
-                            candidate: from.to_string(),
-                            reason,
-                        });
-                    }
-                }
-                self.send(
-                    from,
-                    RaftMessage::VoteResponse {
-                        term: self.term,
-                        granted,
-                    },
-                );
-            }
+            RaftMessage::RequestVote { term } => self.handle_request_vote(now, from, term),
             RaftMessage::VoteResponse { term, granted } => {
                 if granted && self.role == Role::Candidate && term == self.term {
                     self.votes.insert(from.to_string());
                     self.check_votes(now);
                 }
             }
-            RaftMessage::Heartbeat { term } => {
-                if term == self.term {
-                    debug_assert!(
-                        self.role != Role::Leader,
-                        "two leaders in term {term}: {} and {from}",
-                        self.me
-                    );
-                    self.last_leader_contact = Some(now);
-                    self.reset_election_deadline(now);
-                    let changed =
-                        self.role != Role::Follower || self.leader.as_deref() != Some(from);
-                    self.role = Role::Follower;
-                    if changed {
-                        self.leader = Some(from.to_string());
-                        emit(RaftEvent::BecameFollower {
-                            term,
-                            leader: from.to_string(),
-                        });
-                        self.events.push_back(ClusterEvent::ElectionFinish);
-                        self.events.push_back(ClusterEvent::SignFollower);
-                    }
-                }
-                self.send(from, RaftMessage::HeartbeatResponse { term: self.term });
-            }
+            RaftMessage::Heartbeat { term } => self.handle_heartbeat(now, from, term),
             RaftMessage::HeartbeatResponse { .. } => {}
         }
+    }
+
+    /// Would we vote for `from` in `term`? Not while a leader is fresh: that is what keeps a
+    /// node cut off from the leader from disrupting the cluster when it returns.
+    fn handle_pre_vote(&mut self, now: Instant, from: &str, term: u64) {
+        let leader_is_fresh = self.role == Role::Leader
+            || self
+                .last_leader_contact
+                .is_some_and(|at| now.duration_since(at) < self.config.election_timeout.0);
+        let granted = term > self.term && !leader_is_fresh;
+        let term = if granted { term } else { self.term };
+        self.send(from, RaftMessage::PreVoteResponse { term, granted });
+    }
+
+    /// One vote per term: granted unless the term is stale or the vote already went elsewhere.
+    fn handle_request_vote(&mut self, now: Instant, from: &str, term: u64) {
+        let denial = if term < self.term {
+            Some("stale term".to_string())
+        } else {
+            match &self.voted_for {
+                Some(other) if other != from => Some(format!("voted for {other}")),
+                _ => None,
+            }
+        };
+        let granted = denial.is_none();
+        let candidate = from.to_string();
+        match denial {
+            None => {
+                self.voted_for = Some(from.to_string());
+                self.reset_election_deadline(now);
+                emit(RaftEvent::VoteGranted { term, candidate });
+            }
+            Some(reason) => emit(RaftEvent::VoteDenied {
+                term,
+                candidate,
+                reason,
+            }),
+        }
+        let term = self.term;
+        self.send(from, RaftMessage::VoteResponse { term, granted });
+    }
+
+    /// A leader of our term: follow it, and put off our own election.
+    fn handle_heartbeat(&mut self, now: Instant, from: &str, term: u64) {
+        if term == self.term {
+            debug_assert!(
+                self.role != Role::Leader,
+                "two leaders in term {term}: {} and {from}",
+                self.me
+            );
+            self.last_leader_contact = Some(now);
+            self.reset_election_deadline(now);
+            let changed = self.role != Role::Follower || self.leader.as_deref() != Some(from);
+            self.role = Role::Follower;
+            if changed {
+                self.leader = Some(from.to_string());
+                let leader = from.to_string();
+                emit(RaftEvent::BecameFollower { term, leader });
+                self.events.push_back(ClusterEvent::ElectionFinish);
+                self.events.push_back(ClusterEvent::SignFollower);
+            }
+        }
+        let term = self.term;
+        self.send(from, RaftMessage::HeartbeatResponse { term });
     }
 
     /// Gives up leadership on purpose (a graceful handover): followers elect another.
