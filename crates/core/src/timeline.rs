@@ -166,6 +166,12 @@ pub enum RaftEvent {
         term: u64,
         reason: String,
     },
+    /// On boot: the term and vote read back from stable storage.
+    StateRestored {
+        term: u64,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        voted_for: Option<String>,
+    },
 }
 
 /// Lease mode: the holder of the lease leads; its fencing token numbers its time in office.
@@ -339,6 +345,11 @@ mod tests {
                 reason: s("higher term"),
             }
             .into(),
+            RaftEvent::StateRestored {
+                term: 2,
+                voted_for: Some(s("master-1")),
+            }
+            .into(),
             LeaseEvent::LeaseAcquired { token: 1 }.into(),
             LeaseEvent::LeaseRenewed { token: 1 }.into(),
             LeaseEvent::LeaseLost {
@@ -413,6 +424,7 @@ mod tests {
                 R::BecameLeader { .. } => 17,
                 R::BecameFollower { .. } => 18,
                 R::SteppedDown { .. } => 19,
+                R::StateRestored { .. } => 30,
             },
             Event::Lease(event) => match event {
                 LeaseEvent::LeaseAcquired { .. } => 20,
@@ -437,7 +449,7 @@ mod tests {
     fn every_kind_has_a_sample() {
         let mut seen: Vec<usize> = samples().iter().map(number).collect();
         seen.sort();
-        assert_eq!(seen, (0..30).collect::<Vec<_>>());
+        assert_eq!(seen, (0..31).collect::<Vec<_>>());
     }
 
     fn kind(event: &Event) -> String {

@@ -45,9 +45,11 @@ fn change(event: &Event) -> Change {
             RaftEvent::BecameLeader { term, .. } => Change::Opens(*term),
             RaftEvent::BecameFollower { .. } | RaftEvent::SteppedDown { .. } => Change::Closes,
             RaftEvent::ElectionStarted { term } => Change::Starts(*term),
+            // A restored node boots as a follower; its crash already closed any time in office.
             RaftEvent::PreVoteStarted { .. }
             | RaftEvent::VoteGranted { .. }
-            | RaftEvent::VoteDenied { .. } => Change::Nothing,
+            | RaftEvent::VoteDenied { .. }
+            | RaftEvent::StateRestored { .. } => Change::Nothing,
         },
         Event::Lease(event) => match event {
             LeaseEvent::LeaseAcquired { token } => Change::Opens(*token),

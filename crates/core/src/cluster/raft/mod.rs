@@ -8,6 +8,11 @@
 //! Sans-IO like the other cores: [`RaftNode::handle_message`] and
 //! [`RaftNode::handle_timeout`] take `now`; messages to send come from
 //! [`RaftNode::poll_message`], membership events from [`RaftNode::poll_event`].
+//!
+//! A node votes at most once per term, so its term and vote must outlive a crash. After every
+//! input the driver first takes [`RaftNode::poll_hard_state`] and writes it to stable storage,
+//! and only then sends what `poll_message` hands out: a vote or a candidacy never leaves before
+//! it is durable. On boot the driver hands the saved state back with [`RaftNode::restore`].
 
 use super::{ClusterEvent, Role};
 use crate::timeline::{emit, RaftEvent};
@@ -90,6 +95,13 @@ impl RaftMessage {
     }
 }
 
+/// What raft keeps on stable storage: the current term and whom this node voted for in it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HardState {
+    pub term: u64,
+    pub voted_for: Option<String>,
+}
+
 pub struct RaftNode<R> {
     me: String,
     /// Every other member, sorted.
@@ -98,6 +110,8 @@ pub struct RaftNode<R> {
     rng: R,
     term: u64,
     voted_for: Option<String>,
+    /// The hard state last handed out for saving.
+    saved: HardState,
     role: Role,
     leader: Option<String>,
     /// Follower or candidate: when to start the next (pre-)election.
@@ -133,6 +147,7 @@ impl<R: RngCore> RaftNode<R> {
             rng,
             term: 0,
             voted_for: None,
+            saved: HardState::default(),
             role: Role::Follower,
             leader: None,
             election_deadline: now,
@@ -147,6 +162,31 @@ impl<R: RngCore> RaftNode<R> {
         };
         node.reset_election_deadline(now);
         node
+    }
+
+    /// Resumes from the state saved before a crash. Call it before any input.
+    pub fn restore(&mut self, saved: HardState) {
+        emit(RaftEvent::StateRestored {
+            term: saved.term,
+            voted_for: saved.voted_for.clone(),
+        });
+        self.term = saved.term;
+        self.voted_for = saved.voted_for.clone();
+        self.saved = saved;
+    }
+
+    /// The term and vote to write to stable storage, when they changed since the last call.
+    /// Take it before sending anything `poll_message` hands out.
+    #[must_use]
+    pub fn poll_hard_state(&mut self) -> Option<HardState> {
+        if self.saved.term == self.term && self.saved.voted_for == self.voted_for {
+            return None;
+        }
+        self.saved = HardState {
+            term: self.term,
+            voted_for: self.voted_for.clone(),
+        };
+        Some(self.saved.clone())
     }
 
     fn majority(&self) -> usize {

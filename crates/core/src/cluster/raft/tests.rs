@@ -8,6 +8,11 @@ use rand_chacha::ChaCha8Rng;
 
 struct Cluster {
     nodes: Vec<RaftNode<ChaCha8Rng>>,
+    /// Each node's stable storage: the hard state it last asked to save.
+    disks: Vec<HardState>,
+    config: RaftConfig,
+    seed: u64,
+    restarts: u64,
     /// Messages in flight: (from, to, message).
     in_flight: Vec<(usize, usize, RaftMessage)>,
     /// `cut[a][b]`: messages from a to b are dropped.
@@ -33,6 +38,10 @@ impl Cluster {
             .collect();
         Cluster {
             nodes,
+            disks: vec![HardState::default(); size],
+            config,
+            seed,
+            restarts: 0,
             in_flight: Vec::new(),
             cut: vec![vec![false; size]; size],
             now,
@@ -46,6 +55,10 @@ impl Cluster {
 
     fn collect(&mut self) {
         for from in 0..self.nodes.len() {
+            // Saved before anything is sent, as a driver must.
+            if let Some(state) = self.nodes[from].poll_hard_state() {
+                self.disks[from] = state;
+            }
             while let Some((to, message)) = self.nodes[from].poll_message() {
                 let to = self.index(&to);
                 self.in_flight.push((from, to, message));
@@ -72,6 +85,27 @@ impl Cluster {
                 );
             }
         }
+    }
+
+    /// Node `index` crashes and starts again; with `persist` it reads its disk back. Messages
+    /// in flight to it reach the new incarnation.
+    fn restart(&mut self, index: usize, persist: bool) {
+        let index = index % self.nodes.len();
+        self.restarts += 1;
+        let members: Vec<String> = (0..self.nodes.len()).map(name).collect();
+        let rng = ChaCha8Rng::seed_from_u64(self.seed ^ self.restarts.wrapping_mul(0x2545_f491));
+        let mut node = RaftNode::new(
+            &members[index],
+            &members,
+            self.config.clone(),
+            rng,
+            self.now,
+        );
+        if persist {
+            node.restore(self.disks[index].clone());
+        }
+        self.nodes[index] = node;
+        self.collect();
     }
 
     fn deliver(&mut self, index: usize) {
@@ -322,6 +356,50 @@ fn events_report_the_election_in_order() {
     assert_eq!((node.term(), node.leader()), (1, Some("a")));
 }
 
+/// A follower that voted in a term, then crashed, must not vote again in that term.
+#[test]
+fn a_restarted_node_keeps_its_vote_only_if_it_restores_it() {
+    let members: Vec<String> = ["a", "b", "c"].map(String::from).to_vec();
+    let now = Instant::now();
+    let config = RaftConfig {
+        pre_vote: false,
+        ..RaftConfig::default()
+    };
+    let boot = |seed| {
+        let rng = ChaCha8Rng::seed_from_u64(seed);
+        RaftNode::new("b", &members, config.clone(), rng, now)
+    };
+    let mut b = boot(1);
+    b.handle_message(now, "a", RaftMessage::RequestVote { term: 5 });
+    let saved = b.poll_hard_state().expect("a vote must be saved");
+    assert_eq!(
+        saved,
+        HardState {
+            term: 5,
+            voted_for: Some("a".into())
+        }
+    );
+    let vote_of = |node: &mut RaftNode<ChaCha8Rng>| {
+        std::iter::from_fn(|| node.poll_message())
+            .find_map(|(_, message)| match message {
+                RaftMessage::VoteResponse { granted, .. } => Some(granted),
+                _ => None,
+            })
+            .expect("answers the vote")
+    };
+    assert!(vote_of(&mut b), "votes for a");
+
+    let mut forgetful = boot(2);
+    forgetful.handle_message(now, "c", RaftMessage::RequestVote { term: 5 });
+    assert!(vote_of(&mut forgetful), "forgot, and votes twice in term 5");
+
+    let mut restored = boot(3);
+    restored.restore(saved);
+    restored.handle_message(now, "c", RaftMessage::RequestVote { term: 5 });
+    assert!(!vote_of(&mut restored), "remembers its vote for a");
+    assert_eq!(restored.poll_hard_state(), None, "nothing new to save");
+}
+
 #[derive(Clone, Debug)]
 enum Op {
     Deliver(usize),
@@ -329,6 +407,7 @@ enum Op {
     Advance(u64),
     Partition(u32),
     Heal,
+    Restart(usize),
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -338,14 +417,16 @@ fn op() -> impl Strategy<Value = Op> {
         3 => (1u64..2000).prop_map(Op::Advance),
         1 => any::<u32>().prop_map(Op::Partition),
         1 => Just(Op::Heal),
+        1 => any::<usize>().prop_map(Op::Restart),
     ]
 }
 
 proptest! {
     #![proptest_config(ProptestConfig { cases: 128, ..ProptestConfig::default() })]
 
-    /// Election safety under any schedule of drops, delays, reorders and partitions, and
-    /// liveness once the network heals: one leader everyone follows within 20 seconds.
+    /// Election safety under any schedule of drops, delays, reorders, partitions and restarts
+    /// (each restarted node reads back its saved term and vote), and liveness once the network
+    /// heals: one leader everyone follows within 20 seconds.
     #[test]
     fn elections_are_safe_under_chaos_and_live_after_heal(
         size in prop_oneof![Just(3usize), Just(5usize)],
@@ -363,6 +444,7 @@ proptest! {
                 Op::Advance(ms) => cluster.advance(Duration::from_millis(ms)),
                 Op::Partition(mask) => cluster.partition(mask),
                 Op::Heal => cluster.heal(),
+                Op::Restart(i) => cluster.restart(i, true),
             }
         }
         cluster.heal();
