@@ -9,6 +9,7 @@
 
 use crate::clock::{now, Timer};
 use crate::codec::{FrameCodec, RespCodec};
+use crate::disk::Disk;
 use crate::master::MasterState;
 use fleet_core::cluster::calls::{CallMessage, CallResult, Calls, Function};
 use fleet_core::cluster::lease::{LeaseAction, LeaseConfig, LeaseNode};
@@ -48,7 +49,13 @@ pub struct ClusterConfig {
     /// Every member's cluster address, this node's included.
     pub members: BTreeMap<String, SocketAddr>,
     pub mode: ClusterMode,
+    /// Stable storage that outlives this node's crashes: raft keeps its term and vote there.
+    /// `None` forgets them on every restart, which is unsafe and exists to show why.
+    pub disk: Option<Disk>,
 }
+
+/// The disk record raft's term and vote live in.
+const HARD_STATE: &str = "raft/hard_state";
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub enum PeerMessage {
@@ -386,6 +393,7 @@ pub async fn run_cluster<R: RngCore>(
     tokio::spawn(accept_peers(listener, inbound_tx));
     let (outbound, undelivered) = connect_peers(&config);
     let mut cluster = ClusterLoop {
+        disk: config.disk,
         me: config.me,
         members,
         membership,
@@ -419,7 +427,11 @@ fn start_membership<R: RngCore>(
     match config.mode.clone() {
         ClusterMode::Single => (Membership::Single(SingleNode::new(&config.me)), None),
         ClusterMode::Raft(raft) => {
-            let node = RaftNode::new(&config.me, members, raft, rng, now());
+            let mut node = RaftNode::new(&config.me, members, raft, rng, now());
+            let saved = config.disk.as_ref().and_then(|disk| disk.read(HARD_STATE));
+            if let Some(state) = saved.and_then(|bytes| serde_json::from_slice(&bytes).ok()) {
+                node.restore(state);
+            }
             (Membership::Raft(node), None)
         }
         ClusterMode::Lease {
@@ -464,6 +476,7 @@ fn connect_peers(
 /// One master's cluster loop: its membership core, its links, and what it tells the master and
 /// the handle.
 struct ClusterLoop<R> {
+    disk: Option<Disk>,
     me: String,
     members: Vec<String>,
     membership: Membership<R>,
@@ -505,6 +518,11 @@ impl<R: RngCore> ClusterLoop<R> {
     /// status and leadership. Returns when the next periodic task or call is due.
     async fn publish(&mut self) -> Option<Instant> {
         if let Membership::Raft(node) = &mut self.membership {
+            // Durable before any vote or candidacy leaves.
+            if let (Some(state), Some(disk)) = (node.poll_hard_state(), &self.disk) {
+                let bytes = serde_json::to_vec(&state).expect("a hard state serializes");
+                disk.write(HARD_STATE, bytes);
+            }
             let messages: Vec<_> = std::iter::from_fn(|| node.poll_message()).collect();
             for (to, message) in messages {
                 self.send(&to, PeerMessage::Raft(message));

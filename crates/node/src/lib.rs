@@ -8,6 +8,7 @@ pub mod agent;
 pub mod clock;
 pub mod cluster;
 pub mod codec;
+pub mod disk;
 pub mod master;
 
 pub use agent::{registration, run_agent};

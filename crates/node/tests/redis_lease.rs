@@ -95,6 +95,8 @@ fn start_master(name: &str, store: SocketAddr) -> (MasterState, tokio::task::Joi
             ),
             store,
         },
+        // Lease mode keeps nothing on disk: the store holds the lease.
+        disk: None,
     };
     let listener_state = state.clone();
     let task = tokio::spawn(async move {

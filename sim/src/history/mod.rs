@@ -45,6 +45,11 @@ pub enum FaultEvent {
     Loss {
         rate: f64,
     },
+    Wipe {
+        target: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        nodes: Option<Vec<String>>,
+    },
 }
 
 impl FaultEvent {
@@ -60,10 +65,12 @@ impl FaultEvent {
                         .unwrap_or_default(),
                 })
             }
+            // A wiped disk leaves its process running.
             FaultEvent::Partition { .. }
             | FaultEvent::Heal { .. }
             | FaultEvent::Latency { .. }
-            | FaultEvent::Loss { .. } => None,
+            | FaultEvent::Loss { .. }
+            | FaultEvent::Wipe { .. } => None,
         }
     }
 }

@@ -35,7 +35,16 @@ impl<'a> Fields<'a> {
         )
     }
 
-    fn text(&self, name: &str, what: &str) -> Result<Option<(&'a str, Position)>, ScenarioError> {
+    pub fn scenario(&self) -> &'a Scenario {
+        self.scenario
+    }
+
+    /// A string field, and where it was written.
+    pub fn text(
+        &self,
+        name: &str,
+        what: &str,
+    ) -> Result<Option<(&'a str, Position)>, ScenarioError> {
         match self.get(name) {
             None => Ok(None),
             Some(Located {

@@ -13,7 +13,7 @@
 
 use crate::history::leaders::LeaderSpan;
 use crate::history::{fmt_time, Entry, Happening};
-use crate::judge::{Evidence, Verdict};
+use crate::judge::{Check, CheckSpec, Evidence, Verdict};
 use crate::scenario::ClusterSpec;
 use fleet_core::timeline::{Event, LeaseEvent};
 use std::collections::BTreeMap;
@@ -30,25 +30,37 @@ fn rule(name: &str, result: Result<String, String>) -> Verdict {
     }
 }
 
-pub fn check(evidence: &Evidence, unreadable: &[String]) -> Vec<Verdict> {
-    let mut verdicts = match evidence.scenario.cluster {
-        ClusterSpec::Single => vec![],
-        ClusterSpec::Raft(_) => vec![rule(
-            "at_most_one_leader_per_term",
-            one_leader_per_term(&evidence.leaders.spans),
-        )],
-        ClusterSpec::Lease(_) => vec![
-            rule(
-                "at_most_one_leader_per_term",
-                one_leader_per_term(&evidence.leaders.spans),
-            ),
-            rule("one_lease_holder_at_a_time", one_lease_holder(evidence)),
-            rule(
-                "fencing_tokens_increase",
-                fencing_tokens_increase(evidence.entries),
-            ),
-        ],
-    };
+const ONE_LEADER: &str = "at_most_one_leader_per_term";
+const ONE_HOLDER: &str = "one_lease_holder_at_a_time";
+const FENCING: &str = "fencing_tokens_increase";
+
+/// The rules every run of this cluster mode is held to.
+pub fn rules(cluster: &ClusterSpec) -> &'static [&'static str] {
+    match cluster {
+        ClusterSpec::Single => &[],
+        ClusterSpec::Raft { .. } => &[ONE_LEADER],
+        ClusterSpec::Lease(_) => &[ONE_LEADER, ONE_HOLDER, FENCING],
+    }
+}
+
+/// Judges one rule by name; `None` for a name that is no rule.
+pub fn judge_rule(name: &str, evidence: &Evidence) -> Option<Result<String, String>> {
+    Some(match name {
+        ONE_LEADER => one_leader_per_term(&evidence.leaders.spans),
+        ONE_HOLDER => one_lease_holder(evidence),
+        FENCING => fencing_tokens_increase(evidence.entries),
+        _ => return None,
+    })
+}
+
+/// Every rule of the mode, but those an expectation names (it judges them itself, `holds`
+/// included), then `timeline_readable` if any event did not parse back.
+pub fn check(evidence: &Evidence, unreadable: &[String], named: &[&str]) -> Vec<Verdict> {
+    let mut verdicts: Vec<Verdict> = rules(&evidence.scenario.cluster)
+        .iter()
+        .filter(|name| !named.contains(name))
+        .filter_map(|name| Some(rule(name, judge_rule(name, evidence)?)))
+        .collect();
     if !unreadable.is_empty() {
         let detail = format!(
             "{} events did not parse back; first: {}",
@@ -58,6 +70,55 @@ pub fn check(evidence: &Evidence, unreadable: &[String]) -> Vec<Verdict> {
         verdicts.push(rule("timeline_readable", Err(detail)));
     }
     verdicts
+}
+
+/// `check = "invariant"` with `rule = NAME`: one of the mode's rules as an expectation, so a
+/// scenario can state `holds = false` for a rule it exists to show broken.
+pub const INVARIANT: CheckSpec = CheckSpec {
+    name: "invariant",
+    fields: &["rule"],
+    parse: |fields| {
+        let (name, at) = fields
+            .text(
+                "rule",
+                r#"a rule's name, like "at_most_one_leader_per_term""#,
+            )?
+            .ok_or_else(|| fields.missing("rule"))?;
+        let rules = rules(&fields.scenario().cluster);
+        match rules.iter().find(|rule| **rule == name) {
+            Some(rule) => Ok(Box::new(Invariant { rule })),
+            None => Err(fields.error(
+                at,
+                format!(
+                    "{name:?} is no rule of mode {:?}; its rules: {}",
+                    fields.scenario().cluster.mode(),
+                    rules.join(", ")
+                ),
+            )),
+        }
+    },
+};
+
+#[derive(Debug)]
+struct Invariant {
+    rule: &'static str,
+}
+
+impl Check for Invariant {
+    fn title(&self) -> String {
+        format!("invariant {}", self.rule)
+    }
+
+    fn judge(&self, evidence: &Evidence) -> (bool, String) {
+        match judge_rule(self.rule, evidence).expect("a rule of this mode") {
+            Ok(detail) => (true, detail),
+            Err(detail) => (false, detail),
+        }
+    }
+
+    fn invariant(&self) -> Option<&'static str> {
+        Some(self.rule)
+    }
 }
 
 fn describe_span(span: &LeaderSpan) -> String {

@@ -57,6 +57,12 @@ pub trait Check: std::fmt::Debug + Send + Sync {
     fn title(&self) -> String;
     /// Whether it holds, and what was seen.
     fn judge(&self, evidence: &Evidence) -> (bool, String);
+
+    /// The invariant this check stands for, if it is `check = "invariant"`: that rule is then
+    /// judged here and not again on its own.
+    fn invariant(&self) -> Option<&'static str> {
+        None
+    }
 }
 
 /// A check's name, the fields it takes, and its parser.
@@ -79,6 +85,7 @@ pub const CHECKS: &[CheckSpec] = &[
     leaders::NO_LEADER,
     leaders::TERM_AT_MOST,
     agents::AGENTS_FOLLOW_LEADER,
+    invariants::INVARIANT,
 ];
 
 /// A check, and whether it should hold. `holds = false` documents a failure a scenario exists
@@ -149,7 +156,11 @@ pub fn evaluate(
         .iter()
         .map(|expectation| expected(expectation, &evidence))
         .collect();
-    verdicts.extend(invariants::check(&evidence, &timeline.unreadable));
+    let named: Vec<&str> = expectations
+        .iter()
+        .filter_map(|expectation| expectation.check.invariant())
+        .collect();
+    verdicts.extend(invariants::check(&evidence, &timeline.unreadable, &named));
     verdicts
 }
 
@@ -257,6 +268,29 @@ mod tests {
             "{}",
             error.message
         );
+    }
+
+    #[test]
+    fn an_invariant_is_named_by_a_rule_of_the_mode() {
+        let raft = "name = \"t\"\nduration = \"1m\"\n[topology]\nmasters = 3\nagents = 1\n";
+        let named = |rule: &str| {
+            compile_text(&format!(
+                "{raft}[[expect]]\ncheck = \"invariant\"\nrule = \"{rule}\"\nholds = false\n"
+            ))
+        };
+        let expectations = named("at_most_one_leader_per_term").unwrap();
+        assert_eq!(
+            expectations[0].check.invariant(),
+            Some("at_most_one_leader_per_term")
+        );
+        assert!(!expectations[0].holds);
+        let lease_rule = named("fencing_tokens_increase").unwrap_err();
+        assert!(
+            lease_rule.message.contains("no rule of mode \"raft\""),
+            "{}",
+            lease_rule.message
+        );
+        assert_eq!(lease_rule.line, 8);
     }
 
     #[test]

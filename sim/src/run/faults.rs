@@ -7,6 +7,7 @@ use crate::scenario::faults::FaultAction;
 use crate::scenario::selector::{Selector, Topology};
 use fleet_core::fmt_duration;
 use fleet_core::timeline::Json;
+use fleet_node::disk::Disk;
 use madsim::net::NetSim;
 use madsim::runtime::Handle;
 use madsim::task::NodeId;
@@ -26,6 +27,8 @@ fn record(event: FaultEvent) {
 
 pub struct FaultInjector {
     pub ids: BTreeMap<String, NodeId>,
+    /// The disks that outlive their nodes, for `wipe`.
+    pub disks: BTreeMap<String, Disk>,
     /// Links cut by partitions, as (from, to), so heal can restore exactly those.
     pub clogged: BTreeSet<(NodeId, NodeId)>,
     pub topology: Topology,
@@ -82,6 +85,16 @@ impl FaultInjector {
                 record(FaultEvent::Loss { rate: *rate });
                 let rate = *rate;
                 NetSim::current().update_config(|config| config.packet_loss_rate = rate);
+            }
+            FaultAction::Wipe(target) => {
+                let nodes =
+                    self.announce(target, |target, nodes| FaultEvent::Wipe { target, nodes });
+                // A node without a disk (an agent, or persist = false) has nothing to lose.
+                for node in nodes {
+                    if let Some(disk) = self.disks.get(&node) {
+                        disk.wipe();
+                    }
+                }
             }
         }
     }

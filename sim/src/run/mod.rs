@@ -43,10 +43,13 @@ mod runner {
         config.net.send_latency = latency_range(network.latency.0, network.latency.1);
         config.net.packet_loss_rate = network.loss;
         let runtime = Runtime::with_seed_and_config(seed, config);
-        let ids = super::nodes::build(&runtime, scenario, seed);
+        let built = super::nodes::build(&runtime, scenario, seed);
 
-        let names: BTreeMap<NodeId, String> =
-            ids.iter().map(|(name, id)| (*id, name.clone())).collect();
+        let names: BTreeMap<NodeId, String> = built
+            .ids
+            .iter()
+            .map(|(name, id)| (*id, name.clone()))
+            .collect();
         let locate: Locate = Arc::new(move || {
             let t_ms = TimeHandle::current().elapsed().as_millis() as u64;
             let node = names
@@ -58,7 +61,8 @@ mod runner {
         let subscriber = tracing_subscriber::registry().with(layer);
 
         let mut injector = FaultInjector {
-            ids,
+            ids: built.ids,
+            disks: built.disks,
             clogged: BTreeSet::new(),
             topology: scenario.topology,
             timeline: timeline.clone(),

@@ -3,7 +3,9 @@
 //! Address plan: `master-i` is 10.0.0.i, serving agents on port 7000 and its cluster peers on
 //! 7001; `agent-i` is 10.1.(i / 256).(i % 256); `store-1` is 10.2.0.1, port 6379. Every node's
 //! RNG is seeded from the scenario seed, the node's name and its incarnation (1 at boot, +1 per
-//! restart). Agents boot at 100ms, once the masters listen.
+//! restart). Agents boot at 100ms, once the masters listen. Each raft master has a disk that
+//! outlives its crashes (unless the scenario sets `persist = false`), owned here as the store's
+//! keyspace is.
 
 use crate::run::store::{self, Store};
 use crate::scenario::selector::{NodeKind, Topology, STORE};
@@ -12,6 +14,7 @@ use fleet_core::agent::{AgentConfig, Connector};
 use fleet_core::master::{Leadership, MasterConfig};
 use fleet_core::timeline::{emit, ShellEvent};
 use fleet_node::cluster::{ClusterConfig, ClusterHandle, ClusterMode};
+use fleet_node::disk::Disk;
 use madsim::runtime::Runtime;
 use madsim::task::NodeId;
 use rand::SeedableRng;
@@ -78,16 +81,26 @@ impl Incarnations {
     }
 }
 
-/// Builds every node of `scenario` in `runtime`; returns their ids by name.
-pub fn build(runtime: &Runtime, scenario: &Scenario, seed: u64) -> BTreeMap<String, NodeId> {
+/// The nodes of a run: their ids and the disks that outlive them, by name.
+pub struct Built {
+    pub ids: BTreeMap<String, NodeId>,
+    pub disks: BTreeMap<String, Disk>,
+}
+
+/// Builds every node of `scenario` in `runtime`.
+pub fn build(runtime: &Runtime, scenario: &Scenario, seed: u64) -> Built {
     let topology = &scenario.topology;
     let mut ids = BTreeMap::new();
+    let mut disks = BTreeMap::new();
     if topology.store {
         ids.insert(STORE.to_string(), build_store(runtime));
     }
     let cluster = cluster_configs(scenario);
     for (index, config) in (1..).zip(cluster) {
         let name = config.me.clone();
+        if let Some(disk) = &config.disk {
+            disks.insert(name.clone(), disk.clone());
+        }
         ids.insert(name, build_master(runtime, scenario, seed, index, config));
     }
     let masters = topology.masters();
@@ -105,7 +118,7 @@ pub fn build(runtime: &Runtime, scenario: &Scenario, seed: u64) -> BTreeMap<Stri
         };
         ids.insert(name, agent.build(runtime, seed));
     }
-    ids
+    Built { ids, disks }
 }
 
 fn store_address() -> SocketAddr {
@@ -149,17 +162,19 @@ fn cluster_configs(scenario: &Scenario) -> Vec<ClusterConfig> {
         .collect();
     let mode = match &scenario.cluster {
         ClusterSpec::Single => ClusterMode::Single,
-        ClusterSpec::Raft(config) => ClusterMode::Raft(config.clone()),
+        ClusterSpec::Raft { config, .. } => ClusterMode::Raft(config.clone()),
         ClusterSpec::Lease(config) => ClusterMode::Lease {
             config: config.clone(),
             store: store_address(),
         },
     };
+    let persist = matches!(scenario.cluster, ClusterSpec::Raft { persist: true, .. });
     (1..=masters)
         .map(|i| ClusterConfig {
             me: Topology::node_name(NodeKind::Master, i),
             members: members.clone(),
             mode: mode.clone(),
+            disk: persist.then(Disk::default),
         })
         .collect()
 }

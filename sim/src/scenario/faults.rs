@@ -24,6 +24,8 @@ pub enum FaultAction {
     Heal(Option<Selector>),
     Latency(Duration, Duration),
     Loss(f64),
+    /// Erases the selected nodes' disks, as a lost disk would; the processes run on.
+    Wipe(Selector),
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -48,6 +50,7 @@ impl fmt::Display for FaultAction {
                 write!(f, "latency {}..{}", fmt_duration(*low), fmt_duration(*high))
             }
             FaultAction::Loss(rate) => write!(f, "loss {rate}"),
+            FaultAction::Wipe(target) => write!(f, "wipe {target}"),
         }
     }
 }
@@ -78,9 +81,10 @@ pub(crate) struct RawFault {
     heal: Option<Spanned<String>>,
     latency: Option<DurRange>,
     loss: Option<Spanned<f64>>,
+    wipe: Option<Spanned<String>>,
 }
 
-const ACTIONS: &str = "crash, restart, partition, heal, latency or loss";
+const ACTIONS: &str = "crash, restart, partition, heal, latency, loss or wipe";
 
 pub(crate) fn check(
     fault: Spanned<RawFault>,
@@ -132,6 +136,9 @@ pub(crate) fn check(
     }
     if let Some(loss) = fault.loss {
         actions.push(("loss", FaultAction::Loss(check_loss(loss, source)?)));
+    }
+    if let Some(target) = &fault.wipe {
+        actions.push(("wipe", FaultAction::Wipe(select(target)?)));
     }
     match actions.len() {
         1 => Ok(Fault {

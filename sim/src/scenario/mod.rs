@@ -52,7 +52,12 @@ pub struct Network {
 #[derive(Clone, Debug, PartialEq)]
 pub enum ClusterSpec {
     Single,
-    Raft(RaftConfig),
+    /// `persist`: each master keeps its term and vote on a disk that survives its crashes.
+    /// Off only to show why it must be on.
+    Raft {
+        config: RaftConfig,
+        persist: bool,
+    },
     Lease(LeaseConfig),
 }
 
@@ -60,7 +65,7 @@ impl ClusterSpec {
     pub fn mode(&self) -> &'static str {
         match self {
             ClusterSpec::Single => "single",
-            ClusterSpec::Raft(_) => "raft",
+            ClusterSpec::Raft { .. } => "raft",
             ClusterSpec::Lease(_) => "lease",
         }
     }
@@ -133,6 +138,7 @@ struct RawCluster {
     heartbeat_interval: Option<Dur>,
     pre_vote: Option<bool>,
     check_quorum: Option<bool>,
+    persist: Option<bool>,
     lease_period: Option<Dur>,
     renew_interval: Option<Dur>,
     sync_interval: Option<Dur>,
@@ -303,7 +309,10 @@ fn check_cluster(
         return Ok(if masters == 1 {
             ClusterSpec::Single
         } else {
-            ClusterSpec::Raft(RaftConfig::default())
+            ClusterSpec::Raft {
+                config: RaftConfig::default(),
+                persist: true,
+            }
         });
     };
     let span = raw.span();
@@ -326,6 +335,7 @@ fn check_cluster(
         ("heartbeat_interval", raw.heartbeat_interval.is_some()),
         ("pre_vote", raw.pre_vote.is_some()),
         ("check_quorum", raw.check_quorum.is_some()),
+        ("persist", raw.persist.is_some()),
     ];
     let lease_fields = [
         ("lease_period", raw.lease_period.is_some()),
@@ -347,7 +357,8 @@ fn check_cluster(
             config
                 .validate()
                 .map_err(|message| source.error(span, format!("[cluster]: {message}")))?;
-            Ok(ClusterSpec::Raft(config))
+            let persist = raw.persist.unwrap_or(true);
+            Ok(ClusterSpec::Raft { config, persist })
         }
         "lease" => {
             misplaced(&raft_fields)?;
@@ -546,7 +557,13 @@ mod tests {
     fn several_masters_elect_by_raft_unless_told_otherwise() {
         let three = "name = \"t\"\nduration = \"1m\"\n[topology]\nmasters = 3\nagents = 3\n";
         let scenario = Scenario::parse("t.toml", three).unwrap();
-        assert_eq!(scenario.cluster, ClusterSpec::Raft(RaftConfig::default()));
+        assert_eq!(
+            scenario.cluster,
+            ClusterSpec::Raft {
+                config: RaftConfig::default(),
+                persist: true
+            }
+        );
         let lease =
             Scenario::parse("t.toml", &format!("{three}[cluster]\nmode = \"lease\"\n")).unwrap();
         assert!(lease.topology.store);
@@ -556,6 +573,10 @@ mod tests {
             "{}",
             single.message
         );
+        let persist = error(&format!(
+            "{three}[cluster]\nmode = \"lease\"\npersist = false\n"
+        ));
+        assert!(persist.message.contains("persist"), "{}", persist.message);
         let misplaced = error(&format!(
             "{three}[cluster]\nmode = \"lease\"\npre_vote = false\n"
         ));
@@ -635,6 +656,12 @@ mod tests {
         assert!(with(r#"[["leader"], ["followers"]]"#).is_ok());
         assert!(with(r#"[["leader", "agent-1"], ["followers", "agents"]]"#).is_err());
         assert!(with(r#"[["master-1"], ["agent-1..agent-3"]]"#).is_ok());
+        let wipe = Scenario::parse(
+            "t.toml",
+            "name = \"t\"\nduration = \"1m\"\n[topology]\nmasters = 3\nagents = 1\n[[faults]]\nat = \"1s\"\nwipe = \"followers\"\n",
+        )
+        .unwrap();
+        assert_eq!(wipe.faults[0].action.to_string(), "wipe followers");
     }
 
     #[test]
