@@ -70,11 +70,18 @@ struct NodeTable {
     slots: Vec<Option<NodeEntry>>,
     free: Vec<usize>,
     by_id: BTreeMap<String, usize>,
+    /// Each agent's newest instance: one agent has one entry.
+    by_name: BTreeMap<String, usize>,
 }
 
 impl NodeTable {
     fn slot(&self, instance_id: &str) -> Option<usize> {
         self.by_id.get(instance_id).copied()
+    }
+
+    /// The slot of `agent`'s registered instance, whichever it is.
+    fn slot_of_agent(&self, agent: &str) -> Option<usize> {
+        self.by_name.get(agent).copied()
     }
 
     fn get_mut(&mut self, slot: usize) -> Option<&mut NodeEntry> {
@@ -83,6 +90,7 @@ impl NodeTable {
 
     fn insert(&mut self, entry: NodeEntry) -> usize {
         let id = entry.info.instance_id.clone();
+        let name = entry.info.node_name.clone();
         let slot = match self.free.pop() {
             Some(slot) => {
                 self.slots[slot] = Some(entry);
@@ -94,12 +102,16 @@ impl NodeTable {
             }
         };
         self.by_id.insert(id, slot);
+        self.by_name.insert(name, slot);
         slot
     }
 
     fn remove(&mut self, slot: usize) -> Option<NodeEntry> {
         let entry = self.slots.get_mut(slot)?.take()?;
         self.by_id.remove(&entry.info.instance_id);
+        if self.by_name.get(&entry.info.node_name) == Some(&slot) {
+            self.by_name.remove(&entry.info.node_name);
+        }
         self.free.push(slot);
         Some(entry)
     }
@@ -242,6 +254,7 @@ impl Registry {
 
     fn register(&mut self, now: Instant, session: SessionId, info: Register) {
         let existing = self.nodes.slot(&info.instance_id);
+        self.replace_older_instance(&info, existing);
         if let Some(previous) = self.sessions.get(&session).copied() {
             if Some(previous) != existing {
                 // A session speaks for one instance; re-registering under another id detaches
@@ -306,6 +319,29 @@ impl Registry {
         );
     }
 
+    /// A new instance of an agent (it restarted) replaces the old one at once: its entry and
+    /// its session go, so the old instance can neither linger online nor go offline later in
+    /// the new one's name.
+    fn replace_older_instance(&mut self, info: &Register, existing: Option<usize>) {
+        let Some(old) = self.nodes.slot_of_agent(&info.node_name) else {
+            return;
+        };
+        if Some(old) == existing {
+            return;
+        }
+        let Some(entry) = self.nodes.remove(old) else {
+            return;
+        };
+        emit(MasterEvent::InstanceReplaced {
+            agent: entry.info.node_name,
+            instance_id: entry.info.instance_id,
+        });
+        if let Some(session) = entry.session {
+            self.sessions.remove(&session);
+            self.close(session, "replaced by a new instance");
+        }
+    }
+
     /// The connection behind `session` is gone. Its node stays registered and goes offline
     /// only by missing heartbeats, so a brief reconnect never flaps its state.
     pub fn handle_session_closed(&mut self, session: SessionId) {
@@ -335,6 +371,7 @@ impl Registry {
                 let silent_ms = now.duration_since(entry.last_heard).as_millis() as u64;
                 emit(MasterEvent::NodeOffline {
                     agent: entry.info.node_name.clone(),
+                    instance_id: entry.info.instance_id.clone(),
                     silent_ms,
                 });
             } else {
@@ -483,6 +520,35 @@ mod tests {
             vec![Liveness::Offline, Liveness::Online]
         );
         assert_eq!(registry.poll_timeout(), Some(t0 + Duration::from_secs(5)));
+    }
+
+    #[test]
+    fn a_new_instance_of_an_agent_replaces_the_old_one_and_its_session() {
+        let t0 = Instant::now();
+        let mut registry = Registry::new(config());
+        registry.handle_message(t0, 1, register("agent-1", 101));
+        drain(&mut registry);
+        let later = t0 + Duration::from_secs(1);
+        registry.handle_message(later, 2, register("agent-1", 102));
+        let actions = drain(&mut registry);
+        assert!(
+            actions.iter().any(|action| matches!(
+                action,
+                MasterAction::Close {
+                    session: 1,
+                    reason: "replaced by a new instance"
+                }
+            )),
+            "{actions:?}"
+        );
+        let instances: Vec<&str> = registry.nodes().map(|(id, _)| id).collect();
+        assert_eq!(instances, ["agent-1-host-102"]);
+        // The old instance never goes offline in the new one's name.
+        registry.handle_timeout(t0 + Duration::from_millis(3500));
+        assert_eq!(liveness(&registry), vec![Liveness::Online]);
+        // Its session closing later changes nothing either.
+        registry.handle_session_closed(1);
+        assert_eq!(registry.online_count(), 1);
     }
 
     #[test]

@@ -123,7 +123,13 @@ pub enum MasterEvent {
     },
     NodeOffline {
         agent: String,
+        instance_id: String,
         silent_ms: u64,
+    },
+    /// A new instance of `agent` registered; its old instance `instance_id` was dropped.
+    InstanceReplaced {
+        agent: String,
+        instance_id: String,
     },
     NodeUnregistered {
         agent: String,
@@ -313,7 +319,13 @@ mod tests {
             .into(),
             MasterEvent::NodeOffline {
                 agent: s("agent-1"),
+                instance_id: s("agent-1-sim-101"),
                 silent_ms: 3000,
+            }
+            .into(),
+            MasterEvent::InstanceReplaced {
+                agent: s("agent-1"),
+                instance_id: s("agent-1-sim-101"),
             }
             .into(),
             MasterEvent::NodeUnregistered {
@@ -415,6 +427,7 @@ mod tests {
                 M::NodeOffline { .. } => 10,
                 M::NodeUnregistered { .. } => 11,
                 M::RegistryCleared { .. } => 12,
+                M::InstanceReplaced { .. } => 31,
             },
             Event::Raft(event) => match event {
                 R::PreVoteStarted { .. } => 13,
@@ -449,7 +462,7 @@ mod tests {
     fn every_kind_has_a_sample() {
         let mut seen: Vec<usize> = samples().iter().map(number).collect();
         seen.sort();
-        assert_eq!(seen, (0..31).collect::<Vec<_>>());
+        assert_eq!(seen, (0..32).collect::<Vec<_>>());
     }
 
     fn kind(event: &Event) -> String {

@@ -1,6 +1,7 @@
 //! Who was online, as the masters saw it: `node_registered` and `node_online` make an agent
 //! online, `node_offline` and `node_unregistered` make it offline, and so does the end of its
-//! master's registry (the master stopped leading, crashed or was restarted).
+//! master's registry (the master stopped leading, crashed or was restarted). An agent is the
+//! instance that registered last: an older instance going offline says nothing about it.
 
 use crate::history::{Entry, Happening};
 use crate::scenario::selector::Topology;
@@ -18,13 +19,15 @@ impl OnlineHistory {
         let mut history = OnlineHistory {
             transitions: BTreeMap::new(),
         };
-        // Which master last accepted each agent.
+        // Which master last accepted each agent, and which instance of it.
         let mut registered_at: BTreeMap<String, String> = BTreeMap::new();
+        let mut instances: BTreeMap<String, String> = BTreeMap::new();
         for entry in entries {
             let masters_lost = match &entry.event {
                 Happening::System(Event::Master(event)) => match event {
-                    MasterEvent::NodeRegistered { agent, .. } => {
+                    MasterEvent::NodeRegistered { agent, instance_id } => {
                         registered_at.insert(agent.clone(), entry.node.clone());
+                        instances.insert(agent.clone(), instance_id.clone());
                         history.set(agent, entry.t_ms, Some(&entry.node));
                         continue;
                     }
@@ -32,11 +35,20 @@ impl OnlineHistory {
                         history.set(agent, entry.t_ms, Some(&entry.node));
                         continue;
                     }
-                    MasterEvent::NodeOffline { agent, .. }
-                    | MasterEvent::NodeUnregistered { agent } => {
+                    MasterEvent::NodeOffline {
+                        agent, instance_id, ..
+                    } => {
+                        if instances.get(agent) == Some(instance_id) {
+                            history.set(agent, entry.t_ms, None);
+                        }
+                        continue;
+                    }
+                    MasterEvent::NodeUnregistered { agent } => {
                         history.set(agent, entry.t_ms, None);
                         continue;
                     }
+                    // The new instance's registration already made the agent online.
+                    MasterEvent::InstanceReplaced { .. } => continue,
                     MasterEvent::RegistryCleared { .. } => vec![entry.node.clone()],
                 },
                 Happening::Fault(fault) => match fault.processes_ended(topology) {
@@ -115,6 +127,7 @@ mod tests {
                 "master-1",
                 MasterEvent::NodeOffline {
                     agent: "agent-2".into(),
+                    instance_id: "agent-2-sim-101".into(),
                     silent_ms: 3000,
                 },
             ),
@@ -135,5 +148,38 @@ mod tests {
         assert!(!history.online_at("agent-1", 9000), "its master crashed");
         assert_eq!(history.first_offline("agent-1", 1000, 10_000), Some(9000));
         assert_eq!(history.first_offline("agent-1", 1000, 8000), None);
+    }
+
+    #[test]
+    fn an_old_instance_going_offline_leaves_the_new_one_online() {
+        let topology = Topology {
+            masters: 1,
+            agents: 1,
+            store: false,
+        };
+        let new_instance = entry(
+            1000,
+            "master-1",
+            MasterEvent::NodeRegistered {
+                agent: "agent-1".into(),
+                instance_id: "agent-1-sim-102".into(),
+            },
+        );
+        let old_offline = entry(
+            3000,
+            "master-1",
+            MasterEvent::NodeOffline {
+                agent: "agent-1".into(),
+                instance_id: "agent-1-sim-101".into(),
+                silent_ms: 3000,
+            },
+        );
+        let entries = vec![
+            registered(100, "master-1", "agent-1"),
+            new_instance,
+            old_offline,
+        ];
+        let history = OnlineHistory::from_entries(&entries, &topology);
+        assert!(history.online_at("agent-1", 5000));
     }
 }
