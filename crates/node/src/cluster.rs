@@ -5,7 +5,10 @@
 //!
 //! Messages between masters are best effort. Each master dials a peer when it has something to
 //! send; a message that cannot be delivered is dropped (Raft tolerates that) or, for a remote
-//! call, reported back as unreachable.
+//! call, reported back as unreachable. A connection to a peer that has been silent for longer
+//! than a stall bound is dropped and dialed afresh before the next send: a cut link holds data
+//! and retransmits it with doubling backoff, so without a redial a healed partition would stay
+//! invisible for seconds.
 
 use crate::clock::{now, Timer};
 use crate::codec::{FrameCodec, RespCodec};
@@ -390,8 +393,9 @@ pub async fn run_cluster<R: RngCore>(
     let members: Vec<String> = config.members.keys().cloned().collect();
     let (membership, store) = start_membership(&config, &members, rng);
     let (inbound_tx, inbound) = mpsc::unbounded_channel::<PeerFrame>();
-    tokio::spawn(accept_peers(listener, inbound_tx));
-    let (outbound, undelivered) = connect_peers(&config);
+    let health = PeerHealth::default();
+    tokio::spawn(accept_peers(listener, inbound_tx, health.clone()));
+    let (outbound, undelivered) = connect_peers(&config, &health);
     let mut cluster = ClusterLoop {
         disk: config.disk,
         me: config.me,
@@ -456,6 +460,7 @@ type Undelivered = mpsc::UnboundedReceiver<(String, PeerFrame)>;
 /// One sending task per peer; frames it could not deliver come back on `Undelivered`.
 fn connect_peers(
     config: &ClusterConfig,
+    health: &PeerHealth,
 ) -> (
     BTreeMap<String, mpsc::UnboundedSender<PeerFrame>>,
     Undelivered,
@@ -466,7 +471,13 @@ fn connect_peers(
         if *peer != config.me {
             let (tx, rx) = mpsc::unbounded_channel();
             let undelivered = undelivered_tx.clone();
-            tokio::spawn(send_to_peer(peer.clone(), address, rx, undelivered));
+            let link = PeerLink {
+                peer: peer.clone(),
+                address,
+                health: health.clone(),
+                stall_after: stall_after(&config.mode),
+            };
+            tokio::spawn(send_to_peer(link, rx, undelivered));
             outbound.insert(peer.clone(), tx);
         }
     }
@@ -646,13 +657,50 @@ impl<R: RngCore> ClusterLoop<R> {
     }
 }
 
-async fn accept_peers(listener: TcpListener, inbound: mpsc::UnboundedSender<PeerFrame>) {
+/// When each peer was last heard from: the receiving side records it, the sending side reads it
+/// to tell a stalled connection from a live one.
+#[derive(Clone, Default)]
+struct PeerHealth(Arc<Mutex<BTreeMap<String, Instant>>>);
+
+impl PeerHealth {
+    fn heard(&self, peer: &str, at: Instant) {
+        let mut heard = self
+            .0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        heard.insert(peer.to_string(), at);
+    }
+
+    fn last_heard(&self, peer: &str) -> Option<Instant> {
+        let heard = self
+            .0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        heard.get(peer).copied()
+    }
+}
+
+/// How long a peer may stay silent before its connection counts as stalled: two raft
+/// heartbeats, or the dial timeout in modes whose peers only exchange calls.
+fn stall_after(mode: &ClusterMode) -> Duration {
+    match mode {
+        ClusterMode::Raft(config) => config.heartbeat_interval * 2,
+        ClusterMode::Single | ClusterMode::Lease { .. } => PEER_CONNECT_TIMEOUT,
+    }
+}
+
+async fn accept_peers(
+    listener: TcpListener,
+    inbound: mpsc::UnboundedSender<PeerFrame>,
+    health: PeerHealth,
+) {
     while let Ok((stream, _)) = listener.accept().await {
-        let inbound = inbound.clone();
+        let (inbound, health) = (inbound.clone(), health.clone());
         tokio::spawn(async move {
             let mut framed = Framed::new(stream, FrameCodec::<PeerFrame>::default());
             // A bad frame ends only this connection; the peer redials.
             while let Some(Ok(frame)) = framed.next().await {
+                health.heard(&frame.from, now());
                 if inbound.send(frame).is_err() {
                     return;
                 }
@@ -661,20 +709,41 @@ async fn accept_peers(listener: TcpListener, inbound: mpsc::UnboundedSender<Peer
     }
 }
 
-async fn send_to_peer(
+/// One peer's outgoing link.
+struct PeerLink {
     peer: String,
     address: SocketAddr,
+    health: PeerHealth,
+    stall_after: Duration,
+}
+
+async fn send_to_peer(
+    link: PeerLink,
     mut outbox: mpsc::UnboundedReceiver<PeerFrame>,
     undelivered: mpsc::UnboundedSender<(String, PeerFrame)>,
 ) {
     let mut connection: Option<Framed<TcpStream, FrameCodec<PeerFrame>>> = None;
+    let mut dialed_at: Option<Instant> = None;
     while let Some(frame) = outbox.recv().await {
+        let at = now();
+        if let Some(dialed) = dialed_at.filter(|_| connection.is_some()) {
+            // Silent since we last heard the peer, or since we dialed, whichever is later.
+            let silent_since = link
+                .health
+                .last_heard(&link.peer)
+                .map_or(dialed, |heard| heard.max(dialed));
+            if at.duration_since(silent_since) > link.stall_after {
+                connection = None;
+            }
+        }
         if connection.is_none() {
-            connection = tokio::time::timeout(PEER_CONNECT_TIMEOUT, TcpStream::connect(address))
+            let dial = TcpStream::connect(link.address);
+            connection = tokio::time::timeout(PEER_CONNECT_TIMEOUT, dial)
                 .await
                 .ok()
                 .and_then(Result::ok)
                 .map(|stream| Framed::new(stream, FrameCodec::default()));
+            dialed_at = Some(at);
         }
         let delivered = match &mut connection {
             Some(framed) => framed.send(frame.clone()).await.is_ok(),
@@ -682,7 +751,7 @@ async fn send_to_peer(
         };
         if !delivered {
             connection = None;
-            let _ = undelivered.send((peer.clone(), frame));
+            let _ = undelivered.send((link.peer.clone(), frame));
         }
     }
 }
