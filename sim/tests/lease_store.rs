@@ -148,3 +148,77 @@ fn a_holder_gives_up_before_the_store_forgets_it() {
     let probe = Value::command(&["GET", "fleet:leader"]);
     assert_ne!(store.execute(holder_deadline, &probe), Value::Bulk(None));
 }
+
+/// Steps `world` until `end`, failing if any node ever follows itself.
+fn run_never_following_itself(world: &mut World, end: Instant) {
+    while world.now < end {
+        let next = world.now + Duration::from_millis(100);
+        world.run_until(next);
+        for node in &world.nodes {
+            if node.role() != Role::Leader {
+                assert_ne!(
+                    node.leader(),
+                    Some(node.me()),
+                    "{} follows itself",
+                    node.me()
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn a_restarted_holder_takes_its_lease_back_instead_of_following_itself() {
+    let mut world = World::new(&["master-1", "master-2"]);
+    let t0 = world.now;
+    world.run_until(t0 + Duration::from_secs(5));
+    assert_eq!(world.leaders(), vec!["master-1"]);
+    // A crash and a clean start: the store still holds "master-1 1".
+    world.nodes[0] = LeaseNode::new("master-1", config(), world.now);
+    run_never_following_itself(&mut world, t0 + Duration::from_secs(6));
+    assert_eq!(
+        world.leaders(),
+        vec!["master-1"],
+        "leads again within a second"
+    );
+    assert_eq!(world.nodes[0].term(), 1, "under the same grant");
+    run_never_following_itself(&mut world, t0 + Duration::from_secs(40));
+    assert_eq!(world.leaders(), vec!["master-1"], "and keeps renewing it");
+}
+
+#[test]
+fn a_grant_whose_reply_came_too_late_is_taken_back() {
+    let mut node = LeaseNode::new("master-1", config(), Instant::now());
+    let mut store = Store::default();
+    let t0 = Instant::now();
+    node.handle_timeout(t0);
+    let Some(LeaseAction::Send(request)) = node.poll_action() else {
+        panic!("asks for the lease")
+    };
+    // The store grants it, but the reply never arrives in time.
+    store.execute(t0, &request.command);
+    let mut now = t0;
+    for _ in 0..20 {
+        now = node.poll_timeout().unwrap();
+        node.handle_timeout(now);
+        while let Some(action) = node.poll_action() {
+            if let LeaseAction::Send(request) = action {
+                let reply = store.execute(now, &request.command);
+                node.handle_reply(request.id, Ok(reply));
+            }
+        }
+        assert_ne!(
+            node.leader(),
+            Some("master-1").filter(|_| node.role() != Role::Leader)
+        );
+        if node.role() == Role::Leader {
+            break;
+        }
+    }
+    assert_eq!(node.role(), Role::Leader, "took its own grant back");
+    assert_eq!(node.term(), 1);
+    assert!(
+        now < t0 + config().lease_period,
+        "well before the grant would expire"
+    );
+}

@@ -199,6 +199,11 @@ pub enum LeaseEvent {
         holder: String,
         token: u64,
     },
+    /// A lease the store held in this node's name (a grant from before its restart, or one whose
+    /// reply came late) was taken back by compare-and-extend; it leads again under `token`.
+    LeaseResumed {
+        token: u64,
+    },
 }
 
 /// Single mode: one master that leads from its start.
@@ -374,6 +379,7 @@ mod tests {
                 token: 1,
             }
             .into(),
+            LeaseEvent::LeaseResumed { token: 1 }.into(),
             SingleEvent::LeadingAlone {}.into(),
             CallEvent::RemoteCall {
                 trace_id: s("master-1#1"),
@@ -444,6 +450,7 @@ mod tests {
                 LeaseEvent::LeaseRenewed { .. } => 21,
                 LeaseEvent::LeaseLost { .. } => 22,
                 LeaseEvent::LeaseHolderSeen { .. } => 23,
+                LeaseEvent::LeaseResumed { .. } => 32,
             },
             Event::Single(SingleEvent::LeadingAlone {}) => 24,
             Event::Call(event) => match event {
@@ -462,7 +469,7 @@ mod tests {
     fn every_kind_has_a_sample() {
         let mut seen: Vec<usize> = samples().iter().map(number).collect();
         seen.sort();
-        assert_eq!(seen, (0..32).collect::<Vec<_>>());
+        assert_eq!(seen, (0..33).collect::<Vec<_>>());
     }
 
     fn kind(event: &Event) -> String {

@@ -52,7 +52,9 @@ fn change(event: &Event) -> Change {
             | RaftEvent::StateRestored { .. } => Change::Nothing,
         },
         Event::Lease(event) => match event {
-            LeaseEvent::LeaseAcquired { token } => Change::Opens(*token),
+            LeaseEvent::LeaseAcquired { token } | LeaseEvent::LeaseResumed { token } => {
+                Change::Opens(*token)
+            }
             LeaseEvent::LeaseLost { .. } | LeaseEvent::LeaseHolderSeen { .. } => Change::Closes,
             LeaseEvent::LeaseRenewed { .. } => Change::Nothing,
         },

@@ -176,7 +176,8 @@ fn one_lease_holder(evidence: &Evidence) -> Result<String, String> {
             continue;
         }
         match lease_event(entry) {
-            Some(LeaseEvent::LeaseAcquired { .. }) => {
+            // Taking a lease back after a restart is taking it: nobody else may hold it then.
+            Some(LeaseEvent::LeaseAcquired { .. } | LeaseEvent::LeaseResumed { .. }) => {
                 if let Some(current) = holder.filter(|current| current.node != entry.node) {
                     return Err(format!(
                         "{} while {} still believed it held the lease",
@@ -209,16 +210,29 @@ fn fencing_tokens_increase(entries: &[Entry]) -> Result<String, String> {
     for entry in entries {
         match lease_event(entry) {
             Some(LeaseEvent::LeaseAcquired { token }) => {
-                if let Some((previous, previous_entry)) = highest {
-                    if previous >= *token {
-                        return Err(format!(
-                            "token went backwards: {} after {}",
-                            describe(entry),
-                            describe(previous_entry)
-                        ));
-                    }
+                if let Some((_, previous_entry)) = highest.filter(|(top, _)| top >= token) {
+                    return Err(format!(
+                        "token went backwards: {} after {}",
+                        describe(entry),
+                        describe(previous_entry)
+                    ));
                 }
                 highest = Some((*token, entry));
+                granted.insert(&entry.node, *token);
+            }
+            // Taking back the lease in our name: the same grant as before a restart, or a newer
+            // one whose reply came late and was never logged. Never an older one.
+            Some(LeaseEvent::LeaseResumed { token }) => {
+                if let Some((_, previous_entry)) = highest.filter(|(top, _)| top > token) {
+                    return Err(format!(
+                        "resumed an old grant: {} after {}",
+                        describe(entry),
+                        describe(previous_entry)
+                    ));
+                }
+                if highest.is_none_or(|(top, _)| top < *token) {
+                    highest = Some((*token, entry));
+                }
                 granted.insert(&entry.node, *token);
             }
             Some(LeaseEvent::LeaseRenewed { token })
@@ -294,6 +308,20 @@ mod tests {
             lease(2, "master-1", LeaseEvent::LeaseRenewed { token: 7 }),
         ];
         assert!(fencing_tokens_increase(&forged).is_err());
+        let resumed = vec![
+            good[0].clone(),
+            lease(5, "master-1", LeaseEvent::LeaseResumed { token: 1 }),
+            lease(6, "master-1", LeaseEvent::LeaseRenewed { token: 1 }),
+        ];
+        assert!(fencing_tokens_increase(&resumed).is_ok(), "the same grant");
+        let stale = vec![
+            good[0].clone(),
+            good[2].clone(),
+            lease(10, "master-1", LeaseEvent::LeaseResumed { token: 1 }),
+        ];
+        assert!(fencing_tokens_increase(&stale)
+            .unwrap_err()
+            .contains("resumed an old grant"));
     }
 
     #[test]

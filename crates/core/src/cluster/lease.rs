@@ -111,6 +111,11 @@ enum Kind {
     Acquire,
     Renew,
     Release,
+    /// Take back a lease the store says is ours (an earlier incarnation's grant, or a grant
+    /// whose reply came after we gave up on it) by compare-and-extend with its token.
+    Resume {
+        token: u64,
+    },
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -128,6 +133,8 @@ pub struct LeaseNode {
     /// The holder we last heard of, and its token.
     leader: Option<(String, u64)>,
     next_request_at: Instant,
+    /// A lease in our name waits to be taken back with this token.
+    resume: Option<u64>,
     pending: Option<Pending>,
     next_id: u64,
     closed: bool,
@@ -151,6 +158,7 @@ impl LeaseNode {
             held: None,
             leader: None,
             next_request_at: now,
+            resume: None,
             pending: None,
             next_id: 0,
             closed: false,
@@ -179,9 +187,10 @@ impl LeaseNode {
             }
         }
         if self.pending.is_none() && now >= self.next_request_at {
-            let (kind, interval) = match self.held {
-                Some(_) => (Kind::Renew, self.config.renew_interval),
-                None => (Kind::Acquire, self.config.sync_interval),
+            let (kind, interval) = match (self.held, self.resume.take()) {
+                (Some(_), _) => (Kind::Renew, self.config.renew_interval),
+                (None, Some(token)) => (Kind::Resume { token }, self.config.sync_interval),
+                (None, None) => (Kind::Acquire, self.config.sync_interval),
             };
             self.send(now, kind);
             self.next_request_at = now + interval;
@@ -200,12 +209,15 @@ impl LeaseNode {
                 &self.me,
                 &period,
             ]),
-            Kind::Renew | Kind::Release => {
-                let token = self.held.map_or(0, |(token, _)| token);
-                let script = if kind == Kind::Renew {
-                    RENEW_SCRIPT
-                } else {
+            Kind::Renew | Kind::Release | Kind::Resume { .. } => {
+                let token = match kind {
+                    Kind::Resume { token } => token,
+                    _ => self.held.map_or(0, |(token, _)| token),
+                };
+                let script = if kind == Kind::Release {
                     RELEASE_SCRIPT
+                } else {
+                    RENEW_SCRIPT
                 };
                 Value::command(&[
                     "EVAL",
@@ -252,6 +264,12 @@ impl LeaseNode {
                     self.events.push_back(ClusterEvent::ElectionFinish);
                     self.events.push_back(ClusterEvent::SignMaster);
                     self.next_request_at = pending.sent_at + self.config.renew_interval;
+                } else if holder == self.me {
+                    // Our own name: never follow ourselves. Take it back at once; until then no
+                    // leader is known, so agents are refused rather than sent here.
+                    self.leader = None;
+                    self.resume = Some(token);
+                    self.next_request_at = pending.sent_at;
                 } else if self.leader.as_ref() != Some(&(holder.clone(), token)) {
                     emit(LeaseEvent::LeaseHolderSeen {
                         holder: holder.clone(),
@@ -260,6 +278,16 @@ impl LeaseNode {
                     self.leader = Some((holder, token));
                     self.events.push_back(ClusterEvent::SignFollower);
                 }
+            }
+            // Counted from when the request left, like any renewal. A 0 means the lease moved
+            // on: no leader is known until the next request finds out.
+            (Kind::Resume { token }, Value::Integer(1)) => {
+                self.held = Some((token, pending.sent_at + self.config.lease_period));
+                self.leader = Some((self.me.clone(), token));
+                emit(LeaseEvent::LeaseResumed { token });
+                self.events.push_back(ClusterEvent::ElectionFinish);
+                self.events.push_back(ClusterEvent::SignMaster);
+                self.next_request_at = pending.sent_at + self.config.renew_interval;
             }
             (Kind::Renew, Value::Integer(renewed)) => {
                 let Some((token, _)) = self.held else { return };
