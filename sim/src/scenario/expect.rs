@@ -1,7 +1,7 @@
 //! `[[expect]]` entries as written: the check's name, whether it should hold, and its other
 //! fields with their positions. The judge stage owns the checks and compiles these.
 
-use crate::scenario::source::{Located, Position, ScenarioError, Source};
+use crate::scenario::source::{error_at, Located, Position, ScenarioError, Source};
 use std::collections::BTreeMap;
 use toml::Spanned;
 
@@ -32,8 +32,8 @@ pub(crate) fn check(raw: Spanned<RawExpect>, source: &Source) -> Result<ExpectSp
             at,
         }) => Located { value: name, at },
         Some(other) => {
-            return Err(source_error(
-                source,
+            return Err(error_at(
+                source.path,
                 other.at,
                 "`check` is a check's name, like \"all_online\"",
             ))
@@ -46,7 +46,7 @@ pub(crate) fn check(raw: Spanned<RawExpect>, source: &Source) -> Result<ExpectSp
             value: toml::Value::Boolean(holds),
             ..
         }) => holds,
-        Some(other) => return Err(source_error(source, other.at, "`holds` is true or false")),
+        Some(other) => return Err(error_at(source.path, other.at, "`holds` is true or false")),
     };
     Ok(ExpectSpec {
         at,
@@ -54,8 +54,4 @@ pub(crate) fn check(raw: Spanned<RawExpect>, source: &Source) -> Result<ExpectSp
         holds,
         fields,
     })
-}
-
-fn source_error(source: &Source, at: Position, message: &str) -> ScenarioError {
-    crate::scenario::source::error_at(source.path, at, message)
 }

@@ -169,14 +169,6 @@ impl Topology {
             .collect())
     }
 
-    /// Every node `selector` could ever select: `leader` and `followers` may be any master.
-    pub fn possible(&self, selector: &Selector) -> Vec<String> {
-        match &selector.target {
-            Target::Nodes(nodes) => nodes.clone(),
-            Target::Leader | Target::Followers => self.masters(),
-        }
-    }
-
     pub fn describe(&self) -> String {
         let part = |kind: NodeKind| match self.count(kind) {
             0 => format!("no {}s", kind.prefix()),
@@ -213,14 +205,6 @@ impl Selector {
                 .filter(|master| Some(master.as_str()) != leader)
                 .collect(),
         }
-    }
-
-    /// `leader` and `followers` never select the same master at one moment.
-    pub fn disjoint_at_any_moment(&self, other: &Selector) -> bool {
-        matches!(
-            (&self.target, &other.target),
-            (Target::Leader, Target::Followers) | (Target::Followers, Target::Leader)
-        )
     }
 
     /// The nodes of a fixed selector; empty for `leader` and `followers`.
