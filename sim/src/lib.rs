@@ -9,6 +9,7 @@
 //! - [`judge`] compiles the `[[expect]]` checks and judges a timeline, invariants included;
 //! - [`report`] prints it all, as text or JSON.
 
+pub mod explore;
 pub mod history;
 pub mod judge;
 pub mod report;

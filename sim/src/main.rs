@@ -1,8 +1,9 @@
 //! `sim run FILE` runs a scenario and prints its timeline and verdicts; `sim check FILE...` runs
-//! each scenario twice and fails on the first difference between the two timelines.
+//! each scenario twice and fails on the first difference between the two timelines; `sim
+//! explore FILE` runs a template under random fault schedules and shrinks what fails.
 //!
-//! Exit codes: 0 every expectation holds (or the runs match), 1 one failed (or they differ),
-//! 2 bad input.
+//! Exit codes: 0 every expectation holds (or the runs match, or no run failed), 1 one failed
+//! (or they differ), 2 bad input.
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -43,6 +44,47 @@ enum Command {
         #[arg(long)]
         seed: Option<u64>,
     },
+    /// Run a template (a scenario with an [explore] table) under fault schedules drawn from
+    /// each run's seed; check every run; shrink the failures into scenario files.
+    Explore {
+        /// The template; not needed with --merge.
+        #[arg(required_unless_present = "merge")]
+        file: Option<PathBuf>,
+        /// How many runs (seeds) to explore.
+        #[arg(long, default_value_t = 100)]
+        runs: u64,
+        /// Worker processes at once [default: the number of CPUs].
+        #[arg(long)]
+        jobs: Option<usize>,
+        /// The first seed [default: the template's seed].
+        #[arg(long)]
+        seed: Option<u64>,
+        /// Run only the K-th of N disjoint slices of the seeds, as K/N.
+        #[arg(long, value_parser = sim::explore::pool::parse_shard)]
+        shard: Option<(u64, u64)>,
+        /// Print one JSON summary instead of text.
+        #[arg(long)]
+        json: bool,
+        /// Where failing runs' scenario files go.
+        #[arg(long, default_value = "target/explore")]
+        out: PathBuf,
+        /// Add up the JSON summaries of shards into one, instead of exploring.
+        #[arg(long, num_args = 1.., conflicts_with = "file")]
+        merge: Vec<PathBuf>,
+    },
+    /// One worker process of `sim explore` (internal).
+    #[command(hide = true)]
+    ExploreWorker {
+        file: PathBuf,
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long, value_delimiter = ',')]
+        seeds: Vec<u64>,
+        #[arg(long, requires = "check")]
+        shrink: Option<u64>,
+        #[arg(long)]
+        check: Option<String>,
+    },
 }
 
 fn main() {
@@ -67,9 +109,11 @@ mod app {
 #[cfg(madsim)]
 mod app {
     use super::Command;
+    use sim::explore::pool::{self, Options, Seeds};
+    use sim::explore::{summary, worker, Template};
     use sim::history::{fmt_time, Entry};
     use sim::{exit, judge, report, run, Loaded};
-    use std::path::Path;
+    use std::path::{Path, PathBuf};
 
     pub fn main(command: Command) -> i32 {
         match command {
@@ -80,6 +124,125 @@ mod app {
                 .map(|file| check(file, seed))
                 .max()
                 .unwrap_or(exit::OK),
+            Command::Explore {
+                file,
+                runs,
+                jobs,
+                seed,
+                shard,
+                json,
+                out,
+                merge,
+            } => match file {
+                None => merge_summaries(&merge, json),
+                Some(file) => {
+                    let jobs = jobs.unwrap_or_else(|| {
+                        std::thread::available_parallelism().map_or(1, |n| n.get())
+                    });
+                    explore(file, runs, jobs, seed, shard.unwrap_or((1, 1)), json, out)
+                }
+            },
+            Command::ExploreWorker {
+                file,
+                out,
+                seeds,
+                shrink,
+                check,
+            } => explore_worker(&file, &out, &seeds, shrink.zip(check)),
+        }
+    }
+
+    fn explore(
+        file: PathBuf,
+        runs: u64,
+        jobs: usize,
+        seed: Option<u64>,
+        shard: (u64, u64),
+        json: bool,
+        out: PathBuf,
+    ) -> i32 {
+        let template = match Template::load(&file) {
+            Ok(template) => template,
+            Err(error) => {
+                eprintln!("error: {error}");
+                return exit::BAD_INPUT;
+            }
+        };
+        let first = seed.unwrap_or(template.scenario.seed);
+        // A scenario file writes its seed as a TOML integer: at most i64::MAX.
+        if first
+            .checked_add(runs)
+            .is_none_or(|end| end > i64::MAX as u64)
+        {
+            eprintln!(
+                "error: seeds {first} onward for {runs} runs pass {}",
+                i64::MAX
+            );
+            return exit::BAD_INPUT;
+        }
+        let options = Options {
+            file,
+            seeds: Seeds { first, runs, shard },
+            jobs,
+            out,
+        };
+        let summary = match pool::explore(&options) {
+            Ok(summary) => summary,
+            Err(error) => {
+                eprintln!("error: {error}");
+                return exit::BAD_INPUT;
+            }
+        };
+        print_summary(&summary, json)
+    }
+
+    fn print_summary(summary: &summary::Summary, json: bool) -> i32 {
+        if json {
+            let text = serde_json::to_string_pretty(summary).expect("summaries serialize");
+            println!("{text}");
+            let failed = summary.failed.len();
+            eprintln!(
+                "{}",
+                summary::last_line(summary.runs, summary.wall_ms, failed)
+            );
+        } else {
+            print!("{}", pool::text(summary));
+        }
+        if summary.failed.is_empty() {
+            exit::OK
+        } else {
+            exit::EXPECTATION_FAILED
+        }
+    }
+
+    fn merge_summaries(files: &[PathBuf], json: bool) -> i32 {
+        match summary::merge(files) {
+            Ok(merged) => print_summary(&merged, json),
+            Err(error) => {
+                eprintln!("error: {error}");
+                exit::BAD_INPUT
+            }
+        }
+    }
+
+    fn explore_worker(
+        file: &Path,
+        out: &Path,
+        seeds: &[u64],
+        shrink: Option<(u64, String)>,
+    ) -> i32 {
+        // A panic inside a run is reported as a broken rule, not printed.
+        std::panic::set_hook(Box::new(|_| {}));
+        let done = Template::load(file).and_then(|template| match shrink {
+            Some((seed, check)) => worker::shrink_seed(&template, seed, &check, out),
+            None => worker::run_seeds(&template, seeds, out, pool::WORKER_MAX_RSS),
+        });
+        match done {
+            Ok(()) => exit::OK,
+            Err(error) => {
+                eprintln!("error: {error}");
+                exit::BAD_INPUT
+            }
         }
     }
 

@@ -8,12 +8,14 @@
 
 pub mod duration;
 pub mod expect;
+pub mod explore;
 pub mod faults;
 pub mod selector;
 pub mod source;
 
 use crate::scenario::duration::{Dur, DurRange};
 use crate::scenario::expect::{ExpectSpec, RawExpect};
+use crate::scenario::explore::{ExploreSpec, RawExplore};
 use crate::scenario::faults::{Fault, RawFault};
 use crate::scenario::selector::Topology;
 use crate::scenario::source::{printable, Source};
@@ -88,6 +90,8 @@ pub struct Scenario {
     pub faults: Vec<Fault>,
     /// The `[[expect]]` entries, for the judge to compile.
     pub expectations: Vec<ExpectSpec>,
+    /// What `sim explore` may break; `sim run` ignores it.
+    pub explore: Option<ExploreSpec>,
 }
 
 #[derive(Deserialize)]
@@ -109,6 +113,7 @@ struct RawScenario {
     faults: Vec<Spanned<RawFault>>,
     #[serde(default)]
     expect: Vec<Spanned<RawExpect>>,
+    explore: Option<RawExplore>,
 }
 
 #[derive(Deserialize)]
@@ -221,6 +226,10 @@ impl RawScenario {
             .into_iter()
             .map(|expect| expect::check(expect, source))
             .collect::<Result<Vec<_>, _>>()?;
+        let explore = self
+            .explore
+            .map(|raw| explore::check(raw, &topology, duration, source))
+            .transpose()?;
         Ok(Scenario {
             path: source.path.to_string(),
             name,
@@ -234,6 +243,7 @@ impl RawScenario {
             network,
             faults,
             expectations,
+            explore,
         })
     }
 }

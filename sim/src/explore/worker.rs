@@ -1,0 +1,237 @@
+//! The work of one worker process: run seeds, or shrink one failing run. Each prints one JSON
+//! [`WorkerLine`] per result on stdout for the parent to read.
+//!
+//! Workers are processes, not threads, because madsim keeps memory from every runtime it
+//! creates: a worker leaves once it has grown past its memory budget, and the parent starts a
+//! fresh one for the seeds it did not get to.
+
+use crate::explore::plan::Schedule;
+use crate::explore::summary::{Broken, WorkerLine};
+use crate::explore::Template;
+use crate::judge;
+use crate::scenario::ScenarioError;
+use std::io::Write;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::path::{Path, PathBuf};
+
+/// At most this many runs go into shrinking one failure.
+pub const SHRINK_BUDGET: usize = 400;
+
+/// Runs `schedule` as run `seed` of `template`, and returns every rule it broke. A panic
+/// anywhere in the run is a broken rule too, named `panic`.
+pub fn judge_schedule(
+    template: &Template,
+    seed: u64,
+    schedule: &Schedule,
+) -> Result<Vec<Broken>, ScenarioError> {
+    let text = template.render(seed, schedule, &[]);
+    let loaded = crate::parse(&template.path, &text)?;
+    let ran = catch_unwind(AssertUnwindSafe(|| {
+        let output = crate::run::run(&loaded.scenario, seed);
+        judge::evaluate(&loaded.scenario, &loaded.expectations, &output.timeline)
+    }));
+    Ok(match ran {
+        Ok(verdicts) => verdicts
+            .into_iter()
+            .filter(|verdict| !verdict.ok)
+            .map(|verdict| Broken {
+                check: verdict.check,
+                detail: verdict.detail,
+            })
+            .collect(),
+        Err(payload) => {
+            let message = (payload.downcast_ref::<String>().cloned())
+                .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_else(|| "a panic without a message".into());
+            vec![Broken {
+                check: "panic".into(),
+                detail: message,
+            }]
+        }
+    })
+}
+
+/// Where run `seed`'s file goes: `{out}/{stem}-seed-{seed}{suffix}.toml`.
+pub fn file_for(template: &Template, out: &Path, seed: u64, suffix: &str) -> PathBuf {
+    out.join(format!("{}-seed-{seed}{suffix}.toml", template.stem()))
+}
+
+fn say(line: &WorkerLine) {
+    let mut stdout = std::io::stdout().lock();
+    let json = serde_json::to_string(line).expect("worker lines serialize");
+    // The parent reads until the pipe closes; a write that fails means it is gone.
+    let _ = writeln!(stdout, "{json}").and_then(|_| stdout.flush());
+}
+
+/// The worker's resident memory, from /proc (Linux); `None` elsewhere.
+fn resident_bytes() -> Option<u64> {
+    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
+    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
+    Some(pages * 4096)
+}
+
+/// Runs each seed and reports it; writes a failing run's scenario file into `out`. Stops early
+/// once the process holds more than `max_rss` bytes.
+pub fn run_seeds(
+    template: &Template,
+    seeds: &[u64],
+    out: &Path,
+    max_rss: u64,
+) -> Result<(), ScenarioError> {
+    let ground = template.ground();
+    for &seed in seeds {
+        let schedule = ground.draw(seed);
+        let broken = judge_schedule(template, seed, &schedule)?;
+        let first = broken.into_iter().next();
+        let file = match &first {
+            None => None,
+            Some(broken) => {
+                let header = [
+                    format!("Drawn by `sim explore {}` for seed {seed}.", template.path),
+                    format!("Breaks: {}", broken.check),
+                    format!("  {}", broken.detail),
+                ];
+                Some(write(
+                    &file_for(template, out, seed, ""),
+                    &template.render(seed, &schedule, &header),
+                )?)
+            }
+        };
+        say(&WorkerLine::Ran {
+            seed,
+            broken: first,
+            file,
+        });
+        if resident_bytes().is_some_and(|bytes| bytes > max_rss) {
+            break;
+        }
+    }
+    Ok(())
+}
+
+fn write(path: &Path, text: &str) -> Result<String, ScenarioError> {
+    let shown = path.display().to_string();
+    let failed = |error: std::io::Error| {
+        crate::scenario::source::error_at(
+            &shown,
+            Default::default(),
+            format!("cannot write: {error}"),
+        )
+    };
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(failed)?;
+    }
+    std::fs::write(path, text).map_err(failed)?;
+    Ok(shown)
+}
+
+/// Shrinks run `seed`'s schedule while `check` still breaks: the first simpler schedule that
+/// breaks it replaces the schedule, until none does or the budget is spent. Returns the
+/// schedule and the runs it took.
+pub fn shrink(
+    start: Schedule,
+    budget: usize,
+    mut breaks: impl FnMut(&Schedule) -> Result<bool, ScenarioError>,
+) -> Result<(Schedule, usize), ScenarioError> {
+    let mut current = start;
+    let mut runs = 0;
+    'simpler: while runs < budget {
+        for candidate in current.simpler() {
+            if runs == budget {
+                break 'simpler;
+            }
+            runs += 1;
+            if breaks(&candidate)? {
+                current = candidate;
+                continue 'simpler;
+            }
+        }
+        break;
+    }
+    Ok((current, runs))
+}
+
+/// Shrinks run `seed` of `template` while `check` breaks, writes the result into `out` and
+/// reports it.
+pub fn shrink_seed(
+    template: &Template,
+    seed: u64,
+    check: &str,
+    out: &Path,
+) -> Result<(), ScenarioError> {
+    let drawn = template.ground().draw(seed);
+    let from = drawn.steps.len();
+    let (schedule, runs) = shrink(drawn, SHRINK_BUDGET, |candidate| {
+        let broken = judge_schedule(template, seed, candidate)?;
+        Ok(broken.iter().any(|broken| broken.check == check))
+    })?;
+    let broken = judge_schedule(template, seed, &schedule)?;
+    let detail = (broken.iter().find(|broken| broken.check == check))
+        .map_or("(no longer breaks: the shrinker's last run differs)", |b| {
+            b.detail.as_str()
+        });
+    let path = file_for(template, out, seed, "-shrunk");
+    let faults = schedule.steps.len();
+    let header = [
+        format!("Breaks: {check}"),
+        format!("  {detail}"),
+        format!(
+            "Found by `sim explore {}` (seed {seed}), shrunk from {from} faults to {faults} in {runs} runs.",
+            template.path
+        ),
+        format!(
+            "Replay: cargo run --release -p sim -- run {}",
+            path.display()
+        ),
+    ];
+    let file = write(&path, &template.render(seed, &schedule, &header))?;
+    say(&WorkerLine::Shrunk {
+        seed,
+        check: check.to_string(),
+        file,
+        faults,
+        from,
+        runs,
+    });
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::explore::plan::{Draw, Step};
+    use std::time::Duration;
+
+    fn step(at: u64, node: &str) -> Step {
+        Step {
+            at: Duration::from_secs(at),
+            draw: Draw::Crash(node.into()),
+        }
+    }
+
+    #[test]
+    fn shrinking_keeps_only_what_the_failure_needs() {
+        let start = Schedule {
+            steps: vec![
+                step(1, "master-1"),
+                step(2, "master-2"),
+                step(3, "agent-1"),
+                step(4, "master-3"),
+                step(5, "agent-2"),
+            ],
+            liveness: true,
+        };
+        // Breaks whenever master-2 and master-3 both crash.
+        let needs = |schedule: &Schedule| {
+            let crashed =
+                |node: &str| (schedule.steps.iter()).any(|s| s.draw == Draw::Crash(node.into()));
+            Ok(crashed("master-2") && crashed("master-3"))
+        };
+        let (shrunk, runs) = shrink(start.clone(), 100, needs).unwrap();
+        assert_eq!(shrunk.steps, vec![step(2, "master-2"), step(4, "master-3")]);
+        assert!(!shrunk.liveness);
+        assert!(runs < 30, "{runs}");
+        let (_, capped) = shrink(start, 3, needs).unwrap();
+        assert_eq!(capped, 3);
+    }
+}
