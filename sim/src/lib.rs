@@ -7,7 +7,9 @@
 //! - [`run`] runs a scenario inside madsim (simulation build only), injects its faults and
 //!   captures the timeline; it reads who leads from the history so far;
 //! - [`judge`] compiles the `[[expect]]` checks and judges a timeline, invariants included;
-//! - [`report`] prints it all, as text or JSON.
+//! - [`report`] prints it all, as text or JSON;
+//! - [`explore`] runs a template under fault schedules drawn from each seed, judges every run
+//!   and shrinks the failures into scenario files.
 
 pub mod explore;
 pub mod history;
