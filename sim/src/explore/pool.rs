@@ -10,7 +10,7 @@ use std::sync::mpsc;
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
-/// A worker leaves once it holds this much memory (madsim keeps some from every run).
+/// A worker leaves once it holds this much memory, and a fresh one takes over its seeds.
 pub const WORKER_MAX_RSS: u64 = 256 * 1024 * 1024;
 
 /// Which seeds to run: `runs` seeds from `first`, of which this process takes every `of`-th,

@@ -1,9 +1,10 @@
 //! The work of one worker process: run seeds, or shrink one failing run. Each prints one JSON
 //! [`WorkerLine`] per result on stdout for the parent to read.
 //!
-//! Workers are processes, not threads, because madsim keeps memory from every runtime it
-//! creates: a worker leaves once it has grown past its memory budget, and the parent starts a
-//! fresh one for the seeds it did not get to.
+//! Workers are processes, not threads: a run that aborts takes only its worker down, and
+//! memory stays bounded whatever a run leaves behind. The runner frees each run's tasks, so a
+//! worker's memory stays flat; should anything grow it anyway, the worker leaves past its
+//! memory budget and the parent starts a fresh one for the seeds it did not get to.
 
 use crate::explore::plan::Schedule;
 use crate::explore::summary::{Broken, WorkerLine};
