@@ -5,8 +5,10 @@
 //! runner's capture layer, into [`Entry`]. Everything after that matches typed events.
 
 pub mod attempts;
+pub mod captures;
 pub mod leaders;
 pub mod online;
+pub mod terms;
 
 use crate::scenario::selector::Topology;
 use fleet_core::timeline::Event;
@@ -50,6 +52,22 @@ pub enum FaultEvent {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         nodes: Option<Vec<String>>,
     },
+    Isolate {
+        target: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        nodes: Option<Vec<String>>,
+    },
+    /// The fault just above captured `nodes` as `name` (`as = "name"`): `@name` means them from
+    /// now on.
+    Captured {
+        name: String,
+        nodes: Vec<String>,
+    },
+    /// The run ended before this fault's `when` held, so it never fired.
+    Unfired {
+        fault: String,
+        when: String,
+    },
 }
 
 impl FaultEvent {
@@ -70,7 +88,10 @@ impl FaultEvent {
             | FaultEvent::Heal { .. }
             | FaultEvent::Latency { .. }
             | FaultEvent::Loss { .. }
-            | FaultEvent::Wipe { .. } => None,
+            | FaultEvent::Wipe { .. }
+            | FaultEvent::Isolate { .. }
+            | FaultEvent::Captured { .. }
+            | FaultEvent::Unfired { .. } => None,
         }
     }
 }

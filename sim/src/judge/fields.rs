@@ -12,11 +12,69 @@ use std::time::Duration;
 pub struct Fields<'a> {
     scenario: &'a Scenario,
     spec: &'a ExpectSpec,
+    /// Added to every moment read (`at`, `after`, `during`): the repetition this copy is.
+    offset: Duration,
 }
 
 impl<'a> Fields<'a> {
-    pub fn new(scenario: &'a Scenario, spec: &'a ExpectSpec) -> Fields<'a> {
-        Fields { scenario, spec }
+    pub fn new(scenario: &'a Scenario, spec: &'a ExpectSpec, offset: Duration) -> Fields<'a> {
+        Fields {
+            scenario,
+            spec,
+            offset,
+        }
+    }
+
+    /// The first moment the check reads: its `at`, `after` or the start of `during`; 0 when
+    /// it has none.
+    pub fn first_moment(&self) -> Result<Duration, ScenarioError> {
+        if let Some(at) = self.time("at")? {
+            return Ok(at);
+        }
+        if let Some(after) = self.time("after")? {
+            return Ok(after);
+        }
+        match self.get("during") {
+            Some(_) => Ok(self.during(false)?.0),
+            None => Ok(self.offset),
+        }
+    }
+
+    /// The moments a repeated check starts at, as offsets: 0, `every`, ... while the check
+    /// starts before `until` (the end of the run by default).
+    pub fn repetitions(&self) -> Result<Vec<Duration>, ScenarioError> {
+        let duration_of = |located: &Located<toml::Value>, name: &str| match &located.value {
+            toml::Value::String(text) => {
+                parse_duration(text).map_err(|why| self.error(located.at, why))
+            }
+            _ => Err(self.error(located.at, format!("`{name}` is a duration like \"10s\""))),
+        };
+        let Some(every) = &self.spec.every else {
+            if let Some(until) = &self.spec.until {
+                return Err(self.error(until.at, "`until` only goes with `every`"));
+            }
+            return Ok(vec![Duration::ZERO]);
+        };
+        let step = duration_of(every, "every")?;
+        if step.is_zero() {
+            return Err(self.error(every.at, "`every` must be greater than 0"));
+        }
+        let until = match &self.spec.until {
+            Some(until) => {
+                let end = duration_of(until, "until")?;
+                self.within_run("until", until.at, end)?;
+                end
+            }
+            None => self.scenario.duration,
+        };
+        let first = self.first_moment()?;
+        let mut offsets = Vec::new();
+        let mut offset = Duration::ZERO;
+        while first + offset < until {
+            offsets.push(offset);
+            offset += step;
+        }
+        Ok(offsets)
     }
 
     pub fn error(&self, at: Position, message: impl Into<String>) -> ScenarioError {
@@ -74,7 +132,7 @@ impl<'a> Fields<'a> {
         let Some((text, at)) = self.text(name, r#"a duration like "10s""#)? else {
             return Ok(None);
         };
-        let time = parse_duration(text).map_err(|why| self.error(at, why))?;
+        let time = parse_duration(text).map_err(|why| self.error(at, why))? + self.offset;
         self.within_run(name, at, time)?;
         Ok(Some(time))
     }
@@ -104,6 +162,7 @@ impl<'a> Fields<'a> {
             return Ok((Duration::ZERO, self.scenario.duration));
         };
         let (low, high) = parse_range(text).map_err(|why| self.error(at, why))?;
+        let (low, high) = (low + self.offset, high + self.offset);
         self.within_run("during", at, high)?;
         Ok((low, high))
     }
@@ -131,6 +190,49 @@ impl<'a> Fields<'a> {
             Some((text, at)) => topology
                 .select_fixed(text)
                 .map_err(|message| self.error(at, message)),
+        }
+    }
+
+    /// `among`: the masters a cluster check is about (all of them by default), resolved at
+    /// the moment the check looks. Captures must exist; `any` is refused, since a check draws
+    /// nothing.
+    pub fn among(&self) -> Result<Selector, ScenarioError> {
+        let topology = &self.scenario.topology;
+        let Some((text, at)) = self.text("among", r#"a selector like "masters - @old""#)? else {
+            return Ok(topology
+                .select("masters")
+                .expect("`masters` always selects"));
+        };
+        let selector = topology
+            .select(text)
+            .map_err(|message| self.error(at, message))?;
+        if selector.draws() {
+            return Err(self.error(
+                at,
+                "a check draws nothing: capture the draw on its fault (`as = \"name\"`) and use @name",
+            ));
+        }
+        if let Some(name) =
+            (selector.captures().into_iter()).find(|name| !self.scenario.captures.contains(name))
+        {
+            return Err(self.error(
+                at,
+                format!("no fault captures @{name}; add `as = \"{name}\"` to the fault whose nodes it means"),
+            ));
+        }
+        Ok(selector)
+    }
+
+    /// A free text, shown as written (`reference`).
+    pub fn note(&self, name: &str) -> Result<Option<String>, ScenarioError> {
+        let text = self.text(name, "a text")?;
+        match text {
+            None => Ok(None),
+            Some((text, at)) => {
+                crate::scenario::source::printable(text, false)
+                    .map_err(|why| self.error(at, why))?;
+                Ok(Some(text.to_string()))
+            }
         }
     }
 

@@ -23,10 +23,14 @@ fn rule(name: &str, result: Result<String, String>) -> Verdict {
         Ok(detail) => (true, detail),
         Err(detail) => (false, detail),
     };
+    let mut args = serde_json::Map::new();
+    args.insert("rule".into(), name.into());
     Verdict {
         check: format!("invariant {name}"),
+        args,
         ok,
         detail,
+        value: None,
     }
 }
 

@@ -7,24 +7,32 @@
 
 pub mod agents;
 pub mod attempts;
+pub mod failover;
 pub mod fields;
 pub mod invariants;
 pub mod leaders;
 
+use crate::history::captures::Captures;
 use crate::history::leaders::LeaderHistory;
 use crate::history::online::OnlineHistory;
-use crate::history::{Entry, Timeline};
+use crate::history::terms::Terms;
+use crate::history::{Entry, FaultEvent, Timeline};
 use crate::scenario::expect::ExpectSpec;
+use crate::scenario::selector::{Scope, Selector};
 use crate::scenario::source::error_at;
 use crate::scenario::{Scenario, ScenarioError};
 use fields::Fields;
 use serde::Serialize;
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+/// A check's outcome. `args` are its fields as the scenario wrote them; `value` is what it
+/// measured (milliseconds, counts, rates: a number or a list), when it measures something.
+#[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Verdict {
     pub check: String,
+    pub args: serde_json::Map<String, serde_json::Value>,
     pub ok: bool,
     pub detail: String,
+    pub value: Option<serde_json::Value>,
 }
 
 /// What a run left behind, as the checks see it.
@@ -33,6 +41,8 @@ pub struct Evidence<'a> {
     pub entries: &'a [Entry],
     pub online: OnlineHistory,
     pub leaders: LeaderHistory,
+    pub captures: Captures,
+    pub terms: Terms,
 }
 
 impl<'a> Evidence<'a> {
@@ -42,7 +52,37 @@ impl<'a> Evidence<'a> {
             entries,
             online: OnlineHistory::from_entries(entries, &scenario.topology),
             leaders: LeaderHistory::from_entries(entries, &scenario.topology),
+            captures: Captures::from_entries(entries),
+            terms: Terms::from_entries(entries, &scenario.topology),
         }
+    }
+
+    /// The nodes `selector` meant at `t_ms`: who led then, what was captured by then.
+    pub fn resolve(&self, selector: &Selector, t_ms: u64) -> Vec<String> {
+        let mut then = Then {
+            evidence: self,
+            t_ms,
+        };
+        selector.resolve(&self.scenario.topology, &mut then)
+    }
+}
+
+/// A selector's view of a past moment. Checks refuse `any`, so nothing is drawn.
+struct Then<'e, 'a> {
+    evidence: &'e Evidence<'a>,
+    t_ms: u64,
+}
+
+impl Scope for Then<'_, '_> {
+    fn leader(&self) -> Option<String> {
+        let leader = self.evidence.leaders.leader_at(self.t_ms);
+        leader.map(|span| span.node.clone())
+    }
+    fn capture(&self, name: &str) -> Vec<String> {
+        self.evidence.captures.at(name, self.t_ms)
+    }
+    fn pick(&mut self, _: usize) -> usize {
+        0
     }
 }
 
@@ -63,6 +103,11 @@ pub trait Check: std::fmt::Debug + Send + Sync {
     fn invariant(&self) -> Option<&'static str> {
         None
     }
+
+    /// The number, or list of numbers, the check measured; `None` for a yes-or-no check.
+    fn value(&self, _evidence: &Evidence) -> Option<serde_json::Value> {
+        None
+    }
 }
 
 /// A check's name, the fields it takes, and its parser.
@@ -81,9 +126,14 @@ pub const CHECKS: &[CheckSpec] = &[
     agents::NO_OFFLINE,
     attempts::PEAK_CONNECT_RATE,
     leaders::LEADER_ELECTED,
+    leaders::LEADER_EXISTS,
     leaders::LEADER_IS,
+    leaders::NO_ELECTION,
     leaders::NO_LEADER,
     leaders::TERM_AT_MOST,
+    leaders::TERM_UNCHANGED,
+    leaders::TERMS_AGREE,
+    failover::FAILOVER_WITHIN,
     agents::AGENTS_FOLLOW_LEADER,
     invariants::INVARIANT,
 ];
@@ -94,18 +144,21 @@ pub const CHECKS: &[CheckSpec] = &[
 pub struct Expectation {
     pub check: Box<dyn Check>,
     pub holds: bool,
+    /// The fields as written, for the JSON verdict.
+    pub args: serde_json::Map<String, serde_json::Value>,
 }
 
 /// Compiles a scenario's `[[expect]]` entries; errors point into the scenario file.
 pub fn compile(scenario: &Scenario) -> Result<Vec<Expectation>, ScenarioError> {
-    scenario
-        .expectations
-        .iter()
-        .map(|spec| compile_one(scenario, spec))
-        .collect()
+    let mut compiled = Vec::new();
+    for spec in &scenario.expectations {
+        compiled.extend(compile_one(scenario, spec)?);
+    }
+    Ok(compiled)
 }
 
-fn compile_one(scenario: &Scenario, spec: &ExpectSpec) -> Result<Expectation, ScenarioError> {
+/// One `[[expect]]` entry: one expectation, or one per repetition.
+fn compile_one(scenario: &Scenario, spec: &ExpectSpec) -> Result<Vec<Expectation>, ScenarioError> {
     let name = spec.check.value.as_str();
     let Some(check) = CHECKS.iter().find(|check| check.name == name) else {
         let names: Vec<&str> = CHECKS.iter().map(|check| check.name).collect();
@@ -133,11 +186,34 @@ fn compile_one(scenario: &Scenario, spec: &ExpectSpec) -> Result<Expectation, Sc
             format!("check {name:?} does not take `{field}`; it takes {takes}"),
         ));
     }
-    let fields = Fields::new(scenario, spec);
-    Ok(Expectation {
-        check: (check.parse)(&fields)?,
-        holds: spec.holds,
-    })
+    let repetition = [("every", &spec.every), ("until", &spec.until)];
+    let written = (spec
+        .fields
+        .iter()
+        .map(|(name, value)| (name.as_str(), value)))
+    .chain(
+        repetition
+            .iter()
+            .filter_map(|(name, value)| Some((*name, value.as_ref()?))),
+    );
+    let args: serde_json::Map<String, serde_json::Value> = written
+        .map(|(name, value)| {
+            let json = serde_json::to_value(&value.value).unwrap_or_default();
+            (name.to_string(), json)
+        })
+        .collect();
+    let offsets = Fields::new(scenario, spec, std::time::Duration::ZERO).repetitions()?;
+    offsets
+        .into_iter()
+        .map(|offset| {
+            let fields = Fields::new(scenario, spec, offset);
+            Ok(Expectation {
+                check: (check.parse)(&fields)?,
+                holds: spec.holds,
+                args: args.clone(),
+            })
+        })
+        .collect()
 }
 
 fn quoted(names: &[&str]) -> String {
@@ -156,6 +232,7 @@ pub fn evaluate(
         .iter()
         .map(|expectation| expected(expectation, &evidence))
         .collect();
+    verdicts.extend(unfired(&timeline.entries));
     let named: Vec<&str> = expectations
         .iter()
         .filter_map(|expectation| expectation.check.invariant())
@@ -164,20 +241,46 @@ pub fn evaluate(
     verdicts
 }
 
+/// A fault whose `when` never held fails the run: what the scenario meant to test never happened.
+fn unfired(entries: &[Entry]) -> Option<Verdict> {
+    let never: Vec<String> = (entries.iter())
+        .filter_map(|entry| match entry.fault() {
+            Some(FaultEvent::Unfired { fault, when }) => Some(format!("{fault} (when {when})")),
+            _ => None,
+        })
+        .collect();
+    (!never.is_empty()).then(|| Verdict {
+        check: "faults fired".into(),
+        args: serde_json::Map::new(),
+        ok: false,
+        detail: format!("the run ended before these fired: {}", never.join("; ")),
+        value: Some(never.len().into()),
+    })
+}
+
 fn expected(expectation: &Expectation, evidence: &Evidence) -> Verdict {
     let check = expectation.check.title();
     let (ok, detail) = expectation.check.judge(evidence);
+    let (args, value) = (expectation.args.clone(), expectation.check.value(evidence));
     if expectation.holds {
-        return Verdict { check, ok, detail };
+        return Verdict {
+            check,
+            args,
+            ok,
+            detail,
+            value,
+        };
     }
     Verdict {
         check: format!("{check} (expected to fail)"),
+        args,
         ok: !ok,
         detail: if ok {
             format!("held, though the scenario says it should not: {detail}")
         } else {
             format!("fails as expected: {detail}")
         },
+        value,
     }
 }
 

@@ -2,7 +2,7 @@
 
 use crate::history::Entry;
 use crate::judge::Verdict;
-use crate::scenario::Scenario;
+use crate::scenario::{ClusterSpec, Scenario};
 use serde::Serialize;
 use std::time::Duration;
 
@@ -17,6 +17,7 @@ struct JsonStats {
 struct JsonReport<'a> {
     scenario: &'a str,
     seed: u64,
+    params: serde_json::Value,
     events: &'a [Entry],
     expectations: &'a [Verdict],
     stats: JsonStats,
@@ -32,6 +33,7 @@ pub fn json(
     let report = JsonReport {
         scenario: &scenario.name,
         seed,
+        params: params(scenario),
         events: entries,
         expectations: results,
         stats: JsonStats {
@@ -41,4 +43,58 @@ pub fn json(
         },
     };
     serde_json::to_string_pretty(&report).expect("the report serializes")
+}
+
+/// The scenario's parameters after defaults: what the run actually used.
+pub fn params(scenario: &Scenario) -> serde_json::Value {
+    let ms = |d: Duration| d.as_millis() as u64;
+    let cluster = match &scenario.cluster {
+        ClusterSpec::Single => serde_json::json!({ "mode": "single" }),
+        ClusterSpec::Raft { config, persist } => serde_json::json!({
+            "mode": "raft",
+            "election_timeout_ms": [ms(config.election_timeout.0), ms(config.election_timeout.1)],
+            "heartbeat_interval_ms": ms(config.heartbeat_interval),
+            "pre_vote": config.pre_vote,
+            "check_quorum": config.check_quorum,
+            "persist": persist,
+        }),
+        ClusterSpec::Lease(config) => serde_json::json!({
+            "mode": "lease",
+            "lease_period_ms": ms(config.lease_period),
+            "renew_interval_ms": ms(config.renew_interval),
+            "sync_interval_ms": ms(config.sync_interval),
+        }),
+    };
+    let backoff = &scenario.backoff;
+    let (heartbeat, network) = (&scenario.heartbeat, &scenario.network);
+    serde_json::json!({
+        "duration_ms": ms(scenario.duration),
+        "topology": {
+            "masters": scenario.topology.masters,
+            "agents": scenario.topology.agents,
+            "store": scenario.topology.store,
+        },
+        "cluster": cluster,
+        "heartbeat": {
+            "interval_ms": ms(heartbeat.interval),
+            "max_miss": heartbeat.max_miss,
+            "timeout_ms": ms(heartbeat.timeout),
+        },
+        "backoff": {
+            "strategy": backoff.strategy.name(),
+            "base_ms": ms(backoff.base),
+            "multiplier": backoff.multiplier,
+            "max_ms": ms(backoff.max),
+            "jitter": backoff.jitter,
+            "max_retries": backoff.max_retries,
+        },
+        "network": {
+            "latency_ms": [network.latency.0.as_secs_f64() * 1000.0, network.latency.1.as_secs_f64() * 1000.0],
+            "loss": network.loss,
+        },
+        "faults": scenario.faults.iter().map(|fault| serde_json::json!({
+            "at_ms": ms(fault.at),
+            "action": fault.action.to_string(),
+        })).collect::<Vec<_>>(),
+    })
 }

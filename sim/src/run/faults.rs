@@ -1,16 +1,22 @@
 //! Applies a scenario's faults to the simulated network and machines, and records each one on
-//! the timeline (with the nodes a `leader` or `followers` target meant at that moment).
+//! the timeline (with the nodes a target that depends on the run meant at that moment, and
+//! what `as` captured).
 
+use crate::history::captures::Captures;
 use crate::history::leaders::LeaderHistory;
+use crate::history::online::OnlineHistory;
 use crate::history::{FaultEvent, Timeline};
-use crate::scenario::faults::FaultAction;
-use crate::scenario::selector::{Selector, Topology};
+use crate::scenario::faults::{Condition, Fault, FaultAction};
+use crate::scenario::selector::{Scope, Selector, Topology};
 use fleet_core::fmt_duration;
 use fleet_core::timeline::Json;
 use fleet_node::disk::Disk;
 use madsim::net::NetSim;
 use madsim::runtime::Handle;
 use madsim::task::NodeId;
+use madsim::time::TimeHandle;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
 use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Range;
 use std::sync::{Arc, Mutex};
@@ -29,80 +35,171 @@ pub struct FaultInjector {
     pub ids: BTreeMap<String, NodeId>,
     /// The disks that outlive their nodes, for `wipe`.
     pub disks: BTreeMap<String, Disk>,
-    /// Links cut by partitions, as (from, to), so heal can restore exactly those.
+    /// Links cut by partitions and isolations, as (from, to), so heal can restore exactly those.
     pub clogged: BTreeSet<(NodeId, NodeId)>,
+    /// Nodes cut off by `isolate` and not yet healed.
+    pub isolated: BTreeSet<String>,
     pub topology: Topology,
     /// The timeline so far: who leads now is read off it.
     pub timeline: Arc<Mutex<Timeline>>,
+    pub captures: Captures,
+    /// Draws `any(...)`: from the run's seed, apart from madsim's stream.
+    pub rng: ChaCha8Rng,
 }
 
+/// A selector's view of the moment a fault fires.
+struct Now<'a> {
+    leader: Option<String>,
+    captures: &'a Captures,
+    rng: &'a mut ChaCha8Rng,
+}
+
+impl Scope for Now<'_> {
+    fn leader(&self) -> Option<String> {
+        self.leader.clone()
+    }
+    fn capture(&self, name: &str) -> Vec<String> {
+        self.captures.at(name, u64::MAX)
+    }
+    fn pick(&mut self, len: usize) -> usize {
+        self.rng.gen_range(0..len)
+    }
+}
+
+/// Keeps `any(...)` draws apart from the seed's other uses.
+const ANY_STREAM: u64 = 0x616e_795f_7069_636b;
+
 impl FaultInjector {
+    pub fn new(
+        ids: BTreeMap<String, NodeId>,
+        disks: BTreeMap<String, Disk>,
+        topology: Topology,
+        timeline: Arc<Mutex<Timeline>>,
+        seed: u64,
+    ) -> FaultInjector {
+        FaultInjector {
+            ids,
+            disks,
+            clogged: BTreeSet::new(),
+            isolated: BTreeSet::new(),
+            topology,
+            timeline,
+            captures: Captures::default(),
+            rng: ChaCha8Rng::seed_from_u64(seed ^ ANY_STREAM),
+        }
+    }
+
     fn id(&self, node: &str) -> NodeId {
         self.ids[node]
     }
 
     /// The nodes `selector` names at this moment.
-    fn resolve(&self, selector: &Selector) -> Vec<String> {
+    fn resolve(&mut self, selector: &Selector) -> Vec<String> {
         if !selector.is_dynamic() {
             return selector.nodes().to_vec();
         }
-        let timeline = self.timeline.lock().unwrap_or_else(|p| p.into_inner());
-        let history = LeaderHistory::from_entries(&timeline.entries, &self.topology);
-        let leader = history.leader_at(u64::MAX).map(|span| span.node.clone());
-        selector.resolve(leader.as_deref(), &self.topology)
+        let leader = {
+            let timeline = self.timeline.lock().unwrap_or_else(|p| p.into_inner());
+            let history = LeaderHistory::from_entries(&timeline.entries, &self.topology);
+            history.leader_at(u64::MAX).map(|span| span.node.clone())
+        };
+        let mut now = Now {
+            leader,
+            captures: &self.captures,
+            rng: &mut self.rng,
+        };
+        selector.resolve(&self.topology, &mut now)
     }
 
-    pub fn apply(&mut self, action: &FaultAction) {
-        match action {
+    /// Whether `condition` holds now, by the timeline so far.
+    pub fn holds(&self, condition: Condition, now_ms: u64) -> bool {
+        let timeline = self.timeline.lock().unwrap_or_else(|p| p.into_inner());
+        match condition {
+            Condition::LeaderExists => {
+                LeaderHistory::from_entries(&timeline.entries, &self.topology)
+                    .leader_at(now_ms)
+                    .is_some()
+            }
+            Condition::AllOnline => {
+                let online = OnlineHistory::from_entries(&timeline.entries, &self.topology);
+                (self.topology.agents().iter()).all(|agent| online.online_at(agent, now_ms))
+            }
+        }
+    }
+
+    /// Records that `fault` never fired: the run ended first.
+    pub fn unfired(fault: &Fault, why: &str) {
+        record(FaultEvent::Unfired {
+            fault: fault.action.to_string(),
+            when: why.to_string(),
+        });
+    }
+
+    pub fn apply(&mut self, fault: &Fault) {
+        let hit: Vec<Vec<String>> = match &fault.action {
             FaultAction::Crash(target) => {
                 let nodes =
                     self.announce(target, |target, nodes| FaultEvent::Crash { target, nodes });
-                for node in nodes {
-                    Handle::current().kill(self.id(&node));
+                for node in &nodes {
+                    Handle::current().kill(self.id(node));
                 }
+                vec![nodes]
             }
             FaultAction::Restart(target) => {
                 let nodes = self.announce(target, |target, nodes| FaultEvent::Restart {
                     target,
                     nodes,
                 });
-                for node in nodes {
+                for node in &nodes {
                     // madsim's restart re-runs init without releasing the node's sockets; a
                     // kill first makes a restart a crash followed by a clean start.
-                    Handle::current().kill(self.id(&node));
-                    Handle::current().restart(self.id(&node));
+                    Handle::current().kill(self.id(node));
+                    Handle::current().restart(self.id(node));
                 }
+                vec![nodes]
             }
             FaultAction::Partition { groups, oneway } => self.partition(groups, *oneway),
-            FaultAction::Heal(target) => self.heal(target.as_ref()),
+            FaultAction::Heal(target) => vec![self.heal(target.as_ref())],
+            FaultAction::Isolate(target) => vec![self.isolate(target)],
             FaultAction::Latency(low, high) => {
                 let range = format!("{}..{}", fmt_duration(*low), fmt_duration(*high));
                 record(FaultEvent::Latency { range });
                 let range = latency_range(*low, *high);
                 NetSim::current().update_config(|config| config.send_latency = range);
+                Vec::new()
             }
             FaultAction::Loss(rate) => {
                 record(FaultEvent::Loss { rate: *rate });
                 let rate = *rate;
                 NetSim::current().update_config(|config| config.packet_loss_rate = rate);
+                Vec::new()
             }
             FaultAction::Wipe(target) => {
                 let nodes =
                     self.announce(target, |target, nodes| FaultEvent::Wipe { target, nodes });
                 // A node without a disk (an agent, or persist = false) has nothing to lose.
-                for node in nodes {
-                    if let Some(disk) = self.disks.get(&node) {
+                for node in &nodes {
+                    if let Some(disk) = self.disks.get(node) {
                         disk.wipe();
                     }
                 }
+                vec![nodes]
             }
+        };
+        let now = TimeHandle::current().elapsed().as_millis() as u64;
+        for (name, nodes) in fault.captures.iter().zip(hit) {
+            record(FaultEvent::Captured {
+                name: name.clone(),
+                nodes: nodes.clone(),
+            });
+            self.captures.record(name, now, nodes);
         }
     }
 
     /// Records the fault `make` describes and returns the nodes `target` hits. The record names
     /// those nodes when the target is dynamic; a fixed target speaks for itself.
     fn announce(
-        &self,
+        &mut self,
         target: &Selector,
         make: impl FnOnce(String, Option<Vec<String>>) -> FaultEvent,
     ) -> Vec<String> {
@@ -112,41 +209,40 @@ impl FaultInjector {
         nodes
     }
 
-    /// A selector as the timeline shows it: `leader(master-2)` for the dynamic ones.
-    fn show(&self, selector: &Selector) -> String {
-        if selector.is_dynamic() {
-            format!("{selector}({})", self.resolve(selector).join(","))
-        } else {
-            selector.to_string()
+    /// Cuts links between groups; returns each group's nodes. A node two groups resolve to
+    /// (the leader, when it is also named) stays in its first.
+    fn partition(&mut self, groups: &[Vec<Selector>], oneway: bool) -> Vec<Vec<String>> {
+        let mut placed: BTreeSet<String> = BTreeSet::new();
+        let mut shown = Vec::new();
+        let mut members: Vec<Vec<String>> = Vec::new();
+        for group in groups {
+            let mut names = Vec::new();
+            let mut nodes = Vec::new();
+            for selector in group {
+                let resolved = self.resolve(selector);
+                names.push(if selector.is_dynamic() {
+                    format!("{selector}({})", resolved.join(","))
+                } else {
+                    selector.to_string()
+                });
+                nodes.extend(
+                    resolved
+                        .into_iter()
+                        .filter(|node| placed.insert(node.clone())),
+                );
+            }
+            shown.push(names.join(","));
+            members.push(nodes);
         }
-    }
-
-    fn partition(&mut self, groups: &[Vec<Selector>], oneway: bool) {
-        let shown: Vec<String> = groups
-            .iter()
-            .map(|group| {
-                let names: Vec<String> = group.iter().map(|s| self.show(s)).collect();
-                names.join(",")
-            })
-            .collect();
         record(FaultEvent::Partition {
             groups: shown.join(" | "),
             oneway,
         });
-        // A node two groups resolve to (the leader, when it is also named) stays in its first.
-        let mut placed: BTreeSet<NodeId> = BTreeSet::new();
-        let members: Vec<Vec<NodeId>> = groups
-            .iter()
-            .map(|group| {
-                let nodes = group.iter().flat_map(|selector| self.resolve(selector));
-                let ids: Vec<NodeId> = nodes.map(|node| self.id(&node)).collect();
-                ids.into_iter().filter(|id| placed.insert(*id)).collect()
-            })
-            .collect();
         for (i, from_group) in members.iter().enumerate() {
             for to_group in &members[i + 1..] {
-                for &a in from_group {
-                    for &b in to_group {
+                for a in from_group {
+                    for b in to_group {
+                        let (a, b) = (self.id(a), self.id(b));
                         self.clogged.insert((a, b));
                         // One way: only traffic from the earlier group is cut.
                         if !oneway {
@@ -156,44 +252,85 @@ impl FaultInjector {
                 }
             }
         }
+        self.clog_all();
+        members
+    }
+
+    fn clog_all(&self) {
         let net = NetSim::current();
         for &(a, b) in &self.clogged {
             net.clog_link(a, b);
         }
     }
 
-    fn heal(&mut self, target: Option<&Selector>) {
-        let healed: Vec<(NodeId, NodeId)> = match target {
+    /// Cuts each selected node off from every other node.
+    fn isolate(&mut self, target: &Selector) -> Vec<String> {
+        let nodes = self.announce(target, |target, nodes| FaultEvent::Isolate {
+            target,
+            nodes,
+        });
+        let everyone: Vec<NodeId> = self.ids.values().copied().collect();
+        for node in &nodes {
+            self.isolated.insert(node.clone());
+            let id = self.id(node);
+            for &other in everyone.iter().filter(|&&other| other != id) {
+                self.clogged.insert((id, other));
+                self.clogged.insert((other, id));
+            }
+        }
+        self.clog_all();
+        nodes
+    }
+
+    /// Heals every link (`None`), or reconnects the selected nodes to every node that is not
+    /// itself isolated.
+    fn heal(&mut self, target: Option<&Selector>) -> Vec<String> {
+        let (healed, nodes): (Vec<(NodeId, NodeId)>, Vec<String>) = match target {
             None => {
                 record(FaultEvent::Heal {
                     target: "all".into(),
                 });
-                std::mem::take(&mut self.clogged).into_iter().collect()
+                self.isolated.clear();
+                let healed = std::mem::take(&mut self.clogged).into_iter().collect();
+                (healed, self.topology.nodes())
             }
             Some(selector) => {
+                let nodes = self.resolve(selector);
                 record(FaultEvent::Heal {
-                    target: selector.to_string(),
+                    target: self.shown(selector, &nodes),
                 });
-                let touched: BTreeSet<NodeId> = self
-                    .resolve(selector)
-                    .iter()
-                    .map(|node| self.id(node))
-                    .collect();
-                let healed: Vec<_> = self
-                    .clogged
-                    .iter()
-                    .filter(|(a, b)| touched.contains(a) || touched.contains(b))
+                for node in &nodes {
+                    self.isolated.remove(node);
+                }
+                let touched: BTreeSet<NodeId> = nodes.iter().map(|node| self.id(node)).collect();
+                let still: BTreeSet<NodeId> =
+                    self.isolated.iter().map(|node| self.id(node)).collect();
+                let healed: Vec<_> = (self.clogged.iter())
+                    .filter(|(a, b)| {
+                        (touched.contains(a) && !still.contains(b))
+                            || (touched.contains(b) && !still.contains(a))
+                    })
                     .copied()
                     .collect();
                 for link in &healed {
                     self.clogged.remove(link);
                 }
-                healed
+                (healed, nodes)
             }
         };
         let net = NetSim::current();
         for (a, b) in healed {
             net.unclog_link(a, b);
+        }
+        nodes
+    }
+
+    /// A selector as the timeline shows it: `@old(master-2)` for one that depends on the run.
+    fn shown(&self, selector: &Selector, nodes: &[String]) -> String {
+        if selector.is_dynamic() {
+            format!("{selector}({})", nodes.join(","))
+        } else {
+            selector.to_string()
         }
     }
 }

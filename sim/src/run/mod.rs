@@ -18,11 +18,12 @@ mod runner {
     use super::capture::{CaptureLayer, Locate};
     use super::faults::{latency_range, FaultInjector};
     use crate::history::{Timeline, HARNESS};
+    use crate::scenario::faults::Fault;
     use crate::scenario::Scenario;
     use madsim::runtime::Runtime;
     use madsim::task::NodeId;
     use madsim::time::TimeHandle;
-    use std::collections::{BTreeMap, BTreeSet};
+    use std::collections::BTreeMap;
     use std::sync::Arc;
     use std::time::Duration;
     use tracing_subscriber::layer::SubscriberExt;
@@ -61,21 +62,18 @@ mod runner {
         let (layer, timeline) = CaptureLayer::new(locate);
         let subscriber = tracing_subscriber::registry().with(layer);
 
-        let mut injector = FaultInjector {
-            ids: built.ids,
-            disks: built.disks,
-            clogged: BTreeSet::new(),
-            topology: scenario.topology,
-            timeline: timeline.clone(),
-        };
+        let mut injector = FaultInjector::new(
+            built.ids,
+            built.disks,
+            scenario.topology,
+            timeline.clone(),
+            seed,
+        );
         let (faults, duration) = (scenario.faults.clone(), scenario.duration);
         let wall_start = std::time::Instant::now();
         tracing::subscriber::with_default(subscriber, || {
             runtime.block_on(async move {
-                for fault in faults {
-                    sleep_until(fault.at).await;
-                    injector.apply(&fault.action);
-                }
+                inject(&mut injector, &faults, duration).await;
                 sleep_until(duration).await;
             })
         });
@@ -97,6 +95,32 @@ mod runner {
             seed,
             timeline,
             wall,
+        }
+    }
+
+    /// Fires the faults in order. A fault with `when` waits for its condition (checked every
+    /// simulated millisecond) and holds back the faults after it; those the run's end
+    /// catches waiting are recorded as unfired.
+    async fn inject(injector: &mut FaultInjector, faults: &[Fault], duration: Duration) {
+        for (i, fault) in faults.iter().enumerate() {
+            sleep_until(fault.at).await;
+            if let Some(when) = fault.when {
+                loop {
+                    let now = TimeHandle::current().elapsed();
+                    if injector.holds(when, now.as_millis() as u64) {
+                        break;
+                    }
+                    if now >= duration {
+                        FaultInjector::unfired(fault, when.name());
+                        for later in &faults[i + 1..] {
+                            FaultInjector::unfired(later, "waits for an unfired fault");
+                        }
+                        return;
+                    }
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                }
+            }
+            injector.apply(fault);
         }
     }
 

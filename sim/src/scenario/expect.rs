@@ -14,6 +14,10 @@ pub struct ExpectSpec {
     pub check: Located<String>,
     /// `holds = false` documents a failure a scenario exists to show.
     pub holds: bool,
+    /// `every` and `until`: the check repeats, shifted by `every`, while it starts before
+    /// `until`.
+    pub every: Option<Located<toml::Value>>,
+    pub until: Option<Located<toml::Value>>,
     /// Every other field, by name.
     pub fields: BTreeMap<String, Located<toml::Value>>,
 }
@@ -48,10 +52,13 @@ pub(crate) fn check(raw: Spanned<RawExpect>, source: &Source) -> Result<ExpectSp
         }) => holds,
         Some(other) => return Err(error_at(source.path, other.at, "`holds` is true or false")),
     };
+    let (every, until) = (fields.remove("every"), fields.remove("until"));
     Ok(ExpectSpec {
         at,
         check,
         holds,
+        every,
+        until,
         fields,
     })
 }

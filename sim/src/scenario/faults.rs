@@ -2,10 +2,11 @@
 
 use crate::scenario::check_loss;
 use crate::scenario::duration::{Dur, DurRange};
-use crate::scenario::selector::{Selector, Topology};
+use crate::scenario::selector::{check_capture_name, Selector, Topology};
 use crate::scenario::source::{ScenarioError, Source};
 use fleet_core::fmt_duration;
 use serde::Deserialize;
+use std::collections::BTreeSet;
 use std::fmt;
 use std::time::Duration;
 use toml::Spanned;
@@ -26,12 +27,46 @@ pub enum FaultAction {
     Loss(f64),
     /// Erases the selected nodes' disks, as a lost disk would; the processes run on.
     Wipe(Selector),
+    /// Cuts each selected node off from every other node.
+    Isolate(Selector),
+}
+
+/// A moment a fault waits for (`when`), checked against the timeline so far.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Condition {
+    /// Some master leads.
+    LeaderExists,
+    /// Every agent is online.
+    AllOnline,
+}
+
+impl Condition {
+    const NAMES: &'static str = "\"leader_exists\" or \"all_online\"";
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Condition::LeaderExists => "leader_exists",
+            Condition::AllOnline => "all_online",
+        }
+    }
+
+    fn from_name(name: &str) -> Option<Condition> {
+        match name {
+            "leader_exists" => Some(Condition::LeaderExists),
+            "all_online" => Some(Condition::AllOnline),
+            _ => None,
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct Fault {
     pub at: Duration,
     pub action: FaultAction,
+    /// `as`: the names its nodes are captured under, one per group for a partition.
+    pub captures: Vec<String>,
+    /// `when`: it fires at the first moment at or after `at` when this holds.
+    pub when: Option<Condition>,
 }
 
 /// As the report's header lists it: `crash leader`, `partition master-1 | agents`.
@@ -51,6 +86,7 @@ impl fmt::Display for FaultAction {
             }
             FaultAction::Loss(rate) => write!(f, "loss {rate}"),
             FaultAction::Wipe(target) => write!(f, "wipe {target}"),
+            FaultAction::Isolate(target) => write!(f, "isolate {target}"),
         }
     }
 }
@@ -82,16 +118,82 @@ pub(crate) struct RawFault {
     latency: Option<DurRange>,
     loss: Option<Spanned<f64>>,
     wipe: Option<Spanned<String>>,
+    isolate: Option<Spanned<String>>,
+    #[serde(rename = "as")]
+    capture: Option<Spanned<toml::Value>>,
+    when: Option<Spanned<String>>,
+    every: Option<Spanned<Dur>>,
+    until: Option<Spanned<Dur>>,
 }
 
-const ACTIONS: &str = "crash, restart, partition, heal, latency, loss or wipe";
+const ACTIONS: &str = "crash, restart, partition, heal, latency, loss, wipe or isolate";
+
+/// `every` and `until`: the moments a repeated fault or expectation fires, `at`, `at + every`,
+/// ... before `until` (the end of the run by default). Just `at` without `every`.
+pub(crate) fn repetition(
+    at: Duration,
+    every: Option<&Spanned<Dur>>,
+    until: Option<&Spanned<Dur>>,
+    duration: Duration,
+    source: &Source,
+) -> Result<Vec<Duration>, ScenarioError> {
+    let Some(every) = every else {
+        if let Some(until) = until {
+            return Err(source.error(until.span(), "`until` only goes with `every`"));
+        }
+        return Ok(vec![at]);
+    };
+    let step = every.get_ref().0;
+    if step.is_zero() {
+        return Err(source.error(every.span(), "`every` must be greater than 0"));
+    }
+    let end = match until {
+        Some(until) if until.get_ref().0 > duration => {
+            return Err(source.error(
+                until.span(),
+                format!(
+                    "`until` {} is after the end of the run ({})",
+                    fmt_duration(until.get_ref().0),
+                    fmt_duration(duration)
+                ),
+            ))
+        }
+        Some(until) => until.get_ref().0,
+        None => duration,
+    };
+    let mut moments = Vec::new();
+    let mut moment = at;
+    while moment < end {
+        moments.push(moment);
+        moment += step;
+    }
+    Ok(moments)
+}
+
+/// Checks one `[[faults]]` entry; a repeated one gives one fault per firing.
+/// Refuses `@NAME` before a fault captures NAME (in file order).
+pub(crate) fn captured_before(
+    selector: Selector,
+    defined: &BTreeSet<String>,
+    text: &Spanned<String>,
+    source: &Source,
+) -> Result<Selector, ScenarioError> {
+    match selector.captures().into_iter().find(|name| !defined.contains(name)) {
+        None => Ok(selector),
+        Some(name) => Err(source.error(
+            text.span(),
+            format!("no fault before this one captures @{name}; add `as = \"{name}\"` to the fault whose nodes it means"),
+        )),
+    }
+}
 
 pub(crate) fn check(
     fault: Spanned<RawFault>,
     topology: &Topology,
     duration: Duration,
+    defined: &mut BTreeSet<String>,
     source: &Source,
-) -> Result<Fault, ScenarioError> {
+) -> Result<Vec<Fault>, ScenarioError> {
     let span = fault.span();
     let fault = fault.into_inner();
     let at = fault.at.get_ref().0;
@@ -106,9 +208,10 @@ pub(crate) fn check(
         ));
     }
     let select = |text: &Spanned<String>| {
-        topology
+        let selector = topology
             .select(text.get_ref())
-            .map_err(|message| source.error(text.span(), message))
+            .map_err(|message| source.error(text.span(), message))?;
+        captured_before(selector, defined, text, source)
     };
     let mut actions = Vec::new();
     if let Some(target) = &fault.crash {
@@ -118,7 +221,7 @@ pub(crate) fn check(
         actions.push(("restart", FaultAction::Restart(select(target)?)));
     }
     if let Some(groups) = &fault.partition {
-        let groups = check_partition(groups, topology, source)?;
+        let groups = check_partition(groups, topology, &select, source)?;
         let oneway = fault.oneway.unwrap_or(false);
         actions.push(("partition", FaultAction::Partition { groups, oneway }));
     } else if fault.oneway.is_some() {
@@ -140,11 +243,44 @@ pub(crate) fn check(
     if let Some(target) = &fault.wipe {
         actions.push(("wipe", FaultAction::Wipe(select(target)?)));
     }
+    if let Some(target) = &fault.isolate {
+        actions.push(("isolate", FaultAction::Isolate(select(target)?)));
+    }
     match actions.len() {
-        1 => Ok(Fault {
-            at,
-            action: actions.pop().expect("one action").1,
-        }),
+        1 => {
+            let action = actions.pop().expect("one action").1;
+            let captures = check_captures(fault.capture.as_ref(), &action, span.clone(), source)?;
+            defined.extend(captures.iter().cloned());
+            let when = match &fault.when {
+                None => None,
+                Some(name) => Some(Condition::from_name(name.get_ref()).ok_or_else(|| {
+                    source.error(
+                        name.span(),
+                        format!(
+                            "unknown condition {:?}; expected {}",
+                            name.get_ref(),
+                            Condition::NAMES
+                        ),
+                    )
+                })?),
+            };
+            let moments = repetition(
+                at,
+                fault.every.as_ref(),
+                fault.until.as_ref(),
+                duration,
+                source,
+            )?;
+            Ok(moments
+                .into_iter()
+                .map(|at| Fault {
+                    at,
+                    action: action.clone(),
+                    captures: captures.clone(),
+                    when,
+                })
+                .collect())
+        }
         0 => Err(source.error(span, format!("a fault needs one of {ACTIONS}"))),
         _ => {
             let names: Vec<_> = actions.iter().map(|(name, _)| *name).collect();
@@ -160,12 +296,64 @@ pub(crate) fn check(
     }
 }
 
+/// `as = "NAME"`, or for a partition `as = ["A", "B"]`, one name per group.
+fn check_captures(
+    raw: Option<&Spanned<toml::Value>>,
+    action: &FaultAction,
+    span: std::ops::Range<usize>,
+    source: &Source,
+) -> Result<Vec<String>, ScenarioError> {
+    let Some(raw) = raw else {
+        return Ok(Vec::new());
+    };
+    let error = |message: String| source.error(raw.span(), message);
+    let names: Vec<String> = match (raw.get_ref(), action) {
+        (toml::Value::Array(items), FaultAction::Partition { groups, .. }) => {
+            if items.len() != groups.len() {
+                return Err(error(format!(
+                    "`as` names each of the partition's {} groups, got {} names",
+                    groups.len(),
+                    items.len()
+                )));
+            }
+            (items.iter())
+                .map(|item| match item {
+                    toml::Value::String(name) => Ok(name.clone()),
+                    _ => Err(error("`as` takes names, like [\"old\", \"rest\"]".into())),
+                })
+                .collect::<Result<_, _>>()?
+        }
+        (_, FaultAction::Partition { .. }) => {
+            return Err(error(
+                "a partition captures one name per group: `as = [\"old\", \"rest\"]`".into(),
+            ))
+        }
+        (toml::Value::String(name), FaultAction::Crash(_))
+        | (toml::Value::String(name), FaultAction::Restart(_))
+        | (toml::Value::String(name), FaultAction::Wipe(_))
+        | (toml::Value::String(name), FaultAction::Isolate(_))
+        | (toml::Value::String(name), FaultAction::Heal(Some(_))) => vec![name.clone()],
+        (toml::Value::String(_), _) => {
+            return Err(source.error(
+                span,
+                "`as` captures the nodes a fault hits; this fault hits no nodes by name",
+            ))
+        }
+        _ => return Err(error("`as` is a name, like \"old\"".into())),
+    };
+    for name in &names {
+        check_capture_name(name).map_err(error)?;
+    }
+    Ok(names)
+}
+
 /// Two or more groups, none empty, and no node certainly in two groups. Whether `leader` or
 /// `followers` meets a named master depends on the run (`[["leader"], ["master-3"]]`): the
 /// runner keeps such a node in its first group.
 fn check_partition(
     groups: &Spanned<Vec<Vec<Spanned<String>>>>,
     topology: &Topology,
+    select: &dyn Fn(&Spanned<String>) -> Result<Selector, ScenarioError>,
     source: &Source,
 ) -> Result<Vec<Vec<Selector>>, ScenarioError> {
     if groups.get_ref().len() < 2 {
@@ -184,9 +372,7 @@ fn check_partition(
         }
         let mut selectors = Vec::new();
         for text in group {
-            let selector = topology
-                .select(text.get_ref())
-                .map_err(|message| source.error(text.span(), message))?;
+            let selector = select(text)?;
             for (earlier, earlier_text) in parsed.iter().flatten() {
                 if let Some(node) = certain_overlap(topology, earlier, &selector) {
                     return Err(source.error(
@@ -214,13 +400,14 @@ fn check_partition(
 fn certain_overlap(topology: &Topology, a: &Selector, b: &Selector) -> Option<String> {
     match (a.is_dynamic(), b.is_dynamic()) {
         (false, false) => a.nodes().iter().find(|node| b.contains(node)).cloned(),
-        // `leader` meets `leader`, `followers` meets `followers`; never each other.
-        (true, true) => (a.to_string() == b.to_string()).then(|| a.to_string()),
+        // `leader` meets `leader`, `followers` meets `followers`; never each other. Of other
+        // expressions, only the run knows.
+        (true, true) => (a.only_masters() && a.to_string() == b.to_string()).then(|| a.to_string()),
         (true, false) | (false, true) => {
             let (dynamic, fixed) = if a.is_dynamic() { (a, b) } else { (b, a) };
             let masters = topology.masters();
             let covers_all = masters.iter().all(|master| fixed.contains(master));
-            covers_all.then(|| format!("the {dynamic}"))
+            (dynamic.only_masters() && covers_all).then(|| format!("the {dynamic}"))
         }
     }
 }

@@ -24,6 +24,7 @@ use fleet_core::cluster::lease::LeaseConfig;
 use fleet_core::cluster::raft::RaftConfig;
 use fleet_core::fmt_duration;
 use serde::Deserialize;
+use std::collections::BTreeSet;
 use std::path::Path;
 use std::time::Duration;
 use toml::Spanned;
@@ -92,6 +93,8 @@ pub struct Scenario {
     pub expectations: Vec<ExpectSpec>,
     /// What `sim explore` may break; `sim run` ignores it.
     pub explore: Option<ExploreSpec>,
+    /// The names faults capture with `as`, for checks that read `@NAME`.
+    pub captures: BTreeSet<String>,
 }
 
 #[derive(Deserialize)]
@@ -215,11 +218,18 @@ impl RawScenario {
                 None => 0.0,
             },
         };
-        let mut faults = self
-            .faults
-            .into_iter()
-            .map(|fault| faults::check(fault, &topology, duration, source))
-            .collect::<Result<Vec<_>, _>>()?;
+        let mut faults = Vec::new();
+        let mut captured = BTreeSet::new();
+        for fault in self.faults {
+            faults.extend(faults::check(
+                fault,
+                &topology,
+                duration,
+                &mut captured,
+                source,
+            )?);
+        }
+        // Stable: faults at the same moment fire in file order.
         faults.sort_by_key(|fault| fault.at);
         let expectations = self
             .expect
@@ -244,6 +254,7 @@ impl RawScenario {
             faults,
             expectations,
             explore,
+            captures: captured,
         })
     }
 }

@@ -1,6 +1,7 @@
 //! Which nodes a fault or an expectation names: `agent-3`, `agent-1..5` (or `agent-1..agent-5`),
-//! `agents`, `masters`, `all`, `store`, and the two resolved when a fault fires: `leader` and
-//! `followers`.
+//! `agents`, `masters`, `all`, `store`; those resolved when they are used: `leader`,
+//! `followers`, `@NAME` (what an earlier fault captured) and `any(SEL, K)` (drawn from the
+//! seed); and expressions of them with ` + ` and ` - `, read left to right.
 
 use std::fmt;
 
@@ -43,25 +44,114 @@ fn index(text: &str) -> Option<u32> {
     text.parse().ok()
 }
 
+/// One operand of a selector expression.
 #[derive(Clone, Debug, PartialEq, Eq)]
-enum Target {
+enum Term {
     Nodes(Vec<String>),
-    /// The master leading when the fault fires.
+    /// The master leading at the moment of use.
     Leader,
-    /// Every master but the one leading when the fault fires.
+    /// Every master but the one leading at the moment of use.
     Followers,
+    /// `@NAME`: the nodes the latest firing of the fault captured as NAME.
+    Capture(String),
+    /// `any(SEL, K)`: K distinct nodes of SEL, drawn from the run's seed.
+    Any(Box<Expr>, usize),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Op {
+    Union,
+    Difference,
+}
+
+/// `A + B - C`: read left to right.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Expr {
+    first: Term,
+    rest: Vec<(Op, Term)>,
+}
+
+/// What a selector needs from the moment it is used: who leads, what was captured, and a
+/// draw from the run's seed.
+pub trait Scope {
+    fn leader(&self) -> Option<String>;
+    /// The nodes of the latest firing that captured `name`; none before the first.
+    fn capture(&self, name: &str) -> Vec<String>;
+    /// An index below `len` (at least 1).
+    fn pick(&mut self, len: usize) -> usize;
+}
+
+/// A scope that knows only who leads: no captures, and `any` takes the first nodes.
+pub struct LeaderOnly<'a>(pub Option<&'a str>);
+
+impl Scope for LeaderOnly<'_> {
+    fn leader(&self) -> Option<String> {
+        self.0.map(str::to_string)
+    }
+    fn capture(&self, _: &str) -> Vec<String> {
+        Vec::new()
+    }
+    fn pick(&mut self, _: usize) -> usize {
+        0
+    }
 }
 
 /// A parsed selector.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Selector {
     text: String,
-    target: Target,
+    expr: Expr,
+    /// The nodes, when they are known before the run.
+    fixed: Option<Vec<String>>,
 }
 
 impl fmt::Display for Selector {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.text)
+    }
+}
+
+/// Splits `text` at whitespace outside parentheses.
+fn tokens(text: &str) -> Result<Vec<&str>, String> {
+    let mut out = Vec::new();
+    let (mut depth, mut start) = (0i32, None);
+    for (i, c) in text.char_indices() {
+        match c {
+            '(' => depth += 1,
+            ')' => depth -= 1,
+            _ => {}
+        }
+        if depth < 0 {
+            return Err(format!("{text:?} closes a parenthesis it never opened"));
+        }
+        if c.is_whitespace() && depth == 0 {
+            if let Some(from) = start.take() {
+                out.push(&text[from..i]);
+            }
+        } else if start.is_none() {
+            start = Some(i);
+        }
+    }
+    if depth != 0 {
+        return Err(format!("{text:?} leaves a parenthesis open"));
+    }
+    if let Some(from) = start {
+        out.push(&text[from..]);
+    }
+    Ok(out)
+}
+
+/// A capture's name: lowercase letters, digits and `_`, starting with a letter.
+pub fn check_capture_name(name: &str) -> Result<(), String> {
+    let mut chars = name.chars();
+    let good = chars.next().is_some_and(|c| c.is_ascii_lowercase())
+        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+    if good {
+        Ok(())
+    } else {
+        Err(format!(
+            "{name:?} is not a capture name: lowercase letters, digits and _, starting with a letter"
+        ))
     }
 }
 
@@ -100,27 +190,89 @@ impl Topology {
         self.all(NodeKind::Agent)
     }
 
-    /// Parses a selector against this topology.
+    /// Parses a selector against this topology: a node, a range, a group, `leader`,
+    /// `followers`, `@NAME`, `any(SEL)` or `any(SEL, K)`, joined by ` + ` (union) and ` - `
+    /// (difference), read left to right.
     pub fn select(&self, text: &str) -> Result<Selector, String> {
-        let target = match text {
-            "all" => Target::Nodes(self.nodes()),
-            "agents" => Target::Nodes(self.all(NodeKind::Agent)),
-            "masters" => Target::Nodes(self.all(NodeKind::Master)),
-            "leader" => Target::Leader,
-            "followers" => Target::Followers,
-            "store" if self.store => Target::Nodes(self.all(NodeKind::Store)),
-            "store" => {
-                return Err("there is no store: only `[cluster] mode = \"lease\"` has one".into())
-            }
-            _ => Target::Nodes(self.select_named(text)?),
-        };
+        let expr = self.expr(text)?;
+        let fixed = expr.fixed(self);
         Ok(Selector {
             text: text.to_string(),
-            target,
+            expr,
+            fixed,
         })
     }
 
-    /// A selector whose nodes are known before the run: no `leader` or `followers`.
+    fn expr(&self, text: &str) -> Result<Expr, String> {
+        let tokens = tokens(text)?;
+        let Some((first, rest)) = tokens.split_first() else {
+            return Err("an empty selector selects nothing; name a node or a group".into());
+        };
+        let mut expr = Expr {
+            first: self.term(first)?,
+            rest: Vec::new(),
+        };
+        for pair in rest.chunks(2) {
+            let op = match pair[0] {
+                "+" => Op::Union,
+                "-" => Op::Difference,
+                other => {
+                    return Err(format!(
+                        "expected + or - between selectors in {text:?}, got {other:?} \
+                         (operators take a space on each side)"
+                    ))
+                }
+            };
+            let Some(term) = pair.get(1) else {
+                return Err(format!("{text:?} ends with an operator"));
+            };
+            expr.rest.push((op, self.term(term)?));
+        }
+        Ok(expr)
+    }
+
+    fn term(&self, text: &str) -> Result<Term, String> {
+        if let Some(inner) = text.strip_prefix("any(").and_then(|t| t.strip_suffix(')')) {
+            let (of, count) = match inner.rsplit_once(',') {
+                Some((of, count)) if !count.contains(')') => {
+                    let count: usize =
+                        count
+                            .trim()
+                            .parse()
+                            .ok()
+                            .filter(|&k| k > 0)
+                            .ok_or_else(|| {
+                                format!(
+                                    "any(SEL, K) takes a count of at least 1, got {:?}",
+                                    count.trim()
+                                )
+                            })?;
+                    (of, count)
+                }
+                _ => (inner, 1),
+            };
+            return Ok(Term::Any(Box::new(self.expr(of.trim())?), count));
+        }
+        if let Some(name) = text.strip_prefix('@') {
+            check_capture_name(name)?;
+            return Ok(Term::Capture(name.to_string()));
+        }
+        Ok(match text {
+            "all" => Term::Nodes(self.nodes()),
+            "agents" => Term::Nodes(self.all(NodeKind::Agent)),
+            "masters" => Term::Nodes(self.all(NodeKind::Master)),
+            "leader" => Term::Leader,
+            "followers" => Term::Followers,
+            "store" if self.store => Term::Nodes(self.all(NodeKind::Store)),
+            "store" => {
+                return Err("there is no store: only `[cluster] mode = \"lease\"` has one".into())
+            }
+            _ => Term::Nodes(self.select_named(text)?),
+        })
+    }
+
+    /// A selector whose nodes are known before the run: no `leader`, `followers`, `@NAME` or
+    /// `any`.
     pub fn select_fixed(&self, text: &str) -> Result<Selector, String> {
         let selector = self.select(text)?;
         if selector.is_dynamic() {
@@ -131,12 +283,19 @@ impl Topology {
         Ok(selector)
     }
 
+    /// Orders `nodes` as [`Topology::nodes`] does, without repeats.
+    fn ordered(&self, nodes: &[String]) -> Vec<String> {
+        (self.nodes().into_iter())
+            .filter(|node| nodes.contains(node))
+            .collect()
+    }
+
     fn select_named(&self, text: &str) -> Result<Vec<String>, String> {
         let unknown = || {
             format!(
                 "unknown node {text:?}: this scenario has {}; a target is a node name, \
-                 \"agents\", \"masters\", \"all\", \"leader\", \"followers\", \"store\" or a \
-                 range like \"agent-1..5\"",
+                 \"agents\", \"masters\", \"all\", \"leader\", \"followers\", \"store\", a \
+                 range like \"agent-1..5\", \"@NAME\" or \"any(SEL, K)\", joined by + and -",
                 self.describe()
             )
         };
@@ -187,36 +346,113 @@ impl Topology {
     }
 }
 
+impl Expr {
+    fn terms(&self) -> impl Iterator<Item = &Term> {
+        std::iter::once(&self.first).chain(self.rest.iter().map(|(_, term)| term))
+    }
+
+    /// The nodes, if no term depends on the run.
+    fn fixed(&self, topology: &Topology) -> Option<Vec<String>> {
+        let mut scope = LeaderOnly(None);
+        (self.terms().all(|term| matches!(term, Term::Nodes(_))))
+            .then(|| self.resolve(topology, &mut scope))
+    }
+
+    fn resolve(&self, topology: &Topology, scope: &mut dyn Scope) -> Vec<String> {
+        let mut nodes = self.first.resolve(topology, scope);
+        for (op, term) in &self.rest {
+            let other = term.resolve(topology, scope);
+            match op {
+                Op::Union => nodes.extend(other),
+                Op::Difference => nodes.retain(|node| !other.contains(node)),
+            }
+        }
+        topology.ordered(&nodes)
+    }
+}
+
+impl Term {
+    fn resolve(&self, topology: &Topology, scope: &mut dyn Scope) -> Vec<String> {
+        match self {
+            Term::Nodes(nodes) => nodes.clone(),
+            Term::Leader => scope.leader().into_iter().collect(),
+            Term::Followers => {
+                let leader = scope.leader();
+                (topology.masters().into_iter())
+                    .filter(|master| Some(master) != leader.as_ref())
+                    .collect()
+            }
+            Term::Capture(name) => scope.capture(name),
+            Term::Any(of, count) => {
+                let mut pool = of.resolve(topology, scope);
+                let mut drawn = Vec::new();
+                while drawn.len() < *count && !pool.is_empty() {
+                    let index = scope.pick(pool.len());
+                    drawn.push(pool.remove(index.min(pool.len() - 1)));
+                }
+                drawn
+            }
+        }
+    }
+
+    fn each(&self, visit: &mut dyn FnMut(&Term)) {
+        visit(self);
+        if let Term::Any(of, _) = self {
+            for term in of.terms() {
+                term.each(visit);
+            }
+        }
+    }
+}
+
 impl Selector {
-    /// `leader` and `followers` depend on who leads when they are used.
+    /// Whether the nodes depend on the run: `leader`, `followers`, `@NAME` or `any`.
     pub fn is_dynamic(&self) -> bool {
-        !matches!(self.target, Target::Nodes(_))
+        self.fixed.is_none()
     }
 
-    /// The selected nodes, given the master leading now (if any). With no leader, `leader`
-    /// selects nothing and `followers` every master.
-    pub fn resolve(&self, leader: Option<&str>, topology: &Topology) -> Vec<String> {
-        match &self.target {
-            Target::Nodes(nodes) => nodes.clone(),
-            Target::Leader => leader.map(str::to_string).into_iter().collect(),
-            Target::Followers => topology
-                .masters()
-                .into_iter()
-                .filter(|master| Some(master.as_str()) != leader)
-                .collect(),
+    /// `leader` or `followers` alone: masters, whichever they turn out to be.
+    pub fn only_masters(&self) -> bool {
+        self.expr.rest.is_empty() && matches!(self.expr.first, Term::Leader | Term::Followers)
+    }
+
+    /// The nodes at the moment `scope` describes, in topology order.
+    pub fn resolve(&self, topology: &Topology, scope: &mut dyn Scope) -> Vec<String> {
+        match &self.fixed {
+            Some(nodes) => nodes.clone(),
+            None => self.expr.resolve(topology, scope),
         }
     }
 
-    /// The nodes of a fixed selector; empty for `leader` and `followers`.
+    /// The nodes of a fixed selector; empty for one that depends on the run.
     pub fn nodes(&self) -> &[String] {
-        match &self.target {
-            Target::Nodes(nodes) => nodes,
-            Target::Leader | Target::Followers => &[],
-        }
+        self.fixed.as_deref().unwrap_or(&[])
     }
 
     pub fn contains(&self, node: &str) -> bool {
         self.nodes().iter().any(|n| n == node)
+    }
+
+    /// The captures it reads (`@NAME`), in order.
+    pub fn captures(&self) -> Vec<String> {
+        let mut names = Vec::new();
+        for term in self.expr.terms() {
+            term.each(&mut |term| {
+                if let Term::Capture(name) = term {
+                    names.push(name.clone());
+                }
+            });
+        }
+        names
+    }
+
+    /// Whether it draws nodes (`any`).
+    pub fn draws(&self) -> bool {
+        let mut draws = false;
+        for term in self.expr.terms() {
+            term.each(&mut |term| draws |= matches!(term, Term::Any(..)));
+        }
+        draws
     }
 }
 
@@ -251,13 +487,16 @@ mod tests {
     fn leader_and_followers_resolve_when_used() {
         let leader = TOPOLOGY.select("leader").unwrap();
         let followers = TOPOLOGY.select("followers").unwrap();
-        assert_eq!(leader.resolve(Some("master-2"), &TOPOLOGY), ["master-2"]);
         assert_eq!(
-            followers.resolve(Some("master-2"), &TOPOLOGY),
+            leader.resolve(&TOPOLOGY, &mut LeaderOnly(Some("master-2"))),
+            ["master-2"]
+        );
+        assert_eq!(
+            followers.resolve(&TOPOLOGY, &mut LeaderOnly(Some("master-2"))),
             ["master-1", "master-3"]
         );
-        assert!(leader.resolve(None, &TOPOLOGY).is_empty());
-        assert_eq!(followers.resolve(None, &TOPOLOGY).len(), 3);
+        assert!(leader.resolve(&TOPOLOGY, &mut LeaderOnly(None)).is_empty());
+        assert_eq!(followers.resolve(&TOPOLOGY, &mut LeaderOnly(None)).len(), 3);
         assert!(TOPOLOGY.select_fixed("leader").is_err());
     }
 
@@ -290,6 +529,87 @@ mod tests {
         ] {
             let error = TOPOLOGY.select(bad).unwrap_err();
             assert!(error.contains("agent-1..agent-20"), "{bad}: {error}");
+        }
+    }
+
+    struct Fixed {
+        leader: Option<&'static str>,
+        old: Vec<String>,
+        picks: Vec<usize>,
+    }
+
+    impl Scope for Fixed {
+        fn leader(&self) -> Option<String> {
+            self.leader.map(str::to_string)
+        }
+        fn capture(&self, name: &str) -> Vec<String> {
+            if name == "old" {
+                self.old.clone()
+            } else {
+                Vec::new()
+            }
+        }
+        fn pick(&mut self, len: usize) -> usize {
+            self.picks.remove(0) % len
+        }
+    }
+
+    #[test]
+    fn expressions_read_left_to_right_and_resolve_when_used() {
+        let mut scope = Fixed {
+            leader: Some("master-2"),
+            old: vec!["master-1".into()],
+            picks: vec![1, 0],
+        };
+        let resolve = |text: &str, scope: &mut Fixed| {
+            TOPOLOGY.select(text).unwrap().resolve(&TOPOLOGY, scope)
+        };
+        assert_eq!(
+            resolve("masters - @old", &mut scope),
+            ["master-2", "master-3"]
+        );
+        assert_eq!(
+            resolve("masters - @old + master-1", &mut scope),
+            ["master-1", "master-2", "master-3"]
+        );
+        assert_eq!(
+            resolve("agent-1 + leader", &mut scope),
+            ["master-2", "agent-1"]
+        );
+        assert_eq!(resolve("@never", &mut scope), Vec::<String>::new());
+        // any: the draws pick index 1 of [master-1, master-3], then index 0 of what is left.
+        assert_eq!(
+            resolve("any(followers, 2)", &mut scope),
+            ["master-1", "master-3"]
+        );
+        let mut scope = Fixed {
+            leader: None,
+            old: Vec::new(),
+            picks: vec![2],
+        };
+        assert_eq!(resolve("any(masters - @old)", &mut scope), ["master-3"]);
+        let fixed = TOPOLOGY.select("masters - master-2").unwrap();
+        assert!(!fixed.is_dynamic());
+        assert_eq!(fixed.nodes(), ["master-1", "master-3"]);
+        let dynamic = TOPOLOGY.select("leader + any(agents - @x, 3)").unwrap();
+        assert!(dynamic.is_dynamic() && dynamic.draws());
+        assert_eq!(dynamic.captures(), ["x"]);
+    }
+
+    #[test]
+    fn bad_expressions_say_what_is_wrong() {
+        for (bad, says) in [
+            ("masters -", "ends with an operator"),
+            ("masters-1", "unknown node"),
+            ("masters * agents", "expected + or -"),
+            ("any(masters, 0)", "at least 1"),
+            ("any(masters", "parenthesis"),
+            ("masters)", "parenthesis"),
+            ("@Old", "capture name"),
+            ("", "empty"),
+        ] {
+            let error = TOPOLOGY.select(bad).unwrap_err();
+            assert!(error.contains(says), "{bad:?}: {error}");
         }
     }
 }

@@ -1,0 +1,241 @@
+//! `failover_within {within, among}`: every time the leader is removed, a new leader is elected
+//! within the bound. Its verdict carries every measured time (`value`, in ms) and their
+//! distribution, beside an optional `reference` to compare against (a paper's figure).
+
+use crate::history::{fmt_time, FaultEvent};
+use crate::judge::{ms, Check, CheckSpec, Evidence};
+use crate::scenario::selector::{Selector, Topology};
+use fleet_core::fmt_duration as show;
+use std::time::Duration;
+
+pub const FAILOVER_WITHIN: CheckSpec = CheckSpec {
+    name: "failover_within",
+    fields: &["within", "among", "reference"],
+    parse: |fields| {
+        let (text, at) = (fields.text("within", r#"a duration like "1s""#)?)
+            .ok_or_else(|| fields.missing("within"))?;
+        let within =
+            crate::scenario::duration::parse_duration(text).map_err(|why| fields.error(at, why))?;
+        Ok(Box::new(FailoverWithin {
+            within,
+            among: fields.among()?,
+            reference: fields.note("reference")?,
+        }))
+    },
+};
+
+#[derive(Debug)]
+struct FailoverWithin {
+    within: Duration,
+    among: Selector,
+    reference: Option<String>,
+}
+
+/// One removal of the leader, and how long the next election took (`None`: none came).
+struct Failover {
+    at: u64,
+    leader: String,
+    took: Option<u64>,
+}
+
+/// The groups of a partition as the timeline shows them: `leader(master-2),agent-1 | agents`.
+/// A target that depended on the run lists its nodes in parentheses.
+fn partition_groups(groups: &str, topology: &Topology) -> Vec<Vec<String>> {
+    let mut out = Vec::new();
+    for group in groups.split(" | ") {
+        let mut nodes = Vec::new();
+        let (mut depth, mut start) = (0, 0);
+        let mut items = Vec::new();
+        for (i, c) in group.char_indices() {
+            match c {
+                '(' => depth += 1,
+                ')' => depth -= 1,
+                ',' if depth == 0 => {
+                    items.push(&group[start..i]);
+                    start = i + 1;
+                }
+                _ => {}
+            }
+        }
+        items.push(&group[start..]);
+        for item in items {
+            match item.split_once('(') {
+                Some((_, inside)) => {
+                    let inside = inside.trim_end_matches(')');
+                    nodes.extend(
+                        inside
+                            .split(',')
+                            .filter(|n| !n.is_empty())
+                            .map(String::from),
+                    );
+                }
+                None => nodes
+                    .extend((topology.select(item).ok().iter()).flat_map(|s| s.nodes().to_vec())),
+            }
+        }
+        out.push(nodes);
+    }
+    out
+}
+
+/// Whether `fault` removes `leader`: ends its process, isolates it, or leaves it in a
+/// partition group without a majority of the masters.
+fn removes(fault: &FaultEvent, leader: &str, topology: &Topology) -> bool {
+    let named = |target: &str, nodes: &Option<Vec<String>>| match nodes {
+        Some(nodes) => nodes.iter().any(|node| node == leader),
+        None => topology.select(target).is_ok_and(|s| s.contains(leader)),
+    };
+    match fault {
+        FaultEvent::Crash { target, nodes } | FaultEvent::Restart { target, nodes } => {
+            named(target, nodes)
+        }
+        FaultEvent::Isolate { target, nodes } => named(target, nodes),
+        FaultEvent::Partition { groups, .. } => {
+            let masters = topology.masters();
+            let groups = partition_groups(groups, topology);
+            groups.iter().any(|group| {
+                let with = group.iter().filter(|node| masters.contains(node)).count();
+                group.iter().any(|node| node == leader) && with * 2 <= masters.len()
+            })
+        }
+        FaultEvent::Heal { .. }
+        | FaultEvent::Latency { .. }
+        | FaultEvent::Loss { .. }
+        | FaultEvent::Wipe { .. }
+        | FaultEvent::Captured { .. }
+        | FaultEvent::Unfired { .. } => false,
+    }
+}
+
+impl FailoverWithin {
+    fn failovers(&self, evidence: &Evidence) -> Vec<Failover> {
+        let topology = &evidence.scenario.topology;
+        let mut out = Vec::new();
+        for entry in evidence.entries {
+            let Some(fault) = entry.fault() else { continue };
+            let t = entry.t_ms;
+            let before = t.saturating_sub(1);
+            let among = evidence.resolve(&self.among, before);
+            let leader = (evidence.leaders.spans.iter())
+                .filter(|span| span.from_ms <= before && span.to_ms.is_none_or(|to| before < to))
+                .filter(|span| among.contains(&span.node))
+                .max_by_key(|span| span.term);
+            let Some(leader) = leader else { continue };
+            if !removes(fault, &leader.node, topology) {
+                continue;
+            }
+            let next = (evidence.leaders.spans.iter())
+                .filter(|span| span.from_ms >= t && among.contains(&span.node))
+                .filter(|span| span.from_ms > t || span.node != leader.node)
+                .map(|span| span.from_ms)
+                .min();
+            out.push(Failover {
+                at: t,
+                leader: leader.node.clone(),
+                took: next.map(|from| from - t),
+            });
+        }
+        out
+    }
+}
+
+/// The nearest-rank percentile of sorted samples.
+fn percentile(sorted: &[u64], p: f64) -> u64 {
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+impl Check for FailoverWithin {
+    fn title(&self) -> String {
+        let among = match self.among.to_string().as_str() {
+            "masters" => String::new(),
+            text => format!(" among {text}"),
+        };
+        format!("failover_within {}{among}", show(self.within))
+    }
+
+    fn value(&self, evidence: &Evidence) -> Option<serde_json::Value> {
+        let times: Vec<u64> = self
+            .failovers(evidence)
+            .iter()
+            .filter_map(|f| f.took)
+            .collect();
+        Some(times.into())
+    }
+
+    fn judge(&self, evidence: &Evidence) -> (bool, String) {
+        let failovers = self.failovers(evidence);
+        if failovers.is_empty() {
+            return (false, "the leader was never removed".into());
+        }
+        if let Some(stuck) = failovers.iter().find(|f| f.took.is_none()) {
+            let at = fmt_time(stuck.at);
+            let leader = &stuck.leader;
+            return (
+                false,
+                format!("no new leader after {leader} was removed at {at}"),
+            );
+        }
+        let mut times: Vec<u64> = failovers.iter().filter_map(|f| f.took).collect();
+        times.sort_unstable();
+        let bound = ms(self.within);
+        let late = times.iter().filter(|&&took| took > bound).count();
+        let mean = times.iter().sum::<u64>() as f64 / times.len() as f64;
+        let mut detail = format!(
+            "{} failovers: median {}ms, mean {mean:.0}ms, p99 {}ms, max {}ms",
+            times.len(),
+            percentile(&times, 50.0),
+            percentile(&times, 99.0),
+            times[times.len() - 1]
+        );
+        if late > 0 {
+            detail.push_str(&format!("; {late} over {}", show(self.within)));
+        }
+        if let Some(reference) = &self.reference {
+            detail.push_str(&format!(" (reference: {reference})"));
+        }
+        (late == 0, detail)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn partition_groups_read_back_as_nodes() {
+        let topology = Topology {
+            masters: 3,
+            agents: 2,
+            store: false,
+        };
+        let groups = partition_groups(
+            "leader(master-2),agent-1 | followers(master-1,master-3),agent-2",
+            &topology,
+        );
+        assert_eq!(
+            groups,
+            [
+                vec!["master-2", "agent-1"],
+                vec!["master-1", "master-3", "agent-2"]
+            ]
+        );
+        assert_eq!(
+            partition_groups("master-1 | masters", &topology)[1].len(),
+            3
+        );
+        let cut = FaultEvent::Partition {
+            groups: "leader(master-2) | followers(master-1,master-3)".into(),
+            oneway: false,
+        };
+        assert!(removes(&cut, "master-2", &topology));
+        assert!(!removes(&cut, "master-1", &topology));
+    }
+
+    #[test]
+    fn percentiles_take_the_nearest_rank() {
+        let times = [100, 150, 171, 200, 603];
+        assert_eq!(percentile(&times, 50.0), 171);
+        assert_eq!(percentile(&times, 99.0), 603);
+    }
+}
