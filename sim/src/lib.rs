@@ -17,6 +17,7 @@ pub mod judge;
 pub mod report;
 pub mod run;
 pub mod scenario;
+pub mod seeds;
 
 use judge::Expectation;
 use scenario::{Scenario, ScenarioError};

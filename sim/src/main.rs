@@ -24,9 +24,13 @@ enum Command {
     Run {
         file: PathBuf,
         /// Override the scenario's seed.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "seeds")]
         seed: Option<u64>,
-        /// Print one JSON document instead of text.
+        /// Run many seeds, side by side: a range like 1..32 (both included) or a list 1,5,9.
+        /// Prints one line per failing seed, then a summary.
+        #[arg(long, value_parser = sim::seeds::seed_list)]
+        seeds: Option<sim::seeds::SeedList>,
+        /// Print one JSON document instead of text (with --seeds, one per seed, a line each).
         #[arg(long)]
         json: bool,
     },
@@ -41,8 +45,11 @@ enum Command {
         #[arg(required = true)]
         files: Vec<PathBuf>,
         /// Override the scenarios' seeds.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "seeds")]
         seed: Option<u64>,
+        /// Check many seeds of each file, side by side: 1..20 or 1,5,9.
+        #[arg(long, value_parser = sim::seeds::seed_list)]
+        seeds: Option<sim::seeds::SeedList>,
     },
     /// Run a template (a scenario with an [explore] table) under fault schedules drawn from
     /// each run's seed; check every run; shrink the failures into scenario files.
@@ -117,11 +124,22 @@ mod app {
 
     pub fn main(command: Command) -> i32 {
         match command {
-            Command::Run { file, seed, json } => run(&file, seed, json),
+            Command::Run {
+                file,
+                seed: _,
+                seeds: Some(seeds),
+                json,
+            } => run_seeds(&file, &seeds.0, json),
+            Command::Run {
+                file, seed, json, ..
+            } => run(&file, seed, json),
             Command::Bench { file, runs } => bench(&file, runs),
-            Command::Check { files, seed } => files
+            Command::Check { files, seed, seeds } => files
                 .iter()
-                .map(|file| check(file, seed))
+                .map(|file| match &seeds {
+                    Some(seeds) => check_seeds(file, &seeds.0),
+                    None => check(file, seed),
+                })
                 .max()
                 .unwrap_or(exit::OK),
             Command::Explore {
@@ -286,6 +304,145 @@ mod app {
         exit::EXPECTATION_FAILED
     }
 
+    fn cores() -> usize {
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    }
+
+    /// The seeds to run: those asked for, unless the scenario pins its own (`seeds = [...]`).
+    fn seeds_for(scenario: &sim::scenario::Scenario, asked: &[u64]) -> Vec<u64> {
+        match &scenario.seeds {
+            None => asked.to_vec(),
+            Some(pinned) => {
+                eprintln!(
+                    "{}: pins its seeds to {pinned:?} (see its opening comment); running those",
+                    scenario.path
+                );
+                pinned.clone()
+            }
+        }
+    }
+
+    fn run_seeds(file: &Path, seeds: &[u64], json: bool) -> i32 {
+        let Loaded {
+            scenario,
+            expectations,
+        } = match load(file) {
+            Ok(loaded) => loaded,
+            Err(code) => return code,
+        };
+        let seeds = seeds_for(&scenario, seeds);
+        let start = std::time::Instant::now();
+        let results = sim::seeds::parallel(&seeds, cores(), |seed| {
+            let output = run::run(&scenario, seed);
+            let verdicts = judge::evaluate(&scenario, &expectations, &output.timeline);
+            let document = json.then(|| {
+                let entries = &output.timeline.entries;
+                let text = report::json::json(&scenario, seed, entries, &verdicts, output.wall);
+                serde_json::from_str::<serde_json::Value>(&text)
+                    .map(|value| value.to_string())
+                    .unwrap_or(text)
+            });
+            (seed, verdicts, document)
+        });
+        let mut failed = Vec::new();
+        for (seed, verdicts, document) in &results {
+            if let Some(document) = document {
+                println!("{document}");
+            }
+            let broken: Vec<_> = verdicts.iter().filter(|verdict| !verdict.ok).collect();
+            let Some(first) = broken.first() else {
+                continue;
+            };
+            failed.push(*seed);
+            if !json {
+                let more = match broken.len() {
+                    1 => String::new(),
+                    n => format!(" (and {} more)", n - 1),
+                };
+                println!(
+                    "FAIL seed {seed}: {}{more}\n  {}\n  reproduce: cargo run --release -p sim -- run {} --seed {seed}",
+                    first.check,
+                    first.detail,
+                    file.display()
+                );
+            }
+        }
+        let summary = format!(
+            "{}: {} of {} seeds failed{} ({:.1} s)",
+            file.display(),
+            failed.len(),
+            seeds.len(),
+            match failed.len() {
+                0 => String::new(),
+                1..=20 => format!(": {failed:?}"),
+                n => format!(": {:?} and {} more", &failed[..20], n - 20),
+            },
+            start.elapsed().as_secs_f64()
+        );
+        if json {
+            eprintln!("{summary}");
+        } else {
+            println!("{summary}");
+        }
+        if failed.is_empty() {
+            exit::OK
+        } else {
+            exit::EXPECTATION_FAILED
+        }
+    }
+
+    fn check_seeds(file: &Path, seeds: &[u64]) -> i32 {
+        let scenario = match load(file) {
+            Ok(loaded) => loaded.scenario,
+            Err(code) => return code,
+        };
+        let seeds = seeds_for(&scenario, seeds);
+        let results = sim::seeds::parallel(&seeds, cores(), |seed| {
+            let first = run::run(&scenario, seed).timeline.entries;
+            let second = run::run(&scenario, seed).timeline.entries;
+            (seed, first_difference(&first, &second))
+        });
+        let mut differ = Vec::new();
+        for (seed, difference) in results {
+            if let Some(difference) = difference {
+                println!(
+                    "NONDETERMINISTIC  {}  seed {seed}: {difference}",
+                    file.display()
+                );
+                differ.push(seed);
+            }
+        }
+        if differ.is_empty() {
+            println!(
+                "deterministic  {}  {} seeds, each identical in two runs",
+                file.display(),
+                seeds.len()
+            );
+            exit::OK
+        } else {
+            exit::EXPECTATION_FAILED
+        }
+    }
+
+    /// Where two timelines of one seed first differ, if they do.
+    fn first_difference(first: &[Entry], second: &[Entry]) -> Option<String> {
+        let length = first.len().max(second.len());
+        let index = (0..length).find(|&i| first.get(i) != second.get(i))?;
+        let show = |entries: &[Entry]| {
+            entries
+                .get(index)
+                .map_or("(no event)".to_string(), |entry| {
+                    let (kind, fields) = entry.parts();
+                    format!("{} {} {kind} {fields}", fmt_time(entry.t_ms), entry.node)
+                })
+        };
+        Some(format!(
+            "runs differ at event {index}\n  first:  {}\n  second: {}",
+            show(first),
+            show(second)
+        ))
+    }
+
     fn bench(file: &Path, runs: usize) -> i32 {
         let scenario = match load(file) {
             Ok(loaded) => loaded.scenario,
@@ -316,8 +473,7 @@ mod app {
         let seed = seed.unwrap_or(scenario.seed);
         let first = run::run(&scenario, seed).timeline.entries;
         let second = run::run(&scenario, seed).timeline.entries;
-        let length = first.len().max(second.len());
-        let Some(index) = (0..length).find(|&i| first.get(i) != second.get(i)) else {
+        let Some(difference) = first_difference(&first, &second) else {
             println!(
                 "deterministic  {}  seed {seed}: {} events identical in two runs",
                 file.display(),
@@ -325,19 +481,9 @@ mod app {
             );
             return exit::OK;
         };
-        let show = |entries: &[Entry]| {
-            entries
-                .get(index)
-                .map_or("(no event)".to_string(), |entry| {
-                    let (kind, fields) = entry.parts();
-                    format!("{} {} {kind} {fields}", fmt_time(entry.t_ms), entry.node)
-                })
-        };
         println!(
-            "NONDETERMINISTIC  {}  seed {seed}: runs differ at event {index}\n  first:  {}\n  second: {}",
-            file.display(),
-            show(&first),
-            show(&second)
+            "NONDETERMINISTIC  {}  seed {seed}: {difference}",
+            file.display()
         );
         exit::EXPECTATION_FAILED
     }

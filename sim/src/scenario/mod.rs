@@ -81,6 +81,9 @@ pub struct Scenario {
     pub name: String,
     pub description: String,
     pub seed: u64,
+    /// `seeds = [8]`: the only seeds the scenario claims to hold on (it shows a failure that
+    /// needs them); `None`: every seed.
+    pub seeds: Option<Vec<u64>>,
     pub duration: Duration,
     pub topology: Topology,
     pub cluster: ClusterSpec,
@@ -105,6 +108,7 @@ struct RawScenario {
     description: Option<Spanned<String>>,
     #[serde(default)]
     seed: u64,
+    seeds: Option<Spanned<Vec<u64>>>,
     duration: Spanned<Dur>,
     topology: RawTopology,
     #[serde(default)]
@@ -245,6 +249,12 @@ impl RawScenario {
             name,
             description,
             seed: self.seed,
+            seeds: match self.seeds {
+                Some(seeds) if seeds.get_ref().is_empty() => {
+                    return Err(source.error(seeds.span(), "`seeds` lists at least one seed"))
+                }
+                other => other.map(Spanned::into_inner),
+            },
             duration,
             topology,
             cluster,
