@@ -8,6 +8,7 @@
 //!   captures the timeline; it reads who leads from the history so far;
 //! - [`judge`] compiles the `[[expect]]` checks and judges a timeline, invariants included;
 //! - [`report`] prints it all, as text or JSON;
+//! - [`seeds`] runs one scenario on many seeds side by side (`--seeds`);
 //! - [`explore`] runs a template under fault schedules drawn from each seed, judges every run
 //!   and shrinks the failures into scenario files.
 

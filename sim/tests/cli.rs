@@ -138,3 +138,58 @@ fn check_confirms_determinism() {
     assert_eq!(output.status.code(), Some(0));
     assert!(String::from_utf8_lossy(&output.stdout).contains("identical in two runs"));
 }
+
+#[test]
+fn many_seeds_print_each_failing_seed_then_a_summary() {
+    // The agents are online, so claiming they are offline fails on every seed.
+    let path = scratch_file(
+        "seeds.toml",
+        &format!(
+            "{SMALL}[[expect]]\ncheck = \"offline_within\"\nafter = \"5s\"\nwithin = \"5s\"\n"
+        ),
+    );
+    let file = path.to_str().unwrap();
+    let output = sim(&["run", file, "--seeds", "3..5"]);
+    assert_eq!(output.status.code(), Some(1));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    for seed in 3..=5 {
+        assert!(
+            stdout.contains(&format!("FAIL seed {seed}: offline_within")),
+            "{stdout}"
+        );
+        assert!(stdout.contains(&format!("--seed {seed}\n")), "{stdout}");
+    }
+    assert!(
+        stdout.contains("3 of 3 seeds failed: [3, 4, 5]"),
+        "{stdout}"
+    );
+
+    let json = sim(&["run", file, "--seeds", "1,2", "--json"]);
+    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&json.stdout)
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    let seeds: Vec<u64> = lines
+        .iter()
+        .map(|doc| doc["seed"].as_u64().unwrap())
+        .collect();
+    assert_eq!(seeds, [1, 2]);
+
+    let fine = scratch_file("fine.toml", SMALL);
+    let output = sim(&["run", fine.to_str().unwrap(), "--seeds", "1..4"]);
+    assert_eq!(output.status.code(), Some(0));
+    let check = sim(&["check", fine.to_str().unwrap(), "--seeds", "1..3"]);
+    assert_eq!(check.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&check.stdout).contains("3 seeds, each identical"));
+
+    let pinned = scratch_file(
+        "pinned.toml",
+        &SMALL.replace("seed = 9\n", "seed = 9\nseeds = [7]\n"),
+    );
+    let output = sim(&["run", pinned.to_str().unwrap(), "--seeds", "1..4"]);
+    assert!(String::from_utf8_lossy(&output.stderr).contains("pins its seeds to [7]"));
+    assert!(String::from_utf8_lossy(&output.stdout).contains("0 of 1 seeds failed"));
+
+    let bad = sim(&["run", fine.to_str().unwrap(), "--seeds", "5..1"]);
+    assert_eq!(bad.status.code(), Some(2));
+}
