@@ -108,6 +108,17 @@ fn isolate_cuts_a_node_off_and_heal_brings_it_back() {
                 [[expect]]\ncheck = \"all_online\"\nat = \"25s\"\n";
     let (_, verdicts) = run(text);
     assert!(verdicts.iter().all(|v| v.ok), "{verdicts:#?}");
+    // Measured numbers are values, not only prose: each agent's detection time, the count online.
+    let detected = verdict(&verdicts, "offline_within").value.clone().unwrap();
+    let times: Vec<u64> = (detected.as_array().unwrap().iter())
+        .map(|t| t.as_u64().unwrap())
+        .collect();
+    assert_eq!(times.len(), 2);
+    assert!(
+        times.iter().all(|&t| (1000..=6000).contains(&t)),
+        "{times:?}"
+    );
+    assert_eq!(verdict(&verdicts, "all_online").value, Some(2.into()));
 }
 
 #[test]

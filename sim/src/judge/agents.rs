@@ -29,6 +29,13 @@ impl Check for AllOnline {
         format!("all_online {} at {}", self.agents, show(self.at))
     }
 
+    /// How many of the selected agents are online.
+    fn value(&self, evidence: &Evidence) -> Option<serde_json::Value> {
+        let nodes = self.agents.nodes().iter();
+        let online = nodes.filter(|agent| evidence.online.online_at(agent, ms(self.at)));
+        Some(online.count().into())
+    }
+
     fn judge(&self, evidence: &Evidence) -> (bool, String) {
         let offline: Vec<&str> = self
             .agents
@@ -75,6 +82,21 @@ impl Check for OfflineWithin {
     fn title(&self) -> String {
         let (agents, within, after) = (&self.agents, show(self.within), show(self.after));
         format!("offline_within {agents} {within} after {after}")
+    }
+
+    /// Each selected agent's detection time: ms from `after` until it was seen offline
+    /// (`null` for one that never was).
+    fn value(&self, evidence: &Evidence) -> Option<serde_json::Value> {
+        let (from, to) = (ms(self.after), ms(self.after + self.within));
+        let times: Vec<Option<u64>> = (self.agents.nodes().iter())
+            .map(|agent| {
+                evidence
+                    .online
+                    .first_offline(agent, from, to)
+                    .map(|t| t - from)
+            })
+            .collect();
+        Some(times.into())
     }
 
     fn judge(&self, evidence: &Evidence) -> (bool, String) {
@@ -125,6 +147,15 @@ impl Check for NoOffline {
         format!("no_offline {} during {from}..{to}", self.agents)
     }
 
+    /// How many of the selected agents went offline.
+    fn value(&self, evidence: &Evidence) -> Option<serde_json::Value> {
+        let (from, to) = (ms(self.during.0), ms(self.during.1));
+        let nodes = self.agents.nodes().iter();
+        let offline =
+            nodes.filter(|agent| evidence.online.first_offline(agent, from, to).is_some());
+        Some(offline.count().into())
+    }
+
     fn judge(&self, evidence: &Evidence) -> (bool, String) {
         let (from, to) = (ms(self.during.0), ms(self.during.1));
         let offline: Vec<String> = self
@@ -170,6 +201,15 @@ impl Check for AgentsFollowLeader {
     fn title(&self) -> String {
         let (agents, within, after) = (&self.agents, show(self.within), show(self.after));
         format!("agents_follow_leader {agents} {within} after {after}")
+    }
+
+    /// How many of the selected agents are registered with the leader.
+    fn value(&self, evidence: &Evidence) -> Option<serde_json::Value> {
+        let at = ms(self.after + self.within);
+        let leader = evidence.leaders.leader_at(at)?.node.as_str();
+        let nodes = self.agents.nodes().iter();
+        let with = nodes.filter(|agent| evidence.online.master_at(agent, at) == Some(leader));
+        Some(with.count().into())
     }
 
     fn judge(&self, evidence: &Evidence) -> (bool, String) {

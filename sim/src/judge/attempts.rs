@@ -178,12 +178,22 @@ impl Check for MaxConnectAttempts {
         format!("max_connect_attempts {agents} during {from}..{to} <= {max}")
     }
 
+    fn value(&self, evidence: &Evidence) -> Option<serde_json::Value> {
+        Some(self.count(evidence).into())
+    }
+
     fn judge(&self, evidence: &Evidence) -> (bool, String) {
-        let window = ms(self.during.0)..=ms(self.during.1);
-        let count = connect_attempts(evidence.entries)
-            .filter(|(t_ms, node)| window.contains(t_ms) && self.agents.contains(node))
-            .count() as u64;
+        let count = self.count(evidence);
         (count <= self.max, format!("{count} attempts"))
+    }
+}
+
+impl MaxConnectAttempts {
+    fn count(&self, evidence: &Evidence) -> u64 {
+        let window = ms(self.during.0)..=ms(self.during.1);
+        connect_attempts(evidence.entries)
+            .filter(|(t_ms, node)| window.contains(t_ms) && self.agents.contains(node))
+            .count() as u64
     }
 }
 
@@ -227,6 +237,12 @@ impl Check for PeakConnectRate {
         };
         let (from, to) = (show(self.during.0), show(self.during.1));
         format!("peak_connect_rate during {from}..{to} {bound}")
+    }
+
+    fn value(&self, evidence: &Evidence) -> Option<serde_json::Value> {
+        let (from, to) = (ms(self.during.0), ms(self.during.1));
+        let peak = peak_connect_rate(evidence.entries, from, to);
+        Some(peak.map_or(0, |(count, _)| count).into())
     }
 
     fn judge(&self, evidence: &Evidence) -> (bool, String) {

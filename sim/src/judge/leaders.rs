@@ -39,12 +39,16 @@ impl Check for LeaderElected {
         )
     }
 
+    /// How long after `after` the leader took office, in ms.
+    fn value(&self, evidence: &Evidence) -> Option<serde_json::Value> {
+        let from = ms(self.after);
+        self.elected(evidence)
+            .map(|span| (span.from_ms - from).into())
+    }
+
     fn judge(&self, evidence: &Evidence) -> (bool, String) {
-        let (from, to) = (ms(self.after), ms(self.after + self.within));
-        let among = evidence.resolve(&self.among, from);
-        let elected = (evidence.leaders.spans.iter())
-            .find(|span| (from..=to).contains(&span.from_ms) && among.contains(&span.node));
-        match elected {
+        let from = ms(self.after);
+        match self.elected(evidence) {
             Some(span) => {
                 let (node, at, term) = (&span.node, fmt_time(span.from_ms), span.term);
                 let waited = span.from_ms - from;
@@ -55,6 +59,15 @@ impl Check for LeaderElected {
             }
             None => (false, "no master became leader in that window".into()),
         }
+    }
+}
+
+impl LeaderElected {
+    fn elected<'e>(&self, evidence: &'e Evidence) -> Option<&'e LeaderSpan> {
+        let (from, to) = (ms(self.after), ms(self.after + self.within));
+        let among = evidence.resolve(&self.among, from);
+        (evidence.leaders.spans.iter())
+            .find(|span| (from..=to).contains(&span.from_ms) && among.contains(&span.node))
     }
 }
 
