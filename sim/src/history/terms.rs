@@ -15,16 +15,17 @@ pub struct Terms {
     pub elections: Vec<(u64, String, u64)>,
 }
 
-fn term_of(event: &RaftEvent) -> u64 {
+/// The term a raft event says its node is in; `None` for the events that name a term the node
+/// only asked about (a pre-vote) or was asked for (a denied vote: the candidate's term).
+pub fn raft_term(event: &RaftEvent) -> Option<u64> {
     match event {
-        RaftEvent::PreVoteStarted { term }
-        | RaftEvent::ElectionStarted { term }
+        RaftEvent::PreVoteStarted { .. } | RaftEvent::VoteDenied { .. } => None,
+        RaftEvent::ElectionStarted { term }
         | RaftEvent::VoteGranted { term, .. }
-        | RaftEvent::VoteDenied { term, .. }
         | RaftEvent::BecameLeader { term, .. }
         | RaftEvent::BecameFollower { term, .. }
         | RaftEvent::SteppedDown { term, .. }
-        | RaftEvent::StateRestored { term, .. } => *term,
+        | RaftEvent::StateRestored { term, .. } => Some(*term),
     }
 }
 
@@ -33,15 +34,14 @@ impl Terms {
         let mut terms = Terms::default();
         for entry in entries {
             match &entry.event {
-                // A pre-vote asks about a term without taking it.
-                Happening::System(Event::Raft(RaftEvent::PreVoteStarted { .. })) => {}
                 Happening::System(Event::Raft(event)) => {
                     if let RaftEvent::ElectionStarted { term } = event {
-                        terms
-                            .elections
-                            .push((entry.t_ms, entry.node.clone(), *term));
+                        let started = (entry.t_ms, entry.node.clone(), *term);
+                        terms.elections.push(started);
                     }
-                    terms.report(&entry.node, entry.t_ms, term_of(event));
+                    if let Some(term) = raft_term(event) {
+                        terms.report(&entry.node, entry.t_ms, term);
+                    }
                 }
                 Happening::System(_) => {}
                 Happening::Fault(fault) => {

@@ -12,7 +12,8 @@
 //! - `timeline_readable` (only shown when broken): every event an emitter sent parses back.
 
 use crate::history::leaders::LeaderSpan;
-use crate::history::{fmt_time, Entry, Happening};
+use crate::history::terms::raft_term;
+use crate::history::{fmt_time, Entry, FaultEvent, Happening};
 use crate::judge::{Check, CheckSpec, Evidence, Verdict};
 use crate::scenario::ClusterSpec;
 use fleet_core::timeline::{Event, LeaseEvent};
@@ -37,12 +38,16 @@ fn rule(name: &str, result: Result<String, String>) -> Verdict {
 const ONE_LEADER: &str = "at_most_one_leader_per_term";
 const ONE_HOLDER: &str = "one_lease_holder_at_a_time";
 const FENCING: &str = "fencing_tokens_increase";
+const TERMS_KEPT: &str = "terms_never_go_back";
 
-/// The rules every run of this cluster mode is held to.
+/// The rules every run of this cluster mode is held to. A raft master that keeps its term on
+/// disk never goes back to an older one; without the disk (`persist = false`) it does on every
+/// restart, so that rule holds only with it.
 pub fn rules(cluster: &ClusterSpec) -> &'static [&'static str] {
     match cluster {
         ClusterSpec::Single => &[],
-        ClusterSpec::Raft { .. } => &[ONE_LEADER],
+        ClusterSpec::Raft { persist: true, .. } => &[ONE_LEADER, TERMS_KEPT],
+        ClusterSpec::Raft { persist: false, .. } => &[ONE_LEADER],
         ClusterSpec::Lease(_) => &[ONE_LEADER, ONE_HOLDER, FENCING],
     }
 }
@@ -53,6 +58,7 @@ pub fn judge_rule(name: &str, evidence: &Evidence) -> Option<Result<String, Stri
         ONE_LEADER => one_leader_per_term(&evidence.leaders.spans),
         ONE_HOLDER => one_lease_holder(evidence),
         FENCING => fencing_tokens_increase(evidence.entries),
+        TERMS_KEPT => terms_never_go_back(evidence),
         _ => return None,
     })
 }
@@ -208,6 +214,49 @@ fn one_lease_holder(evidence: &Evidence) -> Result<String, String> {
     Ok(format!("{grants} grants, never overlapping"))
 }
 
+/// No raft master reports a term below one it reported before, across crashes and restarts
+/// (its term is on disk), unless its disk was wiped in between. Only the terms a node says it
+/// is in count, not those it asked about or was asked for (pre-votes, denied votes).
+fn terms_never_go_back(evidence: &Evidence) -> Result<String, String> {
+    let topology = &evidence.scenario.topology;
+    let mut last: BTreeMap<&str, (u64, u64)> = BTreeMap::new();
+    let mut reports = 0;
+    for entry in evidence.entries {
+        match &entry.event {
+            Happening::Fault(FaultEvent::Wipe { target, nodes }) => {
+                let wiped = match nodes {
+                    Some(nodes) => nodes.clone(),
+                    None => {
+                        (topology.select(target).ok()).map_or_else(Vec::new, |s| s.nodes().to_vec())
+                    }
+                };
+                for node in wiped {
+                    last.retain(|kept, _| *kept != node);
+                }
+            }
+            Happening::System(Event::Raft(event)) => {
+                let Some(term) = raft_term(event) else {
+                    continue;
+                };
+                reports += 1;
+                if let Some(&(before, at)) = last.get(entry.node.as_str()) {
+                    if term < before {
+                        return Err(format!(
+                            "{} was in term {before} at {} and reported term {term} at {}",
+                            entry.node,
+                            fmt_time(at),
+                            fmt_time(entry.t_ms)
+                        ));
+                    }
+                }
+                last.insert(&entry.node, (term, entry.t_ms));
+            }
+            _ => {}
+        }
+    }
+    Ok(format!("{reports} term reports, none going back"))
+}
+
 fn fencing_tokens_increase(entries: &[Entry]) -> Result<String, String> {
     let mut highest: Option<(u64, &Entry)> = None;
     let mut granted: BTreeMap<&str, u64> = BTreeMap::new();
@@ -270,6 +319,49 @@ mod tests {
 
     fn lease(t_ms: u64, node: &str, event: LeaseEvent) -> Entry {
         entry(t_ms, node, event)
+    }
+
+    #[test]
+    fn a_term_going_back_is_caught_unless_the_disk_was_wiped() {
+        use crate::history::tests::fault;
+        use fleet_core::timeline::RaftEvent;
+        let scenario = crate::scenario::Scenario::parse(
+            "t.toml",
+            "name = \"t\"\nduration = \"1m\"\n[topology]\nmasters = 3\nagents = 0\n",
+        )
+        .unwrap();
+        let restored = |t, term| {
+            let event = RaftEvent::StateRestored {
+                term,
+                voted_for: None,
+            };
+            entry(t, "master-1", event)
+        };
+        let denied = entry(
+            6,
+            "master-1",
+            RaftEvent::VoteDenied {
+                term: 1,
+                candidate: "master-2".into(),
+                reason: "stale term".into(),
+            },
+        );
+        let forgot = vec![became_leader(1, "master-1", 3), denied, restored(9, 0)];
+        let error = terms_never_go_back(&Evidence::new(&scenario, &forgot)).unwrap_err();
+        assert!(
+            error.contains("term 3") && error.contains("term 0"),
+            "{error}"
+        );
+        assert!(terms_never_go_back(&Evidence::new(&scenario, &forgot[..2])).is_ok());
+        let wipe = fault(
+            5,
+            FaultEvent::Wipe {
+                target: "master-1".into(),
+                nodes: None,
+            },
+        );
+        let wiped = vec![became_leader(1, "master-1", 3), wipe, restored(9, 0)];
+        assert!(terms_never_go_back(&Evidence::new(&scenario, &wiped)).is_ok());
     }
 
     #[test]
