@@ -19,6 +19,8 @@ pub enum Draw {
     Crash(String),
     Restart(String),
     Wipe(String),
+    /// Cuts the node off from every other node.
+    Isolate(String),
     /// Cuts every link between the two groups; `oneway` cuts only the first's traffic to the
     /// second.
     Partition {
@@ -95,7 +97,9 @@ impl Ground<'_> {
     /// A partition needs a node to cut off and one to cut it from.
     fn can_draw(&self, kind: FaultKind) -> bool {
         match kind {
-            FaultKind::Partition | FaultKind::Oneway => self.topology.nodes().len() > 1,
+            FaultKind::Partition | FaultKind::Oneway | FaultKind::Isolate => {
+                self.topology.nodes().len() > 1
+            }
             _ => true,
         }
     }
@@ -107,6 +111,7 @@ impl Ground<'_> {
             FaultKind::Crash => Draw::Crash(pick(rng)),
             FaultKind::Restart => Draw::Restart(pick(rng)),
             FaultKind::Wipe => Draw::Wipe(pick(rng)),
+            FaultKind::Isolate => Draw::Isolate(pick(rng)),
             FaultKind::Heal => Draw::Heal,
             FaultKind::Partition | FaultKind::Oneway => {
                 let all = self.topology.nodes();
@@ -275,6 +280,7 @@ impl fmt::Display for Draw {
             Draw::Crash(node) => write!(f, "crash {node}"),
             Draw::Restart(node) => write!(f, "restart {node}"),
             Draw::Wipe(node) => write!(f, "wipe {node}"),
+            Draw::Isolate(node) => write!(f, "isolate {node}"),
             Draw::Partition { groups, oneway } => {
                 let [a, b] = groups.clone().map(|group| compact(&group).join(","));
                 let arrow = if *oneway { " (one way)" } else { "" };

@@ -128,6 +128,7 @@ fn fault_table(step: &Step, note: Option<&str>) -> Table {
         Draw::Crash(node) => table["crash"] = value(node.as_str()),
         Draw::Restart(node) => table["restart"] = value(node.as_str()),
         Draw::Wipe(node) => table["wipe"] = value(node.as_str()),
+        Draw::Isolate(node) => table["isolate"] = value(node.as_str()),
         Draw::Heal => table["heal"] = value("all"),
         Draw::Partition { groups, oneway } => {
             let mut array = Array::new();

@@ -2,7 +2,7 @@
 //!
 //! ```toml
 //! [explore]
-//! faults = ["crash", "restart", "partition", "oneway", "heal", "latency", "loss", "wipe"]
+//! faults = ["crash", "restart", "partition", "oneway", "heal", "latency", "loss", "wipe", "isolate"]
 //! targets = "masters"     # the nodes faults hit
 //! mean_gap = "2s"         # mean time between faults
 //! until = "20s"           # faults stop here; the liveness phase starts
@@ -29,10 +29,11 @@ pub enum FaultKind {
     Latency,
     Loss,
     Wipe,
+    Isolate,
 }
 
 impl FaultKind {
-    pub const ALL: [FaultKind; 8] = [
+    pub const ALL: [FaultKind; 9] = [
         FaultKind::Crash,
         FaultKind::Restart,
         FaultKind::Partition,
@@ -41,6 +42,7 @@ impl FaultKind {
         FaultKind::Latency,
         FaultKind::Loss,
         FaultKind::Wipe,
+        FaultKind::Isolate,
     ];
 
     pub fn name(self) -> &'static str {
@@ -53,6 +55,7 @@ impl FaultKind {
             FaultKind::Latency => "latency",
             FaultKind::Loss => "loss",
             FaultKind::Wipe => "wipe",
+            FaultKind::Isolate => "isolate",
         }
     }
 
