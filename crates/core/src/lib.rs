@@ -6,6 +6,7 @@
 pub mod agent;
 pub mod backoff;
 pub mod cluster;
+pub mod command;
 pub mod master;
 pub mod resp;
 pub mod timeline;

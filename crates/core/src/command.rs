@@ -1,0 +1,451 @@
+//! Commands: what a master asks an agent to do, and the two halves that give at-least-once
+//! delivery an exactly-once effect.
+//!
+//! - [`Outbox`] (master): keeps every accepted command until its result arrives, hands the
+//!   pending ones out again whenever the agent (re)registers, and takes each result once. Its
+//!   [`Outbox::snapshot`] is what a master keeps on disk so a restart loses nothing accepted.
+//! - [`Executor`] (agent): runs commands through its handlers, at most `max_concurrent` at
+//!   once with the rest queued, times them out, and remembers the results of the last
+//!   `remember` commands: a duplicate gets the stored result (or nothing, while the first copy
+//!   still runs) and never runs twice.
+//!
+//! Sans-IO, like every core: both take `now` and inputs and return what to do. A handler that
+//! takes time (`sleep`) is [`Work::Wait`]: the shell waits, then calls
+//! [`Executor::finished`].
+
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, VecDeque};
+use std::time::{Duration, Instant};
+
+/// One command, as the master sends it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Command {
+    /// `{master}-{n}`: unique across masters, so a new leader's ids never meet an old one's.
+    pub request_id: String,
+    pub name: String,
+    pub args: BTreeMap<String, String>,
+    pub timeout_ms: u64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    Ok,
+    Error,
+    Timeout,
+    UnknownCommand,
+}
+
+impl Outcome {
+    pub fn name(self) -> &'static str {
+        match self {
+            Outcome::Ok => "ok",
+            Outcome::Error => "error",
+            Outcome::Timeout => "timeout",
+            Outcome::UnknownCommand => "unknown_command",
+        }
+    }
+}
+
+/// What an agent sends back.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CommandResult {
+    pub request_id: String,
+    pub outcome: Outcome,
+    pub output: String,
+    pub duration_ms: u64,
+}
+
+/// What a handler does with a command: answer at once, or take time and then answer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Work {
+    Done(Outcome, String),
+    /// Wait this long, then finish `ok` with this output.
+    Wait(Duration, String),
+}
+
+/// The built-in handlers, by command name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Handler {
+    /// Answers `ok` with its arguments, `key=value` joined by spaces.
+    Echo,
+    /// Waits `ms` (simulated time in the harness), then answers `ok`.
+    Sleep,
+    /// Answers `error` with its `message` argument.
+    Fail,
+    /// Answers `ok` with the agent's load: `running=N queued=M`.
+    Status,
+}
+
+impl Handler {
+    pub const NAMES: [(&'static str, Handler); 4] = [
+        ("echo", Handler::Echo),
+        ("sleep", Handler::Sleep),
+        ("fail", Handler::Fail),
+        ("status", Handler::Status),
+    ];
+
+    pub fn named(name: &str) -> Option<Handler> {
+        Handler::NAMES
+            .iter()
+            .find(|(known, _)| *known == name)
+            .map(|(_, handler)| *handler)
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ExecutorConfig {
+    pub max_concurrent: usize,
+    /// Commands waiting for a free slot; one more is refused `error` and the agent is `busy`.
+    pub queue_limit: usize,
+    /// How many finished commands' results are kept to answer duplicates.
+    pub remember: usize,
+}
+
+impl Default for ExecutorConfig {
+    fn default() -> Self {
+        ExecutorConfig {
+            max_concurrent: 4,
+            queue_limit: 64,
+            remember: 1024,
+        }
+    }
+}
+
+/// What the agent's shell does next.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Step {
+    /// A command starts: wait `Work::Wait`'s time, then call [`Executor::finished`].
+    Started { request_id: String, wait: Duration },
+    /// Send this result to the master.
+    Reply(CommandResult),
+    /// A copy of a command already seen: `stored` is its result to send again, or `None`
+    /// while the first copy still runs (its result will follow).
+    Duplicate {
+        request_id: String,
+        stored: Option<CommandResult>,
+    },
+}
+
+struct Running {
+    started: Instant,
+    deadline: Instant,
+    output: String,
+}
+
+/// The agent's side: handlers, a concurrency limit, a queue, timeouts and duplicate
+/// suppression.
+pub struct Executor {
+    config: ExecutorConfig,
+    running: BTreeMap<String, Running>,
+    queued: VecDeque<(Command, Instant)>,
+    /// The last `remember` results, oldest first, and the same by id.
+    finished: VecDeque<String>,
+    results: BTreeMap<String, CommandResult>,
+}
+
+impl Executor {
+    pub fn new(config: ExecutorConfig) -> Executor {
+        Executor {
+            config,
+            running: BTreeMap::new(),
+            queued: VecDeque::new(),
+            finished: VecDeque::new(),
+            results: BTreeMap::new(),
+        }
+    }
+
+    /// Full: a command now would be refused. The agent reports `busy`.
+    pub fn is_busy(&self) -> bool {
+        self.queued.len() >= self.config.queue_limit
+    }
+
+    pub fn load(&self) -> (usize, usize) {
+        (self.running.len(), self.queued.len())
+    }
+
+    fn seen(&self, request_id: &str) -> bool {
+        self.running.contains_key(request_id)
+            || self
+                .queued
+                .iter()
+                .any(|(queued, _)| queued.request_id == request_id)
+    }
+
+    /// A command arrives (first copy or not).
+    pub fn receive(&mut self, now: Instant, command: Command) -> Vec<Step> {
+        if let Some(stored) = self.results.get(&command.request_id) {
+            let request_id = command.request_id;
+            let stored = Some(stored.clone());
+            return vec![Step::Duplicate { request_id, stored }];
+        }
+        if self.seen(&command.request_id) {
+            let request_id = command.request_id;
+            return vec![Step::Duplicate {
+                request_id,
+                stored: None,
+            }];
+        }
+        if self.is_busy() {
+            let (running, queued) = self.load();
+            let output = format!("busy: {running} running, {queued} queued");
+            return vec![self.finish(&command.request_id, now, now, Outcome::Error, output)];
+        }
+        self.queued.push_back((command, now));
+        self.start_ready(now)
+    }
+
+    /// Starts queued commands while a slot is free.
+    fn start_ready(&mut self, now: Instant) -> Vec<Step> {
+        let mut steps = Vec::new();
+        while self.running.len() < self.config.max_concurrent {
+            let Some((command, _)) = self.queued.pop_front() else {
+                break;
+            };
+            let work = match Handler::named(&command.name) {
+                None => Work::Done(
+                    Outcome::UnknownCommand,
+                    format!("no handler {:?}", command.name),
+                ),
+                Some(handler) => self.work(handler, &command),
+            };
+            let deadline = now + Duration::from_millis(command.timeout_ms);
+            match work {
+                Work::Done(outcome, output) => {
+                    let id = command.request_id;
+                    steps.push(Step::Started {
+                        request_id: id.clone(),
+                        wait: Duration::ZERO,
+                    });
+                    steps.push(self.finish(&id, now, now, outcome, output));
+                }
+                Work::Wait(wait, output) => {
+                    let running = Running {
+                        started: now,
+                        deadline,
+                        output,
+                    };
+                    self.running.insert(command.request_id.clone(), running);
+                    steps.push(Step::Started {
+                        request_id: command.request_id,
+                        wait,
+                    });
+                }
+            }
+        }
+        steps
+    }
+
+    fn work(&self, handler: Handler, command: &Command) -> Work {
+        let args = &command.args;
+        match handler {
+            Handler::Echo => {
+                let words: Vec<String> = args.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                Work::Done(Outcome::Ok, words.join(" "))
+            }
+            Handler::Fail => {
+                let message = args
+                    .get("message")
+                    .cloned()
+                    .unwrap_or_else(|| "failed".into());
+                Work::Done(Outcome::Error, message)
+            }
+            Handler::Status => {
+                let (running, queued) = self.load();
+                Work::Done(Outcome::Ok, format!("running={running} queued={queued}"))
+            }
+            Handler::Sleep => match args.get("ms").map(|ms| ms.parse::<u64>()) {
+                Some(Ok(ms)) => Work::Wait(Duration::from_millis(ms), format!("slept {ms}ms")),
+                _ => Work::Done(Outcome::Error, "sleep takes ms, a whole number".into()),
+            },
+        }
+    }
+
+    /// Records a result, keeps it for duplicates, and returns the reply.
+    fn finish(
+        &mut self,
+        request_id: &str,
+        started: Instant,
+        now: Instant,
+        outcome: Outcome,
+        output: String,
+    ) -> Step {
+        let result = CommandResult {
+            request_id: request_id.to_string(),
+            outcome,
+            output,
+            duration_ms: now.duration_since(started).as_millis() as u64,
+        };
+        self.finished.push_back(request_id.to_string());
+        self.results.insert(request_id.to_string(), result.clone());
+        while self.finished.len() > self.config.remember {
+            if let Some(oldest) = self.finished.pop_front() {
+                self.results.remove(&oldest);
+            }
+        }
+        Step::Reply(result)
+    }
+
+    /// A command's wait is over: it finishes `ok`, and the next queued one may start. A command
+    /// that already timed out stays timed out.
+    pub fn finished(&mut self, now: Instant, request_id: &str) -> Vec<Step> {
+        let Some(running) = self.running.remove(request_id) else {
+            return Vec::new();
+        };
+        let mut steps = vec![self.finish(
+            request_id,
+            running.started,
+            now,
+            Outcome::Ok,
+            running.output,
+        )];
+        steps.extend(self.start_ready(now));
+        steps
+    }
+
+    /// Commands past their timeout finish `timeout`.
+    pub fn poll(&mut self, now: Instant) -> Vec<Step> {
+        let late: Vec<String> = (self.running.iter())
+            .filter(|(_, running)| running.deadline <= now)
+            .map(|(id, _)| id.clone())
+            .collect();
+        let mut steps = Vec::new();
+        for id in late {
+            let running = self.running.remove(&id).expect("listed above");
+            let output = format!(
+                "no result within {}ms",
+                (running.deadline - running.started).as_millis()
+            );
+            steps.push(self.finish(&id, running.started, now, Outcome::Timeout, output));
+        }
+        if !steps.is_empty() {
+            steps.extend(self.start_ready(now));
+        }
+        steps
+    }
+
+    /// When [`Executor::poll`] next has something to do.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        self.running.values().map(|running| running.deadline).min()
+    }
+}
+
+/// A command the master accepted and has no result for yet.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Pending {
+    pub agent: String,
+    pub command: Command,
+}
+
+/// What a result meant to the master.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Received {
+    /// The first result for a pending command, from `agent`.
+    First { agent: String },
+    /// A result the master already had (a duplicate reply).
+    Again,
+    /// A result for no command this master accepted.
+    Unknown,
+}
+
+/// The master's side: pending commands by id, handed out again on every registration.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Outbox {
+    master: String,
+    next: u64,
+    pending: BTreeMap<String, Pending>,
+    /// Ids whose result arrived, oldest first, bounded like the agent's memory.
+    done: VecDeque<String>,
+}
+
+/// How many completed ids the master keeps to recognise duplicate results.
+const DONE_KEPT: usize = 4096;
+
+impl Outbox {
+    pub fn new(master: &str) -> Outbox {
+        Outbox {
+            master: master.to_string(),
+            ..Outbox::default()
+        }
+    }
+
+    /// Accepts a command for `agent` and returns it with its id; the caller persists
+    /// [`Outbox::snapshot`] before saying it accepted it, then sends it if the agent is online.
+    pub fn accept(
+        &mut self,
+        agent: &str,
+        name: &str,
+        args: BTreeMap<String, String>,
+        timeout: Duration,
+    ) -> Command {
+        self.next += 1;
+        let command = Command {
+            request_id: format!("{}-{}", self.master, self.next),
+            name: name.to_string(),
+            args,
+            timeout_ms: timeout.as_millis() as u64,
+        };
+        let pending = Pending {
+            agent: agent.to_string(),
+            command: command.clone(),
+        };
+        self.pending.insert(command.request_id.clone(), pending);
+        command
+    }
+
+    /// Every pending command for `agent`, oldest first: sent again each time it registers.
+    pub fn for_agent(&self, agent: &str) -> Vec<Command> {
+        let mut commands: Vec<&Pending> = (self.pending.values())
+            .filter(|pending| pending.agent == agent)
+            .collect();
+        commands.sort_by_key(|pending| self.sequence(&pending.command.request_id));
+        commands.into_iter().map(|p| p.command.clone()).collect()
+    }
+
+    fn sequence(&self, request_id: &str) -> u64 {
+        (request_id
+            .rsplit_once('-')
+            .and_then(|(_, n)| n.parse().ok()))
+        .unwrap_or(u64::MAX)
+    }
+
+    /// A result arrives.
+    pub fn receive(&mut self, result: &CommandResult) -> Received {
+        if let Some(pending) = self.pending.remove(&result.request_id) {
+            self.done.push_back(result.request_id.clone());
+            if self.done.len() > DONE_KEPT {
+                self.done.pop_front();
+            }
+            return Received::First {
+                agent: pending.agent,
+            };
+        }
+        if self.done.contains(&result.request_id) {
+            Received::Again
+        } else {
+            Received::Unknown
+        }
+    }
+
+    /// Gives up every pending command (this master stopped leading, say): the caller reports
+    /// each one lost with the reason.
+    pub fn abandon(&mut self) -> Vec<Pending> {
+        std::mem::take(&mut self.pending).into_values().collect()
+    }
+
+    pub fn pending(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// The state a restart must find again, as JSON.
+    pub fn snapshot(&self) -> String {
+        serde_json::to_string(self).expect("an outbox serializes")
+    }
+
+    pub fn restore(snapshot: &str) -> Result<Outbox, String> {
+        serde_json::from_str(snapshot).map_err(|error| format!("unreadable outbox: {error}"))
+    }
+}
+
+#[cfg(test)]
+mod tests;

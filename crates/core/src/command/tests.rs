@@ -1,0 +1,290 @@
+use super::*;
+use proptest::prelude::*;
+
+fn command(id: &str, name: &str, args: &[(&str, &str)]) -> Command {
+    Command {
+        request_id: id.to_string(),
+        name: name.to_string(),
+        args: (args.iter())
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+        timeout_ms: 1000,
+    }
+}
+
+fn replies(steps: &[Step]) -> Vec<(String, Outcome)> {
+    (steps.iter())
+        .filter_map(|step| match step {
+            Step::Reply(result) => Some((result.request_id.clone(), result.outcome)),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn built_in_handlers_answer_and_unknown_names_say_so() {
+    let now = Instant::now();
+    let mut executor = Executor::new(ExecutorConfig::default());
+    let echo = executor.receive(now, command("m-1", "echo", &[("a", "1"), ("b", "2")]));
+    let Some(Step::Reply(result)) = echo.last() else {
+        panic!("{echo:?}")
+    };
+    assert_eq!(
+        (result.outcome, result.output.as_str()),
+        (Outcome::Ok, "a=1 b=2")
+    );
+    let fail = executor.receive(now, command("m-2", "fail", &[("message", "disk full")]));
+    assert_eq!(replies(&fail), [("m-2".to_string(), Outcome::Error)]);
+    let unknown = executor.receive(now, command("m-3", "reboot", &[]));
+    assert_eq!(
+        replies(&unknown),
+        [("m-3".to_string(), Outcome::UnknownCommand)]
+    );
+    let bad = executor.receive(now, command("m-4", "sleep", &[("ms", "soon")]));
+    assert_eq!(replies(&bad), [("m-4".to_string(), Outcome::Error)]);
+}
+
+#[test]
+fn sleep_takes_its_time_and_a_slow_one_times_out() {
+    let now = Instant::now();
+    let mut executor = Executor::new(ExecutorConfig::default());
+    let steps = executor.receive(now, command("m-1", "sleep", &[("ms", "300")]));
+    assert_eq!(
+        steps,
+        [Step::Started {
+            request_id: "m-1".into(),
+            wait: Duration::from_millis(300)
+        }]
+    );
+    let done = executor.finished(now + Duration::from_millis(300), "m-1");
+    let Some(Step::Reply(result)) = done.first() else {
+        panic!("{done:?}")
+    };
+    assert_eq!((result.outcome, result.duration_ms), (Outcome::Ok, 300));
+
+    executor.receive(now, command("m-2", "sleep", &[("ms", "5000")]));
+    assert_eq!(
+        executor.next_deadline(),
+        Some(now + Duration::from_millis(1000))
+    );
+    assert!(executor.poll(now + Duration::from_millis(999)).is_empty());
+    let late = executor.poll(now + Duration::from_millis(1000));
+    assert_eq!(replies(&late), [("m-2".to_string(), Outcome::Timeout)]);
+    assert!(
+        executor
+            .finished(now + Duration::from_secs(5), "m-2")
+            .is_empty(),
+        "stays timed out"
+    );
+}
+
+#[test]
+fn a_full_agent_queues_then_refuses_and_is_busy() {
+    let now = Instant::now();
+    let config = ExecutorConfig {
+        max_concurrent: 1,
+        queue_limit: 2,
+        remember: 16,
+    };
+    let mut executor = Executor::new(config);
+    let sleep = |id: &str| command(id, "sleep", &[("ms", "100")]);
+    assert_eq!(executor.receive(now, sleep("m-1")).len(), 1, "starts");
+    assert!(executor.receive(now, sleep("m-2")).is_empty(), "queued");
+    assert!(!executor.is_busy());
+    assert!(executor.receive(now, sleep("m-3")).is_empty(), "queued");
+    assert!(executor.is_busy());
+    let refused = executor.receive(now, sleep("m-4"));
+    assert_eq!(replies(&refused), [("m-4".to_string(), Outcome::Error)]);
+    // m-1 done: its reply, then m-2 starts.
+    let next = executor.finished(now + Duration::from_millis(100), "m-1");
+    assert_eq!(replies(&next), [("m-1".to_string(), Outcome::Ok)]);
+    assert!(matches!(&next[1], Step::Started { request_id, .. } if request_id == "m-2"));
+    assert_eq!(executor.load(), (1, 1));
+}
+
+#[test]
+fn a_duplicate_never_runs_twice() {
+    let now = Instant::now();
+    let mut executor = Executor::new(ExecutorConfig::default());
+    let sleep = command("m-1", "sleep", &[("ms", "100")]);
+    executor.receive(now, sleep.clone());
+    assert_eq!(
+        executor.receive(now, sleep.clone()),
+        [Step::Duplicate {
+            request_id: "m-1".into(),
+            stored: None
+        }]
+    );
+    executor.finished(now + Duration::from_millis(100), "m-1");
+    let again = executor.receive(now, sleep);
+    let [Step::Duplicate {
+        stored: Some(result),
+        ..
+    }] = again.as_slice()
+    else {
+        panic!("{again:?}")
+    };
+    assert_eq!(result.outcome, Outcome::Ok);
+}
+
+#[test]
+fn the_outbox_keeps_commands_until_their_result_and_survives_a_restart() {
+    let mut outbox = Outbox::new("master-2");
+    let args = BTreeMap::new();
+    let first = outbox.accept("agent-1", "echo", args.clone(), Duration::from_secs(1));
+    let second = outbox.accept("agent-1", "sleep", args.clone(), Duration::from_secs(1));
+    outbox.accept("agent-2", "echo", args, Duration::from_secs(1));
+    assert_eq!(first.request_id, "master-2-1");
+    let ids = |commands: Vec<Command>| -> Vec<String> {
+        commands.into_iter().map(|c| c.request_id).collect()
+    };
+    assert_eq!(
+        ids(outbox.for_agent("agent-1")),
+        ["master-2-1", "master-2-2"]
+    );
+
+    let restored = Outbox::restore(&outbox.snapshot()).unwrap();
+    assert_eq!(restored, outbox);
+    let mut outbox = restored;
+    let result = |command: &Command| CommandResult {
+        request_id: command.request_id.clone(),
+        outcome: Outcome::Ok,
+        output: String::new(),
+        duration_ms: 0,
+    };
+    assert_eq!(
+        outbox.receive(&result(&first)),
+        Received::First {
+            agent: "agent-1".into()
+        }
+    );
+    assert_eq!(outbox.receive(&result(&first)), Received::Again);
+    assert_eq!(ids(outbox.for_agent("agent-1")), ["master-2-2"]);
+    let mut stranger = result(&second);
+    stranger.request_id = "master-9-1".into();
+    assert_eq!(outbox.receive(&stranger), Received::Unknown);
+    let next = outbox.accept("agent-1", "echo", BTreeMap::new(), Duration::from_secs(1));
+    assert_eq!(next.request_id, "master-2-4", "ids go on after a restart");
+    assert_eq!(outbox.abandon().len(), 3);
+    assert_eq!(outbox.pending(), 0);
+    assert!(Outbox::restore("{").is_err());
+}
+
+/// What the network does to one message, or to the connection.
+#[derive(Clone, Debug)]
+enum Net {
+    /// Deliver the oldest message in flight.
+    Deliver,
+    /// Lose the oldest message in flight.
+    Drop,
+    /// Deliver a copy of the oldest message in flight and keep it in flight.
+    Duplicate,
+    /// The agent reconnects: the master sends every pending command again.
+    Reconnect,
+    /// Time passes: running sleeps finish.
+    Tick,
+}
+
+fn net() -> impl Strategy<Value = Net> {
+    prop_oneof![
+        4 => Just(Net::Deliver),
+        2 => Just(Net::Drop),
+        2 => Just(Net::Duplicate),
+        1 => Just(Net::Reconnect),
+        2 => Just(Net::Tick),
+    ]
+}
+
+proptest! {
+    /// Random drops, duplicates and reconnects between one master and one agent: no command
+    /// ever starts twice, no result is taken twice, and once the network behaves (reconnect,
+    /// deliver everything) every command has run exactly once and nothing is pending.
+    #[test]
+    fn at_least_once_delivery_has_exactly_once_effect(
+        commands in 1usize..8,
+        sleeps in proptest::collection::vec(any::<bool>(), 8),
+        script in proptest::collection::vec(net(), 0..80),
+    ) {
+        let start = Instant::now();
+        let mut now = start;
+        let mut outbox = Outbox::new("master-1");
+        let config = ExecutorConfig { max_concurrent: 2, queue_limit: 16, remember: 64 };
+        let mut executor = Executor::new(config);
+        // Messages in flight, either way, in order.
+        let mut to_agent: VecDeque<Command> = VecDeque::new();
+        let mut to_master: VecDeque<CommandResult> = VecDeque::new();
+        let mut started: BTreeMap<String, usize> = BTreeMap::new();
+        let mut taken: BTreeMap<String, usize> = BTreeMap::new();
+        let mut waiting: Vec<(Instant, String)> = Vec::new();
+        for (i, sleep) in sleeps.iter().take(commands).enumerate() {
+            let (name, args) = if *sleep {
+                ("sleep", BTreeMap::from([("ms".to_string(), format!("{}", 10 + i))]))
+            } else {
+                ("echo", BTreeMap::new())
+            };
+            to_agent.push_back(outbox.accept("agent-1", name, args, Duration::from_secs(60)));
+        }
+        let apply = |steps: Vec<Step>, now: Instant,
+                         started: &mut BTreeMap<String, usize>,
+                         waiting: &mut Vec<(Instant, String)>,
+                         to_master: &mut VecDeque<CommandResult>| {
+            for step in steps {
+                match step {
+                    Step::Started { request_id, wait } => {
+                        *started.entry(request_id.clone()).or_default() += 1;
+                        if !wait.is_zero() {
+                            waiting.push((now + wait, request_id));
+                        }
+                    }
+                    Step::Reply(result) => to_master.push_back(result),
+                    Step::Duplicate { stored: Some(result), .. } => to_master.push_back(result),
+                    Step::Duplicate { stored: None, .. } => {}
+                }
+            }
+        };
+        // Then the network behaves: a few rounds of reconnect, deliver all, let time pass.
+        let round = [Net::Reconnect].into_iter()
+            .chain(std::iter::repeat_n(Net::Deliver, 40))
+            .chain([Net::Tick, Net::Tick]);
+        let settle: Vec<Net> = (0..4).flat_map(|_| round.clone()).collect();
+        for action in script.into_iter().chain(settle) {
+            match action {
+                Net::Deliver | Net::Duplicate => {
+                    let keep = matches!(action, Net::Duplicate);
+                    if let Some(command) = if keep { to_agent.front().cloned() } else { to_agent.pop_front() } {
+                        let steps = executor.receive(now, command);
+                        apply(steps, now, &mut started, &mut waiting, &mut to_master);
+                    }
+                    let reply = if keep { to_master.front().cloned() } else { to_master.pop_front() };
+                    if let Some(result) = reply {
+                        if let Received::First { .. } = outbox.receive(&result) {
+                            *taken.entry(result.request_id.clone()).or_default() += 1;
+                        }
+                    }
+                }
+                Net::Drop => {
+                    to_agent.pop_front();
+                    to_master.pop_front();
+                }
+                Net::Reconnect => {
+                    to_agent.clear();
+                    to_agent.extend(outbox.for_agent("agent-1"));
+                }
+                Net::Tick => {
+                    now += Duration::from_millis(50);
+                    let (due, rest): (Vec<_>, Vec<_>) = waiting.drain(..).partition(|(at, _)| *at <= now);
+                    waiting = rest;
+                    for (_, id) in due {
+                        let steps = executor.finished(now, &id);
+                        apply(steps, now, &mut started, &mut waiting, &mut to_master);
+                    }
+                }
+            }
+            prop_assert!(started.values().all(|&n| n == 1), "started twice: {started:?}");
+            prop_assert!(taken.values().all(|&n| n == 1), "taken twice: {taken:?}");
+        }
+        prop_assert_eq!(outbox.pending(), 0, "still pending after the network behaved");
+        prop_assert_eq!(started.len(), commands);
+        prop_assert_eq!(taken.len(), commands);
+    }
+}
