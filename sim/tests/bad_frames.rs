@@ -51,6 +51,7 @@ fn garbage_closes_only_its_own_connection() {
                 heartbeat_timeout: Duration::from_secs(3),
                 backoff: BackoffPolicy::default(),
                 register: registration("agent-1", "sim", 101, 0),
+                commands: Default::default(),
             };
             let rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
             run_agent(Connector::new(config, rng, Instant::now()), vec![master]).await;

@@ -11,8 +11,9 @@
 //! as one. A successful registration ends the cycle.
 
 use crate::backoff::{Backoff, BackoffPolicy, Next};
+use crate::command::{Executor, ExecutorConfig, Step};
 pub use crate::timeline::DisconnectReason;
-use crate::timeline::{emit, AgentEvent};
+use crate::timeline::{emit, AgentEvent, CommandEvent};
 use crate::wire::{Heartbeat, Message, NodeStatus, Register, Unregister};
 use rand::RngCore;
 use std::collections::{BTreeMap, VecDeque};
@@ -31,6 +32,8 @@ pub struct AgentConfig {
     pub backoff: BackoffPolicy,
     /// Sent on every registration.
     pub register: Register,
+    /// How commands run: concurrency, queue, how many results are kept for duplicates.
+    pub commands: ExecutorConfig,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -101,6 +104,9 @@ pub struct Connector<R> {
     /// Heartbeats sent and not yet acknowledged, oldest first.
     unacked: VecDeque<(u64, Instant)>,
     actions: VecDeque<AgentAction>,
+    /// Runs the master's commands; outlives connections, so a copy sent again after a
+    /// reconnect is answered from memory.
+    executor: Executor,
 }
 
 impl<R: RngCore> Connector<R> {
@@ -109,6 +115,7 @@ impl<R: RngCore> Connector<R> {
         debug_assert!(!config.masters.is_empty(), "an agent needs a master");
         let backoff = Backoff::new(config.backoff.clone());
         let heartbeat_interval = config.heartbeat_interval;
+        let executor = Executor::new(config.commands.clone());
         Connector {
             config,
             rng,
@@ -125,10 +132,43 @@ impl<R: RngCore> Connector<R> {
             redirects_in_a_row: 0,
             unacked: VecDeque::new(),
             actions: VecDeque::new(),
+            executor,
+        }
+    }
+
+    /// Reports what the executor did, and sends its results while a session is up. A result
+    /// produced while offline is not lost: the master sends the command again on the next
+    /// registration, and the executor answers the copy from memory.
+    fn apply(&mut self, steps: Vec<Step>) {
+        let online = matches!(self.state, State::Online { .. });
+        for step in steps {
+            let send = match step {
+                Step::Started { request_id, name } => {
+                    emit(CommandEvent::CommandStarted { request_id, name });
+                    None
+                }
+                Step::Reply(result) => {
+                    emit(CommandEvent::CommandFinished {
+                        request_id: result.request_id.clone(),
+                        outcome: result.outcome.name().to_string(),
+                    });
+                    Some(result)
+                }
+                Step::Duplicate { request_id, stored } => {
+                    emit(CommandEvent::CommandDuplicate { request_id });
+                    stored
+                }
+            };
+            if let Some(result) = send.filter(|_| online) {
+                let message = Message::CommandResult(result);
+                self.actions.push_back(AgentAction::Send(message));
+            }
         }
     }
 
     pub fn handle_timeout(&mut self, now: Instant) {
+        let steps = self.executor.poll(now);
+        self.apply(steps);
         match self.state {
             State::Waiting { until, delay } if now >= until => {
                 emit(AgentEvent::ConnectAttempt {
@@ -168,7 +208,11 @@ impl<R: RngCore> Connector<R> {
                     self.actions
                         .push_back(AgentAction::Send(Message::Heartbeat(Heartbeat {
                             seq: self.heartbeat_seq,
-                            status: NodeStatus::Online,
+                            status: if self.executor.is_busy() {
+                                NodeStatus::Busy
+                            } else {
+                                NodeStatus::Online
+                            },
                             uptime_ms,
                             metrics: BTreeMap::new(),
                         })));
@@ -229,6 +273,10 @@ impl<R: RngCore> Connector<R> {
             (State::Registering { .. }, Message::Redirect(redirect)) => {
                 self.follow_redirect(now, &redirect.leader);
             }
+            (State::Online { .. }, Message::Command(command)) => {
+                let steps = self.executor.receive(now, command);
+                self.apply(steps);
+            }
             (State::Online { .. }, Message::HeartbeatAck(ack)) => {
                 while self.unacked.front().is_some_and(|&(seq, _)| seq <= ack.seq) {
                     self.unacked.pop_front();
@@ -276,6 +324,14 @@ impl<R: RngCore> Connector<R> {
 
     #[must_use]
     pub fn poll_timeout(&self) -> Option<Instant> {
+        let own = self.state_timeout();
+        match self.executor.next_deadline() {
+            Some(at) if !self.is_finished() => Some(own.map_or(at, |own| own.min(at))),
+            _ => own,
+        }
+    }
+
+    fn state_timeout(&self) -> Option<Instant> {
         match self.state {
             State::Waiting { until, .. } => Some(until),
             State::Connecting { deadline } | State::Registering { deadline } => Some(deadline),
@@ -397,6 +453,7 @@ impl<R: RngCore> Connector<R> {
 mod tests {
     use super::*;
     use crate::backoff::{Strategy, WhenExhausted};
+    use crate::command::{Command, Outcome};
     use crate::master::{MasterAction, MasterConfig, Registry};
     use crate::wire::{BuildInfo, RegisterAck};
     use rand::SeedableRng;
@@ -418,6 +475,7 @@ mod tests {
                 metadata: BTreeMap::new(),
                 build: BuildInfo::default(),
             },
+            commands: ExecutorConfig::default(),
         }
     }
 
@@ -454,6 +512,49 @@ mod tests {
         connector.handle_message(t0, ack());
         drain(&mut connector);
         (t0, connector)
+    }
+
+    fn results(actions: Vec<AgentAction>) -> Vec<(String, Outcome)> {
+        (actions.into_iter())
+            .filter_map(|action| match action {
+                AgentAction::Send(Message::CommandResult(result)) => {
+                    Some((result.request_id, result.outcome))
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn an_online_agent_runs_a_command_once_and_answers_every_copy() {
+        let (t0, mut connector) = online();
+        let command = |id: &str, name: &str, args: &[(&str, &str)]| {
+            let args = args.iter().map(|(k, v)| (k.to_string(), v.to_string()));
+            Message::Command(Command {
+                request_id: id.into(),
+                name: name.into(),
+                args: args.collect(),
+                timeout_ms: 5000,
+            })
+        };
+        connector.handle_message(t0, command("master-1-1", "echo", &[("x", "1")]));
+        let ok = || ("master-1-1".to_string(), Outcome::Ok);
+        assert_eq!(results(drain(&mut connector)), [ok()]);
+        connector.handle_message(t0, command("master-1-1", "echo", &[("x", "1")]));
+        assert_eq!(
+            results(drain(&mut connector)),
+            [ok()],
+            "the copy gets the stored result"
+        );
+
+        // A sleep finishes on the connector's own clock: it asks to be woken then.
+        connector.handle_message(t0, command("master-1-2", "sleep", &[("ms", "200")]));
+        assert!(results(drain(&mut connector)).is_empty());
+        let wake = t0 + Duration::from_millis(200);
+        assert_eq!(connector.poll_timeout(), Some(wake));
+        connector.handle_timeout(wake);
+        let slept = ("master-1-2".to_string(), Outcome::Ok);
+        assert_eq!(results(drain(&mut connector)), [slept]);
     }
 
     /// Runs the connector's own timeouts, refusing every connection, and returns when each

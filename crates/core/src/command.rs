@@ -10,8 +10,8 @@
 //!   still runs) and never runs twice.
 //!
 //! Sans-IO, like every core: both take `now` and inputs and return what to do. A handler that
-//! takes time (`sleep`) is [`Work::Wait`]: the shell waits, then calls
-//! [`Executor::finished`].
+//! takes time (`sleep`) is [`Work::Wait`]: the executor finishes it when [`Executor::poll`]
+//! comes at or after its end, so the shell only has to wake it at [`Executor::next_deadline`].
 
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, VecDeque};
@@ -60,7 +60,7 @@ pub struct CommandResult {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Work {
     Done(Outcome, String),
-    /// Wait this long, then finish `ok` with this output.
+    /// Take this long, then finish `ok` with this output.
     Wait(Duration, String),
 }
 
@@ -115,8 +115,8 @@ impl Default for ExecutorConfig {
 /// What the agent's shell does next.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Step {
-    /// A command starts: wait `Work::Wait`'s time, then call [`Executor::finished`].
-    Started { request_id: String, wait: Duration },
+    /// A command starts (its result follows, at once or from a later [`Executor::poll`]).
+    Started { request_id: String, name: String },
     /// Send this result to the master.
     Reply(CommandResult),
     /// A copy of a command already seen: `stored` is its result to send again, or `None`
@@ -129,6 +129,9 @@ pub enum Step {
 
 struct Running {
     started: Instant,
+    /// When its work is done.
+    done_at: Instant,
+    /// When it times out, if its work is not done by then.
     deadline: Instant,
     output: String,
 }
@@ -210,26 +213,23 @@ impl Executor {
                 Some(handler) => self.work(handler, &command),
             };
             let deadline = now + Duration::from_millis(command.timeout_ms);
+            let id = command.request_id;
+            steps.push(Step::Started {
+                request_id: id.clone(),
+                name: command.name,
+            });
             match work {
                 Work::Done(outcome, output) => {
-                    let id = command.request_id;
-                    steps.push(Step::Started {
-                        request_id: id.clone(),
-                        wait: Duration::ZERO,
-                    });
                     steps.push(self.finish(&id, now, now, outcome, output));
                 }
                 Work::Wait(wait, output) => {
                     let running = Running {
                         started: now,
+                        done_at: now + wait,
                         deadline,
                         output,
                     };
-                    self.running.insert(command.request_id.clone(), running);
-                    steps.push(Step::Started {
-                        request_id: command.request_id,
-                        wait,
-                    });
+                    self.running.insert(id, running);
                 }
             }
         }
@@ -286,37 +286,24 @@ impl Executor {
         Step::Reply(result)
     }
 
-    /// A command's wait is over: it finishes `ok`, and the next queued one may start. A command
-    /// that already timed out stays timed out.
-    pub fn finished(&mut self, now: Instant, request_id: &str) -> Vec<Step> {
-        let Some(running) = self.running.remove(request_id) else {
-            return Vec::new();
-        };
-        let mut steps = vec![self.finish(
-            request_id,
-            running.started,
-            now,
-            Outcome::Ok,
-            running.output,
-        )];
-        steps.extend(self.start_ready(now));
-        steps
-    }
-
-    /// Commands past their timeout finish `timeout`.
+    /// Finishes what is due: work done by now finishes `ok`, work still going past its
+    /// timeout finishes `timeout`; freed slots start queued commands.
     pub fn poll(&mut self, now: Instant) -> Vec<Step> {
-        let late: Vec<String> = (self.running.iter())
-            .filter(|(_, running)| running.deadline <= now)
+        let due: Vec<String> = (self.running.iter())
+            .filter(|(_, running)| running.done_at.min(running.deadline) <= now)
             .map(|(id, _)| id.clone())
             .collect();
         let mut steps = Vec::new();
-        for id in late {
+        for id in due {
             let running = self.running.remove(&id).expect("listed above");
-            let output = format!(
-                "no result within {}ms",
-                (running.deadline - running.started).as_millis()
-            );
-            steps.push(self.finish(&id, running.started, now, Outcome::Timeout, output));
+            let (outcome, output) = if running.done_at <= running.deadline {
+                (Outcome::Ok, running.output)
+            } else {
+                let limit = (running.deadline - running.started).as_millis();
+                (Outcome::Timeout, format!("no result within {limit}ms"))
+            };
+            let end = running.done_at.min(running.deadline);
+            steps.push(self.finish(&id, running.started, end, outcome, output));
         }
         if !steps.is_empty() {
             steps.extend(self.start_ready(now));
@@ -326,7 +313,9 @@ impl Executor {
 
     /// When [`Executor::poll`] next has something to do.
     pub fn next_deadline(&self) -> Option<Instant> {
-        self.running.values().map(|running| running.deadline).min()
+        (self.running.values())
+            .map(|running| running.done_at.min(running.deadline))
+            .min()
     }
 }
 

@@ -246,7 +246,12 @@ impl Registry {
                 }
                 self.close(session, "unregistered");
             }
-            Message::RegisterAck(_) | Message::HeartbeatAck(_) | Message::Redirect(_) => {
+            // This master sends no commands yet, so a result answers nothing it asked.
+            Message::RegisterAck(_)
+            | Message::HeartbeatAck(_)
+            | Message::Redirect(_)
+            | Message::Command(_)
+            | Message::CommandResult(_) => {
                 self.close(session, "unexpected message from agent");
             }
         }

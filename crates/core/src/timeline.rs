@@ -26,6 +26,7 @@ pub enum Event {
     Single(SingleEvent),
     Call(CallEvent),
     Shell(ShellEvent),
+    Command(CommandEvent),
 }
 
 /// Why a connection ended or never came up.
@@ -233,6 +234,24 @@ pub enum CallEvent {
     },
 }
 
+/// Commands, on the agent that runs them.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum CommandEvent {
+    CommandStarted {
+        request_id: String,
+        name: String,
+    },
+    CommandFinished {
+        request_id: String,
+        outcome: String,
+    },
+    /// A copy of a command already seen: answered from memory, never run again.
+    CommandDuplicate {
+        request_id: String,
+    },
+}
+
 /// The async shell.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
@@ -261,6 +280,7 @@ into_event!(
     SingleEvent => Single,
     CallEvent => Call,
     ShellEvent => Shell,
+    CommandEvent => Command,
 );
 
 /// Formats a value as JSON, only when a subscriber asks for it.
@@ -407,6 +427,20 @@ mod tests {
                 error: s("malformed 3-byte frame"),
             }
             .into(),
+            CommandEvent::CommandStarted {
+                request_id: s("master-1-7"),
+                name: s("echo"),
+            }
+            .into(),
+            CommandEvent::CommandFinished {
+                request_id: s("master-1-7"),
+                outcome: s("ok"),
+            }
+            .into(),
+            CommandEvent::CommandDuplicate {
+                request_id: s("master-1-7"),
+            }
+            .into(),
         ]
     }
 
@@ -462,6 +496,11 @@ mod tests {
                 ShellEvent::BindFailed { .. } => 28,
                 ShellEvent::BadFrame { .. } => 29,
             },
+            Event::Command(event) => match event {
+                CommandEvent::CommandStarted { .. } => 33,
+                CommandEvent::CommandFinished { .. } => 34,
+                CommandEvent::CommandDuplicate { .. } => 35,
+            },
         }
     }
 
@@ -469,7 +508,7 @@ mod tests {
     fn every_kind_has_a_sample() {
         let mut seen: Vec<usize> = samples().iter().map(number).collect();
         seen.sort();
-        assert_eq!(seen, (0..33).collect::<Vec<_>>());
+        assert_eq!(seen, (0..36).collect::<Vec<_>>());
     }
 
     fn kind(event: &Event) -> String {

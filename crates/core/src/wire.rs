@@ -5,6 +5,7 @@
 //! cheaper to write and read: one copy per field, no size branch). Decoding never panics: a frame that is too large, truncated inside its payload
 //! or not a valid message is a [`WireError`], and the caller closes that one connection.
 
+use crate::command::{Command, CommandResult};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -26,6 +27,10 @@ pub enum Message {
     Unregister(Unregister),
     /// From a master that does not lead: register with `leader` instead.
     Redirect(Redirect),
+    /// From the master: run this (again, if it is a copy; the agent runs it once).
+    Command(Command),
+    /// From the agent: how a command ended.
+    CommandResult(CommandResult),
 }
 
 impl Message {
@@ -37,6 +42,8 @@ impl Message {
             Message::HeartbeatAck(_) => "HeartbeatAck",
             Message::Unregister(_) => "Unregister",
             Message::Redirect(_) => "Redirect",
+            Message::Command(_) => "Command",
+            Message::CommandResult(_) => "CommandResult",
         }
     }
 }
@@ -81,6 +88,8 @@ pub struct RegisterAck {
 pub enum NodeStatus {
     Online,
     Degraded,
+    /// Its command queue is full: a command now would be refused.
+    Busy,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

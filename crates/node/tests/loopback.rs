@@ -57,6 +57,7 @@ async fn an_agent_registers_and_comes_back_after_the_master_restarts() {
             ..BackoffPolicy::default()
         },
         register: registration("agent-1", "loopback", std::process::id(), 0),
+        commands: Default::default(),
     };
     let connector = Connector::new(
         config,

@@ -59,7 +59,11 @@ fn change(event: &Event) -> Change {
             LeaseEvent::LeaseRenewed { .. } => Change::Nothing,
         },
         Event::Single(SingleEvent::LeadingAlone {}) => Change::Opens(1),
-        Event::Agent(_) | Event::Master(_) | Event::Call(_) | Event::Shell(_) => Change::Nothing,
+        Event::Agent(_)
+        | Event::Master(_)
+        | Event::Call(_)
+        | Event::Shell(_)
+        | Event::Command(_) => Change::Nothing,
     }
 }
 

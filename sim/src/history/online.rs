@@ -61,7 +61,8 @@ impl OnlineHistory {
                     | Event::Lease(_)
                     | Event::Single(_)
                     | Event::Call(_)
-                    | Event::Shell(_),
+                    | Event::Shell(_)
+                    | Event::Command(_),
                 ) => continue,
             };
             for (agent, master) in &registered_at {

@@ -273,6 +273,7 @@ impl Agent<'_> {
                         heartbeat_timeout: timeout,
                         backoff,
                         register: fleet_node::registration(&name, "sim", pid, start_time_ms),
+                        commands: Default::default(),
                     };
                     let connector = Connector::new(config, rng, Instant::now());
                     fleet_node::run_agent(connector, addresses).await;

@@ -49,14 +49,17 @@ fn sleep_takes_its_time_and_a_slow_one_times_out() {
     let now = Instant::now();
     let mut executor = Executor::new(ExecutorConfig::default());
     let steps = executor.receive(now, command("m-1", "sleep", &[("ms", "300")]));
+    let started = Step::Started {
+        request_id: "m-1".into(),
+        name: "sleep".into(),
+    };
+    assert_eq!(steps, [started]);
     assert_eq!(
-        steps,
-        [Step::Started {
-            request_id: "m-1".into(),
-            wait: Duration::from_millis(300)
-        }]
+        executor.next_deadline(),
+        Some(now + Duration::from_millis(300))
     );
-    let done = executor.finished(now + Duration::from_millis(300), "m-1");
+    assert!(executor.poll(now + Duration::from_millis(299)).is_empty());
+    let done = executor.poll(now + Duration::from_millis(300));
     let Some(Step::Reply(result)) = done.first() else {
         panic!("{done:?}")
     };
@@ -67,15 +70,10 @@ fn sleep_takes_its_time_and_a_slow_one_times_out() {
         executor.next_deadline(),
         Some(now + Duration::from_millis(1000))
     );
-    assert!(executor.poll(now + Duration::from_millis(999)).is_empty());
     let late = executor.poll(now + Duration::from_millis(1000));
     assert_eq!(replies(&late), [("m-2".to_string(), Outcome::Timeout)]);
-    assert!(
-        executor
-            .finished(now + Duration::from_secs(5), "m-2")
-            .is_empty(),
-        "stays timed out"
-    );
+    let after = executor.poll(now + Duration::from_secs(5));
+    assert!(after.is_empty(), "stays timed out: {after:?}");
 }
 
 #[test]
@@ -96,7 +94,7 @@ fn a_full_agent_queues_then_refuses_and_is_busy() {
     let refused = executor.receive(now, sleep("m-4"));
     assert_eq!(replies(&refused), [("m-4".to_string(), Outcome::Error)]);
     // m-1 done: its reply, then m-2 starts.
-    let next = executor.finished(now + Duration::from_millis(100), "m-1");
+    let next = executor.poll(now + Duration::from_millis(100));
     assert_eq!(replies(&next), [("m-1".to_string(), Outcome::Ok)]);
     assert!(matches!(&next[1], Step::Started { request_id, .. } if request_id == "m-2"));
     assert_eq!(executor.load(), (1, 1));
@@ -115,7 +113,7 @@ fn a_duplicate_never_runs_twice() {
             stored: None
         }]
     );
-    executor.finished(now + Duration::from_millis(100), "m-1");
+    executor.poll(now + Duration::from_millis(100));
     let again = executor.receive(now, sleep);
     let [Step::Duplicate {
         stored: Some(result),
@@ -215,7 +213,6 @@ proptest! {
         let mut to_master: VecDeque<CommandResult> = VecDeque::new();
         let mut started: BTreeMap<String, usize> = BTreeMap::new();
         let mut taken: BTreeMap<String, usize> = BTreeMap::new();
-        let mut waiting: Vec<(Instant, String)> = Vec::new();
         for (i, sleep) in sleeps.iter().take(commands).enumerate() {
             let (name, args) = if *sleep {
                 ("sleep", BTreeMap::from([("ms".to_string(), format!("{}", 10 + i))]))
@@ -224,17 +221,13 @@ proptest! {
             };
             to_agent.push_back(outbox.accept("agent-1", name, args, Duration::from_secs(60)));
         }
-        let apply = |steps: Vec<Step>, now: Instant,
+        let apply = |steps: Vec<Step>,
                          started: &mut BTreeMap<String, usize>,
-                         waiting: &mut Vec<(Instant, String)>,
                          to_master: &mut VecDeque<CommandResult>| {
             for step in steps {
                 match step {
-                    Step::Started { request_id, wait } => {
-                        *started.entry(request_id.clone()).or_default() += 1;
-                        if !wait.is_zero() {
-                            waiting.push((now + wait, request_id));
-                        }
+                    Step::Started { request_id, .. } => {
+                        *started.entry(request_id).or_default() += 1;
                     }
                     Step::Reply(result) => to_master.push_back(result),
                     Step::Duplicate { stored: Some(result), .. } => to_master.push_back(result),
@@ -253,7 +246,7 @@ proptest! {
                     let keep = matches!(action, Net::Duplicate);
                     if let Some(command) = if keep { to_agent.front().cloned() } else { to_agent.pop_front() } {
                         let steps = executor.receive(now, command);
-                        apply(steps, now, &mut started, &mut waiting, &mut to_master);
+                        apply(steps, &mut started, &mut to_master);
                     }
                     let reply = if keep { to_master.front().cloned() } else { to_master.pop_front() };
                     if let Some(result) = reply {
@@ -272,12 +265,8 @@ proptest! {
                 }
                 Net::Tick => {
                     now += Duration::from_millis(50);
-                    let (due, rest): (Vec<_>, Vec<_>) = waiting.drain(..).partition(|(at, _)| *at <= now);
-                    waiting = rest;
-                    for (_, id) in due {
-                        let steps = executor.finished(now, &id);
-                        apply(steps, now, &mut started, &mut waiting, &mut to_master);
-                    }
+                    let steps = executor.poll(now);
+                    apply(steps, &mut started, &mut to_master);
                 }
             }
             prop_assert!(started.values().all(|&n| n == 1), "started twice: {started:?}");
