@@ -167,8 +167,10 @@ impl<R: RngCore> Connector<R> {
     }
 
     pub fn handle_timeout(&mut self, now: Instant) {
-        let steps = self.executor.poll(now);
-        self.apply(steps);
+        if !self.executor.is_idle() {
+            let steps = self.executor.poll(now);
+            self.apply(steps);
+        }
         match self.state {
             State::Waiting { until, delay } if now >= until => {
                 emit(AgentEvent::ConnectAttempt {
@@ -274,7 +276,7 @@ impl<R: RngCore> Connector<R> {
                 self.follow_redirect(now, &redirect.leader);
             }
             (State::Online { .. }, Message::Command(command)) => {
-                let steps = self.executor.receive(now, command);
+                let steps = self.executor.receive(now, *command);
                 self.apply(steps);
             }
             (State::Online { .. }, Message::HeartbeatAck(ack)) => {
@@ -323,24 +325,27 @@ impl<R: RngCore> Connector<R> {
     }
 
     #[must_use]
+    #[inline]
     pub fn poll_timeout(&self) -> Option<Instant> {
-        let own = self.state_timeout();
-        match self.executor.next_deadline() {
-            Some(at) if !self.is_finished() => Some(own.map_or(at, |own| own.min(at))),
-            _ => own,
-        }
-    }
-
-    fn state_timeout(&self) -> Option<Instant> {
-        match self.state {
+        let own = match self.state {
             State::Waiting { until, .. } => Some(until),
             State::Connecting { deadline } | State::Registering { deadline } => Some(deadline),
             State::Online { next_heartbeat } => Some(
                 self.oldest_unacked_deadline()
                     .map_or(next_heartbeat, |at| at.min(next_heartbeat)),
             ),
-            State::GaveUp | State::Stopped => None,
+            State::GaveUp | State::Stopped => return None,
+        };
+        // Asked on every turn of every agent; commands are rare.
+        if self.executor.is_idle() {
+            return own;
         }
+        self.with_commands(own)
+    }
+
+    #[cold]
+    fn with_commands(&self, own: Option<Instant>) -> Option<Instant> {
+        own.into_iter().chain(self.executor.next_deadline()).min()
     }
 
     /// True once the connector will never act again.
@@ -530,12 +535,12 @@ mod tests {
         let (t0, mut connector) = online();
         let command = |id: &str, name: &str, args: &[(&str, &str)]| {
             let args = args.iter().map(|(k, v)| (k.to_string(), v.to_string()));
-            Message::Command(Command {
+            Message::Command(Box::new(Command {
                 request_id: id.into(),
                 name: name.into(),
                 args: args.collect(),
                 timeout_ms: 5000,
-            })
+            }))
         };
         connector.handle_message(t0, command("master-1-1", "echo", &[("x", "1")]));
         let ok = || ("master-1-1".to_string(), Outcome::Ok);

@@ -158,6 +158,13 @@ impl Executor {
         }
     }
 
+    /// Nothing runs, so [`Executor::poll`] has nothing to do and there is no deadline: the
+    /// check an agent makes on every turn, so it costs one comparison.
+    #[inline]
+    pub fn is_idle(&self) -> bool {
+        self.running.is_empty()
+    }
+
     /// Full: a command now would be refused. The agent reports `busy`.
     pub fn is_busy(&self) -> bool {
         self.queued.len() >= self.config.queue_limit

@@ -27,8 +27,9 @@ pub enum Message {
     Unregister(Unregister),
     /// From a master that does not lead: register with `leader` instead.
     Redirect(Redirect),
-    /// From the master: run this (again, if it is a copy; the agent runs it once).
-    Command(Command),
+    /// From the master: run this (again, if it is a copy; the agent runs it once). Boxed,
+    /// like `Register`, to keep every message as small as the heartbeats.
+    Command(Box<Command>),
     /// From the agent: how a command ended.
     CommandResult(CommandResult),
 }
