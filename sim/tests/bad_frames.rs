@@ -30,6 +30,7 @@ fn garbage_closes_only_its_own_connection() {
             let exposed = exposed.clone();
             async move {
                 let master_state = MasterState::new(MasterConfig {
+                    name: "master-1".into(),
                     heartbeat_interval: Duration::from_secs(1),
                     max_miss: 3,
                 });

@@ -76,6 +76,7 @@ fn status_trackers_periodic_tasks_and_remote_calls() {
                 );
                 async move {
                     let state = MasterState::new(MasterConfig {
+                        name: name.to_string(),
                         heartbeat_interval: Duration::from_secs(1),
                         max_miss: 3,
                     });

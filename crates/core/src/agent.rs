@@ -459,7 +459,7 @@ mod tests {
     use super::*;
     use crate::backoff::{Strategy, WhenExhausted};
     use crate::command::{Command, Outcome};
-    use crate::master::{MasterAction, MasterConfig, Registry};
+    use crate::master::{Leadership, MasterAction, MasterConfig, Registry, SubmitError};
     use crate::wire::{BuildInfo, RegisterAck};
     use rand::SeedableRng;
     use rand_chacha::ChaCha8Rng;
@@ -799,13 +799,25 @@ mod tests {
         let t0 = Instant::now();
         let mut agent = connector(BackoffPolicy::default(), t0);
         let mut master = Registry::new(MasterConfig {
+            name: "master-1".into(),
             heartbeat_interval: Duration::from_secs(1),
             max_miss: 3,
         });
-        let mut now = t0;
-        let end = t0 + Duration::from_secs(600);
+        run_pair(&mut agent, &mut master, t0, t0 + Duration::from_secs(600));
+        assert_eq!(agent.status().state, StateKind::Online);
+        assert_eq!(master.online_count(), 1);
+    }
+
+    /// Runs the two cores wired directly from `from` to `until`; returns when it stopped.
+    fn run_pair(
+        agent: &mut Connector<ChaCha8Rng>,
+        master: &mut Registry,
+        from: Instant,
+        until: Instant,
+    ) -> Instant {
+        let mut now = from;
         let mut steps = 0;
-        while now < end {
+        while now < until {
             steps += 1;
             assert!(steps < 10_000, "the pair makes progress");
             agent.handle_timeout(now);
@@ -826,7 +838,58 @@ mod tests {
                 .min()
                 .unwrap();
         }
-        assert_eq!(agent.status().state, StateKind::Online);
-        assert_eq!(master.online_count(), 1);
+        now
+    }
+
+    #[test]
+    fn commands_go_out_on_registration_and_their_results_come_back() {
+        let t0 = Instant::now();
+        let mut agent = connector(BackoffPolicy::default(), t0);
+        let mut master = Registry::new(MasterConfig {
+            name: "master-1".into(),
+            heartbeat_interval: Duration::from_secs(1),
+            max_miss: 3,
+        });
+        let args = |pairs: &[(&str, &str)]| {
+            (pairs.iter())
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect::<BTreeMap<_, _>>()
+        };
+        // Accepted before the agent has ever registered: it goes out when it does.
+        let early = master.submit("agent-1", "echo", args(&[]), Duration::from_secs(5));
+        assert_eq!(early.as_deref(), Ok("master-1-1"));
+        let now = run_pair(&mut agent, &mut master, t0, t0 + Duration::from_secs(3));
+        assert_eq!(master.pending_commands(), 0, "answered");
+        // Accepted while online: sent at once; a sleep answers on the agent's clock.
+        master
+            .submit(
+                "agent-1",
+                "sleep",
+                args(&[("ms", "1500")]),
+                Duration::from_secs(5),
+            )
+            .unwrap();
+        let now = run_pair(&mut agent, &mut master, now, now + Duration::from_secs(1));
+        assert_eq!(master.pending_commands(), 1, "still sleeping");
+        run_pair(&mut agent, &mut master, now, now + Duration::from_secs(2));
+        assert_eq!(master.pending_commands(), 0);
+    }
+
+    #[test]
+    fn a_leader_that_steps_down_gives_up_its_commands_and_accepts_no_more() {
+        let mut master = Registry::new(MasterConfig {
+            name: "master-2".into(),
+            heartbeat_interval: Duration::from_secs(1),
+            max_miss: 3,
+        });
+        let no_args = BTreeMap::new;
+        master
+            .submit("agent-9", "echo", no_args(), Duration::from_secs(1))
+            .unwrap();
+        assert_eq!(master.pending_commands(), 1);
+        master.handle_leadership(Leadership::Follower { leader: None });
+        assert_eq!(master.pending_commands(), 0, "reported lost, not kept");
+        let refused = master.submit("agent-9", "echo", no_args(), Duration::from_secs(1));
+        assert_eq!(refused, Err(SubmitError::NotLeader));
     }
 }

@@ -2,7 +2,8 @@
 //! online. Sans-IO: the shell feeds it messages and timeouts with `now`, and pulls the frames to
 //! send and the sessions to close.
 
-use crate::timeline::{emit, MasterEvent};
+use crate::command::{Command, Outbox, Received};
+use crate::timeline::{emit, CommandEvent, MasterEvent};
 use crate::wire::{HeartbeatAck, Message, NodeStatus, Redirect, Register, RegisterAck};
 use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
@@ -12,6 +13,8 @@ pub type SessionId = u64;
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct MasterConfig {
+    /// This master's name: it prefixes the ids of the commands it accepts.
+    pub name: String,
     pub heartbeat_interval: Duration,
     /// Missed heartbeat intervals before an agent counts as offline.
     pub max_miss: u32,
@@ -150,11 +153,21 @@ pub struct Registry {
     actions: VecDeque<MasterAction>,
     /// No online node can go silent before this; a lower bound, refreshed by each sweep.
     next_sweep: Option<Instant>,
+    /// Commands accepted and not yet answered.
+    outbox: Outbox,
+}
+
+/// Why a master did not accept a command.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum SubmitError {
+    #[error("this master does not lead; send commands to the leader")]
+    NotLeader,
 }
 
 impl Registry {
     pub fn new(config: MasterConfig) -> Self {
         debug_assert!(config.max_miss > 0 && !config.heartbeat_interval.is_zero());
+        let outbox = Outbox::new(&config.name);
         Registry {
             config,
             leadership: Leadership::Leader,
@@ -162,7 +175,45 @@ impl Registry {
             sessions: BTreeMap::new(),
             actions: VecDeque::new(),
             next_sweep: None,
+            outbox,
         }
+    }
+
+    /// Accepts a command for `agent` and sends it now if the agent has a session; otherwise
+    /// it goes out when the agent registers. Only the leader accepts commands.
+    pub fn submit(
+        &mut self,
+        agent: &str,
+        name: &str,
+        args: BTreeMap<String, String>,
+        timeout: Duration,
+    ) -> Result<String, SubmitError> {
+        if self.leadership != Leadership::Leader {
+            return Err(SubmitError::NotLeader);
+        }
+        let command = self.outbox.accept(agent, name, args, timeout);
+        let request_id = command.request_id.clone();
+        let session = (self.nodes.slot_of_agent(agent))
+            .and_then(|slot| self.nodes.get_mut(slot))
+            .and_then(|entry| entry.session);
+        if let Some(session) = session {
+            self.send_command(session, agent, command);
+        }
+        Ok(request_id)
+    }
+
+    fn send_command(&mut self, session: SessionId, agent: &str, command: Command) {
+        emit(CommandEvent::CommandSent {
+            request_id: command.request_id.clone(),
+            agent: agent.to_string(),
+            name: command.name.clone(),
+        });
+        self.send(session, Message::Command(Box::new(command)));
+    }
+
+    /// Commands accepted and not yet answered.
+    pub fn pending_commands(&self) -> usize {
+        self.outbox.pending()
     }
 
     /// Leadership changed. A leader that stops leading closes every agent session and forgets
@@ -183,6 +234,16 @@ impl Registry {
             self.next_sweep = None;
             for session in sessions {
                 self.close(session, "master stopped leading");
+            }
+        }
+        if was_leader && self.leadership != Leadership::Leader {
+            // Nothing accepted vanishes silently: what this leader could not finish is lost,
+            // and said so.
+            for pending in self.outbox.abandon() {
+                emit(CommandEvent::CommandLost {
+                    request_id: pending.command.request_id,
+                    reason: "master stopped leading before the result".into(),
+                });
             }
         }
     }
@@ -246,12 +307,24 @@ impl Registry {
                 }
                 self.close(session, "unregistered");
             }
-            // This master sends no commands yet, so a result answers nothing it asked.
+            Message::CommandResult(result) => {
+                if self.entry_for(session).is_none() {
+                    return self.close(session, "result before register");
+                }
+                // A copy of a result already taken, or one for a command another master
+                // accepted (before a failover), changes nothing.
+                if let Received::First { agent } = self.outbox.receive(&result) {
+                    emit(CommandEvent::CommandResult {
+                        request_id: result.request_id,
+                        agent,
+                        outcome: result.outcome.name().to_string(),
+                    });
+                }
+            }
             Message::RegisterAck(_)
             | Message::HeartbeatAck(_)
             | Message::Redirect(_)
-            | Message::Command(_)
-            | Message::CommandResult(_) => {
+            | Message::Command(_) => {
                 self.close(session, "unexpected message from agent");
             }
         }
@@ -322,6 +395,10 @@ impl Registry {
                 heartbeat_interval_ms: self.config.heartbeat_interval.as_millis() as u64,
             }),
         );
+        // At least once: every command still unanswered goes out again on each registration.
+        for command in self.outbox.for_agent(&agent) {
+            self.send_command(session, &agent, command);
+        }
     }
 
     /// A new instance of an agent (it restarted) replaces the old one at once: its entry and
@@ -439,6 +516,7 @@ mod tests {
 
     fn config() -> MasterConfig {
         MasterConfig {
+            name: "master-1".into(),
             heartbeat_interval: Duration::from_secs(1),
             max_miss: 3,
         }

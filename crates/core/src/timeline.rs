@@ -234,10 +234,27 @@ pub enum CallEvent {
     },
 }
 
-/// Commands, on the agent that runs them.
+/// Commands: sent and answered on the master, run on the agent.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum CommandEvent {
+    /// The master sent a command (again, after a re-registration).
+    CommandSent {
+        request_id: String,
+        agent: String,
+        name: String,
+    },
+    /// The first result for a command reached the master.
+    CommandResult {
+        request_id: String,
+        agent: String,
+        outcome: String,
+    },
+    /// The master gave up a command it accepted, and why.
+    CommandLost {
+        request_id: String,
+        reason: String,
+    },
     CommandStarted {
         request_id: String,
         name: String,
@@ -441,6 +458,23 @@ mod tests {
                 request_id: s("master-1-7"),
             }
             .into(),
+            CommandEvent::CommandSent {
+                request_id: s("master-1-7"),
+                agent: s("agent-3"),
+                name: s("echo"),
+            }
+            .into(),
+            CommandEvent::CommandResult {
+                request_id: s("master-1-7"),
+                agent: s("agent-3"),
+                outcome: s("ok"),
+            }
+            .into(),
+            CommandEvent::CommandLost {
+                request_id: s("master-1-7"),
+                reason: s("master stopped leading before the result"),
+            }
+            .into(),
         ]
     }
 
@@ -500,6 +534,9 @@ mod tests {
                 CommandEvent::CommandStarted { .. } => 33,
                 CommandEvent::CommandFinished { .. } => 34,
                 CommandEvent::CommandDuplicate { .. } => 35,
+                CommandEvent::CommandSent { .. } => 36,
+                CommandEvent::CommandResult { .. } => 37,
+                CommandEvent::CommandLost { .. } => 38,
             },
         }
     }
@@ -508,7 +545,7 @@ mod tests {
     fn every_kind_has_a_sample() {
         let mut seen: Vec<usize> = samples().iter().map(number).collect();
         seen.sort();
-        assert_eq!(seen, (0..36).collect::<Vec<_>>());
+        assert_eq!(seen, (0..39).collect::<Vec<_>>());
     }
 
     fn kind(event: &Event) -> String {

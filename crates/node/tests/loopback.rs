@@ -19,6 +19,7 @@ const TOLERANCE: u32 = 10;
 
 async fn start_master(listener: TcpListener) -> (MasterState, tokio::task::JoinHandle<()>) {
     let state = MasterState::new(MasterConfig {
+        name: "master-1".into(),
         heartbeat_interval: INTERVAL,
         max_miss: TOLERANCE,
     });

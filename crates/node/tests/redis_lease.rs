@@ -79,6 +79,7 @@ impl Drop for Redis {
 
 fn start_master(name: &str, store: SocketAddr) -> (MasterState, tokio::task::JoinHandle<()>) {
     let state = MasterState::new(MasterConfig {
+        name: "master-1".into(),
         heartbeat_interval: Duration::from_millis(100),
         max_miss: 3,
     });

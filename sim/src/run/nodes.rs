@@ -187,6 +187,7 @@ fn build_master(
     cluster: ClusterConfig,
 ) -> NodeId {
     let config = MasterConfig {
+        name: cluster.me.clone(),
         heartbeat_interval: scenario.heartbeat.interval,
         max_miss: scenario.heartbeat.max_miss,
     };
