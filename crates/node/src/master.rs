@@ -1,14 +1,16 @@
 //! The master's shell: accepts agent connections and runs the registry core over them.
 //!
 //! One task per session reads frames and applies them to the shared registry; one task runs
-//! the liveness sweeps. Actions for the session at hand are sent inline. The registry only ever
-//! closes another session (a superseded one, or all of them when it stops leading), so each
-//! session has a close signal rather than an inbox; the same signal ends every session when the
-//! master stops.
+//! the liveness sweeps. Actions for the session at hand are sent inline. Actions for another
+//! session (closing a superseded one, or all of them when the master stops leading; a command
+//! submitted from outside) go through that session's signal: a close flag and a small mailbox,
+//! checked with two atomic loads, so the heartbeat path stays as cheap as a bare flag.
 
 use crate::clock::{now, sleep_until};
 use crate::codec::FrameCodec;
-use fleet_core::master::{Leadership, MasterAction, MasterConfig, Registry, SessionId};
+use fleet_core::master::{
+    Leadership, MasterAction, MasterConfig, Registry, SessionId, SubmitError,
+};
 use fleet_core::timeline::{emit, ShellEvent};
 use fleet_core::wire::Message;
 use futures::task::AtomicWaker;
@@ -22,26 +24,51 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio_util::codec::Framed;
 
-/// Tells one session task to close. Cheap to poll on every frame: an atomic flag and a waker.
+/// Reaches one session task from outside it: close it, or hand it messages to send. Cheap to
+/// poll on every frame: two atomic flags and a waker.
 #[derive(Default)]
-struct CloseSignal {
+struct SessionSignal {
     closed: AtomicBool,
+    has_mail: AtomicBool,
+    mail: Mutex<Vec<Message>>,
     waker: AtomicWaker,
 }
 
-impl CloseSignal {
+enum Wake {
+    Closed,
+    Mail,
+}
+
+impl SessionSignal {
     fn close(&self) {
         self.closed.store(true, Ordering::Release);
         self.waker.wake();
     }
 
-    /// Resolves once [`close`](Self::close) was called.
-    async fn closed(&self) {
+    fn post(&self, message: Message) {
+        self.mail
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(message);
+        self.has_mail.store(true, Ordering::Release);
+        self.waker.wake();
+    }
+
+    fn take_mail(&self) -> Vec<Message> {
+        self.has_mail.store(false, Ordering::Release);
+        std::mem::take(&mut *self.mail.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// Resolves once the session must close or has mail.
+    async fn wake(&self) -> Wake {
         std::future::poll_fn(|cx| {
             self.waker.register(cx.waker());
-            match self.closed.load(Ordering::Acquire) {
-                true => Poll::Ready(()),
-                false => Poll::Pending,
+            if self.closed.load(Ordering::Acquire) {
+                Poll::Ready(Wake::Closed)
+            } else if self.has_mail.load(Ordering::Acquire) {
+                Poll::Ready(Wake::Mail)
+            } else {
+                Poll::Pending
             }
         })
         .await
@@ -50,7 +77,7 @@ impl CloseSignal {
 
 struct Shared {
     registry: Registry,
-    sessions: BTreeMap<SessionId, Arc<CloseSignal>>,
+    sessions: BTreeMap<SessionId, Arc<SessionSignal>>,
 }
 
 impl Shared {
@@ -65,12 +92,11 @@ impl Shared {
             if Some(session) == me {
                 mine.push(action);
             } else if let Some(signal) = self.sessions.get(&session) {
-                // A session that already ended has nothing left to close.
-                debug_assert!(
-                    matches!(action, MasterAction::Close { .. }),
-                    "the registry only closes other sessions: {action:?}"
-                );
-                signal.close();
+                // A session that already ended has nothing left to send or close.
+                match action {
+                    MasterAction::Send { message, .. } => signal.post(message),
+                    MasterAction::Close { .. } => signal.close(),
+                }
             }
         }
     }
@@ -101,6 +127,21 @@ impl MasterState {
     pub fn with_registry<T>(&self, f: impl FnOnce(&Registry) -> T) -> T {
         f(&self.lock().registry)
     }
+
+    /// Accepts a command for `agent` (the leader only) and sends it if the agent is online;
+    /// returns its request id.
+    pub fn submit(
+        &self,
+        agent: &str,
+        name: &str,
+        args: BTreeMap<String, String>,
+        timeout: std::time::Duration,
+    ) -> Result<String, SubmitError> {
+        let mut shared = self.lock();
+        let request_id = shared.registry.submit(agent, name, args, timeout)?;
+        shared.dispatch(None, &mut Vec::new());
+        Ok(request_id)
+    }
 }
 
 impl MasterState {
@@ -127,7 +168,7 @@ pub async fn run_master(listener: TcpListener, state: MasterState) -> io::Result
     loop {
         let (stream, _) = listener.accept().await?;
         next_session += 1;
-        let signal = Arc::new(CloseSignal::default());
+        let signal = Arc::new(SessionSignal::default());
         state.lock().sessions.insert(next_session, signal.clone());
         tokio::spawn(serve_session(state.clone(), next_session, stream, signal));
     }
@@ -174,7 +215,7 @@ async fn serve_session(
     state: MasterState,
     session: SessionId,
     stream: TcpStream,
-    signal: Arc<CloseSignal>,
+    signal: Arc<SessionSignal>,
 ) {
     let mut framed = Framed::new(stream, FrameCodec::default());
     // Reused for every frame: a heartbeat's reply costs no allocation.
@@ -198,7 +239,12 @@ async fn serve_session(
                 }
                 None => break 'session,
             },
-            _ = signal.closed() => break 'session,
+            wake = signal.wake() => match wake {
+                Wake::Closed => break 'session,
+                Wake::Mail => actions.extend(signal.take_mail().into_iter().map(|message| {
+                    MasterAction::Send { session, message }
+                })),
+            },
         }
         for action in actions.drain(..) {
             match action {
