@@ -2,62 +2,22 @@
 //! everyone else: bad input is never a panic and loses nothing already accepted.
 #![cfg(madsim)]
 
-use fleet_core::agent::{AgentConfig, Connector};
-use fleet_core::backoff::BackoffPolicy;
-use fleet_core::master::MasterConfig;
+mod common;
+
 use fleet_core::timeline::{Event, ShellEvent};
-use fleet_node::{registration, run_agent, run_master, MasterState};
 use madsim::runtime::Runtime;
-use rand::SeedableRng;
 use sim::run::capture::{CaptureLayer, Locate};
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::net::{IpAddr, Ipv4Addr};
+use std::sync::Arc;
+use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tracing_subscriber::layer::SubscriberExt;
 
 #[test]
 fn garbage_closes_only_its_own_connection() {
     let runtime = Runtime::with_seed_and_config(3, madsim::Config::default());
-    let master: SocketAddr = (Ipv4Addr::new(10, 0, 0, 1), 7000).into();
-    let state: Arc<Mutex<Option<MasterState>>> = Arc::default();
-    let exposed = state.clone();
-    runtime
-        .create_node()
-        .name("master-1")
-        .ip(master.ip())
-        .init(move || {
-            let exposed = exposed.clone();
-            async move {
-                let master_state = MasterState::new(MasterConfig {
-                    name: "master-1".into(),
-                    heartbeat_interval: Duration::from_secs(1),
-                    max_miss: 3,
-                });
-                *exposed.lock().unwrap() = Some(master_state.clone());
-                let listener = tokio::net::TcpListener::bind(master).await.unwrap();
-                let _ = run_master(listener, master_state).await;
-            }
-        })
-        .build();
-    runtime
-        .create_node()
-        .name("agent-1")
-        .ip(IpAddr::V4(Ipv4Addr::new(10, 1, 0, 1)))
-        .init(move || async move {
-            tokio::time::sleep(Duration::from_millis(100)).await;
-            let config = AgentConfig {
-                masters: vec!["master-1".into()],
-                heartbeat_interval: Duration::from_secs(1),
-                heartbeat_timeout: Duration::from_secs(3),
-                backoff: BackoffPolicy::default(),
-                register: registration("agent-1", "sim", 101, 0),
-                commands: Default::default(),
-            };
-            let rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
-            run_agent(Connector::new(config, rng, Instant::now()), vec![master]).await;
-        })
-        .build();
+    let master = common::MASTER;
+    let state = common::master_and_agent(&runtime);
     let vandal = runtime
         .create_node()
         .name("vandal")

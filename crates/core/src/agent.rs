@@ -798,14 +798,19 @@ mod tests {
     fn agent_and_master_cores_hold_a_session_together() {
         let t0 = Instant::now();
         let mut agent = connector(BackoffPolicy::default(), t0);
-        let mut master = Registry::new(MasterConfig {
-            name: "master-1".into(),
-            heartbeat_interval: Duration::from_secs(1),
-            max_miss: 3,
-        });
+        let mut master = master("master-1");
         run_pair(&mut agent, &mut master, t0, t0 + Duration::from_secs(600));
         assert_eq!(agent.status().state, StateKind::Online);
         assert_eq!(master.online_count(), 1);
+    }
+
+    /// A master's registry with 1s heartbeats and 3 misses.
+    fn master(name: &str) -> Registry {
+        Registry::new(MasterConfig {
+            name: name.into(),
+            heartbeat_interval: Duration::from_secs(1),
+            max_miss: 3,
+        })
     }
 
     /// Runs the two cores wired directly from `from` to `until`; returns when it stopped.
@@ -845,11 +850,7 @@ mod tests {
     fn commands_go_out_on_registration_and_their_results_come_back() {
         let t0 = Instant::now();
         let mut agent = connector(BackoffPolicy::default(), t0);
-        let mut master = Registry::new(MasterConfig {
-            name: "master-1".into(),
-            heartbeat_interval: Duration::from_secs(1),
-            max_miss: 3,
-        });
+        let mut master = master("master-1");
         let args = |pairs: &[(&str, &str)]| {
             (pairs.iter())
                 .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -877,11 +878,7 @@ mod tests {
 
     #[test]
     fn a_leader_that_steps_down_gives_up_its_commands_and_accepts_no_more() {
-        let mut master = Registry::new(MasterConfig {
-            name: "master-2".into(),
-            heartbeat_interval: Duration::from_secs(1),
-            max_miss: 3,
-        });
+        let mut master = master("master-2");
         let no_args = BTreeMap::new;
         master
             .submit("agent-9", "echo", no_args(), Duration::from_secs(1))
