@@ -14,7 +14,9 @@ use crate::backoff::{Backoff, BackoffPolicy, Next};
 use crate::command::{Executor, ExecutorConfig, Step};
 pub use crate::timeline::DisconnectReason;
 use crate::timeline::{emit, AgentEvent, CommandEvent};
-use crate::wire::{Heartbeat, Message, NodeStatus, Register, Unregister};
+use crate::wire::{
+    ConfigAck, ConfigPull, ConfigPush, Heartbeat, Message, NodeStatus, Register, Unregister,
+};
 use rand::RngCore;
 use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
@@ -107,6 +109,12 @@ pub struct Connector<R> {
     /// Runs the master's commands; outlives connections, so a copy sent again after a
     /// reconnect is answered from memory.
     executor: Executor,
+    /// The config the agent runs with; version 0 until a master pushes one.
+    fleet_config: ConfigPush,
+    /// A pull is out on this session and not yet answered.
+    pulling: bool,
+    /// What it last reported itself as.
+    status: NodeStatus,
 }
 
 impl<R: RngCore> Connector<R> {
@@ -133,6 +141,42 @@ impl<R: RngCore> Connector<R> {
             unacked: VecDeque::new(),
             actions: VecDeque::new(),
             executor,
+            fleet_config: ConfigPush::default(),
+            pulling: false,
+            status: NodeStatus::Online,
+        }
+    }
+
+    /// The config it runs with.
+    pub fn fleet_config(&self) -> &ConfigPush {
+        &self.fleet_config
+    }
+
+    /// What a heartbeat reports besides the status: the executor's load while it has any
+    /// (an idle agent sends an empty map, which costs nothing to build).
+    fn metrics(&self) -> BTreeMap<String, f64> {
+        if self.executor.is_idle() {
+            return BTreeMap::new();
+        }
+        let (running, queued) = self.executor.load();
+        BTreeMap::from([
+            ("commands_queued".to_string(), queued as f64),
+            ("commands_running".to_string(), running as f64),
+        ])
+    }
+
+    /// Busy while its command queue is full, online otherwise; a change is on the timeline.
+    fn update_status(&mut self) {
+        let status = if self.executor.is_busy() {
+            NodeStatus::Busy
+        } else {
+            NodeStatus::Online
+        };
+        if status != self.status {
+            self.status = status;
+            emit(CommandEvent::StatusChanged {
+                status: status.as_str().to_string(),
+            });
         }
     }
 
@@ -164,6 +208,7 @@ impl<R: RngCore> Connector<R> {
                 self.actions.push_back(AgentAction::Send(message));
             }
         }
+        self.update_status();
     }
 
     pub fn handle_timeout(&mut self, now: Instant) {
@@ -210,13 +255,9 @@ impl<R: RngCore> Connector<R> {
                     self.actions
                         .push_back(AgentAction::Send(Message::Heartbeat(Heartbeat {
                             seq: self.heartbeat_seq,
-                            status: if self.executor.is_busy() {
-                                NodeStatus::Busy
-                            } else {
-                                NodeStatus::Online
-                            },
+                            status: self.status,
                             uptime_ms,
-                            metrics: BTreeMap::new(),
+                            metrics: self.metrics(),
                         })));
                     self.state = State::Online {
                         next_heartbeat: now + self.heartbeat_interval,
@@ -265,6 +306,7 @@ impl<R: RngCore> Connector<R> {
                 self.attempt = 0;
                 self.redirects_in_a_row = 0;
                 self.unacked.clear();
+                self.pulling = false;
                 self.state = State::Online {
                     next_heartbeat: now + self.heartbeat_interval,
                 };
@@ -283,6 +325,24 @@ impl<R: RngCore> Connector<R> {
                 while self.unacked.front().is_some_and(|&(seq, _)| seq <= ack.seq) {
                     self.unacked.pop_front();
                 }
+                if ack.config_version > self.fleet_config.version && !self.pulling {
+                    self.pulling = true;
+                    let have = self.fleet_config.version;
+                    let pull = Message::ConfigPull(ConfigPull { have });
+                    self.actions.push_back(AgentAction::Send(pull));
+                }
+            }
+            (State::Online { .. }, Message::ConfigPush(push)) => {
+                self.pulling = false;
+                if push.version > self.fleet_config.version {
+                    self.fleet_config = *push;
+                    emit(CommandEvent::ConfigApplied {
+                        version: self.fleet_config.version,
+                    });
+                }
+                let version = self.fleet_config.version;
+                let ack = Message::ConfigAck(ConfigAck { version });
+                self.actions.push_back(AgentAction::Send(ack));
             }
             (State::Registering { .. } | State::Online { .. }, _) => {
                 self.lose_connection(now, DisconnectReason::ProtocolError);
@@ -460,7 +520,7 @@ mod tests {
     use crate::backoff::{Strategy, WhenExhausted};
     use crate::command::{Command, Outcome};
     use crate::master::{Leadership, MasterAction, MasterConfig, Registry, SubmitError};
-    use crate::wire::{BuildInfo, RegisterAck};
+    use crate::wire::{BuildInfo, RegisterAck, MAX_FRAME_DEFAULT};
     use rand::SeedableRng;
     use rand_chacha::ChaCha8Rng;
 
@@ -683,7 +743,10 @@ mod tests {
             connector.handle_timeout(now);
             connector.handle_message(
                 now,
-                Message::HeartbeatAck(crate::wire::HeartbeatAck { seq: second }),
+                Message::HeartbeatAck(crate::wire::HeartbeatAck {
+                    seq: second,
+                    config_version: 0,
+                }),
             );
         }
         assert_eq!(connector.status().state, StateKind::Online);
@@ -877,16 +940,99 @@ mod tests {
     }
 
     #[test]
-    fn a_leader_that_steps_down_gives_up_its_commands_and_accepts_no_more() {
+    fn a_leader_that_steps_down_keeps_its_commands_until_the_next_leader_answers_for_them() {
+        let mut old = master("master-2");
+        let no_args = BTreeMap::new;
+        let second = Duration::from_secs(1);
+        let handed = old.submit("agent-9", "echo", no_args(), second).unwrap();
+        // master-3 follows master-2 and takes its handover.
+        let mut next = master("master-3");
+        next.handle_leadership(Leadership::Follower {
+            leader: Some("master-2".into()),
+        });
+        next.handle_handover("master-2", old.handover().unwrap());
+        let stranded = old.submit("agent-9", "echo", no_args(), second).unwrap();
+        old.handle_leadership(Leadership::Follower { leader: None });
+        let refused = old.submit("agent-9", "echo", no_args(), second);
+        assert_eq!(refused, Err(SubmitError::NotLeader));
+        assert_eq!(old.durable().unconfirmed.len(), 2, "kept, not yet lost");
+        // A handover from a master it does not follow changes nothing.
+        next.handle_leadership(Leadership::Leader);
+        old.handle_handover("master-3", next.handover().unwrap());
+        assert_eq!(old.durable().unconfirmed.len(), 2);
+        // Once it follows master-3, the handover settles it: `handed` went on, `stranded`
+        // is reported lost.
+        old.handle_leadership(Leadership::Follower {
+            leader: Some("master-3".into()),
+        });
+        old.handle_handover("master-3", next.handover().unwrap());
+        assert!(old.durable().unconfirmed.is_empty());
+        let pending: Vec<String> = (next.durable().handover.outbox.pending_commands())
+            .map(|pending| pending.command.request_id.clone())
+            .collect();
+        assert_eq!(pending, [handed]);
+        assert_ne!(stranded, pending[0]);
+    }
+
+    #[test]
+    fn a_master_that_leads_again_sends_what_it_gave_up() {
         let mut master = master("master-2");
         let no_args = BTreeMap::new;
-        master
-            .submit("agent-9", "echo", no_args(), Duration::from_secs(1))
-            .unwrap();
-        assert_eq!(master.pending_commands(), 1);
+        let id = (master.submit("agent-9", "echo", no_args(), Duration::from_secs(1))).unwrap();
         master.handle_leadership(Leadership::Follower { leader: None });
-        assert_eq!(master.pending_commands(), 0, "reported lost, not kept");
-        let refused = master.submit("agent-9", "echo", no_args(), Duration::from_secs(1));
-        assert_eq!(refused, Err(SubmitError::NotLeader));
+        master.handle_leadership(Leadership::Leader);
+        assert!(master.durable().unconfirmed.is_empty());
+        assert_eq!(master.pending_commands(), 1);
+        let restored = master.durable().handover.outbox;
+        assert!(restored.knows(&id));
+    }
+
+    #[test]
+    fn a_config_push_reaches_the_agent_and_an_agent_that_was_away_pulls_it() {
+        let t0 = Instant::now();
+        let mut agent = connector(BackoffPolicy::default(), t0);
+        let mut master = master("master-1");
+        let values = |v: &str| BTreeMap::from([("level".to_string(), v.to_string())]);
+        // Pushed before the agent registered: it pulls it after its first heartbeat.
+        assert_eq!(master.push_config(values("debug")), Ok(1));
+        let now = run_pair(&mut agent, &mut master, t0, t0 + Duration::from_secs(3));
+        assert_eq!(agent.fleet_config().version, 1);
+        assert_eq!(agent.fleet_config().values, values("debug"));
+        // Pushed while it is online: it applies it at once and acknowledges it.
+        assert_eq!(master.push_config(values("info")), Ok(2));
+        run_pair(&mut agent, &mut master, now, now + Duration::from_secs(1));
+        assert_eq!(agent.fleet_config().values, values("info"));
+        let acked: Vec<u64> = master.nodes().map(|(_, e)| e.config_version).collect();
+        assert_eq!(acked, [2]);
+        // The config is part of what a restart finds and what a successor takes over.
+        assert_eq!(master.durable().handover.config.version, 2);
+        let mut follower = Registry::new(MasterConfig {
+            name: "master-9".into(),
+            heartbeat_interval: Duration::from_secs(1),
+            max_miss: 3,
+        });
+        follower.handle_leadership(Leadership::Follower {
+            leader: Some("master-1".into()),
+        });
+        follower.handle_handover("master-1", master.handover().unwrap());
+        assert_eq!(follower.config_version(), 2);
+        assert_eq!(
+            follower.push_config(values("x")),
+            Err(SubmitError::NotLeader)
+        );
+    }
+
+    #[test]
+    fn a_command_too_large_for_a_frame_is_refused_and_not_kept() {
+        let mut master = master("master-1");
+        let big = BTreeMap::from([("blob".to_string(), "x".repeat(MAX_FRAME_DEFAULT))]);
+        let refused = master.submit("agent-1", "echo", big, Duration::from_secs(1));
+        assert!(
+            matches!(refused, Err(SubmitError::TooLarge { max, .. }) if max == MAX_FRAME_DEFAULT),
+            "{refused:?}"
+        );
+        assert_eq!(master.pending_commands(), 0);
+        let message = refused.unwrap_err().to_string();
+        assert!(message.contains("exceeds the frame limit"), "{message}");
     }
 }

@@ -2,8 +2,9 @@
 //! delivery an exactly-once effect.
 //!
 //! - [`Outbox`] (master): keeps every accepted command until its result arrives, hands the
-//!   pending ones out again whenever the agent (re)registers, and takes each result once. Its
-//!   [`Outbox::snapshot`] is what a master keeps on disk so a restart loses nothing accepted.
+//!   pending ones out again whenever the agent (re)registers, and takes each result once. A
+//!   master keeps it on disk, so a restart loses nothing accepted, and hands it to the other
+//!   masters, so a new leader takes over what the old one had not finished.
 //! - [`Executor`] (agent): runs commands through its handlers, at most `max_concurrent` at
 //!   once with the rest queued, times them out, and remembers the results of the last
 //!   `remember` commands: a duplicate gets the stored result (or nothing, while the first copy
@@ -423,23 +424,64 @@ impl Outbox {
         }
     }
 
-    /// Gives up every pending command (this master stopped leading, say): the caller reports
-    /// each one lost with the reason.
-    pub fn abandon(&mut self) -> Vec<Pending> {
-        std::mem::take(&mut self.pending).into_values().collect()
+    /// Withdraws a command just accepted (one that could never be sent).
+    pub fn withdraw(&mut self, request_id: &str) {
+        self.pending.remove(request_id);
+    }
+
+    /// Every pending command, by request id.
+    pub fn pending_commands(&self) -> impl Iterator<Item = &Pending> {
+        self.pending.values()
     }
 
     pub fn pending(&self) -> usize {
         self.pending.len()
     }
 
-    /// The state a restart must find again, as JSON.
-    pub fn snapshot(&self) -> String {
-        serde_json::to_string(self).expect("an outbox serializes")
+    /// Whether this outbox holds `request_id`, pending or answered.
+    pub fn knows(&self, request_id: &str) -> bool {
+        self.pending.contains_key(request_id) || self.done.iter().any(|id| id == request_id)
     }
 
-    pub fn restore(snapshot: &str) -> Result<Outbox, String> {
-        serde_json::from_str(snapshot).map_err(|error| format!("unreadable outbox: {error}"))
+    /// Takes what another master's outbox holds: its pending commands and the ids it has
+    /// results for. Keeps this one's name and numbering, so its own ids stay its own. Returns
+    /// how many commands became pending here.
+    pub fn adopt(&mut self, other: &Outbox) -> usize {
+        let mut adopted = 0;
+        for id in &other.done {
+            if self.pending.remove(id).is_some() || !self.done.contains(id) {
+                self.done.push_back(id.clone());
+            }
+        }
+        while self.done.len() > DONE_KEPT {
+            self.done.pop_front();
+        }
+        for (id, pending) in &other.pending {
+            if !self.knows(id) {
+                self.pending.insert(id.clone(), pending.clone());
+                adopted += 1;
+            }
+        }
+        adopted
+    }
+
+    /// Puts a pending command back (one this master had given up and now leads again for).
+    pub fn restore_pending(&mut self, pending: Pending) {
+        if !self.knows(&pending.command.request_id) {
+            self.pending
+                .insert(pending.command.request_id.clone(), pending);
+        }
+    }
+
+    /// The same pending commands and answered ids as `other` (names and numbering aside).
+    pub fn same_contents(&self, other: &Outbox) -> bool {
+        self.pending == other.pending && self.done == other.done
+    }
+
+    /// Becomes a copy of `other`'s contents, keeping this one's name and numbering.
+    pub fn replace_contents(&mut self, other: &Outbox) {
+        self.pending = other.pending.clone();
+        self.done = other.done.clone();
     }
 }
 

@@ -2,9 +2,13 @@
 //! online. Sans-IO: the shell feeds it messages and timeouts with `now`, and pulls the frames to
 //! send and the sessions to close.
 
-use crate::command::{Command, Outbox, Received};
+use crate::command::{Command, Outbox, Pending, Received};
 use crate::timeline::{emit, CommandEvent, MasterEvent};
-use crate::wire::{HeartbeatAck, Message, NodeStatus, Redirect, Register, RegisterAck};
+use crate::wire::{
+    payload_len, ConfigPush, HeartbeatAck, Message, NodeStatus, Redirect, Register, RegisterAck,
+    MAX_FRAME_DEFAULT,
+};
+use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
 
@@ -63,6 +67,10 @@ pub struct NodeEntry {
     pub session: Option<SessionId>,
     pub liveness: Liveness,
     pub status: NodeStatus,
+    /// The metrics of its latest heartbeat.
+    pub metrics: BTreeMap<String, f64>,
+    /// The config version the agent last acknowledged.
+    pub config_version: u64,
     pub last_heard: Instant,
 }
 
@@ -153,15 +161,41 @@ pub struct Registry {
     actions: VecDeque<MasterAction>,
     /// No online node can go silent before this; a lower bound, refreshed by each sweep.
     next_sweep: Option<Instant>,
-    /// Commands accepted and not yet answered.
+    /// Commands accepted and not yet answered. A follower's is the leader's, as last handed
+    /// over.
     outbox: Outbox,
+    /// The config agents are brought to.
+    fleet_config: ConfigPush,
+    /// Commands this master had when it stopped leading, until the next leader's handover says
+    /// which it took over; the rest are reported lost then.
+    unconfirmed: Vec<Pending>,
+    /// Counts changes to what [`Registry::durable`] returns, so the shell knows when to write.
+    changes: u64,
 }
 
-/// Why a master did not accept a command.
+/// Why a master did not accept a command or config.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum SubmitError {
     #[error("this master does not lead; send commands to the leader")]
     NotLeader,
+    #[error("a {len}-byte command exceeds the frame limit of {max} bytes")]
+    TooLarge { len: usize, max: usize },
+}
+
+/// What a leader hands the other masters, so whichever leads next takes over its commands and
+/// config.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Handover {
+    pub outbox: Outbox,
+    pub config: ConfigPush,
+}
+
+/// What a master keeps on its disk: a restart finds its commands, its config, and what it
+/// still has to account for.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Durable {
+    pub handover: Handover,
+    pub unconfirmed: Vec<Pending>,
 }
 
 impl Registry {
@@ -176,7 +210,108 @@ impl Registry {
             actions: VecDeque::new(),
             next_sweep: None,
             outbox,
+            fleet_config: ConfigPush::default(),
+            unconfirmed: Vec::new(),
+            changes: 0,
         }
+    }
+
+    /// Takes back what an earlier incarnation kept on disk; call before anything else.
+    pub fn restore(&mut self, durable: Durable) {
+        // The outbox's numbering comes back too, so ids accepted before the crash never repeat.
+        self.outbox = durable.handover.outbox;
+        self.fleet_config = durable.handover.config;
+        self.unconfirmed = durable.unconfirmed;
+    }
+
+    /// What this master keeps on disk.
+    pub fn durable(&self) -> Durable {
+        Durable {
+            handover: Handover {
+                outbox: self.outbox.clone(),
+                config: self.fleet_config.clone(),
+            },
+            unconfirmed: self.unconfirmed.clone(),
+        }
+    }
+
+    /// Goes up whenever [`durable`](Self::durable) would return something new.
+    pub fn changes(&self) -> u64 {
+        self.changes
+    }
+
+    /// What a leader hands the other masters (even with nothing in it: it tells a master that
+    /// gave up leading that nothing of its own went on); `None` unless it leads.
+    pub fn handover(&self) -> Option<Handover> {
+        (self.leadership == Leadership::Leader).then(|| Handover {
+            outbox: self.outbox.clone(),
+            config: self.fleet_config.clone(),
+        })
+    }
+
+    /// The leader `from` handed over its commands and config. A follower of `from` keeps them
+    /// for when it leads, and reports lost whatever it gave up leading with that `from` does not
+    /// hold: no master will send those again.
+    pub fn handle_handover(&mut self, from: &str, handover: Handover) {
+        let follows = matches!(&self.leadership, Leadership::Follower { leader: Some(leader) } if leader == from);
+        if !follows {
+            return;
+        }
+        let same = self.unconfirmed.is_empty()
+            && self.outbox.same_contents(&handover.outbox)
+            && self.fleet_config.version >= handover.config.version;
+        if same {
+            return;
+        }
+        for pending in std::mem::take(&mut self.unconfirmed) {
+            if !handover.outbox.knows(&pending.command.request_id) {
+                emit(CommandEvent::CommandLost {
+                    request_id: pending.command.request_id,
+                    reason: format!("the next leader, {from}, never had it"),
+                });
+            }
+        }
+        self.outbox.replace_contents(&handover.outbox);
+        if handover.config.version > self.fleet_config.version {
+            self.fleet_config = handover.config;
+        }
+        self.changes += 1;
+    }
+
+    /// Raises the config to a new version with `values` and pushes it to every agent this
+    /// leader serves; an agent away now pulls it when it is back. Returns the new version.
+    pub fn push_config(&mut self, values: BTreeMap<String, String>) -> Result<u64, SubmitError> {
+        if self.leadership != Leadership::Leader {
+            return Err(SubmitError::NotLeader);
+        }
+        let push = ConfigPush {
+            version: self.fleet_config.version + 1,
+            values,
+        };
+        let len = payload_len(&Message::ConfigPush(Box::new(push.clone())));
+        if len > MAX_FRAME_DEFAULT {
+            let max = MAX_FRAME_DEFAULT;
+            return Err(SubmitError::TooLarge { len, max });
+        }
+        self.fleet_config = push;
+        self.changes += 1;
+        let sessions: Vec<SessionId> = self.sessions.keys().copied().collect();
+        emit(CommandEvent::ConfigPushed {
+            version: self.fleet_config.version,
+            agents: sessions.len() as u64,
+        });
+        for session in sessions {
+            self.send(
+                session,
+                Message::ConfigPush(Box::new(self.fleet_config.clone())),
+            );
+        }
+        Ok(self.fleet_config.version)
+    }
+
+    /// The current config version.
+    pub fn config_version(&self) -> u64 {
+        self.fleet_config.version
     }
 
     /// Accepts a command for `agent` and sends it now if the agent has a session; otherwise
@@ -193,11 +328,23 @@ impl Registry {
         }
         let command = self.outbox.accept(agent, name, args, timeout);
         let request_id = command.request_id.clone();
+        let len = payload_len(&Message::Command(Box::new(command.clone())));
+        if len > MAX_FRAME_DEFAULT {
+            self.outbox.withdraw(&request_id);
+            let max = MAX_FRAME_DEFAULT;
+            return Err(SubmitError::TooLarge { len, max });
+        }
+        self.changes += 1;
         let session = (self.nodes.slot_of_agent(agent))
             .and_then(|slot| self.nodes.get_mut(slot))
             .and_then(|entry| entry.session);
-        if let Some(session) = session {
-            self.send_command(session, agent, command);
+        match session {
+            Some(session) => self.send_command(session, agent, command),
+            None => emit(CommandEvent::CommandQueued {
+                request_id: command.request_id,
+                agent: agent.to_string(),
+                name: command.name,
+            }),
         }
         Ok(request_id)
     }
@@ -237,14 +384,25 @@ impl Registry {
             }
         }
         if was_leader && self.leadership != Leadership::Leader {
-            // Nothing accepted vanishes silently: what this leader could not finish is lost,
-            // and said so.
-            for pending in self.outbox.abandon() {
-                emit(CommandEvent::CommandLost {
-                    request_id: pending.command.request_id,
-                    reason: "master stopped leading before the result".into(),
-                });
+            // Nothing accepted vanishes silently: the next leader's handover says which of
+            // these it took over, and the rest are reported lost then.
+            let known = self.unconfirmed.clone();
+            let new = (self.outbox.pending_commands())
+                .filter(|pending| !known.iter().any(|p| p.command == pending.command));
+            self.unconfirmed.extend(new.cloned().collect::<Vec<_>>());
+            self.changes += 1;
+        }
+        if !was_leader && self.leadership == Leadership::Leader {
+            // Leading again: what it gave up is its own to send once more, with whatever the
+            // last leader handed over.
+            for pending in std::mem::take(&mut self.unconfirmed) {
+                self.outbox.restore_pending(pending);
             }
+            let count = self.outbox.pending() as u64;
+            if count > 0 {
+                emit(CommandEvent::CommandsAdopted { count });
+            }
+            self.changes += 1;
         }
     }
 
@@ -280,11 +438,15 @@ impl Registry {
                 }
             },
             Message::Heartbeat(heartbeat) => {
+                let config_version = self.fleet_config.version;
                 let Some(entry) = self.entry_for(session) else {
                     return self.close(session, "heartbeat before register");
                 };
                 entry.last_heard = now;
                 entry.status = heartbeat.status;
+                if !(heartbeat.metrics.is_empty() && entry.metrics.is_empty()) {
+                    entry.metrics = heartbeat.metrics;
+                }
                 if entry.liveness == Liveness::Offline {
                     entry.liveness = Liveness::Online;
                     emit(MasterEvent::NodeOnline {
@@ -294,7 +456,10 @@ impl Registry {
                 self.schedule_sweep(now + self.config.offline_after());
                 self.send(
                     session,
-                    Message::HeartbeatAck(HeartbeatAck { seq: heartbeat.seq }),
+                    Message::HeartbeatAck(HeartbeatAck {
+                        seq: heartbeat.seq,
+                        config_version,
+                    }),
                 );
             }
             Message::Unregister(_) => {
@@ -314,6 +479,7 @@ impl Registry {
                 // A copy of a result already taken, or one for a command another master
                 // accepted (before a failover), changes nothing.
                 if let Received::First { agent } = self.outbox.receive(&result) {
+                    self.changes += 1;
                     emit(CommandEvent::CommandResult {
                         request_id: result.request_id,
                         agent,
@@ -321,10 +487,28 @@ impl Registry {
                     });
                 }
             }
+            Message::ConfigPull(pull) => {
+                if self.entry_for(session).is_none() {
+                    return self.close(session, "config pull before register");
+                }
+                if pull.have < self.fleet_config.version {
+                    self.send(
+                        session,
+                        Message::ConfigPush(Box::new(self.fleet_config.clone())),
+                    );
+                }
+            }
+            Message::ConfigAck(ack) => {
+                let Some(entry) = self.entry_for(session) else {
+                    return self.close(session, "config ack before register");
+                };
+                entry.config_version = entry.config_version.max(ack.version);
+            }
             Message::RegisterAck(_)
             | Message::HeartbeatAck(_)
             | Message::Redirect(_)
-            | Message::Command(_) => {
+            | Message::Command(_)
+            | Message::ConfigPush(_) => {
                 self.close(session, "unexpected message from agent");
             }
         }
@@ -374,6 +558,8 @@ impl Registry {
                     session: Some(session),
                     liveness: Liveness::Online,
                     status: NodeStatus::Online,
+                    metrics: BTreeMap::new(),
+                    config_version: 0,
                     last_heard: now,
                 });
                 (slot, None)
@@ -568,6 +754,37 @@ mod tests {
             registry.handle_timeout(now);
         }
         assert_eq!(liveness(&registry), vec![Liveness::Online]);
+    }
+
+    #[test]
+    fn the_master_keeps_each_agents_latest_status_and_metrics() {
+        let t0 = Instant::now();
+        let mut registry = Registry::new(config());
+        registry.handle_message(t0, 1, register("agent-1", 7));
+        let busy = Message::Heartbeat(Heartbeat {
+            seq: 1,
+            status: NodeStatus::Busy,
+            uptime_ms: 0,
+            metrics: BTreeMap::from([("commands_queued".into(), 4.0)]),
+        });
+        registry.handle_message(t0, 1, busy);
+        let entry = |registry: &Registry| registry.nodes().next().unwrap().1.clone();
+        assert_eq!(entry(&registry).status, NodeStatus::Busy);
+        assert_eq!(entry(&registry).metrics["commands_queued"], 4.0);
+        registry.handle_message(t0, 1, heartbeat(2));
+        assert_eq!(entry(&registry).status, NodeStatus::Online);
+        assert!(entry(&registry).metrics.is_empty());
+        let acks: Vec<u64> = drain(&mut registry)
+            .into_iter()
+            .filter_map(|action| match action {
+                MasterAction::Send {
+                    message: Message::HeartbeatAck(ack),
+                    ..
+                } => Some(ack.config_version),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(acks, [0, 0], "every ack names the config version");
     }
 
     #[test]

@@ -267,6 +267,30 @@ pub enum CommandEvent {
     CommandDuplicate {
         request_id: String,
     },
+    /// The master accepted a command for an agent it has no session with: it goes out when
+    /// the agent registers.
+    CommandQueued {
+        request_id: String,
+        agent: String,
+        name: String,
+    },
+    /// A new leader took over the commands its predecessor had not finished.
+    CommandsAdopted {
+        count: u64,
+    },
+    /// The leader has a new config version and sends it to the `agents` it serves.
+    ConfigPushed {
+        version: u64,
+        agents: u64,
+    },
+    /// The agent applied a config version.
+    ConfigApplied {
+        version: u64,
+    },
+    /// The agent's status changed (`online`, `degraded` or `busy`).
+    StatusChanged {
+        status: String,
+    },
 }
 
 /// The async shell.
@@ -475,6 +499,20 @@ mod tests {
                 reason: s("master stopped leading before the result"),
             }
             .into(),
+            CommandEvent::CommandsAdopted { count: 2 }.into(),
+            CommandEvent::CommandQueued {
+                request_id: s("master-1-8"),
+                agent: s("agent-3"),
+                name: s("echo"),
+            }
+            .into(),
+            CommandEvent::ConfigPushed {
+                version: 2,
+                agents: 5,
+            }
+            .into(),
+            CommandEvent::ConfigApplied { version: 2 }.into(),
+            CommandEvent::StatusChanged { status: s("busy") }.into(),
         ]
     }
 
@@ -537,6 +575,11 @@ mod tests {
                 CommandEvent::CommandSent { .. } => 36,
                 CommandEvent::CommandResult { .. } => 37,
                 CommandEvent::CommandLost { .. } => 38,
+                CommandEvent::CommandsAdopted { .. } => 39,
+                CommandEvent::ConfigPushed { .. } => 40,
+                CommandEvent::ConfigApplied { .. } => 41,
+                CommandEvent::StatusChanged { .. } => 42,
+                CommandEvent::CommandQueued { .. } => 43,
             },
         }
     }
@@ -545,7 +588,7 @@ mod tests {
     fn every_kind_has_a_sample() {
         let mut seen: Vec<usize> = samples().iter().map(number).collect();
         seen.sort();
-        assert_eq!(seen, (0..39).collect::<Vec<_>>());
+        assert_eq!(seen, (0..44).collect::<Vec<_>>());
     }
 
     fn kind(event: &Event) -> String {

@@ -32,6 +32,12 @@ pub enum Message {
     Command(Box<Command>),
     /// From the agent: how a command ended.
     CommandResult(CommandResult),
+    /// From the master: a config version to apply.
+    ConfigPush(Box<ConfigPush>),
+    /// From the agent: its heartbeat ack named a newer config than the one it has.
+    ConfigPull(ConfigPull),
+    /// From the agent: it applied this config version.
+    ConfigAck(ConfigAck),
 }
 
 impl Message {
@@ -45,6 +51,9 @@ impl Message {
             Message::Redirect(_) => "Redirect",
             Message::Command(_) => "Command",
             Message::CommandResult(_) => "CommandResult",
+            Message::ConfigPush(_) => "ConfigPush",
+            Message::ConfigPull(_) => "ConfigPull",
+            Message::ConfigAck(_) => "ConfigAck",
         }
     }
 }
@@ -101,9 +110,40 @@ pub struct Heartbeat {
     pub metrics: BTreeMap<String, f64>,
 }
 
+impl NodeStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NodeStatus::Online => "online",
+            NodeStatus::Degraded => "degraded",
+            NodeStatus::Busy => "busy",
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct HeartbeatAck {
     pub seq: u64,
+    /// The master's current config version: an agent behind it pulls the newest.
+    pub config_version: u64,
+}
+
+/// A versioned config: a map of key to value. Version 0 is the empty config every agent
+/// starts with.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConfigPush {
+    pub version: u64,
+    pub values: BTreeMap<String, String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ConfigPull {
+    /// The version the agent has.
+    pub have: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ConfigAck {
+    pub version: u64,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -172,9 +212,7 @@ pub fn encode_into<T: Serialize, B: FrameBuffer>(
     if !written {
         out.truncate(start);
         return Err(WireError::FrameTooLarge {
-            len: codec(usize::MAX)
-                .serialized_size(message)
-                .map_or(usize::MAX, |n| n as usize),
+            len: payload_len(message),
             max: max_frame,
         });
     }
@@ -190,6 +228,14 @@ pub fn encode<T: Serialize>(
     out: &mut Vec<u8>,
 ) -> Result<(), WireError> {
     encode_into(message, max_frame, out)
+}
+
+/// How many bytes `message` takes in a frame's payload.
+pub fn payload_len<T: Serialize>(message: &T) -> usize {
+    use bincode::Options;
+    codec(usize::MAX)
+        .serialized_size(message)
+        .map_or(usize::MAX, |n| n as usize)
 }
 
 /// Decodes the first frame of `buf`. `Ok(None)` means more bytes are needed; `Ok(Some((message,

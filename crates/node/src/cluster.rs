@@ -21,7 +21,7 @@ use fleet_core::cluster::single::SingleNode;
 use fleet_core::cluster::{
     dispatch, ClusterEvent, JobTracker, PeriodicTask, PeriodicTracker, Role, Status,
 };
-use fleet_core::master::Leadership;
+use fleet_core::master::{Handover, Leadership};
 use fleet_core::resp::Value;
 use futures::{SinkExt, StreamExt};
 use rand::RngCore;
@@ -64,7 +64,16 @@ const HARD_STATE: &str = "raft/hard_state";
 pub enum PeerMessage {
     Raft(RaftMessage),
     Call(CallMessage),
+    /// The leader's commands and config, for whichever master leads next.
+    Handover(Box<Handover>),
 }
+
+/// A handover carries every pending command: peers take larger frames than agents.
+const PEER_MAX_FRAME: usize = 4 << 20;
+
+/// A leader hands over at least this often, so a follower that missed one (it did not yet
+/// know the leader, or the link was down) catches up.
+const HANDOVER_REFRESH: Duration = Duration::from_secs(1);
 
 /// One frame between masters.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -405,10 +414,12 @@ pub async fn run_cluster<R: RngCore>(
         outbound,
         inbound,
         undelivered,
+        master_changed: master.changed(),
         master,
         handle,
         closed: false,
         timer: Timer::default(),
+        handed_over: None,
     };
     loop {
         cluster.take_requests();
@@ -499,6 +510,10 @@ struct ClusterLoop<R> {
     handle: ClusterHandle,
     closed: bool,
     timer: Timer,
+    /// The master's change count and the time of the last handover sent.
+    handed_over: Option<(u64, Instant)>,
+    /// Wakes the loop when the master's commands or config change, to hand them over.
+    master_changed: Arc<Notify>,
 }
 
 impl<R: RngCore> ClusterLoop<R> {
@@ -553,7 +568,29 @@ impl<R: RngCore> ClusterLoop<R> {
         let next_periodic = self.update_handle(events, &status);
         let leadership = leadership(status.role, status.leader.as_deref());
         self.master.set_leadership(leadership);
+        self.hand_over();
         next_periodic
+    }
+
+    /// A leader sends its commands and config to every peer when they changed, and at least
+    /// every [`HANDOVER_REFRESH`].
+    fn hand_over(&mut self) {
+        let at = now();
+        let Some((changes, handover)) = self.master.handover() else {
+            self.handed_over = None;
+            return;
+        };
+        let due = self.handed_over.is_none_or(|(sent, when)| {
+            sent != changes || at.duration_since(when) >= HANDOVER_REFRESH
+        });
+        if !due {
+            return;
+        }
+        self.handed_over = Some((changes, at));
+        let message = PeerMessage::Handover(Box::new(handover));
+        for peer in self.outbound.keys() {
+            self.send(peer, message.clone());
+        }
     }
 
     /// Sends queued calls, tells the trackers what happened, runs due periodic tasks and
@@ -596,6 +633,7 @@ impl<R: RngCore> ClusterLoop<R> {
             .flatten()
             .min();
         self.timer.set(deadline);
+        let master_changed = self.master_changed.clone();
         let store = &mut self.store;
         let store_reply = async {
             match store {
@@ -618,6 +656,7 @@ impl<R: RngCore> ClusterLoop<R> {
             },
             reply = store_reply => self.handle_store_reply(reply),
             _ = self.handle.wake.notified() => {},
+            _ = master_changed.notified() => {},
             _ = self.timer.expired() => {
                 let at = now();
                 self.membership.handle_timeout(at);
@@ -635,6 +674,7 @@ impl<R: RngCore> ClusterLoop<R> {
                     node.handle_message(now(), &from, message);
                 }
             }
+            PeerMessage::Handover(handover) => self.master.take_handover(&from, *handover),
             PeerMessage::Call(message) => {
                 self.handle.lock().calls.handle_message(&from, message);
                 self.handle.finished.notify_waiters();
@@ -697,7 +737,7 @@ async fn accept_peers(
     while let Ok((stream, _)) = listener.accept().await {
         let (inbound, health) = (inbound.clone(), health.clone());
         tokio::spawn(async move {
-            let mut framed = Framed::new(stream, FrameCodec::<PeerFrame>::default());
+            let mut framed = Framed::new(stream, FrameCodec::<PeerFrame>::with_max(PEER_MAX_FRAME));
             // A bad frame ends only this connection; the peer redials.
             while let Some(Ok(frame)) = framed.next().await {
                 health.heard(&frame.from, now());
@@ -742,7 +782,7 @@ async fn send_to_peer(
                 .await
                 .ok()
                 .and_then(Result::ok)
-                .map(|stream| Framed::new(stream, FrameCodec::default()));
+                .map(|stream| Framed::new(stream, FrameCodec::with_max(PEER_MAX_FRAME)));
             dialed_at = Some(at);
         }
         let delivered = match &mut connection {

@@ -22,6 +22,16 @@ pub struct FrameCodec<T = Message> {
     frames: PhantomData<fn() -> T>,
 }
 
+impl<T> FrameCodec<T> {
+    /// Frames of at most `max_frame` payload bytes.
+    pub fn with_max(max_frame: usize) -> Self {
+        FrameCodec {
+            max_frame,
+            frames: PhantomData,
+        }
+    }
+}
+
 impl<T> Default for FrameCodec<T> {
     fn default() -> Self {
         FrameCodec {

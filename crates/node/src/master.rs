@@ -8,8 +8,9 @@
 
 use crate::clock::{now, sleep_until};
 use crate::codec::FrameCodec;
+use crate::disk::Disk;
 use fleet_core::master::{
-    Leadership, MasterAction, MasterConfig, Registry, SessionId, SubmitError,
+    Durable, Handover, Leadership, MasterAction, MasterConfig, Registry, SessionId, SubmitError,
 };
 use fleet_core::timeline::{emit, ShellEvent};
 use fleet_core::wire::Message;
@@ -21,7 +22,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::Poll;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::watch;
+use tokio::sync::{watch, Notify};
 use tokio_util::codec::Framed;
 
 /// Reaches one session task from outside it: close it, or hand it messages to send. Cheap to
@@ -78,11 +79,37 @@ impl SessionSignal {
 struct Shared {
     registry: Registry,
     sessions: BTreeMap<SessionId, Arc<SessionSignal>>,
+    /// Where the registry's commands and config outlive this master, if anywhere.
+    disk: Option<Disk>,
+    /// The registry's change count when it was last written.
+    written: u64,
+    /// Told of every change, so the cluster loop hands it over at once.
+    changed: Arc<Notify>,
 }
 
+/// The disk record a master's commands and config live in.
+const MASTER_STATE: &str = "master/state";
+
 impl Shared {
+    /// Writes what changed to disk before anything that depends on it leaves: a command is
+    /// durable before it is sent.
+    fn persist(&mut self) {
+        let changes = self.registry.changes();
+        if changes == self.written {
+            return;
+        }
+        self.written = changes;
+        self.changed.notify_one();
+        if let Some(disk) = &self.disk {
+            let bytes =
+                serde_json::to_vec(&self.registry.durable()).expect("a registry serializes");
+            disk.write(MASTER_STATE, bytes);
+        }
+    }
+
     /// Routes every pending action; appends those addressed to `me` to `mine`, in order.
     fn dispatch(&mut self, me: Option<SessionId>, mine: &mut Vec<MasterAction>) {
+        self.persist();
         while let Some(action) = self.registry.poll_action() {
             let session = match &action {
                 MasterAction::Send { session, .. } | MasterAction::Close { session, .. } => {
@@ -142,14 +169,59 @@ impl MasterState {
         shared.dispatch(None, &mut Vec::new());
         Ok(request_id)
     }
+
+    /// Raises the config to a new version and pushes it (the leader only); returns the version.
+    pub fn push_config(&self, values: BTreeMap<String, String>) -> Result<u64, SubmitError> {
+        let mut shared = self.lock();
+        let version = shared.registry.push_config(values)?;
+        shared.dispatch(None, &mut Vec::new());
+        Ok(version)
+    }
+
+    /// What this master, if it leads, hands the other masters, with its change count.
+    pub fn handover(&self) -> Option<(u64, Handover)> {
+        let shared = self.lock();
+        let handover = shared.registry.handover()?;
+        Some((shared.registry.changes(), handover))
+    }
+
+    /// Resolves after the commands or config changed (at once if they did since last asked).
+    pub fn changed(&self) -> Arc<Notify> {
+        self.lock().changed.clone()
+    }
+
+    /// The leader `from` handed over its commands and config.
+    pub fn take_handover(&self, from: &str, handover: Handover) {
+        let mut shared = self.lock();
+        shared.registry.handle_handover(from, handover);
+        shared.dispatch(None, &mut Vec::new());
+    }
 }
 
 impl MasterState {
-    /// A master that leads until told otherwise (see [`set_leadership`](Self::set_leadership)).
+    /// A master that leads until told otherwise (see [`set_leadership`](Self::set_leadership)),
+    /// and keeps nothing on disk.
     pub fn new(config: MasterConfig) -> MasterState {
+        MasterState::open(config, None)
+    }
+
+    /// A master that keeps its commands and config on `disk`, and takes back what an earlier
+    /// incarnation left there. An unreadable record is left alone and the master starts empty.
+    pub fn open(config: MasterConfig, disk: Option<Disk>) -> MasterState {
+        let mut registry = Registry::new(config);
+        let saved = disk.as_ref().and_then(|disk| disk.read(MASTER_STATE));
+        if let Some(durable) =
+            saved.and_then(|bytes| serde_json::from_slice::<Durable>(&bytes).ok())
+        {
+            registry.restore(durable);
+        }
+        let written = registry.changes();
         MasterState(Arc::new(Mutex::new(Shared {
-            registry: Registry::new(config),
+            registry,
             sessions: BTreeMap::new(),
+            disk,
+            written,
+            changed: Arc::new(Notify::new()),
         })))
     }
 }

@@ -141,7 +141,7 @@ fn the_outbox_keeps_commands_until_their_result_and_survives_a_restart() {
         ["master-2-1", "master-2-2"]
     );
 
-    let restored = Outbox::restore(&outbox.snapshot()).unwrap();
+    let restored: Outbox = serde_json::from_str(&serde_json::to_string(&outbox).unwrap()).unwrap();
     assert_eq!(restored, outbox);
     let mut outbox = restored;
     let result = |command: &Command| CommandResult {
@@ -163,9 +163,46 @@ fn the_outbox_keeps_commands_until_their_result_and_survives_a_restart() {
     assert_eq!(outbox.receive(&stranger), Received::Unknown);
     let next = outbox.accept("agent-1", "echo", BTreeMap::new(), Duration::from_secs(1));
     assert_eq!(next.request_id, "master-2-4", "ids go on after a restart");
-    assert_eq!(outbox.abandon().len(), 3);
-    assert_eq!(outbox.pending(), 0);
-    assert!(Outbox::restore("{").is_err());
+    assert_eq!(outbox.pending(), 3);
+}
+
+#[test]
+fn a_successor_adopts_what_is_pending_and_what_was_answered() {
+    let args = BTreeMap::new;
+    let second = Duration::from_secs(1);
+    let mut old = Outbox::new("master-1");
+    let answered = old.accept("agent-1", "echo", args(), second);
+    let open = old.accept("agent-2", "echo", args(), second);
+    let result = CommandResult {
+        request_id: answered.request_id.clone(),
+        outcome: Outcome::Ok,
+        output: String::new(),
+        duration_ms: 0,
+    };
+    old.receive(&result);
+
+    let mut new = Outbox::new("master-2");
+    let own = new.accept("agent-1", "echo", args(), second);
+    assert_eq!(new.adopt(&old), 1);
+    assert_eq!(new.adopt(&old), 0, "adopting twice adds nothing");
+    assert!(new.knows(&answered.request_id) && new.knows(&open.request_id));
+    assert_eq!(
+        new.receive(&result),
+        Received::Again,
+        "its result was taken"
+    );
+    let ids: Vec<String> = new
+        .for_agent("agent-2")
+        .into_iter()
+        .map(|c| c.request_id)
+        .collect();
+    assert_eq!(ids, [open.request_id]);
+    assert_eq!(own.request_id, "master-2-1");
+    let next = new.accept("agent-1", "echo", args(), second);
+    assert_eq!(
+        next.request_id, "master-2-2",
+        "the successor keeps its own numbering"
+    );
 }
 
 /// What the network does to one message, or to the connection.
@@ -181,6 +218,9 @@ enum Net {
     Reconnect,
     /// Time passes: running sleeps finish.
     Tick,
+    /// The leader hands its outbox over and a new master leads: what was in flight is lost,
+    /// and the new leader sends every pending command again.
+    Failover,
 }
 
 fn net() -> impl Strategy<Value = Net> {
@@ -190,13 +230,15 @@ fn net() -> impl Strategy<Value = Net> {
         2 => Just(Net::Duplicate),
         1 => Just(Net::Reconnect),
         2 => Just(Net::Tick),
+        1 => Just(Net::Failover),
     ]
 }
 
 proptest! {
-    /// Random drops, duplicates and reconnects between one master and one agent: no command
-    /// ever starts twice, no result is taken twice, and once the network behaves (reconnect,
-    /// deliver everything) every command has run exactly once and nothing is pending.
+    /// Random drops, duplicates, reconnects and failovers (the outbox handed to a new master)
+    /// between the masters and one agent: no command ever starts twice, no result is taken
+    /// twice, and once the network behaves (reconnect, deliver everything) every command has
+    /// run exactly once and nothing is pending.
     #[test]
     fn at_least_once_delivery_has_exactly_once_effect(
         commands in 1usize..8,
@@ -206,6 +248,7 @@ proptest! {
         let start = Instant::now();
         let mut now = start;
         let mut outbox = Outbox::new("master-1");
+        let mut leaders = 1;
         let config = ExecutorConfig { max_concurrent: 2, queue_limit: 16, remember: 64 };
         let mut executor = Executor::new(config);
         // Messages in flight, either way, in order.
@@ -267,6 +310,15 @@ proptest! {
                     now += Duration::from_millis(50);
                     let steps = executor.poll(now);
                     apply(steps, &mut started, &mut to_master);
+                }
+                Net::Failover => {
+                    leaders += 1;
+                    let mut next = Outbox::new(&format!("master-{leaders}"));
+                    next.adopt(&outbox);
+                    outbox = next;
+                    to_agent.clear();
+                    to_master.clear();
+                    to_agent.extend(outbox.for_agent("agent-1"));
                 }
             }
             prop_assert!(started.values().all(|&n| n == 1), "started twice: {started:?}");
