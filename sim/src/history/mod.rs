@@ -6,6 +6,7 @@
 
 pub mod attempts;
 pub mod captures;
+pub mod commands;
 pub mod leaders;
 pub mod online;
 pub mod terms;

@@ -105,6 +105,15 @@ impl OnlineHistory {
                 .map(|(t, _)| *t)
         })
     }
+    /// `from` if `agent` was online then, or else the first moment after it that it was.
+    pub fn next_online(&self, agent: &str, from: u64) -> Option<u64> {
+        if self.online_at(agent, from) {
+            return Some(from);
+        }
+        (self.transitions.get(agent)?.iter())
+            .find(|(t, master)| *t > from && master.is_some())
+            .map(|(t, _)| *t)
+    }
 }
 
 #[cfg(test)]

@@ -14,8 +14,8 @@
 use crate::history::leaders::LeaderSpan;
 use crate::history::terms::raft_term;
 use crate::history::{fmt_time, Entry, FaultEvent, Happening};
-use crate::judge::{Check, CheckSpec, Evidence, Verdict};
-use crate::scenario::ClusterSpec;
+use crate::judge::{commands, Check, CheckSpec, Evidence, Verdict};
+use crate::scenario::{ClusterSpec, Scenario};
 use fleet_core::timeline::{Event, LeaseEvent};
 use std::collections::BTreeMap;
 
@@ -39,17 +39,25 @@ const ONE_LEADER: &str = "at_most_one_leader_per_term";
 const ONE_HOLDER: &str = "one_lease_holder_at_a_time";
 const FENCING: &str = "fencing_tokens_increase";
 const TERMS_KEPT: &str = "terms_never_go_back";
+const RUNS_ONCE: &str = "no_command_runs_twice";
+const SENT_FIRST: &str = "no_result_without_command";
+const CONFIG_FORWARD: &str = "config_versions_monotonic";
 
-/// The rules every run of this cluster mode is held to. A raft master that keeps its term on
-/// disk never goes back to an older one; without the disk (`persist = false`) it does on every
-/// restart, so that rule holds only with it.
-pub fn rules(cluster: &ClusterSpec) -> &'static [&'static str] {
-    match cluster {
-        ClusterSpec::Single => &[],
-        ClusterSpec::Raft { persist: true, .. } => &[ONE_LEADER, TERMS_KEPT],
-        ClusterSpec::Raft { persist: false, .. } => &[ONE_LEADER],
-        ClusterSpec::Lease(_) => &[ONE_LEADER, ONE_HOLDER, FENCING],
+/// The rules every run of this cluster mode is held to, and those of commands and config when
+/// the scenario sends any. A raft master that keeps its term on disk never goes back to an
+/// older one; without the disk (`persist = false`) it does on every restart, so that rule holds
+/// only with it.
+pub fn rules(scenario: &Scenario) -> Vec<&'static str> {
+    let mut rules = match &scenario.cluster {
+        ClusterSpec::Single => vec![],
+        ClusterSpec::Raft { persist: true, .. } => vec![ONE_LEADER, TERMS_KEPT],
+        ClusterSpec::Raft { persist: false, .. } => vec![ONE_LEADER],
+        ClusterSpec::Lease(_) => vec![ONE_LEADER, ONE_HOLDER, FENCING],
+    };
+    if !scenario.operations.is_empty() {
+        rules.extend([RUNS_ONCE, SENT_FIRST, CONFIG_FORWARD]);
     }
+    rules
 }
 
 /// Judges one rule by name; `None` for a name that is no rule.
@@ -59,6 +67,9 @@ pub fn judge_rule(name: &str, evidence: &Evidence) -> Option<Result<String, Stri
         ONE_HOLDER => one_lease_holder(evidence),
         FENCING => fencing_tokens_increase(evidence.entries),
         TERMS_KEPT => terms_never_go_back(evidence),
+        RUNS_ONCE => commands::no_command_runs_twice(&evidence.commands),
+        SENT_FIRST => commands::no_result_without_command(&evidence.commands),
+        CONFIG_FORWARD => commands::config_versions_monotonic(&evidence.commands),
         _ => return None,
     })
 }
@@ -66,7 +77,7 @@ pub fn judge_rule(name: &str, evidence: &Evidence) -> Option<Result<String, Stri
 /// Every rule of the mode, but those an expectation names (it judges them itself, `holds`
 /// included), then `timeline_readable` if any event did not parse back.
 pub fn check(evidence: &Evidence, unreadable: &[String], named: &[&str]) -> Vec<Verdict> {
-    let mut verdicts: Vec<Verdict> = rules(&evidence.scenario.cluster)
+    let mut verdicts: Vec<Verdict> = rules(evidence.scenario)
         .iter()
         .filter(|name| !named.contains(name))
         .filter_map(|name| Some(rule(name, judge_rule(name, evidence)?)))
@@ -94,7 +105,7 @@ pub const INVARIANT: CheckSpec = CheckSpec {
                 r#"a rule's name, like "at_most_one_leader_per_term""#,
             )?
             .ok_or_else(|| fields.missing("rule"))?;
-        let rules = rules(&fields.scenario().cluster);
+        let rules = rules(fields.scenario());
         match rules.iter().find(|rule| **rule == name) {
             Some(rule) => Ok(Box::new(Invariant { rule })),
             None => Err(fields.error(

@@ -7,12 +7,14 @@
 
 pub mod agents;
 pub mod attempts;
+pub mod commands;
 pub mod failover;
 pub mod fields;
 pub mod invariants;
 pub mod leaders;
 
 use crate::history::captures::Captures;
+use crate::history::commands::CommandHistory;
 use crate::history::leaders::LeaderHistory;
 use crate::history::online::OnlineHistory;
 use crate::history::terms::Terms;
@@ -43,6 +45,7 @@ pub struct Evidence<'a> {
     pub leaders: LeaderHistory,
     pub captures: Captures,
     pub terms: Terms,
+    pub commands: CommandHistory,
 }
 
 impl<'a> Evidence<'a> {
@@ -54,6 +57,7 @@ impl<'a> Evidence<'a> {
             leaders: LeaderHistory::from_entries(entries, &scenario.topology),
             captures: Captures::from_entries(entries),
             terms: Terms::from_entries(entries, &scenario.topology),
+            commands: CommandHistory::from_entries(entries, &scenario.topology),
         }
     }
 
@@ -135,6 +139,9 @@ pub const CHECKS: &[CheckSpec] = &[
     leaders::TERMS_AGREE,
     failover::FAILOVER_WITHIN,
     agents::AGENTS_FOLLOW_LEADER,
+    commands::COMMANDS_COMPLETED,
+    commands::CONFIG_CONVERGED,
+    commands::STATUS_IS,
     invariants::INVARIANT,
 ];
 

@@ -2,6 +2,7 @@
 
 use crate::history::Entry;
 use crate::judge::Verdict;
+use crate::scenario::commands::Operation;
 use crate::scenario::{ClusterSpec, Scenario};
 use serde::Serialize;
 use std::time::Duration;
@@ -96,5 +97,23 @@ pub fn params(scenario: &Scenario) -> serde_json::Value {
             "at_ms": ms(fault.at),
             "action": fault.action.to_string(),
         })).collect::<Vec<_>>(),
+        "executor": {
+            "max_concurrent": scenario.executor.max_concurrent,
+            "queue_limit": scenario.executor.queue_limit,
+            "remember": scenario.executor.remember,
+        },
+        "operations": scenario.operations.iter().map(|operation| match operation {
+            Operation::Command(command) => serde_json::json!({
+                "at_ms": ms(command.at),
+                "command": command.name,
+                "to": command.to.to_string(),
+                "args": command.args,
+                "timeout_ms": ms(command.timeout),
+            }),
+            Operation::Config(config) => serde_json::json!({
+                "at_ms": ms(config.at),
+                "config": config.values,
+            }),
+        }).collect::<Vec<_>>(),
     })
 }

@@ -41,8 +41,25 @@ pub fn header(scenario: &Scenario, seed: u64) -> String {
     for fault in &scenario.faults {
         let _ = writeln!(out, "  at {:>8}  {}", show(fault.at), fault.action);
     }
+    let operations = &scenario.operations;
+    if !operations.is_empty() {
+        let _ = writeln!(out, "commands   {}", operations.len());
+        for operation in operations.iter().take(SHOWN_OPERATIONS) {
+            let _ = writeln!(out, "  at {:>8}  {operation}", show(operation.at()));
+        }
+        if operations.len() > SHOWN_OPERATIONS {
+            let _ = writeln!(
+                out,
+                "  ... and {} more",
+                operations.len() - SHOWN_OPERATIONS
+            );
+        }
+    }
     out
 }
+
+/// A header lists this many commands and config pushes; a repeated command makes many.
+const SHOWN_OPERATIONS: usize = 6;
 
 pub fn timeline(entries: &[Entry]) -> String {
     let lines: Vec<(&Entry, String, String)> = entries

@@ -6,6 +6,8 @@ pub mod store;
 #[cfg(madsim)]
 pub mod capture;
 #[cfg(madsim)]
+pub mod commands;
+#[cfg(madsim)]
 pub mod faults;
 #[cfg(madsim)]
 pub mod nodes;
@@ -16,6 +18,7 @@ pub use runner::{run, RunOutput};
 #[cfg(madsim)]
 mod runner {
     use super::capture::{CaptureLayer, Locate};
+    use super::commands::Commander;
     use super::faults::{latency_range, FaultInjector};
     use crate::history::{Timeline, HARNESS};
     use crate::scenario::faults::Fault;
@@ -62,6 +65,13 @@ mod runner {
         let (layer, timeline) = CaptureLayer::new(locate);
         let subscriber = tracing_subscriber::registry().with(layer);
 
+        let commander = Commander::new(
+            built.ids.clone(),
+            built.masters,
+            scenario.topology,
+            timeline.clone(),
+            seed,
+        );
         let mut injector = FaultInjector::new(
             built.ids,
             built.disks,
@@ -70,9 +80,13 @@ mod runner {
             seed,
         );
         let (faults, duration) = (scenario.faults.clone(), scenario.duration);
+        let operations = scenario.operations.clone();
         let wall_start = std::time::Instant::now();
         tracing::subscriber::with_default(subscriber, || {
             runtime.block_on(async move {
+                if !operations.is_empty() {
+                    tokio::spawn(async move { commander.run(&operations, duration).await });
+                }
                 inject(&mut injector, &faults, duration).await;
                 sleep_until(duration).await;
             })

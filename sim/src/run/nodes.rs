@@ -81,10 +81,15 @@ impl Incarnations {
     }
 }
 
-/// The nodes of a run: their ids and the disks that outlive them, by name.
+/// A master's running state, as its current incarnation set it: the harness submits
+/// commands and config through it.
+pub type MasterSlot = Arc<Mutex<Option<fleet_node::MasterState>>>;
+
+/// The nodes of a run: their ids, the disks that outlive them and the masters' states, by name.
 pub struct Built {
     pub ids: BTreeMap<String, NodeId>,
     pub disks: BTreeMap<String, Disk>,
+    pub masters: BTreeMap<String, MasterSlot>,
 }
 
 /// Builds every node of `scenario` in `runtime`.
@@ -92,16 +97,27 @@ pub fn build(runtime: &Runtime, scenario: &Scenario, seed: u64) -> Built {
     let topology = &scenario.topology;
     let mut ids = BTreeMap::new();
     let mut disks = BTreeMap::new();
+    let mut slots = BTreeMap::new();
     if topology.store {
         ids.insert(STORE.to_string(), build_store(runtime));
     }
     let cluster = cluster_configs(scenario);
     for (index, config) in (1..).zip(cluster) {
         let name = config.me.clone();
-        if let Some(disk) = &config.disk {
-            disks.insert(name.clone(), disk.clone());
-        }
-        ids.insert(name, build_master(runtime, scenario, seed, index, config));
+        // One disk per master: its commands and config, and raft's term and vote if kept.
+        let disk = config.disk.clone().unwrap_or_default();
+        disks.insert(name.clone(), disk.clone());
+        let slot = MasterSlot::default();
+        slots.insert(name.clone(), slot.clone());
+        let master = MasterNode {
+            scenario,
+            seed,
+            index,
+            cluster: config,
+            disk,
+            slot,
+        };
+        ids.insert(name, master.build(runtime));
     }
     let masters = topology.masters();
     let addresses: Vec<SocketAddr> = (1..=topology.masters)
@@ -118,7 +134,11 @@ pub fn build(runtime: &Runtime, scenario: &Scenario, seed: u64) -> Built {
         };
         ids.insert(name, agent.build(runtime, seed));
     }
-    Built { ids, disks }
+    Built {
+        ids,
+        disks,
+        masters: slots,
+    }
 }
 
 fn store_address() -> SocketAddr {
@@ -179,39 +199,54 @@ fn cluster_configs(scenario: &Scenario) -> Vec<ClusterConfig> {
         .collect()
 }
 
-fn build_master(
-    runtime: &Runtime,
-    scenario: &Scenario,
+/// One master, before it is built.
+struct MasterNode<'a> {
+    scenario: &'a Scenario,
     seed: u64,
     index: u32,
     cluster: ClusterConfig,
-) -> NodeId {
-    let config = MasterConfig {
-        name: cluster.me.clone(),
-        heartbeat_interval: scenario.heartbeat.interval,
-        max_miss: scenario.heartbeat.max_miss,
-    };
-    let address = SocketAddr::new(node_ip(NodeKind::Master, index), MASTER_PORT);
-    let incarnations = Incarnations::new(seed, &cluster.me);
-    runtime
-        .create_node()
-        .name(&cluster.me)
-        .ip(address.ip())
-        .init(move || {
-            let (_, rng) = incarnations.next();
-            run_master(address, config.clone(), cluster.clone(), rng)
-        })
-        .build()
-        .id()
+    disk: Disk,
+    slot: MasterSlot,
+}
+
+impl MasterNode<'_> {
+    fn build(self, runtime: &Runtime) -> NodeId {
+        let MasterNode {
+            scenario,
+            seed,
+            index,
+            cluster,
+            disk,
+            slot,
+        } = self;
+        let config = MasterConfig {
+            name: cluster.me.clone(),
+            heartbeat_interval: scenario.heartbeat.interval,
+            max_miss: scenario.heartbeat.max_miss,
+        };
+        let address = SocketAddr::new(node_ip(NodeKind::Master, index), MASTER_PORT);
+        let incarnations = Incarnations::new(seed, &cluster.me);
+        runtime
+            .create_node()
+            .name(&cluster.me)
+            .ip(address.ip())
+            .init(move || {
+                let (_, rng) = incarnations.next();
+                let state = fleet_node::MasterState::open(config.clone(), Some(disk.clone()));
+                *slot.lock().unwrap_or_else(|p| p.into_inner()) = Some(state.clone());
+                run_master(address, state, cluster.clone(), rng)
+            })
+            .build()
+            .id()
+    }
 }
 
 async fn run_master(
     address: SocketAddr,
-    config: MasterConfig,
+    state: fleet_node::MasterState,
     cluster: ClusterConfig,
     rng: ChaCha8Rng,
 ) {
-    let state = fleet_node::MasterState::new(config);
     if !matches!(cluster.mode, ClusterMode::Single) {
         // Until elected, a cluster member serves no agents.
         state.set_leadership(Leadership::Follower { leader: None });
@@ -250,6 +285,7 @@ impl Agent<'_> {
         let (heartbeat, backoff) = (&self.scenario.heartbeat, &self.scenario.backoff);
         let (interval, timeout, backoff) = (heartbeat.interval, heartbeat.timeout, backoff.clone());
         let (masters, addresses) = (self.masters.to_vec(), self.addresses.to_vec());
+        let commands = self.scenario.executor.clone();
         let name = self.name;
         runtime
             .create_node()
@@ -258,7 +294,7 @@ impl Agent<'_> {
             .init(move || {
                 let (incarnation, rng) = incarnations.next();
                 let (name, masters, addresses) = (name.clone(), masters.clone(), addresses.clone());
-                let backoff = backoff.clone();
+                let (backoff, commands) = (backoff.clone(), commands.clone());
                 async move {
                     if incarnation == 1 {
                         tokio::time::sleep(AGENT_BOOT_DELAY).await;
@@ -274,7 +310,7 @@ impl Agent<'_> {
                         heartbeat_timeout: timeout,
                         backoff,
                         register: fleet_node::registration(&name, "sim", pid, start_time_ms),
-                        commands: Default::default(),
+                        commands: commands.clone(),
                     };
                     let connector = Connector::new(config, rng, Instant::now());
                     fleet_node::run_agent(connector, addresses).await;

@@ -6,6 +6,7 @@
 //! too. `[[expect]]` entries are kept as located tables: the judge stage, which owns the checks,
 //! compiles them. Nothing here runs anything.
 
+pub mod commands;
 pub mod duration;
 pub mod expect;
 pub mod explore;
@@ -13,6 +14,7 @@ pub mod faults;
 pub mod selector;
 pub mod source;
 
+use crate::scenario::commands::{Operation, RawCommand, RawConfig, RawExecutor};
 use crate::scenario::duration::{Dur, DurRange};
 use crate::scenario::expect::{ExpectSpec, RawExpect};
 use crate::scenario::explore::{ExploreSpec, RawExplore};
@@ -22,6 +24,7 @@ use crate::scenario::source::{printable, Source};
 use fleet_core::backoff::{BackoffPolicy, Strategy, WhenExhausted};
 use fleet_core::cluster::lease::LeaseConfig;
 use fleet_core::cluster::raft::RaftConfig;
+use fleet_core::command::ExecutorConfig;
 use fleet_core::fmt_duration;
 use serde::Deserialize;
 use std::collections::BTreeSet;
@@ -92,6 +95,10 @@ pub struct Scenario {
     pub network: Network,
     /// In firing order (by `at`, then file order).
     pub faults: Vec<Fault>,
+    /// `[[commands]]` and `[[config]]`, in firing order (by `at`, then file order).
+    pub operations: Vec<Operation>,
+    /// How agents run commands.
+    pub executor: ExecutorConfig,
     /// The `[[expect]]` entries, for the judge to compile.
     pub expectations: Vec<ExpectSpec>,
     /// What `sim explore` may break; `sim run` ignores it.
@@ -119,6 +126,10 @@ struct RawScenario {
     #[serde(default)]
     faults: Vec<Spanned<RawFault>>,
     #[serde(default)]
+    commands: Vec<Spanned<RawCommand>>,
+    #[serde(default)]
+    config: Vec<Spanned<RawConfig>>,
+    #[serde(default)]
     expect: Vec<Spanned<RawExpect>>,
     explore: Option<RawExplore>,
 }
@@ -140,6 +151,7 @@ fn one() -> Spanned<u32> {
 struct RawParams {
     heartbeat: Option<Spanned<RawHeartbeat>>,
     backoff: Option<Spanned<RawBackoff>>,
+    executor: Option<RawExecutor>,
 }
 
 #[derive(Deserialize)]
@@ -235,6 +247,16 @@ impl RawScenario {
         }
         // Stable: faults at the same moment fire in file order.
         faults.sort_by_key(|fault| fault.at);
+        let mut operations = Vec::new();
+        for command in self.commands {
+            operations.extend(commands::check_command(
+                command, &topology, duration, &captured, source,
+            )?);
+        }
+        for config in self.config {
+            operations.push(commands::check_config(config, duration, source)?);
+        }
+        operations.sort_by_key(Operation::at);
         let expectations = self
             .expect
             .into_iter()
@@ -262,6 +284,8 @@ impl RawScenario {
             backoff: parse_backoff(self.params.backoff, source)?,
             network,
             faults,
+            operations,
+            executor: commands::check_executor(self.params.executor, source)?,
             expectations,
             explore,
             captures: captured,

@@ -1,0 +1,141 @@
+//! What happened to each command, config version and agent status, read off the timeline:
+//! who sent a command and when (every copy), which agent incarnation started and finished it,
+//! whether its result reached a master or it was reported lost.
+
+use crate::history::{Entry, Happening};
+use crate::scenario::selector::Topology;
+use fleet_core::timeline::{CommandEvent, Event};
+use std::collections::BTreeMap;
+
+/// One command's story.
+#[derive(Clone, Debug, Default)]
+pub struct CommandStory {
+    /// The agent the master addressed it to.
+    pub agent: String,
+    /// When it was accepted for an agent the master had no session with.
+    pub queued: Option<u64>,
+    /// Every moment a master sent it (again, after the agent re-registered).
+    pub sent: Vec<u64>,
+    /// `(t_ms, agent, incarnation)` of each start and each finish.
+    pub started: Vec<(u64, String, u32)>,
+    pub finished: Vec<(u64, String, u32, String)>,
+    /// The first result a master took: `(t_ms, master, outcome)`.
+    pub result: Option<(u64, String, String)>,
+    /// `(t_ms, master, reason)` of the first report that it was lost.
+    pub lost: Option<(u64, String, String)>,
+}
+
+/// Commands by request id, config versions and statuses by agent.
+#[derive(Clone, Debug, Default)]
+pub struct CommandHistory {
+    pub commands: BTreeMap<String, CommandStory>,
+    /// Ids started, finished or answered that no master ever sent: `(t_ms, node, id)`.
+    pub strangers: Vec<(u64, String, String)>,
+    /// Copies an agent answered from memory.
+    pub duplicates: u64,
+    /// `(t_ms, version)` of each push.
+    pub pushes: Vec<(u64, u64)>,
+    /// Per agent: `(t_ms, incarnation, version)` of each config applied.
+    pub applied: BTreeMap<String, Vec<(u64, u32, u64)>>,
+    /// Per agent: `(t_ms, status)` of each change; every agent starts `online`.
+    pub statuses: BTreeMap<String, Vec<(u64, String)>>,
+}
+
+impl CommandHistory {
+    pub fn from_entries(entries: &[Entry], topology: &Topology) -> CommandHistory {
+        let mut history = CommandHistory::default();
+        // Each agent's incarnation: 1 at boot, +1 each time a crash or restart ends it.
+        let mut incarnations: BTreeMap<String, u32> = BTreeMap::new();
+        for entry in entries {
+            let event = match &entry.event {
+                Happening::Fault(fault) => {
+                    for node in fault.processes_ended(topology).unwrap_or_default() {
+                        *incarnations.entry(node.clone()).or_insert(1) += 1;
+                        // A new process starts online, as the first one did.
+                        if let Some(statuses) = history.statuses.get_mut(&node) {
+                            statuses.push((entry.t_ms, "online".into()));
+                        }
+                    }
+                    continue;
+                }
+                Happening::System(Event::Command(event)) => event,
+                Happening::System(_) => continue,
+            };
+            let (t, node) = (entry.t_ms, entry.node.clone());
+            let incarnation = incarnations.get(&node).copied().unwrap_or(1);
+            match event {
+                CommandEvent::CommandSent {
+                    request_id, agent, ..
+                } => {
+                    let story = history.commands.entry(request_id.clone()).or_default();
+                    story.agent = agent.clone();
+                    story.sent.push(t);
+                }
+                CommandEvent::CommandQueued {
+                    request_id, agent, ..
+                } => {
+                    let story = history.commands.entry(request_id.clone()).or_default();
+                    story.agent = agent.clone();
+                    story.queued = Some(t);
+                }
+                CommandEvent::CommandStarted { request_id, .. } => {
+                    match history.commands.get_mut(request_id) {
+                        Some(story) => story.started.push((t, node, incarnation)),
+                        None => history.strangers.push((t, node, request_id.clone())),
+                    }
+                }
+                CommandEvent::CommandFinished {
+                    request_id,
+                    outcome,
+                } => match history.commands.get_mut(request_id) {
+                    Some(story) => {
+                        story.finished.push((t, node, incarnation, outcome.clone()));
+                    }
+                    None => history.strangers.push((t, node, request_id.clone())),
+                },
+                CommandEvent::CommandDuplicate { .. } => history.duplicates += 1,
+                CommandEvent::CommandResult {
+                    request_id,
+                    outcome,
+                    ..
+                } => match history.commands.get_mut(request_id) {
+                    Some(story) => {
+                        if story.result.is_none() {
+                            story.result = Some((t, node, outcome.clone()));
+                        }
+                    }
+                    None => history.strangers.push((t, node, request_id.clone())),
+                },
+                CommandEvent::CommandLost { request_id, reason } => {
+                    let story = history.commands.entry(request_id.clone()).or_default();
+                    if story.lost.is_none() {
+                        story.lost = Some((t, node, reason.clone()));
+                    }
+                }
+                CommandEvent::CommandsAdopted { .. } => {}
+                CommandEvent::ConfigPushed { version, .. } => history.pushes.push((t, *version)),
+                CommandEvent::ConfigApplied { version } => {
+                    let applied = history.applied.entry(node).or_default();
+                    applied.push((t, incarnation, *version));
+                }
+                CommandEvent::StatusChanged { status } => {
+                    let statuses = history.statuses.entry(node).or_default();
+                    statuses.push((t, status.clone()));
+                }
+            }
+        }
+        history
+    }
+
+    /// An agent's status at `t_ms`, as it last reported it.
+    pub fn status_at(&self, agent: &str, t_ms: u64) -> &str {
+        (self.statuses.get(agent))
+            .and_then(|changes| changes.iter().rev().find(|(t, _)| *t <= t_ms))
+            .map_or("online", |(_, status)| status.as_str())
+    }
+
+    /// The highest version pushed, if any was.
+    pub fn last_version(&self) -> Option<u64> {
+        self.pushes.iter().map(|(_, version)| *version).max()
+    }
+}

@@ -1,0 +1,200 @@
+//! Sends a scenario's `[[commands]]` and `[[config]]` to the leader, as an operator's client
+//! would: at each one's moment, to whichever master the timeline says leads, waiting for one
+//! while there is none. The call runs on that master's node, so what it emits is its own.
+
+use crate::history::captures::Captures;
+use crate::history::leaders::LeaderHistory;
+use crate::history::{FaultEvent, Timeline};
+use crate::run::nodes::MasterSlot;
+use crate::scenario::commands::Operation;
+use crate::scenario::selector::{NodeKind, Scope, Topology};
+use fleet_core::timeline::Json;
+use fleet_node::MasterState;
+use madsim::runtime::Handle;
+use madsim::task::NodeId;
+use madsim::time::TimeHandle;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// How often a command waiting for a leader looks again.
+const RETRY: Duration = Duration::from_millis(10);
+
+/// Keeps `any(...)` draws of commands apart from the faults' and the seed's other uses.
+const COMMAND_STREAM: u64 = 0x636f_6d6d_616e_6473;
+
+pub struct Commander {
+    pub ids: BTreeMap<String, NodeId>,
+    pub masters: BTreeMap<String, MasterSlot>,
+    pub topology: Topology,
+    pub timeline: Arc<Mutex<Timeline>>,
+    rng: ChaCha8Rng,
+}
+
+/// A selector's view of the moment a command fires, read off the timeline so far.
+struct Now<'a> {
+    leader: Option<String>,
+    captures: Captures,
+    rng: &'a mut ChaCha8Rng,
+}
+
+impl Scope for Now<'_> {
+    fn leader(&self) -> Option<String> {
+        self.leader.clone()
+    }
+    fn capture(&self, name: &str) -> Vec<String> {
+        self.captures.at(name, u64::MAX)
+    }
+    fn pick(&mut self, len: usize) -> usize {
+        self.rng.gen_range(0..len)
+    }
+}
+
+/// What is left to send of one operation.
+#[derive(Clone)]
+enum Left {
+    /// The agents a command has not been accepted for yet.
+    Agents(Vec<String>),
+    /// A config not yet accepted.
+    Config,
+    Done,
+}
+
+impl Commander {
+    pub fn new(
+        ids: BTreeMap<String, NodeId>,
+        masters: BTreeMap<String, MasterSlot>,
+        topology: Topology,
+        timeline: Arc<Mutex<Timeline>>,
+        seed: u64,
+    ) -> Commander {
+        Commander {
+            ids,
+            masters,
+            topology,
+            timeline,
+            rng: ChaCha8Rng::seed_from_u64(seed ^ COMMAND_STREAM),
+        }
+    }
+
+    /// Sends every operation at its moment; one still waiting for a leader at the end of the
+    /// run is recorded as never sent.
+    pub async fn run(mut self, operations: &[Operation], duration: Duration) {
+        for operation in operations {
+            sleep_until(operation.at()).await;
+            let mut left = self.targets(operation);
+            loop {
+                left = self.try_send(operation, left).await;
+                if matches!(&left, Left::Done) {
+                    break;
+                }
+                if TimeHandle::current().elapsed() >= duration {
+                    let event = FaultEvent::Unfired {
+                        fault: operation.to_string(),
+                        when: "a leader to accept it".into(),
+                    };
+                    tracing::info!(event = %Json(&event));
+                    break;
+                }
+                tokio::time::sleep(RETRY).await;
+            }
+        }
+    }
+
+    fn leader(&self) -> Option<String> {
+        let timeline = self.timeline.lock().unwrap_or_else(|p| p.into_inner());
+        let history = LeaderHistory::from_entries(&timeline.entries, &self.topology);
+        history.leader_at(u64::MAX).map(|span| span.node.clone())
+    }
+
+    fn targets(&mut self, operation: &Operation) -> Left {
+        let Operation::Command(command) = operation else {
+            return Left::Config;
+        };
+        if !command.to.is_dynamic() {
+            return left_of(command.to.nodes().to_vec());
+        }
+        let (leader, captures) = {
+            let timeline = self.timeline.lock().unwrap_or_else(|p| p.into_inner());
+            let leaders = LeaderHistory::from_entries(&timeline.entries, &self.topology);
+            let leader = leaders.leader_at(u64::MAX).map(|span| span.node.clone());
+            (leader, Captures::from_entries(&timeline.entries))
+        };
+        let mut now = Now {
+            leader,
+            captures,
+            rng: &mut self.rng,
+        };
+        let agents = command.to.resolve(&self.topology, &mut now);
+        let prefix = NodeKind::Agent.prefix();
+        left_of(
+            agents
+                .into_iter()
+                .filter(|n| n.starts_with(prefix))
+                .collect(),
+        )
+    }
+
+    /// Hands what is left to the leader, on the leader's node; returns what is still left.
+    async fn try_send(&self, operation: &Operation, left: Left) -> Left {
+        let Some(leader) = self.leader() else {
+            return left;
+        };
+        let state = self.masters.get(&leader).and_then(|slot| {
+            let slot = slot.lock().unwrap_or_else(|p| p.into_inner());
+            slot.clone()
+        });
+        let (Some(state), Some(node)) = (state, Handle::current().get_node(self.ids[&leader]))
+        else {
+            return left;
+        };
+        let (operation, asked) = (operation.clone(), left.clone());
+        let task = node.spawn(async move { send(&state, &operation, asked) });
+        match tokio::time::timeout(Duration::from_secs(1), task).await {
+            Ok(Ok(left)) => left,
+            // The node went down before the call ran: all of it goes to the next leader.
+            _ => left,
+        }
+    }
+}
+
+fn left_of(agents: Vec<String>) -> Left {
+    if agents.is_empty() {
+        Left::Done
+    } else {
+        Left::Agents(agents)
+    }
+}
+
+/// Runs on the leader's node: hands each agent its command, or raises the config. What the
+/// master refuses (it no longer leads) is left for the next try.
+fn send(state: &MasterState, operation: &Operation, left: Left) -> Left {
+    match (operation, left) {
+        (Operation::Command(command), Left::Agents(agents)) => left_of(
+            agents
+                .into_iter()
+                .filter(|agent| {
+                    let args = command.args.clone();
+                    let sent = state.submit(agent, &command.name, args, command.timeout);
+                    sent.is_err()
+                })
+                .collect(),
+        ),
+        (Operation::Config(config), Left::Config) => match state.push_config(config.values.clone())
+        {
+            Ok(_) => Left::Done,
+            Err(_) => Left::Config,
+        },
+        (_, left) => left,
+    }
+}
+
+/// Sleeps until `at` after the start of the run (at once if it has come).
+async fn sleep_until(at: Duration) {
+    let now = TimeHandle::current().elapsed();
+    if at > now {
+        tokio::time::sleep(at - now).await;
+    }
+}
