@@ -171,6 +171,10 @@ pub struct Registry {
     unconfirmed: Vec<Pending>,
     /// Counts changes to what [`Registry::durable`] returns, so the shell knows when to write.
     changes: u64,
+    /// Counts changes a successor must hear of at once: a command accepted, a config pushed,
+    /// commands taken over. A result is not one: a successor that missed it sends the command
+    /// again and the agent answers from memory, so results travel with the periodic handover.
+    handover_seq: u64,
 }
 
 /// Why a master did not accept a command or config.
@@ -213,6 +217,7 @@ impl Registry {
             fleet_config: ConfigPush::default(),
             unconfirmed: Vec::new(),
             changes: 0,
+            handover_seq: 0,
         }
     }
 
@@ -238,6 +243,11 @@ impl Registry {
     /// Goes up whenever [`durable`](Self::durable) would return something new.
     pub fn changes(&self) -> u64 {
         self.changes
+    }
+
+    /// Goes up whenever the other masters must be handed the news at once.
+    pub fn handover_seq(&self) -> u64 {
+        self.handover_seq
     }
 
     /// What a leader hands the other masters (even with nothing in it: it tells a master that
@@ -295,6 +305,7 @@ impl Registry {
         }
         self.fleet_config = push;
         self.changes += 1;
+        self.handover_seq += 1;
         let sessions: Vec<SessionId> = self.sessions.keys().copied().collect();
         emit(CommandEvent::ConfigPushed {
             version: self.fleet_config.version,
@@ -335,6 +346,7 @@ impl Registry {
             return Err(SubmitError::TooLarge { len, max });
         }
         self.changes += 1;
+        self.handover_seq += 1;
         let session = (self.nodes.slot_of_agent(agent))
             .and_then(|slot| self.nodes.get_mut(slot))
             .and_then(|entry| entry.session);
@@ -403,6 +415,7 @@ impl Registry {
                 emit(CommandEvent::CommandsAdopted { count });
             }
             self.changes += 1;
+            self.handover_seq += 1;
         }
     }
 

@@ -510,7 +510,7 @@ struct ClusterLoop<R> {
     handle: ClusterHandle,
     closed: bool,
     timer: Timer,
-    /// The master's change count and the time of the last handover sent.
+    /// The master's handover count and the time of the last handover sent.
     handed_over: Option<(u64, Instant)>,
     /// Wakes the loop when the master's commands or config change, to hand them over.
     master_changed: Arc<Notify>,
@@ -572,21 +572,21 @@ impl<R: RngCore> ClusterLoop<R> {
         next_periodic
     }
 
-    /// A leader sends its commands and config to every peer when they changed, and at least
-    /// every [`HANDOVER_REFRESH`].
+    /// A leader sends its commands and config to every peer when it accepted something new,
+    /// and at least every [`HANDOVER_REFRESH`].
     fn hand_over(&mut self) {
         let at = now();
-        let Some((changes, handover)) = self.master.handover() else {
+        let Some(seq) = self.master.handover_seq() else {
             self.handed_over = None;
             return;
         };
-        let due = self.handed_over.is_none_or(|(sent, when)| {
-            sent != changes || at.duration_since(when) >= HANDOVER_REFRESH
-        });
-        if !due {
+        let due = self
+            .handed_over
+            .is_none_or(|(sent, when)| sent != seq || at.duration_since(when) >= HANDOVER_REFRESH);
+        let Some(handover) = due.then(|| self.master.handover()).flatten() else {
             return;
-        }
-        self.handed_over = Some((changes, at));
+        };
+        self.handed_over = Some((seq, at));
         let message = PeerMessage::Handover(Box::new(handover));
         for peer in self.outbound.keys() {
             self.send(peer, message.clone());

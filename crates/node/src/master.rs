@@ -178,11 +178,17 @@ impl MasterState {
         Ok(version)
     }
 
-    /// What this master, if it leads, hands the other masters, with its change count.
-    pub fn handover(&self) -> Option<(u64, Handover)> {
+    /// While this master leads, the count of changes the other masters must hear of at once
+    /// (see [`Registry::handover_seq`]); cheap, so the cluster loop asks on every turn.
+    pub fn handover_seq(&self) -> Option<u64> {
         let shared = self.lock();
-        let handover = shared.registry.handover()?;
-        Some((shared.registry.changes(), handover))
+        let leads = *shared.registry.leadership() == Leadership::Leader;
+        leads.then(|| shared.registry.handover_seq())
+    }
+
+    /// What this master, if it leads, hands the other masters.
+    pub fn handover(&self) -> Option<Handover> {
+        self.lock().registry.handover()
     }
 
     /// Resolves after the commands or config changed (at once if they did since last asked).

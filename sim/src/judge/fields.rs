@@ -168,6 +168,18 @@ impl<'a> Fields<'a> {
     }
 
     /// A whole number of at least 0, and where it was written.
+    /// A yes-or-no field; `false` when absent.
+    pub fn flag(&self, name: &str) -> Result<bool, ScenarioError> {
+        match self.get(name) {
+            None => Ok(false),
+            Some(Located {
+                value: toml::Value::Boolean(flag),
+                ..
+            }) => Ok(*flag),
+            Some(other) => Err(self.error(other.at, format!("`{name}` is true or false"))),
+        }
+    }
+
     pub fn count(&self, name: &str) -> Result<Option<(u64, Position)>, ScenarioError> {
         match self.get(name) {
             None => Ok(None),

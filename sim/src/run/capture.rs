@@ -2,8 +2,8 @@
 //! through `tracing`, with simulated time and the name of the node that emitted it, parsed once
 //! into [`Entry`]. Other `tracing` events (the simulator's own logging) are never even built.
 
-use crate::history::{Entry, Happening, Timeline};
-use fleet_core::timeline::FIELD;
+use crate::history::{Entry, FaultEvent, Happening, Timeline};
+use fleet_core::timeline::{Event, FIELD, TARGET};
 use std::fmt;
 use std::sync::{Arc, Mutex};
 use tracing::field::{Field, Visit};
@@ -64,7 +64,14 @@ impl<S: Subscriber> Layer<S> for CaptureLayer {
             .timeline
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        match serde_json::from_str::<Happening>(&visitor.json) {
+        // The control plane's events come from one target and the harness's faults from
+        // others: each parses straight into its own type, with no guessing between the two.
+        let parsed = if event.metadata().target() == TARGET {
+            serde_json::from_str::<Event>(&visitor.json).map(Happening::System)
+        } else {
+            serde_json::from_str::<FaultEvent>(&visitor.json).map(Happening::Fault)
+        };
+        match parsed {
             Ok(happening) => timeline.entries.push(Entry {
                 t_ms,
                 node,
