@@ -165,10 +165,13 @@ impl<R: RngCore> Connector<R> {
         ])
     }
 
-    /// Busy while its command queue is full, online otherwise; a change is on the timeline.
+    /// Busy while its command queue is full; degraded after a command timed out, until one
+    /// finishes `ok`; online otherwise. A change is on the timeline.
     fn update_status(&mut self) {
         let status = if self.executor.is_busy() {
             NodeStatus::Busy
+        } else if self.executor.is_degraded() {
+            NodeStatus::Degraded
         } else {
             NodeStatus::Online
         };

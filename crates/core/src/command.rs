@@ -146,6 +146,8 @@ pub struct Executor {
     /// The last `remember` results, oldest first, and the same by id.
     finished: VecDeque<String>,
     results: BTreeMap<String, CommandResult>,
+    /// The last command to end timed out (and none has finished `ok` since).
+    timed_out: bool,
 }
 
 impl Executor {
@@ -156,7 +158,13 @@ impl Executor {
             queued: VecDeque::new(),
             finished: VecDeque::new(),
             results: BTreeMap::new(),
+            timed_out: false,
         }
+    }
+
+    /// A command timed out and none has finished `ok` since: the agent reports `degraded`.
+    pub fn is_degraded(&self) -> bool {
+        self.timed_out
     }
 
     /// Nothing runs, so [`Executor::poll`] has nothing to do and there is no deadline: the
@@ -278,6 +286,11 @@ impl Executor {
         outcome: Outcome,
         output: String,
     ) -> Step {
+        match outcome {
+            Outcome::Timeout => self.timed_out = true,
+            Outcome::Ok => self.timed_out = false,
+            Outcome::Error | Outcome::UnknownCommand => {}
+        }
         let result = CommandResult {
             request_id: request_id.to_string(),
             outcome,
