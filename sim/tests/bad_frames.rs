@@ -1,5 +1,6 @@
 //! A master fed garbage closes that one connection, says so in the trace, and keeps serving
-//! everyone else: bad input is never a panic and loses nothing already accepted.
+//! everyone else: bad input is never a panic and loses nothing already accepted (a command in
+//! flight still completes).
 #![cfg(madsim)]
 
 mod common;
@@ -27,9 +28,14 @@ fn garbage_closes_only_its_own_connection() {
     let locate: Locate = Arc::new(|| (0, String::new()));
     let (layer, events) = CaptureLayer::new(locate);
     let subscriber = tracing_subscriber::registry().with(layer);
+    let submitter = state.clone();
     tracing::subscriber::with_default(subscriber, || {
         runtime.block_on(async move {
             tokio::time::sleep(Duration::from_secs(2)).await;
+            let master_state = submitter.lock().unwrap().clone().unwrap();
+            let args = std::collections::BTreeMap::from([("ms".to_string(), "3000".to_string())]);
+            let sleep = master_state.submit("agent-1", "sleep", args, Duration::from_secs(10));
+            assert!(sleep.is_ok(), "{sleep:?}");
             // A frame claiming 4 GiB, then a well-sized frame of nonsense.
             for garbage in [vec![0xff, 0xff, 0xff, 0xff], vec![0, 0, 0, 3, 200, 1, 2]] {
                 let closed = vandal
@@ -60,6 +66,11 @@ fn garbage_closes_only_its_own_connection() {
     assert_eq!(
         online, 1,
         "the well-behaved agent stayed registered and online"
+    );
+    let pending = (state.lock().unwrap().as_ref().unwrap()).with_registry(|r| r.pending_commands());
+    assert_eq!(
+        pending, 0,
+        "the command accepted before the garbage completed"
     );
     let bad_frames = events
         .lock()
