@@ -229,6 +229,29 @@ impl Registry {
         self.unconfirmed = durable.unconfirmed;
     }
 
+    /// What this master keeps on disk, as JSON that reads back as a [`Durable`], written
+    /// without copying the outbox.
+    pub fn durable_json(&self) -> Vec<u8> {
+        #[derive(Serialize)]
+        struct HandoverRef<'a> {
+            outbox: &'a Outbox,
+            config: &'a ConfigPush,
+        }
+        #[derive(Serialize)]
+        struct DurableRef<'a> {
+            handover: HandoverRef<'a>,
+            unconfirmed: &'a [Pending],
+        }
+        let durable = DurableRef {
+            handover: HandoverRef {
+                outbox: &self.outbox,
+                config: &self.fleet_config,
+            },
+            unconfirmed: &self.unconfirmed,
+        };
+        serde_json::to_vec(&durable).expect("a registry serializes")
+    }
+
     /// What this master keeps on disk.
     pub fn durable(&self) -> Durable {
         Durable {
@@ -798,6 +821,21 @@ mod tests {
             })
             .collect();
         assert_eq!(acks, [0, 0], "every ack names the config version");
+    }
+
+    #[test]
+    fn what_a_master_writes_to_disk_reads_back_as_its_durable_state() {
+        let mut registry = Registry::new(config());
+        registry
+            .submit("agent-1", "echo", BTreeMap::new(), Duration::from_secs(1))
+            .unwrap();
+        registry
+            .push_config(BTreeMap::from([("k".into(), "v".into())]))
+            .unwrap();
+        registry.handle_leadership(Leadership::Follower { leader: None });
+        let back: Durable = serde_json::from_slice(&registry.durable_json()).unwrap();
+        assert_eq!(back, registry.durable());
+        assert_eq!(back.unconfirmed.len(), 1);
     }
 
     #[test]

@@ -101,9 +101,7 @@ impl Shared {
         self.written = changes;
         self.changed.notify_one();
         if let Some(disk) = &self.disk {
-            let bytes =
-                serde_json::to_vec(&self.registry.durable()).expect("a registry serializes");
-            disk.write(MASTER_STATE, bytes);
+            disk.write(MASTER_STATE, self.registry.durable_json());
         }
     }
 

@@ -67,7 +67,7 @@ impl<S: Subscriber> Layer<S> for CaptureLayer {
         // The control plane's events come from one target and the harness's faults from
         // others: each parses straight into its own type, with no guessing between the two.
         let parsed = if event.metadata().target() == TARGET {
-            serde_json::from_str::<Event>(&visitor.json).map(Happening::System)
+            Event::from_json(&visitor.json).map(Happening::System)
         } else {
             serde_json::from_str::<FaultEvent>(&visitor.json).map(Happening::Fault)
         };
