@@ -1,6 +1,7 @@
-//! A command submitted to a running master reaches its agent over the simulated network, runs
-//! once, and its result comes back: the shell's path from `MasterState::submit` to the agent's
-//! executor and back.
+//! Commands end to end in the simulated network: from `MasterState::submit` to the agent's
+//! executor and back; through a leader crash, where the next leader finishes them; the one way
+//! a command is lost, and that it is reported; and answers to names and arguments no handler
+//! takes.
 #![cfg(madsim)]
 
 mod common;
@@ -183,4 +184,41 @@ fn commands_survive_a_leader_crash_and_run_once() {
             .filter(|(_, e)| matches!(e, CommandEvent::CommandLost { .. }));
         assert_eq!(lost.count(), 0, "seed {seed}");
     }
+}
+
+/// Unknown names and bad arguments are answers, never panics: the agent says
+/// `unknown_command` or `error`, and the command still completes.
+#[test]
+fn unknown_commands_and_bad_arguments_are_answered() {
+    let text = r#"
+name = "t"
+duration = "10s"
+[topology]
+agents = 1
+[[commands]]
+at = "1s"
+to = "agents"
+name = "reboot"
+[[commands]]
+at = "1s"
+to = "agents"
+name = "sleep"
+args = { ms = "soon" }
+[[commands]]
+at = "1s"
+to = "agents"
+name = "status"
+[[expect]]
+check = "commands_completed"
+within = "1s"
+"#;
+    let (entries, verdicts) = run(text, 1);
+    assert!(verdicts.iter().all(|verdict| verdict.ok), "{verdicts:#?}");
+    let outcomes: Vec<String> = (command_events(&entries).into_iter())
+        .filter_map(|(_, event)| match event {
+            CommandEvent::CommandResult { outcome, .. } => Some(outcome),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(outcomes, ["unknown_command", "error", "ok"]);
 }

@@ -165,16 +165,9 @@ impl<R: RngCore> Connector<R> {
         ])
     }
 
-    /// Busy while its command queue is full; degraded after a command timed out, until one
-    /// finishes `ok`; online otherwise. A change is on the timeline.
+    /// Reports the executor's status ([`Executor::status`]); a change is on the timeline.
     fn update_status(&mut self) {
-        let status = if self.executor.is_busy() {
-            NodeStatus::Busy
-        } else if self.executor.is_degraded() {
-            NodeStatus::Degraded
-        } else {
-            NodeStatus::Online
-        };
+        let status = self.executor.status();
         if status != self.status {
             self.status = status;
             emit(CommandEvent::StatusChanged {

@@ -14,6 +14,7 @@
 //! takes time (`sleep`) is [`Work::Wait`]: the executor finishes it when [`Executor::poll`]
 //! comes at or after its end, so the shell only has to wake it at [`Executor::next_deadline`].
 
+use crate::wire::NodeStatus;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
@@ -74,7 +75,7 @@ pub enum Handler {
     Sleep,
     /// Answers `error` with its `message` argument.
     Fail,
-    /// Answers `ok` with the agent's load: `running=N queued=M`.
+    /// Answers `ok` with the agent's status and load: `status=online running=N queued=M`.
     Status,
 }
 
@@ -162,9 +163,16 @@ impl Executor {
         }
     }
 
-    /// A command timed out and none has finished `ok` since: the agent reports `degraded`.
-    pub fn is_degraded(&self) -> bool {
-        self.timed_out
+    /// Busy while the queue is full; degraded after a command timed out, until one finishes
+    /// `ok`; online otherwise. The agent reports it in its heartbeats.
+    pub fn status(&self) -> NodeStatus {
+        if self.is_busy() {
+            NodeStatus::Busy
+        } else if self.timed_out {
+            NodeStatus::Degraded
+        } else {
+            NodeStatus::Online
+        }
     }
 
     /// Nothing runs, so [`Executor::poll`] has nothing to do and there is no deadline: the
@@ -268,7 +276,9 @@ impl Executor {
             }
             Handler::Status => {
                 let (running, queued) = self.load();
-                Work::Done(Outcome::Ok, format!("running={running} queued={queued}"))
+                let status = self.status().as_str();
+                let output = format!("status={status} running={running} queued={queued}");
+                Work::Done(Outcome::Ok, output)
             }
             Handler::Sleep => match args.get("ms").map(|ms| ms.parse::<u64>()) {
                 Some(Ok(ms)) => Work::Wait(Duration::from_millis(ms), format!("slept {ms}ms")),

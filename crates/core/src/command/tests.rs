@@ -74,17 +74,26 @@ fn sleep_takes_its_time_and_a_slow_one_times_out() {
     assert_eq!(replies(&late), [("m-2".to_string(), Outcome::Timeout)]);
     let after = executor.poll(now + Duration::from_secs(5));
     assert!(after.is_empty(), "stays timed out: {after:?}");
-    assert!(
-        executor.is_degraded(),
-        "a timeout leaves the agent degraded"
+    assert_eq!(
+        executor.status(),
+        NodeStatus::Degraded,
+        "a timeout degrades the agent"
     );
     executor.receive(now, command("m-3", "fail", &[]));
-    assert!(
-        executor.is_degraded(),
+    let status = executor.receive(now, command("m-4", "status", &[]));
+    let Some(Step::Reply(report)) = status.last() else {
+        panic!("{status:?}")
+    };
+    assert_eq!(
+        report.output, "status=degraded running=0 queued=0",
         "an error is the command's, not the agent's"
     );
-    executor.receive(now, command("m-4", "echo", &[]));
-    assert!(!executor.is_degraded(), "until a command finishes ok");
+    executor.receive(now, command("m-5", "echo", &[]));
+    assert_eq!(
+        executor.status(),
+        NodeStatus::Online,
+        "until a command finishes ok"
+    );
 }
 
 #[test]
