@@ -3,17 +3,17 @@
 //! while there is none. The call runs on that master's node, so what it emits is its own.
 
 use crate::history::captures::Captures;
-use crate::history::leaders::LeaderHistory;
 use crate::history::{FaultEvent, Timeline};
+use crate::run::faults::{leader_now, Now};
 use crate::run::nodes::MasterSlot;
 use crate::scenario::commands::Operation;
-use crate::scenario::selector::{NodeKind, Scope, Topology};
+use crate::scenario::selector::{NodeKind, Topology};
 use fleet_core::timeline::Json;
 use fleet_node::MasterState;
 use madsim::runtime::Handle;
 use madsim::task::NodeId;
 use madsim::time::TimeHandle;
-use rand::{Rng, SeedableRng};
+use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -31,25 +31,6 @@ pub struct Commander {
     pub topology: Topology,
     pub timeline: Arc<Mutex<Timeline>>,
     rng: ChaCha8Rng,
-}
-
-/// A selector's view of the moment a command fires, read off the timeline so far.
-struct Now<'a> {
-    leader: Option<String>,
-    captures: Captures,
-    rng: &'a mut ChaCha8Rng,
-}
-
-impl Scope for Now<'_> {
-    fn leader(&self) -> Option<String> {
-        self.leader.clone()
-    }
-    fn capture(&self, name: &str) -> Vec<String> {
-        self.captures.at(name, u64::MAX)
-    }
-    fn pick(&mut self, len: usize) -> usize {
-        self.rng.gen_range(0..len)
-    }
 }
 
 /// What is left to send of one operation.
@@ -103,12 +84,6 @@ impl Commander {
         }
     }
 
-    fn leader(&self) -> Option<String> {
-        let timeline = self.timeline.lock().unwrap_or_else(|p| p.into_inner());
-        let history = LeaderHistory::from_entries(&timeline.entries, &self.topology);
-        history.leader_at(u64::MAX).map(|span| span.node.clone())
-    }
-
     fn targets(&mut self, operation: &Operation) -> Left {
         let Operation::Command(command) = operation else {
             return Left::Config;
@@ -116,15 +91,13 @@ impl Commander {
         if !command.to.is_dynamic() {
             return left_of(command.to.nodes().to_vec());
         }
-        let (leader, captures) = {
+        let captures = {
             let timeline = self.timeline.lock().unwrap_or_else(|p| p.into_inner());
-            let leaders = LeaderHistory::from_entries(&timeline.entries, &self.topology);
-            let leader = leaders.leader_at(u64::MAX).map(|span| span.node.clone());
-            (leader, Captures::from_entries(&timeline.entries))
+            Captures::from_entries(&timeline.entries)
         };
         let mut now = Now {
-            leader,
-            captures,
+            leader: leader_now(&self.timeline, &self.topology),
+            captures: &captures,
             rng: &mut self.rng,
         };
         let agents = command.to.resolve(&self.topology, &mut now);
@@ -139,7 +112,7 @@ impl Commander {
 
     /// Hands what is left to the leader, on the leader's node; returns what is still left.
     async fn try_send(&self, operation: &Operation, left: Left) -> Left {
-        let Some(leader) = self.leader() else {
+        let Some(leader) = leader_now(&self.timeline, &self.topology) else {
             return left;
         };
         let state = self.masters.get(&leader).and_then(|slot| {

@@ -47,11 +47,18 @@ pub struct FaultInjector {
     pub rng: ChaCha8Rng,
 }
 
-/// A selector's view of the moment a fault fires.
-struct Now<'a> {
-    leader: Option<String>,
-    captures: &'a Captures,
-    rng: &'a mut ChaCha8Rng,
+/// A selector's view of the moment a fault or command fires.
+pub struct Now<'a> {
+    pub leader: Option<String>,
+    pub captures: &'a Captures,
+    pub rng: &'a mut ChaCha8Rng,
+}
+
+/// Who leads now, by the timeline so far.
+pub fn leader_now(timeline: &Mutex<Timeline>, topology: &Topology) -> Option<String> {
+    let timeline = timeline.lock().unwrap_or_else(|p| p.into_inner());
+    let history = LeaderHistory::from_entries(&timeline.entries, topology);
+    history.leader_at(u64::MAX).map(|span| span.node.clone())
 }
 
 impl Scope for Now<'_> {
@@ -98,13 +105,8 @@ impl FaultInjector {
         if !selector.is_dynamic() {
             return selector.nodes().to_vec();
         }
-        let leader = {
-            let timeline = self.timeline.lock().unwrap_or_else(|p| p.into_inner());
-            let history = LeaderHistory::from_entries(&timeline.entries, &self.topology);
-            history.leader_at(u64::MAX).map(|span| span.node.clone())
-        };
         let mut now = Now {
-            leader,
+            leader: leader_now(&self.timeline, &self.topology),
             captures: &self.captures,
             rng: &mut self.rng,
         };
