@@ -14,7 +14,6 @@
 //! takes time (`sleep`) is [`Work::Wait`]: the executor finishes it when [`Executor::poll`]
 //! comes at or after its end, so the shell only has to wake it at [`Executor::next_deadline`].
 
-use crate::wire::NodeStatus;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
@@ -56,6 +55,26 @@ pub struct CommandResult {
     pub outcome: Outcome,
     pub output: String,
     pub duration_ms: u64,
+}
+
+/// An agent's status, as its heartbeats report it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum NodeStatus {
+    Online,
+    /// A command timed out, and none has finished `ok` since.
+    Degraded,
+    /// Its command queue is full: a command now would be refused.
+    Busy,
+}
+
+impl NodeStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NodeStatus::Online => "online",
+            NodeStatus::Degraded => "degraded",
+            NodeStatus::Busy => "busy",
+        }
+    }
 }
 
 /// What a handler does with a command: answer at once, or take time and then answer.

@@ -5,6 +5,8 @@
 //! cheaper to write and read: one copy per field, no size branch). Decoding never panics: a frame that is too large, truncated inside its payload
 //! or not a valid message is a [`WireError`], and the caller closes that one connection.
 
+/// What an agent reports in its heartbeats; its executor decides it.
+pub use crate::command::NodeStatus;
 use crate::command::{Command, CommandResult};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -94,30 +96,12 @@ pub struct RegisterAck {
     pub heartbeat_interval_ms: u64,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub enum NodeStatus {
-    Online,
-    Degraded,
-    /// Its command queue is full: a command now would be refused.
-    Busy,
-}
-
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Heartbeat {
     pub seq: u64,
     pub status: NodeStatus,
     pub uptime_ms: u64,
     pub metrics: BTreeMap<String, f64>,
-}
-
-impl NodeStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            NodeStatus::Online => "online",
-            NodeStatus::Degraded => "degraded",
-            NodeStatus::Busy => "busy",
-        }
-    }
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
