@@ -374,6 +374,9 @@ impl Executor {
 pub struct Pending {
     pub agent: String,
     pub command: Command,
+    /// Its place in the order commands were accepted, across the masters that held it: a
+    /// successor keeps its predecessor's order.
+    pub order: u64,
 }
 
 /// What a result meant to the master.
@@ -391,7 +394,10 @@ pub enum Received {
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Outbox {
     master: String,
+    /// The number in this master's next request id.
     next: u64,
+    /// The next command's place in the order of acceptance.
+    next_order: u64,
     pending: BTreeMap<String, Pending>,
     /// Ids whose result arrived, oldest first, bounded like the agent's memory.
     done: VecDeque<String>,
@@ -408,8 +414,8 @@ impl Outbox {
         }
     }
 
-    /// Accepts a command for `agent` and returns it with its id; the caller persists
-    /// [`Outbox::snapshot`] before saying it accepted it, then sends it if the agent is online.
+    /// Accepts a command for `agent` and returns it with its id; the caller keeps the outbox
+    /// on disk before it sends the command.
     pub fn accept(
         &mut self,
         agent: &str,
@@ -427,7 +433,9 @@ impl Outbox {
         let pending = Pending {
             agent: agent.to_string(),
             command: command.clone(),
+            order: self.next_order,
         };
+        self.next_order += 1;
         self.pending.insert(command.request_id.clone(), pending);
         command
     }
@@ -437,15 +445,8 @@ impl Outbox {
         let mut commands: Vec<&Pending> = (self.pending.values())
             .filter(|pending| pending.agent == agent)
             .collect();
-        commands.sort_by_key(|pending| self.sequence(&pending.command.request_id));
+        commands.sort_by_key(|pending| pending.order);
         commands.into_iter().map(|p| p.command.clone()).collect()
-    }
-
-    fn sequence(&self, request_id: &str) -> u64 {
-        (request_id
-            .rsplit_once('-')
-            .and_then(|(_, n)| n.parse().ok()))
-        .unwrap_or(u64::MAX)
     }
 
     /// A result arrives.
@@ -485,31 +486,10 @@ impl Outbox {
         self.pending.contains_key(request_id) || self.done.iter().any(|id| id == request_id)
     }
 
-    /// Takes what another master's outbox holds: its pending commands and the ids it has
-    /// results for. Keeps this one's name and numbering, so its own ids stay its own. Returns
-    /// how many commands became pending here.
-    pub fn adopt(&mut self, other: &Outbox) -> usize {
-        let mut adopted = 0;
-        for id in &other.done {
-            if self.pending.remove(id).is_some() || !self.done.contains(id) {
-                self.done.push_back(id.clone());
-            }
-        }
-        while self.done.len() > DONE_KEPT {
-            self.done.pop_front();
-        }
-        for (id, pending) in &other.pending {
-            if !self.knows(id) {
-                self.pending.insert(id.clone(), pending.clone());
-                adopted += 1;
-            }
-        }
-        adopted
-    }
-
     /// Puts a pending command back (one this master had given up and now leads again for).
     pub fn restore_pending(&mut self, pending: Pending) {
         if !self.knows(&pending.command.request_id) {
+            self.next_order = self.next_order.max(pending.order + 1);
             self.pending
                 .insert(pending.command.request_id.clone(), pending);
         }
@@ -524,6 +504,7 @@ impl Outbox {
     pub fn replace_contents(&mut self, other: &Outbox) {
         self.pending = other.pending.clone();
         self.done = other.done.clone();
+        self.next_order = self.next_order.max(other.next_order);
     }
 }
 

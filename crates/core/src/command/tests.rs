@@ -187,12 +187,12 @@ fn the_outbox_keeps_commands_until_their_result_and_survives_a_restart() {
 }
 
 #[test]
-fn a_successor_adopts_what_is_pending_and_what_was_answered() {
+fn a_successor_takes_over_what_is_pending_and_what_was_answered_in_order() {
     let args = BTreeMap::new;
     let second = Duration::from_secs(1);
     let mut old = Outbox::new("master-1");
     let answered = old.accept("agent-1", "echo", args(), second);
-    let open = old.accept("agent-2", "echo", args(), second);
+    let first = old.accept("agent-2", "echo", args(), second);
     let result = CommandResult {
         request_id: answered.request_id.clone(),
         outcome: Outcome::Ok,
@@ -200,28 +200,33 @@ fn a_successor_adopts_what_is_pending_and_what_was_answered() {
         duration_ms: 0,
     };
     old.receive(&result);
+    for _ in 0..9 {
+        old.accept("agent-3", "echo", args(), second);
+    }
+    let tenth = old.accept("agent-2", "echo", args(), second);
 
+    // A follower copies the leader's contents as they are handed over; when it leads, they
+    // are its own.
     let mut new = Outbox::new("master-2");
-    let own = new.accept("agent-1", "echo", args(), second);
-    assert_eq!(new.adopt(&old), 1);
-    assert_eq!(new.adopt(&old), 0, "adopting twice adds nothing");
-    assert!(new.knows(&answered.request_id) && new.knows(&open.request_id));
+    new.replace_contents(&old);
+    assert!(new.knows(&answered.request_id) && new.knows(&first.request_id));
     assert_eq!(
         new.receive(&result),
         Received::Again,
         "its result was taken"
     );
-    let ids: Vec<String> = new
-        .for_agent("agent-2")
-        .into_iter()
+    let own = new.accept("agent-2", "echo", args(), second);
+    assert_eq!(
+        own.request_id, "master-2-1",
+        "the successor keeps its own numbering"
+    );
+    let ids: Vec<String> = (new.for_agent("agent-2").into_iter())
         .map(|c| c.request_id)
         .collect();
-    assert_eq!(ids, [open.request_id]);
-    assert_eq!(own.request_id, "master-2-1");
-    let next = new.accept("agent-1", "echo", args(), second);
     assert_eq!(
-        next.request_id, "master-2-2",
-        "the successor keeps its own numbering"
+        ids,
+        [first.request_id, tenth.request_id, own.request_id],
+        "oldest first, whichever master numbered them"
     );
 }
 
@@ -238,8 +243,8 @@ enum Net {
     Reconnect,
     /// Time passes: running sleeps finish.
     Tick,
-    /// The leader hands its outbox over and a new master leads: what was in flight is lost,
-    /// and the new leader sends every pending command again.
+    /// The leader's outbox is handed over and a new master leads with it: what was in flight
+    /// is lost, and the new leader sends every pending command again.
     Failover,
 }
 
@@ -334,7 +339,7 @@ proptest! {
                 Net::Failover => {
                     leaders += 1;
                     let mut next = Outbox::new(&format!("master-{leaders}"));
-                    next.adopt(&outbox);
+                    next.replace_contents(&outbox);
                     outbox = next;
                     to_agent.clear();
                     to_master.clear();
