@@ -15,7 +15,8 @@ use crate::command::{Executor, ExecutorConfig, Step};
 pub use crate::timeline::DisconnectReason;
 use crate::timeline::{emit, AgentEvent, CommandEvent};
 use crate::wire::{
-    ConfigAck, ConfigPull, ConfigPush, Heartbeat, Message, NodeStatus, Register, Unregister,
+    ConfigAck, ConfigId, ConfigPull, ConfigPush, Heartbeat, Message, NodeStatus, Register,
+    Unregister,
 };
 use rand::RngCore;
 use std::collections::{BTreeMap, VecDeque};
@@ -321,23 +322,22 @@ impl<R: RngCore> Connector<R> {
                 while self.unacked.front().is_some_and(|&(seq, _)| seq <= ack.seq) {
                     self.unacked.pop_front();
                 }
-                if ack.config_version > self.fleet_config.version && !self.pulling {
+                if ack.config > self.fleet_config.id && !self.pulling {
                     self.pulling = true;
-                    let have = self.fleet_config.version;
+                    let have = self.fleet_config.id;
                     let pull = Message::ConfigPull(ConfigPull { have });
                     self.actions.push_back(AgentAction::Send(pull));
                 }
             }
             (State::Online { .. }, Message::ConfigPush(push)) => {
                 self.pulling = false;
-                if push.version > self.fleet_config.version {
+                if push.id > self.fleet_config.id {
                     self.fleet_config = *push;
-                    emit(CommandEvent::ConfigApplied {
-                        version: self.fleet_config.version,
-                    });
+                    let ConfigId { version, term } = self.fleet_config.id;
+                    emit(CommandEvent::ConfigApplied { version, term });
                 }
-                let version = self.fleet_config.version;
-                let ack = Message::ConfigAck(ConfigAck { version });
+                let id = self.fleet_config.id;
+                let ack = Message::ConfigAck(ConfigAck { id });
                 self.actions.push_back(AgentAction::Send(ack));
             }
             (State::Registering { .. } | State::Online { .. }, _) => {
@@ -741,7 +741,7 @@ mod tests {
                 now,
                 Message::HeartbeatAck(crate::wire::HeartbeatAck {
                     seq: second,
-                    config_version: 0,
+                    config: ConfigId::default(),
                 }),
             );
         }
@@ -992,16 +992,16 @@ mod tests {
         // Pushed before the agent registered: it pulls it after its first heartbeat.
         assert_eq!(master.push_config(values("debug")), Ok(1));
         let now = run_pair(&mut agent, &mut master, t0, t0 + Duration::from_secs(3));
-        assert_eq!(agent.fleet_config().version, 1);
+        assert_eq!(agent.fleet_config().id.version, 1);
         assert_eq!(agent.fleet_config().values, values("debug"));
         // Pushed while it is online: it applies it at once and acknowledges it.
         assert_eq!(master.push_config(values("info")), Ok(2));
         run_pair(&mut agent, &mut master, now, now + Duration::from_secs(1));
         assert_eq!(agent.fleet_config().values, values("info"));
-        let acked: Vec<u64> = master.nodes().map(|(_, e)| e.config_version).collect();
+        let acked: Vec<u64> = master.nodes().map(|(_, e)| e.config.version).collect();
         assert_eq!(acked, [2]);
         // The config is part of what a restart finds and what a successor takes over.
-        assert_eq!(master.durable().handover.config.version, 2);
+        assert_eq!(master.durable().handover.config.id.version, 2);
         let mut follower = Registry::new(MasterConfig {
             name: "master-9".into(),
             heartbeat_interval: Duration::from_secs(1),
@@ -1011,11 +1011,50 @@ mod tests {
             leader: Some("master-1".into()),
         });
         follower.handle_handover("master-1", master.handover().unwrap());
-        assert_eq!(follower.config_version(), 2);
+        assert_eq!(follower.config_id().version, 2);
         assert_eq!(
             follower.push_config(values("x")),
             Err(SubmitError::NotLeader)
         );
+    }
+
+    #[test]
+    fn a_newer_leaders_config_wins_over_what_a_deposed_leader_pushed_meanwhile() {
+        let t0 = Instant::now();
+        let values = |v: &str| BTreeMap::from([("level".to_string(), v.to_string())]);
+        let mut old = master("master-1");
+        old.observe_term(1);
+        old.push_config(values("a")).unwrap();
+        let mut new = master("master-2");
+        new.handle_leadership(Leadership::Follower {
+            leader: Some("master-1".into()),
+        });
+        new.handle_handover("master-1", old.handover().unwrap());
+        // master-2 is elected in term 2; master-1, cut off, does not know yet and pushes
+        // twice, reaching a version number master-2 never sees.
+        new.observe_term(2);
+        new.handle_leadership(Leadership::Leader);
+        old.push_config(values("stale")).unwrap();
+        old.push_config(values("staler")).unwrap();
+        assert_eq!(new.push_config(values("fresh")), Ok(2));
+        assert!(
+            new.config_id() > old.config_id(),
+            "term first: (2, 2) > (1, 3)"
+        );
+        // An agent that took the deposed leader's config moves to the new leader's.
+        let mut agent = connector(BackoffPolicy::default(), t0);
+        let now = run_pair(&mut agent, &mut old, t0, t0 + Duration::from_secs(3));
+        assert_eq!(agent.fleet_config().values, values("staler"));
+        agent.handle_disconnected(now, DisconnectReason::Closed);
+        while agent.poll_action().is_some() {}
+        run_pair(&mut agent, &mut new, now, now + Duration::from_secs(5));
+        assert_eq!(agent.fleet_config().values, values("fresh"));
+        // And the deposed leader, once it follows, takes it too.
+        old.handle_leadership(Leadership::Follower {
+            leader: Some("master-2".into()),
+        });
+        old.handle_handover("master-2", new.handover().unwrap());
+        assert_eq!(old.config_id(), new.config_id());
     }
 
     #[test]

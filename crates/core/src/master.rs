@@ -5,8 +5,8 @@
 use crate::command::{Command, Outbox, Pending, Received};
 use crate::timeline::{emit, CommandEvent, MasterEvent};
 use crate::wire::{
-    payload_len, ConfigPush, HeartbeatAck, Message, NodeStatus, Redirect, Register, RegisterAck,
-    MAX_FRAME_DEFAULT,
+    payload_len, ConfigId, ConfigPush, HeartbeatAck, Message, NodeStatus, Redirect, Register,
+    RegisterAck, MAX_FRAME_DEFAULT,
 };
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, VecDeque};
@@ -69,8 +69,8 @@ pub struct NodeEntry {
     pub status: NodeStatus,
     /// The metrics of its latest heartbeat.
     pub metrics: BTreeMap<String, f64>,
-    /// The config version the agent last acknowledged.
-    pub config_version: u64,
+    /// The config the agent last acknowledged.
+    pub config: ConfigId,
     pub last_heard: Instant,
 }
 
@@ -166,6 +166,8 @@ pub struct Registry {
     outbox: Outbox,
     /// The config agents are brought to.
     fleet_config: ConfigPush,
+    /// The highest term this master has been told of; it stamps the configs it pushes.
+    term: u64,
     /// Commands this master had when it stopped leading, until the next leader's handover says
     /// which it took over; the rest are reported lost then.
     unconfirmed: Vec<Pending>,
@@ -215,6 +217,7 @@ impl Registry {
             next_sweep: None,
             outbox,
             fleet_config: ConfigPush::default(),
+            term: 0,
             unconfirmed: Vec::new(),
             changes: 0,
             handover_seq: 0,
@@ -292,7 +295,7 @@ impl Registry {
         }
         let same = self.unconfirmed.is_empty()
             && self.outbox.same_contents(&handover.outbox)
-            && self.fleet_config.version >= handover.config.version;
+            && self.fleet_config.id >= handover.config.id;
         if same {
             return;
         }
@@ -305,7 +308,7 @@ impl Registry {
             }
         }
         self.outbox.replace_contents(&handover.outbox);
-        if handover.config.version > self.fleet_config.version {
+        if handover.config.id > self.fleet_config.id {
             self.fleet_config = handover.config;
         }
         self.changes += 1;
@@ -317,10 +320,11 @@ impl Registry {
         if self.leadership != Leadership::Leader {
             return Err(SubmitError::NotLeader);
         }
-        let push = ConfigPush {
-            version: self.fleet_config.version + 1,
-            values,
+        let id = ConfigId {
+            term: self.term.max(self.fleet_config.id.term),
+            version: self.fleet_config.id.version + 1,
         };
+        let push = ConfigPush { id, values };
         let len = payload_len(&Message::ConfigPush(Box::new(push.clone())));
         if len > MAX_FRAME_DEFAULT {
             let max = MAX_FRAME_DEFAULT;
@@ -331,7 +335,8 @@ impl Registry {
         self.handover_seq += 1;
         let sessions: Vec<SessionId> = self.sessions.keys().copied().collect();
         emit(CommandEvent::ConfigPushed {
-            version: self.fleet_config.version,
+            version: id.version,
+            term: id.term,
             agents: sessions.len() as u64,
         });
         for session in sessions {
@@ -340,12 +345,18 @@ impl Registry {
                 Message::ConfigPush(Box::new(self.fleet_config.clone())),
             );
         }
-        Ok(self.fleet_config.version)
+        Ok(id.version)
     }
 
-    /// The current config version.
-    pub fn config_version(&self) -> u64 {
-        self.fleet_config.version
+    /// The current config.
+    pub fn config_id(&self) -> ConfigId {
+        self.fleet_config.id
+    }
+
+    /// The cluster's term as this master last saw it (a raft term, a lease's fencing token):
+    /// the configs it pushes carry it.
+    pub fn observe_term(&mut self, term: u64) {
+        self.term = self.term.max(term);
     }
 
     /// Accepts a command for `agent` and sends it now if the agent has a session; otherwise
@@ -474,7 +485,7 @@ impl Registry {
                 }
             },
             Message::Heartbeat(heartbeat) => {
-                let config_version = self.fleet_config.version;
+                let config = self.fleet_config.id;
                 let Some(entry) = self.entry_for(session) else {
                     return self.close(session, "heartbeat before register");
                 };
@@ -494,7 +505,7 @@ impl Registry {
                     session,
                     Message::HeartbeatAck(HeartbeatAck {
                         seq: heartbeat.seq,
-                        config_version,
+                        config,
                     }),
                 );
             }
@@ -527,7 +538,7 @@ impl Registry {
                 if self.entry_for(session).is_none() {
                     return self.close(session, "config pull before register");
                 }
-                if pull.have < self.fleet_config.version {
+                if pull.have < self.fleet_config.id {
                     self.send(
                         session,
                         Message::ConfigPush(Box::new(self.fleet_config.clone())),
@@ -538,7 +549,7 @@ impl Registry {
                 let Some(entry) = self.entry_for(session) else {
                     return self.close(session, "config ack before register");
                 };
-                entry.config_version = entry.config_version.max(ack.version);
+                entry.config = entry.config.max(ack.id);
             }
             Message::RegisterAck(_)
             | Message::HeartbeatAck(_)
@@ -595,7 +606,7 @@ impl Registry {
                     liveness: Liveness::Online,
                     status: NodeStatus::Online,
                     metrics: BTreeMap::new(),
-                    config_version: 0,
+                    config: ConfigId::default(),
                     last_heard: now,
                 });
                 (slot, None)
@@ -816,7 +827,7 @@ mod tests {
                 MasterAction::Send {
                     message: Message::HeartbeatAck(ack),
                     ..
-                } => Some(ack.config_version),
+                } => Some(ack.config.version),
                 _ => None,
             })
             .collect();

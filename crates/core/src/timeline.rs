@@ -339,14 +339,16 @@ pub enum CommandEvent {
     CommandsAdopted {
         count: u64,
     },
-    /// The leader has a new config version and sends it to the `agents` it serves.
+    /// The leader, in `term`, has a new config version and sends it to the `agents` it serves.
     ConfigPushed {
         version: u64,
+        term: u64,
         agents: u64,
     },
-    /// The agent applied a config version.
+    /// The agent applied a config: `version`, pushed by the leader of `term`.
     ConfigApplied {
         version: u64,
+        term: u64,
     },
     /// The agent's status changed (`online`, `degraded` or `busy`).
     StatusChanged {
@@ -569,10 +571,15 @@ mod tests {
             .into(),
             CommandEvent::ConfigPushed {
                 version: 2,
+                term: 3,
                 agents: 5,
             }
             .into(),
-            CommandEvent::ConfigApplied { version: 2 }.into(),
+            CommandEvent::ConfigApplied {
+                version: 2,
+                term: 3,
+            }
+            .into(),
             CommandEvent::StatusChanged { status: s("busy") }.into(),
         ]
     }

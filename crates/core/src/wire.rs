@@ -107,27 +107,37 @@ pub struct Heartbeat {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct HeartbeatAck {
     pub seq: u64,
-    /// The master's current config version: an agent behind it pulls the newest.
-    pub config_version: u64,
+    /// The master's current config: an agent behind it pulls the newest.
+    pub config: ConfigId,
 }
 
-/// A versioned config: a map of key to value. Version 0 is the empty config every agent
-/// starts with.
+/// Which config: the term of the leader that pushed it, then its version. Ordered by term
+/// first, so a newer leader's config wins over anything a deposed leader pushed while it did
+/// not yet know, whatever its version. `{0, 0}` is the empty config every agent starts with.
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
+pub struct ConfigId {
+    pub term: u64,
+    pub version: u64,
+}
+
+/// A versioned config: a map of key to value.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ConfigPush {
-    pub version: u64,
+    pub id: ConfigId,
     pub values: BTreeMap<String, String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ConfigPull {
-    /// The version the agent has.
-    pub have: u64,
+    /// The config the agent has.
+    pub have: ConfigId,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ConfigAck {
-    pub version: u64,
+    pub id: ConfigId,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -567,6 +567,7 @@ impl<R: RngCore> ClusterLoop<R> {
         status.closed = self.closed;
         let next_periodic = self.update_handle(events, &status);
         let leadership = leadership(status.role, status.leader.as_deref());
+        self.master.observe_term(status.term);
         self.master.set_leadership(leadership);
         self.hand_over();
         next_periodic

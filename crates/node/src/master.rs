@@ -148,6 +148,12 @@ impl MasterState {
         }
     }
 
+    /// Tells the registry the cluster's term (a raft term, a lease's fencing token): the
+    /// configs it pushes carry it.
+    pub fn observe_term(&self, term: u64) {
+        self.lock().registry.observe_term(term);
+    }
+
     /// Reads the registry.
     pub fn with_registry<T>(&self, f: impl FnOnce(&Registry) -> T) -> T {
         f(&self.lock().registry)

@@ -5,6 +5,7 @@
 use crate::history::{Entry, Happening};
 use crate::scenario::selector::Topology;
 use fleet_core::timeline::{CommandEvent, Event};
+use fleet_core::wire::ConfigId;
 use std::collections::BTreeMap;
 
 /// One command's story.
@@ -33,10 +34,10 @@ pub struct CommandHistory {
     pub strangers: Vec<(u64, String, String)>,
     /// Copies an agent answered from memory.
     pub duplicates: u64,
-    /// `(t_ms, version)` of each push.
-    pub pushes: Vec<(u64, u64)>,
-    /// Per agent: `(t_ms, incarnation, version)` of each config applied.
-    pub applied: BTreeMap<String, Vec<(u64, u32, u64)>>,
+    /// `(t_ms, config)` of each push.
+    pub pushes: Vec<(u64, ConfigId)>,
+    /// Per agent: `(t_ms, incarnation, config)` of each config applied.
+    pub applied: BTreeMap<String, Vec<(u64, u32, ConfigId)>>,
     /// Per agent: `(t_ms, status)` of each change; every agent starts `online`.
     pub statuses: BTreeMap<String, Vec<(u64, String)>>,
 }
@@ -113,10 +114,20 @@ impl CommandHistory {
                     }
                 }
                 CommandEvent::CommandsAdopted { .. } => {}
-                CommandEvent::ConfigPushed { version, .. } => history.pushes.push((t, *version)),
-                CommandEvent::ConfigApplied { version } => {
+                CommandEvent::ConfigPushed { version, term, .. } => {
+                    let id = ConfigId {
+                        term: *term,
+                        version: *version,
+                    };
+                    history.pushes.push((t, id));
+                }
+                CommandEvent::ConfigApplied { version, term } => {
+                    let id = ConfigId {
+                        term: *term,
+                        version: *version,
+                    };
                     let applied = history.applied.entry(node).or_default();
-                    applied.push((t, incarnation, *version));
+                    applied.push((t, incarnation, id));
                 }
                 CommandEvent::StatusChanged { status } => {
                     let statuses = history.statuses.entry(node).or_default();
@@ -134,8 +145,8 @@ impl CommandHistory {
             .map_or("online", |(_, status)| status.as_str())
     }
 
-    /// The highest version pushed, if any was.
-    pub fn last_version(&self) -> Option<u64> {
-        self.pushes.iter().map(|(_, version)| *version).max()
+    /// The newest config pushed, if any was.
+    pub fn last_push(&self) -> Option<(u64, ConfigId)> {
+        self.pushes.iter().copied().max_by_key(|(_, id)| *id)
     }
 }

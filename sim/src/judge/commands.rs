@@ -23,6 +23,7 @@ use crate::judge::{ms, Check, CheckSpec, Evidence};
 use crate::scenario::duration::parse_duration;
 use crate::scenario::selector::Selector;
 use fleet_core::fmt_duration as show;
+use fleet_core::wire::ConfigId;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -193,12 +194,18 @@ impl Check for ConfigConverged {
 
     fn judge(&self, evidence: &Evidence) -> (bool, String) {
         let history = &evidence.commands;
-        let Some(version) = self.version.or(history.last_version()) else {
-            return (false, "no config was pushed".into());
+        // The first push of `version` or later, or the newest config pushed.
+        let target = match self.version {
+            Some(version) => (history.pushes.iter().copied()).find(|(_, id)| id.version >= version),
+            None => history.last_push(),
         };
-        let Some(&(pushed, _)) = history.pushes.iter().find(|(_, v)| *v >= version) else {
-            return (false, format!("version {version} was never pushed"));
+        let Some((pushed, id)) = target else {
+            let version = self
+                .version
+                .map_or(String::new(), |v| format!(" version {v}"));
+            return (false, format!("no config{version} was pushed"));
         };
+        let version = id.version;
         let mut slowest = 0;
         for agent in self.agents.nodes() {
             // Offline at the push: the clock starts when it is back.
@@ -213,9 +220,9 @@ impl Check for ConfigConverged {
                 );
             };
             let applied = (history.applied.get(agent).into_iter().flatten())
-                .find(|(t, _, v)| *v >= version && *t >= pushed);
+                .find(|(t, _, applied)| *applied >= id && *t >= pushed);
             let had = (history.applied.get(agent).into_iter().flatten())
-                .any(|(t, _, v)| *v >= version && *t < pushed);
+                .any(|(t, _, applied)| *applied >= id && *t < pushed);
             let took = match applied {
                 Some((t, _, _)) => t.saturating_sub(start),
                 None if had => 0,
@@ -362,16 +369,19 @@ pub fn no_result_without_command(history: &CommandHistory) -> Result<String, Str
     ))
 }
 
-/// Each agent process applies ever newer config versions.
+/// `version 3 (term 2)`.
+fn show_id(id: ConfigId) -> String {
+    format!("version {} (term {})", id.version, id.term)
+}
+
+/// Each agent process applies ever newer configs: by term, then version.
 pub fn config_versions_monotonic(history: &CommandHistory) -> Result<String, String> {
     for (agent, applied) in &history.applied {
         for pair in applied.windows(2) {
             let ((_, inc_a, a), (t, inc_b, b)) = (pair[0], pair[1]);
             if inc_a == inc_b && b <= a {
-                return Err(format!(
-                    "{agent} applied version {b} at {} after version {a}",
-                    fmt_time(t)
-                ));
+                let (a, b) = (show_id(a), show_id(b));
+                return Err(format!("{agent} applied {b} at {} after {a}", fmt_time(t)));
             }
         }
     }
@@ -533,18 +543,20 @@ mod tests {
 
     #[test]
     fn an_agent_never_applies_an_older_config_in_one_process() {
-        let applied = |t, version| entry(t, "agent-1", C::ConfigApplied { version });
-        let back = [applied(1, 2), applied(2, 1)];
+        let applied = |t, term, version| entry(t, "agent-1", C::ConfigApplied { version, term });
+        let back = [applied(1, 1, 2), applied(2, 1, 1)];
         let error = config_versions_monotonic(&history(&back)).unwrap_err();
         assert!(
-            error.contains("version 1 at 0:00:00.002 after version 2"),
+            error.contains("version 1 (term 1) at 0:00:00.002 after version 2 (term 1)"),
             "{error}"
         );
+        let newer_term = [applied(1, 1, 3), applied(2, 2, 2)];
+        assert!(config_versions_monotonic(&history(&newer_term)).is_ok());
         let restart = FaultEvent::Restart {
             target: s("agent-1"),
             nodes: None,
         };
-        let again = [applied(1, 2), fault(2, restart), applied(3, 2)];
+        let again = [applied(1, 1, 2), fault(2, restart), applied(3, 1, 2)];
         assert!(config_versions_monotonic(&history(&again)).is_ok());
     }
 

@@ -12,7 +12,7 @@ use crate::scenario::source::Source;
 use crate::scenario::ScenarioError;
 use fleet_core::command::{Command, ExecutorConfig};
 use fleet_core::fmt_duration;
-use fleet_core::wire::{payload_len, ConfigPush, Message, MAX_FRAME_DEFAULT};
+use fleet_core::wire::{payload_len, ConfigId, ConfigPush, Message, MAX_FRAME_DEFAULT};
 use serde::Deserialize;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -239,7 +239,10 @@ pub(crate) fn check_config(
     let at = check_at(&raw.at, "a config", duration, source)?;
     let values = texts(&raw.values, source)?;
     let push = ConfigPush {
-        version: u64::MAX,
+        id: ConfigId {
+            term: u64::MAX,
+            version: u64::MAX,
+        },
         values: values.clone(),
     };
     let len = payload_len(&Message::ConfigPush(Box::new(push)));
