@@ -514,7 +514,7 @@ impl<R: RngCore> Connector<R> {
 mod tests {
     use super::*;
     use crate::backoff::{Strategy, WhenExhausted};
-    use crate::command::{Command, Outcome};
+    use crate::command::{Command, Outcome, Pending};
     use crate::master::{Leadership, MasterAction, MasterConfig, Registry, SubmitError};
     use crate::wire::{BuildInfo, RegisterAck, MAX_FRAME_DEFAULT};
     use rand::SeedableRng;
@@ -936,7 +936,7 @@ mod tests {
     }
 
     #[test]
-    fn a_leader_that_steps_down_keeps_its_commands_until_the_next_leader_answers_for_them() {
+    fn a_leader_that_steps_down_returns_what_the_next_leader_lacks_until_it_holds_it() {
         let mut old = master("master-2");
         let no_args = BTreeMap::new;
         let second = Duration::from_secs(1);
@@ -956,18 +956,109 @@ mod tests {
         next.handle_leadership(Leadership::Leader);
         old.handle_handover("master-3", next.handover().unwrap());
         assert_eq!(old.durable().unconfirmed.len(), 2);
-        // Once it follows master-3, the handover settles it: `handed` went on, `stranded`
-        // is reported lost.
+        // Once it follows master-3, the handover settles `handed` (master-3 has it) and
+        // `stranded` goes back to master-3, which takes it over.
         old.handle_leadership(Leadership::Follower {
             leader: Some("master-3".into()),
         });
-        old.handle_handover("master-3", next.handover().unwrap());
-        assert!(old.durable().unconfirmed.is_empty());
-        let pending: Vec<String> = (next.durable().handover.outbox.pending_commands())
-            .map(|pending| pending.command.request_id.clone())
+        let returned = old.handle_handover("master-3", next.handover().unwrap());
+        let ids = |pending: &[Pending]| -> Vec<String> {
+            pending
+                .iter()
+                .map(|p| p.command.request_id.clone())
+                .collect()
+        };
+        assert_eq!(ids(&returned), std::slice::from_ref(&stranded));
+        assert_eq!(
+            old.durable().unconfirmed.len(),
+            1,
+            "until master-3 holds it"
+        );
+        next.handle_hand_back("master-2", returned);
+        let pending: Vec<Pending> = (next.durable().handover.outbox.pending_commands())
+            .cloned()
             .collect();
-        assert_eq!(pending, [handed]);
-        assert_ne!(stranded, pending[0]);
+        assert_eq!(ids(&pending), [handed, stranded]);
+        let returned = old.handle_handover("master-3", next.handover().unwrap());
+        assert!(returned.is_empty() && old.durable().unconfirmed.is_empty());
+    }
+
+    #[test]
+    fn a_leader_with_a_full_outbox_reports_a_returned_command_lost_once() {
+        let second = Duration::from_secs(1);
+        let mut old = master("master-1");
+        let stranded = old
+            .submit("agent-1", "echo", BTreeMap::new(), second)
+            .unwrap();
+        old.handle_leadership(Leadership::Follower {
+            leader: Some("master-2".into()),
+        });
+        let mut next = master("master-2");
+        let blob = BTreeMap::from([("blob".to_string(), "x".repeat(60_000))]);
+        while next.submit("agent-2", "echo", blob.clone(), second).is_ok() {}
+        let returned = old.handle_handover("master-2", next.handover().unwrap());
+        next.handle_hand_back("master-1", returned);
+        assert!(!next
+            .durable()
+            .handover
+            .outbox
+            .pending_commands()
+            .any(|p| p.command.request_id == stranded));
+        let returned = old.handle_handover("master-2", next.handover().unwrap());
+        assert!(
+            returned.is_empty(),
+            "settled: reported lost by master-2, not returned again"
+        );
+    }
+
+    #[test]
+    fn after_a_restart_only_a_master_that_led_accounts_for_its_commands() {
+        let second = Duration::from_secs(1);
+        let mut leader = master("master-1");
+        leader.observe_term(3);
+        leader
+            .submit("agent-1", "echo", BTreeMap::new(), second)
+            .unwrap();
+        let mut follower = master("master-2");
+        follower.handle_leadership(Leadership::Follower {
+            leader: Some("master-1".into()),
+        });
+        follower.observe_term(3);
+        follower.handle_handover("master-1", leader.handover().unwrap());
+        // Both crash and come back from their disks, then learn they do not lead.
+        let reboot = |was: &Registry, name: &str| {
+            let mut again = master(name);
+            again.restore(was.durable());
+            again.handle_leadership(Leadership::Follower { leader: None });
+            again.durable().unconfirmed.len()
+        };
+        assert_eq!(reboot(&leader, "master-1"), 1, "its own, to account for");
+        assert_eq!(reboot(&follower, "master-2"), 0, "a copy of its leader's");
+    }
+
+    #[test]
+    fn a_handover_from_an_older_term_settles_nothing() {
+        let second = Duration::from_secs(1);
+        let mut old = master("master-1");
+        old.observe_term(4);
+        old.submit("agent-1", "echo", BTreeMap::new(), second)
+            .unwrap();
+        old.handle_leadership(Leadership::Follower {
+            leader: Some("master-2".into()),
+        });
+        old.observe_term(5);
+        // master-2's handover from when it led in term 3, held on a cut link until now.
+        let mut stale = master("master-2");
+        stale.observe_term(3);
+        old.handle_handover("master-2", stale.handover().unwrap());
+        assert_eq!(
+            old.durable().unconfirmed.len(),
+            1,
+            "not reported lost on old news"
+        );
+        stale.observe_term(5);
+        let returned = old.handle_handover("master-2", stale.handover().unwrap());
+        assert_eq!(returned.len(), 1, "returned to the current leader");
     }
 
     #[test]
@@ -1055,6 +1146,27 @@ mod tests {
         });
         old.handle_handover("master-2", new.handover().unwrap());
         assert_eq!(old.config_id(), new.config_id());
+    }
+
+    #[test]
+    fn a_master_holds_a_bounded_outbox_so_a_handover_always_fits() {
+        let mut master = master("master-1");
+        let blob = BTreeMap::from([("blob".to_string(), "x".repeat(60_000))]);
+        let second = Duration::from_secs(1);
+        let mut accepted = 0;
+        let refused = loop {
+            match master.submit("agent-1", "echo", blob.clone(), second) {
+                Ok(_) => accepted += 1,
+                Err(error) => break error,
+            }
+        };
+        assert!(
+            matches!(refused, SubmitError::OutboxFull { .. }),
+            "{refused}"
+        );
+        assert!((30..40).contains(&accepted), "{accepted} accepted");
+        let handover = serde_json::to_vec(&master.handover().unwrap()).unwrap();
+        assert!(handover.len() < 4 << 20, "{} bytes", handover.len());
     }
 
     #[test]

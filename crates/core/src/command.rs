@@ -391,7 +391,7 @@ pub enum Received {
 }
 
 /// The master's side: pending commands by id, handed out again on every registration.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct Outbox {
     master: String,
     /// The number in this master's next request id.
@@ -401,6 +401,36 @@ pub struct Outbox {
     pending: BTreeMap<String, Pending>,
     /// Ids whose result arrived, oldest first, bounded like the agent's memory.
     done: VecDeque<String>,
+    /// About how many bytes the pending commands take ([`Pending::size`]), kept under
+    /// [`OUTBOX_BUDGET`] so a handover always fits a frame between masters.
+    #[serde(skip)]
+    pending_bytes: usize,
+}
+
+/// Equal when they hold the same; the byte count is derived from what they hold.
+impl PartialEq for Outbox {
+    fn eq(&self, other: &Outbox) -> bool {
+        (self.master == other.master)
+            && (self.next, self.next_order) == (other.next, other.next_order)
+            && self.same_contents(other)
+    }
+}
+
+impl Eq for Outbox {}
+
+/// How many bytes of pending commands a master holds at most; past it, it refuses new ones.
+/// A handover (every pending command) must fit a 4 MiB frame between masters.
+pub const OUTBOX_BUDGET: usize = 2 << 20;
+
+impl Pending {
+    /// About how many bytes it takes on the wire: its strings plus a fixed allowance.
+    pub fn size(&self) -> usize {
+        let command = &self.command;
+        let args: usize = (command.args.iter())
+            .map(|(k, v)| k.len() + v.len() + 16)
+            .sum();
+        self.agent.len() + command.request_id.len() + command.name.len() + args + 64
+    }
 }
 
 /// How many completed ids the master keeps to recognise duplicate results.
@@ -436,6 +466,7 @@ impl Outbox {
             order: self.next_order,
         };
         self.next_order += 1;
+        self.pending_bytes += pending.size();
         self.pending.insert(command.request_id.clone(), pending);
         command
     }
@@ -452,6 +483,7 @@ impl Outbox {
     /// A result arrives.
     pub fn receive(&mut self, result: &CommandResult) -> Received {
         if let Some(pending) = self.pending.remove(&result.request_id) {
+            self.pending_bytes -= pending.size();
             self.done.push_back(result.request_id.clone());
             if self.done.len() > DONE_KEPT {
                 self.done.pop_front();
@@ -469,7 +501,19 @@ impl Outbox {
 
     /// Withdraws a command just accepted (one that could never be sent).
     pub fn withdraw(&mut self, request_id: &str) {
-        self.pending.remove(request_id);
+        if let Some(pending) = self.pending.remove(request_id) {
+            self.pending_bytes -= pending.size();
+        }
+    }
+
+    /// About how many bytes the pending commands take.
+    pub fn pending_bytes(&self) -> usize {
+        self.pending_bytes
+    }
+
+    /// Counts [`pending_bytes`](Self::pending_bytes) afresh (after reading an outbox back).
+    pub fn recount(&mut self) {
+        self.pending_bytes = self.pending.values().map(Pending::size).sum();
     }
 
     /// Every pending command, by request id.
@@ -486,10 +530,21 @@ impl Outbox {
         self.pending.contains_key(request_id) || self.done.iter().any(|id| id == request_id)
     }
 
-    /// Puts a pending command back (one this master had given up and now leads again for).
+    /// Counts `request_id` as answered without a result (given up, and said so).
+    pub fn settle(&mut self, request_id: &str) {
+        self.withdraw(request_id);
+        self.done.push_back(request_id.to_string());
+        if self.done.len() > DONE_KEPT {
+            self.done.pop_front();
+        }
+    }
+
+    /// Puts a pending command back (one this master had given up and now leads again for, or
+    /// one another master returned).
     pub fn restore_pending(&mut self, pending: Pending) {
         if !self.knows(&pending.command.request_id) {
             self.next_order = self.next_order.max(pending.order + 1);
+            self.pending_bytes += pending.size();
             self.pending
                 .insert(pending.command.request_id.clone(), pending);
         }
@@ -505,6 +560,7 @@ impl Outbox {
         self.pending = other.pending.clone();
         self.done = other.done.clone();
         self.next_order = self.next_order.max(other.next_order);
+        self.recount();
     }
 }
 

@@ -2,7 +2,7 @@
 //! online. Sans-IO: the shell feeds it messages and timeouts with `now`, and pulls the frames to
 //! send and the sessions to close.
 
-use crate::command::{Command, Outbox, Pending, Received};
+use crate::command::{Command, Outbox, Pending, Received, OUTBOX_BUDGET};
 use crate::timeline::{emit, CommandEvent, MasterEvent};
 use crate::wire::{
     payload_len, ConfigId, ConfigPush, HeartbeatAck, Message, NodeStatus, Redirect, Register,
@@ -186,6 +186,8 @@ pub enum SubmitError {
     NotLeader,
     #[error("a {len}-byte command exceeds the frame limit of {max} bytes")]
     TooLarge { len: usize, max: usize },
+    #[error("{bytes} bytes of commands are waiting for their agents, the most a master holds ({budget}); try again when they are answered")]
+    OutboxFull { bytes: usize, budget: usize },
 }
 
 /// What a leader hands the other masters, so whichever leads next takes over its commands and
@@ -194,6 +196,10 @@ pub enum SubmitError {
 pub struct Handover {
     pub outbox: Outbox,
     pub config: ConfigPush,
+    /// The leader's term when it sent this: a follower that knows a newer term ignores it (a
+    /// handover held on a cut link can arrive long after its leader was deposed).
+    #[serde(default)]
+    pub term: u64,
 }
 
 /// What a master keeps on its disk: a restart finds its commands, its config, and what it
@@ -202,6 +208,10 @@ pub struct Handover {
 pub struct Durable {
     pub handover: Handover,
     pub unconfirmed: Vec<Pending>,
+    /// It led when it wrote this: its pending commands were its own to deliver, and a restart
+    /// must account for them. A follower's are a copy of its leader's.
+    #[serde(default)]
+    pub leading: bool,
 }
 
 impl Registry {
@@ -228,8 +238,15 @@ impl Registry {
     pub fn restore(&mut self, durable: Durable) {
         // The outbox's numbering comes back too, so ids accepted before the crash never repeat.
         self.outbox = durable.handover.outbox;
+        self.outbox.recount();
         self.fleet_config = durable.handover.config;
+        self.term = self.term.max(durable.handover.term);
         self.unconfirmed = durable.unconfirmed;
+        if !durable.leading {
+            // It followed when it went down: what it holds is its leader's copy, nothing it
+            // must account for when it first learns it does not lead.
+            self.leadership = Leadership::Follower { leader: None };
+        }
     }
 
     /// What this master keeps on disk, as JSON that reads back as a [`Durable`], written
@@ -239,18 +256,22 @@ impl Registry {
         struct HandoverRef<'a> {
             outbox: &'a Outbox,
             config: &'a ConfigPush,
+            term: u64,
         }
         #[derive(Serialize)]
         struct DurableRef<'a> {
             handover: HandoverRef<'a>,
             unconfirmed: &'a [Pending],
+            leading: bool,
         }
         let durable = DurableRef {
             handover: HandoverRef {
                 outbox: &self.outbox,
                 config: &self.fleet_config,
+                term: self.term,
             },
             unconfirmed: &self.unconfirmed,
+            leading: self.leadership == Leadership::Leader,
         };
         serde_json::to_vec(&durable).expect("a registry serializes")
     }
@@ -261,8 +282,10 @@ impl Registry {
             handover: Handover {
                 outbox: self.outbox.clone(),
                 config: self.fleet_config.clone(),
+                term: self.term,
             },
             unconfirmed: self.unconfirmed.clone(),
+            leading: self.leadership == Leadership::Leader,
         }
     }
 
@@ -282,36 +305,86 @@ impl Registry {
         (self.leadership == Leadership::Leader).then(|| Handover {
             outbox: self.outbox.clone(),
             config: self.fleet_config.clone(),
+            term: self.term,
         })
     }
 
     /// The leader `from` handed over its commands and config. A follower of `from` keeps them
-    /// for when it leads, and reports lost whatever it gave up leading with that `from` does not
-    /// hold: no master will send those again.
-    pub fn handle_handover(&mut self, from: &str, handover: Handover) {
+    /// for when it leads. Of what it gave up leading with, what `from` holds is settled; the
+    /// rest it returns, and keeps returning with each handover until `from` holds it too
+    /// ([`handle_hand_back`](Self::handle_hand_back)). Returns the commands to send back.
+    pub fn handle_handover(&mut self, from: &str, handover: Handover) -> Vec<Pending> {
         let follows = matches!(&self.leadership, Leadership::Follower { leader: Some(leader) } if leader == from);
-        if !follows {
-            return;
+        if !follows || handover.term < self.term {
+            return Vec::new();
         }
         let same = self.unconfirmed.is_empty()
             && self.outbox.same_contents(&handover.outbox)
             && self.fleet_config.id >= handover.config.id;
         if same {
-            return;
+            return Vec::new();
         }
-        for pending in std::mem::take(&mut self.unconfirmed) {
-            if !handover.outbox.knows(&pending.command.request_id) {
-                emit(CommandEvent::CommandLost {
-                    request_id: pending.command.request_id,
-                    reason: format!("the next leader, {from}, never had it"),
-                });
-            }
-        }
+        let before = self.unconfirmed.len();
+        (self.unconfirmed).retain(|pending| !handover.outbox.knows(&pending.command.request_id));
+        let settled = before != self.unconfirmed.len();
+        let contents_changed = !self.outbox.same_contents(&handover.outbox);
         self.outbox.replace_contents(&handover.outbox);
-        if handover.config.id > self.fleet_config.id {
+        let newer_config = handover.config.id > self.fleet_config.id;
+        if newer_config {
             self.fleet_config = handover.config;
         }
-        self.changes += 1;
+        if settled || contents_changed || newer_config {
+            self.changes += 1;
+        }
+        self.unconfirmed.clone()
+    }
+
+    /// A master that gave up leading returns commands the leader does not hold: the leader
+    /// takes them over and sends them, so a command accepted by a leader cut off from the
+    /// others still runs. One it cannot hold (its outbox is full) is reported lost, and
+    /// counted as answered so it is not returned again.
+    pub fn handle_hand_back(&mut self, from: &str, returned: Vec<Pending>) {
+        if self.leadership != Leadership::Leader {
+            return;
+        }
+        let mut adopted = Vec::new();
+        let mut refused = false;
+        for pending in returned {
+            let id = pending.command.request_id.clone();
+            if self.outbox.knows(&id) {
+                continue;
+            }
+            if self.outbox.pending_bytes() >= OUTBOX_BUDGET {
+                emit(CommandEvent::CommandLost {
+                    request_id: id.clone(),
+                    reason: format!("returned by {from} to a leader whose outbox is full"),
+                });
+                self.outbox.settle(&id);
+                refused = true;
+                continue;
+            }
+            adopted.push((pending.agent.clone(), pending.command.clone()));
+            self.outbox.restore_pending(pending);
+        }
+        if refused || !adopted.is_empty() {
+            // The master that returned them learns from the next handover, at once.
+            self.changes += 1;
+            self.handover_seq += 1;
+        }
+        if adopted.is_empty() {
+            return;
+        }
+        emit(CommandEvent::CommandsAdopted {
+            count: adopted.len() as u64,
+        });
+        for (agent, command) in adopted {
+            let session = (self.nodes.slot_of_agent(&agent))
+                .and_then(|slot| self.nodes.get_mut(slot))
+                .and_then(|entry| entry.session);
+            if let Some(session) = session {
+                self.send_command(session, &agent, command);
+            }
+        }
     }
 
     /// Raises the config to a new version with `values` and pushes it to every agent this
@@ -370,6 +443,10 @@ impl Registry {
     ) -> Result<String, SubmitError> {
         if self.leadership != Leadership::Leader {
             return Err(SubmitError::NotLeader);
+        }
+        let (bytes, budget) = (self.outbox.pending_bytes(), OUTBOX_BUDGET);
+        if bytes >= budget {
+            return Err(SubmitError::OutboxFull { bytes, budget });
         }
         let command = self.outbox.accept(agent, name, args, timeout);
         let request_id = command.request_id.clone();

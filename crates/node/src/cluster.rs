@@ -21,6 +21,7 @@ use fleet_core::cluster::single::SingleNode;
 use fleet_core::cluster::{
     dispatch, ClusterEvent, JobTracker, PeriodicTask, PeriodicTracker, Role, Status,
 };
+use fleet_core::command::Pending;
 use fleet_core::master::{Handover, Leadership};
 use fleet_core::resp::Value;
 use futures::{SinkExt, StreamExt};
@@ -66,6 +67,8 @@ pub enum PeerMessage {
     Call(CallMessage),
     /// The leader's commands and config, for whichever master leads next.
     Handover(Box<Handover>),
+    /// Commands a master gave up leading with that the leader's handover lacks.
+    HandBack(Vec<Pending>),
 }
 
 /// A handover carries every pending command: peers take larger frames than agents.
@@ -675,7 +678,13 @@ impl<R: RngCore> ClusterLoop<R> {
                     node.handle_message(now(), &from, message);
                 }
             }
-            PeerMessage::Handover(handover) => self.master.take_handover(&from, *handover),
+            PeerMessage::Handover(handover) => {
+                let returned = self.master.take_handover(&from, *handover);
+                if !returned.is_empty() {
+                    self.send(&from, PeerMessage::HandBack(returned));
+                }
+            }
+            PeerMessage::HandBack(returned) => self.master.take_hand_back(&from, returned),
             PeerMessage::Call(message) => {
                 self.handle.lock().calls.handle_message(&from, message);
                 self.handle.finished.notify_waiters();

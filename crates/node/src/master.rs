@@ -9,6 +9,7 @@
 use crate::clock::{now, sleep_until};
 use crate::codec::FrameCodec;
 use crate::disk::Disk;
+use fleet_core::command::Pending;
 use fleet_core::master::{
     Durable, Handover, Leadership, MasterAction, MasterConfig, Registry, SessionId, SubmitError,
 };
@@ -200,10 +201,19 @@ impl MasterState {
         self.lock().changed.clone()
     }
 
-    /// The leader `from` handed over its commands and config.
-    pub fn take_handover(&self, from: &str, handover: Handover) {
+    /// The leader `from` handed over its commands and config; returns what this master gave
+    /// up leading with and `from` does not hold, to send back to it.
+    pub fn take_handover(&self, from: &str, handover: Handover) -> Vec<Pending> {
         let mut shared = self.lock();
-        shared.registry.handle_handover(from, handover);
+        let returned = shared.registry.handle_handover(from, handover);
+        shared.dispatch(None, &mut Vec::new());
+        returned
+    }
+
+    /// Another master returned commands this leader does not hold: it takes them over.
+    pub fn take_hand_back(&self, from: &str, returned: Vec<Pending>) {
+        let mut shared = self.lock();
+        shared.registry.handle_hand_back(from, returned);
         shared.dispatch(None, &mut Vec::new());
     }
 }

@@ -2,7 +2,7 @@
 //! who sent a command and when (every copy), which agent incarnation started and finished it,
 //! whether its result reached a master or it was reported lost.
 
-use crate::history::{Entry, Happening};
+use crate::history::{Entry, FaultEvent, Happening};
 use crate::scenario::selector::Topology;
 use fleet_core::timeline::{CommandEvent, Event};
 use fleet_core::wire::ConfigId;
@@ -38,8 +38,12 @@ pub struct CommandHistory {
     pub pushes: Vec<(u64, ConfigId)>,
     /// Per agent: `(t_ms, incarnation, config)` of each config applied.
     pub applied: BTreeMap<String, Vec<(u64, u32, ConfigId)>>,
-    /// Per agent: `(t_ms, status)` of each change; every agent starts `online`.
+    /// Per agent: `(t_ms, status)` of each change, `down` while crashed; every agent starts
+    /// `online`.
     pub statuses: BTreeMap<String, Vec<(u64, String)>>,
+    /// Per node whose process a crash or restart ended: its last process's number and when
+    /// the one before it ended. Others are still in process 1, begun at 0.
+    pub processes: BTreeMap<String, (u32, u64)>,
 }
 
 impl CommandHistory {
@@ -51,11 +55,19 @@ impl CommandHistory {
             let event = match &entry.event {
                 Happening::Fault(fault) => {
                     for node in fault.processes_ended(topology).unwrap_or_default() {
-                        *incarnations.entry(node.clone()).or_insert(1) += 1;
-                        // A new process starts online, as the first one did.
-                        if let Some(statuses) = history.statuses.get_mut(&node) {
-                            statuses.push((entry.t_ms, "online".into()));
-                        }
+                        let incarnation = incarnations.entry(node.clone()).or_insert(1);
+                        *incarnation += 1;
+                        history
+                            .processes
+                            .insert(node.clone(), (*incarnation, entry.t_ms));
+                        // A crashed agent reports nothing (`down`); a restarted one starts
+                        // online, as the first process did.
+                        let status = match fault {
+                            FaultEvent::Crash { .. } => "down",
+                            _ => "online",
+                        };
+                        let statuses = history.statuses.entry(node.clone()).or_default();
+                        statuses.push((entry.t_ms, status.into()));
                     }
                     continue;
                 }
@@ -138,11 +150,16 @@ impl CommandHistory {
         history
     }
 
-    /// An agent's status at `t_ms`, as it last reported it.
+    /// An agent's status at `t_ms`, as it last reported it (`down` while crashed).
     pub fn status_at(&self, agent: &str, t_ms: u64) -> &str {
         (self.statuses.get(agent))
             .and_then(|changes| changes.iter().rev().find(|(t, _)| *t <= t_ms))
             .map_or("online", |(_, status)| status.as_str())
+    }
+
+    /// A node's last process: its number and when it began (0 for the first).
+    pub fn last_process(&self, node: &str) -> (u32, u64) {
+        self.processes.get(node).copied().unwrap_or((1, 0))
     }
 
     /// The newest config pushed, if any was.

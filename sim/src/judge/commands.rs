@@ -86,6 +86,12 @@ fn tally(history: &CommandHistory, within_ms: u64, allow_lost: bool) -> Tally {
                 let problem = format!("{id}: result {waited}ms after it was sent at {sent}");
                 tally.problems.push(problem);
             }
+            if let Some((t, master, reason)) = &story.lost {
+                let when = fmt_time(*t);
+                let problem =
+                    format!("{id} completed, yet {master} reported it lost at {when}: {reason}");
+                tally.problems.push(problem);
+            }
             let finishes = story.finished.len();
             let mut processes: Vec<u32> = story.finished.iter().map(|f| f.2).collect();
             processes.dedup();
@@ -208,41 +214,31 @@ impl Check for ConfigConverged {
         let version = id.version;
         let mut slowest = 0;
         for agent in self.agents.nodes() {
-            // Offline at the push: the clock starts when it is back.
-            let back = evidence.online.next_online(agent, pushed);
-            let Some(start) = back else {
-                return (
-                    false,
-                    format!(
-                        "{agent} was never online after the push at {}",
-                        fmt_time(pushed)
-                    ),
-                );
+            // Its last process is the one that must run the config: from the later of the
+            // push and that process's start, and from when it is back if it was offline then.
+            let (process, began) = history.last_process(agent);
+            let from = pushed.max(began);
+            let Some(start) = evidence.online.next_online(agent, from) else {
+                let since = fmt_time(from);
+                return (false, format!("{agent} was never online after {since}"));
             };
-            let applied = (history.applied.get(agent).into_iter().flatten())
-                .find(|(t, _, applied)| *applied >= id && *t >= pushed);
-            let had = (history.applied.get(agent).into_iter().flatten())
-                .any(|(t, _, applied)| *applied >= id && *t < pushed);
-            let took = match applied {
-                Some((t, _, _)) => t.saturating_sub(start),
-                None if had => 0,
+            let mine = (history.applied.get(agent).into_iter().flatten())
+                .filter(|(_, applied_by, applied)| *applied_by == process && *applied >= id);
+            let took = match mine.map(|(t, _, _)| *t).min() {
+                Some(t) => t.saturating_sub(start),
                 None => {
+                    let when = fmt_time(pushed);
                     return (
                         false,
-                        format!(
-                            "{agent} never applied version {version} (pushed at {})",
-                            fmt_time(pushed)
-                        ),
-                    )
+                        format!("{agent} never applied version {version} (pushed at {when})"),
+                    );
                 }
             };
             if took > ms(self.within) {
+                let since = fmt_time(start);
                 return (
                     false,
-                    format!(
-                        "{agent} applied version {version} {took}ms after {}",
-                        fmt_time(start)
-                    ),
+                    format!("{agent} applied version {version} {took}ms after {since}"),
                 );
             }
             slowest = slowest.max(took);
@@ -561,17 +557,21 @@ mod tests {
     }
 
     #[test]
-    fn an_agents_status_is_its_last_report_and_a_new_process_starts_online() {
+    fn an_agents_status_is_its_last_report_down_while_crashed_and_online_when_restarted() {
         let busy = entry(10, "agent-1", C::StatusChanged { status: s("busy") });
         let crash = FaultEvent::Crash {
             target: s("agent-1"),
             nodes: None,
         };
-        let history = history(&[busy, fault(20, crash)]);
+        let restart = FaultEvent::Restart {
+            target: s("agent-1"),
+            nodes: None,
+        };
+        let history = history(&[busy, fault(20, crash), fault(30, restart)]);
         let status = |t| history.status_at("agent-1", t).to_string();
         assert_eq!(
-            [status(5), status(15), status(25)],
-            ["online", "busy", "online"]
+            [status(5), status(15), status(25), status(35)],
+            ["online", "busy", "down", "online"]
         );
     }
 }

@@ -3,12 +3,11 @@
 //! while there is none. The call runs on that master's node, so what it emits is its own.
 
 use crate::history::captures::Captures;
-use crate::history::{FaultEvent, Timeline};
+use crate::history::{Entry, FaultEvent, Happening, Timeline, HARNESS};
 use crate::run::faults::{leader_now, Now};
 use crate::run::nodes::MasterSlot;
 use crate::scenario::commands::Operation;
 use crate::scenario::selector::{NodeKind, Topology};
-use fleet_core::timeline::Json;
 use fleet_node::MasterState;
 use madsim::runtime::Handle;
 use madsim::task::NodeId;
@@ -16,6 +15,7 @@ use madsim::time::TimeHandle;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -60,9 +60,9 @@ impl Commander {
         }
     }
 
-    /// Sends every operation at its moment; one still waiting for a leader at the end of the
-    /// run is recorded as never sent.
-    pub async fn run(mut self, operations: &[Operation], duration: Duration) {
+    /// Sends every operation at its moment, waiting for a leader as long as it takes; `sent`
+    /// counts those done, so the runner can record the rest as never sent when the run ends.
+    pub async fn run(mut self, operations: &[Operation], sent: Arc<AtomicUsize>) {
         for operation in operations {
             sleep_until(operation.at()).await;
             let mut left = self.targets(operation);
@@ -71,16 +71,9 @@ impl Commander {
                 if matches!(&left, Left::Done) {
                     break;
                 }
-                if TimeHandle::current().elapsed() >= duration {
-                    let event = FaultEvent::Unfired {
-                        fault: operation.to_string(),
-                        when: "a leader to accept it".into(),
-                    };
-                    tracing::info!(event = %Json(&event));
-                    break;
-                }
                 tokio::time::sleep(RETRY).await;
             }
+            sent.fetch_add(1, Ordering::Relaxed);
         }
     }
 
@@ -161,6 +154,28 @@ fn send(state: &MasterState, operation: &Operation, left: Left) -> Left {
             Err(_) => Left::Config,
         },
         (_, left) => left,
+    }
+}
+
+/// Records every operation from `sent` on as unfired: the run ended before a leader took it
+/// (or before its moment came), which fails the run.
+pub fn record_unsent(
+    timeline: &Mutex<Timeline>,
+    operations: &[Operation],
+    sent: usize,
+    end: Duration,
+) {
+    let mut timeline = timeline.lock().unwrap_or_else(|p| p.into_inner());
+    for operation in operations.iter().skip(sent) {
+        let event = FaultEvent::Unfired {
+            fault: operation.to_string(),
+            when: "a leader to accept it".into(),
+        };
+        timeline.entries.push(Entry {
+            t_ms: end.as_millis() as u64,
+            node: HARNESS.to_string(),
+            event: Happening::Fault(event),
+        });
     }
 }
 

@@ -27,6 +27,7 @@ mod runner {
     use madsim::task::NodeId;
     use madsim::time::TimeHandle;
     use std::collections::BTreeMap;
+    use std::sync::atomic::{AtomicUsize, Ordering};
     use std::sync::Arc;
     use std::time::Duration;
     use tracing_subscriber::layer::SubscriberExt;
@@ -81,17 +82,21 @@ mod runner {
         );
         let (faults, duration) = (scenario.faults.clone(), scenario.duration);
         let operations = scenario.operations.clone();
+        let sent = Arc::new(AtomicUsize::new(0));
+        let counted = sent.clone();
         let wall_start = std::time::Instant::now();
         tracing::subscriber::with_default(subscriber, || {
             runtime.block_on(async move {
                 if !operations.is_empty() {
-                    tokio::spawn(async move { commander.run(&operations, duration).await });
+                    tokio::spawn(async move { commander.run(&operations, counted).await });
                 }
                 inject(&mut injector, &faults, duration).await;
                 sleep_until(duration).await;
             })
         });
         let wall = wall_start.elapsed();
+        let sent = sent.load(Ordering::Relaxed);
+        super::commands::record_unsent(&timeline, &scenario.operations, sent, duration);
         // Every task still pending here owns an `Arc` of its own `TaskInfo`, which holds the
         // task's waker: a cycle that only running or dropping the future breaks, and madsim's
         // `Runtime` has no `Drop` that does it. Dropping the runtime as is would leak every

@@ -105,8 +105,8 @@ pub(crate) struct RawConfig {
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawExecutor {
     max_concurrent: Option<Spanned<usize>>,
-    queue_limit: Option<usize>,
-    remember: Option<usize>,
+    queue_limit: Option<Spanned<usize>>,
+    remember: Option<Spanned<usize>>,
 }
 
 fn check_at(
@@ -263,18 +263,39 @@ pub(crate) fn check_executor(
     let Some(raw) = raw else {
         return Ok(defaults);
     };
-    let max_concurrent = match raw.max_concurrent {
+    let at_least_one = |value: Option<Spanned<usize>>, name: &str, default: usize| match value {
         Some(n) if *n.get_ref() == 0 => {
-            return Err(source.error(n.span(), "`max_concurrent` must be at least 1"))
+            Err(source.error(n.span(), format!("`{name}` must be at least 1")))
+        }
+        Some(n) => Ok(n.into_inner()),
+        None => Ok(default),
+    };
+    let config = ExecutorConfig {
+        max_concurrent: at_least_one(
+            raw.max_concurrent,
+            "max_concurrent",
+            defaults.max_concurrent,
+        )?,
+        queue_limit: at_least_one(raw.queue_limit, "queue_limit", defaults.queue_limit)?,
+        remember: defaults.remember,
+    };
+    // An agent must remember a result at least as long as a copy of its command can still
+    // arrive: every command it holds (running or queued) may come again on one registration.
+    let floor = config.max_concurrent + config.queue_limit;
+    let remember = match raw.remember {
+        Some(n) if *n.get_ref() < floor => {
+            return Err(source.error(
+                n.span(),
+                format!(
+                    "`remember` must be at least max_concurrent + queue_limit ({floor}), or a \
+                     copy of a command could run again"
+                ),
+            ))
         }
         Some(n) => n.into_inner(),
-        None => defaults.max_concurrent,
+        None => defaults.remember.max(floor),
     };
-    Ok(ExecutorConfig {
-        max_concurrent,
-        queue_limit: raw.queue_limit.unwrap_or(defaults.queue_limit),
-        remember: raw.remember.unwrap_or(defaults.remember),
-    })
+    Ok(ExecutorConfig { remember, ..config })
 }
 
 #[cfg(test)]
@@ -331,6 +352,8 @@ mod tests {
             ),
             ("[[config]]\nat = \"2m\"\nvalues = {}\n".to_string(), 6, "after the end of the run"),
             ("[params.executor]\nmax_concurrent = 0\n".to_string(), 6, "at least 1"),
+            ("[params.executor]\nqueue_limit = 0\n".to_string(), 6, "at least 1"),
+            ("[params.executor]\nqueue_limit = 10\nremember = 5\n".to_string(), 7, "at least max_concurrent + queue_limit (14)"),
         ] {
             let (at, message) = error(&rest);
             assert!(message.contains(says), "{rest:.80}: {message}");

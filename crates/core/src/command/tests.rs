@@ -161,7 +161,9 @@ fn the_outbox_keeps_commands_until_their_result_and_survives_a_restart() {
         ["master-2-1", "master-2-2"]
     );
 
-    let restored: Outbox = serde_json::from_str(&serde_json::to_string(&outbox).unwrap()).unwrap();
+    let mut restored: Outbox =
+        serde_json::from_str(&serde_json::to_string(&outbox).unwrap()).unwrap();
+    restored.recount();
     assert_eq!(restored, outbox);
     let mut outbox = restored;
     let result = |command: &Command| CommandResult {
