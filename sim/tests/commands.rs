@@ -266,3 +266,56 @@ within = "5s"
     assert!(!converged.ok, "{converged:?}");
     assert!(converged.detail.contains("agent-1"), "{converged:?}");
 }
+
+/// A master that lost its disk names its commands afresh (`master-1.2-N` in its second
+/// process), so a new command never meets an agent's memory of an old one with the same id:
+/// it runs, rather than being answered with the old result.
+#[test]
+fn a_master_that_lost_its_disk_never_reuses_a_command_id() {
+    let text = r#"
+name = "t"
+duration = "30s"
+[topology]
+agents = 1
+[[commands]]
+at = "2s"
+to = "agents"
+name = "echo"
+args = { round = 1 }
+[[faults]]
+at = "4s"
+crash = "master-1"
+[[faults]]
+at = "5s"
+wipe = "master-1"
+[[faults]]
+at = "6s"
+restart = "master-1"
+[[commands]]
+at = "20s"
+to = "agents"
+name = "echo"
+args = { round = 2 }
+[[expect]]
+check = "commands_completed"
+within = "5s"
+"#;
+    let (entries, verdicts) = run(text, 1);
+    assert!(verdicts.iter().all(|verdict| verdict.ok), "{verdicts:#?}");
+    let started: Vec<String> = (command_events(&entries).into_iter())
+        .filter_map(|(_, event)| match event {
+            CommandEvent::CommandStarted { request_id, .. } => Some(request_id),
+            CommandEvent::CommandDuplicate { request_id } => {
+                Some(format!("duplicate {request_id}"))
+            }
+            _ => None,
+        })
+        .collect();
+    // Crash and restart make the third process (restart counts as a new one, after the crash's).
+    assert_eq!(started.len(), 2, "{started:?}");
+    assert_eq!(started[0], "master-1-1");
+    assert!(
+        started[1].starts_with("master-1.") && started[1].ends_with("-1"),
+        "{started:?}"
+    );
+}

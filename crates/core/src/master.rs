@@ -234,6 +234,13 @@ impl Registry {
         }
     }
 
+    /// Names the commands this master accepts `{prefix}-N` instead of `{name}-N`; call before
+    /// anything else. A master that lost its disk takes a new prefix, so its ids never repeat
+    /// ones its agents still remember.
+    pub fn name_commands(&mut self, prefix: &str) {
+        self.outbox = Outbox::new(prefix);
+    }
+
     /// Takes back what an earlier incarnation kept on disk; call before anything else.
     pub fn restore(&mut self, durable: Durable) {
         // The outbox's numbering comes back too, so ids accepted before the crash never repeat.

@@ -222,18 +222,26 @@ impl MasterState {
     /// A master that leads until told otherwise (see [`set_leadership`](Self::set_leadership)),
     /// and keeps nothing on disk.
     pub fn new(config: MasterConfig) -> MasterState {
-        MasterState::open(config, None)
+        MasterState::open(config, None, None)
     }
 
     /// A master that keeps its commands and config on `disk`, and takes back what an earlier
     /// incarnation left there. An unreadable record is left alone and the master starts empty.
-    pub fn open(config: MasterConfig, disk: Option<Disk>) -> MasterState {
+    /// `boot` names this start (the simulator passes the incarnation; a deployment would pass a
+    /// random id): a master that finds no record names its commands `{name}.{boot}-N`, so a
+    /// master that lost its disk never reuses an id an agent still remembers. `None` (a first
+    /// start) names them `{name}-N`.
+    pub fn open(config: MasterConfig, disk: Option<Disk>, boot: Option<&str>) -> MasterState {
+        let name = config.name.clone();
         let mut registry = Registry::new(config);
         let saved = disk.as_ref().and_then(|disk| disk.read(MASTER_STATE));
-        if let Some(durable) =
-            saved.and_then(|bytes| serde_json::from_slice::<Durable>(&bytes).ok())
-        {
-            registry.restore(durable);
+        match saved.and_then(|bytes| serde_json::from_slice::<Durable>(&bytes).ok()) {
+            Some(durable) => registry.restore(durable),
+            None => {
+                if let Some(boot) = boot {
+                    registry.name_commands(&format!("{name}.{boot}"));
+                }
+            }
         }
         let written = registry.changes();
         MasterState(Arc::new(Mutex::new(Shared {

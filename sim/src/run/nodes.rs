@@ -231,8 +231,10 @@ impl MasterNode<'_> {
             .name(&cluster.me)
             .ip(address.ip())
             .init(move || {
-                let (_, rng) = incarnations.next();
-                let state = fleet_node::MasterState::open(config.clone(), Some(disk.clone()));
+                let (incarnation, rng) = incarnations.next();
+                let boot = (incarnation > 1).then(|| incarnation.to_string());
+                let disk = Some(disk.clone());
+                let state = fleet_node::MasterState::open(config.clone(), disk, boot.as_deref());
                 *slot.lock().unwrap_or_else(|p| p.into_inner()) = Some(state.clone());
                 run_master(address, state, cluster.clone(), rng)
             })
