@@ -758,7 +758,8 @@ mod tests {
             },
             t0,
         );
-        attempts_while_refused(&mut connector, 3);
+        // The first attempt and 3 retries.
+        attempts_while_refused(&mut connector, 4);
         assert!(connector.is_finished());
         assert_eq!(connector.status().state, StateKind::GaveUp);
         assert_eq!(connector.poll_timeout(), None);
@@ -776,9 +777,10 @@ mod tests {
             },
             t0,
         );
-        let times = attempts_while_refused(&mut connector, 4);
-        assert_eq!(times[2].duration_since(times[1]), wait);
-        assert_eq!(times[3].duration_since(times[2]), Duration::from_secs(1));
+        // Attempts 1..3 (the first and 2 retries), the long wait, then a new cycle.
+        let times = attempts_while_refused(&mut connector, 5);
+        assert_eq!(times[3].duration_since(times[2]), wait);
+        assert_eq!(times[4].duration_since(times[3]), Duration::from_secs(1));
     }
 
     #[test]

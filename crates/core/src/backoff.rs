@@ -54,7 +54,7 @@ impl Strategy {
     }
 }
 
-/// What happens once `max_retries` attempts in a row have failed.
+/// What happens once the first attempt and `max_retries` retries have all failed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum WhenExhausted {
     /// Stop trying for good.
@@ -71,7 +71,9 @@ pub struct BackoffPolicy {
     pub max: Duration,
     /// Proportional jitter for `Exponential` and `Constant`, in `[0, 1]`.
     pub jitter: f64,
-    /// Failed attempts in a row before `when_exhausted` applies; 0 means unlimited.
+    /// Retries after a failed first attempt before `when_exhausted` applies, so
+    /// `max_retries + 1` attempts in all (the reconnection design's ConnectWithRetry); 0 means
+    /// unlimited.
     pub max_retries: u32,
     pub when_exhausted: WhenExhausted,
 }
@@ -176,9 +178,9 @@ impl BackoffPolicy {
     pub fn describe(&self) -> String {
         let retries = match (self.max_retries, self.when_exhausted) {
             (0, _) => "retries unlimited".to_string(),
-            (n, WhenExhausted::GiveUp) => format!("give up after {n} attempts"),
+            (n, WhenExhausted::GiveUp) => format!("give up after {n} retries"),
             (n, WhenExhausted::LongWait(wait)) => {
-                format!("after {n} attempts wait {}", crate::fmt_duration(wait))
+                format!("after {n} retries wait {}", crate::fmt_duration(wait))
             }
         };
         let jitter = match self.strategy {
@@ -230,7 +232,8 @@ impl Backoff {
     #[must_use]
     pub fn handle_failure(&mut self, rng: &mut impl Rng) -> Next {
         self.failures += 1;
-        if self.policy.max_retries > 0 && self.failures >= self.policy.max_retries {
+        // The first attempt and `max_retries` retries: exhausted once they all failed.
+        if self.policy.max_retries > 0 && self.failures > self.policy.max_retries {
             return match self.policy.when_exhausted {
                 WhenExhausted::GiveUp => Next::GiveUp,
                 WhenExhausted::LongWait(wait) => {
@@ -306,17 +309,19 @@ mod tests {
         };
         let mut rng = ChaCha8Rng::seed_from_u64(7);
         let mut backoff = Backoff::new(give_up.clone());
-        assert!(matches!(backoff.handle_failure(&mut rng), Next::Retry(_)));
-        assert!(matches!(backoff.handle_failure(&mut rng), Next::Retry(_)));
+        for retry in 1..=3 {
+            let next = backoff.handle_failure(&mut rng);
+            assert!(matches!(next, Next::Retry(_)), "retry {retry}: {next:?}");
+        }
         assert_eq!(backoff.handle_failure(&mut rng), Next::GiveUp);
-        assert_eq!(backoff.failures(), 3);
+        assert_eq!(backoff.failures(), 4, "the first attempt and 3 retries");
 
         let wait = Duration::from_secs(900);
         let mut backoff = Backoff::new(BackoffPolicy {
             when_exhausted: WhenExhausted::LongWait(wait),
             ..give_up
         });
-        for _ in 0..2 {
+        for _ in 0..3 {
             let _ = backoff.handle_failure(&mut rng);
         }
         assert_eq!(backoff.handle_failure(&mut rng), Next::LongWait(wait));
