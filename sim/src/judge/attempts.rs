@@ -11,7 +11,8 @@ use std::collections::BTreeMap;
 use std::ops::RangeInclusive;
 use std::time::Duration;
 
-/// Every delay before a connect attempt at or after `after` lies within the policy's bounds.
+/// Every delay before a connect attempt at or after `after` lies within the policy's bounds,
+/// and is the delay the timeline shows between the failure and the attempt (±1 ms).
 pub const BACKOFF_FOLLOWS_POLICY: CheckSpec = CheckSpec {
     name: "backoff_follows_policy",
     fields: &["agents", "after"],
@@ -55,6 +56,9 @@ struct Cycle {
     previous_delay: Duration,
     long_wait_ms: Option<u64>,
     redirected: bool,
+    /// When the last attempt or session ended (`connect_failed`, `disconnected`,
+    /// `redirected`, `long_wait`): the next attempt's delay is measured from there.
+    failed_at: Option<u64>,
 }
 
 impl Cycle {
@@ -106,10 +110,16 @@ fn judge_backoff(
             AgentEvent::LongWait { ms } => {
                 // The next cycle starts after this wait; its first attempt must wait it.
                 cycle.long_wait_ms = Some(*ms);
+                cycle.failed_at = Some(entry.t_ms);
                 continue;
             }
             AgentEvent::Redirected { .. } => {
                 cycle.redirected = true;
+                cycle.failed_at = Some(entry.t_ms);
+                continue;
+            }
+            AgentEvent::Disconnected { .. } | AgentEvent::ConnectFailed { .. } => {
+                cycle.failed_at = Some(entry.t_ms);
                 continue;
             }
             AgentEvent::ConnectAttempt {
@@ -117,13 +127,26 @@ fn judge_backoff(
             } => (*attempt, *delay_ms),
             AgentEvent::Connected { .. }
             | AgentEvent::Registered { .. }
-            | AgentEvent::Disconnected { .. }
-            | AgentEvent::ConnectFailed { .. }
             | AgentEvent::GaveUp { .. } => continue,
         };
         let (allowed, is_retry) = cycle.allowed(policy, attempt, delay_ms);
+        let failed_at = cycle.failed_at.take();
         if entry.t_ms < after_ms {
             continue;
+        }
+        // The delay an attempt reports must be the one it waited, as the timeline shows it
+        // (to the millisecond both are rounded to): a timer that fired early would pass the
+        // bounds on its reported delay alone.
+        if let Some(failed_at) = failed_at {
+            let waited = entry.t_ms - failed_at;
+            if waited.abs_diff(delay_ms) > 1 {
+                return Err(format!(
+                    "{} attempt {attempt} at {} reports a {delay_ms}ms delay but came {waited}ms after its failure at {}",
+                    entry.node,
+                    fmt_time(entry.t_ms),
+                    fmt_time(failed_at)
+                ));
+            }
         }
         if !allowed.contains(&delay_ms) {
             return Err(format!(
@@ -312,6 +335,24 @@ mod tests {
         let early = vec![waited, attempt(3000, 1, 1000), attempt(4100, 2, 1100)];
         let error = judge_backoff(&policy, &agents(), 0, &early).unwrap_err();
         assert!(error.contains("60000..60000ms"), "{error}");
+    }
+
+    #[test]
+    fn an_attempt_must_wait_the_delay_it_reports_as_the_timeline_measures_it() {
+        let policy = BackoffPolicy::default();
+        let failed = |t| {
+            let reason = fleet_core::timeline::DisconnectReason::Refused;
+            entry(t, "agent-1", AgentEvent::ConnectFailed { reason })
+        };
+        let kept = vec![attempt(0, 1, 0), failed(3), attempt(1104, 2, 1100)];
+        assert!(judge_backoff(&policy, &agents(), 0, &kept).is_ok());
+        // It reports 1100ms, within the policy's bounds, but its timer fired after 500ms.
+        let early = vec![attempt(0, 1, 0), failed(3), attempt(503, 2, 1100)];
+        let error = judge_backoff(&policy, &agents(), 0, &early).unwrap_err();
+        assert!(
+            error.contains("reports a 1100ms delay but came 500ms after its failure"),
+            "{error}"
+        );
     }
 
     #[test]
