@@ -439,7 +439,8 @@ impl<R: RngCore> Connector<R> {
         self.actions.push_back(AgentAction::Close);
         self.unacked.clear();
         if matches!(self.state, State::Online { .. }) {
-            self.start_cycle(now, Duration::ZERO);
+            let delay = self.backoff.first_delay(&mut self.rng);
+            self.start_cycle(now, delay);
         } else {
             self.schedule_retry(now);
         }
@@ -781,6 +782,33 @@ mod tests {
         let times = attempts_while_refused(&mut connector, 5);
         assert_eq!(times[3].duration_since(times[2]), wait);
         assert_eq!(times[4].duration_since(times[3]), Duration::from_secs(1));
+    }
+
+    #[test]
+    fn the_first_attempt_after_a_lost_session_waits_a_delay_from_first_delay() {
+        let range = (Duration::from_millis(200), Duration::from_millis(900));
+        let mut delays = Vec::new();
+        for seed in 0..20 {
+            let t0 = Instant::now();
+            let policy = BackoffPolicy {
+                first_delay: Some(range),
+                ..BackoffPolicy::default()
+            };
+            let rng = ChaCha8Rng::seed_from_u64(seed);
+            let mut connector = Connector::new(config(policy), rng, t0);
+            connector.handle_timeout(t0);
+            connector.handle_connected(t0);
+            connector.handle_message(t0, ack());
+            connector.handle_disconnected(t0, DisconnectReason::Closed);
+            let next = connector.poll_timeout().unwrap();
+            delays.push(next.duration_since(t0));
+        }
+        assert!(
+            delays.iter().all(|d| (range.0..=range.1).contains(d)),
+            "{delays:?}"
+        );
+        delays.dedup();
+        assert!(delays.len() > 10, "drawn, not fixed: {delays:?}");
     }
 
     #[test]

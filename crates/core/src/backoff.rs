@@ -76,6 +76,10 @@ pub struct BackoffPolicy {
     /// unlimited.
     pub max_retries: u32,
     pub when_exhausted: WhenExhausted,
+    /// The first attempt after losing a registered session waits a delay drawn from this
+    /// range (whole milliseconds, both ends included); `None` goes at once. Spreads a fleet
+    /// that lost its master in the same instant.
+    pub first_delay: Option<(Duration, Duration)>,
 }
 
 impl Default for BackoffPolicy {
@@ -89,6 +93,7 @@ impl Default for BackoffPolicy {
             jitter: 0.25,
             max_retries: 0,
             when_exhausted: WhenExhausted::GiveUp,
+            first_delay: None,
         }
     }
 }
@@ -118,6 +123,13 @@ impl BackoffPolicy {
                 "multiplier must be a number >= 1.0, got {}",
                 self.multiplier
             ));
+        }
+        if let Some((low, high)) = self.first_delay {
+            if low > high {
+                return Err(format!(
+                    "first_delay's start ({low:?}) must not be after its end ({high:?})"
+                ));
+            }
         }
         if !(0.0..=1.0).contains(&self.jitter) {
             return Err(format!(
@@ -189,8 +201,16 @@ impl BackoffPolicy {
             }
             _ => String::new(),
         };
+        let first = match self.first_delay {
+            Some((low, high)) => format!(
+                " · first attempt after {}..{}",
+                crate::fmt_duration(low),
+                crate::fmt_duration(high)
+            ),
+            None => String::new(),
+        };
         format!(
-            "{} base {} ×{} max {}{} · {}",
+            "{} base {} ×{} max {}{} · {}{first}",
             self.strategy.name(),
             crate::fmt_duration(self.base),
             self.multiplier,
@@ -245,6 +265,18 @@ impl Backoff {
         let delay = self.policy.delay(self.failures - 1, self.previous, rng);
         self.previous = delay;
         Next::Retry(delay)
+    }
+
+    /// The delay before the first attempt after losing a registered session: drawn from
+    /// `first_delay`, or none.
+    pub fn first_delay(&self, rng: &mut impl Rng) -> Duration {
+        match self.policy.first_delay {
+            Some((low, high)) => {
+                let (low, high) = (low.as_millis() as u64, high.as_millis() as u64);
+                Duration::from_millis(rng.gen_range(low..=high))
+            }
+            None => Duration::ZERO,
+        }
     }
 
     /// A successful connection: the next failure starts the schedule from the beginning.
@@ -382,6 +414,7 @@ mod tests {
                     jitter,
                     max_retries: 0,
                     when_exhausted: WhenExhausted::GiveUp,
+                    first_delay: None,
                 },
             )
     }

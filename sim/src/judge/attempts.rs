@@ -59,6 +59,8 @@ struct Cycle {
     /// When the last attempt or session ended (`connect_failed`, `disconnected`,
     /// `redirected`, `long_wait`): the next attempt's delay is measured from there.
     failed_at: Option<u64>,
+    /// The last event was `disconnected`: a first attempt after it follows a lost session.
+    lost_session: bool,
 }
 
 impl Cycle {
@@ -73,12 +75,19 @@ impl Cycle {
         delay_ms: u64,
     ) -> (RangeInclusive<u64>, bool) {
         if attempt <= 1 {
-            let expected = self.long_wait_ms.take().unwrap_or(0);
+            // After a long wait, that wait; after a lost session, a delay drawn from
+            // `first_delay` if the policy has one; at boot, none.
+            let allowed = match (self.long_wait_ms.take(), policy.first_delay) {
+                (Some(wait), _) => wait..=wait,
+                (None, Some((low, high))) if self.lost_session => ms(low)..=ms(high),
+                (None, _) => 0..=0,
+            };
             *self = Cycle {
                 previous_delay: policy.base,
+                failed_at: self.failed_at,
                 ..Cycle::default()
             };
-            return (expected..=expected, false);
+            return (allowed, false);
         }
         if std::mem::take(&mut self.redirected) {
             return (0..=0, false);
@@ -118,7 +127,12 @@ fn judge_backoff(
                 cycle.failed_at = Some(entry.t_ms);
                 continue;
             }
-            AgentEvent::Disconnected { .. } | AgentEvent::ConnectFailed { .. } => {
+            AgentEvent::Disconnected { .. } => {
+                cycle.failed_at = Some(entry.t_ms);
+                cycle.lost_session = true;
+                continue;
+            }
+            AgentEvent::ConnectFailed { .. } => {
                 cycle.failed_at = Some(entry.t_ms);
                 continue;
             }
@@ -131,6 +145,7 @@ fn judge_backoff(
         };
         let (allowed, is_retry) = cycle.allowed(policy, attempt, delay_ms);
         let failed_at = cycle.failed_at.take();
+        cycle.lost_session = false;
         if entry.t_ms < after_ms {
             continue;
         }
@@ -353,6 +368,33 @@ mod tests {
             error.contains("reports a 1100ms delay but came 500ms after its failure"),
             "{error}"
         );
+    }
+
+    #[test]
+    fn the_first_attempt_after_a_lost_session_may_wait_the_first_delay_and_no_more() {
+        let policy = BackoffPolicy {
+            first_delay: Some((Duration::ZERO, Duration::from_secs(5))),
+            ..BackoffPolicy::default()
+        };
+        let lost = |t| {
+            let reason = fleet_core::timeline::DisconnectReason::Closed;
+            entry(t, "agent-1", AgentEvent::Disconnected { reason })
+        };
+        let spread = vec![
+            attempt(0, 1, 0),
+            lost(10),
+            attempt(3010, 1, 3000),
+            attempt(4110, 2, 1100),
+        ];
+        assert!(judge_backoff(&policy, &agents(), 0, &spread).is_ok());
+        let late = vec![
+            attempt(0, 1, 0),
+            lost(10),
+            attempt(6010, 1, 6000),
+            attempt(7110, 2, 1100),
+        ];
+        let error = judge_backoff(&policy, &agents(), 0, &late).unwrap_err();
+        assert!(error.contains("0..5000ms"), "{error}");
     }
 
     #[test]

@@ -88,6 +88,7 @@ pub fn params(scenario: &Scenario) -> serde_json::Value {
             "max_ms": ms(backoff.max),
             "jitter": backoff.jitter,
             "max_retries": backoff.max_retries,
+            "first_delay_ms": backoff.first_delay.map(|(low, high)| [ms(low), ms(high)]),
         },
         "network": {
             "latency_ms": [network.latency.0.as_secs_f64() * 1000.0, network.latency.1.as_secs_f64() * 1000.0],

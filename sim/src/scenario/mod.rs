@@ -186,6 +186,7 @@ struct RawBackoff {
     jitter: Option<f64>,
     max_retries: Option<u32>,
     long_wait: Option<Dur>,
+    first_delay: Option<DurRange>,
 }
 
 #[derive(Deserialize, Default)]
@@ -529,6 +530,7 @@ fn parse_backoff(
         when_exhausted: raw.long_wait.map_or(WhenExhausted::GiveUp, |wait| {
             WhenExhausted::LongWait(wait.0)
         }),
+        first_delay: raw.first_delay.map(|range| (range.0, range.1)),
     };
     policy
         .validate()
