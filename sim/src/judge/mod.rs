@@ -12,6 +12,7 @@ pub mod failover;
 pub mod fields;
 pub mod invariants;
 pub mod leaders;
+pub mod reconnect;
 
 use crate::history::captures::Captures;
 use crate::history::commands::CommandHistory;
@@ -142,6 +143,9 @@ pub const CHECKS: &[CheckSpec] = &[
     commands::COMMANDS_COMPLETED,
     commands::CONFIG_CONVERGED,
     commands::STATUS_IS,
+    reconnect::GAVE_UP_AFTER,
+    reconnect::NO_RECONNECT_AFTER,
+    reconnect::DISCONNECT_REASON,
     invariants::INVARIANT,
 ];
 

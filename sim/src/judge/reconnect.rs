@@ -1,0 +1,228 @@
+//! Checks on how agents end and why they disconnect.
+//!
+//! - `gave_up_after {agents, attempts}`: each selected agent gave up, having made exactly
+//!   `attempts` attempts (the first and `max_retries` retries).
+//! - `no_reconnect_after {agents, after}`: no selected agent makes a connect attempt after
+//!   `after`.
+//! - `disconnect_reason {agents, reason, during}`: each selected agent lost a connection for
+//!   `reason` at some moment of `during`.
+
+use crate::history::fmt_time;
+use crate::judge::{ms, Check, CheckSpec, Evidence};
+use crate::scenario::selector::Selector;
+use fleet_core::fmt_duration as show;
+use fleet_core::timeline::{AgentEvent, DisconnectReason, Event};
+use std::time::Duration;
+
+/// Every reason an agent names, as the timeline writes it.
+const REASONS: [DisconnectReason; 9] = [
+    DisconnectReason::Refused,
+    DisconnectReason::ConnectTimeout,
+    DisconnectReason::Closed,
+    DisconnectReason::Reset,
+    DisconnectReason::HeartbeatTimeout,
+    DisconnectReason::RegisterTimeout,
+    DisconnectReason::Rejected,
+    DisconnectReason::ProtocolError,
+    DisconnectReason::Local,
+];
+
+pub const GAVE_UP_AFTER: CheckSpec = CheckSpec {
+    name: "gave_up_after",
+    fields: &["agents", "attempts"],
+    parse: |fields| {
+        let (attempts, _) = fields
+            .count("attempts")?
+            .ok_or_else(|| fields.missing("attempts"))?;
+        Ok(Box::new(GaveUpAfter {
+            agents: fields.agents()?,
+            attempts,
+        }))
+    },
+};
+
+#[derive(Debug)]
+struct GaveUpAfter {
+    agents: Selector,
+    attempts: u64,
+}
+
+impl Check for GaveUpAfter {
+    fn title(&self) -> String {
+        format!(
+            "gave_up_after {} after {} attempts",
+            self.agents, self.attempts
+        )
+    }
+
+    fn judge(&self, evidence: &Evidence) -> (bool, String) {
+        for agent in self.agents.nodes() {
+            let gave_up = (evidence.entries.iter())
+                .filter(|entry| entry.node == *agent)
+                .find_map(|entry| match entry.system() {
+                    Some(Event::Agent(AgentEvent::GaveUp { attempts })) => {
+                        Some((entry.t_ms, *attempts))
+                    }
+                    _ => None,
+                });
+            match gave_up {
+                None => return (false, format!("{agent} never gave up")),
+                Some((t, attempts)) if u64::from(attempts) != self.attempts => {
+                    let when = fmt_time(t);
+                    return (
+                        false,
+                        format!("{agent} gave up at {when} after {attempts} attempts"),
+                    );
+                }
+                Some(_) => {}
+            }
+        }
+        let count = self.agents.nodes().len();
+        (
+            true,
+            format!("{count} agents gave up after {} attempts", self.attempts),
+        )
+    }
+}
+
+pub const NO_RECONNECT_AFTER: CheckSpec = CheckSpec {
+    name: "no_reconnect_after",
+    fields: &["agents", "after"],
+    parse: |fields| {
+        Ok(Box::new(NoReconnectAfter {
+            agents: fields.agents()?,
+            after: fields.required_time("after")?,
+        }))
+    },
+};
+
+#[derive(Debug)]
+struct NoReconnectAfter {
+    agents: Selector,
+    after: Duration,
+}
+
+impl Check for NoReconnectAfter {
+    fn title(&self) -> String {
+        format!(
+            "no_reconnect_after {} after {}",
+            self.agents,
+            show(self.after)
+        )
+    }
+
+    fn judge(&self, evidence: &Evidence) -> (bool, String) {
+        let after = ms(self.after);
+        let attempt = (evidence.entries.iter()).find(|entry| {
+            entry.t_ms > after
+                && self.agents.contains(&entry.node)
+                && matches!(
+                    entry.system(),
+                    Some(Event::Agent(AgentEvent::ConnectAttempt { .. }))
+                )
+        });
+        match attempt {
+            None => (true, format!("no attempt after {}", fmt_time(after))),
+            Some(entry) => {
+                let when = fmt_time(entry.t_ms);
+                (false, format!("{} tried to connect at {when}", entry.node))
+            }
+        }
+    }
+}
+
+pub const DISCONNECT_REASON: CheckSpec = CheckSpec {
+    name: "disconnect_reason",
+    fields: &["agents", "reason", "during"],
+    parse: |fields| {
+        let (text, at) = (fields.text("reason", r#"a reason like "heartbeat_timeout""#)?)
+            .ok_or_else(|| fields.missing("reason"))?;
+        let Some(reason) = REASONS.into_iter().find(|reason| reason.as_str() == text) else {
+            let names: Vec<&str> = REASONS.iter().map(|reason| reason.as_str()).collect();
+            let known = names.join(", ");
+            return Err(fields.error(
+                at,
+                format!("unknown reason {text:?}; expected one of {known}"),
+            ));
+        };
+        Ok(Box::new(DisconnectReasonIs {
+            agents: fields.agents()?,
+            reason,
+            during: fields.during(false)?,
+        }))
+    },
+};
+
+#[derive(Debug)]
+struct DisconnectReasonIs {
+    agents: Selector,
+    reason: DisconnectReason,
+    during: (Duration, Duration),
+}
+
+impl Check for DisconnectReasonIs {
+    fn title(&self) -> String {
+        let (from, to) = (show(self.during.0), show(self.during.1));
+        format!(
+            "disconnect_reason {} {} during {from}..{to}",
+            self.reason, self.agents
+        )
+    }
+
+    fn judge(&self, evidence: &Evidence) -> (bool, String) {
+        let (from, to) = (ms(self.during.0), ms(self.during.1));
+        let missing: Vec<&str> = (self.agents.nodes().iter())
+            .filter(|agent| {
+                !evidence.entries.iter().any(|entry| {
+                    let reason = match entry.system() {
+                        Some(Event::Agent(AgentEvent::Disconnected { reason }))
+                        | Some(Event::Agent(AgentEvent::ConnectFailed { reason })) => Some(*reason),
+                        _ => None,
+                    };
+                    entry.node == **agent
+                        && (from..=to).contains(&entry.t_ms)
+                        && reason == Some(self.reason)
+                })
+            })
+            .map(String::as_str)
+            .collect();
+        let count = self.agents.nodes().len();
+        match missing.first() {
+            None => (
+                true,
+                format!("{count}/{count} lost a connection for {}", self.reason),
+            ),
+            Some(_) => (
+                false,
+                format!("not for {}: {}", self.reason, missing.join(", ")),
+            ),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::judge::tests::compile_text;
+
+    const HEAD: &str = "name = \"t\"\nduration = \"1m\"\n[topology]\nagents = 3\n[[expect]]\n";
+
+    #[test]
+    fn a_reason_must_be_one_an_agent_names() {
+        let error = compile_text(&format!(
+            "{HEAD}check = \"disconnect_reason\"\nreason = \"timeout\"\n"
+        ))
+        .unwrap_err();
+        assert!(
+            error.message.contains("heartbeat_timeout"),
+            "{}",
+            error.message
+        );
+        assert_eq!(error.line, 7);
+        let error = compile_text(&format!("{HEAD}check = \"gave_up_after\"\n")).unwrap_err();
+        assert!(
+            error.message.contains("needs `attempts`"),
+            "{}",
+            error.message
+        );
+    }
+}
