@@ -79,6 +79,7 @@ fn status_trackers_periodic_tasks_and_remote_calls() {
                         name: name.to_string(),
                         heartbeat_interval: Duration::from_secs(1),
                         max_miss: 3,
+                        ..MasterConfig::default()
                     });
                     state.set_leadership(Leadership::Follower { leader: None });
                     let handle = ClusterHandle::new(&name);

@@ -9,14 +9,20 @@
 //! next delay from the backoff (retry 0, 1, 2, ...). A redirect from a master that does not lead
 //! is followed at once and is no failure; more redirects in a row than there are masters count
 //! as one. A successful registration ends the cycle.
+//!
+//! Why a connection ended decides how the agent comes back ([`strategy`], the reconnection
+//! design's table): not at all after a normal close, at once to the next master when one goes
+//! away, after a fixed delay when its credentials were refused, after the master's
+//! `retry_after` (or twice the backoff's delay) when the master is busy, and on the backoff
+//! schedule after anything the network did.
 
 use crate::backoff::{Backoff, BackoffPolicy, Next};
 use crate::command::{Executor, ExecutorConfig, Step};
 pub use crate::timeline::DisconnectReason;
 use crate::timeline::{emit, AgentEvent, CommandEvent};
 use crate::wire::{
-    ConfigAck, ConfigId, ConfigPull, ConfigPush, Heartbeat, Message, NodeStatus, Register,
-    Unregister,
+    CloseCode, ConfigAck, ConfigId, ConfigPull, ConfigPush, Heartbeat, Message, NodeStatus,
+    Refusal, Register, RegisterAck, Unregister,
 };
 use rand::RngCore;
 use std::collections::{BTreeMap, VecDeque};
@@ -37,6 +43,56 @@ pub struct AgentConfig {
     pub register: Register,
     /// How commands run: concurrency, queue, how many results are kept for duplicates.
     pub commands: ExecutorConfig,
+    /// After the master refused its credentials, the agent tries again after this long: a
+    /// fixed delay, never the exponential schedule.
+    pub reauth_delay: Duration,
+}
+
+/// How an agent comes back after a connection ended; [`strategy`] picks one by the reason.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Reconnect {
+    /// Not at all: the agent stops.
+    Never,
+    /// At once, to the next master, as the first attempt of a new cycle.
+    NextMasterNow,
+    /// To the same master after [`AgentConfig::reauth_delay`]; uses no retry.
+    Reauthenticate,
+    /// To the same master after its `retry_after`, or twice the backoff's next delay when it
+    /// names none; uses a retry.
+    ServerDelay,
+    /// The backoff policy: the next master after the next delay (after a lost session, a new
+    /// cycle, whose first attempt waits `first_delay` if the policy has one).
+    Backoff,
+}
+
+/// The reconnection design's table: why a connection ended → how to come back.
+pub fn strategy(reason: DisconnectReason) -> Reconnect {
+    use DisconnectReason as R;
+    match reason {
+        R::Local | R::NormalClose => Reconnect::Never,
+        R::GoingAway => Reconnect::NextMasterNow,
+        R::AuthFailed => Reconnect::Reauthenticate,
+        R::Busy => Reconnect::ServerDelay,
+        R::Refused
+        | R::ConnectTimeout
+        | R::Closed
+        | R::Reset
+        | R::HeartbeatTimeout
+        | R::RegisterTimeout
+        | R::Rejected
+        | R::ProtocolError => Reconnect::Backoff,
+    }
+}
+
+/// Why a refused registration ended the attempt, and when the master said to come back.
+fn refused(ack: &RegisterAck) -> (DisconnectReason, Option<Duration>) {
+    let reason = match ack.refusal {
+        Refusal::Unauthorized => DisconnectReason::AuthFailed,
+        Refusal::Busy | Refusal::RetryLimit => DisconnectReason::Busy,
+        Refusal::None | Refusal::NoLeader | Refusal::ShuttingDown => DisconnectReason::Rejected,
+    };
+    let retry_after = (ack.retry_after_ms > 0).then(|| Duration::from_millis(ack.retry_after_ms));
+    (reason, retry_after)
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -232,11 +288,11 @@ impl<R: RngCore> Connector<R> {
                 self.connect_failed(now, DisconnectReason::ConnectTimeout);
             }
             State::Registering { deadline } if now >= deadline => {
-                self.lose_connection(now, DisconnectReason::RegisterTimeout);
+                self.lose_connection(now, DisconnectReason::RegisterTimeout, None);
             }
             State::Online { next_heartbeat } => {
                 if self.oldest_unacked_deadline().is_some_and(|at| now >= at) {
-                    return self.lose_connection(now, DisconnectReason::HeartbeatTimeout);
+                    return self.lose_connection(now, DisconnectReason::HeartbeatTimeout, None);
                 }
                 if now >= next_heartbeat {
                     self.heartbeat_seq += 1;
@@ -308,8 +364,17 @@ impl<R: RngCore> Connector<R> {
                     next_heartbeat: now + self.heartbeat_interval,
                 };
             }
-            (State::Registering { .. }, Message::RegisterAck(_)) => {
-                self.lose_connection(now, DisconnectReason::Rejected);
+            (State::Registering { .. }, Message::RegisterAck(ack)) => {
+                let (reason, retry_after) = refused(&ack);
+                self.lose_connection(now, reason, retry_after);
+            }
+            (State::Registering { .. } | State::Online { .. }, Message::Goodbye(goodbye)) => {
+                let reason = match goodbye.code {
+                    CloseCode::Normal => DisconnectReason::NormalClose,
+                    CloseCode::GoingAway => DisconnectReason::GoingAway,
+                    CloseCode::Unauthorized => DisconnectReason::AuthFailed,
+                };
+                self.lose_connection(now, reason, None);
             }
             (State::Registering { .. }, Message::Redirect(redirect)) => {
                 self.follow_redirect(now, &redirect.leader);
@@ -341,7 +406,7 @@ impl<R: RngCore> Connector<R> {
                 self.actions.push_back(AgentAction::Send(ack));
             }
             (State::Registering { .. } | State::Online { .. }, _) => {
-                self.lose_connection(now, DisconnectReason::ProtocolError);
+                self.lose_connection(now, DisconnectReason::ProtocolError, None);
             }
             // A frame that was in flight when we gave the connection up.
             _ => {}
@@ -351,7 +416,7 @@ impl<R: RngCore> Connector<R> {
     /// The open connection broke (EOF, I/O error, bad frame).
     pub fn handle_disconnected(&mut self, now: Instant, reason: DisconnectReason) {
         if matches!(self.state, State::Registering { .. } | State::Online { .. }) {
-            self.lose_connection(now, reason);
+            self.lose_connection(now, reason, None);
         }
     }
 
@@ -369,6 +434,7 @@ impl<R: RngCore> Connector<R> {
         ) {
             emit(AgentEvent::Disconnected {
                 reason: DisconnectReason::Local,
+                retry_after_ms: None,
             });
         }
         self.actions.push_back(AgentAction::Close);
@@ -434,21 +500,47 @@ impl<R: RngCore> Connector<R> {
 
     /// An open connection is lost: close it, then either start a new cycle (the session had
     /// registered) or count a failed attempt (it had not).
-    fn lose_connection(&mut self, now: Instant, reason: DisconnectReason) {
-        emit(AgentEvent::Disconnected { reason });
+    fn lose_connection(
+        &mut self,
+        now: Instant,
+        reason: DisconnectReason,
+        retry_after: Option<Duration>,
+    ) {
+        emit(AgentEvent::Disconnected {
+            reason,
+            retry_after_ms: retry_after.map(|after| after.as_millis() as u64),
+        });
         self.actions.push_back(AgentAction::Close);
         self.unacked.clear();
-        if matches!(self.state, State::Online { .. }) {
-            let delay = self.backoff.first_delay(&mut self.rng);
-            self.start_cycle(now, delay);
-        } else {
-            self.schedule_retry(now);
+        let was_online = matches!(self.state, State::Online { .. });
+        match strategy(reason) {
+            Reconnect::Never => self.state = State::Stopped,
+            Reconnect::NextMasterNow => {
+                self.target = (self.target + 1) % self.config.masters.len();
+                self.redirects_in_a_row = 0;
+                self.start_cycle(now, Duration::ZERO);
+            }
+            Reconnect::Reauthenticate => {
+                let delay = self.config.reauth_delay;
+                self.redirects_in_a_row = 0;
+                self.attempt += 1;
+                self.state = State::Waiting {
+                    until: now + delay,
+                    delay,
+                };
+            }
+            Reconnect::ServerDelay => self.retry(now, |delay| retry_after.unwrap_or(delay * 2)),
+            Reconnect::Backoff if was_online => {
+                let delay = self.backoff.first_delay(&mut self.rng);
+                self.start_cycle(now, delay);
+            }
+            Reconnect::Backoff => self.schedule_retry(now),
         }
     }
 
     fn follow_redirect(&mut self, now: Instant, leader: &str) {
         let Some(index) = self.config.masters.iter().position(|m| m == leader) else {
-            return self.lose_connection(now, DisconnectReason::ProtocolError);
+            return self.lose_connection(now, DisconnectReason::ProtocolError, None);
         };
         emit(AgentEvent::Redirected {
             to: leader.to_string(),
@@ -456,7 +548,6 @@ impl<R: RngCore> Connector<R> {
         self.actions.push_back(AgentAction::Close);
         self.redirects_in_a_row += 1;
         if self.redirects_in_a_row > self.config.masters.len() {
-            // Masters pointing at each other: back off as after any failed attempt.
             self.redirects_in_a_row = 0;
             return self.schedule_retry(now);
         }
@@ -473,12 +564,19 @@ impl<R: RngCore> Connector<R> {
         self.schedule_retry(now);
     }
 
+    /// The backoff's next delay, at the next master.
     fn schedule_retry(&mut self, now: Instant) {
-        // Try the next master on the list: a dead one does not hold the agent back.
         self.target = (self.target + 1) % self.config.masters.len();
+        self.retry(now, |delay| delay);
+    }
+
+    /// Counts a failed attempt against the backoff and waits `wait(delay)` for the delay it
+    /// draws; when retries run out, a long wait or giving up.
+    fn retry(&mut self, now: Instant, wait: impl FnOnce(Duration) -> Duration) {
         self.redirects_in_a_row = 0;
         match self.backoff.handle_failure(&mut self.rng) {
             Next::Retry(delay) => {
+                let delay = wait(delay);
                 self.attempt += 1;
                 self.state = State::Waiting {
                     until: now + delay,
@@ -536,8 +634,10 @@ mod tests {
                 capabilities: vec![],
                 metadata: BTreeMap::new(),
                 build: BuildInfo::default(),
+                token: String::new(),
             },
             commands: ExecutorConfig::default(),
+            reauth_delay: Duration::from_secs(5),
         }
     }
 
@@ -562,6 +662,8 @@ mod tests {
             accepted: true,
             reason: String::new(),
             heartbeat_interval_ms: 1000,
+            refusal: Refusal::None,
+            retry_after_ms: 0,
         })
     }
 
@@ -842,12 +944,122 @@ mod tests {
             Message::RegisterAck(RegisterAck {
                 instance_id: String::new(),
                 accepted: false,
-                reason: "full".into(),
+                reason: "no leader elected".into(),
                 heartbeat_interval_ms: 0,
+                refusal: Refusal::NoLeader,
+                retry_after_ms: 0,
             }),
         );
         assert_eq!(connector.status().attempt, 2);
         assert_eq!(connector.poll_timeout(), Some(t0 + Duration::from_secs(1)));
+    }
+
+    fn refusal(refusal: Refusal, retry_after_ms: u64) -> Message {
+        Message::RegisterAck(RegisterAck {
+            instance_id: String::new(),
+            accepted: false,
+            reason: String::new(),
+            heartbeat_interval_ms: 0,
+            refusal,
+            retry_after_ms,
+        })
+    }
+
+    fn goodbye(code: CloseCode) -> Message {
+        Message::Goodbye(crate::wire::Goodbye {
+            code,
+            reason: String::new(),
+        })
+    }
+
+    /// Each row of the reason table, as the agent's next wait.
+    #[test]
+    fn the_reason_decides_how_the_agent_comes_back() {
+        // Normal close: no reconnect, ever.
+        let (t0, mut connector) = online();
+        connector.handle_message(t0, goodbye(CloseCode::Normal));
+        assert!(connector.is_finished());
+        assert_eq!(connector.status().state, StateKind::Stopped);
+        assert_eq!(connector.poll_timeout(), None);
+
+        // Going away: at once, to the next master, as a new cycle.
+        let t0 = Instant::now();
+        let mut two = config(no_jitter());
+        two.masters = vec!["master-1".into(), "master-2".into()];
+        let mut connector = Connector::new(two, ChaCha8Rng::seed_from_u64(1), t0);
+        connector.handle_timeout(t0);
+        connector.handle_connected(t0);
+        connector.handle_message(t0, ack());
+        drain(&mut connector);
+        connector.handle_message(t0, goodbye(CloseCode::GoingAway));
+        assert_eq!(connector.poll_timeout(), Some(t0));
+        connector.handle_timeout(t0);
+        assert!(drain(&mut connector).contains(&AgentAction::Connect { target: 1 }));
+        assert_eq!(connector.status().attempt, 1);
+
+        // Auth failure: the fixed re-auth delay, however often it happens.
+        let t0 = Instant::now();
+        let mut connector = connector_with(no_jitter(), t0);
+        let mut now = t0;
+        for _ in 0..6 {
+            connector.handle_timeout(now);
+            connector.handle_connected(now);
+            connector.handle_message(now, refusal(Refusal::Unauthorized, 0));
+            let next = connector.poll_timeout().unwrap();
+            assert_eq!(next - now, Duration::from_secs(5));
+            now = next;
+        }
+        assert!(
+            !connector.is_finished(),
+            "re-authenticating uses no retries"
+        );
+
+        // Busy with retry_after: exactly that; busy without: twice the backoff's delay.
+        let t0 = Instant::now();
+        let mut connector = connector_with(no_jitter(), t0);
+        connector.handle_timeout(t0);
+        connector.handle_connected(t0);
+        connector.handle_message(t0, refusal(Refusal::Busy, 2500));
+        assert_eq!(
+            connector.poll_timeout(),
+            Some(t0 + Duration::from_millis(2500))
+        );
+        let now = t0 + Duration::from_millis(2500);
+        connector.handle_timeout(now);
+        assert_eq!(
+            drain(&mut connector).last(),
+            Some(&AgentAction::Connect { target: 0 }),
+            "the same master"
+        );
+        connector.handle_connected(now);
+        connector.handle_message(now, refusal(Refusal::Busy, 0));
+        // Retry 1 of the backoff is 2s; a busy master doubles it.
+        assert_eq!(connector.poll_timeout(), Some(now + Duration::from_secs(4)));
+    }
+
+    fn connector_with(backoff: BackoffPolicy, t0: Instant) -> Connector<ChaCha8Rng> {
+        Connector::new(config(backoff), ChaCha8Rng::seed_from_u64(1), t0)
+    }
+
+    #[test]
+    fn busy_refusals_use_up_retries_and_auth_failures_do_not() {
+        let t0 = Instant::now();
+        let policy = BackoffPolicy {
+            max_retries: 2,
+            ..no_jitter()
+        };
+        let mut connector = connector_with(policy, t0);
+        let mut now = t0;
+        for _ in 0..3 {
+            connector.handle_timeout(now);
+            connector.handle_connected(now);
+            connector.handle_message(now, refusal(Refusal::Busy, 100));
+            match connector.poll_timeout() {
+                Some(next) => now = next,
+                None => break,
+            }
+        }
+        assert_eq!(connector.status().state, StateKind::GaveUp);
     }
 
     #[test]
@@ -899,6 +1111,7 @@ mod tests {
             name: name.into(),
             heartbeat_interval: Duration::from_secs(1),
             max_miss: 3,
+            ..MasterConfig::default()
         })
     }
 
@@ -1127,6 +1340,7 @@ mod tests {
             name: "master-9".into(),
             heartbeat_interval: Duration::from_secs(1),
             max_miss: 3,
+            ..MasterConfig::default()
         });
         follower.handle_leadership(Leadership::Follower {
             leader: Some("master-1".into()),

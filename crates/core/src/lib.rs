@@ -4,6 +4,8 @@
 //! directly.
 
 pub mod agent;
+pub mod attempts;
+pub mod auth;
 pub mod backoff;
 pub mod cluster;
 pub mod command;

@@ -2,11 +2,13 @@
 //! online. Sans-IO: the shell feeds it messages and timeouts with `now`, and pulls the frames to
 //! send and the sessions to close.
 
+use crate::attempts::{Admission, AttemptManager, AttemptPolicy, Refuse, TokenBucket};
+use crate::auth::Credentials;
 use crate::command::{Command, Outbox, Pending, Received, OUTBOX_BUDGET};
 use crate::timeline::{emit, CommandEvent, MasterEvent};
 use crate::wire::{
-    payload_len, ConfigId, ConfigPush, HeartbeatAck, Message, NodeStatus, Redirect, Register,
-    RegisterAck, MAX_FRAME_DEFAULT,
+    payload_len, CloseCode, ConfigId, ConfigPush, Goodbye, HeartbeatAck, Message, NodeStatus,
+    Redirect, Refusal, Register, RegisterAck, MAX_FRAME_DEFAULT,
 };
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, VecDeque};
@@ -22,6 +24,28 @@ pub struct MasterConfig {
     pub heartbeat_interval: Duration,
     /// Missed heartbeat intervals before an agent counts as offline.
     pub max_miss: u32,
+    /// The cluster's secret: registrations must carry the agent's token under it. `None`:
+    /// anyone may register.
+    pub auth_secret: Option<String>,
+    /// At most this many registrations per second; `None`: no limit.
+    pub admission: Option<Admission>,
+    /// The attempt manager's settings.
+    pub attempts: AttemptPolicy,
+}
+
+impl Default for MasterConfig {
+    /// `master-1`, heartbeats every second, offline after 3 missed, no authentication, no
+    /// admission limit, attempt records kept but not enforced.
+    fn default() -> Self {
+        MasterConfig {
+            name: "master-1".into(),
+            heartbeat_interval: Duration::from_secs(1),
+            max_miss: 3,
+            auth_secret: None,
+            admission: None,
+            attempts: AttemptPolicy::default(),
+        }
+    }
 }
 
 impl MasterConfig {
@@ -177,6 +201,12 @@ pub struct Registry {
     /// commands taken over. A result is not one: a successor that missed it sends the command
     /// again and the agent answers from memory, so results travel with the periodic handover.
     handover_seq: u64,
+    /// What registrations are checked against, when the cluster authenticates.
+    credentials: Option<Credentials>,
+    admission: Option<TokenBucket>,
+    attempts: AttemptManager,
+    /// Shutting down: it has said goodbye to its agents and takes no more.
+    shutting_down: bool,
 }
 
 /// Why a master did not accept a command or config.
@@ -218,7 +248,16 @@ impl Registry {
     pub fn new(config: MasterConfig) -> Self {
         debug_assert!(config.max_miss > 0 && !config.heartbeat_interval.is_zero());
         let outbox = Outbox::new(&config.name);
+        let credentials = config.auth_secret.as_deref().map(Credentials::new);
+        let admission = config
+            .admission
+            .map(|limit| TokenBucket::new(limit.capacity));
+        let attempts = AttemptManager::new(config.attempts);
         Registry {
+            credentials,
+            admission,
+            attempts,
+            shutting_down: false,
             config,
             leadership: Leadership::Leader,
             nodes: NodeTable::default(),
@@ -547,27 +586,23 @@ impl Registry {
 
     pub fn handle_message(&mut self, now: Instant, session: SessionId, message: Message) {
         match message {
-            Message::Register(info) => match self.leadership.clone() {
-                Leadership::Leader => self.register(now, session, *info),
-                Leadership::Follower {
-                    leader: Some(leader),
-                } => {
-                    self.send(session, Message::Redirect(Redirect { leader }));
-                    self.close(session, "redirected to the leader");
+            Message::Register(info) => {
+                if self.shutting_down {
+                    return self.refuse(now, session, &info, Refusal::ShuttingDown, None);
                 }
-                Leadership::Follower { leader: None } => {
-                    self.send(
-                        session,
-                        Message::RegisterAck(RegisterAck {
-                            instance_id: info.instance_id,
-                            accepted: false,
-                            reason: "no leader elected".into(),
-                            heartbeat_interval_ms: 0,
-                        }),
-                    );
-                    self.close(session, "no leader elected");
+                match self.leadership.clone() {
+                    Leadership::Leader => self.admit(now, session, *info),
+                    Leadership::Follower {
+                        leader: Some(leader),
+                    } => {
+                        self.send(session, Message::Redirect(Redirect { leader }));
+                        self.close(session, "redirected to the leader");
+                    }
+                    Leadership::Follower { leader: None } => {
+                        self.refuse(now, session, &info, Refusal::NoLeader, None);
+                    }
                 }
-            },
+            }
             Message::Heartbeat(heartbeat) => {
                 let config = self.fleet_config.id;
                 let Some(entry) = self.entry_for(session) else {
@@ -639,10 +674,80 @@ impl Registry {
             | Message::HeartbeatAck(_)
             | Message::Redirect(_)
             | Message::Command(_)
-            | Message::ConfigPush(_) => {
+            | Message::ConfigPush(_)
+            | Message::Goodbye(_) => {
                 self.close(session, "unexpected message from agent");
             }
         }
+    }
+
+    /// The leader's gate: admission capacity first (it protects the master from a storm, so
+    /// it counts every registration), then credentials, then the attempt manager.
+    fn admit(&mut self, now: Instant, session: SessionId, info: Register) {
+        if let Some(bucket) = &mut self.admission {
+            if !bucket.try_take(now) {
+                let retry_after = self.config.admission.and_then(|limit| limit.retry_after);
+                return self.refuse(now, session, &info, Refusal::Busy, retry_after);
+            }
+        }
+        if let Some(credentials) = &self.credentials {
+            if credentials.verify(&info.node_name, &info.token).is_err() {
+                return self.refuse(now, session, &info, Refusal::Unauthorized, None);
+            }
+        }
+        match self.attempts.should_reconnect(&info.instance_id, now) {
+            Ok(()) => {}
+            Err(Refuse::TooSoon(wait)) => {
+                return self.refuse(now, session, &info, Refusal::Busy, Some(wait));
+            }
+            Err(Refuse::RetryLimit) => {
+                return self.refuse(now, session, &info, Refusal::RetryLimit, None);
+            }
+        }
+        self.attempts.record_attempt(&info.instance_id, now, true);
+        self.register(now, session, info);
+    }
+
+    /// Answers a registration with `refusal` and closes the session; a failed attempt on the
+    /// agent's record.
+    fn refuse(
+        &mut self,
+        now: Instant,
+        session: SessionId,
+        info: &Register,
+        refusal: Refusal,
+        retry_after: Option<Duration>,
+    ) {
+        let (name, reason) = match refusal {
+            Refusal::None => unreachable!("a refusal refuses"),
+            Refusal::NoLeader => ("no_leader", "no leader elected"),
+            Refusal::Unauthorized => ("unauthorized", "bad or revoked credentials"),
+            Refusal::Busy => ("busy", "busy; come back later"),
+            Refusal::RetryLimit => ("retry_limit", "too many reconnection attempts"),
+            Refusal::ShuttingDown => ("shutting_down", "master shutting down"),
+        };
+        let retry_after_ms = retry_after.map(|after| after.as_millis().max(1) as u64);
+        if refusal != Refusal::NoLeader {
+            // A follower refusing for want of a leader is no news; the leader's refusals are.
+            self.attempts.record_attempt(&info.instance_id, now, false);
+            emit(MasterEvent::RegistrationRefused {
+                agent: info.node_name.clone(),
+                refusal: name.to_string(),
+                retry_after_ms,
+            });
+        }
+        self.send(
+            session,
+            Message::RegisterAck(RegisterAck {
+                instance_id: info.instance_id.clone(),
+                accepted: false,
+                reason: reason.into(),
+                heartbeat_interval_ms: 0,
+                refusal,
+                retry_after_ms: retry_after_ms.unwrap_or(0),
+            }),
+        );
+        self.close(session, reason);
     }
 
     fn register(&mut self, now: Instant, session: SessionId, info: Register) {
@@ -710,6 +815,8 @@ impl Registry {
                 accepted: true,
                 reason: String::new(),
                 heartbeat_interval_ms: self.config.heartbeat_interval.as_millis() as u64,
+                refusal: Refusal::None,
+                retry_after_ms: 0,
             }),
         );
         // At least once: every command still unanswered goes out again on each registration.
@@ -742,15 +849,138 @@ impl Registry {
     }
 
     /// The connection behind `session` is gone. Its node stays registered and goes offline
-    /// only by missing heartbeats, so a brief reconnect never flaps its state.
-    pub fn handle_session_closed(&mut self, session: SessionId) {
+    /// only by missing heartbeats, so a brief reconnect never flaps its state. The attempt
+    /// manager starts a record of its reconnection.
+    pub fn handle_session_closed(&mut self, now: Instant, session: SessionId) {
         if let Some(slot) = self.sessions.remove(&session) {
             if let Some(entry) = self.nodes.get_mut(slot) {
                 if entry.session == Some(session) {
                     entry.session = None;
+                    let (instance, agent) = (&entry.info.instance_id, &entry.info.node_name);
+                    (self.attempts).record_disconnection(instance, agent, now, "connection closed");
                 }
             }
         }
+    }
+
+    /// Ends `agent`'s session on purpose, telling it why; no attempt record starts, since the
+    /// master chose this. Returns whether it had one.
+    fn end_session(&mut self, agent: &str, code: CloseCode, reason: &str) -> bool {
+        let Some(slot) = self.nodes.slot_of_agent(agent) else {
+            return false;
+        };
+        let Some(session) = self
+            .nodes
+            .get_mut(slot)
+            .and_then(|entry| entry.session.take())
+        else {
+            return false;
+        };
+        self.sessions.remove(&session);
+        emit(MasterEvent::SessionEnded {
+            agent: agent.to_string(),
+            code: close_code_name(code).to_string(),
+            reason: reason.to_string(),
+        });
+        self.say_goodbye(session, code, reason);
+        true
+    }
+
+    fn say_goodbye(&mut self, session: SessionId, code: CloseCode, reason: &str) {
+        let reason = reason.to_string();
+        self.send(session, Message::Goodbye(Goodbye { code, reason }));
+        self.close(session, "ended by the master");
+    }
+
+    /// Invalidates `agent`'s credentials and ends its session; it re-authenticates on its fixed
+    /// schedule and is refused until [`restore_credentials`](Self::restore_credentials).
+    pub fn revoke_credentials(&mut self, agent: &str) {
+        if let Some(credentials) = &mut self.credentials {
+            credentials.set_valid(agent, false);
+            self.end_session(agent, CloseCode::Unauthorized, "credentials revoked");
+        }
+    }
+
+    pub fn restore_credentials(&mut self, agent: &str) {
+        if let Some(credentials) = &mut self.credentials {
+            credentials.set_valid(agent, true);
+        }
+    }
+
+    /// Admin `status`: what the master knows of `agent`'s reconnection.
+    pub fn admin_status(&mut self, now: Instant, agent: &str) {
+        let connected = (self.nodes.slot_of_agent(agent))
+            .and_then(|slot| self.nodes.get_mut(slot))
+            .is_some_and(|entry| entry.session.is_some() && entry.liveness == Liveness::Online);
+        let (attempts, next_retry_ms, reason) = match self.attempts.status(agent) {
+            Some((record, next)) => {
+                let wait = next.saturating_duration_since(now).as_millis() as u64;
+                (record.attempts, Some(wait), record.reason.clone())
+            }
+            None => (0, None, String::new()),
+        };
+        emit(MasterEvent::AdminStatus {
+            agent: agent.to_string(),
+            connected,
+            attempts,
+            next_retry_ms,
+            reason,
+        });
+    }
+
+    /// Admin `active`: the agents reconnecting, by the master's records.
+    pub fn admin_active(&mut self, now: Instant) {
+        let agents = self.attempts.active(now);
+        emit(MasterEvent::AdminActive { agents });
+    }
+
+    /// Admin `cleanup`: drops expired records.
+    pub fn admin_cleanup(&mut self, now: Instant) {
+        let removed = self.attempts.cleanup(now) as u64;
+        emit(MasterEvent::AdminCleanup { removed });
+    }
+
+    /// Admin `force`: forgets `agent`'s attempts and ends its session as going away, so it
+    /// reconnects at once and is let in.
+    pub fn admin_force(&mut self, agent: &str) {
+        self.attempts.forget(agent);
+        let had_session = self.end_session(agent, CloseCode::GoingAway, "forced by an operator");
+        emit(MasterEvent::AdminForce {
+            agent: agent.to_string(),
+            had_session,
+        });
+    }
+
+    /// Admin `decommission`: ends `agent`'s session with a normal close (it does not come
+    /// back) and drops it from the registry.
+    pub fn admin_decommission(&mut self, agent: &str) {
+        self.end_session(agent, CloseCode::Normal, "decommissioned");
+        if let Some(slot) = self.nodes.slot_of_agent(agent) {
+            if let Some(entry) = self.nodes.remove(slot) {
+                emit(MasterEvent::NodeUnregistered {
+                    agent: entry.info.node_name,
+                });
+            }
+        }
+        self.attempts.forget(agent);
+    }
+
+    /// Graceful shutdown: says goodbye (going away) to every agent and refuses registrations
+    /// from now on, so agents move to the next master at once.
+    pub fn shutdown(&mut self) {
+        if self.shutting_down {
+            return;
+        }
+        self.shutting_down = true;
+        let sessions: Vec<SessionId> = self.sessions.keys().copied().collect();
+        emit(MasterEvent::ShuttingDown {
+            agents: sessions.len() as u64,
+        });
+        for session in sessions {
+            self.say_goodbye(session, CloseCode::GoingAway, "master shutting down");
+        }
+        self.sessions.clear();
+        self.nodes.for_each_mut(|entry| entry.session = None);
     }
 
     /// Marks every node silent for `offline_after` as offline.
@@ -826,17 +1056,21 @@ impl Registry {
     }
 }
 
+fn close_code_name(code: CloseCode) -> &'static str {
+    match code {
+        CloseCode::Normal => "normal",
+        CloseCode::GoingAway => "going_away",
+        CloseCode::Unauthorized => "unauthorized",
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::wire::{BuildInfo, Heartbeat, Unregister};
 
     fn config() -> MasterConfig {
-        MasterConfig {
-            name: "master-1".into(),
-            heartbeat_interval: Duration::from_secs(1),
-            max_miss: 3,
-        }
+        MasterConfig::default()
     }
 
     fn register(name: &str, pid: u32) -> Message {
@@ -849,6 +1083,7 @@ mod tests {
             capabilities: vec![],
             metadata: BTreeMap::new(),
             build: BuildInfo::default(),
+            token: crate::auth::token("secret", name),
         }))
     }
 
@@ -916,6 +1151,157 @@ mod tests {
             })
             .collect();
         assert_eq!(acks, [0, 0], "every ack names the config version");
+    }
+
+    /// The refusal a registration on `session` got, if any.
+    fn refusal_on(actions: &[MasterAction], on: SessionId) -> Option<(Refusal, u64)> {
+        actions.iter().find_map(|action| match action {
+            MasterAction::Send {
+                session,
+                message: Message::RegisterAck(ack),
+            } if *session == on && !ack.accepted => Some((ack.refusal, ack.retry_after_ms)),
+            _ => None,
+        })
+    }
+
+    fn goodbye_on(actions: &[MasterAction], on: SessionId) -> Option<CloseCode> {
+        actions.iter().find_map(|action| match action {
+            MasterAction::Send {
+                session,
+                message: Message::Goodbye(goodbye),
+            } if *session == on => Some(goodbye.code),
+            _ => None,
+        })
+    }
+
+    #[test]
+    fn credentials_are_checked_revoked_and_restored() {
+        let t0 = Instant::now();
+        let mut registry = Registry::new(MasterConfig {
+            auth_secret: Some("secret".into()),
+            ..config()
+        });
+        registry.handle_message(t0, 1, register("agent-1", 7));
+        assert_eq!(refusal_on(&drain(&mut registry), 1), None);
+        let Message::Register(mut forged) = register("agent-2", 8) else {
+            unreachable!()
+        };
+        forged.token = crate::auth::token("guess", "agent-2");
+        registry.handle_message(t0, 2, Message::Register(forged));
+        assert_eq!(
+            refusal_on(&drain(&mut registry), 2),
+            Some((Refusal::Unauthorized, 0))
+        );
+
+        registry.revoke_credentials("agent-1");
+        let actions = drain(&mut registry);
+        assert_eq!(goodbye_on(&actions, 1), Some(CloseCode::Unauthorized));
+        registry.handle_message(t0, 3, register("agent-1", 7));
+        assert_eq!(
+            refusal_on(&drain(&mut registry), 3),
+            Some((Refusal::Unauthorized, 0))
+        );
+        registry.restore_credentials("agent-1");
+        registry.handle_message(t0, 4, register("agent-1", 7));
+        assert_eq!(refusal_on(&drain(&mut registry), 4), None);
+    }
+
+    #[test]
+    fn admission_refuses_past_capacity_with_retry_after_only_when_set() {
+        let t0 = Instant::now();
+        for retry_after in [None, Some(Duration::from_secs(2))] {
+            let mut registry = Registry::new(MasterConfig {
+                admission: Some(Admission {
+                    capacity: 2,
+                    retry_after,
+                }),
+                ..config()
+            });
+            for session in 1..=3 {
+                registry.handle_message(t0, session, register(&format!("agent-{session}"), 1));
+            }
+            let actions = drain(&mut registry);
+            assert_eq!(refusal_on(&actions, 2), None);
+            let expected = retry_after.map_or(0, |after| after.as_millis() as u64);
+            assert_eq!(refusal_on(&actions, 3), Some((Refusal::Busy, expected)));
+            let later = t0 + Duration::from_millis(500);
+            registry.handle_message(later, 4, register("agent-3", 1));
+            assert_eq!(refusal_on(&drain(&mut registry), 4), None, "refilled");
+        }
+    }
+
+    #[test]
+    fn an_enforcing_master_makes_a_returning_agent_wait_its_backoff() {
+        let t0 = Instant::now();
+        let mut registry = Registry::new(MasterConfig {
+            attempts: AttemptPolicy {
+                enforce: true,
+                ..AttemptPolicy::default()
+            },
+            ..config()
+        });
+        registry.handle_message(t0, 1, register("agent-1", 7));
+        registry.handle_session_closed(t0, 1);
+        let soon = t0 + Duration::from_millis(400);
+        registry.handle_message(soon, 2, register("agent-1", 7));
+        assert_eq!(
+            refusal_on(&drain(&mut registry), 2),
+            Some((Refusal::Busy, 600))
+        );
+        registry.admin_status(soon, "agent-1");
+        // One failed attempt: 2s from it.
+        let ready = soon + Duration::from_secs(2);
+        registry.handle_message(ready, 3, register("agent-1", 7));
+        assert_eq!(refusal_on(&drain(&mut registry), 3), None);
+        assert!(registry.attempts.status("agent-1").is_none());
+    }
+
+    #[test]
+    fn force_lets_an_agent_straight_back_and_decommission_closes_it_for_good() {
+        let t0 = Instant::now();
+        let mut registry = Registry::new(MasterConfig {
+            attempts: AttemptPolicy {
+                enforce: true,
+                ..AttemptPolicy::default()
+            },
+            ..config()
+        });
+        registry.handle_message(t0, 1, register("agent-1", 7));
+        drain(&mut registry);
+        registry.admin_force("agent-1");
+        let actions = drain(&mut registry);
+        assert_eq!(goodbye_on(&actions, 1), Some(CloseCode::GoingAway));
+        registry.handle_session_closed(t0, 1);
+        registry.handle_message(t0, 2, register("agent-1", 7));
+        assert_eq!(
+            refusal_on(&drain(&mut registry), 2),
+            None,
+            "no record: let in"
+        );
+        registry.admin_decommission("agent-1");
+        assert_eq!(
+            goodbye_on(&drain(&mut registry), 2),
+            Some(CloseCode::Normal)
+        );
+        assert_eq!(registry.nodes().count(), 0);
+    }
+
+    #[test]
+    fn a_master_shutting_down_says_goodbye_and_takes_no_one() {
+        let t0 = Instant::now();
+        let mut registry = Registry::new(config());
+        registry.handle_message(t0, 1, register("agent-1", 7));
+        registry.handle_message(t0, 2, register("agent-2", 8));
+        drain(&mut registry);
+        registry.shutdown();
+        let actions = drain(&mut registry);
+        assert_eq!(goodbye_on(&actions, 1), Some(CloseCode::GoingAway));
+        assert_eq!(goodbye_on(&actions, 2), Some(CloseCode::GoingAway));
+        registry.handle_message(t0, 3, register("agent-1", 7));
+        assert_eq!(
+            refusal_on(&drain(&mut registry), 3),
+            Some((Refusal::ShuttingDown, 0))
+        );
     }
 
     #[test]
@@ -993,7 +1379,7 @@ mod tests {
         registry.handle_timeout(t0 + Duration::from_millis(3500));
         assert_eq!(liveness(&registry), vec![Liveness::Online]);
         // Its session closing later changes nothing either.
-        registry.handle_session_closed(1);
+        registry.handle_session_closed(t0, 1);
         assert_eq!(registry.online_count(), 1);
     }
 
@@ -1094,7 +1480,7 @@ mod tests {
         let t0 = Instant::now();
         let mut registry = Registry::new(config());
         registry.handle_message(t0, 1, register("agent-1", 7));
-        registry.handle_session_closed(1);
+        registry.handle_session_closed(t0, 1);
         assert_eq!(liveness(&registry), vec![Liveness::Online]);
         registry.handle_timeout(t0 + Duration::from_secs(3));
         assert_eq!(liveness(&registry), vec![Liveness::Offline]);

@@ -74,8 +74,19 @@ fn subsystem(kind: &str) -> Option<Subsystem> {
     Some(match kind {
         "connect_attempt" | "connected" | "registered" | "disconnected" | "redirected"
         | "connect_failed" | "long_wait" | "gave_up" => Agent,
-        "node_registered" | "node_online" | "node_offline" | "node_unregistered"
-        | "registry_cleared" | "instance_replaced" => Master,
+        "node_registered"
+        | "node_online"
+        | "node_offline"
+        | "node_unregistered"
+        | "registry_cleared"
+        | "instance_replaced"
+        | "registration_refused"
+        | "session_ended"
+        | "shutting_down"
+        | "admin_status"
+        | "admin_active"
+        | "admin_cleanup"
+        | "admin_force" => Master,
         "pre_vote_started" | "election_started" | "vote_granted" | "vote_denied"
         | "became_leader" | "became_follower" | "stepped_down" | "state_restored" => Raft,
         "lease_acquired" | "lease_renewed" | "lease_lost" | "lease_holder_seen"
@@ -112,9 +123,34 @@ pub enum DisconnectReason {
     ProtocolError,
     /// This agent disconnected on purpose.
     Local,
+    /// The master closed the session for good (the agent was decommissioned).
+    NormalClose,
+    /// The master is going away (shutting down, or an operator forced a reconnect).
+    GoingAway,
+    /// The master refused the agent's credentials, or revoked them.
+    AuthFailed,
+    /// The master is busy: at capacity, or enforcing its own backoff or retry limit.
+    Busy,
 }
 
 impl DisconnectReason {
+    /// Every reason, in the order defined.
+    pub const ALL: [DisconnectReason; 13] = [
+        DisconnectReason::Refused,
+        DisconnectReason::ConnectTimeout,
+        DisconnectReason::Closed,
+        DisconnectReason::Reset,
+        DisconnectReason::HeartbeatTimeout,
+        DisconnectReason::RegisterTimeout,
+        DisconnectReason::Rejected,
+        DisconnectReason::ProtocolError,
+        DisconnectReason::Local,
+        DisconnectReason::NormalClose,
+        DisconnectReason::GoingAway,
+        DisconnectReason::AuthFailed,
+        DisconnectReason::Busy,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             DisconnectReason::Refused => "refused",
@@ -126,6 +162,10 @@ impl DisconnectReason {
             DisconnectReason::Rejected => "rejected",
             DisconnectReason::ProtocolError => "protocol_error",
             DisconnectReason::Local => "local",
+            DisconnectReason::NormalClose => "normal_close",
+            DisconnectReason::GoingAway => "going_away",
+            DisconnectReason::AuthFailed => "auth_failed",
+            DisconnectReason::Busy => "busy",
         }
     }
 }
@@ -154,6 +194,9 @@ pub enum AgentEvent {
     },
     Disconnected {
         reason: DisconnectReason,
+        /// When the master said when to come back (a busy refusal).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        retry_after_ms: Option<u64>,
     },
     /// A master that does not lead pointed at `to`.
     Redirected {
@@ -199,6 +242,48 @@ pub enum MasterEvent {
     /// A master that stopped leading forgot its `agents`.
     RegistryCleared {
         agents: u64,
+    },
+    /// The leader refused `agent`'s registration: `refusal` is `busy`, `unauthorized`,
+    /// `retry_limit` or `shutting_down`.
+    RegistrationRefused {
+        agent: String,
+        refusal: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        retry_after_ms: Option<u64>,
+    },
+    /// The master ended `agent`'s session on purpose, telling it why (`code`).
+    SessionEnded {
+        agent: String,
+        code: String,
+        reason: String,
+    },
+    /// The master is shutting down: it said goodbye to its `agents` and takes no more.
+    ShuttingDown {
+        agents: u64,
+    },
+    /// Admin `status`: the master's record of `agent`'s reconnection.
+    AdminStatus {
+        agent: String,
+        connected: bool,
+        attempts: u32,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        next_retry_ms: Option<u64>,
+        #[serde(default, skip_serializing_if = "String::is_empty")]
+        reason: String,
+    },
+    /// Admin `active`: the agents the master holds reconnection records for.
+    AdminActive {
+        agents: Vec<String>,
+    },
+    /// Admin `cleanup`: records older than the expiry were dropped.
+    AdminCleanup {
+        removed: u64,
+    },
+    /// Admin `force`: `agent`'s record was cleared and its session (if any) ended, so it
+    /// reconnects at once.
+    AdminForce {
+        agent: String,
+        had_session: bool,
     },
 }
 
@@ -427,7 +512,39 @@ mod tests {
             }
             .into(),
             AgentEvent::Disconnected {
-                reason: DisconnectReason::HeartbeatTimeout,
+                reason: DisconnectReason::Busy,
+                retry_after_ms: Some(2000),
+            }
+            .into(),
+            MasterEvent::RegistrationRefused {
+                agent: s("agent-1"),
+                refusal: s("busy"),
+                retry_after_ms: Some(2000),
+            }
+            .into(),
+            MasterEvent::SessionEnded {
+                agent: s("agent-1"),
+                code: s("going_away"),
+                reason: s("forced"),
+            }
+            .into(),
+            MasterEvent::ShuttingDown { agents: 3 }.into(),
+            MasterEvent::AdminStatus {
+                agent: s("agent-1"),
+                connected: false,
+                attempts: 2,
+                next_retry_ms: Some(4000),
+                reason: s("connection closed"),
+            }
+            .into(),
+            MasterEvent::AdminActive {
+                agents: vec![s("agent-1")],
+            }
+            .into(),
+            MasterEvent::AdminCleanup { removed: 1 }.into(),
+            MasterEvent::AdminForce {
+                agent: s("agent-1"),
+                had_session: true,
             }
             .into(),
             AgentEvent::Redirected { to: s("master-2") }.into(),
@@ -608,6 +725,13 @@ mod tests {
                 M::NodeUnregistered { .. } => 11,
                 M::RegistryCleared { .. } => 12,
                 M::InstanceReplaced { .. } => 31,
+                M::RegistrationRefused { .. } => 44,
+                M::SessionEnded { .. } => 45,
+                M::ShuttingDown { .. } => 46,
+                M::AdminStatus { .. } => 47,
+                M::AdminActive { .. } => 48,
+                M::AdminCleanup { .. } => 49,
+                M::AdminForce { .. } => 50,
             },
             Event::Raft(event) => match event {
                 R::PreVoteStarted { .. } => 13,
@@ -672,7 +796,7 @@ mod tests {
     fn every_kind_has_a_sample() {
         let mut seen: Vec<usize> = samples().iter().map(number).collect();
         seen.sort();
-        assert_eq!(seen, (0..44).collect::<Vec<_>>());
+        assert_eq!(seen, (0..51).collect::<Vec<_>>());
     }
 
     fn kind(event: &Event) -> String {

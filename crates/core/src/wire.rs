@@ -40,6 +40,9 @@ pub enum Message {
     ConfigPull(ConfigPull),
     /// From the agent: it applied this config version.
     ConfigAck(ConfigAck),
+    /// From the master, just before it closes the session: why, so the agent knows how to
+    /// reconnect (or not).
+    Goodbye(Goodbye),
 }
 
 impl Message {
@@ -56,6 +59,7 @@ impl Message {
             Message::ConfigPush(_) => "ConfigPush",
             Message::ConfigPull(_) => "ConfigPull",
             Message::ConfigAck(_) => "ConfigAck",
+            Message::Goodbye(_) => "Goodbye",
         }
     }
 }
@@ -72,6 +76,9 @@ pub struct Register {
     pub capabilities: Vec<String>,
     pub metadata: BTreeMap<String, String>,
     pub build: BuildInfo,
+    /// Proves the agent is who it says: [`crate::auth::token`] of its name under the cluster's
+    /// secret. Empty when it has none.
+    pub token: String,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -94,6 +101,47 @@ pub struct RegisterAck {
     pub reason: String,
     /// The interval this master judges liveness by; the agent heartbeats at it (0: keep yours).
     pub heartbeat_interval_ms: u64,
+    /// Why it was refused, as the agent's reconnect strategy reads it.
+    pub refusal: Refusal,
+    /// With a refusal: come back after this long (0: the master names no time).
+    pub retry_after_ms: u64,
+}
+
+/// Why a master refused a registration.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Refusal {
+    /// Accepted.
+    #[default]
+    None,
+    /// This master does not lead and knows no leader.
+    NoLeader,
+    /// The token is missing, wrong or revoked.
+    Unauthorized,
+    /// The master is at its admission capacity, or this agent came back sooner than the
+    /// master's own backoff allows.
+    Busy,
+    /// This agent used up the retries the master allows it.
+    RetryLimit,
+    /// The master is shutting down.
+    ShuttingDown,
+}
+
+/// How a master ends a session on purpose: the agent's reconnect strategy follows it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum CloseCode {
+    /// The agent is done here (decommissioned): it does not reconnect.
+    Normal,
+    /// The master is going away (shutting down, or dropping the session on an operator's
+    /// `force`): the agent reconnects at once, to the next master.
+    GoingAway,
+    /// The agent's credentials were revoked: it re-authenticates on its fixed schedule.
+    Unauthorized,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Goodbye {
+    pub code: CloseCode,
+    pub reason: String,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -277,6 +325,7 @@ mod tests {
             capabilities: vec!["exec".into()],
             metadata: BTreeMap::from([("zone".into(), "a".into())]),
             build: BuildInfo::default(),
+            token: "0f".repeat(32),
         }))
     }
 
@@ -301,6 +350,30 @@ mod tests {
             .unwrap();
         assert_eq!(second, heartbeat(9));
         assert_eq!(used + used2, buf.len());
+    }
+
+    #[test]
+    fn refusals_and_goodbyes_round_trip() {
+        let messages = [
+            Message::RegisterAck(RegisterAck {
+                instance_id: "agent-1-host-42".into(),
+                accepted: false,
+                reason: "at capacity".into(),
+                heartbeat_interval_ms: 0,
+                refusal: Refusal::Busy,
+                retry_after_ms: 2500,
+            }),
+            Message::Goodbye(Goodbye {
+                code: CloseCode::GoingAway,
+                reason: "master shutting down".into(),
+            }),
+        ];
+        for message in messages {
+            let mut buf = Vec::new();
+            encode(&message, MAX_FRAME_DEFAULT, &mut buf).unwrap();
+            let decoded = decode::<Message>(&buf, MAX_FRAME_DEFAULT).unwrap();
+            assert_eq!(decoded, Some((message, buf.len())));
+        }
     }
 
     #[test]

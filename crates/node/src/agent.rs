@@ -4,6 +4,7 @@ use crate::clock::{now, Timer};
 use crate::codec::{CodecError, FrameCodec};
 use fleet_core::agent::{AgentAction, Connector, DisconnectReason};
 use fleet_core::wire::{BuildInfo, Message, Register};
+use futures::task::AtomicWaker;
 use futures::{SinkExt, StreamExt};
 use rand::RngCore;
 use std::collections::BTreeMap;
@@ -11,11 +12,21 @@ use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::Poll;
 use tokio::net::TcpStream;
 use tokio_util::codec::Framed;
 
 /// The registration an agent of this build sends.
-pub fn registration(node_name: &str, hostname: &str, pid: u32, start_time_ms: u64) -> Register {
+/// `token` proves who it is ([`fleet_core::auth::token`]); empty when the cluster does not
+/// authenticate.
+pub fn registration(
+    node_name: &str,
+    hostname: &str,
+    pid: u32,
+    start_time_ms: u64,
+    token: String,
+) -> Register {
     Register {
         node_name: node_name.to_string(),
         instance_id: fleet_core::wire::instance_id(node_name, hostname, pid),
@@ -36,6 +47,35 @@ pub fn registration(node_name: &str, hostname: &str, pid: u32, start_time_ms: u6
             .to_string(),
             target: std::env::consts::ARCH.to_string(),
         },
+        token,
+    }
+}
+
+/// Reaches a running agent from outside (an operator, the simulator): asks it to stop
+/// gracefully. One atomic flag and a waker, so the agent's loop pays nothing while it is unset.
+#[derive(Default)]
+pub struct AgentControl {
+    stop: AtomicBool,
+    waker: AtomicWaker,
+}
+
+impl AgentControl {
+    /// The agent unregisters, closes its connection and never reconnects.
+    pub fn stop(&self) {
+        self.stop.store(true, Ordering::Release);
+        self.waker.wake();
+    }
+
+    async fn stopped(&self) {
+        std::future::poll_fn(|cx| {
+            self.waker.register(cx.waker());
+            if self.stop.load(Ordering::Acquire) {
+                Poll::Ready(())
+            } else {
+                Poll::Pending
+            }
+        })
+        .await
     }
 }
 
@@ -88,8 +128,12 @@ pub fn classify(error: &io::Error) -> DisconnectReason {
 }
 
 /// Drives `connector` against `masters` (indexed like its config's master names) until it
-/// gives up or is stopped.
-pub async fn run_agent<R: RngCore>(mut connector: Connector<R>, masters: Vec<SocketAddr>) {
+/// gives up, a master closes it for good, or `control` stops it.
+pub async fn run_agent<R: RngCore>(
+    mut connector: Connector<R>,
+    masters: Vec<SocketAddr>,
+    control: &AgentControl,
+) {
     let mut link = Link::Idle;
     let mut timer = Timer::default();
     loop {
@@ -136,6 +180,7 @@ pub async fn run_agent<R: RngCore>(mut connector: Connector<R>, masters: Vec<Soc
                 }
             },
             _ = timer.expired() => connector.handle_timeout(now()),
+            _ = control.stopped() => connector.disconnect(),
         }
     }
 }

@@ -11,5 +11,5 @@ pub mod codec;
 pub mod disk;
 pub mod master;
 
-pub use agent::{registration, run_agent};
+pub use agent::{registration, run_agent, AgentControl};
 pub use master::{run_master, MasterState};

@@ -61,14 +61,15 @@ impl SessionSignal {
         std::mem::take(&mut *self.mail.lock().unwrap_or_else(|p| p.into_inner()))
     }
 
-    /// Resolves once the session must close or has mail.
+    /// Resolves once the session has mail or must close.
     async fn wake(&self) -> Wake {
         std::future::poll_fn(|cx| {
             self.waker.register(cx.waker());
-            if self.closed.load(Ordering::Acquire) {
-                Poll::Ready(Wake::Closed)
-            } else if self.has_mail.load(Ordering::Acquire) {
+            // Mail first: a goodbye posted just before the close goes out before it.
+            if self.has_mail.load(Ordering::Acquire) {
                 Poll::Ready(Wake::Mail)
+            } else if self.closed.load(Ordering::Acquire) {
+                Poll::Ready(Wake::Closed)
             } else {
                 Poll::Pending
             }
@@ -208,6 +209,14 @@ impl MasterState {
         let returned = shared.registry.handle_handover(from, handover);
         shared.dispatch(None, &mut Vec::new());
         returned
+    }
+
+    /// Changes the registry through `f` and sends what it produced (goodbyes, closes):
+    /// credentials, admin operations, shutdown.
+    pub fn operate(&self, f: impl FnOnce(&mut Registry)) {
+        let mut shared = self.lock();
+        f(&mut shared.registry);
+        shared.dispatch(None, &mut Vec::new());
     }
 
     /// Another master returned commands this leader does not hold: it takes them over.
@@ -359,7 +368,7 @@ async fn serve_session(
     }
     let mut shared = state.lock();
     shared.sessions.remove(&session);
-    shared.registry.handle_session_closed(session);
+    shared.registry.handle_session_closed(now(), session);
 }
 
 async fn send(framed: &mut Framed<TcpStream, FrameCodec>, message: Message) -> io::Result<()> {

@@ -22,6 +22,7 @@ async fn start_master(listener: TcpListener) -> (MasterState, tokio::task::JoinH
         name: "master-1".into(),
         heartbeat_interval: INTERVAL,
         max_miss: TOLERANCE,
+        ..MasterConfig::default()
     });
     let task = tokio::spawn({
         let state = state.clone();
@@ -57,15 +58,23 @@ async fn an_agent_registers_and_comes_back_after_the_master_restarts() {
             max: Duration::from_millis(40),
             ..BackoffPolicy::default()
         },
-        register: registration("agent-1", "loopback", std::process::id(), 0),
+        register: registration("agent-1", "loopback", std::process::id(), 0, String::new()),
         commands: Default::default(),
+        reauth_delay: Duration::from_secs(1),
     };
     let connector = Connector::new(
         config,
         rand_chacha::ChaCha8Rng::seed_from_u64(1),
         std::time::Instant::now(),
     );
-    tokio::spawn(run_agent(connector, vec![address]));
+    tokio::spawn(async move {
+        run_agent(
+            connector,
+            vec![address],
+            &fleet_node::AgentControl::default(),
+        )
+        .await
+    });
 
     wait_until("the agent is online", || {
         state.with_registry(|r| r.online_count() == 1)

@@ -82,6 +82,7 @@ fn start_master(name: &str, store: SocketAddr) -> (MasterState, tokio::task::Joi
         name: "master-1".into(),
         heartbeat_interval: Duration::from_millis(100),
         max_miss: 3,
+        ..MasterConfig::default()
     });
     state.set_leadership(Leadership::Follower { leader: None });
     let config = ClusterConfig {

@@ -60,11 +60,11 @@ impl CommandHistory {
                         history
                             .processes
                             .insert(node.clone(), (*incarnation, entry.t_ms));
-                        // A crashed agent reports nothing (`down`); a restarted one starts
-                        // online, as the first process did.
+                        // A crashed or stopped agent reports nothing (`down`); a restarted one
+                        // starts online, as the first process did.
                         let status = match fault {
-                            FaultEvent::Crash { .. } => "down",
-                            _ => "online",
+                            FaultEvent::Restart { .. } => "online",
+                            _ => "down",
                         };
                         let statuses = history.statuses.entry(node.clone()).or_default();
                         statuses.push((entry.t_ms, status.into()));

@@ -58,6 +58,41 @@ pub enum FaultEvent {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         nodes: Option<Vec<String>>,
     },
+    /// The selected agents' credentials were revoked at every master.
+    Revoke {
+        target: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        nodes: Option<Vec<String>>,
+    },
+    /// The selected agents' credentials are valid again.
+    Restore {
+        target: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        nodes: Option<Vec<String>>,
+    },
+    /// The selected agents were told to unregister and stop for good.
+    Stop {
+        target: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        nodes: Option<Vec<String>>,
+    },
+    /// The selected masters shut down: goodbyes to their agents, then down.
+    Shutdown {
+        target: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        nodes: Option<Vec<String>>,
+    },
+    /// An operator asked `master` (the leader then; `None` when there was none) to run `op`
+    /// on `agents`.
+    Admin {
+        op: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        agents: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        nodes: Option<Vec<String>>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        master: Option<String>,
+    },
     /// The fault just above captured `nodes` as `name` (`as = "name"`): `@name` means them from
     /// now on.
     Captured {
@@ -72,18 +107,20 @@ pub enum FaultEvent {
 }
 
 impl FaultEvent {
-    /// The processes a crash or restart ended; `None` for faults that leave processes alone.
+    /// The processes a crash, restart, stop or shutdown ended; `None` for faults that leave
+    /// processes alone.
     pub fn processes_ended(&self, topology: &Topology) -> Option<Vec<String>> {
         match self {
-            FaultEvent::Crash { target, nodes } | FaultEvent::Restart { target, nodes } => {
-                Some(match nodes {
-                    Some(nodes) => nodes.clone(),
-                    None => topology
-                        .select(target)
-                        .map(|selector| selector.nodes().to_vec())
-                        .unwrap_or_default(),
-                })
-            }
+            FaultEvent::Crash { target, nodes }
+            | FaultEvent::Restart { target, nodes }
+            | FaultEvent::Stop { target, nodes }
+            | FaultEvent::Shutdown { target, nodes } => Some(match nodes {
+                Some(nodes) => nodes.clone(),
+                None => topology
+                    .select(target)
+                    .map(|selector| selector.nodes().to_vec())
+                    .unwrap_or_default(),
+            }),
             // A wiped disk leaves its process running.
             FaultEvent::Partition { .. }
             | FaultEvent::Heal { .. }
@@ -91,6 +128,9 @@ impl FaultEvent {
             | FaultEvent::Loss { .. }
             | FaultEvent::Wipe { .. }
             | FaultEvent::Isolate { .. }
+            | FaultEvent::Revoke { .. }
+            | FaultEvent::Restore { .. }
+            | FaultEvent::Admin { .. }
             | FaultEvent::Captured { .. }
             | FaultEvent::Unfired { .. } => None,
         }

@@ -49,7 +49,18 @@ impl OnlineHistory {
                     }
                     // The new instance's registration already made the agent online.
                     MasterEvent::InstanceReplaced { .. } => continue,
-                    MasterEvent::RegistryCleared { .. } => vec![entry.node.clone()],
+                    // A master shutting down leaves its agents as one that stopped leading does.
+                    MasterEvent::RegistryCleared { .. } | MasterEvent::ShuttingDown { .. } => {
+                        vec![entry.node.clone()]
+                    }
+                    // Liveness follows heartbeats: an agent whose session was ended goes
+                    // offline by silence, or comes straight back.
+                    MasterEvent::RegistrationRefused { .. }
+                    | MasterEvent::SessionEnded { .. }
+                    | MasterEvent::AdminStatus { .. }
+                    | MasterEvent::AdminActive { .. }
+                    | MasterEvent::AdminCleanup { .. }
+                    | MasterEvent::AdminForce { .. } => continue,
                 },
                 Happening::Fault(fault) => match fault.processes_ended(topology) {
                     Some(nodes) => nodes,

@@ -4,15 +4,18 @@ use crate::history::attempts::{connect_attempts, peak_connect_rate};
 use crate::history::{fmt_time, Entry};
 use crate::judge::{ms, Check, CheckSpec, Evidence};
 use crate::scenario::selector::Selector;
-use fleet_core::backoff::BackoffPolicy;
+use fleet_core::agent::{strategy, Reconnect};
+use fleet_core::backoff::{BackoffPolicy, Strategy};
 use fleet_core::fmt_duration as show;
-use fleet_core::timeline::{AgentEvent, Event};
+use fleet_core::timeline::{AgentEvent, DisconnectReason, Event};
 use std::collections::BTreeMap;
 use std::ops::RangeInclusive;
 use std::time::Duration;
 
-/// Every delay before a connect attempt at or after `after` lies within the policy's bounds,
-/// and is the delay the timeline shows between the failure and the attempt (±1 ms).
+/// Every delay before a connect attempt at or after `after` is what the agent's strategy for
+/// the failure before it allows (the policy's bounds, the re-auth delay, a busy master's
+/// `retry_after` or twice the policy's bounds), and is the delay the timeline shows between
+/// the failure and the attempt (±1 ms).
 pub const BACKOFF_FOLLOWS_POLICY: CheckSpec = CheckSpec {
     name: "backoff_follows_policy",
     fields: &["agents", "after"],
@@ -40,9 +43,13 @@ impl Check for BackoffFollowsPolicy {
     }
 
     fn judge(&self, evidence: &Evidence) -> (bool, String) {
-        let policy = &evidence.scenario.backoff;
+        let scenario = evidence.scenario;
+        let rules = Rules {
+            policy: &scenario.backoff,
+            reauth_delay: scenario.reauth_delay,
+        };
         let nodes = self.agents.nodes();
-        match judge_backoff(policy, nodes, ms(self.after), evidence.entries) {
+        match judge_backoff(&rules, nodes, ms(self.after), evidence.entries) {
             Ok(detail) => (true, detail),
             Err(detail) => (false, detail),
         }
@@ -61,6 +68,18 @@ struct Cycle {
     failed_at: Option<u64>,
     /// The last event was `disconnected`: a first attempt after it follows a lost session.
     lost_session: bool,
+    /// Why the last attempt or session ended, and when the master said to come back.
+    reason: Option<DisconnectReason>,
+    retry_after_ms: Option<u64>,
+    /// The decorrelated schedule's last delay is not in the timeline (a busy master's
+    /// `retry_after` replaced it): its next bound is the cap.
+    previous_unknown: bool,
+}
+
+/// What the agents' delays must follow.
+struct Rules<'a> {
+    policy: &'a BackoffPolicy,
+    reauth_delay: Duration,
 }
 
 impl Cycle {
@@ -70,15 +89,19 @@ impl Cycle {
     /// the policy's delay for the next retry of the cycle (0, 1, 2, ...).
     fn allowed(
         &mut self,
-        policy: &BackoffPolicy,
+        rules: &Rules,
         attempt: u32,
         delay_ms: u64,
     ) -> (RangeInclusive<u64>, bool) {
+        let policy = rules.policy;
+        let how = self.reason.take().map_or(Reconnect::Backoff, strategy);
+        let retry_after_ms = self.retry_after_ms.take();
         if attempt <= 1 {
-            // After a long wait, that wait; after a lost session, a delay drawn from
-            // `first_delay` if the policy has one; at boot, none.
+            // After a long wait, that wait; after a master went away, none; after a lost
+            // session, a delay drawn from `first_delay` if the policy has one; at boot, none.
             let allowed = match (self.long_wait_ms.take(), policy.first_delay) {
                 (Some(wait), _) => wait..=wait,
+                _ if how == Reconnect::NextMasterNow => 0..=0,
                 (None, Some((low, high))) if self.lost_session => ms(low)..=ms(high),
                 (None, _) => 0..=0,
             };
@@ -92,17 +115,38 @@ impl Cycle {
         if std::mem::take(&mut self.redirected) {
             return (0..=0, false);
         }
-        let bounds = policy.bounds(self.retries, self.previous_delay);
+        if how == Reconnect::Reauthenticate {
+            let delay = ms(rules.reauth_delay);
+            return (delay..=delay, false);
+        }
+        let mut bounds = policy.bounds(self.retries, self.previous_delay);
+        if std::mem::take(&mut self.previous_unknown) {
+            bounds = *bounds.start()..=policy.max.max(*bounds.end());
+        }
         self.retries += 1;
         self.previous_delay = Duration::from_millis(delay_ms);
-        (ms(*bounds.start())..=ms(*bounds.end()), true)
+        let (low, high) = (ms(*bounds.start()), ms(*bounds.end()));
+        if how != Reconnect::ServerDelay {
+            return (low..=high, true);
+        }
+        match retry_after_ms {
+            Some(after) => {
+                self.previous_unknown = policy.strategy == Strategy::Decorrelated;
+                (after..=after, true)
+            }
+            None => {
+                // Twice the policy's delay: the schedule goes on from the delay it drew.
+                self.previous_delay = Duration::from_micros(delay_ms * 500);
+                (2 * low..=2 * high + 1, true)
+            }
+        }
     }
 }
 
 /// Checks every connect attempt of `agents` at or after `after_ms` against the policy. Returns
 /// a summary, or the first violation.
 fn judge_backoff(
-    policy: &BackoffPolicy,
+    rules: &Rules,
     agents: &[String],
     after_ms: u64,
     entries: &[Entry],
@@ -127,13 +171,19 @@ fn judge_backoff(
                 cycle.failed_at = Some(entry.t_ms);
                 continue;
             }
-            AgentEvent::Disconnected { .. } => {
+            AgentEvent::Disconnected {
+                reason,
+                retry_after_ms,
+            } => {
                 cycle.failed_at = Some(entry.t_ms);
                 cycle.lost_session = true;
+                cycle.reason = Some(*reason);
+                cycle.retry_after_ms = *retry_after_ms;
                 continue;
             }
-            AgentEvent::ConnectFailed { .. } => {
+            AgentEvent::ConnectFailed { reason } => {
                 cycle.failed_at = Some(entry.t_ms);
+                cycle.reason = Some(*reason);
                 continue;
             }
             AgentEvent::ConnectAttempt {
@@ -143,7 +193,7 @@ fn judge_backoff(
             | AgentEvent::Registered { .. }
             | AgentEvent::GaveUp { .. } => continue,
         };
-        let (allowed, is_retry) = cycle.allowed(policy, attempt, delay_ms);
+        let (allowed, is_retry) = cycle.allowed(rules, attempt, delay_ms);
         let failed_at = cycle.failed_at.take();
         cycle.lost_session = false;
         if entry.t_ms < after_ms {
@@ -302,6 +352,56 @@ mod tests {
         vec!["agent-1".to_string()]
     }
 
+    fn rules(policy: &BackoffPolicy) -> Rules<'_> {
+        Rules {
+            policy,
+            reauth_delay: Duration::from_secs(5),
+        }
+    }
+
+    fn lost(t: u64, reason: DisconnectReason, retry_after_ms: Option<u64>) -> Entry {
+        let event = AgentEvent::Disconnected {
+            reason,
+            retry_after_ms,
+        };
+        entry(t, "agent-1", event)
+    }
+
+    /// Each row of the reason table, as the check holds the delay after it.
+    #[test]
+    fn the_delay_after_a_failure_follows_its_reasons_strategy() {
+        let policy = BackoffPolicy::default(); // 1s ×2 ±25%
+        let judge = |entries: Vec<Entry>| judge_backoff(&rules(&policy), &agents(), 0, &entries);
+        let refused = |t| lost(t, DisconnectReason::AuthFailed, None);
+        let reauth = vec![attempt(0, 1, 0), refused(5), attempt(5005, 2, 5000)];
+        let reauth_early = vec![attempt(0, 1, 0), refused(5), attempt(1105, 2, 1100)];
+        assert!(judge(reauth).is_err(), "nothing exponential to check");
+        let error = judge(reauth_early).unwrap_err();
+        assert!(error.contains("5000..5000ms"), "{error}");
+
+        let busy = |t, after| lost(t, DisconnectReason::Busy, after);
+        let told = vec![
+            attempt(0, 1, 0),
+            busy(5, Some(2500)),
+            attempt(2505, 2, 2500),
+        ];
+        assert!(judge(told).is_ok());
+        let own = vec![attempt(0, 1, 0), busy(5, None), attempt(2205, 2, 2200)];
+        assert!(judge(own).is_ok(), "twice 0.75..1.25s");
+        let own_short = vec![attempt(0, 1, 0), busy(5, None), attempt(1105, 2, 1100)];
+        let error = judge(own_short).unwrap_err();
+        assert!(error.contains("1500..2501ms"), "{error}");
+
+        let going = lost(1000, DisconnectReason::GoingAway, None);
+        let away = vec![
+            attempt(0, 1, 0),
+            going.clone(),
+            attempt(1000, 1, 0),
+            attempt(2100, 2, 1100),
+        ];
+        assert!(judge(away).is_ok());
+    }
+
     #[test]
     fn backoff_check_accepts_the_schedule_and_rejects_a_short_wait() {
         let policy = BackoffPolicy::default(); // 1s ×2 ±25%
@@ -310,13 +410,13 @@ mod tests {
             attempt(1100, 2, 1100),
             attempt(3000, 3, 1900),
         ];
-        assert!(judge_backoff(&policy, &agents(), 0, &good).is_ok());
+        assert!(judge_backoff(&rules(&policy), &agents(), 0, &good).is_ok());
         let bad = vec![
             attempt(0, 1, 0),
             attempt(1100, 2, 1100),
             attempt(2000, 3, 900),
         ];
-        let error = judge_backoff(&policy, &agents(), 0, &bad).unwrap_err();
+        let error = judge_backoff(&rules(&policy), &agents(), 0, &bad).unwrap_err();
         assert!(error.contains("attempt 3"), "{error}");
         assert!(error.contains("1500..2500ms"), "{error}");
     }
@@ -332,7 +432,7 @@ mod tests {
             attempt(1100, 3, 0),
             attempt(3000, 4, 1900),
         ];
-        assert!(judge_backoff(&policy, &agents(), 0, &entries).is_ok());
+        assert!(judge_backoff(&rules(&policy), &agents(), 0, &entries).is_ok());
     }
 
     #[test]
@@ -346,9 +446,9 @@ mod tests {
             attempt(62_000, 1, 60_000),
             attempt(63_100, 2, 1100),
         ];
-        assert!(judge_backoff(&policy, &agents(), 0, &entries).is_ok());
+        assert!(judge_backoff(&rules(&policy), &agents(), 0, &entries).is_ok());
         let early = vec![waited, attempt(3000, 1, 1000), attempt(4100, 2, 1100)];
-        let error = judge_backoff(&policy, &agents(), 0, &early).unwrap_err();
+        let error = judge_backoff(&rules(&policy), &agents(), 0, &early).unwrap_err();
         assert!(error.contains("60000..60000ms"), "{error}");
     }
 
@@ -360,10 +460,10 @@ mod tests {
             entry(t, "agent-1", AgentEvent::ConnectFailed { reason })
         };
         let kept = vec![attempt(0, 1, 0), failed(3), attempt(1104, 2, 1100)];
-        assert!(judge_backoff(&policy, &agents(), 0, &kept).is_ok());
+        assert!(judge_backoff(&rules(&policy), &agents(), 0, &kept).is_ok());
         // It reports 1100ms, within the policy's bounds, but its timer fired after 500ms.
         let early = vec![attempt(0, 1, 0), failed(3), attempt(503, 2, 1100)];
-        let error = judge_backoff(&policy, &agents(), 0, &early).unwrap_err();
+        let error = judge_backoff(&rules(&policy), &agents(), 0, &early).unwrap_err();
         assert!(
             error.contains("reports a 1100ms delay but came 500ms after its failure"),
             "{error}"
@@ -378,7 +478,7 @@ mod tests {
         };
         let lost = |t| {
             let reason = fleet_core::timeline::DisconnectReason::Closed;
-            entry(t, "agent-1", AgentEvent::Disconnected { reason })
+            lost(t, reason, None)
         };
         let spread = vec![
             attempt(0, 1, 0),
@@ -386,20 +486,20 @@ mod tests {
             attempt(3010, 1, 3000),
             attempt(4110, 2, 1100),
         ];
-        assert!(judge_backoff(&policy, &agents(), 0, &spread).is_ok());
+        assert!(judge_backoff(&rules(&policy), &agents(), 0, &spread).is_ok());
         let late = vec![
             attempt(0, 1, 0),
             lost(10),
             attempt(6010, 1, 6000),
             attempt(7110, 2, 1100),
         ];
-        let error = judge_backoff(&policy, &agents(), 0, &late).unwrap_err();
+        let error = judge_backoff(&rules(&policy), &agents(), 0, &late).unwrap_err();
         assert!(error.contains("0..5000ms"), "{error}");
     }
 
     #[test]
     fn backoff_check_with_nothing_to_check_fails() {
         let entries = vec![attempt(0, 1, 0)];
-        assert!(judge_backoff(&BackoffPolicy::default(), &agents(), 0, &entries).is_err());
+        assert!(judge_backoff(&rules(&BackoffPolicy::default()), &agents(), 0, &entries).is_err());
     }
 }

@@ -86,10 +86,10 @@ fn removes(fault: &FaultEvent, leader: &str, topology: &Topology) -> bool {
         None => topology.select(target).is_ok_and(|s| s.contains(leader)),
     };
     match fault {
-        FaultEvent::Crash { target, nodes } | FaultEvent::Restart { target, nodes } => {
-            named(target, nodes)
-        }
-        FaultEvent::Isolate { target, nodes } => named(target, nodes),
+        FaultEvent::Crash { target, nodes }
+        | FaultEvent::Restart { target, nodes }
+        | FaultEvent::Shutdown { target, nodes }
+        | FaultEvent::Isolate { target, nodes } => named(target, nodes),
         FaultEvent::Partition { groups, .. } => {
             let masters = topology.masters();
             let groups = partition_groups(groups, topology);
@@ -102,6 +102,10 @@ fn removes(fault: &FaultEvent, leader: &str, topology: &Topology) -> bool {
         | FaultEvent::Latency { .. }
         | FaultEvent::Loss { .. }
         | FaultEvent::Wipe { .. }
+        | FaultEvent::Stop { .. }
+        | FaultEvent::Revoke { .. }
+        | FaultEvent::Restore { .. }
+        | FaultEvent::Admin { .. }
         | FaultEvent::Captured { .. }
         | FaultEvent::Unfired { .. } => false,
     }

@@ -15,17 +15,7 @@ use fleet_core::timeline::{AgentEvent, DisconnectReason, Event};
 use std::time::Duration;
 
 /// Every reason an agent names, as the timeline writes it.
-const REASONS: [DisconnectReason; 9] = [
-    DisconnectReason::Refused,
-    DisconnectReason::ConnectTimeout,
-    DisconnectReason::Closed,
-    DisconnectReason::Reset,
-    DisconnectReason::HeartbeatTimeout,
-    DisconnectReason::RegisterTimeout,
-    DisconnectReason::Rejected,
-    DisconnectReason::ProtocolError,
-    DisconnectReason::Local,
-];
+const REASONS: [DisconnectReason; 13] = DisconnectReason::ALL;
 
 pub const GAVE_UP_AFTER: CheckSpec = CheckSpec {
     name: "gave_up_after",
@@ -175,7 +165,7 @@ impl Check for DisconnectReasonIs {
             .filter(|agent| {
                 !evidence.entries.iter().any(|entry| {
                     let reason = match entry.system() {
-                        Some(Event::Agent(AgentEvent::Disconnected { reason }))
+                        Some(Event::Agent(AgentEvent::Disconnected { reason, .. }))
                         | Some(Event::Agent(AgentEvent::ConnectFailed { reason })) => Some(*reason),
                         _ => None,
                     };

@@ -6,7 +6,8 @@ use crate::history::captures::Captures;
 use crate::history::leaders::LeaderHistory;
 use crate::history::online::OnlineHistory;
 use crate::history::{FaultEvent, Timeline};
-use crate::scenario::faults::{Condition, Fault, FaultAction};
+use crate::run::nodes::{AgentSlot, Built, MasterSlot, Revoked};
+use crate::scenario::faults::{AdminOp, Condition, Fault, FaultAction};
 use crate::scenario::selector::{Scope, Selector, Topology};
 use fleet_core::fmt_duration;
 use fleet_core::timeline::Json;
@@ -31,10 +32,18 @@ fn record(event: FaultEvent) {
     tracing::info!(event = %Json(&event));
 }
 
+/// How long a master that shuts down has for its goodbyes before it goes down.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_millis(100);
+
 pub struct FaultInjector {
     pub ids: BTreeMap<String, NodeId>,
     /// The disks that outlive their nodes, for `wipe`.
     pub disks: BTreeMap<String, Disk>,
+    /// The masters' states, for credentials, admin operations and shutdown.
+    pub masters: BTreeMap<String, MasterSlot>,
+    /// The agents' controls, for `stop`.
+    pub agents: BTreeMap<String, AgentSlot>,
+    pub revoked: Revoked,
     /// Links cut by partitions and isolations, as (from, to), so heal can restore exactly those.
     pub clogged: BTreeSet<(NodeId, NodeId)>,
     /// Nodes cut off by `isolate` and not yet healed.
@@ -78,15 +87,17 @@ const ANY_STREAM: u64 = 0x616e_795f_7069_636b;
 
 impl FaultInjector {
     pub fn new(
-        ids: BTreeMap<String, NodeId>,
-        disks: BTreeMap<String, Disk>,
+        built: Built,
         topology: Topology,
         timeline: Arc<Mutex<Timeline>>,
         seed: u64,
     ) -> FaultInjector {
         FaultInjector {
-            ids,
-            disks,
+            ids: built.ids,
+            disks: built.disks,
+            masters: built.masters,
+            agents: built.agents,
+            revoked: built.revoked,
             clogged: BTreeSet::new(),
             isolated: BTreeSet::new(),
             topology,
@@ -137,7 +148,68 @@ impl FaultInjector {
         });
     }
 
-    pub fn apply(&mut self, fault: &Fault) {
+    /// Runs `f` on the running registry of each of `masters` (one that is down has none).
+    fn operate(&self, masters: &[String], f: impl Fn(&mut fleet_core::master::Registry)) {
+        for master in masters {
+            let slot = self.masters.get(master);
+            let state =
+                slot.and_then(|slot| slot.lock().unwrap_or_else(|p| p.into_inner()).clone());
+            if let Some(state) = state {
+                state.operate(&f);
+            }
+        }
+    }
+
+    /// Revokes (`valid = false`) or restores the credentials of `agents` at every master, and
+    /// in the list masters read when they boot.
+    fn set_credentials(&self, agents: &[String], valid: bool) {
+        let mut revoked = self.revoked.lock().unwrap_or_else(|p| p.into_inner());
+        for agent in agents {
+            if valid {
+                revoked.remove(agent);
+            } else {
+                revoked.insert(agent.clone());
+            }
+        }
+        drop(revoked);
+        let masters: Vec<String> = self.masters.keys().cloned().collect();
+        self.operate(&masters, |registry| {
+            for agent in agents {
+                if valid {
+                    registry.restore_credentials(agent);
+                } else {
+                    registry.revoke_credentials(agent);
+                }
+            }
+        });
+    }
+
+    /// Sends `op` to the leader of the moment; with none, it goes nowhere (and the record says
+    /// so).
+    fn admin(&mut self, op: &AdminOp) -> Vec<String> {
+        let agents = match op.agents() {
+            Some(selector) => self.resolve(selector),
+            None => Vec::new(),
+        };
+        let master = leader_now(&self.timeline, &self.topology);
+        record(FaultEvent::Admin {
+            op: op.name().to_string(),
+            agents: op.agents().map(ToString::to_string),
+            nodes: (op.agents().is_some_and(Selector::is_dynamic)).then(|| agents.clone()),
+            master: master.clone(),
+        });
+        let now = std::time::Instant::now();
+        self.operate(master.as_slice(), |registry| match op {
+            AdminOp::Status(_) => agents.iter().for_each(|a| registry.admin_status(now, a)),
+            AdminOp::Active => registry.admin_active(now),
+            AdminOp::Cleanup => registry.admin_cleanup(now),
+            AdminOp::Force(_) => agents.iter().for_each(|a| registry.admin_force(a)),
+            AdminOp::Decommission(_) => agents.iter().for_each(|a| registry.admin_decommission(a)),
+        });
+        agents
+    }
+
+    pub async fn apply(&mut self, fault: &Fault) {
         let hit: Vec<Vec<String>> = match &fault.action {
             FaultAction::Crash(target) => {
                 let nodes =
@@ -187,6 +259,47 @@ impl FaultInjector {
                 }
                 vec![nodes]
             }
+            FaultAction::Revoke(target) => {
+                let nodes =
+                    self.announce(target, |target, nodes| FaultEvent::Revoke { target, nodes });
+                self.set_credentials(&nodes, false);
+                vec![nodes]
+            }
+            FaultAction::Restore(target) => {
+                let nodes = self.announce(target, |target, nodes| FaultEvent::Restore {
+                    target,
+                    nodes,
+                });
+                self.set_credentials(&nodes, true);
+                vec![nodes]
+            }
+            FaultAction::Stop(target) => {
+                let nodes =
+                    self.announce(target, |target, nodes| FaultEvent::Stop { target, nodes });
+                for node in &nodes {
+                    let slot = self.agents.get(node);
+                    let control =
+                        slot.and_then(|s| s.lock().unwrap_or_else(|p| p.into_inner()).clone());
+                    if let Some(control) = control {
+                        control.stop();
+                    }
+                }
+                vec![nodes]
+            }
+            FaultAction::Shutdown(target) => {
+                let nodes = self.announce(target, |target, nodes| FaultEvent::Shutdown {
+                    target,
+                    nodes,
+                });
+                self.operate(&nodes, |registry| registry.shutdown());
+                // The goodbyes go out; then the masters go down, as a crash would take them.
+                tokio::time::sleep(SHUTDOWN_GRACE).await;
+                for node in &nodes {
+                    Handle::current().kill(self.id(node));
+                }
+                vec![nodes]
+            }
+            FaultAction::Admin(op) => vec![self.admin(op)],
         };
         let now = TimeHandle::current().elapsed().as_millis() as u64;
         for (name, nodes) in fault.captures.iter().zip(hit) {

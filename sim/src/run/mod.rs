@@ -68,18 +68,12 @@ mod runner {
 
         let commander = Commander::new(
             built.ids.clone(),
-            built.masters,
+            built.masters.clone(),
             scenario.topology,
             timeline.clone(),
             seed,
         );
-        let mut injector = FaultInjector::new(
-            built.ids,
-            built.disks,
-            scenario.topology,
-            timeline.clone(),
-            seed,
-        );
+        let mut injector = FaultInjector::new(built, scenario.topology, timeline.clone(), seed);
         let (faults, duration) = (scenario.faults.clone(), scenario.duration);
         let operations = scenario.operations.clone();
         let sent = Arc::new(AtomicUsize::new(0));
@@ -139,7 +133,7 @@ mod runner {
                     tokio::time::sleep(Duration::from_millis(1)).await;
                 }
             }
-            injector.apply(fault);
+            injector.apply(fault).await;
         }
     }
 

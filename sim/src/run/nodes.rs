@@ -19,7 +19,7 @@ use madsim::runtime::Runtime;
 use madsim::task::NodeId;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
@@ -85,11 +85,21 @@ impl Incarnations {
 /// commands and config through it.
 pub type MasterSlot = Arc<Mutex<Option<fleet_node::MasterState>>>;
 
-/// The nodes of a run: their ids, the disks that outlive them and the masters' states, by name.
+/// An agent's control, as its current incarnation set it: the harness stops it through it.
+pub type AgentSlot = Arc<Mutex<Option<Arc<fleet_node::AgentControl>>>>;
+
+/// The agents whose credentials are revoked, cluster-wide: a master that boots takes the list,
+/// as it would read it from the cluster's credential store.
+pub type Revoked = Arc<Mutex<BTreeSet<String>>>;
+
+/// The nodes of a run: their ids, the disks that outlive them, the masters' states and the
+/// agents' controls, by name.
 pub struct Built {
     pub ids: BTreeMap<String, NodeId>,
     pub disks: BTreeMap<String, Disk>,
     pub masters: BTreeMap<String, MasterSlot>,
+    pub agents: BTreeMap<String, AgentSlot>,
+    pub revoked: Revoked,
 }
 
 /// Builds every node of `scenario` in `runtime`.
@@ -98,6 +108,7 @@ pub fn build(runtime: &Runtime, scenario: &Scenario, seed: u64) -> Built {
     let mut ids = BTreeMap::new();
     let mut disks = BTreeMap::new();
     let mut slots = BTreeMap::new();
+    let revoked = Revoked::default();
     if topology.store {
         ids.insert(STORE.to_string(), build_store(runtime));
     }
@@ -116,6 +127,7 @@ pub fn build(runtime: &Runtime, scenario: &Scenario, seed: u64) -> Built {
             cluster: config,
             disk,
             slot,
+            revoked: revoked.clone(),
         };
         ids.insert(name, master.build(runtime));
     }
@@ -123,14 +135,18 @@ pub fn build(runtime: &Runtime, scenario: &Scenario, seed: u64) -> Built {
     let addresses: Vec<SocketAddr> = (1..=topology.masters)
         .map(|i| SocketAddr::new(node_ip(NodeKind::Master, i), MASTER_PORT))
         .collect();
+    let mut agents = BTreeMap::new();
     for index in 1..=topology.agents {
         let name = Topology::node_name(NodeKind::Agent, index);
+        let slot = AgentSlot::default();
+        agents.insert(name.clone(), slot.clone());
         let agent = Agent {
             name: name.clone(),
             index,
             scenario,
             masters: &masters,
             addresses: &addresses,
+            slot,
         };
         ids.insert(name, agent.build(runtime, seed));
     }
@@ -138,6 +154,8 @@ pub fn build(runtime: &Runtime, scenario: &Scenario, seed: u64) -> Built {
         ids,
         disks,
         masters: slots,
+        agents,
+        revoked,
     }
 }
 
@@ -207,6 +225,7 @@ struct MasterNode<'a> {
     cluster: ClusterConfig,
     disk: Disk,
     slot: MasterSlot,
+    revoked: Revoked,
 }
 
 impl MasterNode<'_> {
@@ -218,11 +237,15 @@ impl MasterNode<'_> {
             cluster,
             disk,
             slot,
+            revoked,
         } = self;
         let config = MasterConfig {
             name: cluster.me.clone(),
             heartbeat_interval: scenario.heartbeat.interval,
             max_miss: scenario.heartbeat.max_miss,
+            auth_secret: scenario.auth.as_ref().map(|auth| auth.secret.clone()),
+            admission: scenario.master.admission,
+            attempts: scenario.master.attempts,
         };
         let address = SocketAddr::new(node_ip(NodeKind::Master, index), MASTER_PORT);
         let incarnations = Incarnations::new(seed, &cluster.me);
@@ -235,6 +258,12 @@ impl MasterNode<'_> {
                 let boot = (incarnation > 1).then(|| incarnation.to_string());
                 let disk = Some(disk.clone());
                 let state = fleet_node::MasterState::open(config.clone(), disk, boot.as_deref());
+                let revoked = revoked.lock().unwrap_or_else(|p| p.into_inner()).clone();
+                state.operate(|registry| {
+                    for agent in &revoked {
+                        registry.revoke_credentials(agent);
+                    }
+                });
                 *slot.lock().unwrap_or_else(|p| p.into_inner()) = Some(state.clone());
                 run_master(address, state, cluster.clone(), rng)
             })
@@ -279,6 +308,7 @@ struct Agent<'a> {
     scenario: &'a Scenario,
     masters: &'a [String],
     addresses: &'a [SocketAddr],
+    slot: AgentSlot,
 }
 
 impl Agent<'_> {
@@ -288,7 +318,11 @@ impl Agent<'_> {
         let (interval, timeout, backoff) = (heartbeat.interval, heartbeat.timeout, backoff.clone());
         let (masters, addresses) = (self.masters.to_vec(), self.addresses.to_vec());
         let commands = self.scenario.executor.clone();
-        let name = self.name;
+        let reauth_delay = self.scenario.reauth_delay;
+        let token = (self.scenario.auth.as_ref())
+            .map(|auth| fleet_core::auth::token(&auth.secret, &self.name))
+            .unwrap_or_default();
+        let (name, slot) = (self.name, self.slot);
         runtime
             .create_node()
             .name(&name)
@@ -296,7 +330,9 @@ impl Agent<'_> {
             .init(move || {
                 let (incarnation, rng) = incarnations.next();
                 let (name, masters, addresses) = (name.clone(), masters.clone(), addresses.clone());
-                let (backoff, commands) = (backoff.clone(), commands.clone());
+                let (backoff, commands, token) = (backoff.clone(), commands.clone(), token.clone());
+                let control = Arc::new(fleet_node::AgentControl::default());
+                *slot.lock().unwrap_or_else(|p| p.into_inner()) = Some(control.clone());
                 async move {
                     if incarnation == 1 {
                         tokio::time::sleep(AGENT_BOOT_DELAY).await;
@@ -311,11 +347,12 @@ impl Agent<'_> {
                         heartbeat_interval: interval,
                         heartbeat_timeout: timeout,
                         backoff,
-                        register: fleet_node::registration(&name, "sim", pid, start_time_ms),
+                        register: fleet_node::registration(&name, "sim", pid, start_time_ms, token),
                         commands: commands.clone(),
+                        reauth_delay,
                     };
                     let connector = Connector::new(config, rng, Instant::now());
-                    fleet_node::run_agent(connector, addresses).await;
+                    fleet_node::run_agent(connector, addresses, &control).await;
                 }
             })
             .build()

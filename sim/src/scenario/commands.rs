@@ -172,19 +172,8 @@ pub(crate) fn check_command(
         .select(raw.to.get_ref())
         .map_err(|message| source.error(raw.to.span(), message))?;
     let to = captured_before(to, captured, &raw.to, source)?;
-    if let Some(node) = to
-        .nodes()
-        .iter()
-        .find(|node| !node.starts_with(NodeKind::Agent.prefix()))
-    {
-        return Err(source.error(
-            raw.to.span(),
-            format!("commands go to agents; {node} is not one"),
-        ));
-    }
-    if to.only_masters() {
-        return Err(source.error(raw.to.span(), "commands go to agents, not masters"));
-    }
+    to.only_of(NodeKind::Agent, "commands go to agents")
+        .map_err(|message| source.error(raw.to.span(), message))?;
     let name = raw.name.get_ref().trim().to_string();
     if name.is_empty() {
         return Err(source.error(raw.name.span(), "a command needs a name, like \"echo\""));

@@ -2,7 +2,7 @@
 
 use crate::scenario::check_loss;
 use crate::scenario::duration::{Dur, DurRange};
-use crate::scenario::selector::{check_capture_name, Selector, Topology};
+use crate::scenario::selector::{check_capture_name, NodeKind, Selector, Topology};
 use crate::scenario::source::{ScenarioError, Source};
 use fleet_core::fmt_duration;
 use serde::Deserialize;
@@ -29,6 +29,52 @@ pub enum FaultAction {
     Wipe(Selector),
     /// Cuts each selected node off from every other node.
     Isolate(Selector),
+    /// Invalidates the selected agents' credentials at every master and ends their sessions.
+    Revoke(Selector),
+    /// Makes the selected agents' credentials valid again.
+    Restore(Selector),
+    /// The selected agents unregister and stop for good.
+    Stop(Selector),
+    /// The selected masters say goodbye to their agents (going away) and go down.
+    Shutdown(Selector),
+    /// An operator's request to the leader.
+    Admin(AdminOp),
+}
+
+/// What an operator asks the leading master.
+#[derive(Clone, Debug, PartialEq)]
+pub enum AdminOp {
+    /// Its reconnection record of each selected agent.
+    Status(Selector),
+    /// The agents it holds reconnection records for.
+    Active,
+    /// Drop expired records.
+    Cleanup,
+    /// Forget each agent's attempts and end its session, so it reconnects at once.
+    Force(Selector),
+    /// End each agent's session with a normal close: it does not come back.
+    Decommission(Selector),
+}
+
+impl AdminOp {
+    pub fn name(&self) -> &'static str {
+        match self {
+            AdminOp::Status(_) => "status",
+            AdminOp::Active => "active",
+            AdminOp::Cleanup => "cleanup",
+            AdminOp::Force(_) => "force",
+            AdminOp::Decommission(_) => "decommission",
+        }
+    }
+
+    pub fn agents(&self) -> Option<&Selector> {
+        match self {
+            AdminOp::Status(agents) | AdminOp::Force(agents) | AdminOp::Decommission(agents) => {
+                Some(agents)
+            }
+            AdminOp::Active | AdminOp::Cleanup => None,
+        }
+    }
 }
 
 /// A moment a fault waits for (`when`), checked against the timeline so far.
@@ -87,6 +133,14 @@ impl fmt::Display for FaultAction {
             FaultAction::Loss(rate) => write!(f, "loss {rate}"),
             FaultAction::Wipe(target) => write!(f, "wipe {target}"),
             FaultAction::Isolate(target) => write!(f, "isolate {target}"),
+            FaultAction::Revoke(target) => write!(f, "revoke {target}"),
+            FaultAction::Restore(target) => write!(f, "restore {target}"),
+            FaultAction::Stop(target) => write!(f, "stop {target}"),
+            FaultAction::Shutdown(target) => write!(f, "shutdown {target}"),
+            FaultAction::Admin(op) => match op.agents() {
+                Some(agents) => write!(f, "admin {} {agents}", op.name()),
+                None => write!(f, "admin {}", op.name()),
+            },
         }
     }
 }
@@ -119,6 +173,12 @@ pub(crate) struct RawFault {
     loss: Option<Spanned<f64>>,
     wipe: Option<Spanned<String>>,
     isolate: Option<Spanned<String>>,
+    revoke: Option<Spanned<String>>,
+    restore: Option<Spanned<String>>,
+    stop: Option<Spanned<String>>,
+    shutdown: Option<Spanned<String>>,
+    admin: Option<Spanned<String>>,
+    agent: Option<Spanned<String>>,
     #[serde(rename = "as")]
     capture: Option<Spanned<toml::Value>>,
     when: Option<Spanned<String>>,
@@ -126,7 +186,9 @@ pub(crate) struct RawFault {
     until: Option<Spanned<Dur>>,
 }
 
-const ACTIONS: &str = "crash, restart, partition, heal, latency, loss, wipe or isolate";
+const ACTIONS: &str =
+    "crash, restart, partition, heal, latency, loss, wipe, isolate, revoke, restore, stop, shutdown or admin";
+const ADMIN_OPS: &str = "status, active, cleanup, force or decommission";
 
 /// `every` and `until`: the moments a repeated fault or expectation fires, `at`, `at + every`,
 /// ... before `until` (the end of the run by default). Just `at` without `every`.
@@ -191,6 +253,7 @@ pub(crate) fn check(
     fault: Spanned<RawFault>,
     topology: &Topology,
     duration: Duration,
+    authenticates: bool,
     defined: &mut BTreeSet<String>,
     source: &Source,
 ) -> Result<Vec<Fault>, ScenarioError> {
@@ -246,6 +309,49 @@ pub(crate) fn check(
     if let Some(target) = &fault.isolate {
         actions.push(("isolate", FaultAction::Isolate(select(target)?)));
     }
+    let select_kind = |text: &Spanned<String>, kind: NodeKind, what: &str| {
+        let selector = select(text)?;
+        (selector.only_of(kind, what)).map_err(|message| source.error(text.span(), message))?;
+        Ok::<Selector, ScenarioError>(selector)
+    };
+    for (name, raw) in [("revoke", &fault.revoke), ("restore", &fault.restore)] {
+        let Some(target) = raw else { continue };
+        if !authenticates {
+            return Err(source.error(
+                target.span(),
+                format!("`{name}` acts on credentials; add [params.auth] so agents have some"),
+            ));
+        }
+        let agents = select_kind(target, NodeKind::Agent, "credentials are agents'")?;
+        actions.push(match name {
+            "revoke" => ("revoke", FaultAction::Revoke(agents)),
+            _ => ("restore", FaultAction::Restore(agents)),
+        });
+    }
+    if let Some(target) = &fault.stop {
+        let agents = select_kind(
+            target,
+            NodeKind::Agent,
+            "`stop` stops agents (masters: `shutdown`)",
+        )?;
+        actions.push(("stop", FaultAction::Stop(agents)));
+    }
+    if let Some(target) = &fault.shutdown {
+        let masters = select_kind(
+            target,
+            NodeKind::Master,
+            "`shutdown` stops masters (agents: `stop`)",
+        )?;
+        actions.push(("shutdown", FaultAction::Shutdown(masters)));
+    }
+    if let Some(op) = &fault.admin {
+        actions.push((
+            "admin",
+            FaultAction::Admin(check_admin(op, fault.agent.as_ref(), &select_kind, source)?),
+        ));
+    } else if let Some(agent) = &fault.agent {
+        return Err(source.error(agent.span(), "`agent` only goes with `admin`"));
+    }
     match actions.len() {
         1 => {
             let action = actions.pop().expect("one action").1;
@@ -296,6 +402,45 @@ pub(crate) fn check(
     }
 }
 
+/// Parses a selector that must name nodes of one kind.
+type SelectKind<'a> =
+    dyn Fn(&Spanned<String>, NodeKind, &str) -> Result<Selector, ScenarioError> + 'a;
+
+/// `admin = "OP"`, with `agent = SEL` for the operations on agents.
+fn check_admin(
+    op: &Spanned<String>,
+    agent: Option<&Spanned<String>>,
+    select_kind: &SelectKind,
+    source: &Source,
+) -> Result<AdminOp, ScenarioError> {
+    let name = op.get_ref().as_str();
+    let agents = || match agent {
+        Some(agent) => select_kind(agent, NodeKind::Agent, "admin operations name agents"),
+        None => Err(source.error(
+            op.span(),
+            format!("admin {name:?} needs `agent = SEL`, the agents it is about"),
+        )),
+    };
+    let no_agent = |op: AdminOp| match agent {
+        Some(agent) => Err(source.error(
+            agent.span(),
+            format!("admin {name:?} is about every agent; it takes no `agent`"),
+        )),
+        None => Ok(op),
+    };
+    match name {
+        "status" => Ok(AdminOp::Status(agents()?)),
+        "force" => Ok(AdminOp::Force(agents()?)),
+        "decommission" => Ok(AdminOp::Decommission(agents()?)),
+        "active" => no_agent(AdminOp::Active),
+        "cleanup" => no_agent(AdminOp::Cleanup),
+        other => Err(source.error(
+            op.span(),
+            format!("unknown admin operation {other:?}; expected {ADMIN_OPS}"),
+        )),
+    }
+}
+
 /// `as = "NAME"`, or for a partition `as = ["A", "B"]`, one name per group.
 fn check_captures(
     raw: Option<&Spanned<toml::Value>>,
@@ -332,6 +477,9 @@ fn check_captures(
         | (toml::Value::String(name), FaultAction::Restart(_))
         | (toml::Value::String(name), FaultAction::Wipe(_))
         | (toml::Value::String(name), FaultAction::Isolate(_))
+        | (toml::Value::String(name), FaultAction::Revoke(_))
+        | (toml::Value::String(name), FaultAction::Stop(_))
+        | (toml::Value::String(name), FaultAction::Shutdown(_))
         | (toml::Value::String(name), FaultAction::Heal(Some(_))) => vec![name.clone()],
         (toml::Value::String(_), _) => {
             return Err(source.error(

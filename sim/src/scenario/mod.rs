@@ -11,6 +11,8 @@ pub mod duration;
 pub mod expect;
 pub mod explore;
 pub mod faults;
+pub mod preset;
+pub mod protection;
 pub mod selector;
 pub mod source;
 
@@ -19,6 +21,8 @@ use crate::scenario::duration::{Dur, DurRange};
 use crate::scenario::expect::{ExpectSpec, RawExpect};
 use crate::scenario::explore::{ExploreSpec, RawExplore};
 use crate::scenario::faults::{Fault, RawFault};
+use crate::scenario::preset::Defaults;
+use crate::scenario::protection::{AuthParams, MasterParams, RawAuth, RawMaster};
 use crate::scenario::selector::Topology;
 use crate::scenario::source::{printable, Source};
 use fleet_core::backoff::{BackoffPolicy, Strategy, WhenExhausted};
@@ -90,8 +94,16 @@ pub struct Scenario {
     pub duration: Duration,
     pub topology: Topology,
     pub cluster: ClusterSpec,
+    /// `preset`: the design document whose defaults it starts from.
+    pub preset: Option<String>,
     pub heartbeat: HeartbeatParams,
     pub backoff: BackoffPolicy,
+    /// `[params.auth]`: agents must present a token; `None`, no authentication.
+    pub auth: Option<AuthParams>,
+    /// How long an agent whose credentials were refused waits before it tries again.
+    pub reauth_delay: Duration,
+    /// `[params.master]`: admission capacity and the attempt manager.
+    pub master: MasterParams,
     pub network: Network,
     /// In firing order (by `at`, then file order).
     pub faults: Vec<Fault>,
@@ -116,6 +128,7 @@ struct RawScenario {
     #[serde(default)]
     seed: u64,
     seeds: Option<Spanned<Vec<u64>>>,
+    preset: Option<Spanned<String>>,
     duration: Spanned<Dur>,
     topology: RawTopology,
     #[serde(default)]
@@ -152,6 +165,8 @@ struct RawParams {
     heartbeat: Option<Spanned<RawHeartbeat>>,
     backoff: Option<Spanned<RawBackoff>>,
     executor: Option<RawExecutor>,
+    auth: Option<RawAuth>,
+    master: Option<RawMaster>,
 }
 
 #[derive(Deserialize)]
@@ -219,7 +234,22 @@ impl RawScenario {
     fn check(self, source: &Source) -> Result<Scenario, ScenarioError> {
         let (name, description) = check_texts(self.name, self.description, source)?;
         let topology = check_topology(&self.topology, source)?;
-        let cluster = check_cluster(self.cluster, topology.masters, source)?;
+        let defaults = match &self.preset {
+            None => Defaults::project(),
+            Some(name) => Defaults::preset(name.get_ref()).ok_or_else(|| {
+                source.error(
+                    name.span(),
+                    format!(
+                        "unknown preset {:?}; expected one of {}",
+                        name.get_ref(),
+                        preset::NAMES.join(", ")
+                    ),
+                )
+            })?,
+        };
+        let cluster = check_cluster(self.cluster, topology.masters, &defaults, source)?;
+        let (auth, reauth_delay) = protection::check_auth(self.params.auth, source)?;
+        let master = protection::check_master(self.params.master, defaults.attempts, source)?;
         let topology = Topology {
             store: matches!(cluster, ClusterSpec::Lease(_)),
             ..topology
@@ -242,6 +272,7 @@ impl RawScenario {
                 fault,
                 &topology,
                 duration,
+                auth.is_some(),
                 &mut captured,
                 source,
             )?);
@@ -281,8 +312,12 @@ impl RawScenario {
             duration,
             topology,
             cluster,
-            heartbeat: parse_heartbeat(self.params.heartbeat, source)?,
-            backoff: parse_backoff(self.params.backoff, source)?,
+            preset: self.preset.map(Spanned::into_inner),
+            heartbeat: parse_heartbeat(self.params.heartbeat, &defaults, source)?,
+            backoff: parse_backoff(self.params.backoff, &defaults, source)?,
+            auth,
+            reauth_delay,
+            master,
             network,
             faults,
             operations,
@@ -358,6 +393,7 @@ fn check_duration(duration: &Spanned<Dur>, source: &Source) -> Result<Duration, 
 fn check_cluster(
     raw: Option<Spanned<RawCluster>>,
     masters: u32,
+    defaults: &Defaults,
     source: &Source,
 ) -> Result<ClusterSpec, ScenarioError> {
     let Some(raw) = raw else {
@@ -366,7 +402,7 @@ fn check_cluster(
             ClusterSpec::Single
         } else {
             ClusterSpec::Raft {
-                config: RaftConfig::default(),
+                config: defaults.raft.clone(),
                 persist: true,
             }
         });
@@ -409,7 +445,7 @@ fn check_cluster(
         }
         "raft" => {
             misplaced(&lease_fields)?;
-            let config = raft_config(&raw);
+            let config = raft_config(&raw, &defaults.raft);
             config
                 .validate()
                 .map_err(|message| source.error(span, format!("[cluster]: {message}")))?;
@@ -418,7 +454,7 @@ fn check_cluster(
         }
         "lease" => {
             misplaced(&raft_fields)?;
-            let config = lease_config(&raw);
+            let config = lease_config(&raw, &defaults.lease);
             config
                 .validate()
                 .map_err(|message| source.error(span, format!("[cluster]: {message}")))?;
@@ -432,8 +468,7 @@ fn check_cluster(
 }
 
 /// Raft's settings: the file's, or the defaults.
-fn raft_config(raw: &RawCluster) -> RaftConfig {
-    let defaults = RaftConfig::default();
+fn raft_config(raw: &RawCluster, defaults: &RaftConfig) -> RaftConfig {
     RaftConfig {
         election_timeout: raw
             .election_timeout
@@ -447,13 +482,12 @@ fn raft_config(raw: &RawCluster) -> RaftConfig {
 }
 
 /// Lease mode's timing: the file's, or the defaults.
-fn lease_config(raw: &RawCluster) -> LeaseConfig {
-    let defaults = LeaseConfig::default();
+fn lease_config(raw: &RawCluster, defaults: &LeaseConfig) -> LeaseConfig {
     LeaseConfig {
         lease_period: raw.lease_period.map_or(defaults.lease_period, |d| d.0),
         renew_interval: raw.renew_interval.map_or(defaults.renew_interval, |d| d.0),
         sync_interval: raw.sync_interval.map_or(defaults.sync_interval, |d| d.0),
-        ..defaults
+        ..defaults.clone()
     }
 }
 
@@ -471,13 +505,10 @@ pub(crate) fn check_loss(loss: Spanned<f64>, source: &Source) -> Result<f64, Sce
 
 fn parse_heartbeat(
     raw: Option<Spanned<RawHeartbeat>>,
+    defaults: &Defaults,
     source: &Source,
 ) -> Result<HeartbeatParams, ScenarioError> {
-    let defaults = HeartbeatParams {
-        interval: Duration::from_secs(1),
-        max_miss: 3,
-        timeout: Duration::from_secs(3),
-    };
+    let defaults = defaults.heartbeat.clone();
     let Some(raw) = raw else {
         return Ok(defaults);
     };
@@ -499,9 +530,10 @@ fn parse_heartbeat(
 
 fn parse_backoff(
     raw: Option<Spanned<RawBackoff>>,
+    defaults: &Defaults,
     source: &Source,
 ) -> Result<BackoffPolicy, ScenarioError> {
-    let defaults = BackoffPolicy::default();
+    let defaults = defaults.backoff.clone();
     let Some(raw) = raw else {
         return Ok(defaults);
     };
@@ -527,10 +559,12 @@ fn parse_backoff(
         max: raw.max.map_or(defaults.max, |d| d.0),
         jitter: raw.jitter.unwrap_or(defaults.jitter),
         max_retries: raw.max_retries.unwrap_or(defaults.max_retries),
-        when_exhausted: raw.long_wait.map_or(WhenExhausted::GiveUp, |wait| {
+        when_exhausted: raw.long_wait.map_or(defaults.when_exhausted, |wait| {
             WhenExhausted::LongWait(wait.0)
         }),
-        first_delay: raw.first_delay.map(|range| (range.0, range.1)),
+        first_delay: raw
+            .first_delay
+            .map_or(defaults.first_delay, |range| Some((range.0, range.1))),
     };
     policy
         .validate()
@@ -719,6 +753,87 @@ mod tests {
         )
         .unwrap();
         assert_eq!(wipe.faults[0].action.to_string(), "wipe followers");
+    }
+
+    #[test]
+    fn a_preset_sets_its_designs_defaults_and_explicit_keys_win() {
+        let grpc = Scenario::parse("t.toml", &format!("preset = \"grpc\"\n{MINIMAL}")).unwrap();
+        assert_eq!(grpc.heartbeat.interval, Duration::from_secs(10));
+        assert_eq!(grpc.backoff.base, Duration::from_millis(100));
+        assert_eq!(grpc.backoff.max_retries, 3);
+        let overridden = Scenario::parse(
+            "t.toml",
+            &format!("preset = \"grpc\"\n{MINIMAL}[params.backoff]\nmax_retries = 7\n"),
+        )
+        .unwrap();
+        assert_eq!(overridden.backoff.max_retries, 7);
+        assert_eq!(
+            overridden.backoff.base,
+            Duration::from_millis(100),
+            "the rest stays"
+        );
+        let unknown = error(&format!("preset = \"grcp\"\n{MINIMAL}"));
+        assert_eq!((unknown.line, unknown.column), (1, 10));
+        assert!(
+            unknown.message.contains("reconnection"),
+            "{}",
+            unknown.message
+        );
+    }
+
+    #[test]
+    fn credentials_admin_and_stop_faults_are_checked_where_written() {
+        let fault = |params: &str, body: &str| {
+            Scenario::parse(
+                "t.toml",
+                &format!("name = \"t\"\nduration = \"1m\"\n[topology]\nmasters = 3\nagents = 3\n{params}[[faults]]\nat = \"1s\"\n{body}"),
+            )
+        };
+        let auth = "[params.auth]\nreauth_delay = \"2s\"\n";
+        let cases = [
+            ("", "revoke = \"agent-1\"\n", "add [params.auth]"),
+            (auth, "revoke = \"master-1\"\n", "master-1 is not one"),
+            (auth, "stop = \"leader\"\n", "not masters"),
+            (auth, "shutdown = \"agent-2\"\n", "agent-2 is not one"),
+            (auth, "admin = \"force\"\n", "needs `agent = SEL`"),
+            (
+                auth,
+                "admin = \"active\"\nagent = \"agents\"\n",
+                "takes no `agent`",
+            ),
+            (auth, "admin = \"reboot\"\n", "unknown admin operation"),
+            (
+                auth,
+                "crash = \"agent-1\"\nagent = \"agent-1\"\n",
+                "only goes with `admin`",
+            ),
+            (
+                "[params.master]\ncapacity = 0\n",
+                "heal = \"all\"\n",
+                "at least 1",
+            ),
+            (
+                "[params.master]\nretry_after = \"1s\"\n",
+                "heal = \"all\"\n",
+                "set `capacity` too",
+            ),
+        ];
+        for (params, body, expected) in cases {
+            let error = fault(params, body).unwrap_err();
+            assert!(
+                error.message.contains(expected),
+                "{body}: {}",
+                error.message
+            );
+            assert!(error.line >= 6, "{body}: located at line {}", error.line);
+        }
+        let fine = fault(auth, "admin = \"force\"\nagent = \"any(agents, 1)\"\n").unwrap();
+        assert_eq!(
+            fine.faults[0].action.to_string(),
+            "admin force any(agents, 1)"
+        );
+        assert_eq!(fine.reauth_delay, Duration::from_secs(2));
+        assert!(fault(auth, "shutdown = \"leader\"\n").is_ok());
     }
 
     #[test]

@@ -416,6 +416,23 @@ impl Selector {
         self.expr.rest.is_empty() && matches!(self.expr.first, Term::Leader | Term::Followers)
     }
 
+    /// Refuses a selector that certainly names a node of another kind: a fixed node, or
+    /// `leader`/`followers` where agents are meant. `what` names the operation, as in
+    /// "commands go to agents".
+    pub fn only_of(&self, kind: NodeKind, what: &str) -> Result<(), String> {
+        if let Some(node) = self
+            .nodes()
+            .iter()
+            .find(|node| !node.starts_with(kind.prefix()))
+        {
+            return Err(format!("{what}; {node} is not one"));
+        }
+        if kind != NodeKind::Master && self.only_masters() {
+            return Err(format!("{what}, not masters"));
+        }
+        Ok(())
+    }
+
     /// The nodes at the moment `scope` describes, in topology order.
     pub fn resolve(&self, topology: &Topology, scope: &mut dyn Scope) -> Vec<String> {
         match &self.fixed {

@@ -32,6 +32,7 @@ pub fn master_and_agent(runtime: &Runtime) -> Exposed {
                     name: "master-1".into(),
                     heartbeat_interval: Duration::from_secs(1),
                     max_miss: 3,
+                    ..MasterConfig::default()
                 });
                 *exposed.lock().unwrap() = Some(master_state.clone());
                 let listener = tokio::net::TcpListener::bind(MASTER).await.unwrap();
@@ -50,11 +51,13 @@ pub fn master_and_agent(runtime: &Runtime) -> Exposed {
                 heartbeat_interval: Duration::from_secs(1),
                 heartbeat_timeout: Duration::from_secs(3),
                 backoff: BackoffPolicy::default(),
-                register: registration("agent-1", "sim", 101, 0),
+                register: registration("agent-1", "sim", 101, 0, String::new()),
                 commands: Default::default(),
+                reauth_delay: Duration::from_secs(5),
             };
             let rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
-            run_agent(Connector::new(config, rng, Instant::now()), vec![MASTER]).await;
+            let connector = Connector::new(config, rng, Instant::now());
+            run_agent(connector, vec![MASTER], &Default::default()).await;
         })
         .build();
     state
