@@ -170,6 +170,13 @@ impl AttemptManager {
         }
     }
 
+    /// How long `instance` must wait from `now` by its record, as counted so far.
+    pub fn wait(&self, instance: &str, now: Instant) -> Option<Duration> {
+        let record = self.records.get(instance)?;
+        let ready = record.last_attempt + self.policy.backoff(record.attempts);
+        Some(ready.saturating_duration_since(now))
+    }
+
     /// The newest record of `agent` (any instance), and when it may next come back.
     pub fn status(&self, agent: &str) -> Option<(&AttemptRecord, Instant)> {
         (self.records.values())

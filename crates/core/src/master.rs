@@ -697,8 +697,12 @@ impl Registry {
         }
         match self.attempts.should_reconnect(&info.instance_id, now) {
             Ok(()) => {}
-            Err(Refuse::TooSoon(wait)) => {
-                return self.refuse(now, session, &info, Refusal::Busy, Some(wait));
+            Err(Refuse::TooSoon(_)) => {
+                // Counted as a failed attempt first: the wait named is the one the next
+                // attempt will be judged by.
+                self.attempts.record_attempt(&info.instance_id, now, false);
+                let wait = self.attempts.wait(&info.instance_id, now);
+                return self.refuse_counted(session, &info, Refusal::Busy, wait);
             }
             Err(Refuse::RetryLimit) => {
                 return self.refuse(now, session, &info, Refusal::RetryLimit, None);
@@ -718,6 +722,20 @@ impl Registry {
         refusal: Refusal,
         retry_after: Option<Duration>,
     ) {
+        if refusal != Refusal::NoLeader {
+            self.attempts.record_attempt(&info.instance_id, now, false);
+        }
+        self.refuse_counted(session, info, refusal, retry_after);
+    }
+
+    /// [`refuse`](Self::refuse), with the attempt already on the record.
+    fn refuse_counted(
+        &mut self,
+        session: SessionId,
+        info: &Register,
+        refusal: Refusal,
+        retry_after: Option<Duration>,
+    ) {
         let (name, reason) = match refusal {
             Refusal::None => unreachable!("a refusal refuses"),
             Refusal::NoLeader => ("no_leader", "no leader elected"),
@@ -729,7 +747,6 @@ impl Registry {
         let retry_after_ms = retry_after.map(|after| after.as_millis().max(1) as u64);
         if refusal != Refusal::NoLeader {
             // A follower refusing for want of a leader is no news; the leader's refusals are.
-            self.attempts.record_attempt(&info.instance_id, now, false);
             emit(MasterEvent::RegistrationRefused {
                 agent: info.node_name.clone(),
                 refusal: name.to_string(),
@@ -1244,12 +1261,12 @@ mod tests {
         registry.handle_session_closed(t0, 1);
         let soon = t0 + Duration::from_millis(400);
         registry.handle_message(soon, 2, register("agent-1", 7));
+        // Too soon (400ms of 1s), and that attempt counts: 2s from it.
         assert_eq!(
             refusal_on(&drain(&mut registry), 2),
-            Some((Refusal::Busy, 600))
+            Some((Refusal::Busy, 2000))
         );
         registry.admin_status(soon, "agent-1");
-        // One failed attempt: 2s from it.
         let ready = soon + Duration::from_secs(2);
         registry.handle_message(ready, 3, register("agent-1", 7));
         assert_eq!(refusal_on(&drain(&mut registry), 3), None);

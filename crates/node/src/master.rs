@@ -329,6 +329,9 @@ async fn serve_session(
     let mut framed = Framed::new(stream, FrameCodec::default());
     // Reused for every frame: a heartbeat's reply costs no allocation.
     let mut actions = Vec::new();
+    // The last frame sent was one the agent must read before the connection goes (a refusal,
+    // a redirect, a goodbye): closing at once could reach it first.
+    let mut final_words = false;
     'session: loop {
         tokio::select! {
             // Fixed branch order: an unbiased select! draws from an OS-seeded RNG.
@@ -358,6 +361,8 @@ async fn serve_session(
         for action in actions.drain(..) {
             match action {
                 MasterAction::Send { message, .. } => {
+                    final_words = matches!(&message, Message::Goodbye(_) | Message::Redirect(_))
+                        || matches!(&message, Message::RegisterAck(ack) if !ack.accepted);
                     if send(&mut framed, message).await.is_err() {
                         break 'session;
                     }
@@ -366,9 +371,24 @@ async fn serve_session(
             }
         }
     }
+    if final_words {
+        linger(&mut framed).await;
+    }
     let mut shared = state.lock();
     shared.sessions.remove(&session);
     shared.registry.handle_session_closed(now(), session);
+}
+
+/// How long a master keeps a connection open after its final words, for the agent to read
+/// them and hang up.
+const LINGER: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Waits for the agent to close the connection (whatever else it sends is not read), or
+/// [`LINGER`]: a close sent at once can overtake the frame before it (as a simulated network's
+/// independent delays allow), and the agent would see a reset instead of the reason.
+async fn linger(framed: &mut Framed<TcpStream, FrameCodec>) {
+    let drain = async { while let Some(Ok(_)) = framed.next().await {} };
+    let _ = tokio::time::timeout(LINGER, drain).await;
 }
 
 async fn send(framed: &mut Framed<TcpStream, FrameCodec>, message: Message) -> io::Result<()> {

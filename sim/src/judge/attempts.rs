@@ -102,6 +102,9 @@ impl Cycle {
             let allowed = match (self.long_wait_ms.take(), policy.first_delay) {
                 (Some(wait), _) => wait..=wait,
                 _ if how == Reconnect::NextMasterNow => 0..=0,
+                _ if how == Reconnect::Reauthenticate => {
+                    ms(rules.reauth_delay)..=ms(rules.reauth_delay)
+                }
                 (None, Some((low, high))) if self.lost_session => ms(low)..=ms(high),
                 (None, _) => 0..=0,
             };
@@ -117,7 +120,7 @@ impl Cycle {
         }
         if how == Reconnect::Reauthenticate {
             let delay = ms(rules.reauth_delay);
-            return (delay..=delay, false);
+            return (delay..=delay, true);
         }
         let mut bounds = policy.bounds(self.retries, self.previous_delay);
         if std::mem::take(&mut self.previous_unknown) {
@@ -375,7 +378,7 @@ mod tests {
         let refused = |t| lost(t, DisconnectReason::AuthFailed, None);
         let reauth = vec![attempt(0, 1, 0), refused(5), attempt(5005, 2, 5000)];
         let reauth_early = vec![attempt(0, 1, 0), refused(5), attempt(1105, 2, 1100)];
-        assert!(judge(reauth).is_err(), "nothing exponential to check");
+        assert!(judge(reauth).is_ok());
         let error = judge(reauth_early).unwrap_err();
         assert!(error.contains("5000..5000ms"), "{error}");
 

@@ -148,23 +148,32 @@ impl FaultInjector {
         });
     }
 
-    /// Runs `f` on the running registry of each of `masters` (one that is down has none).
-    fn operate(&self, masters: &[String], f: impl Fn(&mut fleet_core::master::Registry)) {
+    /// Runs `f` on the running registry of each of `masters`, on that master's node, so what
+    /// it reports is the master's (one that is down has no registry, and is skipped).
+    async fn operate<F>(&self, masters: &[String], f: F)
+    where
+        F: Fn(&mut fleet_core::master::Registry) + Clone + Send + 'static,
+    {
         for master in masters {
             let slot = self.masters.get(master);
             let state =
                 slot.and_then(|slot| slot.lock().unwrap_or_else(|p| p.into_inner()).clone());
-            if let Some(state) = state {
-                state.operate(&f);
-            }
+            let node = Handle::current().get_node(self.id(master));
+            let (Some(state), Some(node)) = (state, node) else {
+                continue;
+            };
+            let f = f.clone();
+            let task = node.spawn(async move { state.operate(f) });
+            // A node that goes down first never runs it.
+            let _ = tokio::time::timeout(Duration::from_secs(1), task).await;
         }
     }
 
     /// Revokes (`valid = false`) or restores the credentials of `agents` at every master, and
     /// in the list masters read when they boot.
-    fn set_credentials(&self, agents: &[String], valid: bool) {
+    async fn set_credentials(&self, agents: Vec<String>, valid: bool) {
         let mut revoked = self.revoked.lock().unwrap_or_else(|p| p.into_inner());
-        for agent in agents {
+        for agent in &agents {
             if valid {
                 revoked.remove(agent);
             } else {
@@ -173,20 +182,21 @@ impl FaultInjector {
         }
         drop(revoked);
         let masters: Vec<String> = self.masters.keys().cloned().collect();
-        self.operate(&masters, |registry| {
-            for agent in agents {
+        self.operate(&masters, move |registry| {
+            for agent in &agents {
                 if valid {
                     registry.restore_credentials(agent);
                 } else {
                     registry.revoke_credentials(agent);
                 }
             }
-        });
+        })
+        .await;
     }
 
     /// Sends `op` to the leader of the moment; with none, it goes nowhere (and the record says
     /// so).
-    fn admin(&mut self, op: &AdminOp) -> Vec<String> {
+    async fn admin(&mut self, op: &AdminOp) -> Vec<String> {
         let agents = match op.agents() {
             Some(selector) => self.resolve(selector),
             None => Vec::new(),
@@ -198,18 +208,25 @@ impl FaultInjector {
             nodes: (op.agents().is_some_and(Selector::is_dynamic)).then(|| agents.clone()),
             master: master.clone(),
         });
-        let now = std::time::Instant::now();
-        self.operate(master.as_slice(), |registry| match op {
-            AdminOp::Status(_) => agents.iter().for_each(|a| registry.admin_status(now, a)),
-            AdminOp::Active => registry.admin_active(now),
-            AdminOp::Cleanup => registry.admin_cleanup(now),
-            AdminOp::Force(_) => agents.iter().for_each(|a| registry.admin_force(a)),
-            AdminOp::Decommission(_) => agents.iter().for_each(|a| registry.admin_decommission(a)),
-        });
+        let (op, named) = (op.clone(), agents.clone());
+        self.operate(master.as_slice(), move |registry| {
+            let now = std::time::Instant::now();
+            match &op {
+                AdminOp::Status(_) => named.iter().for_each(|a| registry.admin_status(now, a)),
+                AdminOp::Active => registry.admin_active(now),
+                AdminOp::Cleanup => registry.admin_cleanup(now),
+                AdminOp::Force(_) => named.iter().for_each(|a| registry.admin_force(a)),
+                AdminOp::Decommission(_) => {
+                    named.iter().for_each(|a| registry.admin_decommission(a))
+                }
+            }
+        })
+        .await;
         agents
     }
 
     pub async fn apply(&mut self, fault: &Fault) {
+        let mut going_down = Vec::new();
         let hit: Vec<Vec<String>> = match &fault.action {
             FaultAction::Crash(target) => {
                 let nodes =
@@ -262,7 +279,7 @@ impl FaultInjector {
             FaultAction::Revoke(target) => {
                 let nodes =
                     self.announce(target, |target, nodes| FaultEvent::Revoke { target, nodes });
-                self.set_credentials(&nodes, false);
+                self.set_credentials(nodes.clone(), false).await;
                 vec![nodes]
             }
             FaultAction::Restore(target) => {
@@ -270,7 +287,7 @@ impl FaultInjector {
                     target,
                     nodes,
                 });
-                self.set_credentials(&nodes, true);
+                self.set_credentials(nodes.clone(), true).await;
                 vec![nodes]
             }
             FaultAction::Stop(target) => {
@@ -291,15 +308,11 @@ impl FaultInjector {
                     target,
                     nodes,
                 });
-                self.operate(&nodes, |registry| registry.shutdown());
-                // The goodbyes go out; then the masters go down, as a crash would take them.
-                tokio::time::sleep(SHUTDOWN_GRACE).await;
-                for node in &nodes {
-                    Handle::current().kill(self.id(node));
-                }
+                self.operate(&nodes, |registry| registry.shutdown()).await;
+                going_down = nodes.clone();
                 vec![nodes]
             }
-            FaultAction::Admin(op) => vec![self.admin(op)],
+            FaultAction::Admin(op) => vec![self.admin(op).await],
         };
         let now = TimeHandle::current().elapsed().as_millis() as u64;
         for (name, nodes) in fault.captures.iter().zip(hit) {
@@ -308,6 +321,13 @@ impl FaultInjector {
                 nodes: nodes.clone(),
             });
             self.captures.record(name, now, nodes);
+        }
+        if !going_down.is_empty() {
+            // The goodbyes go out; then the masters go down, as a crash would take them.
+            tokio::time::sleep(SHUTDOWN_GRACE).await;
+            for node in &going_down {
+                Handle::current().kill(self.id(node));
+            }
         }
     }
 
