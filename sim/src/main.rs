@@ -382,6 +382,11 @@ mod app {
         if json {
             eprintln!("{summary}");
         } else {
+            let runs: Vec<&[sim::judge::Verdict]> = results
+                .iter()
+                .map(|(_, verdicts, _)| verdicts.as_slice())
+                .collect();
+            print!("{}", report::spread::spread(&runs));
             println!("{summary}");
         }
         if failed.is_empty() {

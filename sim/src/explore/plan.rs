@@ -2,7 +2,7 @@
 //! seed and template always draw the same schedule.
 
 use crate::scenario::explore::{ExploreSpec, FaultKind};
-use crate::scenario::selector::Topology;
+use crate::scenario::selector::{NodeKind, Topology};
 use fleet_core::fmt_duration;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -30,6 +30,14 @@ pub enum Draw {
     Heal,
     Latency(Duration, Duration),
     Loss(f64),
+    /// Revokes an agent's credentials.
+    Revoke(String),
+    /// Restores them: the liveness phase's answer to `Revoke`.
+    Restore(String),
+    /// `admin = "force"` on an agent.
+    Force(String),
+    /// A master shuts down gracefully.
+    Shutdown(String),
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -107,7 +115,16 @@ impl Ground<'_> {
     fn draw_one(&self, kind: FaultKind, rng: &mut ChaCha8Rng) -> Draw {
         let targets = self.spec.targets.nodes();
         let pick = |rng: &mut ChaCha8Rng| targets[rng.gen_range(0..targets.len())].clone();
+        let pick_of = |kind: NodeKind, rng: &mut ChaCha8Rng| {
+            let of: Vec<&String> = (targets.iter())
+                .filter(|node| node.starts_with(kind.prefix()))
+                .collect();
+            of[rng.gen_range(0..of.len())].clone()
+        };
         match kind {
+            FaultKind::Revoke => Draw::Revoke(pick_of(NodeKind::Agent, rng)),
+            FaultKind::Force => Draw::Force(pick_of(NodeKind::Agent, rng)),
+            FaultKind::Shutdown => Draw::Shutdown(pick_of(NodeKind::Master, rng)),
             FaultKind::Crash => Draw::Crash(pick(rng)),
             FaultKind::Restart => Draw::Restart(pick(rng)),
             FaultKind::Wipe => Draw::Wipe(pick(rng)),
@@ -153,7 +170,8 @@ impl Ground<'_> {
     }
 
     /// The liveness phase, at `until`: heal every link, put latency and loss back as the
-    /// template had them, and restart every node a crash left down.
+    /// template had them, restore revoked credentials, and restart every node a crash or a
+    /// shutdown left down.
     pub fn liveness_steps(&self, steps: &[Step]) -> Vec<Step> {
         let at = self.spec.until;
         let mut phase = vec![Step {
@@ -175,16 +193,26 @@ impl Ground<'_> {
             });
         }
         let mut down = BTreeSet::new();
+        let mut revoked = BTreeSet::new();
         for step in steps {
             match &step.draw {
-                Draw::Crash(node) => {
+                Draw::Crash(node) | Draw::Shutdown(node) => {
                     down.insert(node.clone());
                 }
                 Draw::Restart(node) => {
                     down.remove(node);
                 }
+                Draw::Revoke(node) => {
+                    revoked.insert(node.clone());
+                }
                 _ => {}
             }
+        }
+        for node in self.in_topology_order(&revoked) {
+            phase.push(Step {
+                at,
+                draw: Draw::Restore(node),
+            });
         }
         for node in self.in_topology_order(&down) {
             phase.push(Step {
@@ -291,6 +319,10 @@ impl fmt::Display for Draw {
                 write!(f, "latency {}..{}", fmt_duration(*low), fmt_duration(*high))
             }
             Draw::Loss(rate) => write!(f, "loss {rate}"),
+            Draw::Revoke(node) => write!(f, "revoke {node}"),
+            Draw::Restore(node) => write!(f, "restore {node}"),
+            Draw::Force(node) => write!(f, "admin force {node}"),
+            Draw::Shutdown(node) => write!(f, "shutdown {node}"),
         }
     }
 }
@@ -386,6 +418,59 @@ mod tests {
         }
         // 20s at a mean gap of 2s: about 10 faults a run.
         assert!((300..700).contains(&counts), "{counts}");
+    }
+
+    #[test]
+    fn credentials_force_and_shutdown_hit_their_kind_and_the_liveness_phase_undoes_them() {
+        let scenario = Scenario::parse(
+            "t.toml",
+            "name = \"t\"\nduration = \"30s\"\n[topology]\nmasters = 3\nagents = 4\n\
+             [params.auth]\n[explore]\nfaults = [\"revoke\", \"force\", \"shutdown\"]\n\
+             targets = \"all\"\nmean_gap = \"2s\"\nuntil = \"20s\"\nliveness = \"10s\"\n",
+        )
+        .unwrap();
+        let ground = ground(&scenario);
+        let mut seen = BTreeSet::new();
+        for seed in 0..40 {
+            let schedule = ground.draw(seed);
+            for step in &schedule.steps {
+                let (kind, node) = match &step.draw {
+                    Draw::Revoke(node) => ("revoke", node),
+                    Draw::Force(node) => ("force", node),
+                    Draw::Shutdown(node) => ("shutdown", node),
+                    other => panic!("{other:?}"),
+                };
+                let prefix = if kind == "shutdown" {
+                    "master-"
+                } else {
+                    "agent-"
+                };
+                assert!(node.starts_with(prefix), "{kind} {node}");
+                seen.insert(kind);
+            }
+            let phase = ground.liveness_steps(&schedule.steps);
+            for step in &schedule.steps {
+                let undo = match &step.draw {
+                    Draw::Revoke(node) => Draw::Restore(node.clone()),
+                    Draw::Shutdown(node) => Draw::Restart(node.clone()),
+                    _ => continue,
+                };
+                assert!(phase.iter().any(|s| s.draw == undo), "{undo:?} missing");
+            }
+        }
+        assert_eq!(seen.len(), 3, "{seen:?}");
+        let unauthenticated = Scenario::parse(
+            "t.toml",
+            "name = \"t\"\nduration = \"30s\"\n[topology]\nagents = 4\n[explore]\n\
+             faults = [\"revoke\"]\ntargets = \"all\"\nmean_gap = \"2s\"\nuntil = \"20s\"\n\
+             liveness = \"10s\"\n",
+        )
+        .unwrap_err();
+        assert!(
+            unauthenticated.message.contains("[params.auth]"),
+            "{}",
+            unauthenticated.message
+        );
     }
 
     #[test]

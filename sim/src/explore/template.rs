@@ -144,6 +144,13 @@ fn fault_table(step: &Step, note: Option<&str>) -> Table {
             table["latency"] = value(format!("{}..{}", fmt_duration(*low), fmt_duration(*high)));
         }
         Draw::Loss(rate) => table["loss"] = value(*rate),
+        Draw::Revoke(node) => table["revoke"] = value(node.as_str()),
+        Draw::Restore(node) => table["restore"] = value(node.as_str()),
+        Draw::Force(node) => {
+            table["admin"] = value("force");
+            table["agent"] = value(node.as_str());
+        }
+        Draw::Shutdown(node) => table["shutdown"] = value(node.as_str()),
     }
     table
 }

@@ -143,6 +143,7 @@ pub const CHECKS: &[CheckSpec] = &[
     commands::COMMANDS_COMPLETED,
     commands::CONFIG_CONVERGED,
     commands::STATUS_IS,
+    reconnect::ALL_BACK_WITHIN,
     reconnect::GAVE_UP_AFTER,
     reconnect::NO_RECONNECT_AFTER,
     reconnect::DISCONNECT_REASON,

@@ -7,6 +7,7 @@
 //! - `disconnect_reason {agents, reason, during}`: each selected agent lost a connection for
 //!   `reason` at some moment of `during`.
 
+use crate::history::attempts::connect_attempts;
 use crate::history::fmt_time;
 use crate::judge::{ms, Check, CheckSpec, Evidence};
 use crate::scenario::selector::Selector;
@@ -16,6 +17,89 @@ use std::time::Duration;
 
 /// Every reason an agent names, as the timeline writes it.
 const REASONS: [DisconnectReason; 13] = DisconnectReason::ALL;
+
+/// Every selected agent is back online within `within` after `after` (a restart, a heal),
+/// having made at most `max_attempts` connect attempts between them if given. Its value is how
+/// long the last one took and how many attempts the selected agents made until then: the two
+/// figures a reconnect storm is judged by.
+pub const ALL_BACK_WITHIN: CheckSpec = CheckSpec {
+    name: "all_back_within",
+    fields: &["agents", "after", "within", "max_attempts"],
+    parse: |fields| {
+        let (after, within) = fields.window()?;
+        Ok(Box::new(AllBackWithin {
+            agents: fields.agents()?,
+            after,
+            within,
+            max_attempts: fields.count("max_attempts")?.map(|(max, _)| max),
+        }))
+    },
+};
+
+#[derive(Debug)]
+struct AllBackWithin {
+    agents: Selector,
+    after: Duration,
+    within: Duration,
+    max_attempts: Option<u64>,
+}
+
+impl AllBackWithin {
+    /// When the last selected agent was back (`None`: one never was), and the attempts the
+    /// selected agents made from `after` until then (or the end).
+    fn measure(&self, evidence: &Evidence) -> (Option<u64>, u64, Option<&str>) {
+        let from = ms(self.after);
+        let mut last: Option<(u64, &str)> = Some((from, ""));
+        for agent in self.agents.nodes() {
+            let back = evidence.online.next_online(agent, from);
+            last = match (last, back) {
+                (Some(latest), Some(t)) if t > latest.0 => Some((t, agent.as_str())),
+                (Some(latest), Some(_)) => Some(latest),
+                _ => None,
+            };
+        }
+        let until = last.map_or(u64::MAX, |(t, _)| t);
+        let attempts = connect_attempts(evidence.entries)
+            .filter(|&(t, node)| (from..=until).contains(&t) && self.agents.contains(node))
+            .count() as u64;
+        (last.map(|(t, _)| t), attempts, last.map(|(_, agent)| agent))
+    }
+}
+
+impl Check for AllBackWithin {
+    fn title(&self) -> String {
+        let (agents, after, within) = (&self.agents, show(self.after), show(self.within));
+        let attempts = match self.max_attempts {
+            Some(max) => format!(" in <= {max} attempts"),
+            None => String::new(),
+        };
+        format!("all_back_within {agents} {within} after {after}{attempts}")
+    }
+
+    fn value(&self, evidence: &Evidence) -> Option<serde_json::Value> {
+        let (back, attempts, _) = self.measure(evidence);
+        let ms_back = back.map(|t| t - ms(self.after));
+        Some(serde_json::json!({ "ms": ms_back, "attempts": attempts }))
+    }
+
+    fn judge(&self, evidence: &Evidence) -> (bool, String) {
+        let (back, attempts, slowest) = self.measure(evidence);
+        let Some(back) = back else {
+            return (
+                false,
+                format!("not all back by the end; {attempts} attempts"),
+            );
+        };
+        let took = back - ms(self.after);
+        let slowest = slowest.filter(|agent| !agent.is_empty()).unwrap_or("none");
+        let detail = format!(
+            "all back {took}ms after {} (last {slowest}); {attempts} connect attempts until then",
+            show(self.after)
+        );
+        let few_enough = self.max_attempts.is_none_or(|max| attempts <= max);
+        (took <= ms(self.within) && few_enough, detail)
+    }
+}
 
 pub const GAVE_UP_AFTER: CheckSpec = CheckSpec {
     name: "gave_up_after",

@@ -90,6 +90,21 @@ pub fn params(scenario: &Scenario) -> serde_json::Value {
             "max_retries": backoff.max_retries,
             "first_delay_ms": backoff.first_delay.map(|(low, high)| [ms(low), ms(high)]),
         },
+        "preset": scenario.preset,
+        "auth": scenario.auth.as_ref().map(|_| serde_json::json!({
+            "reauth_delay_ms": ms(scenario.reauth_delay),
+        })),
+        "master": {
+            "capacity": scenario.master.admission.map(|limit| limit.capacity),
+            "retry_after_ms": scenario.master.admission.and_then(|limit| limit.retry_after).map(ms),
+            "attempts": {
+                "enforce": scenario.master.attempts.enforce,
+                "base_ms": ms(scenario.master.attempts.base),
+                "max_ms": ms(scenario.master.attempts.max),
+                "max_retries": scenario.master.attempts.max_retries,
+                "expiry_ms": ms(scenario.master.attempts.expiry),
+            },
+        },
         "network": {
             "latency_ms": [network.latency.0.as_secs_f64() * 1000.0, network.latency.1.as_secs_f64() * 1000.0],
             "loss": network.loss,

@@ -3,6 +3,7 @@
 //! of the scenario and seed, and that part is what the snapshots keep.
 
 pub mod json;
+pub mod spread;
 
 use crate::history::attempts::peak_connect_rate;
 use crate::history::{fmt_time, Entry};
@@ -30,6 +31,22 @@ pub fn header(scenario: &Scenario, seed: u64) -> String {
         show(heartbeat.timeout)
     );
     let _ = writeln!(out, "backoff    {}", scenario.backoff.describe());
+    if let Some(preset) = &scenario.preset {
+        let _ = writeln!(
+            out,
+            "preset     {preset}: its design document's defaults, under the file's keys"
+        );
+    }
+    if scenario.auth.is_some() {
+        let reauth = show(scenario.reauth_delay);
+        let _ = writeln!(
+            out,
+            "auth       a token per agent · refused agents retry after {reauth}"
+        );
+    }
+    if let Some(line) = protection(scenario) {
+        let _ = writeln!(out, "master     {line}");
+    }
     let network = &scenario.network;
     let (low, high) = (show(network.latency.0), show(network.latency.1));
     let _ = writeln!(
@@ -56,6 +73,32 @@ pub fn header(scenario: &Scenario, seed: u64) -> String {
         }
     }
     out
+}
+
+/// How the masters protect themselves, when they do.
+fn protection(scenario: &Scenario) -> Option<String> {
+    let mut parts = Vec::new();
+    if let Some(limit) = scenario.master.admission {
+        let busy = match limit.retry_after {
+            Some(after) => format!("busy: retry after {}", show(after)),
+            None => "no retry_after: a busy agent waits twice its backoff".to_string(),
+        };
+        parts.push(format!(
+            "admits {} registrations/s ({busy})",
+            limit.capacity
+        ));
+    }
+    let attempts = &scenario.master.attempts;
+    if attempts.enforce {
+        parts.push(format!(
+            "enforces backoff {} ×2 to {}, {} retries, records kept {}",
+            show(attempts.base),
+            show(attempts.max),
+            attempts.max_retries,
+            show(attempts.expiry)
+        ));
+    }
+    (!parts.is_empty()).then(|| parts.join(" · "))
 }
 
 /// A header lists this many commands and config pushes; a repeated command makes many.

@@ -172,15 +172,16 @@ impl FaultInjector {
     /// Revokes (`valid = false`) or restores the credentials of `agents` at every master, and
     /// in the list masters read when they boot.
     async fn set_credentials(&self, agents: Vec<String>, valid: bool) {
-        let mut revoked = self.revoked.lock().unwrap_or_else(|p| p.into_inner());
-        for agent in &agents {
-            if valid {
-                revoked.remove(agent);
-            } else {
-                revoked.insert(agent.clone());
+        {
+            let mut revoked = self.revoked.lock().unwrap_or_else(|p| p.into_inner());
+            for agent in &agents {
+                if valid {
+                    revoked.remove(agent);
+                } else {
+                    revoked.insert(agent.clone());
+                }
             }
         }
-        drop(revoked);
         let masters: Vec<String> = self.masters.keys().cloned().collect();
         self.operate(&masters, move |registry| {
             for agent in &agents {

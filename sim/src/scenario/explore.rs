@@ -2,7 +2,8 @@
 //!
 //! ```toml
 //! [explore]
-//! faults = ["crash", "restart", "partition", "oneway", "heal", "latency", "loss", "wipe", "isolate"]
+//! faults = ["crash", "restart", "partition", "oneway", "heal", "latency", "loss", "wipe", "isolate",
+//!           "revoke", "force", "shutdown"]
 //! targets = "masters"     # the nodes faults hit
 //! mean_gap = "2s"         # mean time between faults
 //! until = "20s"           # faults stop here; the liveness phase starts
@@ -10,7 +11,7 @@
 //! ```
 
 use crate::scenario::duration::Dur;
-use crate::scenario::selector::{Selector, Topology};
+use crate::scenario::selector::{NodeKind, Selector, Topology};
 use crate::scenario::source::{ScenarioError, Source};
 use fleet_core::fmt_duration;
 use serde::Deserialize;
@@ -30,10 +31,16 @@ pub enum FaultKind {
     Loss,
     Wipe,
     Isolate,
+    /// Revokes an agent's credentials (restored in the liveness phase); needs [params.auth].
+    Revoke,
+    /// An operator's `admin = "force"` on an agent.
+    Force,
+    /// A master shuts down gracefully (restarted in the liveness phase).
+    Shutdown,
 }
 
 impl FaultKind {
-    pub const ALL: [FaultKind; 9] = [
+    pub const ALL: [FaultKind; 12] = [
         FaultKind::Crash,
         FaultKind::Restart,
         FaultKind::Partition,
@@ -43,6 +50,9 @@ impl FaultKind {
         FaultKind::Loss,
         FaultKind::Wipe,
         FaultKind::Isolate,
+        FaultKind::Revoke,
+        FaultKind::Force,
+        FaultKind::Shutdown,
     ];
 
     pub fn name(self) -> &'static str {
@@ -56,6 +66,9 @@ impl FaultKind {
             FaultKind::Loss => "loss",
             FaultKind::Wipe => "wipe",
             FaultKind::Isolate => "isolate",
+            FaultKind::Revoke => "revoke",
+            FaultKind::Force => "force",
+            FaultKind::Shutdown => "shutdown",
         }
     }
 
@@ -96,6 +109,7 @@ pub(crate) fn check(
     raw: RawExplore,
     topology: &Topology,
     duration: Duration,
+    authenticates: bool,
     source: &Source,
 ) -> Result<ExploreSpec, ScenarioError> {
     let mut kinds = Vec::new();
@@ -123,6 +137,30 @@ pub(crate) fn check(
     let targets = topology
         .select_fixed(raw.targets.get_ref())
         .map_err(|message| source.error(raw.targets.span(), message))?;
+    if kinds.contains(&FaultKind::Revoke) && !authenticates {
+        return Err(source.error(
+            raw.faults.span(),
+            "`revoke` acts on credentials; add [params.auth] so agents have some",
+        ));
+    }
+    let has = |kind: NodeKind| {
+        targets
+            .nodes()
+            .iter()
+            .any(|node| node.starts_with(kind.prefix()))
+    };
+    for (kind, needs, what) in [
+        (FaultKind::Revoke, NodeKind::Agent, "an agent"),
+        (FaultKind::Force, NodeKind::Agent, "an agent"),
+        (FaultKind::Shutdown, NodeKind::Master, "a master"),
+    ] {
+        if kinds.contains(&kind) && !has(needs) {
+            return Err(source.error(
+                raw.targets.span(),
+                format!("`{kind}` needs {what} among the targets"),
+            ));
+        }
+    }
     if targets.nodes().is_empty() {
         return Err(source.error(raw.targets.span(), "the targets select no node"));
     }

@@ -296,7 +296,7 @@ impl RawScenario {
             .collect::<Result<Vec<_>, _>>()?;
         let explore = self
             .explore
-            .map(|raw| explore::check(raw, &topology, duration, source))
+            .map(|raw| explore::check(raw, &topology, duration, auth.is_some(), source))
             .transpose()?;
         Ok(Scenario {
             path: source.path.to_string(),
