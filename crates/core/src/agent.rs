@@ -657,14 +657,14 @@ mod tests {
     }
 
     fn ack() -> Message {
-        Message::RegisterAck(RegisterAck {
+        Message::RegisterAck(Box::new(RegisterAck {
             instance_id: "agent-1-host-1".into(),
             accepted: true,
             reason: String::new(),
             heartbeat_interval_ms: 1000,
             refusal: Refusal::None,
             retry_after_ms: 0,
-        })
+        }))
     }
 
     /// A connector that has just registered, and the moment it did.
@@ -762,9 +762,9 @@ mod tests {
         };
         let ack = RegisterAck {
             heartbeat_interval_ms,
-            ..ack
+            ..*ack
         };
-        connector.handle_message(t0, Message::RegisterAck(ack));
+        connector.handle_message(t0, Message::RegisterAck(Box::new(ack)));
         (t0, connector)
     }
 
@@ -941,28 +941,28 @@ mod tests {
         connector.handle_connected(t0);
         connector.handle_message(
             t0,
-            Message::RegisterAck(RegisterAck {
+            Message::RegisterAck(Box::new(RegisterAck {
                 instance_id: String::new(),
                 accepted: false,
                 reason: "no leader elected".into(),
                 heartbeat_interval_ms: 0,
                 refusal: Refusal::NoLeader,
                 retry_after_ms: 0,
-            }),
+            })),
         );
         assert_eq!(connector.status().attempt, 2);
         assert_eq!(connector.poll_timeout(), Some(t0 + Duration::from_secs(1)));
     }
 
     fn refusal(refusal: Refusal, retry_after_ms: u64) -> Message {
-        Message::RegisterAck(RegisterAck {
+        Message::RegisterAck(Box::new(RegisterAck {
             instance_id: String::new(),
             accepted: false,
             reason: String::new(),
             heartbeat_interval_ms: 0,
             refusal,
             retry_after_ms,
-        })
+        }))
     }
 
     fn goodbye(code: CloseCode) -> Message {

@@ -755,14 +755,14 @@ impl Registry {
         }
         self.send(
             session,
-            Message::RegisterAck(RegisterAck {
+            Message::RegisterAck(Box::new(RegisterAck {
                 instance_id: info.instance_id.clone(),
                 accepted: false,
                 reason: reason.into(),
                 heartbeat_interval_ms: 0,
                 refusal,
                 retry_after_ms: retry_after_ms.unwrap_or(0),
-            }),
+            })),
         );
         self.close(session, reason);
     }
@@ -827,14 +827,14 @@ impl Registry {
         self.schedule_sweep(now + self.config.offline_after());
         self.send(
             session,
-            Message::RegisterAck(RegisterAck {
+            Message::RegisterAck(Box::new(RegisterAck {
                 instance_id,
                 accepted: true,
                 reason: String::new(),
                 heartbeat_interval_ms: self.config.heartbeat_interval.as_millis() as u64,
                 refusal: Refusal::None,
                 retry_after_ms: 0,
-            }),
+            })),
         );
         // At least once: every command still unanswered goes out again on each registration.
         for command in self.outbox.for_agent(&agent) {

@@ -23,7 +23,8 @@ pub enum Message {
     /// Boxed: a registration is several times the size of the heartbeats that make up most
     /// traffic, and every message is moved a few times on its way.
     Register(Box<Register>),
-    RegisterAck(RegisterAck),
+    /// Boxed too: with its refusal and retry_after it outgrew the heartbeats.
+    RegisterAck(Box<RegisterAck>),
     Heartbeat(Heartbeat),
     HeartbeatAck(HeartbeatAck),
     Unregister(Unregister),
@@ -352,17 +353,26 @@ mod tests {
         assert_eq!(used + used2, buf.len());
     }
 
+    /// Every message is moved a few times on its way; the rare big ones are boxed so that a
+    /// heartbeat's move stays within a cache line (an unboxed RegisterAck, at 80 bytes, cost
+    /// fleet-1h 2% more instructions).
+    #[test]
+    fn a_message_fits_a_cache_line() {
+        let size = std::mem::size_of::<Message>();
+        assert!(size <= 64, "Message is {size} bytes: box the variant that grew");
+    }
+
     #[test]
     fn refusals_and_goodbyes_round_trip() {
         let messages = [
-            Message::RegisterAck(RegisterAck {
+            Message::RegisterAck(Box::new(RegisterAck {
                 instance_id: "agent-1-host-42".into(),
                 accepted: false,
                 reason: "at capacity".into(),
                 heartbeat_interval_ms: 0,
                 refusal: Refusal::Busy,
                 retry_after_ms: 2500,
-            }),
+            })),
             Message::Goodbye(Goodbye {
                 code: CloseCode::GoingAway,
                 reason: "master shutting down".into(),

@@ -66,9 +66,18 @@ impl AgentControl {
         self.waker.wake();
     }
 
+    /// Resolves once [`stop`](Self::stop) was called. Keep one and poll it on every turn: it
+    /// registers its task's waker only when that changes, so a turn costs one atomic load.
     async fn stopped(&self) {
-        std::future::poll_fn(|cx| {
-            self.waker.register(cx.waker());
+        let mut registered: Option<std::task::Waker> = None;
+        std::future::poll_fn(move |cx| {
+            if !registered
+                .as_ref()
+                .is_some_and(|known| known.will_wake(cx.waker()))
+            {
+                self.waker.register(cx.waker());
+                registered = Some(cx.waker().clone());
+            }
             if self.stop.load(Ordering::Acquire) {
                 Poll::Ready(())
             } else {
@@ -136,6 +145,9 @@ pub async fn run_agent<R: RngCore>(
 ) {
     let mut link = Link::Idle;
     let mut timer = Timer::default();
+    let stopped = control.stopped();
+    tokio::pin!(stopped);
+    let mut stop_seen = false;
     loop {
         while let Some(action) = connector.poll_action() {
             match action {
@@ -180,7 +192,10 @@ pub async fn run_agent<R: RngCore>(
                 }
             },
             _ = timer.expired() => connector.handle_timeout(now()),
-            _ = control.stopped() => connector.disconnect(),
+            _ = &mut stopped, if !stop_seen => {
+                stop_seen = true;
+                connector.disconnect();
+            }
         }
     }
 }
