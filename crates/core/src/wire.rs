@@ -359,7 +359,10 @@ mod tests {
     #[test]
     fn a_message_fits_a_cache_line() {
         let size = std::mem::size_of::<Message>();
-        assert!(size <= 64, "Message is {size} bytes: box the variant that grew");
+        assert!(
+            size <= 64,
+            "Message is {size} bytes: box the variant that grew"
+        );
     }
 
     #[test]
