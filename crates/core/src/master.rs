@@ -1247,16 +1247,21 @@ mod tests {
         }
     }
 
-    #[test]
-    fn an_enforcing_master_makes_a_returning_agent_wait_its_backoff() {
-        let t0 = Instant::now();
-        let mut registry = Registry::new(MasterConfig {
+    /// A master whose attempt manager enforces the design's backoff (1s x 2^n).
+    fn enforcing() -> Registry {
+        Registry::new(MasterConfig {
             attempts: AttemptPolicy {
                 enforce: true,
                 ..AttemptPolicy::default()
             },
             ..config()
-        });
+        })
+    }
+
+    #[test]
+    fn an_enforcing_master_makes_a_returning_agent_wait_its_backoff() {
+        let t0 = Instant::now();
+        let mut registry = enforcing();
         registry.handle_message(t0, 1, register("agent-1", 7));
         registry.handle_session_closed(t0, 1);
         let soon = t0 + Duration::from_millis(400);
@@ -1276,13 +1281,7 @@ mod tests {
     #[test]
     fn force_lets_an_agent_straight_back_and_decommission_closes_it_for_good() {
         let t0 = Instant::now();
-        let mut registry = Registry::new(MasterConfig {
-            attempts: AttemptPolicy {
-                enforce: true,
-                ..AttemptPolicy::default()
-            },
-            ..config()
-        });
+        let mut registry = enforcing();
         registry.handle_message(t0, 1, register("agent-1", 7));
         drain(&mut registry);
         registry.admin_force("agent-1");
