@@ -51,6 +51,25 @@ pub fn parse(path: &str, text: &str) -> Result<Loaded, ScenarioError> {
     })
 }
 
+/// One run of a scenario: what happened, and what the checks made of it.
+#[cfg(madsim)]
+#[derive(Clone, Debug)]
+pub struct Judged {
+    pub output: run::RunOutput,
+    pub verdicts: Vec<judge::Verdict>,
+}
+
+#[cfg(madsim)]
+impl Loaded {
+    /// Runs the scenario with `seed` and judges the timeline: the one call a test or a command
+    /// needs.
+    pub fn run(&self, seed: u64) -> Judged {
+        let output = run::run(&self.scenario, seed);
+        let verdicts = judge::evaluate(&self.scenario, &self.expectations, &output.timeline);
+        Judged { output, verdicts }
+    }
+}
+
 /// Exit codes of the `sim` command.
 pub mod exit {
     pub const OK: i32 = 0;

@@ -119,7 +119,7 @@ mod app {
     use sim::explore::pool::{self, Options, Seeds};
     use sim::explore::{summary, worker, Template};
     use sim::history::{fmt_time, Entry};
-    use sim::{exit, judge, report, run, Loaded};
+    use sim::{exit, report, run, Loaded};
     use std::path::{Path, PathBuf};
 
     pub fn main(command: Command) -> i32 {
@@ -272,27 +272,24 @@ mod app {
     }
 
     fn run(file: &Path, seed: Option<u64>, json: bool) -> i32 {
-        let Loaded {
-            scenario,
-            expectations,
-        } = match load(file) {
+        let loaded = match load(file) {
             Ok(loaded) => loaded,
             Err(code) => return code,
         };
+        let scenario = &loaded.scenario;
         let seed = seed.unwrap_or(scenario.seed);
-        let output = run::run(&scenario, seed);
+        let sim::Judged { output, verdicts } = loaded.run(seed);
         let entries = &output.timeline.entries;
-        let verdicts = judge::evaluate(&scenario, &expectations, &output.timeline);
         let failed = verdicts.iter().any(|verdict| !verdict.ok);
         if json {
-            let document = report::json::json(&scenario, seed, entries, &verdicts, output.wall);
+            let document = report::json::json(scenario, seed, entries, &verdicts, output.wall);
             println!("{document}");
         } else {
             print!(
                 "{}",
-                report::deterministic_text(&scenario, seed, entries, &verdicts)
+                report::deterministic_text(scenario, seed, entries, &verdicts)
             );
-            println!("{}", report::wall_line(&scenario, output.wall));
+            println!("{}", report::wall_line(scenario, output.wall));
         }
         if !failed {
             return exit::OK;
@@ -323,21 +320,18 @@ mod app {
     }
 
     fn run_seeds(file: &Path, seeds: &[u64], json: bool) -> i32 {
-        let Loaded {
-            scenario,
-            expectations,
-        } = match load(file) {
+        let loaded = match load(file) {
             Ok(loaded) => loaded,
             Err(code) => return code,
         };
-        let seeds = seeds_for(&scenario, seeds);
+        let scenario = &loaded.scenario;
+        let seeds = seeds_for(scenario, seeds);
         let start = std::time::Instant::now();
         let results = sim::seeds::parallel(&seeds, cores(), |seed| {
-            let output = run::run(&scenario, seed);
-            let verdicts = judge::evaluate(&scenario, &expectations, &output.timeline);
+            let sim::Judged { output, verdicts } = loaded.run(seed);
             let document = json.then(|| {
                 let entries = &output.timeline.entries;
-                let text = report::json::json(&scenario, seed, entries, &verdicts, output.wall);
+                let text = report::json::json(scenario, seed, entries, &verdicts, output.wall);
                 serde_json::from_str::<serde_json::Value>(&text)
                     .map(|value| value.to_string())
                     .unwrap_or(text)

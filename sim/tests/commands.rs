@@ -78,9 +78,8 @@ fn a_submitted_command_runs_on_its_agent_and_its_result_comes_back() {
 /// A scenario's run: its timeline and verdicts.
 fn run(text: &str, seed: u64) -> (Vec<sim::history::Entry>, Vec<sim::judge::Verdict>) {
     let loaded = sim::parse("t.toml", text).unwrap_or_else(|error| panic!("{error}"));
-    let output = sim::run::run(&loaded.scenario, seed);
-    let verdicts = sim::judge::evaluate(&loaded.scenario, &loaded.expectations, &output.timeline);
-    (output.timeline.entries, verdicts)
+    let judged = loaded.run(seed);
+    (judged.output.timeline.entries, judged.verdicts)
 }
 
 fn command_events(entries: &[sim::history::Entry]) -> Vec<(String, CommandEvent)> {

@@ -20,9 +20,8 @@ heartbeat_interval = "100ms"
 
 fn run(text: &str) -> (Vec<Entry>, Vec<Verdict>) {
     let loaded = sim::parse("t.toml", text).unwrap_or_else(|error| panic!("{error}"));
-    let output = sim::run::run(&loaded.scenario, loaded.scenario.seed);
-    let verdicts = sim::judge::evaluate(&loaded.scenario, &loaded.expectations, &output.timeline);
-    (output.timeline.entries, verdicts)
+    let judged = loaded.run(loaded.scenario.seed);
+    (judged.output.timeline.entries, judged.verdicts)
 }
 
 fn faults(entries: &[Entry]) -> Vec<(u64, FaultEvent)> {
@@ -273,8 +272,7 @@ fn keys_in_the_wrong_place_are_refused_where_they_are_written() {
 fn the_json_verdict_carries_args_value_and_the_parameters() {
     let text = format!("{RAFT}[[expect]]\ncheck = \"terms_agree\"\nat = \"5s\"\n");
     let loaded = sim::parse("t.toml", &text).unwrap();
-    let output = sim::run::run(&loaded.scenario, 3);
-    let verdicts = sim::judge::evaluate(&loaded.scenario, &loaded.expectations, &output.timeline);
+    let sim::Judged { output, verdicts } = loaded.run(3);
     let json = sim::report::json::json(
         &loaded.scenario,
         3,

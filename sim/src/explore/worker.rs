@@ -9,7 +9,6 @@
 use crate::explore::plan::Schedule;
 use crate::explore::summary::{Broken, WorkerLine};
 use crate::explore::Template;
-use crate::judge;
 use crate::scenario::ScenarioError;
 use std::io::Write;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -27,10 +26,7 @@ pub fn judge_schedule(
 ) -> Result<Vec<Broken>, ScenarioError> {
     let text = template.render(seed, schedule, &[]);
     let loaded = crate::parse(&template.path, &text)?;
-    let ran = catch_unwind(AssertUnwindSafe(|| {
-        let output = crate::run::run(&loaded.scenario, seed);
-        judge::evaluate(&loaded.scenario, &loaded.expectations, &output.timeline)
-    }));
+    let ran = catch_unwind(AssertUnwindSafe(|| loaded.run(seed).verdicts));
     Ok(match ran {
         Ok(verdicts) => verdicts
             .into_iter()
