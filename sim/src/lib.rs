@@ -21,6 +21,7 @@ pub mod scenario;
 pub mod seeds;
 
 use judge::Expectation;
+use scenario::overrides::Override;
 use scenario::{Scenario, ScenarioError};
 use std::path::Path;
 
@@ -33,12 +34,14 @@ pub struct Loaded {
 
 /// Reads, checks and compiles a scenario file.
 pub fn load(path: &Path) -> Result<Loaded, ScenarioError> {
-    let scenario = Scenario::load(path)?;
-    let expectations = judge::compile(&scenario)?;
-    Ok(Loaded {
-        scenario,
-        expectations,
-    })
+    load_with(path, &[])
+}
+
+/// [`load`], with `--set` overrides applied to the file's text first; an override the checks
+/// refuse is named in the error.
+pub fn load_with(path: &Path, overrides: &[Override]) -> Result<Loaded, ScenarioError> {
+    let text = scenario::source::read(path)?;
+    parse_with(&path.display().to_string(), &text, overrides).map(|(_, loaded)| loaded)
 }
 
 /// [`load`] for text in hand; `path` only labels errors.
@@ -49,6 +52,18 @@ pub fn parse(path: &str, text: &str) -> Result<Loaded, ScenarioError> {
         scenario,
         expectations,
     })
+}
+
+/// [`parse`] with overrides; also returns the text they made.
+pub fn parse_with(
+    path: &str,
+    text: &str,
+    overrides: &[Override],
+) -> Result<(String, Loaded), ScenarioError> {
+    let (text, mut loaded) =
+        scenario::overrides::apply(path, text, overrides, |text| parse(path, text))?;
+    loaded.scenario.overrides = overrides.iter().map(Override::flag).collect();
+    Ok((text, loaded))
 }
 
 /// One run of a scenario: what happened, and what the checks made of it.

@@ -33,12 +33,20 @@ enum Command {
         /// Print one JSON document instead of text (with --seeds, one per seed, a line each).
         #[arg(long)]
         json: bool,
+        /// Change the file before it is checked: a dotted KEY into it and a VALUE, like
+        /// params.heartbeat.max_miss=2 or cluster.election_timeout=150ms..300ms. Repeatable.
+        #[arg(long = "set", value_name = "KEY=VALUE", value_parser = sim::scenario::overrides::Override::parse)]
+        set: Vec<sim::scenario::overrides::Override>,
     },
     /// Run a scenario several times and print the median wall time and speed-up.
     Bench {
         file: PathBuf,
         #[arg(long, default_value_t = 5)]
         runs: usize,
+        /// Change the file before it is checked: a dotted KEY into it and a VALUE, like
+        /// params.heartbeat.max_miss=2 or cluster.election_timeout=150ms..300ms. Repeatable.
+        #[arg(long = "set", value_name = "KEY=VALUE", value_parser = sim::scenario::overrides::Override::parse)]
+        set: Vec<sim::scenario::overrides::Override>,
     },
     /// Run each scenario twice with the same seed and compare the timelines.
     Check {
@@ -50,6 +58,10 @@ enum Command {
         /// Check many seeds of each file, side by side: 1..20 or 1,5,9.
         #[arg(long, value_parser = sim::seeds::seed_list)]
         seeds: Option<sim::seeds::SeedList>,
+        /// Change the file before it is checked: a dotted KEY into it and a VALUE, like
+        /// params.heartbeat.max_miss=2 or cluster.election_timeout=150ms..300ms. Repeatable.
+        #[arg(long = "set", value_name = "KEY=VALUE", value_parser = sim::scenario::overrides::Override::parse)]
+        set: Vec<sim::scenario::overrides::Override>,
     },
     /// Run a template (a scenario with an [explore] table) under fault schedules drawn from
     /// each run's seed; check every run; shrink the failures into scenario files.
@@ -78,6 +90,10 @@ enum Command {
         /// Add up the JSON summaries of shards into one, instead of exploring.
         #[arg(long, num_args = 1.., conflicts_with = "file")]
         merge: Vec<PathBuf>,
+        /// Change the file before it is checked: a dotted KEY into it and a VALUE, like
+        /// params.heartbeat.max_miss=2 or cluster.election_timeout=150ms..300ms. Repeatable.
+        #[arg(long = "set", value_name = "KEY=VALUE", value_parser = sim::scenario::overrides::Override::parse)]
+        set: Vec<sim::scenario::overrides::Override>,
     },
     /// One worker process of `sim explore` (internal).
     #[command(hide = true)]
@@ -91,6 +107,8 @@ enum Command {
         shrink: Option<u64>,
         #[arg(long)]
         check: Option<String>,
+        #[arg(long = "set", value_parser = sim::scenario::overrides::Override::parse)]
+        set: Vec<sim::scenario::overrides::Override>,
     },
 }
 
@@ -119,6 +137,7 @@ mod app {
     use sim::explore::pool::{self, Options, Seeds};
     use sim::explore::{summary, worker, Template};
     use sim::history::{fmt_time, Entry};
+    use sim::scenario::overrides::Override;
     use sim::{exit, report, run, Loaded};
     use std::path::{Path, PathBuf};
 
@@ -129,16 +148,26 @@ mod app {
                 seed: _,
                 seeds: Some(seeds),
                 json,
-            } => run_seeds(&file, &seeds.0, json),
+                set,
+            } => run_seeds(&file, &set, &seeds.0, json),
             Command::Run {
-                file, seed, json, ..
-            } => run(&file, seed, json),
-            Command::Bench { file, runs } => bench(&file, runs),
-            Command::Check { files, seed, seeds } => files
+                file,
+                seed,
+                json,
+                set,
+                ..
+            } => run(&file, &set, seed, json),
+            Command::Bench { file, runs, set } => bench(&file, &set, runs),
+            Command::Check {
+                files,
+                seed,
+                seeds,
+                set,
+            } => files
                 .iter()
                 .map(|file| match &seeds {
-                    Some(seeds) => check_seeds(file, &seeds.0),
-                    None => check(file, seed),
+                    Some(seeds) => check_seeds(file, &set, &seeds.0),
+                    None => check(file, &set, seed),
                 })
                 .max()
                 .unwrap_or(exit::OK),
@@ -151,13 +180,15 @@ mod app {
                 json,
                 out,
                 merge,
+                set,
             } => match file {
                 None => merge_summaries(&merge, json),
                 Some(file) => {
                     let jobs = jobs.unwrap_or_else(|| {
                         std::thread::available_parallelism().map_or(1, |n| n.get())
                     });
-                    explore(file, runs, jobs, seed, shard.unwrap_or((1, 1)), json, out)
+                    let shard = shard.unwrap_or((1, 1));
+                    explore(file, set, runs, jobs, seed, shard, json, out)
                 }
             },
             Command::ExploreWorker {
@@ -166,12 +197,15 @@ mod app {
                 seeds,
                 shrink,
                 check,
-            } => explore_worker(&file, &out, &seeds, shrink.zip(check)),
+                set,
+            } => explore_worker(&file, &set, &out, &seeds, shrink.zip(check)),
         }
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn explore(
         file: PathBuf,
+        overrides: Vec<Override>,
         runs: u64,
         jobs: usize,
         seed: Option<u64>,
@@ -179,7 +213,7 @@ mod app {
         json: bool,
         out: PathBuf,
     ) -> i32 {
-        let template = match Template::load(&file) {
+        let template = match Template::load_with(&file, &overrides) {
             Ok(template) => template,
             Err(error) => {
                 eprintln!("error: {error}");
@@ -200,6 +234,7 @@ mod app {
         }
         let options = Options {
             file,
+            overrides,
             seeds: Seeds { first, runs, shard },
             jobs,
             out,
@@ -245,13 +280,14 @@ mod app {
 
     fn explore_worker(
         file: &Path,
+        overrides: &[Override],
         out: &Path,
         seeds: &[u64],
         shrink: Option<(u64, String)>,
     ) -> i32 {
         // A panic inside a run is reported as a broken rule, not printed.
         std::panic::set_hook(Box::new(|_| {}));
-        let done = Template::load(file).and_then(|template| match shrink {
+        let done = Template::load_with(file, overrides).and_then(|template| match shrink {
             Some((seed, check)) => worker::shrink_seed(&template, seed, &check, out),
             None => worker::run_seeds(&template, seeds, out, pool::WORKER_MAX_RSS),
         });
@@ -264,15 +300,15 @@ mod app {
         }
     }
 
-    fn load(file: &Path) -> Result<Loaded, i32> {
-        sim::load(file).map_err(|error| {
+    fn load(file: &Path, overrides: &[Override]) -> Result<Loaded, i32> {
+        sim::load_with(file, overrides).map_err(|error| {
             eprintln!("error: {error}");
             exit::BAD_INPUT
         })
     }
 
-    fn run(file: &Path, seed: Option<u64>, json: bool) -> i32 {
-        let loaded = match load(file) {
+    fn run(file: &Path, overrides: &[Override], seed: Option<u64>, json: bool) -> i32 {
+        let loaded = match load(file, overrides) {
             Ok(loaded) => loaded,
             Err(code) => return code,
         };
@@ -295,10 +331,19 @@ mod app {
             return exit::OK;
         }
         eprintln!(
-            "reproduce: cargo run --release -p sim -- run {} --seed {seed}",
-            file.display()
+            "reproduce: cargo run --release -p sim -- run {}{} --seed {seed}",
+            file.display(),
+            flags(overrides)
         );
         exit::EXPECTATION_FAILED
+    }
+
+    /// ` --set K=V` for each override, as a reproduce command repeats them.
+    fn flags(overrides: &[Override]) -> String {
+        overrides
+            .iter()
+            .map(|one| format!(" {}", one.flag()))
+            .collect()
     }
 
     fn cores() -> usize {
@@ -319,8 +364,8 @@ mod app {
         }
     }
 
-    fn run_seeds(file: &Path, seeds: &[u64], json: bool) -> i32 {
-        let loaded = match load(file) {
+    fn run_seeds(file: &Path, overrides: &[Override], seeds: &[u64], json: bool) -> i32 {
+        let loaded = match load(file, overrides) {
             Ok(loaded) => loaded,
             Err(code) => return code,
         };
@@ -354,10 +399,11 @@ mod app {
                     n => format!(" (and {} more)", n - 1),
                 };
                 println!(
-                    "FAIL seed {seed}: {}{more}\n  {}\n  reproduce: cargo run --release -p sim -- run {} --seed {seed}",
+                    "FAIL seed {seed}: {}{more}\n  {}\n  reproduce: cargo run --release -p sim -- run {}{} --seed {seed}",
                     first.check,
                     first.detail,
-                    file.display()
+                    file.display(),
+                    flags(overrides)
                 );
             }
         }
@@ -390,8 +436,8 @@ mod app {
         }
     }
 
-    fn check_seeds(file: &Path, seeds: &[u64]) -> i32 {
-        let scenario = match load(file) {
+    fn check_seeds(file: &Path, overrides: &[Override], seeds: &[u64]) -> i32 {
+        let scenario = match load(file, overrides) {
             Ok(loaded) => loaded.scenario,
             Err(code) => return code,
         };
@@ -442,8 +488,8 @@ mod app {
         ))
     }
 
-    fn bench(file: &Path, runs: usize) -> i32 {
-        let scenario = match load(file) {
+    fn bench(file: &Path, overrides: &[Override], runs: usize) -> i32 {
+        let scenario = match load(file, overrides) {
             Ok(loaded) => loaded.scenario,
             Err(code) => return code,
         };
@@ -464,8 +510,8 @@ mod app {
         exit::OK
     }
 
-    fn check(file: &Path, seed: Option<u64>) -> i32 {
-        let scenario = match load(file) {
+    fn check(file: &Path, overrides: &[Override], seed: Option<u64>) -> i32 {
+        let scenario = match load(file, overrides) {
             Ok(loaded) => loaded.scenario,
             Err(code) => return code,
         };

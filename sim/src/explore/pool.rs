@@ -45,6 +45,8 @@ pub fn parse_shard(text: &str) -> Result<(u64, u64), String> {
 
 pub struct Options {
     pub file: PathBuf,
+    /// `--set` flags, passed on to every worker.
+    pub overrides: Vec<crate::scenario::overrides::Override>,
     pub seeds: Seeds,
     pub jobs: usize,
     pub out: PathBuf,
@@ -58,12 +60,17 @@ enum Job {
 
 impl Options {
     fn worker_args(&self) -> Vec<String> {
-        vec![
+        let mut args = vec![
             "explore-worker".to_string(),
             self.file.display().to_string(),
             "--out".into(),
             self.out.display().to_string(),
-        ]
+        ];
+        for one in &self.overrides {
+            args.push("--set".into());
+            args.push(one.to_string());
+        }
+        args
     }
 }
 

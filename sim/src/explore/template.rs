@@ -5,6 +5,7 @@
 //! liveness check appended. That file is what runs, so a written one replays exactly.
 
 use crate::explore::plan::{compact, Draw, Ground, Schedule, Step};
+use crate::scenario::overrides::Override;
 use crate::scenario::source::{error_at, Position, ScenarioError};
 use crate::scenario::Scenario;
 use fleet_core::fmt_duration;
@@ -21,8 +22,15 @@ pub struct Template {
 impl Template {
     /// Reads a template: an ordinary scenario file that has an `[explore]` table.
     pub fn load(path: &Path) -> Result<Template, ScenarioError> {
+        Template::load_with(path, &[])
+    }
+
+    /// [`Template::load`] with `--set` overrides applied first: every run's file carries them.
+    pub fn load_with(path: &Path, overrides: &[Override]) -> Result<Template, ScenarioError> {
+        let shown = path.display().to_string();
         let text = crate::scenario::source::read(path)?;
-        Template::parse(&path.display().to_string(), &text)
+        let (text, _) = crate::parse_with(&shown, &text, overrides)?;
+        Template::parse(&shown, &text)
     }
 
     /// [`Template::load`] for text in hand; `path` only labels errors.

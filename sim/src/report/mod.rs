@@ -20,6 +20,9 @@ pub fn header(scenario: &Scenario, seed: u64) -> String {
         let _ = writeln!(out, "           {}", scenario.description.trim());
     }
     let _ = writeln!(out, "seed       {seed}");
+    if !scenario.overrides.is_empty() {
+        let _ = writeln!(out, "overrides  {}", scenario.overrides.join(" "));
+    }
     let (topology, duration) = (scenario.topology.describe(), show(scenario.duration));
     let _ = writeln!(out, "topology   {topology} · duration {duration}");
     let heartbeat = &scenario.heartbeat;

@@ -11,6 +11,7 @@ pub mod duration;
 pub mod expect;
 pub mod explore;
 pub mod faults;
+pub mod overrides;
 pub mod preset;
 pub mod protection;
 pub mod selector;
@@ -117,6 +118,8 @@ pub struct Scenario {
     pub explore: Option<ExploreSpec>,
     /// The names faults capture with `as`, for checks that read `@NAME`.
     pub captures: BTreeSet<String>,
+    /// The `--set` flags applied to the file, as a command line says them.
+    pub overrides: Vec<String>,
 }
 
 #[derive(Deserialize)]
@@ -325,6 +328,7 @@ impl RawScenario {
             expectations,
             explore,
             captures: captured,
+            overrides: Vec::new(),
         })
     }
 }
