@@ -8,6 +8,7 @@ pub mod attempts;
 pub mod captures;
 pub mod commands;
 pub mod leaders;
+pub mod metrics;
 pub mod online;
 pub mod terms;
 
@@ -135,6 +136,46 @@ impl FaultEvent {
             | FaultEvent::Unfired { .. } => None,
         }
     }
+}
+
+/// The groups of a partition as the timeline shows them: `leader(master-2),agent-1 | agents`.
+/// A target that depended on the run lists its nodes in parentheses.
+pub fn partition_groups(groups: &str, topology: &Topology) -> Vec<Vec<String>> {
+    let mut out = Vec::new();
+    for group in groups.split(" | ") {
+        let mut nodes = Vec::new();
+        let (mut depth, mut start) = (0, 0);
+        let mut items = Vec::new();
+        for (i, c) in group.char_indices() {
+            match c {
+                '(' => depth += 1,
+                ')' => depth -= 1,
+                ',' if depth == 0 => {
+                    items.push(&group[start..i]);
+                    start = i + 1;
+                }
+                _ => {}
+            }
+        }
+        items.push(&group[start..]);
+        for item in items {
+            match item.split_once('(') {
+                Some((_, inside)) => {
+                    let inside = inside.trim_end_matches(')');
+                    nodes.extend(
+                        inside
+                            .split(',')
+                            .filter(|n| !n.is_empty())
+                            .map(String::from),
+                    );
+                }
+                None => nodes
+                    .extend((topology.select(item).ok().iter()).flat_map(|s| s.nodes().to_vec())),
+            }
+        }
+        out.push(nodes);
+    }
+    out
 }
 
 /// What happened: a fault the harness injected, or an event of the control plane.

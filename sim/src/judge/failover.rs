@@ -2,7 +2,7 @@
 //! within the bound. Its verdict carries every measured time (`value`, in ms) and their
 //! distribution, beside an optional `reference` to compare against (a paper's figure).
 
-use crate::history::{fmt_time, FaultEvent};
+use crate::history::{fmt_time, partition_groups, FaultEvent};
 use crate::judge::{ms, Check, CheckSpec, Evidence};
 use crate::scenario::selector::{Selector, Topology};
 use fleet_core::fmt_duration as show;
@@ -36,46 +36,6 @@ struct Failover {
     at: u64,
     leader: String,
     took: Option<u64>,
-}
-
-/// The groups of a partition as the timeline shows them: `leader(master-2),agent-1 | agents`.
-/// A target that depended on the run lists its nodes in parentheses.
-fn partition_groups(groups: &str, topology: &Topology) -> Vec<Vec<String>> {
-    let mut out = Vec::new();
-    for group in groups.split(" | ") {
-        let mut nodes = Vec::new();
-        let (mut depth, mut start) = (0, 0);
-        let mut items = Vec::new();
-        for (i, c) in group.char_indices() {
-            match c {
-                '(' => depth += 1,
-                ')' => depth -= 1,
-                ',' if depth == 0 => {
-                    items.push(&group[start..i]);
-                    start = i + 1;
-                }
-                _ => {}
-            }
-        }
-        items.push(&group[start..]);
-        for item in items {
-            match item.split_once('(') {
-                Some((_, inside)) => {
-                    let inside = inside.trim_end_matches(')');
-                    nodes.extend(
-                        inside
-                            .split(',')
-                            .filter(|n| !n.is_empty())
-                            .map(String::from),
-                    );
-                }
-                None => nodes
-                    .extend((topology.select(item).ok().iter()).flat_map(|s| s.nodes().to_vec())),
-            }
-        }
-        out.push(nodes);
-    }
-    out
 }
 
 /// Whether `fault` removes `leader`: ends its process, isolates it, or leaves it in a

@@ -12,6 +12,7 @@ struct JsonStats {
     sim_ms: u64,
     wall_ms: u64,
     events: usize,
+    metrics: crate::history::metrics::Metrics,
 }
 
 #[derive(Serialize)]
@@ -41,6 +42,7 @@ pub fn json(
             sim_ms: scenario.duration.as_millis() as u64,
             wall_ms: wall.as_millis() as u64,
             events: entries.len(),
+            metrics: super::measure(scenario, entries),
         },
     };
     serde_json::to_string_pretty(&report).expect("the report serializes")

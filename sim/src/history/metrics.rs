@@ -1,0 +1,339 @@
+//! What every run measures, whatever it expects: the numbers a tuning sweep compares.
+//!
+//! - **detection**: from the moment an online agent is cut off from its master (its process
+//!   ends, or a partition or isolation cuts the link) to its master's `node_offline`;
+//! - **false offlines**: `node_offline` for an agent whose process lived, whose link to that
+//!   master was up, and which believed itself registered (no `disconnected` since);
+//! - **recovery**: from the last fault to the first moment every agent (not stopped) is
+//!   online again;
+//! - **connect attempts** and **registrations**, in all and in the busiest second;
+//! - **failover**: from a leader's last moment in office to the next leader's first;
+//! - **terms**: the highest term any master took.
+
+use crate::history::attempts::{connect_attempts, peak_connect_rate};
+use crate::history::leaders::LeaderHistory;
+use crate::history::online::OnlineHistory;
+use crate::history::{partition_groups, Entry, FaultEvent, Happening};
+use crate::scenario::selector::{NodeKind, Topology};
+use fleet_core::timeline::{AgentEvent, Event, MasterEvent};
+use serde::Serialize;
+use std::collections::{BTreeMap, BTreeSet};
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct Metrics {
+    /// Each detection, in ms.
+    pub detection_ms: Vec<u64>,
+    pub false_offlines: u64,
+    /// When the last fault fired; `None` in a run without faults.
+    pub last_fault_ms: Option<u64>,
+    /// From the last fault until every agent (not stopped) was back; `None` if one never was,
+    /// or there was no fault.
+    pub recovered_ms: Option<u64>,
+    pub connect_attempts: u64,
+    pub peak_connect_attempts: u64,
+    pub registrations: u64,
+    pub peak_registrations: u64,
+    /// Each time without a leader between two, in ms.
+    pub failover_ms: Vec<u64>,
+    pub terms: u64,
+}
+
+/// Which links are cut, as the faults so far cut and healed them.
+#[derive(Default)]
+struct Cuts {
+    /// `(from, to)`: traffic from `from` to `to` is cut.
+    links: BTreeSet<(String, String)>,
+    isolated: BTreeSet<String>,
+}
+
+impl Cuts {
+    fn apply(&mut self, fault: &FaultEvent, topology: &Topology) {
+        let named = |target: &str, nodes: &Option<Vec<String>>| match nodes {
+            Some(nodes) => nodes.clone(),
+            None => partition_groups(target, topology).concat(),
+        };
+        match fault {
+            FaultEvent::Partition { groups, oneway } => {
+                let groups = partition_groups(groups, topology);
+                for (i, from) in groups.iter().enumerate() {
+                    for to in &groups[i + 1..] {
+                        for a in from {
+                            for b in to {
+                                self.links.insert((a.clone(), b.clone()));
+                                if !oneway {
+                                    self.links.insert((b.clone(), a.clone()));
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            FaultEvent::Isolate { target, nodes } => {
+                for node in named(target, nodes) {
+                    for other in topology.nodes() {
+                        if other != node {
+                            self.links.insert((node.clone(), other.clone()));
+                            self.links.insert((other, node.clone()));
+                        }
+                    }
+                    self.isolated.insert(node);
+                }
+            }
+            FaultEvent::Heal { target } if target == "all" => *self = Cuts::default(),
+            FaultEvent::Heal { target } => {
+                let touched: BTreeSet<String> = named(target, &None).into_iter().collect();
+                for node in &touched {
+                    self.isolated.remove(node);
+                }
+                let isolated = &self.isolated;
+                self.links.retain(|(a, b)| {
+                    let heals = (touched.contains(a) && !isolated.contains(b))
+                        || (touched.contains(b) && !isolated.contains(a));
+                    !heals
+                });
+            }
+            _ => {}
+        }
+    }
+
+    fn cut(&self, a: &str, b: &str) -> bool {
+        self.links.contains(&(a.to_string(), b.to_string()))
+            || self.links.contains(&(b.to_string(), a.to_string()))
+    }
+}
+
+/// Per agent, as the walk through the timeline goes.
+#[derive(Default)]
+struct AgentState {
+    dead: bool,
+    /// Registered, and no `disconnected` since: it believes it is online.
+    connected: bool,
+    /// Since when it has been cut off from its master while the master still counts it online.
+    separated_since: Option<u64>,
+}
+
+impl Metrics {
+    pub fn measure(
+        entries: &[Entry],
+        topology: &Topology,
+        online: &OnlineHistory,
+        leaders: &LeaderHistory,
+        end_ms: u64,
+    ) -> Metrics {
+        let mut metrics = Metrics::default();
+        let mut cuts = Cuts::default();
+        let mut agents: BTreeMap<String, AgentState> = BTreeMap::new();
+        let mut stopped: BTreeSet<String> = BTreeSet::new();
+        let mut last_fault: Option<u64> = None;
+        let is_agent = |node: &str| node.starts_with(NodeKind::Agent.prefix());
+        for entry in entries {
+            match &entry.event {
+                Happening::Fault(fault) => {
+                    if !matches!(
+                        fault,
+                        FaultEvent::Captured { .. } | FaultEvent::Unfired { .. }
+                    ) {
+                        last_fault = Some(entry.t_ms);
+                    }
+                    cuts.apply(fault, topology);
+                    let ended = fault.processes_ended(topology).unwrap_or_default();
+                    for node in ended.iter().filter(|node| is_agent(node)) {
+                        let state = agents.entry(node.clone()).or_default();
+                        let restart = matches!(fault, FaultEvent::Restart { .. });
+                        state.dead = !restart;
+                        state.connected = false;
+                        if matches!(fault, FaultEvent::Stop { .. }) {
+                            stopped.insert(node.clone());
+                        } else if restart {
+                            stopped.remove(node);
+                        }
+                    }
+                    // Who is cut off from the master that counts them online, from now.
+                    for agent in topology.agents() {
+                        let Some(master) = online.master_at(&agent, entry.t_ms) else {
+                            continue;
+                        };
+                        let state = agents.entry(agent.clone()).or_default();
+                        let apart = state.dead || cuts.cut(&agent, master);
+                        if apart && state.separated_since.is_none() {
+                            state.separated_since = Some(entry.t_ms);
+                        } else if !apart {
+                            state.separated_since = None;
+                        }
+                    }
+                }
+                Happening::System(Event::Agent(event)) => {
+                    let state = agents.entry(entry.node.clone()).or_default();
+                    match event {
+                        AgentEvent::Registered { .. } => {
+                            state.connected = true;
+                            state.dead = false;
+                        }
+                        AgentEvent::Disconnected { .. } => state.connected = false,
+                        _ => {}
+                    }
+                }
+                Happening::System(Event::Master(MasterEvent::NodeOffline { agent, .. })) => {
+                    let state = agents.entry(agent.clone()).or_default();
+                    match state.separated_since.take() {
+                        Some(since) => metrics.detection_ms.push(entry.t_ms - since),
+                        None if !state.dead && state.connected && !cuts.cut(agent, &entry.node) => {
+                            metrics.false_offlines += 1;
+                        }
+                        None => {}
+                    }
+                }
+                Happening::System(Event::Master(MasterEvent::NodeRegistered { .. })) => {
+                    metrics.registrations += 1;
+                }
+                Happening::System(_) => {}
+            }
+        }
+        metrics.last_fault_ms = last_fault;
+        metrics.recovered_ms = last_fault.and_then(|from| {
+            let back = (topology.agents().iter())
+                .filter(|agent| !stopped.contains(*agent))
+                .map(|agent| online.next_online(agent, from))
+                .try_fold(from, |latest, back| back.map(|t| latest.max(t)))?;
+            Some(back - from)
+        });
+        metrics.connect_attempts = connect_attempts(entries).count() as u64;
+        metrics.peak_connect_attempts =
+            peak_connect_rate(entries, 0, end_ms).map_or(0, |(count, _)| count);
+        metrics.peak_registrations = peak_registrations(entries);
+        metrics.failover_ms = failovers(leaders);
+        metrics.terms = leaders.highest_term().map_or(0, |started| started.term);
+        metrics
+    }
+}
+
+fn peak_registrations(entries: &[Entry]) -> u64 {
+    let mut per_second: BTreeMap<u64, u64> = BTreeMap::new();
+    for entry in entries {
+        if let Some(Event::Master(MasterEvent::NodeRegistered { .. })) = entry.system() {
+            *per_second.entry(entry.t_ms / 1000).or_default() += 1;
+        }
+    }
+    per_second.into_values().max().unwrap_or(0)
+}
+
+/// From each time in office that ended to the next one that began at or after its end.
+fn failovers(leaders: &LeaderHistory) -> Vec<u64> {
+    let mut gaps = Vec::new();
+    for span in &leaders.spans {
+        let Some(end) = span.to_ms else { continue };
+        let next = (leaders.spans.iter())
+            .filter(|other| other.from_ms >= end && other.term > span.term)
+            .map(|other| other.from_ms)
+            .min();
+        if let Some(next) = next {
+            gaps.push(next - end);
+        }
+    }
+    gaps
+}
+
+/// The median of `values` (the lower of the middle two), for a summary line.
+pub fn median(values: &[u64]) -> Option<u64> {
+    let mut sorted = values.to_vec();
+    sorted.sort_unstable();
+    sorted.get(sorted.len().saturating_sub(1) / 2).copied()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::history::tests::{entry, fault, registered};
+
+    fn topology() -> Topology {
+        Topology {
+            masters: 1,
+            agents: 2,
+            store: false,
+        }
+    }
+
+    fn offline(t: u64, agent: &str) -> Entry {
+        let event = MasterEvent::NodeOffline {
+            agent: agent.into(),
+            instance_id: format!("{agent}-sim-101"),
+            silent_ms: 3000,
+        };
+        entry(t, "master-1", event)
+    }
+
+    fn agent_registered(t: u64, agent: &str) -> Entry {
+        let event = AgentEvent::Registered {
+            instance_id: format!("{agent}-sim-101"),
+        };
+        entry(t, agent, event)
+    }
+
+    fn measure(entries: &[Entry]) -> Metrics {
+        let topology = topology();
+        let online = OnlineHistory::from_entries(entries, &topology);
+        let leaders = LeaderHistory::from_entries(entries, &topology);
+        Metrics::measure(entries, &topology, &online, &leaders, 60_000)
+    }
+
+    #[test]
+    fn a_cut_agent_going_offline_is_a_detection_and_a_silent_link_is_a_false_offline() {
+        let entries = vec![
+            registered(100, "master-1", "agent-1"),
+            agent_registered(105, "agent-1"),
+            registered(100, "master-1", "agent-2"),
+            agent_registered(105, "agent-2"),
+            fault(
+                10_000,
+                FaultEvent::Isolate {
+                    target: "agent-1".into(),
+                    nodes: None,
+                },
+            ),
+            offline(12_500, "agent-1"),
+            // agent-2 lives, its link is up and it believes it is registered: a false offline.
+            offline(20_000, "agent-2"),
+            fault(
+                30_000,
+                FaultEvent::Heal {
+                    target: "all".into(),
+                },
+            ),
+            registered(31_000, "master-1", "agent-1"),
+            registered(32_000, "master-1", "agent-2"),
+        ];
+        let metrics = measure(&entries);
+        assert_eq!(metrics.detection_ms, vec![2500]);
+        assert_eq!(metrics.false_offlines, 1);
+        assert_eq!(metrics.recovered_ms, Some(2000));
+        assert_eq!(metrics.registrations, 4);
+        assert_eq!(metrics.peak_registrations, 2);
+    }
+
+    #[test]
+    fn a_crashed_agent_is_detected_and_never_counts_as_false() {
+        let entries = vec![
+            registered(100, "master-1", "agent-1"),
+            agent_registered(105, "agent-1"),
+            fault(
+                10_000,
+                FaultEvent::Crash {
+                    target: "agent-1".into(),
+                    nodes: None,
+                },
+            ),
+            offline(13_000, "agent-1"),
+        ];
+        let metrics = measure(&entries);
+        assert_eq!(metrics.detection_ms, vec![3000]);
+        assert_eq!(metrics.false_offlines, 0);
+        assert_eq!(metrics.recovered_ms, None, "agent-1 never came back");
+    }
+
+    #[test]
+    fn medians_take_the_lower_middle() {
+        assert_eq!(median(&[]), None);
+        assert_eq!(median(&[5, 1, 3]), Some(3));
+        assert_eq!(median(&[4, 1, 3, 2]), Some(2));
+    }
+}
