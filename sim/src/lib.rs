@@ -9,6 +9,7 @@
 //! - [`judge`] compiles the `[[expect]]` checks and judges a timeline, invariants included;
 //! - [`report`] prints it all, as text or JSON;
 //! - [`seeds`] runs one scenario on many seeds side by side (`--seeds`);
+//! - [`sweep`] runs it over a grid of parameter values × seeds and tabulates what it measured;
 //! - [`explore`] runs a template under fault schedules drawn from each seed, judges every run
 //!   and shrinks the failures into scenario files.
 
@@ -19,6 +20,7 @@ pub mod report;
 pub mod run;
 pub mod scenario;
 pub mod seeds;
+pub mod sweep;
 
 use judge::Expectation;
 use scenario::overrides::Override;

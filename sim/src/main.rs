@@ -38,6 +38,25 @@ enum Command {
         #[arg(long = "set", value_name = "KEY=VALUE", value_parser = sim::scenario::overrides::Override::parse)]
         set: Vec<sim::scenario::overrides::Override>,
     },
+    /// Run a scenario over a grid of parameter values × seeds, in parallel, and print a row
+    /// per grid point: the values, the pass rate, and every measured number's median, p90 and
+    /// max over the seeds.
+    Sweep {
+        file: PathBuf,
+        /// A parameter and its values: KEY=V1,V2,... (KEY as for --set). Repeatable; the
+        /// grid is every combination.
+        #[arg(long, value_name = "KEY=V1,V2,...", value_parser = sim::sweep::Grid::parse, required = true)]
+        grid: Vec<sim::sweep::Grid>,
+        /// The seeds each point runs: a range like 1..32 or a list 1,5,9.
+        #[arg(long, value_parser = sim::seeds::seed_list)]
+        seeds: sim::seeds::SeedList,
+        /// Also write one CSV row per run (params, seed, each check's ok and value, metrics).
+        #[arg(long)]
+        csv: Option<PathBuf>,
+        /// Change the file before it is checked, for every point (as for run). Repeatable.
+        #[arg(long = "set", value_name = "KEY=VALUE", value_parser = sim::scenario::overrides::Override::parse)]
+        set: Vec<sim::scenario::overrides::Override>,
+    },
     /// Run a scenario several times and print the median wall time and speed-up.
     Bench {
         file: PathBuf,
@@ -158,6 +177,13 @@ mod app {
                 ..
             } => run(&file, &set, seed, json),
             Command::Bench { file, runs, set } => bench(&file, &set, runs),
+            Command::Sweep {
+                file,
+                grid,
+                seeds,
+                csv,
+                set,
+            } => sweep(&file, &set, &grid, &seeds.0, csv.as_deref()),
             Command::Check {
                 files,
                 seed,
@@ -336,6 +362,65 @@ mod app {
             flags(overrides)
         );
         exit::EXPECTATION_FAILED
+    }
+
+    fn sweep(
+        file: &Path,
+        overrides: &[Override],
+        grids: &[sim::sweep::Grid],
+        seeds: &[u64],
+        csv: Option<&Path>,
+    ) -> i32 {
+        let points = sim::sweep::points(grids);
+        let mut loaded = Vec::new();
+        for point in &points {
+            let all: Vec<Override> = overrides.iter().chain(point).cloned().collect();
+            match load(file, &all) {
+                Ok(one) => loaded.push(one),
+                Err(code) => return code,
+            }
+        }
+        let total = (points.len() * seeds.len()) as u64;
+        let bar = indicatif::ProgressBar::new(total).with_style(
+            indicatif::ProgressStyle::with_template(
+                "{bar:40} {pos}/{len} runs · {elapsed} · eta {eta}",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        let start = std::time::Instant::now();
+        let jobs: Vec<u64> = (0..total).collect();
+        let runs = sim::seeds::parallel(&jobs, cores(), |job| {
+            let (point, seed) = (
+                (job as usize) / seeds.len(),
+                seeds[job as usize % seeds.len()],
+            );
+            let one = &loaded[point];
+            let sim::Judged { output, verdicts } = one.run(seed);
+            let metrics = report::measure(&one.scenario, &output.timeline.entries);
+            bar.inc(1);
+            sim::sweep::Run {
+                point,
+                seed,
+                verdicts,
+                metrics,
+            }
+        });
+        bar.finish_and_clear();
+        print!("{}", sim::sweep::table(grids, &points, &runs));
+        println!(
+            "{}: {} points × {} seeds = {total} runs in {:.1} s",
+            file.display(),
+            points.len(),
+            seeds.len(),
+            start.elapsed().as_secs_f64()
+        );
+        if let Some(path) = csv {
+            if let Err(error) = std::fs::write(path, sim::sweep::csv(grids, &points, &runs)) {
+                eprintln!("error: cannot write {}: {error}", path.display());
+                return exit::BAD_INPUT;
+            }
+        }
+        exit::OK
     }
 
     /// ` --set K=V` for each override, as a reproduce command repeats them.

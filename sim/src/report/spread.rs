@@ -69,13 +69,38 @@ pub fn spread(runs: &[&[Verdict]]) -> String {
     )
 }
 
+/// The numbers in a check's value: `("", x)` for a number, `(field, x)` for each numeric
+/// field of an object.
+pub fn numbers(value: &serde_json::Value) -> Vec<(String, f64)> {
+    match value {
+        serde_json::Value::Object(map) => (map.iter())
+            .filter_map(|(key, value)| Some((key.clone(), value.as_f64()?)))
+            .collect(),
+        other => other
+            .as_f64()
+            .map(|x| (String::new(), x))
+            .into_iter()
+            .collect(),
+    }
+}
+
+/// `median{sep}p90{sep}max` of `values`, or `-` when there are none.
+pub fn show_spread(mut values: Vec<f64>, sep: &str) -> String {
+    if values.is_empty() {
+        return "-".to_string();
+    }
+    values.sort_by(f64::total_cmp);
+    let (median, p90, max) = (rank(&values, 0.5), rank(&values, 0.9), rank(&values, 1.0));
+    format!("{}{sep}{}{sep}{}", show(median), show(p90), show(max))
+}
+
 /// The nearest-rank quantile `q` of sorted `values`.
 fn rank(values: &[f64], q: f64) -> f64 {
     let index = ((q * values.len() as f64).ceil() as usize).clamp(1, values.len()) - 1;
     values[index]
 }
 
-fn show(x: f64) -> String {
+pub fn show(x: f64) -> String {
     if x.fract() == 0.0 {
         format!("{x:.0}")
     } else {
