@@ -193,3 +193,81 @@ fn many_seeds_print_each_failing_seed_then_a_summary() {
     let bad = sim(&["run", fine.to_str().unwrap(), "--seeds", "5..1"]);
     assert_eq!(bad.status.code(), Some(2));
 }
+
+/// `--set` changes the file before its checks: a good one shows in the header and in the
+/// reproduce command; a bad one exits 2 naming the flag.
+#[test]
+fn overrides_are_checked_like_the_file_and_repeated_in_the_reproduce_command() {
+    let path = scratch_file(
+        "set.toml",
+        &format!("{SMALL}[[expect]]\ncheck = \"no_offline\"\nduring = \"1s..20s\"\n"),
+    );
+    let file = path.to_str().unwrap();
+    let output = sim(&["run", file, "--set", "params.heartbeat.max_miss=5"]);
+    assert_eq!(output.status.code(), Some(0));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        stdout.contains("overrides  --set params.heartbeat.max_miss=5"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("max_miss 5"), "{stdout}");
+
+    let crash = ["--set", "duration=30s", "--set", "faults.0.at=2s"];
+    let bad = sim(&[&["run", file][..], &crash[..]].concat());
+    assert_eq!(bad.status.code(), Some(2), "there is no [[faults]] entry 0");
+    let stderr = String::from_utf8_lossy(&bad.stderr);
+    assert!(stderr.contains("--set faults.0.at=2s"), "{stderr}");
+
+    let bad = sim(&["run", file, "--set", "params.heartbeat.max_miss=0"]);
+    assert_eq!(bad.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&bad.stderr);
+    assert!(
+        stderr.contains("--set params.heartbeat.max_miss=0: heartbeat interval"),
+        "{stderr}"
+    );
+}
+
+/// A sweep prints a row per grid point with its pass rate, and the CSV a row per run.
+#[test]
+fn a_sweep_tabulates_each_point_and_writes_a_row_per_run() {
+    let path = scratch_file(
+        "sweep.toml",
+        &format!(
+            "{SMALL}[[faults]]\nat = \"5s\"\ncrash = \"agent-1\"\n[[expect]]\n\
+             check = \"offline_within\"\nagents = \"agent-1\"\nafter = \"5s\"\nwithin = \"1500ms\"\n"
+        ),
+    );
+    let csv = path.with_extension("csv");
+    let output = sim(&[
+        "sweep",
+        path.to_str().unwrap(),
+        "--grid",
+        "params.heartbeat.max_miss=2,3",
+        "--seeds",
+        "1..4",
+        "--csv",
+        csv.to_str().unwrap(),
+    ]);
+    assert_eq!(output.status.code(), Some(0));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let rows: Vec<&str> = stdout.lines().collect();
+    assert!(
+        rows[0].starts_with("params.heartbeat.max_miss  pass"),
+        "{stdout}"
+    );
+    // Offline after 2 missed 1s beats: found within 1.5s of the crash. After 3: never.
+    assert!(
+        rows[1].starts_with("2") && rows[1].contains("4/4"),
+        "{stdout}"
+    );
+    assert!(
+        rows[2].starts_with("3") && rows[2].contains("0/4"),
+        "{stdout}"
+    );
+    let written = std::fs::read_to_string(&csv).unwrap();
+    assert_eq!(written.lines().count(), 1 + 2 * 4, "{written}");
+    assert!(
+        written.lines().nth(1).unwrap().starts_with("2,1,true"),
+        "{written}"
+    );
+}

@@ -4,8 +4,8 @@
 //!   ends, or a partition or isolation cuts the link) to its master's `node_offline`;
 //! - **false offlines**: `node_offline` for an agent whose process lived, whose link to that
 //!   master was up, and which believed itself registered (no `disconnected` since);
-//! - **recovery**: from the last fault to the first moment every agent (not stopped) is
-//!   online again;
+//! - **recovery**: from the last fault until the last agent (not stopped) is back online for
+//!   good (none if one is offline at the end);
 //! - **connect attempts** and **registrations**, in all and in the busiest second;
 //! - **failover**: from a leader's last moment in office to the next leader's first;
 //! - **terms**: the highest term any master took.
@@ -26,8 +26,8 @@ pub struct Metrics {
     pub false_offlines: u64,
     /// When the last fault fired; `None` in a run without faults.
     pub last_fault_ms: Option<u64>,
-    /// From the last fault until every agent (not stopped) was back; `None` if one never was,
-    /// or there was no fault.
+    /// From the last fault until the last agent (not stopped) was back for good; `None` if one
+    /// is offline at the end, or there was no fault.
     pub recovered_ms: Option<u64>,
     pub connect_attempts: u64,
     pub peak_connect_attempts: u64,
@@ -193,7 +193,7 @@ impl Metrics {
         metrics.recovered_ms = last_fault.and_then(|from| {
             let back = (topology.agents().iter())
                 .filter(|agent| !stopped.contains(*agent))
-                .map(|agent| online.next_online(agent, from))
+                .map(|agent| online.settled_online(agent, from, end_ms))
                 .try_fold(from, |latest, back| back.map(|t| latest.max(t)))?;
             Some(back - from)
         });

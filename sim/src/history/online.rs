@@ -116,6 +116,24 @@ impl OnlineHistory {
                 .map(|(t, _)| *t)
         })
     }
+    /// When `agent` last came back online in `[from, end]` and stayed so until `end` (`from`
+    /// if it was online throughout); `None` if it is not online at `end`.
+    pub fn settled_online(&self, agent: &str, from: u64, end: u64) -> Option<u64> {
+        if !self.online_at(agent, end) {
+            return None;
+        }
+        let history = self.transitions.get(agent)?;
+        // The last time it was offline before `end`, and the return after it.
+        let last_offline = (history.iter())
+            .filter(|(t, master)| *t <= end && master.is_none())
+            .map(|(t, _)| *t)
+            .last();
+        match last_offline {
+            Some(t) if t >= from => self.next_online(agent, t),
+            _ => self.next_online(agent, from),
+        }
+    }
+
     /// `from` if `agent` was online then, or else the first moment after it that it was.
     pub fn next_online(&self, agent: &str, from: u64) -> Option<u64> {
         if self.online_at(agent, from) {
