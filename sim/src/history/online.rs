@@ -125,9 +125,9 @@ impl OnlineHistory {
         let history = self.transitions.get(agent)?;
         // The last time it was offline before `end`, and the return after it.
         let last_offline = (history.iter())
-            .filter(|(t, master)| *t <= end && master.is_none())
-            .map(|(t, _)| *t)
-            .last();
+            .rev()
+            .find(|(t, master)| *t <= end && master.is_none())
+            .map(|(t, _)| *t);
         match last_offline {
             Some(t) if t >= from => self.next_online(agent, t),
             _ => self.next_online(agent, from),
