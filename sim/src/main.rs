@@ -11,7 +11,17 @@ use std::path::PathBuf;
 #[derive(Parser)]
 #[command(
     name = "sim",
-    about = "Deterministic simulation of the fleet control plane"
+    version,
+    about = "Deterministic simulation of the fleet control plane",
+    after_help = "Examples:
+  sim run scenarios/master-restart.toml                 run one scenario, print its timeline
+  sim run scenarios/raft-leader-crash.toml --seeds 1..100   a property over 100 seeds
+  sim sweep scenarios/tune-detection.toml --grid params.heartbeat.max_miss=2,3 --seeds 1..50
+  sim check scenarios/*.toml                            every scenario twice: deterministic?
+  sim explore scenarios/explore/raft.toml --runs 2000   random faults; shrink what fails
+
+The seed: --seed N, or MADSIM_TEST_SEED=N (MADSIM_TEST_NUM=K runs seeds N..N+K-1).
+Exit codes: 0 every expectation held, 1 one failed, 2 bad input."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -21,6 +31,12 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run a scenario and print its timeline, verdicts and stats.
+    #[command(after_help = "Examples:
+  sim run scenarios/master-restart.toml
+  sim run scenarios/master-restart.toml --seed 7 --filter node=agent-3,kind=connect_attempt
+  sim run scenarios/fleet-1h.toml --verdicts-only
+  sim run scenarios/raft-leader-crash.toml --seeds 1..100
+  sim run scenarios/master-restart.toml --set params.heartbeat.max_miss=2 --json")]
     Run {
         file: PathBuf,
         /// Override the scenario's seed.
@@ -37,10 +53,22 @@ enum Command {
         /// params.heartbeat.max_miss=2 or cluster.election_timeout=150ms..300ms. Repeatable.
         #[arg(long = "set", value_name = "KEY=VALUE", value_parser = sim::scenario::overrides::Override::parse)]
         set: Vec<sim::scenario::overrides::Override>,
+        /// Print only the timeline lines that match: node=NAME-OR-SELECTOR, kind=KIND, joined
+        /// by commas (one key's values are alternatives; different keys must all match).
+        #[arg(long, value_name = "KEY=VALUE,...", conflicts_with_all = ["json", "verdicts_only"])]
+        filter: Option<String>,
+        /// Print the header, verdicts and stats, without the timeline.
+        #[arg(long, conflicts_with = "json")]
+        verdicts_only: bool,
     },
     /// Run a scenario over a grid of parameter values × seeds, in parallel, and print a row
     /// per grid point: the values, the pass rate, and every measured number's median, p90 and
     /// max over the seeds.
+    #[command(after_help = "Examples:
+  sim sweep scenarios/tune-detection.toml --grid params.heartbeat.max_miss=1,2,3,4 \\
+      --set params.heartbeat.interval=500ms --seeds 1..50
+  sim sweep scenarios/tune-storm.toml --grid params.backoff.base=1s,5s \\
+      --grid params.backoff.first_delay=0s..0s,0s..30s --seeds 1..20 --csv storm.csv")]
     Sweep {
         file: PathBuf,
         /// A parameter and its values: KEY=V1,V2,... (KEY as for --set). Repeatable; the
@@ -58,6 +86,8 @@ enum Command {
         set: Vec<sim::scenario::overrides::Override>,
     },
     /// Run a scenario several times and print the median wall time and speed-up.
+    #[command(after_help = "Example:
+  sim bench scenarios/fleet-1h.toml --runs 5")]
     Bench {
         file: PathBuf,
         #[arg(long, default_value_t = 5)]
@@ -68,6 +98,9 @@ enum Command {
         set: Vec<sim::scenario::overrides::Override>,
     },
     /// Run each scenario twice with the same seed and compare the timelines.
+    #[command(after_help = "Examples:
+  sim check scenarios/*.toml
+  sim check scenarios/raft-leader-crash.toml --seeds 1..20")]
     Check {
         #[arg(required = true)]
         files: Vec<PathBuf>,
@@ -84,6 +117,10 @@ enum Command {
     },
     /// Run a template (a scenario with an [explore] table) under fault schedules drawn from
     /// each run's seed; check every run; shrink the failures into scenario files.
+    #[command(after_help = "Examples:
+  sim explore scenarios/explore/raft.toml --runs 2000
+  sim explore scenarios/explore/raft.toml --runs 10000 --shard 2/4 --json > shard-2.json
+  sim explore --merge shard-*.json")]
     Explore {
         /// The template; not needed with --merge.
         #[arg(required_unless_present = "merge")]
@@ -164,18 +201,24 @@ mod app {
         match command {
             Command::Run {
                 file,
-                seed: _,
-                seeds: Some(seeds),
-                json,
-                set,
-            } => run_seeds(&file, &set, &seeds.0, json),
-            Command::Run {
-                file,
                 seed,
+                seeds,
                 json,
                 set,
-                ..
-            } => run(&file, &set, seed, json),
+                filter,
+                verdicts_only,
+            } => match seeds.map(|list| list.0).or_else(|| env_seeds(seed)) {
+                Some(seeds) => run_seeds(&file, &set, &seeds, json),
+                None => {
+                    let seed = seed.or_else(|| env_u64("MADSIM_TEST_SEED"));
+                    let shown = Shown {
+                        json,
+                        filter,
+                        verdicts_only,
+                    };
+                    run(&file, &set, seed, &shown)
+                }
+            },
             Command::Bench { file, runs, set } => bench(&file, &set, runs),
             Command::Sweep {
                 file,
@@ -333,24 +376,104 @@ mod app {
         })
     }
 
-    fn run(file: &Path, overrides: &[Override], seed: Option<u64>, json: bool) -> i32 {
+    /// How `sim run` shows one run.
+    struct Shown {
+        json: bool,
+        filter: Option<String>,
+        verdicts_only: bool,
+    }
+
+    fn env_u64(name: &str) -> Option<u64> {
+        std::env::var(name).ok()?.trim().parse().ok()
+    }
+
+    /// `MADSIM_TEST_NUM=K` (with `MADSIM_TEST_SEED=N`, or `--seed N`, or 1): seeds N..N+K-1.
+    fn env_seeds(seed: Option<u64>) -> Option<Vec<u64>> {
+        let count = env_u64("MADSIM_TEST_NUM")?.max(1);
+        let first = seed.or_else(|| env_u64("MADSIM_TEST_SEED")).unwrap_or(1);
+        Some((first..first.saturating_add(count)).collect())
+    }
+
+    /// Runs `loaded` with `seed`, drawing a progress bar on stderr once it has taken more than
+    /// 2 s of wall time (a thread outside the simulation watches the simulated clock).
+    fn run_with_progress(loaded: &Loaded, seed: u64) -> sim::Judged {
+        use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+        use std::sync::Arc;
+        let progress = Arc::new(AtomicU64::new(0));
+        let done = Arc::new(AtomicBool::new(false));
+        let end_ms = loaded.scenario.duration.as_millis() as u64;
+        let watcher = {
+            let (progress, done) = (progress.clone(), done.clone());
+            std::thread::spawn(move || {
+                let start = std::time::Instant::now();
+                let mut bar: Option<indicatif::ProgressBar> = None;
+                while !done.load(Ordering::Relaxed) {
+                    std::thread::sleep(std::time::Duration::from_millis(100));
+                    if start.elapsed() < std::time::Duration::from_secs(2) {
+                        continue;
+                    }
+                    let bar = bar.get_or_insert_with(|| {
+                        let style = indicatif::ProgressStyle::with_template(
+                            "{bar:40} {msg} simulated · {elapsed} · eta {eta}",
+                        )
+                        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar());
+                        indicatif::ProgressBar::new(end_ms).with_style(style)
+                    });
+                    let at = progress.load(Ordering::Relaxed).min(end_ms);
+                    bar.set_position(at);
+                    bar.set_message(fleet_core::fmt_duration(std::time::Duration::from_millis(
+                        at,
+                    )));
+                }
+                if let Some(bar) = bar {
+                    bar.finish_and_clear();
+                }
+            })
+        };
+        let output = run::run_watched(&loaded.scenario, seed, Some(progress));
+        done.store(true, Ordering::Relaxed);
+        let _ = watcher.join();
+        let verdicts =
+            sim::judge::evaluate(&loaded.scenario, &loaded.expectations, &output.timeline);
+        sim::Judged { output, verdicts }
+    }
+
+    fn run(file: &Path, overrides: &[Override], seed: Option<u64>, shown: &Shown) -> i32 {
         let loaded = match load(file, overrides) {
             Ok(loaded) => loaded,
             Err(code) => return code,
         };
         let scenario = &loaded.scenario;
+        let filter = match shown
+            .filter
+            .as_deref()
+            .map(|text| report::Filter::parse(text, scenario))
+        {
+            None => None,
+            Some(Ok(filter)) => Some(filter),
+            Some(Err(error)) => {
+                eprintln!("error: {error}");
+                return exit::BAD_INPUT;
+            }
+        };
+        let json = shown.json;
         let seed = seed.unwrap_or(scenario.seed);
-        let sim::Judged { output, verdicts } = loaded.run(seed);
+        let sim::Judged { output, verdicts } = run_with_progress(&loaded, seed);
         let entries = &output.timeline.entries;
         let failed = verdicts.iter().any(|verdict| !verdict.ok);
         if json {
             let document = report::json::json(scenario, seed, entries, &verdicts, output.wall);
             println!("{document}");
         } else {
-            print!(
-                "{}",
-                report::deterministic_text(scenario, seed, entries, &verdicts)
+            let text = report::run_text(
+                scenario,
+                seed,
+                entries,
+                &verdicts,
+                filter.as_ref(),
+                shown.verdicts_only,
             );
+            print!("{text}");
             println!("{}", report::wall_line(scenario, output.wall));
         }
         if !failed {

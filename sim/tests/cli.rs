@@ -271,3 +271,43 @@ fn a_sweep_tabulates_each_point_and_writes_a_row_per_run() {
         "{written}"
     );
 }
+
+/// Long output made readable: a filtered timeline, verdicts only, and the seed from
+/// madsim's own environment variables.
+#[test]
+fn filters_verdicts_only_and_madsim_seed_variables() {
+    let path = scratch_file("read.toml", SMALL);
+    let file = path.to_str().unwrap();
+    let filtered = sim(&["run", file, "--filter", "node=agent-2,kind=registered"]);
+    let stdout = String::from_utf8_lossy(&filtered.stdout);
+    let lines: Vec<&str> = stdout.lines().filter(|l| l.starts_with("0:")).collect();
+    assert_eq!(lines.len(), 1, "{stdout}");
+    assert!(
+        lines[0].contains("agent-2") && lines[0].contains("registered"),
+        "{stdout}"
+    );
+
+    let quiet = sim(&["run", file, "--verdicts-only"]);
+    let stdout = String::from_utf8_lossy(&quiet.stdout);
+    assert!(!stdout.lines().any(|l| l.starts_with("0:")), "{stdout}");
+    assert!(stdout.contains("simulated 20s"), "{stdout}");
+
+    let seeded = Command::new(env!("CARGO_BIN_EXE_sim"))
+        .args(["run", file])
+        .env("MADSIM_TEST_SEED", "31")
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&seeded.stdout).contains("seed       31"));
+    let many = Command::new(env!("CARGO_BIN_EXE_sim"))
+        .args(["run", file])
+        .env("MADSIM_TEST_SEED", "31")
+        .env("MADSIM_TEST_NUM", "3")
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&many.stdout).contains("0 of 3 seeds failed"));
+
+    let bad = sim(&["run", file, "--filter", "node=agent-9"]);
+    assert_eq!(bad.status.code(), Some(2));
+    let version = sim(&["--version"]);
+    assert!(String::from_utf8_lossy(&version.stdout).starts_with("sim "));
+}

@@ -207,6 +207,88 @@ fn measured_line(metrics: &Metrics) -> String {
     )
 }
 
+/// Which timeline lines to print: `--filter node=agent-3,kind=connect_attempt`. Values of one
+/// key are alternatives; different keys must all match. `node` takes a node name, `sim`, or a
+/// selector of fixed nodes (`agents`, `agent-1..3`).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Filter {
+    pub nodes: Vec<String>,
+    pub kinds: Vec<String>,
+}
+
+impl Filter {
+    /// Reads `key=value,key=value` against the scenario's nodes.
+    pub fn parse(text: &str, scenario: &Scenario) -> Result<Filter, String> {
+        let mut filter = Filter::default();
+        for part in text
+            .split(',')
+            .map(str::trim)
+            .filter(|part| !part.is_empty())
+        {
+            let Some((key, value)) = part.split_once('=') else {
+                return Err(format!("--filter {text}: {part:?} is not key=value"));
+            };
+            match key.trim() {
+                "node" if value == crate::history::HARNESS => filter.nodes.push(value.into()),
+                "node" => {
+                    let selector = scenario
+                        .topology
+                        .select_fixed(value.trim())
+                        .map_err(|why| format!("--filter {text}: {why}"))?;
+                    filter.nodes.extend(selector.nodes().iter().cloned());
+                }
+                "kind" => filter.kinds.push(value.trim().to_string()),
+                other => {
+                    return Err(format!(
+                        "--filter {text}: unknown key {other:?}; filter by node or kind"
+                    ))
+                }
+            }
+        }
+        Ok(filter)
+    }
+
+    pub fn keeps(&self, entry: &Entry) -> bool {
+        let node = self.nodes.is_empty() || self.nodes.contains(&entry.node);
+        node && (self.kinds.is_empty() || self.kinds.contains(&entry.parts().0))
+    }
+}
+
+/// What `sim run` prints of a run: everything, or the timeline filtered, or no timeline.
+pub fn run_text(
+    scenario: &Scenario,
+    seed: u64,
+    entries: &[Entry],
+    results: &[Verdict],
+    filter: Option<&Filter>,
+    verdicts_only: bool,
+) -> String {
+    let shown: Vec<Entry>;
+    let lines = match (verdicts_only, filter) {
+        (true, _) => String::new(),
+        (false, None) => timeline(entries),
+        (false, Some(filter)) => {
+            shown = entries
+                .iter()
+                .filter(|entry| filter.keeps(entry))
+                .cloned()
+                .collect();
+            timeline(&shown)
+        }
+    };
+    format!(
+        "{}\n{}{}\n{}",
+        header(scenario, seed),
+        if lines.is_empty() {
+            String::new()
+        } else {
+            format!("{lines}\n")
+        },
+        verdicts(results),
+        summary(scenario, entries)
+    )
+}
+
 /// Header, timeline, verdicts and summary: the deterministic part of a run, as snapshotted.
 pub fn deterministic_text(
     scenario: &Scenario,

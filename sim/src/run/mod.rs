@@ -13,7 +13,7 @@ pub mod faults;
 pub mod nodes;
 
 #[cfg(madsim)]
-pub use runner::{run, RunOutput};
+pub use runner::{run, run_watched, RunOutput};
 
 #[cfg(madsim)]
 mod runner {
@@ -43,6 +43,16 @@ mod runner {
 
     /// Runs `scenario` with `seed` and returns every captured event, in order.
     pub fn run(scenario: &Scenario, seed: u64) -> RunOutput {
+        run_watched(scenario, seed, None)
+    }
+
+    /// [`run`], storing the simulated time of each event in `progress` as it happens, for a
+    /// watcher outside the simulation (a progress bar): it touches nothing the run draws from.
+    pub fn run_watched(
+        scenario: &Scenario,
+        seed: u64,
+        progress: Option<Arc<std::sync::atomic::AtomicU64>>,
+    ) -> RunOutput {
         let mut config = madsim::Config::default();
         let network = &scenario.network;
         config.net.send_latency = latency_range(network.latency.0, network.latency.1);
@@ -58,6 +68,9 @@ mod runner {
         let nodes: Vec<NodeId> = names.keys().copied().collect();
         let locate: Locate = Arc::new(move || {
             let t_ms = TimeHandle::current().elapsed().as_millis() as u64;
+            if let Some(progress) = &progress {
+                progress.store(t_ms, Ordering::Relaxed);
+            }
             let node = names
                 .get(&madsim::plugin::node())
                 .map_or_else(|| HARNESS.to_string(), String::clone);
