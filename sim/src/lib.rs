@@ -69,11 +69,69 @@ pub fn parse_with(
 }
 
 /// One run of a scenario: what happened, and what the checks made of it.
+///
+/// The library's entry point for a test of your own (simulation build):
+///
+/// ```ignore
+/// let loaded = sim::parse("mine.toml", r#"
+///     name = "mine"
+///     duration = "30s"
+///     [topology]
+///     agents = 3
+///     [[faults]]
+///     at = "10s"
+///     crash = "agent-2"
+///     [[expect]]
+///     check = "offline_within"
+///     agents = "agent-2"
+///     after = "10s"
+///     within = "5s"
+/// "#)?;
+/// let run = loaded.run(7);
+/// assert!(run.passed(), "{:?}", run.failures());
+/// let offline = run.events().filter(|(_, node, event)| {
+///     *node == "master-1" && matches!(event, Event::Master(MasterEvent::NodeOffline { .. }))
+/// });
+/// assert_eq!(offline.count(), 1);
+/// ```
+///
+/// (`sim/tests/library.rs` is this example, run.)
 #[cfg(madsim)]
 #[derive(Clone, Debug)]
 pub struct Judged {
     pub output: run::RunOutput,
     pub verdicts: Vec<judge::Verdict>,
+}
+
+#[cfg(madsim)]
+impl Judged {
+    /// Every expectation, invariant and rule held.
+    pub fn passed(&self) -> bool {
+        self.verdicts.iter().all(|verdict| verdict.ok)
+    }
+
+    /// The verdicts that failed.
+    pub fn failures(&self) -> Vec<&judge::Verdict> {
+        self.verdicts.iter().filter(|verdict| !verdict.ok).collect()
+    }
+
+    /// The verdict whose title starts with `check` (its check's name, like `all_online`).
+    pub fn verdict(&self, check: &str) -> Option<&judge::Verdict> {
+        self.verdicts
+            .iter()
+            .find(|verdict| verdict.check.starts_with(check))
+    }
+
+    /// The control plane's events, typed, as `(t_ms, node, event)`.
+    pub fn events(&self) -> impl Iterator<Item = (u64, &str, &fleet_core::timeline::Event)> {
+        (self.output.timeline.entries.iter())
+            .filter_map(|entry| Some((entry.t_ms, entry.node.as_str(), entry.system()?)))
+    }
+
+    /// The faults the harness injected, as `(t_ms, fault)`.
+    pub fn faults(&self) -> impl Iterator<Item = (u64, &history::FaultEvent)> {
+        (self.output.timeline.entries.iter()).filter_map(|entry| Some((entry.t_ms, entry.fault()?)))
+    }
 }
 
 #[cfg(madsim)]
