@@ -60,6 +60,10 @@ enum Command {
         /// Print the header, verdicts and stats, without the timeline.
         #[arg(long, conflicts_with = "json")]
         verdicts_only: bool,
+        /// Draw connect attempts per second and agents online over time (faults shaded), and
+        /// a histogram of failover times, as SVG files in this directory.
+        #[arg(long, conflicts_with = "seeds")]
+        plot: Option<PathBuf>,
     },
     /// Run a scenario over a grid of parameter values × seeds, in parallel, and print a row
     /// per grid point: the values, the pass rate, and every measured number's median, p90 and
@@ -81,6 +85,10 @@ enum Command {
         /// Also write one CSV row per run (params, seed, each check's ok and value, metrics).
         #[arg(long)]
         csv: Option<PathBuf>,
+        /// Also draw each measured number against the grid (median, p10–p90 band) and a
+        /// histogram of failover times, as SVG files in this directory.
+        #[arg(long)]
+        plot: Option<PathBuf>,
         /// Change the file before it is checked, for every point (as for run). Repeatable.
         #[arg(long = "set", value_name = "KEY=VALUE", value_parser = sim::scenario::overrides::Override::parse)]
         set: Vec<sim::scenario::overrides::Override>,
@@ -207,6 +215,7 @@ mod app {
                 set,
                 filter,
                 verdicts_only,
+                plot,
             } => match seeds.map(|list| list.0).or_else(|| env_seeds(seed)) {
                 Some(seeds) => run_seeds(&file, &set, &seeds, json),
                 None => {
@@ -215,6 +224,7 @@ mod app {
                         json,
                         filter,
                         verdicts_only,
+                        plot,
                     };
                     run(&file, &set, seed, &shown)
                 }
@@ -225,8 +235,16 @@ mod app {
                 grid,
                 seeds,
                 csv,
+                plot,
                 set,
-            } => sweep(&file, &set, &grid, &seeds.0, csv.as_deref()),
+            } => sweep(
+                &file,
+                &set,
+                &grid,
+                &seeds.0,
+                csv.as_deref(),
+                plot.as_deref(),
+            ),
             Command::Check {
                 files,
                 seed,
@@ -381,6 +399,7 @@ mod app {
         json: bool,
         filter: Option<String>,
         verdicts_only: bool,
+        plot: Option<PathBuf>,
     }
 
     fn env_u64(name: &str) -> Option<u64> {
@@ -438,6 +457,22 @@ mod app {
         sim::Judged { output, verdicts }
     }
 
+    fn plot_run(
+        dir: &Path,
+        scenario: &sim::scenario::Scenario,
+        entries: &[Entry],
+    ) -> Result<(), String> {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        report::plot::run_rates(&dir.join("rates.svg"), scenario, entries)?;
+        let failovers = report::measure(scenario, entries).failover_ms;
+        if !failovers.is_empty() {
+            let title = format!("{}: failover ms", scenario.name);
+            report::plot::histogram(&dir.join("failover-histogram.svg"), &title, &failovers)?;
+        }
+        Ok(())
+    }
+
     fn run(file: &Path, overrides: &[Override], seed: Option<u64>, shown: &Shown) -> i32 {
         let loaded = match load(file, overrides) {
             Ok(loaded) => loaded,
@@ -476,6 +511,12 @@ mod app {
             print!("{text}");
             println!("{}", report::wall_line(scenario, output.wall));
         }
+        if let Some(dir) = &shown.plot {
+            if let Err(error) = plot_run(dir, scenario, entries) {
+                eprintln!("error: {error}");
+                return exit::BAD_INPUT;
+            }
+        }
         if !failed {
             return exit::OK;
         }
@@ -493,6 +534,7 @@ mod app {
         grids: &[sim::sweep::Grid],
         seeds: &[u64],
         csv: Option<&Path>,
+        plot: Option<&Path>,
     ) -> i32 {
         let points = sim::sweep::points(grids);
         let mut loaded = Vec::new();
@@ -541,6 +583,15 @@ mod app {
             if let Err(error) = std::fs::write(path, sim::sweep::csv(grids, &points, &runs)) {
                 eprintln!("error: cannot write {}: {error}", path.display());
                 return exit::BAD_INPUT;
+            }
+        }
+        if let Some(dir) = plot {
+            match sim::sweep::plot(dir, grids, &points, &runs) {
+                Ok(files) => println!("plots: {} files in {}", files.len(), dir.display()),
+                Err(error) => {
+                    eprintln!("error: {error}");
+                    return exit::BAD_INPUT;
+                }
             }
         }
         exit::OK

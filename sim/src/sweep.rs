@@ -4,9 +4,11 @@
 
 use crate::history::metrics::Metrics;
 use crate::judge::Verdict;
+use crate::report::plot::{self, Spread};
 use crate::report::spread::{numbers, show_spread};
 use crate::scenario::overrides::Override;
 use std::fmt::Write;
+use std::path::{Path, PathBuf};
 
 /// `--grid KEY=V1,V2,...`: one parameter and the values it takes.
 #[derive(Clone, Debug)]
@@ -249,6 +251,77 @@ pub fn csv(grids: &[Grid], points: &[Vec<Override>], runs: &[Run]) -> String {
         );
     }
     out
+}
+
+/// `--plot DIR`: one SVG per measured number (each check's value, each run measure) against the
+/// grid points, median line and p10–p90 band; and a histogram of every failover time. Returns
+/// the files written.
+pub fn plot(
+    dir: &Path,
+    grids: &[Grid],
+    points: &[Vec<Override>],
+    runs: &[Run],
+) -> Result<Vec<PathBuf>, String> {
+    std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    let labels: Vec<String> = (points.iter())
+        .map(|point| {
+            point
+                .iter()
+                .map(|v| v.raw.as_str())
+                .collect::<Vec<_>>()
+                .join(" · ")
+        })
+        .collect();
+    let x_label: String = grids
+        .iter()
+        .map(|grid| grid.key.as_str())
+        .collect::<Vec<_>>()
+        .join(" · ");
+    let per_point = |values: &dyn Fn(&Run) -> Vec<f64>| -> Vec<Option<Spread>> {
+        (0..points.len())
+            .map(|index| {
+                let all: Vec<f64> = (runs.iter())
+                    .filter(|run| run.point == index)
+                    .flat_map(values)
+                    .collect();
+                Spread::of(&all)
+            })
+            .collect()
+    };
+    let mut written = Vec::new();
+    let mut draw = |name: &str, spreads: Vec<Option<Spread>>| -> Result<(), String> {
+        if spreads.iter().all(Option::is_none) {
+            return Ok(());
+        }
+        let slug: String = (name.chars())
+            .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+            .collect();
+        let path = dir.join(format!("{slug}.svg"));
+        plot::sweep_value(&path, name, &x_label, &labels, &spreads)?;
+        written.push(path);
+        Ok(())
+    };
+    for (check, field, label) in check_columns(runs) {
+        let values = |run: &Run| check_values(&[run], check, &field);
+        draw(&label, per_point(&values))?;
+    }
+    for column in 0..5 {
+        let name = runs
+            .first()
+            .map_or("", |run| metric_columns(&run.metrics)[column].0);
+        let values = |run: &Run| metric_columns(&run.metrics)[column].1.clone();
+        draw(name, per_point(&values))?;
+    }
+    let failovers: Vec<u64> = runs
+        .iter()
+        .flat_map(|run| run.metrics.failover_ms.clone())
+        .collect();
+    if !failovers.is_empty() {
+        let path = dir.join("failover-histogram.svg");
+        plot::histogram(&path, "failover ms, every run of the sweep", &failovers)?;
+        written.push(path);
+    }
+    Ok(written)
 }
 
 /// A CSV cell, quoted when it must be.

@@ -311,3 +311,47 @@ fn filters_verdicts_only_and_madsim_seed_variables() {
     let version = sim(&["--version"]);
     assert!(String::from_utf8_lossy(&version.stdout).starts_with("sim "));
 }
+
+/// Plots are SVG files: a run's rates, a sweep's values against the grid.
+#[test]
+fn runs_and_sweeps_draw_svg_plots() {
+    let path = scratch_file(
+        "plot.toml",
+        &format!("{SMALL}[[faults]]\nat = \"5s\"\ncrash = \"agent-1\"\n"),
+    );
+    let dir = path.with_extension("plots");
+    let run = sim(&[
+        "run",
+        path.to_str().unwrap(),
+        "--plot",
+        dir.to_str().unwrap(),
+    ]);
+    assert_eq!(run.status.code(), Some(0));
+    let rates = std::fs::read_to_string(dir.join("rates.svg")).unwrap();
+    assert!(
+        rates.starts_with("<svg") && rates.contains("agents online"),
+        "{rates:.200}"
+    );
+
+    let swept = dir.join("sweep");
+    let sweep = sim(&[
+        "sweep",
+        path.to_str().unwrap(),
+        "--grid",
+        "params.heartbeat.max_miss=2,3",
+        "--seeds",
+        "1..3",
+        "--plot",
+        swept.to_str().unwrap(),
+    ]);
+    assert_eq!(sweep.status.code(), Some(0));
+    let detection = std::fs::read_to_string(swept.join("detection-ms.svg")).unwrap();
+    assert!(
+        detection.contains("params.heartbeat.max_miss"),
+        "{detection:.300}"
+    );
+    assert!(
+        detection.contains("median") && detection.contains("p10"),
+        "{detection:.300}"
+    );
+}

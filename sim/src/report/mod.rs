@@ -3,6 +3,7 @@
 //! of the scenario and seed, and that part is what the snapshots keep.
 
 pub mod json;
+pub mod plot;
 pub mod spread;
 
 use crate::history::attempts::peak_connect_rate;
