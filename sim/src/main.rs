@@ -64,6 +64,10 @@ enum Command {
         /// a histogram of failover times, as SVG files in this directory.
         #[arg(long, conflicts_with = "seeds")]
         plot: Option<PathBuf>,
+        /// Write the run as one self-contained HTML page: a lane per node, faults shaded, who
+        /// leads as a band, each event's fields on hover.
+        #[arg(long, value_name = "OUT.html", conflicts_with = "seeds")]
+        html: Option<PathBuf>,
     },
     /// Run a scenario over a grid of parameter values × seeds, in parallel, and print a row
     /// per grid point: the values, the pass rate, and every measured number's median, p90 and
@@ -216,6 +220,7 @@ mod app {
                 filter,
                 verdicts_only,
                 plot,
+                html,
             } => match seeds.map(|list| list.0).or_else(|| env_seeds(seed)) {
                 Some(seeds) => run_seeds(&file, &set, &seeds, json),
                 None => {
@@ -225,6 +230,7 @@ mod app {
                         filter,
                         verdicts_only,
                         plot,
+                        html,
                     };
                     run(&file, &set, seed, &shown)
                 }
@@ -400,6 +406,7 @@ mod app {
         filter: Option<String>,
         verdicts_only: bool,
         plot: Option<PathBuf>,
+        html: Option<PathBuf>,
     }
 
     fn env_u64(name: &str) -> Option<u64> {
@@ -514,6 +521,13 @@ mod app {
         if let Some(dir) = &shown.plot {
             if let Err(error) = plot_run(dir, scenario, entries) {
                 eprintln!("error: {error}");
+                return exit::BAD_INPUT;
+            }
+        }
+        if let Some(path) = &shown.html {
+            let page = report::html::page(scenario, seed, entries);
+            if let Err(error) = std::fs::write(path, page) {
+                eprintln!("error: cannot write {}: {error}", path.display());
                 return exit::BAD_INPUT;
             }
         }

@@ -2,6 +2,7 @@
 //! verdict line per expectation, and the numbers. Everything but wall time is a pure function
 //! of the scenario and seed, and that part is what the snapshots keep.
 
+pub mod html;
 pub mod json;
 pub mod plot;
 pub mod spread;

@@ -123,12 +123,13 @@ pub fn sweep_value(
     root.present().map_err(|e| failed(title, e))
 }
 
-/// The periods faults were in force, as `(from_ms, to_ms)`: from each fault that cuts, slows
-/// or takes down, to the next heal, latency or loss reset, or restart (or the end).
-fn fault_periods(entries: &[Entry], end_ms: u64) -> Vec<(u64, u64)> {
+/// The periods faults were in force, as `(from_ms, to_ms, the fault that opened it)`: from
+/// each fault that cuts, slows or takes down, to the next heal, latency or loss reset, or
+/// restart (or the end).
+pub(crate) fn fault_periods(entries: &[Entry], end_ms: u64) -> Vec<(u64, u64, String)> {
     use crate::history::FaultEvent as F;
     let mut periods = Vec::new();
-    let mut open: Option<u64> = None;
+    let mut open: Option<(u64, String)> = None;
     for entry in entries {
         let Happening::Fault(fault) = &entry.event else {
             continue;
@@ -147,16 +148,16 @@ fn fault_periods(entries: &[Entry], end_ms: u64) -> Vec<(u64, u64)> {
             }
         };
         if closes {
-            if let Some(from) = open.take() {
-                periods.push((from, entry.t_ms));
+            if let Some((from, label)) = open.take() {
+                periods.push((from, entry.t_ms, label));
             }
         }
         if opens && open.is_none() {
-            open = Some(entry.t_ms);
+            open = Some((entry.t_ms, entry.parts().0 + " " + &entry.parts().1));
         }
     }
-    if let Some(from) = open {
-        periods.push((from, end_ms));
+    if let Some((from, label)) = open {
+        periods.push((from, end_ms, label));
     }
     periods
 }
@@ -197,7 +198,7 @@ pub fn run_rates(path: &Path, scenario: &Scenario, entries: &[Entry]) -> Result<
         .draw_series(
             fault_periods(entries, end_ms)
                 .into_iter()
-                .map(|(from, to)| {
+                .map(|(from, to, _)| {
                     let (from, to) = (from as f64 / 1000.0, to as f64 / 1000.0);
                     Rectangle::new([(from, 0.0), (to, high)], FAULT.mix(0.18).filled())
                 }),
