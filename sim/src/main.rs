@@ -472,10 +472,16 @@ mod app {
         std::fs::create_dir_all(dir)
             .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
         report::plot::run_rates(&dir.join("rates.svg"), scenario, entries)?;
-        let failovers = report::measure(scenario, entries).failover_ms;
-        if !failovers.is_empty() {
+        let metrics = report::measure(scenario, entries);
+        if !metrics.failover_ms.is_empty() {
             let title = format!("{}: failover ms", scenario.name);
-            report::plot::histogram(&dir.join("failover-histogram.svg"), &title, &failovers)?;
+            let path = dir.join("failover-histogram.svg");
+            report::plot::histogram(&path, &title, &metrics.failover_ms)?;
+        }
+        if !metrics.election_ms.is_empty() {
+            let title = format!("{}: election ms", scenario.name);
+            let path = dir.join("election-histogram.svg");
+            report::plot::histogram(&path, &title, &metrics.election_ms)?;
         }
         Ok(())
     }

@@ -355,3 +355,32 @@ fn runs_and_sweeps_draw_svg_plots() {
         "{detection:.300}"
     );
 }
+
+/// RUST_LOG adds log lines on stderr, stamped with simulated time and node, and changes
+/// nothing in the run.
+#[test]
+fn rust_log_stamps_simulated_time_and_leaves_the_run_alone() {
+    let path = scratch_file("log.toml", SMALL);
+    let plain = sim(&["run", path.to_str().unwrap()]);
+    let logged = Command::new(env!("CARGO_BIN_EXE_sim"))
+        .args(["run", path.to_str().unwrap()])
+        .env("RUST_LOG", "info")
+        .output()
+        .unwrap();
+    let without_wall = |out: &[u8]| -> String {
+        let text = String::from_utf8_lossy(out);
+        text.lines()
+            .filter(|l| !l.starts_with("wall"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    assert_eq!(without_wall(&plain.stdout), without_wall(&logged.stdout));
+    let stderr = String::from_utf8_lossy(&logged.stderr);
+    assert!(
+        stderr
+            .lines()
+            .any(|l| l.starts_with("0:00:00.100 agent-1 ")),
+        "{stderr:.500}"
+    );
+    assert!(String::from_utf8_lossy(&plain.stderr).is_empty());
+}

@@ -8,6 +8,7 @@
 //!   good (none if one is offline at the end);
 //! - **connect attempts** and **registrations**, in all and in the busiest second;
 //! - **failover**: from a leader's last moment in office to the next leader's first;
+//! - **elections** (raft): from a winning candidate starting its election to taking office;
 //! - **terms**: the highest term any master took.
 
 use crate::history::attempts::{connect_attempts, peak_connect_rate};
@@ -35,6 +36,8 @@ pub struct Metrics {
     pub peak_registrations: u64,
     /// Each time without a leader between two, in ms.
     pub failover_ms: Vec<u64>,
+    /// Each raft election that made a leader: from its candidate starting it to winning, in ms.
+    pub election_ms: Vec<u64>,
     pub terms: u64,
 }
 
@@ -202,6 +205,7 @@ impl Metrics {
             peak_connect_rate(entries, 0, end_ms).map_or(0, |(count, _)| count);
         metrics.peak_registrations = peak_registrations(entries);
         metrics.failover_ms = failovers(leaders);
+        metrics.election_ms = elections(leaders);
         metrics.terms = leaders.highest_term().map_or(0, |started| started.term);
         metrics
     }
@@ -231,6 +235,17 @@ fn failovers(leaders: &LeaderHistory) -> Vec<u64> {
         }
     }
     gaps
+}
+
+/// From each winning candidate's `election_started` to its `became_leader` in that term.
+fn elections(leaders: &LeaderHistory) -> Vec<u64> {
+    (leaders.spans.iter())
+        .filter_map(|span| {
+            let started = (leaders.terms.iter())
+                .find(|started| started.node == span.node && started.term == span.term)?;
+            (started.t_ms < span.from_ms).then(|| span.from_ms - started.t_ms)
+        })
+        .collect()
 }
 
 /// The median of `values` (the lower of the middle two), for a summary line.

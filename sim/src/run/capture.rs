@@ -19,6 +19,9 @@ pub type Locate = Arc<dyn Fn() -> (u64, String) + Send + Sync>;
 pub struct CaptureLayer {
     timeline: Arc<Mutex<Timeline>>,
     locate: Locate,
+    /// Another layer logs too (`RUST_LOG`): let every event through and pick ours in
+    /// `on_event`, since a layer that disables an event disables it for all.
+    shared: bool,
 }
 
 impl CaptureLayer {
@@ -28,9 +31,29 @@ impl CaptureLayer {
             CaptureLayer {
                 timeline: timeline.clone(),
                 locate,
+                shared: false,
             },
             timeline,
         )
+    }
+
+    /// The layer, beside another that logs what `RUST_LOG` asks for.
+    pub fn shared(self) -> CaptureLayer {
+        CaptureLayer {
+            shared: true,
+            ..self
+        }
+    }
+}
+
+/// `RUST_LOG`'s log lines stamped with simulated time and the node that wrote them:
+/// `0:01:02.345 master-1`.
+pub struct SimTime(pub Locate);
+
+impl tracing_subscriber::fmt::time::FormatTime for SimTime {
+    fn format_time(&self, w: &mut tracing_subscriber::fmt::format::Writer<'_>) -> fmt::Result {
+        let (t_ms, node) = (self.0)();
+        write!(w, "{} {node}", crate::history::fmt_time(t_ms))
     }
 }
 
@@ -45,7 +68,7 @@ fn wanted(metadata: &Metadata<'_>) -> bool {
 
 impl<S: Subscriber> Layer<S> for CaptureLayer {
     fn register_callsite(&self, metadata: &'static Metadata<'static>) -> Interest {
-        if wanted(metadata) {
+        if self.shared || wanted(metadata) {
             Interest::always()
         } else {
             Interest::never()
@@ -53,10 +76,13 @@ impl<S: Subscriber> Layer<S> for CaptureLayer {
     }
 
     fn enabled(&self, metadata: &Metadata<'_>, _: Context<'_, S>) -> bool {
-        wanted(metadata)
+        self.shared || wanted(metadata)
     }
 
     fn on_event(&self, event: &tracing::Event<'_>, _: Context<'_, S>) {
+        if self.shared && !wanted(event.metadata()) {
+            return;
+        }
         let mut visitor = EventField::default();
         event.record(&mut visitor);
         let (t_ms, node) = (self.locate)();

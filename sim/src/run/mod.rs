@@ -31,6 +31,7 @@ mod runner {
     use std::sync::Arc;
     use std::time::Duration;
     use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::Layer;
 
     /// What a run produced.
     #[derive(Clone, Debug)]
@@ -76,8 +77,23 @@ mod runner {
                 .map_or_else(|| HARNESS.to_string(), String::clone);
             (t_ms, node)
         });
-        let (layer, timeline) = CaptureLayer::new(locate);
-        let subscriber = tracing_subscriber::registry().with(layer);
+        let (layer, timeline) = CaptureLayer::new(locate.clone());
+        // RUST_LOG asks for more than the timeline: the control plane's and madsim's own
+        // logging on stderr, stamped with simulated time and node.
+        let logging = std::env::var_os("RUST_LOG").map(|_| {
+            tracing_subscriber::fmt::layer()
+                .with_writer(std::io::stderr)
+                .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+                .with_timer(super::capture::SimTime(locate))
+                .with_target(true)
+                .with_filter(tracing_subscriber::EnvFilter::from_default_env())
+        });
+        let layer = if logging.is_some() {
+            layer.shared()
+        } else {
+            layer
+        };
+        let subscriber = tracing_subscriber::registry().with(layer).with(logging);
 
         let commander = Commander::new(
             built.ids.clone(),
