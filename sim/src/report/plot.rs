@@ -22,6 +22,26 @@ fn failed(what: &str, error: impl std::fmt::Display) -> PlotError {
     format!("cannot draw {what}: {error}")
 }
 
+type Canvas<'a> = DrawingArea<SVGBackend<'a>, plotters::coord::Shift>;
+
+/// A white SVG canvas at `path`.
+fn canvas<'a>(path: &'a Path, title: &str) -> Result<Canvas<'a>, PlotError> {
+    let root = SVGBackend::new(path, (WIDTH, HEIGHT)).into_drawing_area();
+    root.fill(&WHITE).map_err(|e| failed(title, e))?;
+    Ok(root)
+}
+
+/// Every plot's frame: its title and the room its axis labels need.
+fn frame<'a, 'b>(root: &'a Canvas<'b>, title: &str) -> ChartBuilder<'a, 'b, SVGBackend<'b>> {
+    let mut builder = ChartBuilder::on(root);
+    builder
+        .caption(title, ("sans-serif", 20))
+        .margin(16)
+        .x_label_area_size(48)
+        .y_label_area_size(64);
+    builder
+}
+
 /// One grid point's spread of a value.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Spread {
@@ -64,13 +84,8 @@ pub fn sweep_value(
         .max(1.0)
         * 1.1;
     let count = labels.len().max(1);
-    let root = SVGBackend::new(path, (WIDTH, HEIGHT)).into_drawing_area();
-    root.fill(&WHITE).map_err(|e| failed(title, e))?;
-    let mut chart = ChartBuilder::on(&root)
-        .caption(title, ("sans-serif", 20))
-        .margin(16)
-        .x_label_area_size(48)
-        .y_label_area_size(64)
+    let root = canvas(path, title)?;
+    let mut chart = frame(&root, title)
         .build_cartesian_2d(-1i32..count as i32, 0.0..high)
         .map_err(|e| failed(title, e))?;
     chart
@@ -180,13 +195,8 @@ pub fn run_rates(path: &Path, scenario: &Scenario, entries: &[Entry]) -> Result<
     };
     let peak = attempts.values().copied().max().unwrap_or(0) as f64;
     let high = peak.max(agents.len() as f64).max(1.0) * 1.1;
-    let root = SVGBackend::new(path, (WIDTH, HEIGHT)).into_drawing_area();
-    root.fill(&WHITE).map_err(|e| failed(&title, e))?;
-    let mut chart = ChartBuilder::on(&root)
-        .caption(&title, ("sans-serif", 20))
-        .margin(16)
-        .x_label_area_size(48)
-        .y_label_area_size(64)
+    let root = canvas(path, &title)?;
+    let mut chart = frame(&root, &title)
         .build_cartesian_2d(0.0..seconds as f64, 0.0..high)
         .map_err(|e| failed(&title, e))?;
     chart
@@ -241,13 +251,8 @@ pub fn histogram(path: &Path, title: &str, values_ms: &[u64]) -> Result<(), Plot
     }
     let last = bins.keys().copied().max().unwrap_or(0) + 1;
     let high = bins.values().copied().max().unwrap_or(1) as f64 * 1.1;
-    let root = SVGBackend::new(path, (WIDTH, HEIGHT)).into_drawing_area();
-    root.fill(&WHITE).map_err(|e| failed(title, e))?;
-    let mut chart = ChartBuilder::on(&root)
-        .caption(title, ("sans-serif", 20))
-        .margin(16)
-        .x_label_area_size(48)
-        .y_label_area_size(64)
+    let root = canvas(path, title)?;
+    let mut chart = frame(&root, title)
         .build_cartesian_2d(0.0..(last * bin_ms) as f64, 0.0..high.max(1.0))
         .map_err(|e| failed(title, e))?;
     chart

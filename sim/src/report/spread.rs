@@ -20,17 +20,7 @@ pub fn spread(runs: &[&[Verdict]]) -> String {
             let Some(value) = run.get(index).and_then(|verdict| verdict.value.as_ref()) else {
                 continue;
             };
-            let fields: Vec<(String, f64)> = match value {
-                serde_json::Value::Object(map) => (map.iter())
-                    .filter_map(|(key, value)| Some((key.clone(), value.as_f64()?)))
-                    .collect(),
-                other => other
-                    .as_f64()
-                    .map(|x| (String::new(), x))
-                    .into_iter()
-                    .collect(),
-            };
-            for (key, x) in fields {
+            for (key, x) in numbers(value) {
                 if !order.contains(&key) {
                     order.push(key.clone());
                 }
@@ -42,20 +32,13 @@ pub fn spread(runs: &[&[Verdict]]) -> String {
         }
         let mut line = format!("  {}", verdict.check);
         for key in &order {
-            let mut values = columns.remove(key).unwrap_or_default();
-            values.sort_by(f64::total_cmp);
+            let values = columns.remove(key).unwrap_or_default();
             let label = if key.is_empty() {
                 String::new()
             } else {
                 format!("{key} ")
             };
-            let _ = write!(
-                line,
-                "  {label}{} · {} · {}",
-                show(rank(&values, 0.5)),
-                show(rank(&values, 0.9)),
-                show(rank(&values, 1.0))
-            );
+            let _ = write!(line, "  {label}{}", show_spread(values, " · "));
         }
         lines.push(line);
     }
