@@ -167,25 +167,18 @@ const TEMPLATE: &str = r#"<!DOCTYPE html>
   const leading = row('leader');
   leading.classList.remove('lane');
   leading.classList.add('leaders');
-  for (const band of data.leaders) {
+  const band = (lane, b, kind) => {
     const div = document.createElement('div');
-    div.className = 'leader';
-    div.style.left = at(band.from_ms);
-    div.style.width = at(band.to_ms - band.from_ms);
-    div.title = band.label;
-    div.dataset.tip = band.label;
-    leading.appendChild(div);
-  }
+    div.className = kind;
+    div.style.left = at(b.from_ms);
+    div.style.width = at(b.to_ms - b.from_ms);
+    div.title = b.label;
+    lane.appendChild(div);
+  };
+  for (const b of data.leaders) band(leading, b, 'leader');
   for (const node of data.nodes) lanes[node] = row(node);
   for (const lane of Object.values(lanes)) {
-    for (const band of data.faults) {
-      const div = document.createElement('div');
-      div.className = 'fault';
-      div.style.left = at(band.from_ms);
-      div.style.width = at(band.to_ms - band.from_ms);
-      div.title = band.label;
-      lane.appendChild(div);
-    }
+    for (const b of data.faults) band(lane, b, 'fault');
   }
   for (const event of data.events) {
     const lane = lanes[event.node] || (lanes[event.node] = row(event.node));
