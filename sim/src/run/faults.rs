@@ -211,7 +211,7 @@ impl FaultInjector {
         });
         let (op, named) = (op.clone(), agents.clone());
         self.operate(master.as_slice(), move |registry| {
-            let now = std::time::Instant::now();
+            let now = fleet_node::clock::now();
             match &op {
                 AdminOp::Status(_) => named.iter().for_each(|a| registry.admin_status(now, a)),
                 AdminOp::Active => registry.admin_active(now),
