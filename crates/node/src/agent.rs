@@ -147,7 +147,6 @@ pub async fn run_agent<R: RngCore>(
     let mut timer = Timer::default();
     let stopped = control.stopped();
     tokio::pin!(stopped);
-    let mut stop_seen = false;
     loop {
         while let Some(action) = connector.poll_action() {
             match action {
@@ -192,10 +191,8 @@ pub async fn run_agent<R: RngCore>(
                 }
             },
             _ = timer.expired() => connector.handle_timeout(now()),
-            _ = &mut stopped, if !stop_seen => {
-                stop_seen = true;
-                connector.disconnect();
-            }
+            // A stopped connector is finished: the loop returns before polling this again.
+            _ = &mut stopped => connector.disconnect(),
         }
     }
 }
