@@ -347,7 +347,7 @@ impl<R: RngCore> Connector<R> {
 
     pub fn handle_message(&mut self, now: Instant, message: Message) {
         match (&self.state, message) {
-            (State::Registering { .. }, Message::RegisterAck(ack)) if ack.accepted => {
+            (State::Registering { .. }, Message::RegisterAck(ack)) if ack.accepted() => {
                 emit(AgentEvent::Registered {
                     instance_id: ack.instance_id,
                 });
@@ -659,7 +659,6 @@ mod tests {
     fn ack() -> Message {
         Message::RegisterAck(Box::new(RegisterAck {
             instance_id: "agent-1-host-1".into(),
-            accepted: true,
             reason: String::new(),
             heartbeat_interval_ms: 1000,
             refusal: Refusal::None,
@@ -943,7 +942,6 @@ mod tests {
             t0,
             Message::RegisterAck(Box::new(RegisterAck {
                 instance_id: String::new(),
-                accepted: false,
                 reason: "no leader elected".into(),
                 heartbeat_interval_ms: 0,
                 refusal: Refusal::NoLeader,
@@ -957,7 +955,6 @@ mod tests {
     fn refusal(refusal: Refusal, retry_after_ms: u64) -> Message {
         Message::RegisterAck(Box::new(RegisterAck {
             instance_id: String::new(),
-            accepted: false,
             reason: String::new(),
             heartbeat_interval_ms: 0,
             refusal,

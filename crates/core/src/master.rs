@@ -757,7 +757,6 @@ impl Registry {
             session,
             Message::RegisterAck(Box::new(RegisterAck {
                 instance_id: info.instance_id.clone(),
-                accepted: false,
                 reason: reason.into(),
                 heartbeat_interval_ms: 0,
                 refusal,
@@ -829,7 +828,6 @@ impl Registry {
             session,
             Message::RegisterAck(Box::new(RegisterAck {
                 instance_id,
-                accepted: true,
                 reason: String::new(),
                 heartbeat_interval_ms: self.config.heartbeat_interval.as_millis() as u64,
                 refusal: Refusal::None,
@@ -1129,7 +1127,7 @@ mod tests {
         let actions = drain(&mut registry);
         assert!(matches!(
             &actions[..],
-            [MasterAction::Send { session: 1, message: Message::RegisterAck(ack) }] if ack.accepted
+            [MasterAction::Send { session: 1, message: Message::RegisterAck(ack) }] if ack.accepted()
         ));
         for second in 1..10 {
             let now = t0 + Duration::from_secs(second);
@@ -1176,7 +1174,7 @@ mod tests {
             MasterAction::Send {
                 session,
                 message: Message::RegisterAck(ack),
-            } if *session == on && !ack.accepted => Some((ack.refusal, ack.retry_after_ms)),
+            } if *session == on && !ack.accepted() => Some((ack.refusal, ack.retry_after_ms)),
             _ => None,
         })
     }
@@ -1472,7 +1470,7 @@ mod tests {
         assert!(matches!(
             &drain(&mut registry)[..],
             [MasterAction::Send { message: Message::RegisterAck(ack), .. }, MasterAction::Close { .. }]
-                if !ack.accepted
+                if !ack.accepted()
         ));
         registry.handle_leadership(Leadership::Leader);
         registry.handle_message(t0, 3, register("agent-1", 7));

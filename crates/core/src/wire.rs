@@ -97,7 +97,6 @@ pub fn instance_id(node_name: &str, hostname: &str, pid: u32) -> String {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct RegisterAck {
     pub instance_id: String,
-    pub accepted: bool,
     /// Why a registration was refused; empty when accepted.
     pub reason: String,
     /// The interval this master judges liveness by; the agent heartbeats at it (0: keep yours).
@@ -106,6 +105,13 @@ pub struct RegisterAck {
     pub refusal: Refusal,
     /// With a refusal: come back after this long (0: the master names no time).
     pub retry_after_ms: u64,
+}
+
+impl RegisterAck {
+    /// No refusal: the agent is registered.
+    pub fn accepted(&self) -> bool {
+        self.refusal == Refusal::None
+    }
 }
 
 /// Why a master refused a registration.
@@ -370,7 +376,6 @@ mod tests {
         let messages = [
             Message::RegisterAck(Box::new(RegisterAck {
                 instance_id: "agent-1-host-42".into(),
-                accepted: false,
                 reason: "at capacity".into(),
                 heartbeat_interval_ms: 0,
                 refusal: Refusal::Busy,

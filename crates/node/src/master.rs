@@ -362,7 +362,7 @@ async fn serve_session(
             match action {
                 MasterAction::Send { message, .. } => {
                     final_words = matches!(&message, Message::Goodbye(_) | Message::Redirect(_))
-                        || matches!(&message, Message::RegisterAck(ack) if !ack.accepted);
+                        || matches!(&message, Message::RegisterAck(ack) if !ack.accepted());
                     if send(&mut framed, message).await.is_err() {
                         break 'session;
                     }
