@@ -248,11 +248,17 @@ fn elections(leaders: &LeaderHistory) -> Vec<u64> {
         .collect()
 }
 
+/// The nearest-rank quantile `q` (0 < q <= 1) of `sorted`: the median is the lower middle.
+pub fn quantile<T: Copy>(sorted: &[T], q: f64) -> Option<T> {
+    let rank = (q * sorted.len() as f64).ceil() as usize;
+    sorted.get(rank.clamp(1, sorted.len().max(1)) - 1).copied()
+}
+
 /// The median of `values` (the lower of the middle two), for a summary line.
 pub fn median(values: &[u64]) -> Option<u64> {
     let mut sorted = values.to_vec();
     sorted.sort_unstable();
-    sorted.get(sorted.len().saturating_sub(1) / 2).copied()
+    quantile(&sorted, 0.5)
 }
 
 #[cfg(test)]

@@ -2,6 +2,7 @@
 //! attempts and agents online over time with the faults shaded, and histograms of failover
 //! times. Every plot is a pure function of numbers a run or sweep already measured.
 
+use crate::history::metrics::quantile;
 use crate::history::online::OnlineHistory;
 use crate::history::{Entry, Happening};
 use crate::scenario::Scenario;
@@ -53,19 +54,12 @@ pub struct Spread {
 impl Spread {
     /// Nearest-rank p10, median and p90 of `values`; `None` when there are none.
     pub fn of(values: &[f64]) -> Option<Spread> {
-        if values.is_empty() {
-            return None;
-        }
         let mut sorted = values.to_vec();
         sorted.sort_by(f64::total_cmp);
-        let rank = |q: f64| {
-            let index = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len()) - 1;
-            sorted[index]
-        };
         Some(Spread {
-            p10: rank(0.1),
-            median: rank(0.5),
-            p90: rank(0.9),
+            p10: quantile(&sorted, 0.1)?,
+            median: quantile(&sorted, 0.5)?,
+            p90: quantile(&sorted, 0.9)?,
         })
     }
 }

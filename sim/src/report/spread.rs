@@ -1,6 +1,7 @@
 //! What many seeds of one scenario measured: each check's value, as median, p90 and max over
 //! the seeds, so a property run also says how close to its bound each seed came.
 
+use crate::history::metrics::quantile;
 use crate::judge::Verdict;
 use std::collections::BTreeMap;
 use std::fmt::Write;
@@ -73,14 +74,8 @@ pub fn show_spread(mut values: Vec<f64>, sep: &str) -> String {
         return "-".to_string();
     }
     values.sort_by(f64::total_cmp);
-    let (median, p90, max) = (rank(&values, 0.5), rank(&values, 0.9), rank(&values, 1.0));
-    format!("{}{sep}{}{sep}{}", show(median), show(p90), show(max))
-}
-
-/// The nearest-rank quantile `q` of sorted `values`.
-fn rank(values: &[f64], q: f64) -> f64 {
-    let index = ((q * values.len() as f64).ceil() as usize).clamp(1, values.len()) - 1;
-    values[index]
+    let rank = |q| quantile(&values, q).map_or_else(String::new, show);
+    format!("{}{sep}{}{sep}{}", rank(0.5), rank(0.9), rank(1.0))
 }
 
 pub fn show(x: f64) -> String {
