@@ -4,8 +4,8 @@
 //! - [`scenario`] reads and checks a scenario file (limits, nodes, faults, located errors);
 //! - [`history`] holds a run's timeline and what it says: who was online, who led, what the
 //!   faults hit;
-//! - [`run`] runs a scenario inside madsim (simulation build only), injects its faults and
-//!   captures the timeline; it reads who leads from the history so far;
+//! - [`run`] runs a scenario on madsim (the simulation build) or turmoil (the native build),
+//!   injects its faults and captures the timeline; it reads who leads from the history so far;
 //! - [`judge`] compiles the `[[expect]]` checks and judges a timeline, invariants included;
 //! - [`report`] prints it all, as text or JSON;
 //! - [`seeds`] runs one scenario on many seeds side by side (`--seeds`);
@@ -70,7 +70,7 @@ pub fn parse_with(
 
 /// One run of a scenario: what happened, and what the checks made of it.
 ///
-/// The library's entry point for a test of your own (simulation build):
+/// The library's entry point for a test of your own (on either engine):
 ///
 /// ```ignore
 /// let loaded = sim::parse("mine.toml", r#"
@@ -96,14 +96,12 @@ pub fn parse_with(
 /// ```
 ///
 /// (`sim/tests/library.rs` is this example, run.)
-#[cfg(madsim)]
 #[derive(Clone, Debug)]
 pub struct Judged {
     pub output: run::RunOutput,
     pub verdicts: Vec<judge::Verdict>,
 }
 
-#[cfg(madsim)]
 impl Judged {
     /// Every expectation, invariant and rule held.
     pub fn passed(&self) -> bool {
@@ -134,7 +132,6 @@ impl Judged {
     }
 }
 
-#[cfg(madsim)]
 impl Loaded {
     /// Runs the scenario with `seed` and judges the timeline: the one call a test or a command
     /// needs.

@@ -185,26 +185,12 @@ fn main() {
     std::process::exit(app::main(cli.command));
 }
 
-#[cfg(not(madsim))]
-mod app {
-    use super::Command;
-
-    pub fn main(_: Command) -> i32 {
-        eprintln!(
-            "error: `sim` runs scenarios inside madsim and needs the simulation build.\n\
-             Build it with plain cargo from the repository (its .cargo/config.toml sets \
-             --cfg madsim): cargo run --release -p sim -- run scenarios/steady-state.toml"
-        );
-        sim::exit::BAD_INPUT
-    }
-}
-
-#[cfg(madsim)]
 mod app {
     use super::Command;
     use sim::explore::pool::{self, Options, Seeds};
     use sim::explore::{summary, worker, Template};
     use sim::history::{fmt_time, Entry};
+    use sim::run::SIM;
     use sim::scenario::overrides::Override;
     use sim::{exit, report, run, Loaded};
     use std::path::{Path, PathBuf};
@@ -541,7 +527,7 @@ mod app {
             return exit::OK;
         }
         eprintln!(
-            "reproduce: cargo run --release -p sim -- run {}{} --seed {seed}",
+            "reproduce: {SIM} run {}{} --seed {seed}",
             file.display(),
             flags(overrides)
         );
@@ -678,7 +664,7 @@ mod app {
                     n => format!(" (and {} more)", n - 1),
                 };
                 println!(
-                    "FAIL seed {seed}: {}{more}\n  {}\n  reproduce: cargo run --release -p sim -- run {}{} --seed {seed}",
+                    "FAIL seed {seed}: {}{more}\n  {}\n  reproduce: {SIM} run {}{} --seed {seed}",
                     first.check,
                     first.detail,
                     file.display(),

@@ -2,6 +2,7 @@
 
 use crate::clock::{now, Timer};
 use crate::codec::{CodecError, FrameCodec};
+use crate::net::TcpStream;
 use fleet_core::agent::{AgentAction, Connector, DisconnectReason};
 use fleet_core::wire::{BuildInfo, Message, Register};
 use futures::task::AtomicWaker;
@@ -14,7 +15,6 @@ use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::Poll;
-use tokio::net::TcpStream;
 use tokio_util::codec::Framed;
 
 /// The registration an agent of this build sends.

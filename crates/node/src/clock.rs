@@ -1,14 +1,29 @@
 //! Time for the shell. `std::time::Instant` is what the cores take; inside madsim it reads the
-//! simulated clock, so the same calls serve both builds.
+//! simulated clock, and inside turmoil [`now`] reads the simulation's, so the same calls serve
+//! every build.
 
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Instant;
 
-#[cfg(not(madsim))]
+#[cfg(all(not(madsim), not(feature = "turmoil")))]
 pub fn now() -> Instant {
     Instant::now()
+}
+
+/// Inside turmoil every host runs its own paused tokio clock, whose base is the wall-clock
+/// moment its runtime was built (again at each restart): two hosts' instants do not compare,
+/// and the lease store's expiries would not survive a restart. The simulation's elapsed time is
+/// the one clock all hosts share, so `now` is a fixed origin plus that. Outside a simulation it
+/// is the real clock.
+#[cfg(all(not(madsim), feature = "turmoil"))]
+pub fn now() -> Instant {
+    static ORIGIN: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    match turmoil::sim_elapsed() {
+        Some(elapsed) => *ORIGIN.get_or_init(Instant::now) + elapsed,
+        None => Instant::now(),
+    }
 }
 
 /// The simulated clock, read directly: `Instant::now()` gets the same value through madsim's
@@ -26,9 +41,26 @@ fn runtime_instant(at: Instant) -> Instant {
     at
 }
 
-#[cfg(not(madsim))]
+#[cfg(all(not(madsim), not(feature = "turmoil")))]
 fn runtime_instant(at: Instant) -> tokio::time::Instant {
     tokio::time::Instant::from_std(at)
+}
+
+/// The host runtime's instant as far from its now as `at` is from the shared clock's.
+#[cfg(all(not(madsim), feature = "turmoil"))]
+fn runtime_instant(at: Instant) -> tokio::time::Instant {
+    tokio::time::Instant::now() + at.saturating_duration_since(now())
+}
+
+/// Milliseconds since the Unix epoch by the same clock as [`now`]: simulated in a simulation.
+pub fn unix_ms() -> u64 {
+    #[cfg(all(not(madsim), feature = "turmoil"))]
+    if let Some(since) = turmoil::since_epoch() {
+        return since.as_millis() as u64;
+    }
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |since| since.as_millis() as u64)
 }
 
 /// Sleeps until `deadline`, or forever when there is none.

@@ -14,6 +14,7 @@ use crate::clock::{now, Timer};
 use crate::codec::{FrameCodec, RespCodec};
 use crate::disk::Disk;
 use crate::master::MasterState;
+use crate::net::{TcpListener, TcpStream};
 use fleet_core::cluster::calls::{CallMessage, CallResult, Calls, Function};
 use fleet_core::cluster::lease::{LeaseAction, LeaseConfig, LeaseNode};
 use fleet_core::cluster::raft::{RaftConfig, RaftMessage, RaftNode};
@@ -32,7 +33,6 @@ use std::io;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
-use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, Notify};
 use tokio_util::codec::Framed;
 
@@ -406,7 +406,7 @@ pub async fn run_cluster<R: RngCore>(
     let (membership, store) = start_membership(&config, &members, rng);
     let (inbound_tx, inbound) = mpsc::unbounded_channel::<PeerFrame>();
     let health = PeerHealth::default();
-    tokio::spawn(accept_peers(listener, inbound_tx, health.clone()));
+    crate::task::spawn(accept_peers(listener, inbound_tx, health.clone()));
     let (outbound, undelivered) = connect_peers(&config, &health);
     let mut cluster = ClusterLoop {
         disk: config.disk,
@@ -491,7 +491,7 @@ fn connect_peers(
                 health: health.clone(),
                 stall_after: stall_after(&config.mode),
             };
-            tokio::spawn(send_to_peer(link, rx, undelivered));
+            crate::task::spawn(send_to_peer(link, rx, undelivered));
             outbound.insert(peer.clone(), tx);
         }
     }
@@ -746,7 +746,7 @@ async fn accept_peers(
 ) {
     while let Ok((stream, _)) = listener.accept().await {
         let (inbound, health) = (inbound.clone(), health.clone());
-        tokio::spawn(async move {
+        crate::task::spawn(async move {
             let mut framed = Framed::new(stream, FrameCodec::<PeerFrame>::with_max(PEER_MAX_FRAME));
             // A bad frame ends only this connection; the peer redials.
             while let Some(Ok(frame)) = framed.next().await {

@@ -2,7 +2,8 @@
 //! pure cores of `fleet-core`, and nothing else.
 //!
 //! It uses tokio's API through `madsim-tokio`: a plain build runs on real tokio and real
-//! sockets, and a build with `--cfg madsim` runs the same code inside the simulator.
+//! sockets, and a build with `--cfg madsim` runs the same code inside the simulator; [`net`]
+//! picks the sockets, and the `turmoil` feature swaps in turmoil's.
 
 pub mod agent;
 pub mod clock;
@@ -10,6 +11,8 @@ pub mod cluster;
 pub mod codec;
 pub mod disk;
 pub mod master;
+pub mod net;
+pub mod task;
 
 pub use agent::{registration, run_agent, AgentControl};
 pub use master::{run_master, MasterState};

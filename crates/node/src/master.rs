@@ -9,6 +9,7 @@
 use crate::clock::{now, sleep_until};
 use crate::codec::FrameCodec;
 use crate::disk::Disk;
+use crate::net::{TcpListener, TcpStream};
 use fleet_core::command::Pending;
 use fleet_core::master::{
     Durable, Handover, Leadership, MasterAction, MasterConfig, Registry, SessionId, SubmitError,
@@ -22,7 +23,6 @@ use std::io;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::Poll;
-use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Notify};
 use tokio_util::codec::Framed;
 
@@ -268,7 +268,7 @@ impl MasterState {
 pub async fn run_master(listener: TcpListener, state: MasterState) -> io::Result<()> {
     let fallback_sweep = state.with_registry(|registry| registry.config().heartbeat_interval);
     let (_alive, master_alive) = watch::channel(());
-    tokio::spawn(until_closed(
+    crate::task::spawn(until_closed(
         master_alive.clone(),
         sweep_liveness(state.clone(), fallback_sweep),
     ));
@@ -279,7 +279,7 @@ pub async fn run_master(listener: TcpListener, state: MasterState) -> io::Result
         next_session += 1;
         let signal = Arc::new(SessionSignal::default());
         state.lock().sessions.insert(next_session, signal.clone());
-        tokio::spawn(serve_session(state.clone(), next_session, stream, signal));
+        crate::task::spawn(serve_session(state.clone(), next_session, stream, signal));
     }
 }
 

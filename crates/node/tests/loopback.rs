@@ -2,7 +2,7 @@
 //! with heartbeats, and when the master goes away, redials until a new master answers.
 //! Native build only (`cargo native test -p fleet-node`); the simulated build covers the same
 //! code through the scenarios.
-#![cfg(not(madsim))]
+#![cfg(all(not(madsim), not(feature = "turmoil")))]
 
 use fleet_core::agent::{AgentConfig, Connector};
 use fleet_core::backoff::BackoffPolicy;

@@ -3,7 +3,7 @@
 //!
 //! - [`plan`] draws a run's schedule and the simpler schedules shrinking tries (pure);
 //! - [`template`] turns a template and a schedule into the scenario file that runs;
-//! - `worker` runs seeds and shrinks failures, in a worker process (simulation build);
+//! - [`worker`] runs seeds and shrinks failures, in a worker process;
 //! - [`pool`] hands seeds to worker processes and gathers what they find;
 //! - [`summary`] is what they say to each other and to the user.
 
@@ -11,7 +11,6 @@ pub mod plan;
 pub mod pool;
 pub mod summary;
 pub mod template;
-#[cfg(madsim)]
 pub mod worker;
 
 pub use template::Template;

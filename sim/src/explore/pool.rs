@@ -2,6 +2,7 @@
 //! reads their lines, shows progress on stderr, then has the first failure of each rule shrunk.
 
 use crate::explore::summary::{last_line, Failed, Summary, WorkerLine};
+use crate::run::SIM;
 use std::collections::{BTreeMap, VecDeque};
 use std::io::{BufRead, BufReader, IsTerminal, Read, Write};
 use std::path::{Path, PathBuf};
@@ -332,9 +333,9 @@ pub fn explore(options: &Options) -> Result<Summary, String> {
             check: broken.check,
             detail: broken.detail,
             reproduce: match file {
-                Some(file) => format!("cargo run --release -p sim -- run {file}"),
+                Some(file) => format!("{SIM} run {file}"),
                 None => format!(
-                    "cargo run --release -p sim -- explore {} --seed {seed} --runs 1",
+                    "{SIM} explore {} --seed {seed} --runs 1",
                     options.file.display()
                 ),
             },
@@ -364,9 +365,7 @@ pub fn text(summary: &Summary) -> String {
             failed.seed, failed.check, failed.detail, failed.reproduce
         ));
         if let Some(file) = &failed.shrunk {
-            out.push_str(&format!(
-                "  shrunk:    cargo run --release -p sim -- run {file}\n"
-            ));
+            out.push_str(&format!("  shrunk:    {SIM} run {file}\n"));
         }
     }
     for (check, count) in shown {

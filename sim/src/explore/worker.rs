@@ -9,6 +9,7 @@
 use crate::explore::plan::Schedule;
 use crate::explore::summary::{Broken, WorkerLine};
 use crate::explore::Template;
+use crate::run::SIM;
 use crate::scenario::ScenarioError;
 use std::io::Write;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -177,7 +178,7 @@ pub fn shrink_seed(
             template.path
         ),
         format!(
-            "Replay: cargo run --release -p sim -- run {}",
+            "Replay: {SIM} run {}",
             path.display()
         ),
     ];

@@ -82,6 +82,22 @@ impl Cuts {
                     self.isolated.insert(node);
                 }
             }
+            // A held link carries nothing until it is released.
+            FaultEvent::Hold { between } | FaultEvent::Release { between } => {
+                let ends = partition_groups(between, topology);
+                let held = matches!(fault, FaultEvent::Hold { .. });
+                for a in ends.first().into_iter().flatten() {
+                    for b in ends.get(1).into_iter().flatten() {
+                        for link in [(a.clone(), b.clone()), (b.clone(), a.clone())] {
+                            if held {
+                                self.links.insert(link);
+                            } else {
+                                self.links.remove(&link);
+                            }
+                        }
+                    }
+                }
+            }
             FaultEvent::Heal { target } if target == "all" => *self = Cuts::default(),
             FaultEvent::Heal { target } => {
                 let touched: BTreeSet<String> = named(target, &None).into_iter().collect();

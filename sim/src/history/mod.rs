@@ -45,9 +45,20 @@ pub enum FaultEvent {
     },
     Latency {
         range: String,
+        /// The links' two ends, `a | b`; every link when absent.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        between: Option<String>,
     },
     Loss {
         rate: f64,
+    },
+    /// Messages between the two ends (`a | b`) are queued, both ways.
+    Hold {
+        between: String,
+    },
+    /// What was held between the two ends is delivered, and traffic flows again.
+    Release {
+        between: String,
     },
     Wipe {
         target: String,
@@ -127,6 +138,8 @@ impl FaultEvent {
             | FaultEvent::Heal { .. }
             | FaultEvent::Latency { .. }
             | FaultEvent::Loss { .. }
+            | FaultEvent::Hold { .. }
+            | FaultEvent::Release { .. }
             | FaultEvent::Wipe { .. }
             | FaultEvent::Isolate { .. }
             | FaultEvent::Revoke { .. }

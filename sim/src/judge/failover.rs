@@ -61,6 +61,8 @@ fn removes(fault: &FaultEvent, leader: &str, topology: &Topology) -> bool {
         FaultEvent::Heal { .. }
         | FaultEvent::Latency { .. }
         | FaultEvent::Loss { .. }
+        | FaultEvent::Hold { .. }
+        | FaultEvent::Release { .. }
         | FaultEvent::Wipe { .. }
         | FaultEvent::Stop { .. }
         | FaultEvent::Revoke { .. }

@@ -110,6 +110,8 @@ pub fn params(scenario: &Scenario) -> serde_json::Value {
         "network": {
             "latency_ms": [network.latency.0.as_secs_f64() * 1000.0, network.latency.1.as_secs_f64() * 1000.0],
             "loss": network.loss,
+            "engine": crate::run::ENGINE,
+            "tick_ms": ms(network.tick),
         },
         "faults": scenario.faults.iter().map(|fault| serde_json::json!({
             "at_ms": ms(fault.at),

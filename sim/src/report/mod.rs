@@ -57,9 +57,14 @@ pub fn header(scenario: &Scenario, seed: u64) -> String {
     }
     let network = &scenario.network;
     let (low, high) = (show(network.latency.0), show(network.latency.1));
+    // madsim is the default engine; a turmoil run says so, with its step.
+    let engine = match crate::run::ENGINE {
+        "madsim" => String::new(),
+        engine => format!(" · {engine}, tick {}", show(network.tick)),
+    };
     let _ = writeln!(
         out,
-        "network    latency {low}..{high} · loss {}",
+        "network    latency {low}..{high} · loss {}{engine}",
         network.loss
     );
     let _ = writeln!(out, "faults     {}", scenario.faults.len());

@@ -149,9 +149,12 @@ pub(crate) fn fault_periods(entries: &[Entry], end_ms: u64) -> Vec<(u64, u64, St
             | F::Isolate { .. }
             | F::Shutdown { .. }
             | F::Stop { .. }
-            | F::Revoke { .. } => (true, false),
+            | F::Revoke { .. }
+            | F::Hold { .. } => (true, false),
             F::Latency { .. } | F::Loss { .. } => (open.is_none(), open.is_some()),
-            F::Heal { .. } | F::Restart { .. } | F::Restore { .. } => (false, true),
+            F::Heal { .. } | F::Restart { .. } | F::Restore { .. } | F::Release { .. } => {
+                (false, true)
+            }
             F::Wipe { .. } | F::Admin { .. } | F::Captured { .. } | F::Unfired { .. } => {
                 (false, false)
             }

@@ -57,13 +57,21 @@ impl tracing_subscriber::fmt::time::FormatTime for SimTime {
     }
 }
 
-/// Timeline events: this workspace's `info` events that carry the one `event` field.
+/// Timeline events: this workspace's `info` events that carry the one `event` field. And the
+/// span turmoil opens around each host's tick, which says whose events those are: a layer
+/// that refused it would disable it for every layer.
 fn wanted(metadata: &Metadata<'_>) -> bool {
     let target = metadata.target();
-    metadata.is_event()
+    (metadata.is_event()
         && *metadata.level() <= Level::INFO
         && (target.starts_with("fleet_") || target == "sim" || target.starts_with("sim::"))
-        && metadata.fields().field(FIELD).is_some()
+        && metadata.fields().field(FIELD).is_some())
+        || is_host_span(metadata)
+}
+
+/// turmoil's span around one host's tick, whose `name` field is the host's.
+pub fn is_host_span(metadata: &Metadata<'_>) -> bool {
+    metadata.is_span() && metadata.name() == "node" && metadata.target().starts_with("turmoil")
 }
 
 impl<S: Subscriber> Layer<S> for CaptureLayer {

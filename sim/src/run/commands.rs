@@ -4,14 +4,12 @@
 
 use crate::history::captures::Captures;
 use crate::history::{Entry, FaultEvent, Happening, Timeline, HARNESS};
+use crate::run::engine::{sleep_until, Engine};
 use crate::run::faults::{leader_now, Now};
 use crate::run::nodes::MasterSlot;
 use crate::scenario::commands::Operation;
 use crate::scenario::selector::{NodeKind, Topology};
 use fleet_node::MasterState;
-use madsim::runtime::Handle;
-use madsim::task::NodeId;
-use madsim::time::TimeHandle;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use std::collections::BTreeMap;
@@ -25,8 +23,8 @@ const RETRY: Duration = Duration::from_millis(10);
 /// Keeps `any(...)` draws of commands apart from the faults' and the seed's other uses.
 const COMMAND_STREAM: u64 = 0x636f_6d6d_616e_6473;
 
-pub struct Commander {
-    pub ids: BTreeMap<String, NodeId>,
+pub struct Commander<E> {
+    pub engine: E,
     pub masters: BTreeMap<String, MasterSlot>,
     pub topology: Topology,
     pub timeline: Arc<Mutex<Timeline>>,
@@ -43,16 +41,16 @@ enum Left {
     Done,
 }
 
-impl Commander {
+impl<E: Engine> Commander<E> {
     pub fn new(
-        ids: BTreeMap<String, NodeId>,
+        engine: E,
         masters: BTreeMap<String, MasterSlot>,
         topology: Topology,
         timeline: Arc<Mutex<Timeline>>,
         seed: u64,
-    ) -> Commander {
+    ) -> Commander<E> {
         Commander {
-            ids,
+            engine,
             masters,
             topology,
             timeline,
@@ -64,7 +62,7 @@ impl Commander {
     /// counts those done, so the runner can record the rest as never sent when the run ends.
     pub async fn run(mut self, operations: &[Operation], sent: Arc<AtomicUsize>) {
         for operation in operations {
-            sleep_until(operation.at()).await;
+            sleep_until(&self.engine, operation.at()).await;
             let mut left = self.targets(operation);
             loop {
                 left = self.try_send(operation, left).await;
@@ -112,17 +110,13 @@ impl Commander {
             let slot = slot.lock().unwrap_or_else(|p| p.into_inner());
             slot.clone()
         });
-        let (Some(state), Some(node)) = (state, Handle::current().get_node(self.ids[&leader]))
-        else {
+        let Some(state) = state else {
             return left;
         };
         let (operation, asked) = (operation.clone(), left.clone());
-        let task = node.spawn(async move { send(&state, &operation, asked) });
-        match tokio::time::timeout(Duration::from_secs(1), task).await {
-            Ok(Ok(left)) => left,
-            // The node went down before the call ran: all of it goes to the next leader.
-            _ => left,
-        }
+        let job = move || send(&state, &operation, asked);
+        // The node went down before the call ran: all of it goes to the next leader.
+        self.engine.run_on(&leader, job).await.unwrap_or(left)
     }
 }
 
@@ -176,13 +170,5 @@ pub fn record_unsent(
             node: HARNESS.to_string(),
             event: Happening::Fault(event),
         });
-    }
-}
-
-/// Sleeps until `at` after the start of the run (at once if it has come).
-async fn sleep_until(at: Duration) {
-    let now = TimeHandle::current().elapsed();
-    if at > now {
-        tokio::time::sleep(at - now).await;
     }
 }

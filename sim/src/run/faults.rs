@@ -1,32 +1,23 @@
-//! Applies a scenario's faults to the simulated network and machines, and records each one on
-//! the timeline (with the nodes a target that depends on the run meant at that moment, and
-//! what `as` captured).
+//! Applies a scenario's faults to the simulated network and machines through the run's
+//! [`Engine`], and records each one on the timeline (with the nodes a target that depends on
+//! the run meant at that moment, and what `as` captured).
 
 use crate::history::captures::Captures;
 use crate::history::leaders::LeaderHistory;
 use crate::history::online::OnlineHistory;
 use crate::history::{FaultEvent, Timeline};
+use crate::run::engine::{sleep_until, Engine};
 use crate::run::nodes::{AgentSlot, Built, MasterSlot, Revoked};
-use crate::scenario::faults::{AdminOp, Condition, Fault, FaultAction};
+use crate::scenario::faults::{show_pair, AdminOp, Condition, Fault, FaultAction};
 use crate::scenario::selector::{Scope, Selector, Topology};
 use fleet_core::fmt_duration;
 use fleet_core::timeline::Json;
 use fleet_node::disk::Disk;
-use madsim::net::NetSim;
-use madsim::runtime::Handle;
-use madsim::task::NodeId;
-use madsim::time::TimeHandle;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::collections::{BTreeMap, BTreeSet};
-use std::ops::Range;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-
-/// madsim draws latency from a half-open range; a fixed latency is a range 1µs wide.
-pub fn latency_range(low: Duration, high: Duration) -> Range<Duration> {
-    low..high.max(low + Duration::from_micros(1))
-}
 
 fn record(event: FaultEvent) {
     tracing::info!(event = %Json(&event));
@@ -35,8 +26,8 @@ fn record(event: FaultEvent) {
 /// How long a master that shuts down has for its goodbyes before it goes down.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_millis(100);
 
-pub struct FaultInjector {
-    pub ids: BTreeMap<String, NodeId>,
+pub struct FaultInjector<E> {
+    pub engine: E,
     /// The disks that outlive their nodes, for `wipe`.
     pub disks: BTreeMap<String, Disk>,
     /// The masters' states, for credentials, admin operations and shutdown.
@@ -45,7 +36,7 @@ pub struct FaultInjector {
     pub agents: BTreeMap<String, AgentSlot>,
     pub revoked: Revoked,
     /// Links cut by partitions and isolations, as (from, to), so heal can restore exactly those.
-    pub clogged: BTreeSet<(NodeId, NodeId)>,
+    pub clogged: BTreeSet<(String, String)>,
     /// Nodes cut off by `isolate` and not yet healed.
     pub isolated: BTreeSet<String>,
     pub topology: Topology,
@@ -85,15 +76,16 @@ impl Scope for Now<'_> {
 /// Keeps `any(...)` draws apart from the seed's other uses.
 const ANY_STREAM: u64 = 0x616e_795f_7069_636b;
 
-impl FaultInjector {
+impl<E: Engine> FaultInjector<E> {
     pub fn new(
+        engine: E,
         built: Built,
         topology: Topology,
         timeline: Arc<Mutex<Timeline>>,
         seed: u64,
-    ) -> FaultInjector {
+    ) -> FaultInjector<E> {
         FaultInjector {
-            ids: built.ids,
+            engine,
             disks: built.disks,
             masters: built.masters,
             agents: built.agents,
@@ -105,10 +97,6 @@ impl FaultInjector {
             captures: Captures::default(),
             rng: ChaCha8Rng::seed_from_u64(seed ^ ANY_STREAM),
         }
-    }
-
-    fn id(&self, node: &str) -> NodeId {
-        self.ids[node]
     }
 
     /// The nodes `selector` names at this moment.
@@ -158,14 +146,12 @@ impl FaultInjector {
             let slot = self.masters.get(master);
             let state =
                 slot.and_then(|slot| slot.lock().unwrap_or_else(|p| p.into_inner()).clone());
-            let node = Handle::current().get_node(self.id(master));
-            let (Some(state), Some(node)) = (state, node) else {
+            let Some(state) = state else {
                 continue;
             };
             let f = f.clone();
-            let task = node.spawn(async move { state.operate(f) });
             // A node that goes down first never runs it.
-            let _ = tokio::time::timeout(Duration::from_secs(1), task).await;
+            let _ = self.engine.run_on(master, move || state.operate(f)).await;
         }
     }
 
@@ -233,7 +219,7 @@ impl FaultInjector {
                 let nodes =
                     self.announce(target, |target, nodes| FaultEvent::Crash { target, nodes });
                 for node in &nodes {
-                    Handle::current().kill(self.id(node));
+                    self.engine.kill(node);
                 }
                 vec![nodes]
             }
@@ -243,10 +229,7 @@ impl FaultInjector {
                     nodes,
                 });
                 for node in &nodes {
-                    // madsim's restart re-runs init without releasing the node's sockets; a
-                    // kill first makes a restart a crash followed by a clean start.
-                    Handle::current().kill(self.id(node));
-                    Handle::current().restart(self.id(node));
+                    self.engine.restart(node);
                 }
                 vec![nodes]
             }
@@ -255,16 +238,39 @@ impl FaultInjector {
             FaultAction::Isolate(target) => vec![self.isolate(target)],
             FaultAction::Latency(low, high) => {
                 let range = format!("{}..{}", fmt_duration(*low), fmt_duration(*high));
-                record(FaultEvent::Latency { range });
-                let range = latency_range(*low, *high);
-                NetSim::current().update_config(|config| config.send_latency = range);
+                record(FaultEvent::Latency {
+                    range,
+                    between: None,
+                });
+                self.engine.latency(*low, *high);
                 Vec::new()
+            }
+            FaultAction::LinkLatency { between, low, high } => {
+                let range = format!("{}..{}", fmt_duration(*low), fmt_duration(*high));
+                let (ends, shown) = self.ends(between);
+                record(FaultEvent::Latency {
+                    range,
+                    between: Some(shown),
+                });
+                self.each_link(&ends, |engine, a, b| engine.link_latency(a, b, *low, *high));
+                ends.into()
             }
             FaultAction::Loss(rate) => {
                 record(FaultEvent::Loss { rate: *rate });
-                let rate = *rate;
-                NetSim::current().update_config(|config| config.packet_loss_rate = rate);
+                self.engine.loss(*rate);
                 Vec::new()
+            }
+            FaultAction::Hold(between) => {
+                let (ends, shown) = self.ends(between);
+                record(FaultEvent::Hold { between: shown });
+                self.each_link(&ends, |engine, a, b| engine.hold(a, b));
+                ends.into()
+            }
+            FaultAction::Release(between) => {
+                let (ends, shown) = self.ends(between);
+                record(FaultEvent::Release { between: shown });
+                self.each_link(&ends, |engine, a, b| engine.release(a, b));
+                ends.into()
             }
             FaultAction::Wipe(target) => {
                 let nodes =
@@ -315,7 +321,7 @@ impl FaultInjector {
             }
             FaultAction::Admin(op) => vec![self.admin(op).await],
         };
-        let now = TimeHandle::current().elapsed().as_millis() as u64;
+        let now = self.engine.elapsed().as_millis() as u64;
         for (name, nodes) in fault.captures.iter().zip(hit) {
             record(FaultEvent::Captured {
                 name: name.clone(),
@@ -327,7 +333,7 @@ impl FaultInjector {
             // The goodbyes go out; then the masters go down, as a crash would take them.
             tokio::time::sleep(SHUTDOWN_GRACE).await;
             for node in &going_down {
-                Handle::current().kill(self.id(node));
+                self.engine.kill(node);
             }
         }
     }
@@ -343,6 +349,24 @@ impl FaultInjector {
         let shown = target.is_dynamic().then(|| nodes.clone());
         record(make(target.to_string(), shown));
         nodes
+    }
+
+    /// The nodes at each end of a link fault, and the ends as the timeline shows them.
+    fn ends(&mut self, between: &[Selector; 2]) -> ([Vec<String>; 2], String) {
+        let [a, b] = between;
+        let (a_nodes, b_nodes) = (self.resolve(a), self.resolve(b));
+        let shown = format!("{} | {}", self.shown(a, &a_nodes), self.shown(b, &b_nodes));
+        debug_assert!(a.is_dynamic() || b.is_dynamic() || shown == show_pair(between));
+        ([a_nodes, b_nodes], shown)
+    }
+
+    /// Calls `f` once for each link between the two ends, a node never with itself.
+    fn each_link(&self, [a, b]: &[Vec<String>; 2], f: impl Fn(&E, &str, &str)) {
+        for x in a {
+            for y in b.iter().filter(|y| *y != x) {
+                f(&self.engine, x, y);
+            }
+        }
     }
 
     /// Cuts links between groups; returns each group's nodes. A node two groups resolve to
@@ -378,11 +402,10 @@ impl FaultInjector {
             for to_group in &members[i + 1..] {
                 for a in from_group {
                     for b in to_group {
-                        let (a, b) = (self.id(a), self.id(b));
-                        self.clogged.insert((a, b));
+                        self.clogged.insert((a.clone(), b.clone()));
                         // One way: only traffic from the earlier group is cut.
                         if !oneway {
-                            self.clogged.insert((b, a));
+                            self.clogged.insert((b.clone(), a.clone()));
                         }
                     }
                 }
@@ -393,9 +416,8 @@ impl FaultInjector {
     }
 
     fn clog_all(&self) {
-        let net = NetSim::current();
-        for &(a, b) in &self.clogged {
-            net.clog_link(a, b);
+        for (a, b) in &self.clogged {
+            self.engine.cut(a, b);
         }
     }
 
@@ -405,13 +427,12 @@ impl FaultInjector {
             target,
             nodes,
         });
-        let everyone: Vec<NodeId> = self.ids.values().copied().collect();
+        let everyone = self.topology.nodes();
         for node in &nodes {
             self.isolated.insert(node.clone());
-            let id = self.id(node);
-            for &other in everyone.iter().filter(|&&other| other != id) {
-                self.clogged.insert((id, other));
-                self.clogged.insert((other, id));
+            for other in everyone.iter().filter(|other| *other != node) {
+                self.clogged.insert((node.clone(), other.clone()));
+                self.clogged.insert((other.clone(), node.clone()));
             }
         }
         self.clog_all();
@@ -421,7 +442,7 @@ impl FaultInjector {
     /// Heals every link (`None`), or reconnects the selected nodes to every node that is not
     /// itself isolated.
     fn heal(&mut self, target: Option<&Selector>) -> Vec<String> {
-        let (healed, nodes): (Vec<(NodeId, NodeId)>, Vec<String>) = match target {
+        let (healed, nodes): (Vec<(String, String)>, Vec<String>) = match target {
             None => {
                 record(FaultEvent::Heal {
                     target: "all".into(),
@@ -438,15 +459,14 @@ impl FaultInjector {
                 for node in &nodes {
                     self.isolated.remove(node);
                 }
-                let touched: BTreeSet<NodeId> = nodes.iter().map(|node| self.id(node)).collect();
-                let still: BTreeSet<NodeId> =
-                    self.isolated.iter().map(|node| self.id(node)).collect();
+                let touched: BTreeSet<&String> = nodes.iter().collect();
+                let still = &self.isolated;
                 let healed: Vec<_> = (self.clogged.iter())
                     .filter(|(a, b)| {
                         (touched.contains(a) && !still.contains(b))
                             || (touched.contains(b) && !still.contains(a))
                     })
-                    .copied()
+                    .cloned()
                     .collect();
                 for link in &healed {
                     self.clogged.remove(link);
@@ -454,9 +474,8 @@ impl FaultInjector {
                 (healed, nodes)
             }
         };
-        let net = NetSim::current();
         for (a, b) in healed {
-            net.unclog_link(a, b);
+            self.engine.mend(&a, &b);
         }
         nodes
     }
@@ -468,5 +487,35 @@ impl FaultInjector {
         } else {
             selector.to_string()
         }
+    }
+}
+
+/// Fires the faults in order. A fault with `when` waits for its condition (checked every
+/// simulated millisecond) and holds back the faults after it; those the run's end catches
+/// waiting are recorded as unfired.
+pub async fn inject<E: Engine>(
+    injector: &mut FaultInjector<E>,
+    faults: &[Fault],
+    duration: Duration,
+) {
+    for (i, fault) in faults.iter().enumerate() {
+        sleep_until(&injector.engine, fault.at).await;
+        if let Some(when) = fault.when {
+            loop {
+                let now = injector.engine.elapsed();
+                if injector.holds(when, now.as_millis() as u64) {
+                    break;
+                }
+                if now >= duration {
+                    FaultInjector::<E>::unfired(fault, when.name());
+                    for later in &faults[i + 1..] {
+                        FaultInjector::<E>::unfired(later, "waits for an unfired fault");
+                    }
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+        }
+        injector.apply(fault).await;
     }
 }

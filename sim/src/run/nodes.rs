@@ -1,12 +1,14 @@
-//! The simulated machines: where each node lives on the network and what it runs.
+//! The machines of a run: where each node lives on the network and what it runs.
 //!
-//! Address plan: `master-i` is 10.0.0.i, serving agents on port 7000 and its cluster peers on
-//! 7001; `agent-i` is 10.1.(i / 256).(i % 256); `store-1` is 10.2.0.1, port 6379. Every node's
-//! RNG is seeded from the scenario seed, the node's name and its incarnation (1 at boot, +1 per
-//! restart). Agents boot at 100ms, once the masters listen. Each raft master has a disk that
-//! outlives its crashes (unless the scenario sets `persist = false`), owned here as the store's
-//! keyspace is.
+//! Address plan (madsim): `master-i` is 10.0.0.i, serving agents on port 7000 and its cluster
+//! peers on 7001; `agent-i` is 10.1.(i / 256).(i % 256); `store-1` is 10.2.0.1, port 6379.
+//! turmoil hands out its own addresses by name, on the same ports. Every node's RNG is seeded
+//! from the scenario seed, the node's name and its incarnation (1 at boot, +1 per restart).
+//! Agents boot at 100ms, once the masters listen. Each raft master has a disk that outlives
+//! its crashes (unless the scenario sets `persist = false`), owned here as the store's keyspace
+//! is.
 
+use crate::run::engine::{Boot, Machines};
 use crate::run::store::{self, Store};
 use crate::scenario::selector::{NodeKind, Topology, STORE};
 use crate::scenario::{ClusterSpec, Scenario};
@@ -15,15 +17,13 @@ use fleet_core::master::{Leadership, MasterConfig};
 use fleet_core::timeline::{emit, ShellEvent};
 use fleet_node::cluster::{ClusterConfig, ClusterHandle, ClusterMode};
 use fleet_node::disk::Disk;
-use madsim::runtime::Runtime;
-use madsim::task::NodeId;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 pub const MASTER_PORT: u16 = 7000;
 pub const CLUSTER_PORT: u16 = 7001;
@@ -92,27 +92,28 @@ pub type AgentSlot = Arc<Mutex<Option<Arc<fleet_node::AgentControl>>>>;
 /// as it would read it from the cluster's credential store.
 pub type Revoked = Arc<Mutex<BTreeSet<String>>>;
 
-/// The nodes of a run: their ids, the disks that outlive them, the masters' states and the
-/// agents' controls, by name.
+/// The nodes of a run: the disks that outlive them, the masters' states and the agents'
+/// controls, by name.
 pub struct Built {
-    pub ids: BTreeMap<String, NodeId>,
     pub disks: BTreeMap<String, Disk>,
     pub masters: BTreeMap<String, MasterSlot>,
     pub agents: BTreeMap<String, AgentSlot>,
     pub revoked: Revoked,
 }
 
-/// Builds every node of `scenario` in `runtime`.
-pub fn build(runtime: &Runtime, scenario: &Scenario, seed: u64) -> Built {
+/// Builds every node of `scenario` on `machines`.
+pub fn build(machines: &mut impl Machines, scenario: &Scenario, seed: u64) -> Built {
     let topology = &scenario.topology;
-    let mut ids = BTreeMap::new();
     let mut disks = BTreeMap::new();
     let mut slots = BTreeMap::new();
     let revoked = Revoked::default();
-    if topology.store {
-        ids.insert(STORE.to_string(), build_store(runtime));
+    let store = topology
+        .store
+        .then(|| store_address(machines.address(STORE, NodeKind::Store, 1)));
+    if let Some(address) = store {
+        build_store(machines, address);
     }
-    let cluster = cluster_configs(scenario);
+    let cluster = cluster_configs(machines, scenario, store);
     for (index, config) in (1..).zip(cluster) {
         let name = config.me.clone();
         // One disk per master: its commands and config, and raft's term and vote if kept.
@@ -129,11 +130,14 @@ pub fn build(runtime: &Runtime, scenario: &Scenario, seed: u64) -> Built {
             slot,
             revoked: revoked.clone(),
         };
-        ids.insert(name, master.build(runtime));
+        master.build(machines);
     }
     let masters = topology.masters();
     let addresses: Vec<SocketAddr> = (1..=topology.masters)
-        .map(|i| SocketAddr::new(node_ip(NodeKind::Master, i), MASTER_PORT))
+        .map(|i| {
+            let name = Topology::node_name(NodeKind::Master, i);
+            SocketAddr::new(machines.address(&name, NodeKind::Master, i), MASTER_PORT)
+        })
         .collect();
     let mut agents = BTreeMap::new();
     for index in 1..=topology.agents {
@@ -148,10 +152,9 @@ pub fn build(runtime: &Runtime, scenario: &Scenario, seed: u64) -> Built {
             addresses: &addresses,
             slot,
         };
-        ids.insert(name, agent.build(runtime, seed));
+        agent.build(machines, seed);
     }
     Built {
-        ids,
         disks,
         masters: slots,
         agents,
@@ -159,52 +162,53 @@ pub fn build(runtime: &Runtime, scenario: &Scenario, seed: u64) -> Built {
     }
 }
 
-fn store_address() -> SocketAddr {
-    SocketAddr::new(node_ip(NodeKind::Store, 1), STORE_PORT)
+fn store_address(ip: IpAddr) -> SocketAddr {
+    SocketAddr::new(ip, STORE_PORT)
 }
 
-fn build_store(runtime: &Runtime) -> NodeId {
+fn build_store(machines: &mut impl Machines, address: SocketAddr) {
     // The keyspace outlives the node, as Redis's append-only file would: a crash loses no
     // grant and no token.
     let keyspace = Arc::new(Mutex::new(Store::default()));
-    let address = store_address();
-    runtime
-        .create_node()
-        .name(STORE)
-        .ip(address.ip())
-        .init(move || {
-            let keyspace = keyspace.clone();
-            async move {
-                match tokio::net::TcpListener::bind(address).await {
-                    Ok(listener) => {
-                        let _ = store::serve(listener, keyspace).await;
-                    }
-                    Err(error) => emit(ShellEvent::BindFailed {
-                        error: error.to_string(),
-                    }),
+    let listen = machines.listen(address);
+    let boot: Boot = Arc::new(move || {
+        let keyspace = keyspace.clone();
+        Box::pin(async move {
+            match fleet_node::net::TcpListener::bind(listen).await {
+                Ok(listener) => {
+                    let _ = store::serve(listener, keyspace).await;
                 }
+                Err(error) => emit(ShellEvent::BindFailed {
+                    error: error.to_string(),
+                }),
             }
         })
-        .build()
-        .id()
+    });
+    machines.add(STORE, address.ip(), boot);
 }
 
 /// Every master's view of the cluster, in index order.
-fn cluster_configs(scenario: &Scenario) -> Vec<ClusterConfig> {
+fn cluster_configs(
+    machines: &mut impl Machines,
+    scenario: &Scenario,
+    store: Option<SocketAddr>,
+) -> Vec<ClusterConfig> {
     let masters = scenario.topology.masters;
     let members: BTreeMap<String, SocketAddr> = (1..=masters)
         .map(|i| {
-            let address = SocketAddr::new(node_ip(NodeKind::Master, i), CLUSTER_PORT);
-            (Topology::node_name(NodeKind::Master, i), address)
+            let name = Topology::node_name(NodeKind::Master, i);
+            let ip = machines.address(&name, NodeKind::Master, i);
+            (name, SocketAddr::new(ip, CLUSTER_PORT))
         })
         .collect();
-    let mode = match &scenario.cluster {
-        ClusterSpec::Single => ClusterMode::Single,
-        ClusterSpec::Raft { config, .. } => ClusterMode::Raft(config.clone()),
-        ClusterSpec::Lease(config) => ClusterMode::Lease {
+    let mode = match (&scenario.cluster, store) {
+        (ClusterSpec::Single, _) => ClusterMode::Single,
+        (ClusterSpec::Raft { config, .. }, _) => ClusterMode::Raft(config.clone()),
+        (ClusterSpec::Lease(config), Some(store)) => ClusterMode::Lease {
             config: config.clone(),
-            store: store_address(),
+            store,
         },
+        (ClusterSpec::Lease(_), None) => unreachable!("a lease cluster's topology has a store"),
     };
     let persist = matches!(scenario.cluster, ClusterSpec::Raft { persist: true, .. });
     (1..=masters)
@@ -229,7 +233,7 @@ struct MasterNode<'a> {
 }
 
 impl MasterNode<'_> {
-    fn build(self, runtime: &Runtime) -> NodeId {
+    fn build(self, machines: &mut impl Machines) {
         let MasterNode {
             scenario,
             seed,
@@ -247,33 +251,40 @@ impl MasterNode<'_> {
             admission: scenario.master.admission,
             attempts: scenario.master.attempts,
         };
-        let address = SocketAddr::new(node_ip(NodeKind::Master, index), MASTER_PORT);
+        let ip = machines.address(&cluster.me, NodeKind::Master, index);
+        let name = cluster.me.clone();
+        let listen = Listen {
+            agents: machines.listen(SocketAddr::new(ip, MASTER_PORT)),
+            peers: machines.listen(cluster.members[&cluster.me]),
+        };
         let incarnations = Incarnations::new(seed, &cluster.me);
-        runtime
-            .create_node()
-            .name(&cluster.me)
-            .ip(address.ip())
-            .init(move || {
-                let (incarnation, rng) = incarnations.next();
-                let boot = (incarnation > 1).then(|| incarnation.to_string());
-                let disk = Some(disk.clone());
-                let state = fleet_node::MasterState::open(config.clone(), disk, boot.as_deref());
-                let revoked = revoked.lock().unwrap_or_else(|p| p.into_inner()).clone();
-                state.operate(|registry| {
-                    for agent in &revoked {
-                        registry.revoke_credentials(agent);
-                    }
-                });
-                *slot.lock().unwrap_or_else(|p| p.into_inner()) = Some(state.clone());
-                run_master(address, state, cluster.clone(), rng)
-            })
-            .build()
-            .id()
+        let boot: Boot = Arc::new(move || {
+            let (incarnation, rng) = incarnations.next();
+            let boot = (incarnation > 1).then(|| incarnation.to_string());
+            let disk = Some(disk.clone());
+            let state = fleet_node::MasterState::open(config.clone(), disk, boot.as_deref());
+            let revoked = revoked.lock().unwrap_or_else(|p| p.into_inner()).clone();
+            state.operate(|registry| {
+                for agent in &revoked {
+                    registry.revoke_credentials(agent);
+                }
+            });
+            *slot.lock().unwrap_or_else(|p| p.into_inner()) = Some(state.clone());
+            Box::pin(run_master(listen, state, cluster.clone(), rng))
+        });
+        machines.add(&name, ip, boot);
     }
 }
 
+/// Where a master binds: for its agents, and for its cluster peers.
+#[derive(Clone, Copy)]
+struct Listen {
+    agents: SocketAddr,
+    peers: SocketAddr,
+}
+
 async fn run_master(
-    address: SocketAddr,
+    listen: Listen,
     state: fleet_node::MasterState,
     cluster: ClusterConfig,
     rng: ChaCha8Rng,
@@ -282,10 +293,9 @@ async fn run_master(
         // Until elected, a cluster member serves no agents.
         state.set_leadership(Leadership::Follower { leader: None });
     }
-    let cluster_address = cluster.members[&cluster.me];
     let listeners = (
-        tokio::net::TcpListener::bind(address).await,
-        tokio::net::TcpListener::bind(cluster_address).await,
+        fleet_node::net::TcpListener::bind(listen.agents).await,
+        fleet_node::net::TcpListener::bind(listen.peers).await,
     );
     let (agents, peers) = match listeners {
         (Ok(agents), Ok(peers)) => (agents, peers),
@@ -296,7 +306,7 @@ async fn run_master(
         }
     };
     // The agent server's tasks end with this node, like everything else here.
-    tokio::spawn(fleet_node::run_master(agents, state.clone()));
+    fleet_node::task::spawn(fleet_node::run_master(agents, state.clone()));
     let handle = ClusterHandle::new(&cluster.me);
     fleet_node::cluster::run_cluster(cluster, peers, rng, state, handle).await;
 }
@@ -312,7 +322,7 @@ struct Agent<'a> {
 }
 
 impl Agent<'_> {
-    fn build(self, runtime: &Runtime, seed: u64) -> NodeId {
+    fn build(self, machines: &mut impl Machines, seed: u64) {
         let incarnations = Incarnations::new(seed, &self.name);
         let (heartbeat, backoff) = (&self.scenario.heartbeat, &self.scenario.backoff);
         let (interval, timeout, backoff) = (heartbeat.interval, heartbeat.timeout, backoff.clone());
@@ -322,40 +332,35 @@ impl Agent<'_> {
         let token = (self.scenario.auth.as_ref())
             .map(|auth| fleet_core::auth::token(&auth.secret, &self.name))
             .unwrap_or_default();
+        let ip = machines.address(&self.name, NodeKind::Agent, self.index);
         let (name, slot) = (self.name, self.slot);
-        runtime
-            .create_node()
-            .name(&name)
-            .ip(node_ip(NodeKind::Agent, self.index))
-            .init(move || {
-                let (incarnation, rng) = incarnations.next();
-                let (name, masters, addresses) = (name.clone(), masters.clone(), addresses.clone());
-                let (backoff, commands, token) = (backoff.clone(), commands.clone(), token.clone());
-                let control = Arc::new(fleet_node::AgentControl::default());
-                *slot.lock().unwrap_or_else(|p| p.into_inner()) = Some(control.clone());
-                async move {
-                    if incarnation == 1 {
-                        tokio::time::sleep(AGENT_BOOT_DELAY).await;
-                    }
-                    // Simulated processes get small, distinct pids: 100 + incarnation.
-                    let start_time_ms = std::time::SystemTime::now()
-                        .duration_since(std::time::UNIX_EPOCH)
-                        .map_or(0, |since| since.as_millis() as u64);
-                    let pid = 100 + incarnation;
-                    let config = AgentConfig {
-                        masters,
-                        heartbeat_interval: interval,
-                        heartbeat_timeout: timeout,
-                        backoff,
-                        register: fleet_node::registration(&name, "sim", pid, start_time_ms, token),
-                        commands: commands.clone(),
-                        reauth_delay,
-                    };
-                    let connector = Connector::new(config, rng, Instant::now());
-                    fleet_node::run_agent(connector, addresses, &control).await;
+        let node = name.clone();
+        let boot: Boot = Arc::new(move || {
+            let (incarnation, rng) = incarnations.next();
+            let (name, masters, addresses) = (name.clone(), masters.clone(), addresses.clone());
+            let (backoff, commands, token) = (backoff.clone(), commands.clone(), token.clone());
+            let control = Arc::new(fleet_node::AgentControl::default());
+            *slot.lock().unwrap_or_else(|p| p.into_inner()) = Some(control.clone());
+            Box::pin(async move {
+                if incarnation == 1 {
+                    tokio::time::sleep(AGENT_BOOT_DELAY).await;
                 }
+                // Simulated processes get small, distinct pids: 100 + incarnation.
+                let start_time_ms = fleet_node::clock::unix_ms();
+                let pid = 100 + incarnation;
+                let config = AgentConfig {
+                    masters,
+                    heartbeat_interval: interval,
+                    heartbeat_timeout: timeout,
+                    backoff,
+                    register: fleet_node::registration(&name, "sim", pid, start_time_ms, token),
+                    commands: commands.clone(),
+                    reauth_delay,
+                };
+                let connector = Connector::new(config, rng, fleet_node::clock::now());
+                fleet_node::run_agent(connector, addresses, &control).await;
             })
-            .build()
-            .id()
+        });
+        machines.add(&node, ip, boot);
     }
 }

@@ -8,12 +8,12 @@ use fleet_core::cluster::lease::{ACQUIRE_SCRIPT, RELEASE_SCRIPT, RENEW_SCRIPT};
 use fleet_core::resp::Value;
 use fleet_node::clock::now;
 use fleet_node::codec::RespCodec;
+use fleet_node::net::TcpListener;
 use futures::{SinkExt, StreamExt};
 use std::collections::BTreeMap;
 use std::io;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tokio::net::TcpListener;
 use tokio_util::codec::Framed;
 
 #[derive(Clone, Debug)]
@@ -235,7 +235,7 @@ pub async fn serve(listener: TcpListener, store: Arc<Mutex<Store>>) -> io::Resul
     loop {
         let (stream, _) = listener.accept().await?;
         let store = store.clone();
-        tokio::spawn(async move {
+        fleet_node::task::spawn(async move {
             let mut framed = Framed::new(stream, RespCodec);
             // A bad request ends only its own connection.
             while let Some(Ok(command)) = framed.next().await {

@@ -24,7 +24,17 @@ pub enum FaultAction {
     /// `None` heals everything.
     Heal(Option<Selector>),
     Latency(Duration, Duration),
+    /// The latency of the links between two sets of nodes, both ways (turmoil only).
+    LinkLatency {
+        between: [Selector; 2],
+        low: Duration,
+        high: Duration,
+    },
     Loss(f64),
+    /// Queues the messages between two sets of nodes, both ways (turmoil only).
+    Hold([Selector; 2]),
+    /// Delivers the messages held between two sets of nodes, and lets traffic flow again.
+    Release([Selector; 2]),
     /// Erases the selected nodes' disks, as a lost disk would; the processes run on.
     Wipe(Selector),
     /// Cuts each selected node off from every other node.
@@ -130,7 +140,16 @@ impl fmt::Display for FaultAction {
             FaultAction::Latency(low, high) => {
                 write!(f, "latency {}..{}", fmt_duration(*low), fmt_duration(*high))
             }
+            FaultAction::LinkLatency { between, low, high } => write!(
+                f,
+                "latency {}..{} between {}",
+                fmt_duration(*low),
+                fmt_duration(*high),
+                show_pair(between)
+            ),
             FaultAction::Loss(rate) => write!(f, "loss {rate}"),
+            FaultAction::Hold(between) => write!(f, "hold {}", show_pair(between)),
+            FaultAction::Release(between) => write!(f, "release {}", show_pair(between)),
             FaultAction::Wipe(target) => write!(f, "wipe {target}"),
             FaultAction::Isolate(target) => write!(f, "isolate {target}"),
             FaultAction::Revoke(target) => write!(f, "revoke {target}"),
@@ -143,6 +162,11 @@ impl fmt::Display for FaultAction {
             },
         }
     }
+}
+
+/// `a | b`: the two ends of a link fault, as written.
+pub fn show_pair([a, b]: &[Selector; 2]) -> String {
+    format!("{a} | {b}")
 }
 
 /// `a,b | c`: groups as written.
@@ -170,7 +194,10 @@ pub(crate) struct RawFault {
     oneway: Option<bool>,
     heal: Option<Spanned<String>>,
     latency: Option<DurRange>,
+    between: Option<Spanned<Vec<Spanned<String>>>>,
     loss: Option<Spanned<f64>>,
+    hold: Option<Spanned<Vec<Spanned<String>>>>,
+    release: Option<Spanned<Vec<Spanned<String>>>>,
     wipe: Option<Spanned<String>>,
     isolate: Option<Spanned<String>>,
     revoke: Option<Spanned<String>>,
@@ -186,8 +213,8 @@ pub(crate) struct RawFault {
     until: Option<Spanned<Dur>>,
 }
 
-const ACTIONS: &str =
-    "crash, restart, partition, heal, latency, loss, wipe, isolate, revoke, restore, stop, shutdown or admin";
+const ACTIONS: &str = "crash, restart, partition, heal, latency, loss, hold, release, wipe, \
+     isolate, revoke, restore, stop, shutdown or admin";
 const ADMIN_OPS: &str = "status, active, cleanup, force or decommission";
 
 /// `every` and `until`: the moments a repeated fault or expectation fires, `at`, `at + every`,
@@ -297,11 +324,35 @@ pub(crate) fn check(
         };
         actions.push(("heal", FaultAction::Heal(selector)));
     }
-    if let Some(range) = fault.latency {
-        actions.push(("latency", FaultAction::Latency(range.0, range.1)));
+    match (fault.latency, &fault.between) {
+        (Some(range), None) => actions.push(("latency", FaultAction::Latency(range.0, range.1))),
+        (Some(range), Some(between)) => {
+            turmoil_only(
+                "`latency` with `between` (one link's latency)",
+                between,
+                source,
+            )?;
+            let between = check_pair(between, "between", topology, &select, source)?;
+            let (low, high) = (range.0, range.1);
+            actions.push(("latency", FaultAction::LinkLatency { between, low, high }));
+        }
+        (None, Some(between)) => {
+            return Err(source.error(between.span(), "`between` only goes with `latency`"))
+        }
+        (None, None) => {}
     }
     if let Some(loss) = fault.loss {
         actions.push(("loss", FaultAction::Loss(check_loss(loss, source)?)));
+    }
+    if let Some(pair) = &fault.hold {
+        turmoil_only("`hold` (messages queued on a link)", pair, source)?;
+        let pair = check_pair(pair, "hold", topology, &select, source)?;
+        actions.push(("hold", FaultAction::Hold(pair)));
+    }
+    if let Some(pair) = &fault.release {
+        turmoil_only("`release` (messages queued on a link)", pair, source)?;
+        let pair = check_pair(pair, "release", topology, &select, source)?;
+        actions.push(("release", FaultAction::Release(pair)));
     }
     if let Some(target) = &fault.wipe {
         actions.push(("wipe", FaultAction::Wipe(select(target)?)));
@@ -498,6 +549,48 @@ fn check_captures(
 /// Two or more groups, none empty, and no node certainly in two groups. Whether `leader` or
 /// `followers` meets a named master depends on the run (`[["leader"], ["master-3"]]`): the
 /// runner keeps such a node in its first group.
+/// Refuses a fault only turmoil can do in the simulation build, which runs madsim.
+fn turmoil_only<T>(what: &str, at: &Spanned<T>, source: &Source) -> Result<(), ScenarioError> {
+    if cfg!(madsim) {
+        return Err(source.error(
+            at.span(),
+            format!(
+                "{what} needs the turmoil engine, and this build runs madsim: run the scenario \
+                 with the native build, `cargo native run --release -p sim -- run FILE`"
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// `KEY = [SEL, SEL]`: the two ends of a link fault, which may not share a node.
+fn check_pair(
+    pair: &Spanned<Vec<Spanned<String>>>,
+    key: &str,
+    topology: &Topology,
+    select: &dyn Fn(&Spanned<String>) -> Result<Selector, ScenarioError>,
+    source: &Source,
+) -> Result<[Selector; 2], ScenarioError> {
+    let [a, b] = pair.get_ref().as_slice() else {
+        return Err(source.error(
+            pair.span(),
+            format!("`{key}` names the two ends of the links, like [\"master-1\", \"agents\"]"),
+        ));
+    };
+    let (first, second) = (select(a)?, select(b)?);
+    if let Some(node) = certain_overlap(topology, &first, &second) {
+        return Err(source.error(
+            b.span(),
+            format!(
+                "{:?} overlaps {:?} (both select {node})",
+                b.get_ref(),
+                a.get_ref()
+            ),
+        ));
+    }
+    Ok([first, second])
+}
+
 fn check_partition(
     groups: &Spanned<Vec<Vec<Spanned<String>>>>,
     topology: &Topology,

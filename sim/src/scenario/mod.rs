@@ -57,7 +57,13 @@ pub struct HeartbeatParams {
 pub struct Network {
     pub latency: (Duration, Duration),
     pub loss: f64,
+    /// turmoil's step: every host runs this long per step, so no timer or message resolves
+    /// finer. madsim has no steps and ignores it.
+    pub tick: Duration,
 }
+
+/// turmoil's step unless `[network] tick` says otherwise: turmoil's own default.
+pub const DEFAULT_TICK: Duration = Duration::from_millis(1);
 
 /// How the masters agree on a leader.
 #[derive(Clone, Debug, PartialEq)]
@@ -212,6 +218,7 @@ struct RawBackoff {
 struct RawNetwork {
     latency: Option<DurRange>,
     loss: Option<Spanned<f64>>,
+    tick: Option<Spanned<Dur>>,
 }
 
 impl Scenario {
@@ -266,6 +273,13 @@ impl RawScenario {
             loss: match self.network.loss {
                 Some(loss) => check_loss(loss, source)?,
                 None => 0.0,
+            },
+            tick: match self.network.tick {
+                Some(tick) if tick.get_ref().0.is_zero() => {
+                    return Err(source.error(tick.span(), "`tick` must be greater than 0"))
+                }
+                Some(tick) => tick.get_ref().0,
+                None => DEFAULT_TICK,
             },
         };
         let mut faults = Vec::new();

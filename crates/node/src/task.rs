@@ -1,0 +1,28 @@
+//! How the shell starts tasks, picked by build like [`crate::net`].
+//!
+//! Under turmoil each host is a tokio runtime that turmoil drops to crash the host, and tokio
+//! drops a runtime's tasks in an order set by their global task ids: one run in a process that
+//! ran others before drops them in another order, and the goodbyes they send draw the
+//! network's random latencies in that order. The host's `LocalSet` drops its tasks in the
+//! order they were spawned, so there the shell spawns onto it.
+
+use std::future::Future;
+use tokio::task::JoinHandle;
+
+#[cfg(any(madsim, not(feature = "turmoil")))]
+pub fn spawn<F>(future: F) -> JoinHandle<F::Output>
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    tokio::spawn(future)
+}
+
+#[cfg(all(not(madsim), feature = "turmoil"))]
+pub fn spawn<F>(future: F) -> JoinHandle<F::Output>
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    tokio::task::spawn_local(future)
+}
