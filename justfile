@@ -19,6 +19,15 @@ native:
     cargo native build --workspace --all-targets
     cargo native test -p fleet-node
 
+# Every scenario on turmoil (the native build), its verdicts compared with madsim's; then
+# the turmoil-only scenarios against their snapshots.
+engines:
+    cargo native test --release -p sim --test engines -- --nocapture
+
+# Run one scenario on turmoil, the second engine (native build).
+turmoil file=scenario *args="":
+    cargo native run --release -p sim -- run {{file}} {{args}}
+
 # Accept changed snapshots, then show what changed: review the diff before committing.
 snapshots-accept:
     INSTA_UPDATE=always cargo test -p sim --test scenarios

@@ -384,3 +384,28 @@ fn rust_log_stamps_simulated_time_and_leaves_the_run_alone() {
     );
     assert!(String::from_utf8_lossy(&plain.stderr).is_empty());
 }
+
+#[test]
+fn turmoil_only_faults_are_refused_on_madsim_naming_the_engine_that_has_them() {
+    for (file, key) in [("slow-link.toml", "between"), ("hold-release.toml", "hold")] {
+        let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("../scenarios/turmoil")
+            .join(file);
+        let output = sim(&["run", path.to_str().unwrap()]);
+        assert_eq!(output.status.code(), Some(2), "{file}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains(&format!("`{key}`")), "{stderr}");
+        assert!(stderr.contains("needs the turmoil engine"), "{stderr}");
+        assert!(
+            stderr.contains("cargo native run --release -p sim"),
+            "{stderr}"
+        );
+    }
+    let release = scratch_file(
+        "release.toml",
+        &format!("{SMALL}[[faults]]\nat = \"5s\"\nrelease = [\"master-1\", \"agent-1\"]\n"),
+    );
+    let output = sim(&["run", release.to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("release.toml:9:"));
+}
