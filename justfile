@@ -54,3 +54,19 @@ bench pairs="7":
 # Everything CI runs.
 ci:
     bash .ci/run
+
+# The three reference scenarios on both engines, interleaved on one core: each run's wall time
+# and speed-up over real time (the README's side-by-side table takes the medians).
+bench-engines runs="5":
+    #!/usr/bin/env bash
+    set -euo pipefail
+    cargo build -q --release -p sim
+    cargo native build -q --release -p sim
+    speed() { sed -nE 's/^wall ([0-9.]+s) · speed-up ([0-9]+×).*/\1 \2/p'; }
+    for f in steady-state master-restart raft-leader-crash; do
+        for i in $(seq {{runs}}); do
+            madsim=$(taskset -c 0 target/sim/release/sim run scenarios/$f.toml --verdicts-only | speed)
+            turmoil=$(taskset -c 0 target/native/release/sim run scenarios/$f.toml --verdicts-only | speed)
+            echo "$f run $i: madsim $madsim  turmoil $turmoil"
+        done
+    done

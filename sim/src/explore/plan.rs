@@ -38,6 +38,10 @@ pub enum Draw {
     Force(String),
     /// A master shuts down gracefully.
     Shutdown(String),
+    /// Holds every message between the two groups (turmoil only).
+    Hold([Vec<String>; 2]),
+    /// Delivers what was held between the two groups: the liveness phase's answer to `Hold`.
+    Release([Vec<String>; 2]),
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -108,6 +112,8 @@ impl Ground<'_> {
             FaultKind::Partition | FaultKind::Oneway | FaultKind::Isolate => {
                 self.topology.nodes().len() > 1
             }
+            // madsim cannot hold messages: a template lists `hold` for turmoil's runs.
+            FaultKind::Hold => !cfg!(madsim) && self.topology.nodes().len() > 1,
             _ => true,
         }
     }
@@ -130,19 +136,9 @@ impl Ground<'_> {
             FaultKind::Wipe => Draw::Wipe(pick(rng)),
             FaultKind::Isolate => Draw::Isolate(pick(rng)),
             FaultKind::Heal => Draw::Heal,
+            FaultKind::Hold => Draw::Hold(self.split(targets, rng)),
             FaultKind::Partition | FaultKind::Oneway => {
-                let all = self.topology.nodes();
-                let most = targets.len().min(all.len() - 1);
-                let size = rng.gen_range(1..=most);
-                let mut pool = targets.to_vec();
-                for i in 0..size {
-                    let j = rng.gen_range(i..pool.len());
-                    pool.swap(i, j);
-                }
-                pool.truncate(size);
-                let side: BTreeSet<String> = pool.into_iter().collect();
-                let rest: Vec<String> = all.into_iter().filter(|n| !side.contains(n)).collect();
-                let side: Vec<String> = self.in_topology_order(&side);
+                let [side, rest] = self.split(targets, rng);
                 // One way, either direction: the side's traffic out, or everyone's traffic in.
                 let groups = if kind == FaultKind::Oneway && rng.gen_bool(0.5) {
                     [rest, side]
@@ -161,6 +157,22 @@ impl Ground<'_> {
             }
             FaultKind::Loss => Draw::Loss(f64::from(rng.gen_range(5u32..=50)) / 100.0),
         }
+    }
+
+    /// Some of `targets` on one side, every other node on the other.
+    fn split(&self, targets: &[String], rng: &mut ChaCha8Rng) -> [Vec<String>; 2] {
+        let all = self.topology.nodes();
+        let most = targets.len().min(all.len() - 1);
+        let size = rng.gen_range(1..=most);
+        let mut pool = targets.to_vec();
+        for i in 0..size {
+            let j = rng.gen_range(i..pool.len());
+            pool.swap(i, j);
+        }
+        pool.truncate(size);
+        let side: BTreeSet<String> = pool.into_iter().collect();
+        let rest: Vec<String> = all.into_iter().filter(|n| !side.contains(n)).collect();
+        [self.in_topology_order(&side), rest]
     }
 
     fn in_topology_order(&self, nodes: &BTreeSet<String>) -> Vec<String> {
@@ -196,6 +208,10 @@ impl Ground<'_> {
         let mut revoked = BTreeSet::new();
         for step in steps {
             match &step.draw {
+                Draw::Hold(groups) => phase.push(Step {
+                    at,
+                    draw: Draw::Release(groups.clone()),
+                }),
                 Draw::Crash(node) | Draw::Shutdown(node) => {
                     down.insert(node.clone());
                 }
@@ -323,8 +339,21 @@ impl fmt::Display for Draw {
             Draw::Restore(node) => write!(f, "restore {node}"),
             Draw::Force(node) => write!(f, "admin force {node}"),
             Draw::Shutdown(node) => write!(f, "shutdown {node}"),
+            Draw::Hold(groups) => write!(f, "hold {}", show_ends(groups)),
+            Draw::Release(groups) => write!(f, "release {}", show_ends(groups)),
         }
     }
+}
+
+/// The two ends of a link fault as one selector each: `agent-1 + master-2 | agent-2..agent-3`.
+pub fn show_ends(groups: &[Vec<String>; 2]) -> String {
+    let [a, b] = groups.clone().map(|group| end(&group));
+    format!("{a} | {b}")
+}
+
+/// A group of nodes as one selector: their compact names joined as a union.
+pub fn end(group: &[String]) -> String {
+    compact(group).join(" + ")
 }
 
 /// Node names as selectors, as short as they go: every agent is `agents`, a run of
@@ -418,6 +447,34 @@ mod tests {
         }
         // 20s at a mean gap of 2s: about 10 faults a run.
         assert!((300..700).contains(&counts), "{counts}");
+    }
+
+    #[test]
+    fn holds_are_drawn_only_where_the_engine_can_hold_and_the_liveness_phase_releases_them() {
+        let scenario = template(r#"["hold", "crash"]"#);
+        let ground = ground(&scenario);
+        let mut holds = 0;
+        for seed in 0..40 {
+            let schedule = ground.draw(seed);
+            let held: Vec<&[Vec<String>; 2]> = (schedule.steps.iter())
+                .filter_map(|step| match &step.draw {
+                    Draw::Hold(groups) => Some(groups),
+                    _ => None,
+                })
+                .collect();
+            let liveness = ground.liveness_steps(&schedule.steps);
+            for groups in &held {
+                assert!(groups.iter().all(|group| !group.is_empty()), "{groups:?}");
+                let released = Draw::Release((*groups).clone());
+                assert!(
+                    liveness.iter().any(|step| step.draw == released),
+                    "{groups:?}"
+                );
+            }
+            holds += held.len();
+        }
+        // madsim cannot hold messages, so it never draws a hold; turmoil does.
+        assert_eq!(holds == 0, cfg!(madsim), "{holds} holds drawn");
     }
 
     #[test]

@@ -4,7 +4,7 @@
 //! `[explore]` table, with the run's seed, its drawn faults, the liveness phase and the
 //! liveness check appended. That file is what runs, so a written one replays exactly.
 
-use crate::explore::plan::{compact, Draw, Ground, Schedule, Step};
+use crate::explore::plan::{compact, end, Draw, Ground, Schedule, Step};
 use crate::scenario::overrides::Override;
 use crate::scenario::source::{error_at, Position, ScenarioError};
 use crate::scenario::Scenario;
@@ -159,6 +159,14 @@ fn fault_table(step: &Step, note: Option<&str>) -> Table {
             table["agent"] = value(node.as_str());
         }
         Draw::Shutdown(node) => table["shutdown"] = value(node.as_str()),
+        Draw::Hold(groups) | Draw::Release(groups) => {
+            let key = if matches!(step.draw, Draw::Hold(_)) {
+                "hold"
+            } else {
+                "release"
+            };
+            table[key] = value(groups.iter().map(|group| end(group)).collect::<Array>());
+        }
     }
     table
 }

@@ -3,7 +3,7 @@
 //! ```toml
 //! [explore]
 //! faults = ["crash", "restart", "partition", "oneway", "heal", "latency", "loss", "wipe", "isolate",
-//!           "revoke", "force", "shutdown"]
+//!           "revoke", "force", "shutdown", "hold"]   # hold: turmoil only, madsim never draws it
 //! targets = "masters"     # the nodes faults hit
 //! mean_gap = "2s"         # mean time between faults
 //! until = "20s"           # faults stop here; the liveness phase starts
@@ -37,10 +37,13 @@ pub enum FaultKind {
     Force,
     /// A master shuts down gracefully (restarted in the liveness phase).
     Shutdown,
+    /// Holds the messages between some nodes and the rest (released in the liveness phase);
+    /// turmoil only: madsim never draws it.
+    Hold,
 }
 
 impl FaultKind {
-    pub const ALL: [FaultKind; 12] = [
+    pub const ALL: [FaultKind; 13] = [
         FaultKind::Crash,
         FaultKind::Restart,
         FaultKind::Partition,
@@ -53,6 +56,7 @@ impl FaultKind {
         FaultKind::Revoke,
         FaultKind::Force,
         FaultKind::Shutdown,
+        FaultKind::Hold,
     ];
 
     pub fn name(self) -> &'static str {
@@ -69,6 +73,7 @@ impl FaultKind {
             FaultKind::Revoke => "revoke",
             FaultKind::Force => "force",
             FaultKind::Shutdown => "shutdown",
+            FaultKind::Hold => "hold",
         }
     }
 
