@@ -6,12 +6,26 @@
 //! (or they differ), 2 bad input.
 
 use clap::{Parser, Subcommand};
+
+/// The engine this build runs scenarios on, as a literal for `--version`.
+#[cfg(madsim)]
+macro_rules! sim_engine {
+    () => {
+        "madsim"
+    };
+}
+#[cfg(not(madsim))]
+macro_rules! sim_engine {
+    () => {
+        "turmoil"
+    };
+}
 use std::path::PathBuf;
 
 #[derive(Parser)]
 #[command(
     name = "sim",
-    version,
+    version = concat!(env!("CARGO_PKG_VERSION"), " (", sim_engine!(), ")"),
     about = "Deterministic simulation of the fleet control plane",
     after_help = "Examples:
   sim run scenarios/master-restart.toml                 run one scenario, print its timeline
@@ -21,6 +35,8 @@ use std::path::PathBuf;
   sim explore scenarios/explore/raft.toml --runs 2000   random faults; shrink what fails
 
 The seed: --seed N, or MADSIM_TEST_SEED=N (MADSIM_TEST_NUM=K runs seeds N..N+K-1).
+The engine: madsim in the simulation build (cargo run --release -p sim -- ...), turmoil in
+the native build (cargo native run --release -p sim -- ...); `sim --version` names this one's.
 Exit codes: 0 every expectation held, 1 one failed, 2 bad input."
 )]
 struct Cli {

@@ -309,7 +309,9 @@ fn filters_verdicts_only_and_madsim_seed_variables() {
     let bad = sim(&["run", file, "--filter", "node=agent-9"]);
     assert_eq!(bad.status.code(), Some(2));
     let version = sim(&["--version"]);
-    assert!(String::from_utf8_lossy(&version.stdout).starts_with("sim "));
+    let version = String::from_utf8_lossy(&version.stdout).to_string();
+    assert!(version.starts_with("sim "), "{version}");
+    assert!(version.contains("(madsim)"), "names its engine: {version}");
 }
 
 /// Plots are SVG files: a run's rates, a sweep's values against the grid.
