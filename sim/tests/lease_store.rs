@@ -2,7 +2,7 @@
 //! are the ones the store runs, and the safety of a lease rests on their timing.
 
 use fleet_core::cluster::lease::{LeaseAction, LeaseConfig, LeaseNode};
-use fleet_core::cluster::Role;
+use fleet_core::cluster::{Membership, Role};
 use fleet_core::resp::Value;
 use sim::run::store::Store;
 use std::time::{Duration, Instant};
@@ -51,6 +51,7 @@ impl World {
                     node.handle_reply(request.id, reply);
                 }
             }
+            while node.poll_cluster_event().is_some() {}
             while node.poll_event().is_some() {}
         }
     }

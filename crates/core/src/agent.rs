@@ -19,7 +19,7 @@
 use crate::backoff::{Backoff, BackoffPolicy, Next};
 use crate::command::{Executor, ExecutorConfig, Step};
 pub use crate::timeline::DisconnectReason;
-use crate::timeline::{emit, AgentEvent, CommandEvent};
+use crate::timeline::{AgentEvent, CommandEvent, Event, Events};
 use crate::wire::{
     CloseCode, ConfigAck, ConfigId, ConfigPull, ConfigPush, Heartbeat, Message, NodeStatus,
     Refusal, Register, RegisterAck, Unregister,
@@ -172,6 +172,8 @@ pub struct Connector<R> {
     pulling: bool,
     /// What it last reported itself as.
     status: NodeStatus,
+    /// What it reports, until the shell takes it.
+    events: Events,
 }
 
 impl<R: RngCore> Connector<R> {
@@ -201,6 +203,7 @@ impl<R: RngCore> Connector<R> {
             fleet_config: ConfigPush::default(),
             pulling: false,
             status: NodeStatus::Online,
+            events: Events::default(),
         }
     }
 
@@ -227,7 +230,7 @@ impl<R: RngCore> Connector<R> {
         let status = self.executor.status();
         if status != self.status {
             self.status = status;
-            emit(CommandEvent::StatusChanged {
+            self.events.push(CommandEvent::StatusChanged {
                 status: status.as_str().to_string(),
             });
         }
@@ -241,18 +244,20 @@ impl<R: RngCore> Connector<R> {
         for step in steps {
             let send = match step {
                 Step::Started { request_id, name } => {
-                    emit(CommandEvent::CommandStarted { request_id, name });
+                    self.events
+                        .push(CommandEvent::CommandStarted { request_id, name });
                     None
                 }
                 Step::Reply(result) => {
-                    emit(CommandEvent::CommandFinished {
+                    self.events.push(CommandEvent::CommandFinished {
                         request_id: result.request_id.clone(),
                         outcome: result.outcome.name().to_string(),
                     });
                     Some(result)
                 }
                 Step::Duplicate { request_id, stored } => {
-                    emit(CommandEvent::CommandDuplicate { request_id });
+                    self.events
+                        .push(CommandEvent::CommandDuplicate { request_id });
                     stored
                 }
             };
@@ -271,7 +276,7 @@ impl<R: RngCore> Connector<R> {
         }
         match self.state {
             State::Waiting { until, delay } if now >= until => {
-                emit(AgentEvent::ConnectAttempt {
+                self.events.push(AgentEvent::ConnectAttempt {
                     attempt: self.attempt,
                     delay_ms: delay.as_millis() as u64,
                     target: self.config.masters[self.target].clone(),
@@ -326,7 +331,7 @@ impl<R: RngCore> Connector<R> {
         if !matches!(self.state, State::Connecting { .. }) {
             return;
         }
-        emit(AgentEvent::Connected {
+        self.events.push(AgentEvent::Connected {
             target: self.config.masters[self.target].clone(),
         });
         self.actions
@@ -348,7 +353,7 @@ impl<R: RngCore> Connector<R> {
     pub fn handle_message(&mut self, now: Instant, message: Message) {
         match (&self.state, message) {
             (State::Registering { .. }, Message::RegisterAck(ack)) if ack.accepted() => {
-                emit(AgentEvent::Registered {
+                self.events.push(AgentEvent::Registered {
                     instance_id: ack.instance_id,
                 });
                 self.heartbeat_interval = match ack.heartbeat_interval_ms {
@@ -399,7 +404,8 @@ impl<R: RngCore> Connector<R> {
                 if push.id > self.fleet_config.id {
                     self.fleet_config = *push;
                     let ConfigId { version, term } = self.fleet_config.id;
-                    emit(CommandEvent::ConfigApplied { version, term });
+                    self.events
+                        .push(CommandEvent::ConfigApplied { version, term });
                 }
                 let id = self.fleet_config.id;
                 let ack = Message::ConfigAck(ConfigAck { id });
@@ -432,7 +438,7 @@ impl<R: RngCore> Connector<R> {
             self.state,
             State::Connecting { .. } | State::Registering { .. } | State::Online { .. }
         ) {
-            emit(AgentEvent::Disconnected {
+            self.events.push(AgentEvent::Disconnected {
                 reason: DisconnectReason::Local,
                 retry_after_ms: None,
             });
@@ -444,6 +450,12 @@ impl<R: RngCore> Connector<R> {
     #[must_use]
     pub fn poll_action(&mut self) -> Option<AgentAction> {
         self.actions.pop_front()
+    }
+
+    /// The next event for the timeline, in the order they happened.
+    #[must_use]
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop()
     }
 
     #[must_use]
@@ -506,7 +518,7 @@ impl<R: RngCore> Connector<R> {
         reason: DisconnectReason,
         retry_after: Option<Duration>,
     ) {
-        emit(AgentEvent::Disconnected {
+        self.events.push(AgentEvent::Disconnected {
             reason,
             retry_after_ms: retry_after.map(|after| after.as_millis() as u64),
         });
@@ -542,7 +554,7 @@ impl<R: RngCore> Connector<R> {
         let Some(index) = self.config.masters.iter().position(|m| m == leader) else {
             return self.lose_connection(now, DisconnectReason::ProtocolError, None);
         };
-        emit(AgentEvent::Redirected {
+        self.events.push(AgentEvent::Redirected {
             to: leader.to_string(),
         });
         self.actions.push_back(AgentAction::Close);
@@ -560,7 +572,7 @@ impl<R: RngCore> Connector<R> {
     }
 
     fn connect_failed(&mut self, now: Instant, reason: DisconnectReason) {
-        emit(AgentEvent::ConnectFailed { reason });
+        self.events.push(AgentEvent::ConnectFailed { reason });
         self.schedule_retry(now);
     }
 
@@ -584,14 +596,14 @@ impl<R: RngCore> Connector<R> {
                 };
             }
             Next::LongWait(wait) => {
-                emit(AgentEvent::LongWait {
+                self.events.push(AgentEvent::LongWait {
                     ms: wait.as_millis() as u64,
                 });
                 self.target = 0;
                 self.start_cycle(now, wait);
             }
             Next::GiveUp => {
-                emit(AgentEvent::GaveUp {
+                self.events.push(AgentEvent::GaveUp {
                     attempts: self.attempt,
                 });
                 self.state = State::GaveUp;
@@ -615,6 +627,7 @@ mod tests {
     use crate::backoff::{Strategy, WhenExhausted};
     use crate::command::{Command, Outcome, Pending};
     use crate::master::{Leadership, MasterAction, MasterConfig, Registry, SubmitError};
+    use crate::timeline::Event;
     use crate::wire::{BuildInfo, RegisterAck, MAX_FRAME_DEFAULT};
     use rand::SeedableRng;
     use rand_chacha::ChaCha8Rng;
@@ -735,6 +748,82 @@ mod tests {
             }
         }
         times
+    }
+
+    fn reported(connector: &mut Connector<ChaCha8Rng>) -> Vec<Event> {
+        std::iter::from_fn(|| connector.poll_event()).collect()
+    }
+
+    /// After each input, exactly the events a user reads on the timeline.
+    #[test]
+    fn events_report_each_attempt_registration_and_loss() {
+        let t0 = Instant::now();
+        let mut connector = connector(no_jitter(), t0);
+        assert_eq!(reported(&mut connector), []);
+        let attempt = |attempt, delay_ms| AgentEvent::ConnectAttempt {
+            attempt,
+            delay_ms,
+            target: "master-1".into(),
+        };
+        connector.handle_timeout(t0);
+        assert_eq!(reported(&mut connector), [attempt(1, 0).into()]);
+        connector.handle_connect_failed(t0, DisconnectReason::Refused);
+        assert_eq!(
+            reported(&mut connector),
+            [AgentEvent::ConnectFailed {
+                reason: DisconnectReason::Refused
+            }
+            .into()]
+        );
+        let retry = t0 + Duration::from_secs(1);
+        connector.handle_timeout(retry);
+        connector.handle_connected(retry);
+        connector.handle_message(retry, ack());
+        assert_eq!(
+            reported(&mut connector),
+            [
+                attempt(2, 1000).into(),
+                AgentEvent::Connected {
+                    target: "master-1".into()
+                }
+                .into(),
+                AgentEvent::Registered {
+                    instance_id: "agent-1-host-1".into()
+                }
+                .into(),
+            ]
+        );
+        // A busy master names when to come back; the event carries it.
+        connector.handle_disconnected(retry, DisconnectReason::Closed);
+        connector.handle_timeout(retry);
+        connector.handle_connected(retry);
+        connector.handle_message(retry, refusal(Refusal::Busy, 2500));
+        assert_eq!(
+            reported(&mut connector),
+            [
+                AgentEvent::Disconnected {
+                    reason: DisconnectReason::Closed,
+                    retry_after_ms: None
+                }
+                .into(),
+                attempt(1, 0).into(),
+                AgentEvent::Connected {
+                    target: "master-1".into()
+                }
+                .into(),
+                AgentEvent::Disconnected {
+                    reason: DisconnectReason::Busy,
+                    retry_after_ms: Some(2500)
+                }
+                .into(),
+            ]
+        );
+        connector.disconnect();
+        assert_eq!(
+            reported(&mut connector),
+            [],
+            "not connected: nothing to say"
+        );
     }
 
     #[test]

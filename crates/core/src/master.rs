@@ -5,7 +5,7 @@
 use crate::attempts::{Admission, AttemptManager, AttemptPolicy, Refuse, TokenBucket};
 use crate::auth::Credentials;
 use crate::command::{Command, Outbox, Pending, Received, OUTBOX_BUDGET};
-use crate::timeline::{emit, CommandEvent, MasterEvent};
+use crate::timeline::{CommandEvent, Event, Events, MasterEvent};
 use crate::wire::{
     payload_len, CloseCode, ConfigId, ConfigPush, Goodbye, HeartbeatAck, Message, NodeStatus,
     Redirect, Refusal, Register, RegisterAck, MAX_FRAME_DEFAULT,
@@ -207,6 +207,8 @@ pub struct Registry {
     attempts: AttemptManager,
     /// Shutting down: it has said goodbye to its agents and takes no more.
     shutting_down: bool,
+    /// What it reports, until the shell takes it.
+    events: Events,
 }
 
 /// Why a master did not accept a command or config.
@@ -270,6 +272,7 @@ impl Registry {
             unconfirmed: Vec::new(),
             changes: 0,
             handover_seq: 0,
+            events: Events::default(),
         }
     }
 
@@ -401,7 +404,7 @@ impl Registry {
                 continue;
             }
             if self.outbox.pending_bytes() >= OUTBOX_BUDGET {
-                emit(CommandEvent::CommandLost {
+                self.events.push(CommandEvent::CommandLost {
                     request_id: id.clone(),
                     reason: format!("returned by {from} to a leader whose outbox is full"),
                 });
@@ -420,7 +423,7 @@ impl Registry {
         if adopted.is_empty() {
             return;
         }
-        emit(CommandEvent::CommandsAdopted {
+        self.events.push(CommandEvent::CommandsAdopted {
             count: adopted.len() as u64,
         });
         for (agent, command) in adopted {
@@ -453,7 +456,7 @@ impl Registry {
         self.changes += 1;
         self.handover_seq += 1;
         let sessions: Vec<SessionId> = self.sessions.keys().copied().collect();
-        emit(CommandEvent::ConfigPushed {
+        self.events.push(CommandEvent::ConfigPushed {
             version: id.version,
             term: id.term,
             agents: sessions.len() as u64,
@@ -509,7 +512,7 @@ impl Registry {
             .and_then(|entry| entry.session);
         match session {
             Some(session) => self.send_command(session, agent, command),
-            None => emit(CommandEvent::CommandQueued {
+            None => self.events.push(CommandEvent::CommandQueued {
                 request_id: command.request_id,
                 agent: agent.to_string(),
                 name: command.name,
@@ -519,7 +522,7 @@ impl Registry {
     }
 
     fn send_command(&mut self, session: SessionId, agent: &str, command: Command) {
-        emit(CommandEvent::CommandSent {
+        self.events.push(CommandEvent::CommandSent {
             request_id: command.request_id.clone(),
             agent: agent.to_string(),
             name: command.name.clone(),
@@ -542,7 +545,7 @@ impl Registry {
         self.leadership = leadership;
         if was_leader && self.leadership != Leadership::Leader && self.nodes.len() > 0 {
             let sessions: Vec<SessionId> = self.sessions.keys().copied().collect();
-            emit(MasterEvent::RegistryCleared {
+            self.events.push(MasterEvent::RegistryCleared {
                 agents: self.nodes.len() as u64,
             });
             self.nodes.clear();
@@ -569,7 +572,7 @@ impl Registry {
             }
             let count = self.outbox.pending() as u64;
             if count > 0 {
-                emit(CommandEvent::CommandsAdopted { count });
+                self.events.push(CommandEvent::CommandsAdopted { count });
             }
             self.changes += 1;
             self.handover_seq += 1;
@@ -613,11 +616,12 @@ impl Registry {
                 if !(heartbeat.metrics.is_empty() && entry.metrics.is_empty()) {
                     entry.metrics = heartbeat.metrics;
                 }
-                if entry.liveness == Liveness::Offline {
+                let back_online = (entry.liveness == Liveness::Offline).then(|| {
                     entry.liveness = Liveness::Online;
-                    emit(MasterEvent::NodeOnline {
-                        agent: entry.info.node_name.clone(),
-                    });
+                    entry.info.node_name.clone()
+                });
+                if let Some(agent) = back_online {
+                    self.events.push(MasterEvent::NodeOnline { agent });
                 }
                 self.schedule_sweep(now + self.config.offline_after());
                 self.send(
@@ -631,7 +635,7 @@ impl Registry {
             Message::Unregister(_) => {
                 if let Some(slot) = self.sessions.remove(&session) {
                     if let Some(entry) = self.nodes.remove(slot) {
-                        emit(MasterEvent::NodeUnregistered {
+                        self.events.push(MasterEvent::NodeUnregistered {
                             agent: entry.info.node_name,
                         });
                     }
@@ -646,7 +650,7 @@ impl Registry {
                 // accepted (before a failover), changes nothing.
                 if let Received::First { agent } = self.outbox.receive(&result) {
                     self.changes += 1;
-                    emit(CommandEvent::CommandResult {
+                    self.events.push(CommandEvent::CommandResult {
                         request_id: result.request_id,
                         agent,
                         outcome: result.outcome.name().to_string(),
@@ -747,7 +751,7 @@ impl Registry {
         let retry_after_ms = retry_after.map(|after| after.as_millis().max(1) as u64);
         if refusal != Refusal::NoLeader {
             // A follower refusing for want of a leader is no news; the leader's refusals are.
-            emit(MasterEvent::RegistrationRefused {
+            self.events.push(MasterEvent::RegistrationRefused {
                 agent: info.node_name.clone(),
                 refusal: name.to_string(),
                 retry_after_ms,
@@ -789,19 +793,19 @@ impl Registry {
                 entry.session = Some(session);
                 entry.liveness = Liveness::Online;
                 entry.last_heard = now;
-                emit(MasterEvent::NodeRegistered {
+                self.events.push(MasterEvent::NodeRegistered {
                     agent: agent.clone(),
                     instance_id: instance_id.clone(),
                 });
                 if was_offline {
-                    emit(MasterEvent::NodeOnline {
+                    self.events.push(MasterEvent::NodeOnline {
                         agent: agent.clone(),
                     });
                 }
                 (slot, superseded)
             }
             None => {
-                emit(MasterEvent::NodeRegistered {
+                self.events.push(MasterEvent::NodeRegistered {
                     agent: agent.clone(),
                     instance_id: instance_id.clone(),
                 });
@@ -853,7 +857,7 @@ impl Registry {
         let Some(entry) = self.nodes.remove(old) else {
             return;
         };
-        emit(MasterEvent::InstanceReplaced {
+        self.events.push(MasterEvent::InstanceReplaced {
             agent: entry.info.node_name,
             instance_id: entry.info.instance_id,
         });
@@ -892,7 +896,7 @@ impl Registry {
             return false;
         };
         self.sessions.remove(&session);
-        emit(MasterEvent::SessionEnded {
+        self.events.push(MasterEvent::SessionEnded {
             agent: agent.to_string(),
             code: close_code_name(code).to_string(),
             reason: reason.to_string(),
@@ -934,7 +938,7 @@ impl Registry {
             }
             None => (0, None, String::new()),
         };
-        emit(MasterEvent::AdminStatus {
+        self.events.push(MasterEvent::AdminStatus {
             agent: agent.to_string(),
             connected,
             attempts,
@@ -946,13 +950,13 @@ impl Registry {
     /// Admin `active`: the agents reconnecting, by the master's records.
     pub fn admin_active(&mut self, now: Instant) {
         let agents = self.attempts.active(now);
-        emit(MasterEvent::AdminActive { agents });
+        self.events.push(MasterEvent::AdminActive { agents });
     }
 
     /// Admin `cleanup`: drops expired records.
     pub fn admin_cleanup(&mut self, now: Instant) {
         let removed = self.attempts.cleanup(now) as u64;
-        emit(MasterEvent::AdminCleanup { removed });
+        self.events.push(MasterEvent::AdminCleanup { removed });
     }
 
     /// Admin `force`: forgets `agent`'s attempts and ends its session as going away, so it
@@ -960,7 +964,7 @@ impl Registry {
     pub fn admin_force(&mut self, agent: &str) {
         self.attempts.forget(agent);
         let had_session = self.end_session(agent, CloseCode::GoingAway, "forced by an operator");
-        emit(MasterEvent::AdminForce {
+        self.events.push(MasterEvent::AdminForce {
             agent: agent.to_string(),
             had_session,
         });
@@ -972,7 +976,7 @@ impl Registry {
         self.end_session(agent, CloseCode::Normal, "decommissioned");
         if let Some(slot) = self.nodes.slot_of_agent(agent) {
             if let Some(entry) = self.nodes.remove(slot) {
-                emit(MasterEvent::NodeUnregistered {
+                self.events.push(MasterEvent::NodeUnregistered {
                     agent: entry.info.node_name,
                 });
             }
@@ -988,7 +992,7 @@ impl Registry {
         }
         self.shutting_down = true;
         let sessions: Vec<SessionId> = self.sessions.keys().copied().collect();
-        emit(MasterEvent::ShuttingDown {
+        self.events.push(MasterEvent::ShuttingDown {
             agents: sessions.len() as u64,
         });
         for session in sessions {
@@ -1013,7 +1017,7 @@ impl Registry {
             if now >= deadline {
                 entry.liveness = Liveness::Offline;
                 let silent_ms = now.duration_since(entry.last_heard).as_millis() as u64;
-                emit(MasterEvent::NodeOffline {
+                self.events.push(MasterEvent::NodeOffline {
                     agent: entry.info.node_name.clone(),
                     instance_id: entry.info.instance_id.clone(),
                     silent_ms,
@@ -1028,6 +1032,12 @@ impl Registry {
     #[must_use]
     pub fn poll_action(&mut self) -> Option<MasterAction> {
         self.actions.pop_front()
+    }
+
+    /// The next event for the timeline, in the order they happened.
+    #[must_use]
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop()
     }
 
     /// When [`handle_timeout`](Self::handle_timeout) next has work to do.

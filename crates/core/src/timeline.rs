@@ -8,7 +8,9 @@
 //! it must be considered.
 
 use serde::{Deserialize, Serialize};
+use std::collections::VecDeque;
 use std::fmt;
+use strum::VariantNames;
 
 /// The `tracing` target of every timeline event.
 pub const TARGET: &str = "fleet_core::timeline";
@@ -67,38 +69,26 @@ enum Subsystem {
     Command,
 }
 
+/// Each subsystem's kinds, as its enum's variants name them (derived: serde and strum both
+/// write a variant's name in snake case, so a new variant is routed without an edit here).
+const KINDS: [(Subsystem, &[&str]); 8] = [
+    (Subsystem::Agent, AgentEvent::VARIANTS),
+    (Subsystem::Master, MasterEvent::VARIANTS),
+    (Subsystem::Raft, RaftEvent::VARIANTS),
+    (Subsystem::Lease, LeaseEvent::VARIANTS),
+    (Subsystem::Single, SingleEvent::VARIANTS),
+    (Subsystem::Call, CallEvent::VARIANTS),
+    (Subsystem::Shell, ShellEvent::VARIANTS),
+    (Subsystem::Command, CommandEvent::VARIANTS),
+];
+
 /// Which subsystem's enum has a variant of this kind. `every_kind_parses_straight_to_its_enum`
 /// checks it against every kind.
 fn subsystem(kind: &str) -> Option<Subsystem> {
-    use Subsystem::*;
-    Some(match kind {
-        "connect_attempt" | "connected" | "registered" | "disconnected" | "redirected"
-        | "connect_failed" | "long_wait" | "gave_up" => Agent,
-        "node_registered"
-        | "node_online"
-        | "node_offline"
-        | "node_unregistered"
-        | "registry_cleared"
-        | "instance_replaced"
-        | "registration_refused"
-        | "session_ended"
-        | "shutting_down"
-        | "admin_status"
-        | "admin_active"
-        | "admin_cleanup"
-        | "admin_force" => Master,
-        "pre_vote_started" | "election_started" | "vote_granted" | "vote_denied"
-        | "became_leader" | "became_follower" | "stepped_down" | "state_restored" => Raft,
-        "lease_acquired" | "lease_renewed" | "lease_lost" | "lease_holder_seen"
-        | "lease_resumed" => Lease,
-        "leading_alone" => Single,
-        "remote_call" | "remote_call_done" | "remote_call_served" => Call,
-        "bind_failed" | "bad_frame" => Shell,
-        "command_sent" | "command_queued" | "command_result" | "command_lost"
-        | "command_started" | "command_finished" | "command_duplicate" | "commands_adopted"
-        | "config_pushed" | "config_applied" | "status_changed" => Command,
-        _ => return None,
-    })
+    KINDS
+        .iter()
+        .find(|(_, kinds)| kinds.contains(&kind))
+        .map(|(subsystem, _)| *subsystem)
 }
 
 /// Why a connection ended or never came up.
@@ -177,8 +167,9 @@ impl fmt::Display for DisconnectReason {
 }
 
 /// The agent's connector.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, VariantNames)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+#[strum(serialize_all = "snake_case")]
 pub enum AgentEvent {
     /// Attempt `attempt` of the cycle goes out after waiting `delay_ms`.
     ConnectAttempt {
@@ -215,8 +206,9 @@ pub enum AgentEvent {
 }
 
 /// The master's registry.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, VariantNames)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+#[strum(serialize_all = "snake_case")]
 pub enum MasterEvent {
     NodeRegistered {
         agent: String,
@@ -288,8 +280,9 @@ pub enum MasterEvent {
 }
 
 /// Raft election.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, VariantNames)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+#[strum(serialize_all = "snake_case")]
 pub enum RaftEvent {
     /// Asking whether an election for `term` could be won.
     PreVoteStarted {
@@ -328,8 +321,9 @@ pub enum RaftEvent {
 }
 
 /// Lease mode: the holder of the lease leads; its fencing token numbers its time in office.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, VariantNames)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+#[strum(serialize_all = "snake_case")]
 pub enum LeaseEvent {
     LeaseAcquired {
         token: u64,
@@ -354,15 +348,17 @@ pub enum LeaseEvent {
 }
 
 /// Single mode: one master that leads from its start.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, VariantNames)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+#[strum(serialize_all = "snake_case")]
 pub enum SingleEvent {
     LeadingAlone {},
 }
 
 /// Remote calls between masters.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, VariantNames)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+#[strum(serialize_all = "snake_case")]
 pub enum CallEvent {
     RemoteCall {
         trace_id: String,
@@ -381,8 +377,9 @@ pub enum CallEvent {
 }
 
 /// Commands: sent and answered on the master, run on the agent.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, VariantNames)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+#[strum(serialize_all = "snake_case")]
 pub enum CommandEvent {
     /// The master sent a command (again, after a re-registration).
     CommandSent {
@@ -442,8 +439,9 @@ pub enum CommandEvent {
 }
 
 /// The async shell.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, VariantNames)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+#[strum(serialize_all = "snake_case")]
 pub enum ShellEvent {
     /// A listener could not bind; the node does not serve.
     BindFailed { error: String },
@@ -483,10 +481,42 @@ impl<T: Serialize> fmt::Display for Json<'_, T> {
 }
 
 /// Reports `event` to whoever listens (the simulator's timeline, a log). Costs nothing beyond
-/// building the event when nobody does.
+/// building the event when nobody does. The shell calls it; cores queue their events in
+/// [`Events`] and hand them out from `poll_event`.
 pub fn emit(event: impl Into<Event>) {
     let event = event.into();
     tracing::info!(target: "fleet_core::timeline", event = %Json(&event));
+}
+
+/// Emits every event `poll` hands out, in order: the shell's side of a core's `poll_event`.
+pub fn emit_from(mut poll: impl FnMut() -> Option<Event>) {
+    while let Some(event) = poll() {
+        emit(event);
+    }
+}
+
+/// A core's events, in the order they happened, until the shell takes them. The shell drains
+/// it after every input, so it never holds more than one input's worth.
+#[derive(Debug, Default)]
+pub struct Events(VecDeque<Event>);
+
+impl Events {
+    /// Queues `event` behind the others.
+    pub fn push(&mut self, event: impl Into<Event>) {
+        debug_assert!(self.0.len() < 1 << 20, "a shell drains its core's events");
+        self.0.push_back(event.into());
+    }
+
+    /// The oldest event not yet taken.
+    #[must_use]
+    pub fn pop(&mut self) -> Option<Event> {
+        self.0.pop_front()
+    }
+
+    /// Every event not yet taken, oldest first.
+    pub fn drain(&mut self) -> Vec<Event> {
+        self.0.drain(..).collect()
+    }
 }
 
 #[cfg(test)]

@@ -4,6 +4,7 @@ use crate::clock::{now, Timer};
 use crate::codec::{CodecError, FrameCodec};
 use crate::net::TcpStream;
 use fleet_core::agent::{AgentAction, Connector, DisconnectReason};
+use fleet_core::timeline::emit_from;
 use fleet_core::wire::{BuildInfo, Message, Register};
 use futures::task::AtomicWaker;
 use futures::{SinkExt, StreamExt};
@@ -148,6 +149,7 @@ pub async fn run_agent<R: RngCore>(
     let stopped = control.stopped();
     tokio::pin!(stopped);
     loop {
+        emit_from(|| connector.poll_event());
         while let Some(action) = connector.poll_action() {
             match action {
                 AgentAction::Connect { target } => {
@@ -161,6 +163,7 @@ pub async fn run_agent<R: RngCore>(
                                 CodecError::Wire(_) => DisconnectReason::ProtocolError,
                             };
                             connector.handle_disconnected(now(), reason);
+                            emit_from(|| connector.poll_event());
                         }
                     }
                 }

@@ -14,7 +14,7 @@ use fleet_core::command::Pending;
 use fleet_core::master::{
     Durable, Handover, Leadership, MasterAction, MasterConfig, Registry, SessionId, SubmitError,
 };
-use fleet_core::timeline::{emit, ShellEvent};
+use fleet_core::timeline::{emit, emit_from, ShellEvent};
 use fleet_core::wire::Message;
 use futures::task::AtomicWaker;
 use futures::{SinkExt, StreamExt};
@@ -109,6 +109,7 @@ impl Shared {
 
     /// Routes every pending action; appends those addressed to `me` to `mine`, in order.
     fn dispatch(&mut self, me: Option<SessionId>, mine: &mut Vec<MasterAction>) {
+        emit_from(|| self.registry.poll_event());
         self.persist();
         while let Some(action) = self.registry.poll_action() {
             let session = match &action {
@@ -377,6 +378,7 @@ async fn serve_session(
     let mut shared = state.lock();
     shared.sessions.remove(&session);
     shared.registry.handle_session_closed(now(), session);
+    emit_from(|| shared.registry.poll_event());
 }
 
 /// How long a master keeps a connection open after its final words, for the agent to read

@@ -6,7 +6,7 @@
 //! and timeouts back. A finished call's result waits in [`Calls::take_result`], so a caller can
 //! wait for it (synchronous style) or come back for it later (asynchronous style).
 
-use crate::timeline::{emit, CallEvent};
+use crate::timeline::{CallEvent, Event, Events};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
@@ -66,6 +66,8 @@ pub struct Calls {
     pending: BTreeMap<u64, Pending>,
     done: BTreeMap<u64, CallResult>,
     outbox: VecDeque<(String, CallMessage)>,
+    /// What it reports, until the shell takes it.
+    events: Events,
 }
 
 impl Calls {
@@ -77,6 +79,7 @@ impl Calls {
             pending: BTreeMap::new(),
             done: BTreeMap::new(),
             outbox: VecDeque::new(),
+            events: Events::default(),
         }
     }
 
@@ -112,7 +115,7 @@ impl Calls {
     ) -> u64 {
         self.next_id += 1;
         let id = self.next_id;
-        emit(CallEvent::RemoteCall {
+        self.events.push(CallEvent::RemoteCall {
             trace_id: trace_id.to_string(),
             to: to.to_string(),
             function: function.to_string(),
@@ -149,7 +152,7 @@ impl Calls {
             Ok(_) => "ok".to_string(),
             Err(error) => error.to_string(),
         };
-        emit(CallEvent::RemoteCallDone {
+        self.events.push(CallEvent::RemoteCallDone {
             trace_id: trace_id.to_string(),
             outcome,
         });
@@ -164,7 +167,7 @@ impl Calls {
                 function,
                 args,
             } => {
-                emit(CallEvent::RemoteCallServed {
+                self.events.push(CallEvent::RemoteCallServed {
                     trace_id: trace_id.clone(),
                     from: from.to_string(),
                     function: function.clone(),
@@ -216,6 +219,12 @@ impl Calls {
             };
             self.finish(id, &pending.trace_id, Err(error));
         }
+    }
+
+    /// The next event for the timeline, in the order they happened.
+    #[must_use]
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop()
     }
 
     #[must_use]

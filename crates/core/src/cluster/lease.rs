@@ -11,9 +11,9 @@
 //! The three scripts below are the whole protocol: a real Redis runs them as Lua, and the
 //! simulated store ([`super::store`]) runs exactly these texts.
 
-use super::{ClusterEvent, Role};
+use super::{ClusterEvent, Membership, Output, Role};
 use crate::resp::Value;
-use crate::timeline::{emit, LeaseEvent};
+use crate::timeline::{Event, Events, LeaseEvent};
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
@@ -139,7 +139,9 @@ pub struct LeaseNode {
     next_id: u64,
     closed: bool,
     actions: VecDeque<LeaseAction>,
-    events: VecDeque<ClusterEvent>,
+    changes: VecDeque<ClusterEvent>,
+    /// What it reports, until the shell takes it.
+    events: Events,
 }
 
 /// Splits `"node token"`.
@@ -163,38 +165,13 @@ impl LeaseNode {
             next_id: 0,
             closed: false,
             actions: VecDeque::new(),
-            events: VecDeque::from([ClusterEvent::StartUp]),
+            changes: VecDeque::from([ClusterEvent::StartUp]),
+            events: Events::default(),
         }
     }
 
     fn request_timeout(&self) -> Duration {
         self.config.renew_interval.min(self.config.sync_interval)
-    }
-
-    pub fn handle_timeout(&mut self, now: Instant) {
-        if self.closed {
-            return;
-        }
-        if let Some((token, expires_at)) = self.held {
-            if now >= expires_at {
-                self.lose(token, "expired");
-            }
-        }
-        if let Some(pending) = self.pending {
-            if now >= pending.sent_at + self.request_timeout() {
-                self.pending = None;
-                self.actions.push_back(LeaseAction::Reconnect);
-            }
-        }
-        if self.pending.is_none() && now >= self.next_request_at {
-            let (kind, interval) = match (self.held, self.resume.take()) {
-                (Some(_), _) => (Kind::Renew, self.config.renew_interval),
-                (None, Some(token)) => (Kind::Resume { token }, self.config.sync_interval),
-                (None, None) => (Kind::Acquire, self.config.sync_interval),
-            };
-            self.send(now, kind);
-            self.next_request_at = now + interval;
-        }
     }
 
     fn send(&mut self, now: Instant, kind: Kind) {
@@ -260,9 +237,9 @@ impl LeaseNode {
                 if granted && holder == self.me {
                     self.held = Some((token, pending.sent_at + self.config.lease_period));
                     self.leader = Some((holder, token));
-                    emit(LeaseEvent::LeaseAcquired { token });
-                    self.events.push_back(ClusterEvent::ElectionFinish);
-                    self.events.push_back(ClusterEvent::SignMaster);
+                    self.events.push(LeaseEvent::LeaseAcquired { token });
+                    self.changes.push_back(ClusterEvent::ElectionFinish);
+                    self.changes.push_back(ClusterEvent::SignMaster);
                     self.next_request_at = pending.sent_at + self.config.renew_interval;
                 } else if holder == self.me {
                     // Our own name: never follow ourselves. Take it back at once; until then no
@@ -271,12 +248,12 @@ impl LeaseNode {
                     self.resume = Some(token);
                     self.next_request_at = pending.sent_at;
                 } else if self.leader.as_ref() != Some(&(holder.clone(), token)) {
-                    emit(LeaseEvent::LeaseHolderSeen {
+                    self.events.push(LeaseEvent::LeaseHolderSeen {
                         holder: holder.clone(),
                         token,
                     });
                     self.leader = Some((holder, token));
-                    self.events.push_back(ClusterEvent::SignFollower);
+                    self.changes.push_back(ClusterEvent::SignFollower);
                 }
             }
             // Counted from when the request left, like any renewal. A 0 means the lease moved
@@ -284,16 +261,16 @@ impl LeaseNode {
             (Kind::Resume { token }, Value::Integer(1)) => {
                 self.held = Some((token, pending.sent_at + self.config.lease_period));
                 self.leader = Some((self.me.clone(), token));
-                emit(LeaseEvent::LeaseResumed { token });
-                self.events.push_back(ClusterEvent::ElectionFinish);
-                self.events.push_back(ClusterEvent::SignMaster);
+                self.events.push(LeaseEvent::LeaseResumed { token });
+                self.changes.push_back(ClusterEvent::ElectionFinish);
+                self.changes.push_back(ClusterEvent::SignMaster);
                 self.next_request_at = pending.sent_at + self.config.renew_interval;
             }
             (Kind::Renew, Value::Integer(renewed)) => {
                 let Some((token, _)) = self.held else { return };
                 if renewed == 1 {
                     self.held = Some((token, pending.sent_at + self.config.lease_period));
-                    emit(LeaseEvent::LeaseRenewed { token });
+                    self.events.push(LeaseEvent::LeaseRenewed { token });
                 } else {
                     self.lose(token, "taken");
                 }
@@ -303,19 +280,64 @@ impl LeaseNode {
     }
 
     fn lose(&mut self, token: u64, reason: &str) {
-        emit(LeaseEvent::LeaseLost {
+        self.events.push(LeaseEvent::LeaseLost {
             token,
             reason: reason.to_string(),
         });
         self.held = None;
         self.leader = None;
-        self.events.push_back(ClusterEvent::StopMaster);
+        self.changes.push_back(ClusterEvent::StopMaster);
+    }
+
+    #[must_use]
+    pub fn poll_action(&mut self) -> Option<LeaseAction> {
+        self.actions.pop_front()
+    }
+}
+
+impl Membership for LeaseNode {
+    fn me(&self) -> &str {
+        &self.me
+    }
+
+    fn handle_store_reply(&mut self, id: u64, reply: Result<Value, String>) {
+        self.handle_reply(id, reply);
+    }
+
+    fn poll_output(&mut self) -> Option<Output> {
+        self.poll_action().map(Output::Store)
+    }
+
+    fn handle_timeout(&mut self, now: Instant) {
+        if self.closed {
+            return;
+        }
+        if let Some((token, expires_at)) = self.held {
+            if now >= expires_at {
+                self.lose(token, "expired");
+            }
+        }
+        if let Some(pending) = self.pending {
+            if now >= pending.sent_at + self.request_timeout() {
+                self.pending = None;
+                self.actions.push_back(LeaseAction::Reconnect);
+            }
+        }
+        if self.pending.is_none() && now >= self.next_request_at {
+            let (kind, interval) = match (self.held, self.resume.take()) {
+                (Some(_), _) => (Kind::Renew, self.config.renew_interval),
+                (None, Some(token)) => (Kind::Resume { token }, self.config.sync_interval),
+                (None, None) => (Kind::Acquire, self.config.sync_interval),
+            };
+            self.send(now, kind);
+            self.next_request_at = now + interval;
+        }
     }
 
     /// Gives the lease up on purpose so another node can take it at once.
-    pub fn release(&mut self, now: Instant) {
+    fn release(&mut self, now: Instant) {
         if let Some((token, _)) = self.held {
-            self.events.push_back(ClusterEvent::ReleaseMaster);
+            self.changes.push_back(ClusterEvent::ReleaseMaster);
             self.send(now, Kind::Release);
             self.lose(token, "released");
             // Leave the next grant to someone else.
@@ -323,27 +345,16 @@ impl LeaseNode {
         }
     }
 
-    pub fn close(&mut self) {
+    fn close(&mut self) {
         if !self.closed {
             self.closed = true;
             self.held = None;
             self.leader = None;
-            self.events.push_back(ClusterEvent::Close);
+            self.changes.push_back(ClusterEvent::Close);
         }
     }
 
-    #[must_use]
-    pub fn poll_action(&mut self) -> Option<LeaseAction> {
-        self.actions.pop_front()
-    }
-
-    #[must_use]
-    pub fn poll_event(&mut self) -> Option<ClusterEvent> {
-        self.events.pop_front()
-    }
-
-    #[must_use]
-    pub fn poll_timeout(&self) -> Option<Instant> {
+    fn poll_timeout(&self) -> Option<Instant> {
         if self.closed {
             return None;
         }
@@ -357,7 +368,16 @@ impl LeaseNode {
         Some(next)
     }
 
-    pub fn role(&self) -> Role {
+    fn poll_cluster_event(&mut self) -> Option<ClusterEvent> {
+        self.changes.pop_front()
+    }
+
+    /// The next event for the timeline, in the order they happened.
+    fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop()
+    }
+
+    fn role(&self) -> Role {
         if self.held.is_some() {
             Role::Leader
         } else {
@@ -365,23 +385,126 @@ impl LeaseNode {
         }
     }
 
-    pub fn leader(&self) -> Option<&str> {
+    fn leader(&self) -> Option<&str> {
         self.leader.as_ref().map(|(node, _)| node.as_str())
     }
 
     /// The fencing token of the current grant, as far as this node knows.
-    pub fn term(&self) -> u64 {
+    fn term(&self) -> u64 {
         self.leader.as_ref().map_or(0, |(_, token)| *token)
-    }
-
-    pub fn me(&self) -> &str {
-        &self.me
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::timeline::Event;
+
+    /// The id of the request the node sends next.
+    fn sent(node: &mut LeaseNode) -> u64 {
+        match node.poll_action() {
+            Some(LeaseAction::Send(request)) => request.id,
+            other => panic!("expected a request, got {other:?}"),
+        }
+    }
+
+    fn reported(node: &mut LeaseNode) -> Vec<Event> {
+        std::iter::from_fn(|| node.poll_event()).collect()
+    }
+
+    fn grant(granted: i64, holder: &str) -> Result<Value, String> {
+        Ok(Value::Array(Some(vec![
+            Value::Integer(granted),
+            Value::bulk(holder),
+        ])))
+    }
+
+    /// Each answer of the store, and the exact events it makes the node report.
+    #[test]
+    fn events_report_the_lease_as_the_store_answers() {
+        let t0 = Instant::now();
+        let config = LeaseConfig::default();
+        let mut node = LeaseNode::new("master-1", config.clone(), t0);
+        node.handle_timeout(t0);
+        let id = sent(&mut node);
+        node.handle_reply(id, grant(0, "master-2 4"));
+        assert_eq!(
+            reported(&mut node),
+            [LeaseEvent::LeaseHolderSeen {
+                holder: "master-2".into(),
+                token: 4
+            }
+            .into()]
+        );
+        assert_eq!((node.leader(), node.term()), (Some("master-2"), 4));
+        // The same holder again is no news.
+        let at = node.poll_timeout().unwrap();
+        node.handle_timeout(at);
+        let id = sent(&mut node);
+        node.handle_reply(id, grant(0, "master-2 4"));
+        assert_eq!(reported(&mut node), []);
+
+        let at = node.poll_timeout().unwrap();
+        node.handle_timeout(at);
+        let id = sent(&mut node);
+        node.handle_reply(id, grant(1, "master-1 5"));
+        assert_eq!(
+            reported(&mut node),
+            [LeaseEvent::LeaseAcquired { token: 5 }.into()]
+        );
+        assert_eq!(node.role(), Role::Leader);
+        let renew_at = node.poll_timeout().unwrap();
+        assert_eq!(renew_at, at + config.renew_interval);
+        node.handle_timeout(renew_at);
+        let id = sent(&mut node);
+        node.handle_reply(id, Ok(Value::Integer(1)));
+        assert_eq!(
+            reported(&mut node),
+            [LeaseEvent::LeaseRenewed { token: 5 }.into()]
+        );
+        // A renewal the store refuses: someone else holds it now.
+        let at = node.poll_timeout().unwrap();
+        node.handle_timeout(at);
+        let id = sent(&mut node);
+        node.handle_reply(id, Ok(Value::Integer(0)));
+        assert_eq!(
+            reported(&mut node),
+            [LeaseEvent::LeaseLost {
+                token: 5,
+                reason: "taken".into()
+            }
+            .into()]
+        );
+        assert_eq!((node.role(), node.leader()), (Role::Follower, None));
+    }
+
+    #[test]
+    fn a_holder_that_hears_nothing_lets_go_when_its_lease_runs_out() {
+        let t0 = Instant::now();
+        let config = LeaseConfig::default();
+        let mut node = LeaseNode::new("master-1", config.clone(), t0);
+        node.handle_timeout(t0);
+        let id = sent(&mut node);
+        node.handle_reply(id, grant(1, "master-1 1"));
+        reported(&mut node);
+        // Counted from when the request left, not from the reply.
+        let expiry = t0 + config.lease_period;
+        let mut now = t0;
+        while now < expiry {
+            now = node.poll_timeout().unwrap();
+            node.handle_timeout(now);
+            while node.poll_action().is_some() {}
+        }
+        assert_eq!(now, expiry);
+        assert_eq!(
+            reported(&mut node),
+            [LeaseEvent::LeaseLost {
+                token: 1,
+                reason: "expired".into()
+            }
+            .into()]
+        );
+    }
 
     #[test]
     fn a_lease_must_outlast_its_renewal() {

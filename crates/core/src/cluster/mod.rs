@@ -7,7 +7,63 @@ pub mod lease;
 pub mod raft;
 pub mod single;
 
+use crate::resp::Value;
+use crate::timeline::Event;
+use lease::LeaseAction;
+use raft::{HardState, RaftMessage};
 use std::time::{Duration, Instant};
+
+/// What a membership core asks its shell to do, besides reporting events.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Output {
+    /// Write the term and vote to stable storage, before sending anything polled after it.
+    Save(HardState),
+    /// Send `message` to peer `to`.
+    Peer { to: String, message: RaftMessage },
+    /// A request for the lease store, or a reconnect to it.
+    Store(LeaseAction),
+}
+
+/// A cluster mode's core: how masters agree on a leader (raft, lease, single). Sans-IO like
+/// every core: inputs take `now`, outputs are polled. The shell drives any mode through this
+/// trait alone; a mode ignores the inputs it has no use for.
+pub trait Membership: Send {
+    /// This node's name.
+    fn me(&self) -> &str;
+    fn handle_timeout(&mut self, now: Instant);
+    /// A message from peer `from`.
+    fn handle_peer(&mut self, _now: Instant, _from: &str, _message: RaftMessage) {}
+    /// The store's answer to request `id`, or why there is none.
+    fn handle_store_reply(&mut self, _id: u64, _reply: Result<Value, String>) {}
+    /// Gives up leadership on purpose, if this node leads, so another can take over.
+    fn release(&mut self, now: Instant);
+    /// Leaves the cluster: no more messages, no more elections or requests.
+    fn close(&mut self);
+    #[must_use]
+    fn poll_timeout(&self) -> Option<Instant>;
+    /// The next thing for the shell to do, in order.
+    #[must_use]
+    fn poll_output(&mut self) -> Option<Output>;
+    /// The next membership change, in the order they happened.
+    #[must_use]
+    fn poll_cluster_event(&mut self) -> Option<ClusterEvent>;
+    /// The next event for the timeline, in the order they happened.
+    #[must_use]
+    fn poll_event(&mut self) -> Option<Event>;
+    fn role(&self) -> Role;
+    fn leader(&self) -> Option<&str>;
+    /// A raft term, or a lease's fencing token.
+    fn term(&self) -> u64;
+    /// Members heard from recently, sorted, this node included. A mode that hears no peers
+    /// knows only itself and the leader.
+    fn alive(&self, _now: Instant) -> Vec<String> {
+        let mut alive = vec![self.me().to_string()];
+        alive.extend(self.leader().map(str::to_string));
+        alive.sort();
+        alive.dedup();
+        alive
+    }
+}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Role {

@@ -1,22 +1,27 @@
 //! Mode `single`: this node is the leader from the start and never stops. For development and
 //! one-master deployments.
 
-use super::{ClusterEvent, Role};
-use crate::timeline::{emit, SingleEvent};
+use super::{ClusterEvent, Membership, Output, Role};
+use crate::timeline::{Event, Events, SingleEvent};
 use std::collections::VecDeque;
+use std::time::Instant;
 
 pub struct SingleNode {
     me: String,
-    events: VecDeque<ClusterEvent>,
+    changes: VecDeque<ClusterEvent>,
     closed: bool,
+    /// What it reports, until the shell takes it.
+    events: Events,
 }
 
 impl SingleNode {
     pub fn new(me: &str) -> Self {
-        emit(SingleEvent::LeadingAlone {});
+        let mut events = Events::default();
+        events.push(SingleEvent::LeadingAlone {});
         SingleNode {
             me: me.to_string(),
-            events: VecDeque::from([
+            events,
+            changes: VecDeque::from([
                 ClusterEvent::StartUp,
                 ClusterEvent::ElectionFinish,
                 ClusterEvent::SignMaster,
@@ -24,21 +29,43 @@ impl SingleNode {
             closed: false,
         }
     }
+}
 
-    pub fn close(&mut self) {
+impl Membership for SingleNode {
+    fn me(&self) -> &str {
+        &self.me
+    }
+
+    fn handle_timeout(&mut self, _now: Instant) {}
+
+    /// A single node has nobody to hand over to.
+    fn release(&mut self, _now: Instant) {}
+
+    fn poll_timeout(&self) -> Option<Instant> {
+        None
+    }
+
+    fn poll_output(&mut self) -> Option<Output> {
+        None
+    }
+    fn close(&mut self) {
         if !self.closed {
             self.closed = true;
-            self.events.push_back(ClusterEvent::StopMaster);
-            self.events.push_back(ClusterEvent::Close);
+            self.changes.push_back(ClusterEvent::StopMaster);
+            self.changes.push_back(ClusterEvent::Close);
         }
     }
 
-    #[must_use]
-    pub fn poll_event(&mut self) -> Option<ClusterEvent> {
-        self.events.pop_front()
+    fn poll_cluster_event(&mut self) -> Option<ClusterEvent> {
+        self.changes.pop_front()
     }
 
-    pub fn role(&self) -> Role {
+    /// The next event for the timeline, in the order they happened.
+    fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop()
+    }
+
+    fn role(&self) -> Role {
         if self.closed {
             Role::Follower
         } else {
@@ -46,11 +73,11 @@ impl SingleNode {
         }
     }
 
-    pub fn leader(&self) -> Option<&str> {
+    fn leader(&self) -> Option<&str> {
         (!self.closed).then_some(self.me.as_str())
     }
 
-    pub fn term(&self) -> u64 {
+    fn term(&self) -> u64 {
         1
     }
 }
@@ -67,7 +94,7 @@ mod tests {
             (Role::Leader, Some("master-1"))
         );
         node.close();
-        let events: Vec<_> = std::iter::from_fn(|| node.poll_event()).collect();
+        let events: Vec<_> = std::iter::from_fn(|| node.poll_cluster_event()).collect();
         assert_eq!(events.first(), Some(&ClusterEvent::StartUp));
         assert_eq!(events.last(), Some(&ClusterEvent::Close));
         assert_eq!(node.leader(), None);

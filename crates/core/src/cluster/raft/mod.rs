@@ -7,15 +7,16 @@
 //!
 //! Sans-IO like the other cores: [`RaftNode::handle_message`] and
 //! [`RaftNode::handle_timeout`] take `now`; messages to send come from
-//! [`RaftNode::poll_message`], membership events from [`RaftNode::poll_event`].
+//! [`RaftNode::poll_message`], membership changes from [`RaftNode::poll_cluster_event`] and timeline events from
+//! [`RaftNode::poll_event`].
 //!
 //! A node votes at most once per term, so its term and vote must outlive a crash. After every
 //! input the driver first takes [`RaftNode::poll_hard_state`] and writes it to stable storage,
 //! and only then sends what `poll_message` hands out: a vote or a candidacy never leaves before
 //! it is durable. On boot the driver hands the saved state back with [`RaftNode::restore`].
 
-use super::{ClusterEvent, Role};
-use crate::timeline::{emit, RaftEvent};
+use super::{ClusterEvent, Membership, Output, Role};
+use crate::timeline::{Event, Events, RaftEvent};
 use rand::{Rng, RngCore};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
@@ -128,7 +129,9 @@ pub struct RaftNode<R> {
     last_heard: BTreeMap<String, Instant>,
     closed: bool,
     outbox: VecDeque<(String, RaftMessage)>,
-    events: VecDeque<ClusterEvent>,
+    changes: VecDeque<ClusterEvent>,
+    /// What it reports, until the shell takes it.
+    events: Events,
 }
 
 impl<R: RngCore> RaftNode<R> {
@@ -158,7 +161,8 @@ impl<R: RngCore> RaftNode<R> {
             last_heard: BTreeMap::new(),
             closed: false,
             outbox: VecDeque::new(),
-            events: VecDeque::from([ClusterEvent::StartUp]),
+            changes: VecDeque::from([ClusterEvent::StartUp]),
+            events: Events::default(),
         };
         node.reset_election_deadline(now);
         node
@@ -166,7 +170,7 @@ impl<R: RngCore> RaftNode<R> {
 
     /// Resumes from the state saved before a crash. Call it before any input.
     pub fn restore(&mut self, saved: HardState) {
-        emit(RaftEvent::StateRestored {
+        self.events.push(RaftEvent::StateRestored {
             term: saved.term,
             voted_for: saved.voted_for.clone(),
         });
@@ -211,32 +215,6 @@ impl<R: RngCore> RaftNode<R> {
         }
     }
 
-    pub fn handle_timeout(&mut self, now: Instant) {
-        if self.closed {
-            return;
-        }
-        match self.role {
-            Role::Leader => {
-                if now >= self.heartbeat_due {
-                    if self.config.check_quorum && !self.has_quorum(now) {
-                        return self.step_down(now, "lost quorum");
-                    }
-                    self.broadcast(RaftMessage::Heartbeat { term: self.term });
-                    self.heartbeat_due = now + self.config.heartbeat_interval;
-                }
-            }
-            Role::Follower | Role::PreCandidate | Role::Candidate => {
-                if now >= self.election_deadline {
-                    if self.config.pre_vote {
-                        self.start_pre_vote(now);
-                    } else {
-                        self.start_election(now);
-                    }
-                }
-            }
-        }
-    }
-
     /// Whether a majority (counting us) was heard from within the minimum election timeout.
     fn has_quorum(&self, now: Instant) -> bool {
         let window = self.config.election_timeout.0;
@@ -254,7 +232,7 @@ impl<R: RngCore> RaftNode<R> {
     fn start_pre_vote(&mut self, now: Instant) {
         self.role = Role::PreCandidate;
         self.votes = BTreeSet::from([self.me.clone()]);
-        emit(RaftEvent::PreVoteStarted {
+        self.events.push(RaftEvent::PreVoteStarted {
             term: self.term + 1,
         });
         self.broadcast(RaftMessage::PreVote {
@@ -270,8 +248,9 @@ impl<R: RngCore> RaftNode<R> {
         self.voted_for = Some(self.me.clone());
         self.leader = None;
         self.votes = BTreeSet::from([self.me.clone()]);
-        emit(RaftEvent::ElectionStarted { term: self.term });
-        self.events.push_back(ClusterEvent::ElectionStart);
+        self.events
+            .push(RaftEvent::ElectionStarted { term: self.term });
+        self.changes.push_back(ClusterEvent::ElectionStart);
         self.broadcast(RaftMessage::RequestVote { term: self.term });
         self.reset_election_deadline(now);
         self.check_votes(now);
@@ -293,25 +272,25 @@ impl<R: RngCore> RaftNode<R> {
         self.role = Role::Leader;
         self.leader = Some(self.me.clone());
         self.leading_since = now;
-        emit(RaftEvent::BecameLeader {
+        self.events.push(RaftEvent::BecameLeader {
             term: self.term,
             votes: self.votes.len() as u64,
         });
-        self.events.push_back(ClusterEvent::ElectionFinish);
-        self.events.push_back(ClusterEvent::SignMaster);
+        self.changes.push_back(ClusterEvent::ElectionFinish);
+        self.changes.push_back(ClusterEvent::SignMaster);
         self.broadcast(RaftMessage::Heartbeat { term: self.term });
         self.heartbeat_due = now + self.config.heartbeat_interval;
     }
 
     fn step_down(&mut self, now: Instant, reason: &str) {
         debug_assert_eq!(self.role, Role::Leader);
-        emit(RaftEvent::SteppedDown {
+        self.events.push(RaftEvent::SteppedDown {
             term: self.term,
             reason: reason.to_string(),
         });
         self.role = Role::Follower;
         self.leader = None;
-        self.events.push_back(ClusterEvent::StopMaster);
+        self.changes.push_back(ClusterEvent::StopMaster);
         self.reset_election_deadline(now);
     }
 
@@ -391,9 +370,9 @@ impl<R: RngCore> RaftNode<R> {
             None => {
                 self.voted_for = Some(from.to_string());
                 self.reset_election_deadline(now);
-                emit(RaftEvent::VoteGranted { term, candidate });
+                self.events.push(RaftEvent::VoteGranted { term, candidate });
             }
-            Some(reason) => emit(RaftEvent::VoteDenied {
+            Some(reason) => self.events.push(RaftEvent::VoteDenied {
                 term,
                 candidate,
                 reason,
@@ -418,33 +397,13 @@ impl<R: RngCore> RaftNode<R> {
             if changed {
                 self.leader = Some(from.to_string());
                 let leader = from.to_string();
-                emit(RaftEvent::BecameFollower { term, leader });
-                self.events.push_back(ClusterEvent::ElectionFinish);
-                self.events.push_back(ClusterEvent::SignFollower);
+                self.events.push(RaftEvent::BecameFollower { term, leader });
+                self.changes.push_back(ClusterEvent::ElectionFinish);
+                self.changes.push_back(ClusterEvent::SignFollower);
             }
         }
         let term = self.term;
         self.send(from, RaftMessage::HeartbeatResponse { term });
-    }
-
-    /// Gives up leadership on purpose (a graceful handover): followers elect another.
-    pub fn release(&mut self, now: Instant) {
-        if self.role == Role::Leader {
-            self.events.push_back(ClusterEvent::ReleaseMaster);
-            self.step_down(now, "released");
-            // Stand back for a full timeout so another node wins the next election.
-            self.election_deadline = now + self.config.election_timeout.1;
-        }
-    }
-
-    /// Leaves the cluster: no more messages, no more elections.
-    pub fn close(&mut self) {
-        if !self.closed {
-            self.closed = true;
-            self.role = Role::Follower;
-            self.leader = None;
-            self.events.push_back(ClusterEvent::Close);
-        }
     }
 
     fn send(&mut self, to: &str, message: RaftMessage) {
@@ -456,13 +415,81 @@ impl<R: RngCore> RaftNode<R> {
         self.outbox.pop_front()
     }
 
-    #[must_use]
-    pub fn poll_event(&mut self) -> Option<ClusterEvent> {
-        self.events.pop_front()
+    /// Every member, sorted, including this node.
+    pub fn members(&self) -> Vec<String> {
+        let mut all = self.peers.clone();
+        all.push(self.me.clone());
+        all.sort();
+        all
+    }
+}
+
+impl<R: RngCore + Send> Membership for RaftNode<R> {
+    fn me(&self) -> &str {
+        &self.me
     }
 
-    #[must_use]
-    pub fn poll_timeout(&self) -> Option<Instant> {
+    fn handle_peer(&mut self, now: Instant, from: &str, message: RaftMessage) {
+        self.handle_message(now, from, message);
+    }
+
+    /// The hard state first when it changed, then the messages: a vote or a candidacy never
+    /// leaves before it is durable.
+    fn poll_output(&mut self) -> Option<Output> {
+        if let Some(state) = self.poll_hard_state() {
+            return Some(Output::Save(state));
+        }
+        let (to, message) = self.poll_message()?;
+        Some(Output::Peer { to, message })
+    }
+
+    fn handle_timeout(&mut self, now: Instant) {
+        if self.closed {
+            return;
+        }
+        match self.role {
+            Role::Leader => {
+                if now >= self.heartbeat_due {
+                    if self.config.check_quorum && !self.has_quorum(now) {
+                        return self.step_down(now, "lost quorum");
+                    }
+                    self.broadcast(RaftMessage::Heartbeat { term: self.term });
+                    self.heartbeat_due = now + self.config.heartbeat_interval;
+                }
+            }
+            Role::Follower | Role::PreCandidate | Role::Candidate => {
+                if now >= self.election_deadline {
+                    if self.config.pre_vote {
+                        self.start_pre_vote(now);
+                    } else {
+                        self.start_election(now);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Gives up leadership on purpose (a graceful handover): followers elect another.
+    fn release(&mut self, now: Instant) {
+        if self.role == Role::Leader {
+            self.changes.push_back(ClusterEvent::ReleaseMaster);
+            self.step_down(now, "released");
+            // Stand back for a full timeout so another node wins the next election.
+            self.election_deadline = now + self.config.election_timeout.1;
+        }
+    }
+
+    /// Leaves the cluster: no more messages, no more elections.
+    fn close(&mut self) {
+        if !self.closed {
+            self.closed = true;
+            self.role = Role::Follower;
+            self.leader = None;
+            self.changes.push_back(ClusterEvent::Close);
+        }
+    }
+
+    fn poll_timeout(&self) -> Option<Instant> {
         if self.closed {
             return None;
         }
@@ -472,32 +499,29 @@ impl<R: RngCore> RaftNode<R> {
         })
     }
 
-    pub fn role(&self) -> Role {
+    fn poll_cluster_event(&mut self) -> Option<ClusterEvent> {
+        self.changes.pop_front()
+    }
+
+    /// The next event for the timeline, in the order they happened.
+    fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop()
+    }
+
+    fn role(&self) -> Role {
         self.role
     }
 
-    pub fn term(&self) -> u64 {
-        self.term
-    }
-
-    pub fn leader(&self) -> Option<&str> {
+    fn leader(&self) -> Option<&str> {
         self.leader.as_deref()
     }
 
-    pub fn me(&self) -> &str {
-        &self.me
-    }
-
-    /// Every member, sorted, including this node.
-    pub fn members(&self) -> Vec<String> {
-        let mut all = self.peers.clone();
-        all.push(self.me.clone());
-        all.sort();
-        all
+    fn term(&self) -> u64 {
+        self.term
     }
 
     /// Members heard from within the maximum election timeout, and this node.
-    pub fn alive(&self, now: Instant) -> Vec<String> {
+    fn alive(&self, now: Instant) -> Vec<String> {
         let window = self.config.election_timeout.1;
         let mut alive: Vec<String> = self
             .last_heard

@@ -63,6 +63,7 @@ impl Cluster {
                 let to = self.index(&to);
                 self.in_flight.push((from, to, message));
             }
+            while self.nodes[from].poll_cluster_event().is_some() {}
             while self.nodes[from].poll_event().is_some() {}
         }
         self.check_safety();
@@ -323,6 +324,11 @@ fn a_released_leader_hands_over() {
     assert_ne!(leaders[0].0, old);
 }
 
+/// The timeline events a node has queued since the last call.
+fn reported(node: &mut RaftNode<ChaCha8Rng>) -> Vec<Event> {
+    std::iter::from_fn(|| node.poll_event()).collect()
+}
+
 #[test]
 fn events_report_the_election_in_order() {
     let now = Instant::now();
@@ -332,8 +338,17 @@ fn events_report_the_election_in_order() {
         ..RaftConfig::default()
     };
     let mut node = RaftNode::new("a", &members, config, ChaCha8Rng::seed_from_u64(1), now);
+    assert_eq!(
+        reported(&mut node),
+        [],
+        "nothing happens before the first timeout"
+    );
     let at = node.poll_timeout().unwrap();
     node.handle_timeout(at);
+    assert_eq!(
+        reported(&mut node),
+        [RaftEvent::ElectionStarted { term: 1 }.into()]
+    );
     node.handle_message(
         at,
         "b",
@@ -342,9 +357,13 @@ fn events_report_the_election_in_order() {
             granted: true,
         },
     );
-    let events: Vec<_> = std::iter::from_fn(|| node.poll_event()).collect();
     assert_eq!(
-        events,
+        reported(&mut node),
+        [RaftEvent::BecameLeader { term: 1, votes: 2 }.into()]
+    );
+    let changes: Vec<_> = std::iter::from_fn(|| node.poll_cluster_event()).collect();
+    assert_eq!(
+        changes,
         vec![
             ClusterEvent::StartUp,
             ClusterEvent::ElectionStart,
@@ -354,6 +373,93 @@ fn events_report_the_election_in_order() {
     );
     assert_eq!(node.role(), Role::Leader);
     assert_eq!((node.term(), node.leader()), (1, Some("a")));
+    // A higher term deposes it; a heartbeat of that term makes it follow.
+    node.handle_message(at, "c", RaftMessage::Heartbeat { term: 3 });
+    assert_eq!(
+        reported(&mut node),
+        [
+            RaftEvent::SteppedDown {
+                term: 1,
+                reason: "higher term".into()
+            }
+            .into(),
+            RaftEvent::BecameFollower {
+                term: 3,
+                leader: "c".into()
+            }
+            .into()
+        ]
+    );
+}
+
+#[test]
+fn events_report_votes_granted_denied_and_pre_votes() {
+    let now = Instant::now();
+    let members = vec!["a".to_string(), "b".to_string(), "c".to_string()];
+    let mut node = RaftNode::new(
+        "a",
+        &members,
+        RaftConfig::default(),
+        ChaCha8Rng::seed_from_u64(2),
+        now,
+    );
+    node.restore(HardState {
+        term: 4,
+        voted_for: None,
+    });
+    assert_eq!(
+        reported(&mut node),
+        [RaftEvent::StateRestored {
+            term: 4,
+            voted_for: None
+        }
+        .into()]
+    );
+    node.handle_message(now, "b", RaftMessage::RequestVote { term: 5 });
+    node.handle_message(now, "c", RaftMessage::RequestVote { term: 5 });
+    node.handle_message(now, "c", RaftMessage::RequestVote { term: 4 });
+    assert_eq!(
+        reported(&mut node),
+        [
+            RaftEvent::VoteGranted {
+                term: 5,
+                candidate: "b".into()
+            }
+            .into(),
+            RaftEvent::VoteDenied {
+                term: 5,
+                candidate: "c".into(),
+                reason: "voted for b".into()
+            }
+            .into(),
+            RaftEvent::VoteDenied {
+                term: 4,
+                candidate: "c".into(),
+                reason: "stale term".into()
+            }
+            .into(),
+        ]
+    );
+    // With pre-vote, a timeout asks first, for the next term, and changes nothing yet.
+    let at = node.poll_timeout().unwrap();
+    node.handle_timeout(at);
+    assert_eq!(
+        reported(&mut node),
+        [RaftEvent::PreVoteStarted { term: 6 }.into()]
+    );
+    assert_eq!(node.term(), 5);
+    node.handle_message(
+        at,
+        "b",
+        RaftMessage::PreVoteResponse {
+            term: 6,
+            granted: true,
+        },
+    );
+    assert_eq!(
+        reported(&mut node),
+        [RaftEvent::ElectionStarted { term: 6 }.into()]
+    );
 }
 
 /// A follower that voted in a term, then crashed, must not vote again in that term.

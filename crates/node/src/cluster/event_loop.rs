@@ -1,0 +1,229 @@
+//! One master's cluster loop: it drives the membership core of its mode through the
+//! [`Membership`] trait alone, moves the core's outputs to the peer links, the disk and the
+//! store link, and tells the master's registry and the handle what the core decided.
+
+use super::handle::{ClusterHandle, Request};
+use super::peers::{Outbound, PeerFrame, PeerMessage, Undelivered};
+use super::store::StoreLink;
+use super::HARD_STATE;
+use crate::clock::{now, Timer};
+use crate::disk::Disk;
+use crate::master::MasterState;
+use fleet_core::cluster::{ClusterEvent, Membership, Output, Role, Status};
+use fleet_core::master::Leadership;
+use fleet_core::resp::Value;
+use fleet_core::timeline::emit_from;
+use std::io;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::{mpsc, Notify};
+
+/// A leader hands over at least this often, so a follower that missed one (it did not yet
+/// know the leader, or the link was down) catches up.
+const HANDOVER_REFRESH: Duration = Duration::from_secs(1);
+
+fn leadership(role: Role, leader: Option<&str>) -> Leadership {
+    match role {
+        Role::Leader => Leadership::Leader,
+        _ => Leadership::Follower {
+            leader: leader.map(str::to_string),
+        },
+    }
+}
+
+pub(super) struct ClusterLoop {
+    pub(super) disk: Option<Disk>,
+    pub(super) members: Vec<String>,
+    pub(super) membership: Box<dyn Membership>,
+    pub(super) store: Option<StoreLink>,
+    pub(super) outbound: Outbound,
+    pub(super) inbound: mpsc::UnboundedReceiver<PeerFrame>,
+    pub(super) undelivered: Undelivered,
+    pub(super) master: MasterState,
+    pub(super) handle: ClusterHandle,
+    pub(super) closed: bool,
+    pub(super) timer: Timer,
+    /// The master's handover count and the time of the last handover sent.
+    pub(super) handed_over: Option<(u64, Instant)>,
+    /// Wakes the loop when the master's commands or config change, to hand them over.
+    pub(super) master_changed: Arc<Notify>,
+}
+
+impl ClusterLoop {
+    /// Runs until the node ends or the handle closes the cluster.
+    pub(super) async fn run(mut self) {
+        self.report();
+        loop {
+            self.take_requests();
+            let next_periodic = self.publish().await;
+            if self.closed {
+                return;
+            }
+            if !self.wait_for_input(next_periodic).await {
+                return;
+            }
+        }
+    }
+
+    /// Emits what the membership core reported: after every input, before anything can await,
+    /// so its events keep their time and their order among the other cores'.
+    fn report(&mut self) {
+        emit_from(|| self.membership.poll_event());
+    }
+
+    /// Queues `message` for peer `to`; false if there is no such peer.
+    fn send(&self, to: &str, message: PeerMessage) -> bool {
+        let Some(peer) = self.outbound.get(to) else {
+            return false;
+        };
+        let from = self.membership.me().to_string();
+        peer.send(PeerFrame { from, message }).is_ok()
+    }
+
+    /// Release and close, as the handle asked.
+    fn take_requests(&mut self) {
+        let requests = std::mem::take(&mut self.handle.lock().requests);
+        for request in requests {
+            match request {
+                Request::Release => self.membership.release(now()),
+                Request::Close => {
+                    self.membership.close();
+                    self.closed = true;
+                }
+            }
+            self.report();
+        }
+    }
+
+    /// Moves every output on, then tells the handle and the master what the core decided.
+    /// Returns when the next periodic task or call is due.
+    async fn publish(&mut self) -> Option<Instant> {
+        while let Some(output) = self.membership.poll_output() {
+            match output {
+                // Durable before any vote or candidacy leaves.
+                Output::Save(state) => {
+                    if let Some(disk) = &self.disk {
+                        let bytes = serde_json::to_vec(&state).expect("a hard state serializes");
+                        disk.write(HARD_STATE, bytes);
+                    }
+                }
+                Output::Peer { to, message } => {
+                    self.send(&to, PeerMessage::Raft(message));
+                }
+                Output::Store(action) => {
+                    if let Some(link) = &mut self.store {
+                        link.apply(self.membership.as_mut(), action).await;
+                    }
+                    self.report();
+                }
+            }
+        }
+        let events: Vec<ClusterEvent> =
+            std::iter::from_fn(|| self.membership.poll_cluster_event()).collect();
+        let status = self.status();
+        let next_periodic = self.handle.update(events, &status, |to, message| {
+            self.send(to, PeerMessage::Call(message))
+        });
+        let leadership = leadership(status.role, status.leader.as_deref());
+        self.master.observe_term(status.term);
+        self.master.set_leadership(leadership);
+        self.hand_over();
+        next_periodic
+    }
+
+    fn status(&self) -> Status {
+        let membership = &self.membership;
+        Status {
+            me: membership.me().to_string(),
+            role: membership.role(),
+            term: membership.term(),
+            leader: membership.leader().map(str::to_string),
+            members: self.members.clone(),
+            alive: membership.alive(now()),
+            closed: self.closed,
+        }
+    }
+
+    /// A leader sends its commands and config to every peer when it accepted something new,
+    /// and at least every [`HANDOVER_REFRESH`].
+    fn hand_over(&mut self) {
+        let at = now();
+        let Some(seq) = self.master.handover_seq() else {
+            self.handed_over = None;
+            return;
+        };
+        let due = self
+            .handed_over
+            .is_none_or(|(sent, when)| sent != seq || at.duration_since(when) >= HANDOVER_REFRESH);
+        let Some(handover) = due.then(|| self.master.handover()).flatten() else {
+            return;
+        };
+        self.handed_over = Some((seq, at));
+        let message = PeerMessage::Handover(Box::new(handover));
+        for peer in self.outbound.keys() {
+            self.send(peer, message.clone());
+        }
+    }
+
+    /// Waits for the next input and applies it; false once the inbound channel closed.
+    async fn wait_for_input(&mut self, next_periodic: Option<Instant>) -> bool {
+        let deadline = [self.membership.poll_timeout(), next_periodic]
+            .into_iter()
+            .flatten()
+            .min();
+        self.timer.set(deadline);
+        let master_changed = self.master_changed.clone();
+        let store = &mut self.store;
+        let store_reply = async {
+            match store {
+                Some(link) => link.next_reply().await,
+                None => std::future::pending().await,
+            }
+        };
+        crate::select_in_order! {
+            frame = self.inbound.recv() => match frame {
+                Some(frame) => self.handle_frame(frame),
+                None => return false,
+            },
+            Some((to, frame)) = self.undelivered.recv() => {
+                if let PeerMessage::Call(message) = frame.message {
+                    self.handle.undeliverable(&to, &message);
+                }
+            },
+            reply = store_reply => self.handle_store_reply(reply),
+            _ = self.handle.wake.notified() => {},
+            _ = master_changed.notified() => {},
+            _ = self.timer.expired() => {
+                let at = now();
+                self.membership.handle_timeout(at);
+                self.report();
+                self.handle.handle_timeout(at);
+            },
+        }
+        true
+    }
+
+    fn handle_frame(&mut self, PeerFrame { from, message }: PeerFrame) {
+        match message {
+            PeerMessage::Raft(message) => {
+                self.membership.handle_peer(now(), &from, message);
+                self.report();
+            }
+            PeerMessage::Handover(handover) => {
+                let returned = self.master.take_handover(&from, *handover);
+                if !returned.is_empty() {
+                    self.send(&from, PeerMessage::HandBack(returned));
+                }
+            }
+            PeerMessage::HandBack(returned) => self.master.take_hand_back(&from, returned),
+            PeerMessage::Call(message) => self.handle.handle_call(&from, message),
+        }
+    }
+
+    fn handle_store_reply(&mut self, reply: Option<io::Result<Value>>) {
+        if let Some(link) = &mut self.store {
+            link.handle_reply(self.membership.as_mut(), reply);
+            self.report();
+        }
+    }
+}

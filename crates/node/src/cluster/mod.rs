@@ -1,0 +1,125 @@
+//! The cluster's shell: one loop per master that runs the membership core (single, raft or
+//! lease), moves its messages between masters and to the lease store, feeds the leadership it
+//! decides to the master's registry, and serves a [`ClusterHandle`]: status queries, job
+//! trackers, periodic tasks and remote calls.
+//!
+//! Messages between masters are best effort. Each master dials a peer when it has something to
+//! send; a message that cannot be delivered is dropped (Raft tolerates that) or, for a remote
+//! call, reported back as unreachable. A connection to a peer that has been silent for longer
+//! than a stall bound is dropped and dialed afresh before the next send: a cut link holds data
+//! and retransmits it with doubling backoff, so without a redial a healed partition would stay
+//! invisible for seconds.
+
+mod event_loop;
+mod handle;
+mod peers;
+mod store;
+
+pub use handle::ClusterHandle;
+pub use peers::{PeerFrame, PeerMessage};
+
+use crate::clock::{now, Timer};
+use crate::disk::Disk;
+use crate::master::MasterState;
+use crate::net::TcpListener;
+use event_loop::ClusterLoop;
+use fleet_core::cluster::lease::{LeaseConfig, LeaseNode};
+use fleet_core::cluster::raft::{RaftConfig, RaftNode};
+use fleet_core::cluster::single::SingleNode;
+use fleet_core::cluster::Membership;
+use peers::{accept_peers, connect_peers, PeerHealth, PEER_CONNECT_TIMEOUT};
+use rand::RngCore;
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use store::StoreLink;
+use tokio::sync::mpsc;
+
+#[derive(Clone, Debug)]
+pub enum ClusterMode {
+    Single,
+    Raft(RaftConfig),
+    /// The holder of a lease in the store at `store` leads.
+    Lease {
+        config: LeaseConfig,
+        store: SocketAddr,
+    },
+}
+
+#[derive(Clone, Debug)]
+pub struct ClusterConfig {
+    pub me: String,
+    /// Every member's cluster address, this node's included.
+    pub members: BTreeMap<String, SocketAddr>,
+    pub mode: ClusterMode,
+    /// Stable storage that outlives this node's crashes: raft keeps its term and vote there.
+    /// `None` forgets them on every restart, which is unsafe and exists to show why.
+    pub disk: Option<Disk>,
+}
+
+/// The disk record raft's term and vote live in.
+const HARD_STATE: &str = "raft/hard_state";
+
+/// Runs this master's membership until the node ends, keeping `master`'s leadership and
+/// `handle` current.
+pub async fn run_cluster<R: RngCore + Send + 'static>(
+    config: ClusterConfig,
+    listener: TcpListener,
+    rng: R,
+    master: MasterState,
+    handle: ClusterHandle,
+) {
+    let members: Vec<String> = config.members.keys().cloned().collect();
+    let (membership, store) = start_membership(&config, &members, rng);
+    let (inbound_tx, inbound) = mpsc::unbounded_channel::<PeerFrame>();
+    let health = PeerHealth::default();
+    crate::task::spawn(accept_peers(listener, inbound_tx, health.clone()));
+    let (outbound, undelivered) = connect_peers(&config, &health);
+    let cluster = ClusterLoop {
+        disk: config.disk,
+        members,
+        membership,
+        store,
+        outbound,
+        inbound,
+        undelivered,
+        master_changed: master.changed(),
+        master,
+        handle,
+        closed: false,
+        timer: Timer::default(),
+        handed_over: None,
+    };
+    cluster.run().await;
+}
+
+/// The membership core of this master's mode, and the store link lease mode needs. The one
+/// place that knows the modes apart: everything after it goes through [`Membership`].
+fn start_membership<R: RngCore + Send + 'static>(
+    config: &ClusterConfig,
+    members: &[String],
+    rng: R,
+) -> (Box<dyn Membership>, Option<StoreLink>) {
+    match config.mode.clone() {
+        ClusterMode::Single => (Box::new(SingleNode::new(&config.me)), None),
+        ClusterMode::Raft(raft) => {
+            let mut node = RaftNode::new(&config.me, members, raft, rng, now());
+            let saved = config.disk.as_ref().and_then(|disk| disk.read(HARD_STATE));
+            if let Some(state) = saved.and_then(|bytes| serde_json::from_slice(&bytes).ok()) {
+                node.restore(state);
+            }
+            (Box::new(node), None)
+        }
+        ClusterMode::Lease {
+            config: lease,
+            store: address,
+        } => {
+            // Dialing must not hold up the lease's own deadlines for long.
+            let connect_timeout = (lease.renew_interval / 2).min(PEER_CONNECT_TIMEOUT);
+            let node = LeaseNode::new(&config.me, lease, now());
+            (
+                Box::new(node),
+                Some(StoreLink::new(address, connect_timeout)),
+            )
+        }
+    }
+}
