@@ -1,53 +1,25 @@
 //! A run's fault schedule: drawn from its seed, and shrunk by simplifying it. Pure: the same
-//! seed and template always draw the same schedule.
+//! seed and template always draw the same schedule. Faults are drawn as the scenario's own
+//! [`FaultAction`]s, by the fault table's [`DrawSpec`]s.
 
-use crate::scenario::explore::{ExploreSpec, FaultKind};
-use crate::scenario::selector::{NodeKind, Topology};
-use fleet_core::fmt_duration;
+use crate::scenario::explore::ExploreSpec;
+use crate::scenario::faults::kinds::{DrawSpec, Drawing};
+use crate::scenario::faults::FaultAction;
+use crate::scenario::selector::{compact, Selector, Topology};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::collections::BTreeSet;
-use std::fmt;
 use std::time::Duration;
 
 /// Keeps the schedule's randomness apart from madsim's, which uses the same seed.
 const STREAM: u64 = 0x6578_706c_6f72_6521;
 
-/// One drawn fault. Nodes are named, never `leader`: a shrunk file must replay what ran.
-#[derive(Clone, Debug, PartialEq)]
-pub enum Draw {
-    Crash(String),
-    Restart(String),
-    Wipe(String),
-    /// Cuts the node off from every other node.
-    Isolate(String),
-    /// Cuts every link between the two groups; `oneway` cuts only the first's traffic to the
-    /// second.
-    Partition {
-        groups: [Vec<String>; 2],
-        oneway: bool,
-    },
-    Heal,
-    Latency(Duration, Duration),
-    Loss(f64),
-    /// Revokes an agent's credentials.
-    Revoke(String),
-    /// Restores them: the liveness phase's answer to `Revoke`.
-    Restore(String),
-    /// `admin = "force"` on an agent.
-    Force(String),
-    /// A master shuts down gracefully.
-    Shutdown(String),
-    /// Holds every message between the two groups (turmoil only).
-    Hold([Vec<String>; 2]),
-    /// Delivers what was held between the two groups: the liveness phase's answer to `Hold`.
-    Release([Vec<String>; 2]),
-}
-
+/// One drawn fault. Its selectors name nodes, never `leader`: a shrunk file must replay what
+/// ran.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Step {
     pub at: Duration,
-    pub draw: Draw,
+    pub action: FaultAction,
 }
 
 /// What a run does to a template: its drawn faults, and whether the liveness phase follows.
@@ -74,10 +46,10 @@ impl Ground<'_> {
     /// of mean `mean_gap` until `until`.
     pub fn draw(&self, seed: u64) -> Schedule {
         let mut rng = ChaCha8Rng::seed_from_u64(seed ^ STREAM);
-        let possible: Vec<FaultKind> = (self.spec.kinds.iter().copied())
-            .filter(|kind| self.can_draw(*kind))
+        let possible: Vec<&DrawSpec> = (self.spec.kinds.iter().copied())
+            .filter(|kind| self.can_draw(kind))
             .collect();
-        let mut kinds: Vec<FaultKind> = possible
+        let mut kinds: Vec<&DrawSpec> = possible
             .iter()
             .copied()
             .filter(|_| rng.gen_bool(0.5))
@@ -95,9 +67,15 @@ impl Ground<'_> {
                 break;
             }
             let kind = kinds[rng.gen_range(0..kinds.len())];
+            let mut drawing = Drawing {
+                targets: self.spec.targets.nodes(),
+                topology: self.topology,
+                latency: self.latency,
+                rng: &mut rng,
+            };
             steps.push(Step {
                 at: Duration::from_millis((at * 1000.0) as u64),
-                draw: self.draw_one(kind, &mut rng),
+                action: (kind.draw)(&mut drawing),
             });
         }
         Schedule {
@@ -106,73 +84,15 @@ impl Ground<'_> {
         }
     }
 
-    /// A partition needs a node to cut off and one to cut it from.
-    fn can_draw(&self, kind: FaultKind) -> bool {
-        match kind {
-            FaultKind::Partition | FaultKind::Oneway | FaultKind::Isolate => {
-                self.topology.nodes().len() > 1
-            }
-            // madsim cannot hold messages: a template lists `hold` for turmoil's runs.
-            FaultKind::Hold => !cfg!(madsim) && self.topology.nodes().len() > 1,
-            _ => true,
-        }
+    /// A link fault needs a node to cut off and one to cut it from; madsim cannot hold
+    /// messages, so a template lists `hold` for turmoil's runs.
+    fn can_draw(&self, kind: &DrawSpec) -> bool {
+        let links = !kind.link || self.topology.nodes().len() > 1;
+        links && !(kind.turmoil && cfg!(madsim))
     }
 
-    fn draw_one(&self, kind: FaultKind, rng: &mut ChaCha8Rng) -> Draw {
-        let targets = self.spec.targets.nodes();
-        let pick = |rng: &mut ChaCha8Rng| targets[rng.gen_range(0..targets.len())].clone();
-        let pick_of = |kind: NodeKind, rng: &mut ChaCha8Rng| {
-            let of: Vec<&String> = (targets.iter())
-                .filter(|node| node.starts_with(kind.prefix()))
-                .collect();
-            of[rng.gen_range(0..of.len())].clone()
-        };
-        match kind {
-            FaultKind::Revoke => Draw::Revoke(pick_of(NodeKind::Agent, rng)),
-            FaultKind::Force => Draw::Force(pick_of(NodeKind::Agent, rng)),
-            FaultKind::Shutdown => Draw::Shutdown(pick_of(NodeKind::Master, rng)),
-            FaultKind::Crash => Draw::Crash(pick(rng)),
-            FaultKind::Restart => Draw::Restart(pick(rng)),
-            FaultKind::Wipe => Draw::Wipe(pick(rng)),
-            FaultKind::Isolate => Draw::Isolate(pick(rng)),
-            FaultKind::Heal => Draw::Heal,
-            FaultKind::Hold => Draw::Hold(self.split(targets, rng)),
-            FaultKind::Partition | FaultKind::Oneway => {
-                let [side, rest] = self.split(targets, rng);
-                // One way, either direction: the side's traffic out, or everyone's traffic in.
-                let groups = if kind == FaultKind::Oneway && rng.gen_bool(0.5) {
-                    [rest, side]
-                } else {
-                    [side, rest]
-                };
-                Draw::Partition {
-                    groups,
-                    oneway: kind == FaultKind::Oneway,
-                }
-            }
-            FaultKind::Latency => {
-                let low = self.latency.0;
-                let high = Duration::from_millis(rng.gen_range(20..=1000)).max(low);
-                Draw::Latency(low, high)
-            }
-            FaultKind::Loss => Draw::Loss(f64::from(rng.gen_range(5u32..=50)) / 100.0),
-        }
-    }
-
-    /// Some of `targets` on one side, every other node on the other.
-    fn split(&self, targets: &[String], rng: &mut ChaCha8Rng) -> [Vec<String>; 2] {
-        let all = self.topology.nodes();
-        let most = targets.len().min(all.len() - 1);
-        let size = rng.gen_range(1..=most);
-        let mut pool = targets.to_vec();
-        for i in 0..size {
-            let j = rng.gen_range(i..pool.len());
-            pool.swap(i, j);
-        }
-        pool.truncate(size);
-        let side: BTreeSet<String> = pool.into_iter().collect();
-        let rest: Vec<String> = all.into_iter().filter(|n| !side.contains(n)).collect();
-        [self.in_topology_order(&side), rest]
+    fn select(&self, node: &str) -> Selector {
+        (self.topology.select(node)).expect("drawn nodes are the topology's")
     }
 
     fn in_topology_order(&self, nodes: &BTreeSet<String>) -> Vec<String> {
@@ -182,102 +102,125 @@ impl Ground<'_> {
     }
 
     /// The liveness phase, at `until`: heal every link, put latency and loss back as the
-    /// template had them, restore revoked credentials, and restart every node a crash or a
-    /// shutdown left down.
+    /// template had them, release what was held, restore revoked credentials, and restart
+    /// every node a crash or a shutdown left down.
     pub fn liveness_steps(&self, steps: &[Step]) -> Vec<Step> {
         let at = self.spec.until;
-        let mut phase = vec![Step {
-            at,
-            draw: Draw::Heal,
-        }];
-        let drew = |f: fn(&Draw) -> bool| steps.iter().any(|step| f(&step.draw));
-        if drew(|draw| matches!(draw, Draw::Latency(..))) {
-            let (low, high) = self.latency;
-            phase.push(Step {
-                at,
-                draw: Draw::Latency(low, high),
-            });
+        let mut phase = vec![FaultAction::Heal(None)];
+        let drew = |f: fn(&FaultAction) -> bool| steps.iter().any(|step| f(&step.action));
+        if drew(|action| matches!(action, FaultAction::Latency(..))) {
+            phase.push(FaultAction::Latency(self.latency.0, self.latency.1));
         }
-        if drew(|draw| matches!(draw, Draw::Loss(_))) {
-            phase.push(Step {
-                at,
-                draw: Draw::Loss(self.loss),
-            });
+        if drew(|action| matches!(action, FaultAction::Loss(_))) {
+            phase.push(FaultAction::Loss(self.loss));
         }
         let mut down = BTreeSet::new();
         let mut revoked = BTreeSet::new();
         for step in steps {
-            match &step.draw {
-                Draw::Hold(groups) => phase.push(Step {
-                    at,
-                    draw: Draw::Release(groups.clone()),
-                }),
-                Draw::Crash(node) | Draw::Shutdown(node) => {
-                    down.insert(node.clone());
+            match &step.action {
+                FaultAction::Hold(ends) => phase.push(FaultAction::Release(ends.clone())),
+                FaultAction::Crash(nodes) | FaultAction::Shutdown(nodes) => {
+                    down.extend(nodes.nodes().iter().cloned());
                 }
-                Draw::Restart(node) => {
-                    down.remove(node);
+                FaultAction::Restart(nodes) => {
+                    for node in nodes.nodes() {
+                        down.remove(node);
+                    }
                 }
-                Draw::Revoke(node) => {
-                    revoked.insert(node.clone());
-                }
+                FaultAction::Revoke(nodes) => revoked.extend(nodes.nodes().iter().cloned()),
                 _ => {}
             }
         }
         for node in self.in_topology_order(&revoked) {
-            phase.push(Step {
-                at,
-                draw: Draw::Restore(node),
-            });
+            phase.push(FaultAction::Restore(self.select(&node)));
         }
         for node in self.in_topology_order(&down) {
-            phase.push(Step {
-                at,
-                draw: Draw::Restart(node),
-            });
+            phase.push(FaultAction::Restart(self.select(&node)));
         }
         phase
+            .into_iter()
+            .map(|action| Step { at, action })
+            .collect()
     }
-}
 
-impl Schedule {
+    /// Milder versions of `action`, for shrinking: a partition one node smaller, half the
+    /// latency, half the loss.
+    fn milder(&self, action: &FaultAction) -> Vec<FaultAction> {
+        match action {
+            FaultAction::Partition { groups, oneway } => {
+                let nodes: Vec<Vec<String>> = (groups.iter())
+                    .map(|group| group.iter().flat_map(|s| s.nodes().to_vec()).collect())
+                    .collect();
+                let mut out = Vec::new();
+                for g in 0..nodes.len() {
+                    if nodes[g].len() < 2 {
+                        continue;
+                    }
+                    for i in 0..nodes[g].len() {
+                        let mut smaller = nodes.clone();
+                        smaller[g].remove(i);
+                        let groups = (smaller.iter())
+                            .map(|group| compact(group).iter().map(|n| self.select(n)).collect())
+                            .collect();
+                        out.push(FaultAction::Partition {
+                            groups,
+                            oneway: *oneway,
+                        });
+                    }
+                }
+                out
+            }
+            FaultAction::Latency(low, high) if *high > *low + Duration::from_millis(10) => {
+                let half = (*high - *low) / 2;
+                let high = *low + Duration::from_millis(half.as_millis() as u64);
+                vec![FaultAction::Latency(*low, high)]
+            }
+            FaultAction::Loss(rate) if *rate > 0.02 => {
+                vec![FaultAction::Loss((rate * 50.0).round() / 100.0)]
+            }
+            _ => Vec::new(),
+        }
+    }
+
     /// Simpler schedules to try, simplest first: fewer faults (all, halves, ..., one at a time),
     /// no liveness phase, then each fault made milder: a smaller partition, less latency or
     /// loss, a round time.
-    pub fn simpler(&self) -> Vec<Schedule> {
-        let n = self.steps.len();
+    pub fn simpler(&self, schedule: &Schedule) -> Vec<Schedule> {
+        let n = schedule.steps.len();
         let mut out = Vec::new();
         let mut chunk = n;
         while chunk >= 1 {
             for start in (0..n).step_by(chunk) {
-                let mut steps = self.steps.clone();
+                let mut steps = schedule.steps.clone();
                 steps.drain(start..(start + chunk).min(n));
-                out.push(self.with(steps));
+                out.push(schedule.with(steps));
             }
             chunk /= 2;
         }
-        if self.liveness {
+        if schedule.liveness {
             out.push(Schedule {
-                steps: self.steps.clone(),
+                steps: schedule.steps.clone(),
                 liveness: false,
             });
         }
-        for (i, step) in self.steps.iter().enumerate() {
-            for draw in step.draw.milder() {
-                let mut steps = self.steps.clone();
-                steps[i].draw = draw;
-                out.push(self.with(steps));
+        for (i, step) in schedule.steps.iter().enumerate() {
+            for action in self.milder(&step.action) {
+                let mut steps = schedule.steps.clone();
+                steps[i].action = action;
+                out.push(schedule.with(steps));
             }
             let second = Duration::from_secs(step.at.as_secs());
             if second != step.at {
-                let mut steps = self.steps.clone();
+                let mut steps = schedule.steps.clone();
                 steps[i].at = second;
-                out.push(self.with(steps));
+                out.push(schedule.with(steps));
             }
         }
         out
     }
+}
 
+impl Schedule {
     fn with(&self, steps: Vec<Step>) -> Schedule {
         Schedule {
             steps,
@@ -286,117 +229,12 @@ impl Schedule {
     }
 }
 
-impl Draw {
-    fn milder(&self) -> Vec<Draw> {
-        match self {
-            Draw::Partition { groups, oneway } => {
-                let mut out = Vec::new();
-                for g in 0..2 {
-                    if groups[g].len() < 2 {
-                        continue;
-                    }
-                    for i in 0..groups[g].len() {
-                        let mut groups = groups.clone();
-                        groups[g].remove(i);
-                        out.push(Draw::Partition {
-                            groups,
-                            oneway: *oneway,
-                        });
-                    }
-                }
-                out
-            }
-            Draw::Latency(low, high) if *high > *low + Duration::from_millis(10) => {
-                let half = (*high - *low) / 2;
-                let high = *low + Duration::from_millis(half.as_millis() as u64);
-                vec![Draw::Latency(*low, high)]
-            }
-            Draw::Loss(rate) if *rate > 0.02 => vec![Draw::Loss((rate * 50.0).round() / 100.0)],
-            _ => Vec::new(),
-        }
-    }
-}
-
-/// As the scenario file would say it: `crash master-2`, `partition master-1 | master-2,agents`.
-impl fmt::Display for Draw {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Draw::Crash(node) => write!(f, "crash {node}"),
-            Draw::Restart(node) => write!(f, "restart {node}"),
-            Draw::Wipe(node) => write!(f, "wipe {node}"),
-            Draw::Isolate(node) => write!(f, "isolate {node}"),
-            Draw::Partition { groups, oneway } => {
-                let [a, b] = groups.clone().map(|group| compact(&group).join(","));
-                let arrow = if *oneway { " (one way)" } else { "" };
-                write!(f, "partition {a} | {b}{arrow}")
-            }
-            Draw::Heal => f.write_str("heal all"),
-            Draw::Latency(low, high) => {
-                write!(f, "latency {}..{}", fmt_duration(*low), fmt_duration(*high))
-            }
-            Draw::Loss(rate) => write!(f, "loss {rate}"),
-            Draw::Revoke(node) => write!(f, "revoke {node}"),
-            Draw::Restore(node) => write!(f, "restore {node}"),
-            Draw::Force(node) => write!(f, "admin force {node}"),
-            Draw::Shutdown(node) => write!(f, "shutdown {node}"),
-            Draw::Hold(groups) => write!(f, "hold {}", show_ends(groups)),
-            Draw::Release(groups) => write!(f, "release {}", show_ends(groups)),
-        }
-    }
-}
-
-/// The two ends of a link fault as one selector each: `agent-1 + master-2 | agent-2..agent-3`.
-pub fn show_ends(groups: &[Vec<String>; 2]) -> String {
-    let [a, b] = groups.clone().map(|group| end(&group));
-    format!("{a} | {b}")
-}
-
-/// A group of nodes as one selector: their compact names joined as a union.
-pub fn end(group: &[String]) -> String {
-    compact(group).join(" + ")
-}
-
-/// Node names as selectors, as short as they go: every agent is `agents`, a run of
-/// neighbours `agent-2..agent-5`.
-pub fn compact(nodes: &[String]) -> Vec<String> {
-    let split = |node: &String| -> Option<(String, u32)> {
-        let (prefix, index) = node.rsplit_once('-')?;
-        Some((prefix.to_string(), index.parse().ok()?))
-    };
-    let mut out = Vec::new();
-    let mut run: Option<(String, u32, u32)> = None;
-    let flush = |run: Option<(String, u32, u32)>, out: &mut Vec<String>| {
-        if let Some((prefix, first, last)) = run {
-            out.push(if first == last {
-                format!("{prefix}-{first}")
-            } else {
-                format!("{prefix}-{first}..{prefix}-{last}")
-            });
-        }
-    };
-    for node in nodes {
-        match (split(node), &mut run) {
-            (Some((prefix, index)), Some((p, _, last))) if *p == prefix && *last + 1 == index => {
-                *last = index;
-            }
-            (Some((prefix, index)), _) => {
-                flush(run.take(), &mut out);
-                run = Some((prefix, index, index));
-            }
-            (None, _) => {
-                flush(run.take(), &mut out);
-                out.push(node.clone());
-            }
-        }
-    }
-    flush(run, &mut out);
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::scenario::faults::AdminOp;
     use crate::scenario::Scenario;
+    use fleet_core::fmt_duration;
 
     fn template(kinds: &str) -> Scenario {
         Scenario::parse(
@@ -441,7 +279,10 @@ mod tests {
             assert!(times.windows(2).all(|w| w[0] <= w[1]), "{times:?}");
             for step in &schedule.steps {
                 assert!(step.at < Duration::from_secs(20));
-                assert!(matches!(step.draw, Draw::Crash(_) | Draw::Heal), "{step:?}");
+                assert!(
+                    matches!(step.action, FaultAction::Crash(_) | FaultAction::Heal(None)),
+                    "{step:?}"
+                );
             }
             counts += schedule.steps.len();
         }
@@ -456,18 +297,18 @@ mod tests {
         let mut holds = 0;
         for seed in 0..40 {
             let schedule = ground.draw(seed);
-            let held: Vec<&[Vec<String>; 2]> = (schedule.steps.iter())
-                .filter_map(|step| match &step.draw {
-                    Draw::Hold(groups) => Some(groups),
+            let held: Vec<&[Selector; 2]> = (schedule.steps.iter())
+                .filter_map(|step| match &step.action {
+                    FaultAction::Hold(ends) => Some(ends),
                     _ => None,
                 })
                 .collect();
             let liveness = ground.liveness_steps(&schedule.steps);
             for groups in &held {
-                assert!(groups.iter().all(|group| !group.is_empty()), "{groups:?}");
-                let released = Draw::Release((*groups).clone());
+                assert!(groups.iter().all(|end| !end.nodes().is_empty()), "{groups:?}");
+                let released = FaultAction::Release((*groups).clone());
                 assert!(
-                    liveness.iter().any(|step| step.draw == released),
+                    liveness.iter().any(|step| step.action == released),
                     "{groups:?}"
                 );
             }
@@ -491,10 +332,10 @@ mod tests {
         for seed in 0..40 {
             let schedule = ground.draw(seed);
             for step in &schedule.steps {
-                let (kind, node) = match &step.draw {
-                    Draw::Revoke(node) => ("revoke", node),
-                    Draw::Force(node) => ("force", node),
-                    Draw::Shutdown(node) => ("shutdown", node),
+                let (kind, node) = match &step.action {
+                    FaultAction::Revoke(node) => ("revoke", node.to_string()),
+                    FaultAction::Admin(AdminOp::Force(node)) => ("force", node.to_string()),
+                    FaultAction::Shutdown(node) => ("shutdown", node.to_string()),
                     other => panic!("{other:?}"),
                 };
                 let prefix = if kind == "shutdown" {
@@ -507,12 +348,12 @@ mod tests {
             }
             let phase = ground.liveness_steps(&schedule.steps);
             for step in &schedule.steps {
-                let undo = match &step.draw {
-                    Draw::Revoke(node) => Draw::Restore(node.clone()),
-                    Draw::Shutdown(node) => Draw::Restart(node.clone()),
+                let undo = match &step.action {
+                    FaultAction::Revoke(node) => FaultAction::Restore(node.clone()),
+                    FaultAction::Shutdown(node) => FaultAction::Restart(node.clone()),
                     _ => continue,
                 };
-                assert!(phase.iter().any(|s| s.draw == undo), "{undo:?} missing");
+                assert!(phase.iter().any(|s| s.action == undo), "{undo:?} missing");
             }
         }
         assert_eq!(seen.len(), 3, "{seen:?}");
@@ -536,11 +377,15 @@ mod tests {
         let ground = ground(&scenario);
         for seed in 0..30 {
             for step in ground.draw(seed).steps {
-                let Draw::Partition { groups, .. } = step.draw else {
+                let FaultAction::Partition { groups, .. } = step.action else {
                     panic!("{step:?}")
                 };
-                assert!(!groups[0].is_empty() && !groups[1].is_empty());
-                let mut all = [groups[0].clone(), groups[1].clone()].concat();
+                let nodes = |group: &[Selector]| -> Vec<String> {
+                    group.iter().flat_map(|s| s.nodes().to_vec()).collect()
+                };
+                assert_eq!(groups.len(), 2);
+                assert!(!nodes(&groups[0]).is_empty() && !nodes(&groups[1]).is_empty());
+                let mut all = [nodes(&groups[0]), nodes(&groups[1])].concat();
                 all.sort();
                 let mut nodes = scenario.topology.nodes();
                 nodes.sort();
@@ -553,53 +398,57 @@ mod tests {
     fn the_liveness_phase_restarts_what_is_still_down() {
         let scenario = template(r#"["crash"]"#);
         let ground = ground(&scenario);
-        let step = |at: u64, draw: Draw| Step {
+        let step = |at: u64, action: FaultAction| Step {
             at: Duration::from_secs(at),
-            draw,
+            action,
         };
+        let node = |name: &str| scenario.topology.select(name).unwrap();
         let steps = vec![
-            step(1, Draw::Crash("master-2".into())),
-            step(2, Draw::Crash("agent-1".into())),
-            step(3, Draw::Restart("master-2".into())),
-            step(4, Draw::Loss(0.3)),
+            step(1, FaultAction::Crash(node("master-2"))),
+            step(2, FaultAction::Crash(node("agent-1"))),
+            step(3, FaultAction::Restart(node("master-2"))),
+            step(4, FaultAction::Loss(0.3)),
         ];
         let phase: Vec<String> = ground
             .liveness_steps(&steps)
             .iter()
-            .map(|s| format!("{} {}", fmt_duration(s.at), s.draw))
+            .map(|s| format!("{} {}", fmt_duration(s.at), s.action))
             .collect();
         assert_eq!(phase, ["20s heal all", "20s loss 0", "20s restart agent-1"]);
     }
 
     #[test]
     fn simpler_schedules_drop_faults_then_soften_them() {
+        let scenario = template(r#"["partition", "latency"]"#);
+        let ground = ground(&scenario);
+        let node = |name: &str| scenario.topology.select(name).unwrap();
         let schedule = Schedule {
             steps: vec![
                 Step {
                     at: Duration::from_millis(1500),
-                    draw: Draw::Partition {
-                        groups: [
-                            vec!["master-1".into()],
-                            vec!["master-2".into(), "master-3".into()],
-                        ],
+                    action: FaultAction::Partition {
+                        groups: vec![vec![node("master-1")], vec![node("master-2..master-3")]],
                         oneway: false,
                     },
                 },
                 Step {
                     at: Duration::from_secs(2),
-                    draw: Draw::Latency(Duration::from_millis(1), Duration::from_millis(401)),
+                    action: FaultAction::Latency(
+                        Duration::from_millis(1),
+                        Duration::from_millis(401),
+                    ),
                 },
             ],
             liveness: true,
         };
-        let simpler = schedule.simpler();
+        let simpler = ground.simpler(&schedule);
         assert!(simpler[0].steps.is_empty());
         assert_eq!(simpler[1].steps.len(), 1);
         assert_eq!(simpler[2].steps.len(), 1);
         assert!(!simpler[3].liveness);
         let shown: Vec<String> = simpler[4..]
             .iter()
-            .map(|s| format!("{}@{:?}", s.steps[0].draw, s.steps[0].at))
+            .map(|s| format!("{}@{:?}", s.steps[0].action, s.steps[0].at))
             .collect();
         assert!(
             shown.contains(&"partition master-1 | master-3@1.5s".to_string()),
@@ -609,8 +458,8 @@ mod tests {
             shown.contains(&"partition master-1 | master-2..master-3@1s".to_string()),
             "{shown:?}"
         );
-        assert!(simpler.iter().any(|s| s.steps.get(1).map(|s| &s.draw)
-            == Some(&Draw::Latency(
+        assert!(simpler.iter().any(|s| s.steps.get(1).map(|s| &s.action)
+            == Some(&FaultAction::Latency(
                 Duration::from_millis(1),
                 Duration::from_millis(201)
             ))));

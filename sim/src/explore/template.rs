@@ -1,16 +1,23 @@
-//! A scenario with an `[explore]` table, and the standalone scenario file each run becomes.
+//! A scenario with an `[explore]` table, and the scenario each run becomes.
 //!
-//! A run is an ordinary scenario file: the template's text (comments and all) without its
-//! `[explore]` table, with the run's seed, its drawn faults, the liveness phase and the
-//! liveness check appended. That file is what runs, so a written one replays exactly.
+//! A run is the template's scenario with the run's seed, its drawn faults, the liveness phase
+//! and the liveness check added, built directly from the drawn
+//! [`FaultAction`](crate::scenario::faults::FaultAction)s. Written out
+//! (a failure to replay), it is the template's text (comments and all) without its `[explore]`
+//! table, with the same additions as `[[faults]]` and `[[expect]]` entries; a test holds that
+//! the written file reads back as the scenario that ran.
 
-use crate::explore::plan::{compact, end, Draw, Ground, Schedule, Step};
+use crate::explore::plan::{Ground, Schedule, Step};
+use crate::scenario::expect::ExpectSpec;
+use crate::scenario::faults::Fault;
 use crate::scenario::overrides::Override;
-use crate::scenario::source::{error_at, Position, ScenarioError};
+use crate::scenario::source::{error_at, Located, Position, ScenarioError};
 use crate::scenario::Scenario;
+use crate::Loaded;
 use fleet_core::fmt_duration;
+use std::collections::BTreeMap;
 use std::path::Path;
-use toml_edit::{value, Array, ArrayOfTables, DocumentMut, Item, Table};
+use toml_edit::{value, ArrayOfTables, DocumentMut, Item, Table};
 
 pub struct Template {
     /// The file, as errors and reproduce commands name it.
@@ -80,6 +87,57 @@ impl Template {
             .map_or("explore".into(), |stem| stem.to_string_lossy().into_owned())
     }
 
+    /// Run `seed` with `schedule`, ready to run: the scenario [`render`](Self::render) writes,
+    /// without the round trip through its text.
+    pub fn loaded(&self, seed: u64, schedule: &Schedule) -> Result<Loaded, ScenarioError> {
+        let ground = self.ground();
+        let mut scenario = self.scenario.clone();
+        scenario.name = format!("{}-seed-{seed}", self.scenario.name);
+        scenario.seed = seed;
+        scenario.explore = None;
+        let mut steps = schedule.steps.clone();
+        if schedule.liveness {
+            steps.extend(ground.liveness_steps(&schedule.steps));
+            scenario.expectations.push(self.liveness_check());
+        }
+        scenario.faults.extend(steps.into_iter().map(|step| Fault {
+            at: step.at,
+            action: step.action,
+            captures: Vec::new(),
+            when: None,
+        }));
+        // Stable, as a file's faults: those at the same moment fire in file order.
+        scenario.faults.sort_by_key(|fault| fault.at);
+        let expectations = crate::judge::compile(&scenario)?;
+        Ok(Loaded {
+            scenario,
+            expectations,
+        })
+    }
+
+    /// Once the faults stop, a leader leads every agent within the bound.
+    fn liveness_check(&self) -> ExpectSpec {
+        let spec = self.scenario.explore.as_ref().expect("checked in parse");
+        let located = |text: String| Located {
+            value: toml::Value::String(text),
+            at: Position::default(),
+        };
+        ExpectSpec {
+            at: Position::default(),
+            check: Located {
+                value: "agents_follow_leader".into(),
+                at: Position::default(),
+            },
+            holds: true,
+            every: None,
+            until: None,
+            fields: BTreeMap::from([
+                ("after".to_string(), located(fmt_duration(spec.until))),
+                ("within".to_string(), located(fmt_duration(spec.liveness))),
+            ]),
+        }
+    }
+
     /// Run `seed` with `schedule`, as a scenario file that starts with `header` (comment lines).
     pub fn render(&self, seed: u64, schedule: &Schedule, header: &[String]) -> String {
         let ground = self.ground();
@@ -132,41 +190,8 @@ fn fault_table(step: &Step, note: Option<&str>) -> Table {
         table.decor_mut().set_prefix(format!("\n# {note}\n"));
     }
     table["at"] = value(fmt_duration(step.at));
-    match &step.draw {
-        Draw::Crash(node) => table["crash"] = value(node.as_str()),
-        Draw::Restart(node) => table["restart"] = value(node.as_str()),
-        Draw::Wipe(node) => table["wipe"] = value(node.as_str()),
-        Draw::Isolate(node) => table["isolate"] = value(node.as_str()),
-        Draw::Heal => table["heal"] = value("all"),
-        Draw::Partition { groups, oneway } => {
-            let mut array = Array::new();
-            for group in groups {
-                array.push(compact(group).into_iter().collect::<Array>());
-            }
-            table["partition"] = value(array);
-            if *oneway {
-                table["oneway"] = value(true);
-            }
-        }
-        Draw::Latency(low, high) => {
-            table["latency"] = value(format!("{}..{}", fmt_duration(*low), fmt_duration(*high)));
-        }
-        Draw::Loss(rate) => table["loss"] = value(*rate),
-        Draw::Revoke(node) => table["revoke"] = value(node.as_str()),
-        Draw::Restore(node) => table["restore"] = value(node.as_str()),
-        Draw::Force(node) => {
-            table["admin"] = value("force");
-            table["agent"] = value(node.as_str());
-        }
-        Draw::Shutdown(node) => table["shutdown"] = value(node.as_str()),
-        Draw::Hold(groups) | Draw::Release(groups) => {
-            let key = if matches!(step.draw, Draw::Hold(_)) {
-                "hold"
-            } else {
-                "release"
-            };
-            table[key] = value(groups.iter().map(|group| end(group)).collect::<Array>());
-        }
+    for (key, written) in step.action.keys() {
+        table[key] = value(written);
     }
     table
 }
@@ -174,6 +199,7 @@ fn fault_table(step: &Step, note: Option<&str>) -> Table {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::scenario::faults::FaultAction;
     use std::time::Duration;
 
     const TEMPLATE: &str = r#"# a template
@@ -200,18 +226,19 @@ liveness = "10s"
     #[test]
     fn a_run_is_a_scenario_file_that_parses_back_with_its_faults() {
         let template = Template::parse("t.toml", TEMPLATE).unwrap();
+        let node = |text: &str| template.scenario.topology.select(text).unwrap();
         let schedule = Schedule {
             steps: vec![
                 Step {
                     at: Duration::from_millis(2500),
-                    draw: Draw::Crash("master-2".into()),
+                    action: FaultAction::Crash(node("master-2")),
                 },
                 Step {
                     at: Duration::from_secs(4),
-                    draw: Draw::Partition {
-                        groups: [
-                            vec!["master-1".into()],
-                            vec!["master-3".into(), "agent-1".into(), "agent-2".into()],
+                    action: FaultAction::Partition {
+                        groups: vec![
+                            vec![node("master-1")],
+                            vec![node("master-3"), node("agent-1..agent-2")],
                         ],
                         oneway: true,
                     },
@@ -237,6 +264,14 @@ liveness = "10s"
                 "20s restart master-2"
             ]
         );
+        // The file it writes reads back as the scenario that ran.
+        let ran = template.loaded(42, &schedule).unwrap();
+        assert_eq!(ran.scenario.faults, run.scenario.faults);
+        assert_eq!(ran.scenario.name, run.scenario.name);
+        let titles = |loaded: &Loaded| -> Vec<String> {
+            (loaded.expectations.iter()).map(|e| e.check.title()).collect()
+        };
+        assert_eq!(titles(&ran), titles(&run));
         assert_eq!(run.expectations.len(), 2);
         assert_eq!(
             run.expectations[1].check.title(),

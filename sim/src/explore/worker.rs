@@ -25,8 +25,7 @@ pub fn judge_schedule(
     seed: u64,
     schedule: &Schedule,
 ) -> Result<Vec<Broken>, ScenarioError> {
-    let text = template.render(seed, schedule, &[]);
-    let loaded = crate::parse(&template.path, &text)?;
+    let loaded = template.loaded(seed, schedule)?;
     let ran = catch_unwind(AssertUnwindSafe(|| loaded.run(seed).verdicts));
     Ok(match ran {
         Ok(verdicts) => verdicts
@@ -129,12 +128,13 @@ fn write(path: &Path, text: &str) -> Result<String, ScenarioError> {
 pub fn shrink(
     start: Schedule,
     budget: usize,
+    simpler: impl Fn(&Schedule) -> Vec<Schedule>,
     mut breaks: impl FnMut(&Schedule) -> Result<bool, ScenarioError>,
 ) -> Result<(Schedule, usize), ScenarioError> {
     let mut current = start;
     let mut runs = 0;
     'simpler: while runs < budget {
-        for candidate in current.simpler() {
+        for candidate in simpler(&current) {
             if runs == budget {
                 break 'simpler;
             }
@@ -157,9 +157,11 @@ pub fn shrink_seed(
     check: &str,
     out: &Path,
 ) -> Result<(), ScenarioError> {
-    let drawn = template.ground().draw(seed);
+    let ground = template.ground();
+    let drawn = ground.draw(seed);
     let from = drawn.steps.len();
-    let (schedule, runs) = shrink(drawn, SHRINK_BUDGET, |candidate| {
+    let simpler = |schedule: &Schedule| ground.simpler(schedule);
+    let (schedule, runs) = shrink(drawn, SHRINK_BUDGET, simpler, |candidate| {
         let broken = judge_schedule(template, seed, candidate)?;
         Ok(broken.iter().any(|broken| broken.check == check))
     })?;
@@ -197,18 +199,35 @@ pub fn shrink_seed(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::explore::plan::{Draw, Step};
+    use crate::explore::plan::{Ground, Step};
+    use crate::scenario::faults::FaultAction;
+    use crate::scenario::Scenario;
     use std::time::Duration;
 
-    fn step(at: u64, node: &str) -> Step {
-        Step {
-            at: Duration::from_secs(at),
-            draw: Draw::Crash(node.into()),
-        }
+    fn template() -> Scenario {
+        Scenario::parse(
+            "t.toml",
+            "name = \"t\"\nduration = \"30s\"\n[topology]\nmasters = 3\nagents = 2\n\
+             [explore]\nfaults = [\"crash\"]\ntargets = \"all\"\nmean_gap = \"2s\"\n\
+             until = \"20s\"\nliveness = \"10s\"\n",
+        )
+        .unwrap()
     }
 
     #[test]
     fn shrinking_keeps_only_what_the_failure_needs() {
+        let scenario = template();
+        let ground = Ground {
+            spec: scenario.explore.as_ref().unwrap(),
+            topology: &scenario.topology,
+            latency: scenario.network.latency,
+            loss: scenario.network.loss,
+        };
+        let crash = |node: &str| FaultAction::Crash(scenario.topology.select(node).unwrap());
+        let step = |at: u64, node: &str| Step {
+            at: Duration::from_secs(at),
+            action: crash(node),
+        };
         let start = Schedule {
             steps: vec![
                 step(1, "master-1"),
@@ -221,15 +240,15 @@ mod tests {
         };
         // Breaks whenever master-2 and master-3 both crash.
         let needs = |schedule: &Schedule| {
-            let crashed =
-                |node: &str| (schedule.steps.iter()).any(|s| s.draw == Draw::Crash(node.into()));
+            let crashed = |node: &str| (schedule.steps.iter()).any(|s| s.action == crash(node));
             Ok(crashed("master-2") && crashed("master-3"))
         };
-        let (shrunk, runs) = shrink(start.clone(), 100, needs).unwrap();
+        let simpler = |schedule: &Schedule| ground.simpler(schedule);
+        let (shrunk, runs) = shrink(start.clone(), 100, simpler, needs).unwrap();
         assert_eq!(shrunk.steps, vec![step(2, "master-2"), step(4, "master-3")]);
         assert!(!shrunk.liveness);
         assert!(runs < 30, "{runs}");
-        let (_, capped) = shrink(start, 3, needs).unwrap();
+        let (_, capped) = shrink(start, 3, simpler, needs).unwrap();
         assert_eq!(capped, 3);
     }
 }

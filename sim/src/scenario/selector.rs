@@ -111,6 +111,43 @@ impl fmt::Display for Selector {
     }
 }
 
+/// Node names as selectors, as short as they go: every agent is `agents`, a run of
+/// neighbours `agent-2..agent-5`.
+pub fn compact(nodes: &[String]) -> Vec<String> {
+    let split = |node: &String| -> Option<(String, u32)> {
+        let (prefix, index) = node.rsplit_once('-')?;
+        Some((prefix.to_string(), index.parse().ok()?))
+    };
+    let mut out = Vec::new();
+    let mut run: Option<(String, u32, u32)> = None;
+    let flush = |run: Option<(String, u32, u32)>, out: &mut Vec<String>| {
+        if let Some((prefix, first, last)) = run {
+            out.push(if first == last {
+                format!("{prefix}-{first}")
+            } else {
+                format!("{prefix}-{first}..{prefix}-{last}")
+            });
+        }
+    };
+    for node in nodes {
+        match (split(node), &mut run) {
+            (Some((prefix, index)), Some((p, _, last))) if *p == prefix && *last + 1 == index => {
+                *last = index;
+            }
+            (Some((prefix, index)), _) => {
+                flush(run.take(), &mut out);
+                run = Some((prefix, index, index));
+            }
+            (None, _) => {
+                flush(run.take(), &mut out);
+                out.push(node.clone());
+            }
+        }
+    }
+    flush(run, &mut out);
+    out
+}
+
 /// Splits `text` at whitespace outside parentheses.
 fn tokens(text: &str) -> Result<Vec<&str>, String> {
     let mut out = Vec::new();

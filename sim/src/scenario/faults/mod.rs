@@ -1,11 +1,16 @@
-//! `[[faults]]`: what breaks, and when. The runner applies them; the report lists them.
+//! `[[faults]]`: what breaks, and when. Every kind is a row of [`kinds::FAULTS`], read by one
+//! loop here; the runner applies them and the report lists them.
 
-use crate::scenario::check_loss;
-use crate::scenario::duration::{Dur, DurRange};
-use crate::scenario::selector::{check_capture_name, NodeKind, Selector, Topology};
+mod fields;
+pub mod kinds;
+
+use crate::scenario::duration::Dur;
+use crate::scenario::selector::{check_capture_name, Selector, Topology};
 use crate::scenario::source::{ScenarioError, Source};
+pub(crate) use fields::RawFault;
+use fields::FaultFields;
 use fleet_core::fmt_duration;
-use serde::Deserialize;
+use kinds::{FaultSpec, FAULTS};
 use std::collections::BTreeSet;
 use std::fmt;
 use std::time::Duration;
@@ -164,6 +169,77 @@ impl fmt::Display for FaultAction {
     }
 }
 
+impl FaultAction {
+    /// The keys of the `[[faults]]` entry that reads back as this action, besides `at`: what
+    /// a written exploration run says.
+    pub fn keys(&self) -> Vec<(&'static str, toml_edit::Value)> {
+        use toml_edit::{Array, Value};
+        let text = |selector: &Selector| Value::from(selector.to_string());
+        let pair = |[a, b]: &[Selector; 2]| Value::Array(Array::from_iter([text(a), text(b)]));
+        let range = |low: &Duration, high: &Duration| {
+            Value::from(format!("{}..{}", fmt_duration(*low), fmt_duration(*high)))
+        };
+        match self {
+            FaultAction::Crash(target) => vec![("crash", text(target))],
+            FaultAction::Restart(target) => vec![("restart", text(target))],
+            FaultAction::Partition { groups, oneway } => {
+                let groups = groups.iter().map(|group| {
+                    Value::Array(group.iter().map(|s| s.to_string()).collect::<Array>())
+                });
+                let mut keys = vec![("partition", Value::Array(groups.collect()))];
+                if *oneway {
+                    keys.push(("oneway", Value::from(true)));
+                }
+                keys
+            }
+            FaultAction::Heal(None) => vec![("heal", Value::from("all"))],
+            FaultAction::Heal(Some(target)) => vec![("heal", text(target))],
+            FaultAction::Latency(low, high) => vec![("latency", range(low, high))],
+            FaultAction::LinkLatency { between, low, high } => {
+                vec![("latency", range(low, high)), ("between", pair(between))]
+            }
+            FaultAction::Loss(rate) => vec![("loss", Value::from(*rate))],
+            FaultAction::Hold(ends) => vec![("hold", pair(ends))],
+            FaultAction::Release(ends) => vec![("release", pair(ends))],
+            FaultAction::Wipe(target) => vec![("wipe", text(target))],
+            FaultAction::Isolate(target) => vec![("isolate", text(target))],
+            FaultAction::Revoke(target) => vec![("revoke", text(target))],
+            FaultAction::Restore(target) => vec![("restore", text(target))],
+            FaultAction::Stop(target) => vec![("stop", text(target))],
+            FaultAction::Shutdown(target) => vec![("shutdown", text(target))],
+            FaultAction::Admin(op) => {
+                let mut keys = vec![("admin", Value::from(op.name()))];
+                keys.extend(op.agents().map(|agents| ("agent", text(agents))));
+                keys
+            }
+        }
+    }
+
+    /// Every selector the action names, in the order written (a partition's groups one after
+    /// the other): the order its [`crate::history::Fired`] record resolves them in.
+    pub fn selectors(&self) -> Vec<&Selector> {
+        match self {
+            FaultAction::Crash(target)
+            | FaultAction::Restart(target)
+            | FaultAction::Heal(Some(target))
+            | FaultAction::Wipe(target)
+            | FaultAction::Isolate(target)
+            | FaultAction::Revoke(target)
+            | FaultAction::Restore(target)
+            | FaultAction::Stop(target)
+            | FaultAction::Shutdown(target) => vec![target],
+            FaultAction::Partition { groups, .. } => groups.iter().flatten().collect(),
+            FaultAction::LinkLatency { between: ends, .. }
+            | FaultAction::Hold(ends)
+            | FaultAction::Release(ends) => ends.iter().collect(),
+            FaultAction::Admin(op) => op.agents().into_iter().collect(),
+            FaultAction::Heal(None) | FaultAction::Latency(..) | FaultAction::Loss(_) => {
+                Vec::new()
+            }
+        }
+    }
+}
+
 /// `a | b`: the two ends of a link fault, as written.
 pub fn show_pair([a, b]: &[Selector; 2]) -> String {
     format!("{a} | {b}")
@@ -184,38 +260,8 @@ pub fn show_groups(groups: &[Vec<Selector>]) -> String {
     groups.join(" | ")
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct RawFault {
-    at: Spanned<Dur>,
-    crash: Option<Spanned<String>>,
-    restart: Option<Spanned<String>>,
-    partition: Option<Spanned<Vec<Vec<Spanned<String>>>>>,
-    oneway: Option<bool>,
-    heal: Option<Spanned<String>>,
-    latency: Option<DurRange>,
-    between: Option<Spanned<Vec<Spanned<String>>>>,
-    loss: Option<Spanned<f64>>,
-    hold: Option<Spanned<Vec<Spanned<String>>>>,
-    release: Option<Spanned<Vec<Spanned<String>>>>,
-    wipe: Option<Spanned<String>>,
-    isolate: Option<Spanned<String>>,
-    revoke: Option<Spanned<String>>,
-    restore: Option<Spanned<String>>,
-    stop: Option<Spanned<String>>,
-    shutdown: Option<Spanned<String>>,
-    admin: Option<Spanned<String>>,
-    agent: Option<Spanned<String>>,
-    #[serde(rename = "as")]
-    capture: Option<Spanned<toml::Value>>,
-    when: Option<Spanned<String>>,
-    every: Option<Spanned<Dur>>,
-    until: Option<Spanned<Dur>>,
-}
-
-const ACTIONS: &str = "crash, restart, partition, heal, latency, loss, hold, release, wipe, \
-     isolate, revoke, restore, stop, shutdown or admin";
-const ADMIN_OPS: &str = "status, active, cleanup, force or decommission";
+/// The keys every fault takes besides its action's.
+const COMMON: [&str; 5] = ["at", "as", "when", "every", "until"];
 
 /// `every` and `until`: the moments a repeated fault or expectation fires, `at`, `at + every`,
 /// ... before `until` (the end of the run by default). Just `at` without `every`.
@@ -259,7 +305,6 @@ pub(crate) fn repetition(
     Ok(moments)
 }
 
-/// Checks one `[[faults]]` entry; a repeated one gives one fault per firing.
 /// Refuses `@NAME` before a fault captures NAME (in file order).
 pub(crate) fn captured_before(
     selector: Selector,
@@ -276,6 +321,7 @@ pub(crate) fn captured_before(
     }
 }
 
+/// Checks one `[[faults]]` entry; a repeated one gives one fault per firing.
 pub(crate) fn check(
     fault: Spanned<RawFault>,
     topology: &Topology,
@@ -285,211 +331,109 @@ pub(crate) fn check(
     source: &Source,
 ) -> Result<Vec<Fault>, ScenarioError> {
     let span = fault.span();
-    let fault = fault.into_inner();
-    let at = fault.at.get_ref().0;
-    if at > duration {
+    let raw = fault.into_inner();
+    let fields = FaultFields {
+        raw: &raw,
+        topology,
+        source,
+        defined,
+        authenticates,
+        span: span.clone(),
+    };
+    let at = fields
+        .duration("at")?
+        .ok_or_else(|| fields.whole("a fault needs `at`, the moment it fires"))?;
+    if at.get_ref().0 > duration {
         return Err(source.error(
-            fault.at.span(),
+            at.span(),
             format!(
                 "fault at {} is after the end of the run ({})",
-                fmt_duration(at),
+                fmt_duration(at.get_ref().0),
                 fmt_duration(duration)
             ),
         ));
     }
-    let select = |text: &Spanned<String>| {
-        let selector = topology
-            .select(text.get_ref())
-            .map_err(|message| source.error(text.span(), message))?;
-        captured_before(selector, defined, text, source)
-    };
-    let mut actions = Vec::new();
-    if let Some(target) = &fault.crash {
-        actions.push(("crash", FaultAction::Crash(select(target)?)));
-    }
-    if let Some(target) = &fault.restart {
-        actions.push(("restart", FaultAction::Restart(select(target)?)));
-    }
-    if let Some(groups) = &fault.partition {
-        let groups = check_partition(groups, topology, &select, source)?;
-        let oneway = fault.oneway.unwrap_or(false);
-        actions.push(("partition", FaultAction::Partition { groups, oneway }));
-    } else if fault.oneway.is_some() {
-        return Err(source.error(span, "`oneway` only goes with `partition`"));
-    }
-    if let Some(target) = &fault.heal {
-        let selector = match target.get_ref().as_str() {
-            "all" => None,
-            _ => Some(select(target)?),
-        };
-        actions.push(("heal", FaultAction::Heal(selector)));
-    }
-    match (fault.latency, &fault.between) {
-        (Some(range), None) => actions.push(("latency", FaultAction::Latency(range.0, range.1))),
-        (Some(range), Some(between)) => {
-            turmoil_only(
-                "`latency` with `between` (one link's latency)",
-                between,
-                source,
-            )?;
-            let between = check_pair(between, "between", topology, &select, source)?;
-            let (low, high) = (range.0, range.1);
-            actions.push(("latency", FaultAction::LinkLatency { between, low, high }));
-        }
-        (None, Some(between)) => {
-            return Err(source.error(between.span(), "`between` only goes with `latency`"))
-        }
-        (None, None) => {}
-    }
-    if let Some(loss) = fault.loss {
-        actions.push(("loss", FaultAction::Loss(check_loss(loss, source)?)));
-    }
-    if let Some(pair) = &fault.hold {
-        turmoil_only("`hold` (messages queued on a link)", pair, source)?;
-        let pair = check_pair(pair, "hold", topology, &select, source)?;
-        actions.push(("hold", FaultAction::Hold(pair)));
-    }
-    if let Some(pair) = &fault.release {
-        turmoil_only("`release` (messages queued on a link)", pair, source)?;
-        let pair = check_pair(pair, "release", topology, &select, source)?;
-        actions.push(("release", FaultAction::Release(pair)));
-    }
-    if let Some(target) = &fault.wipe {
-        actions.push(("wipe", FaultAction::Wipe(select(target)?)));
-    }
-    if let Some(target) = &fault.isolate {
-        actions.push(("isolate", FaultAction::Isolate(select(target)?)));
-    }
-    let select_kind = |text: &Spanned<String>, kind: NodeKind, what: &str| {
-        let selector = select(text)?;
-        (selector.only_of(kind, what)).map_err(|message| source.error(text.span(), message))?;
-        Ok::<Selector, ScenarioError>(selector)
-    };
-    for (name, raw) in [("revoke", &fault.revoke), ("restore", &fault.restore)] {
-        let Some(target) = raw else { continue };
-        if !authenticates {
-            return Err(source.error(
-                target.span(),
-                format!("`{name}` acts on credentials; add [params.auth] so agents have some"),
-            ));
-        }
-        let agents = select_kind(target, NodeKind::Agent, "credentials are agents'")?;
-        actions.push(match name {
-            "revoke" => ("revoke", FaultAction::Revoke(agents)),
-            _ => ("restore", FaultAction::Restore(agents)),
-        });
-    }
-    if let Some(target) = &fault.stop {
-        let agents = select_kind(
-            target,
-            NodeKind::Agent,
-            "`stop` stops agents (masters: `shutdown`)",
-        )?;
-        actions.push(("stop", FaultAction::Stop(agents)));
-    }
-    if let Some(target) = &fault.shutdown {
-        let masters = select_kind(
-            target,
-            NodeKind::Master,
-            "`shutdown` stops masters (agents: `stop`)",
-        )?;
-        actions.push(("shutdown", FaultAction::Shutdown(masters)));
-    }
-    if let Some(op) = &fault.admin {
-        actions.push((
-            "admin",
-            FaultAction::Admin(check_admin(op, fault.agent.as_ref(), &select_kind, source)?),
-        ));
-    } else if let Some(agent) = &fault.agent {
-        return Err(source.error(agent.span(), "`agent` only goes with `admin`"));
-    }
-    match actions.len() {
-        1 => {
-            let action = actions.pop().expect("one action").1;
-            let captures = check_captures(fault.capture.as_ref(), &action, span.clone(), source)?;
-            defined.extend(captures.iter().cloned());
-            let when = match &fault.when {
-                None => None,
-                Some(name) => Some(Condition::from_name(name.get_ref()).ok_or_else(|| {
-                    source.error(
-                        name.span(),
-                        format!(
-                            "unknown condition {:?}; expected {}",
-                            name.get_ref(),
-                            Condition::NAMES
-                        ),
-                    )
-                })?),
-            };
-            let moments = repetition(
-                at,
-                fault.every.as_ref(),
-                fault.until.as_ref(),
-                duration,
-                source,
-            )?;
-            Ok(moments
-                .into_iter()
-                .map(|at| Fault {
-                    at,
-                    action: action.clone(),
-                    captures: captures.clone(),
-                    when,
-                })
-                .collect())
-        }
-        0 => Err(source.error(span, format!("a fault needs one of {ACTIONS}"))),
-        _ => {
-            let names: Vec<_> = actions.iter().map(|(name, _)| *name).collect();
-            Err(source.error(
-                span,
-                format!(
-                    "a fault takes exactly one action, found {}: split it into one \
-                     [[faults]] entry each",
-                    names.join(", ")
-                ),
-            ))
-        }
-    }
+    let spec = action_of(&fields)?;
+    let action = (spec.parse)(&fields)?;
+    let captures = check_captures(raw.get("as"), &action, span, source)?;
+    let when = check_when(&fields)?;
+    let moments = repetition(
+        at.get_ref().0,
+        fields.duration("every")?.as_ref(),
+        fields.duration("until")?.as_ref(),
+        duration,
+        source,
+    )?;
+    defined.extend(captures.iter().cloned());
+    Ok(moments
+        .into_iter()
+        .map(|at| Fault {
+            at,
+            action: action.clone(),
+            captures: captures.clone(),
+            when,
+        })
+        .collect())
 }
 
-/// Parses a selector that must name nodes of one kind.
-type SelectKind<'a> =
-    dyn Fn(&Spanned<String>, NodeKind, &str) -> Result<Selector, ScenarioError> + 'a;
-
-/// `admin = "OP"`, with `agent = SEL` for the operations on agents.
-fn check_admin(
-    op: &Spanned<String>,
-    agent: Option<&Spanned<String>>,
-    select_kind: &SelectKind,
-    source: &Source,
-) -> Result<AdminOp, ScenarioError> {
-    let name = op.get_ref().as_str();
-    let agents = || match agent {
-        Some(agent) => select_kind(agent, NodeKind::Agent, "admin operations name agents"),
-        None => Err(source.error(
-            op.span(),
-            format!("admin {name:?} needs `agent = SEL`, the agents it is about"),
-        )),
+/// The one kind an entry names, once every key it has is one that kind takes.
+fn action_of(fields: &FaultFields) -> Result<&'static FaultSpec, ScenarioError> {
+    let named: Vec<&'static FaultSpec> = (FAULTS.iter())
+        .filter(|spec| fields.get(spec.name).is_some())
+        .collect();
+    let spec = match named.as_slice() {
+        [spec] => *spec,
+        [] => {
+            let names: Vec<&str> = FAULTS.iter().map(|spec| spec.name).collect();
+            return Err(fields.whole(format!("a fault needs one of {}", names.join(", "))));
+        }
+        _ => {
+            let names: Vec<&str> = named.iter().map(|spec| spec.name).collect();
+            return Err(fields.whole(format!(
+                "a fault takes exactly one action, found {}: split it into one [[faults]] \
+                 entry each",
+                names.join(", ")
+            )));
+        }
     };
-    let no_agent = |op: AdminOp| match agent {
-        Some(agent) => Err(source.error(
-            agent.span(),
-            format!("admin {name:?} is about every agent; it takes no `agent`"),
-        )),
-        None => Ok(op),
-    };
-    match name {
-        "status" => Ok(AdminOp::Status(agents()?)),
-        "force" => Ok(AdminOp::Force(agents()?)),
-        "decommission" => Ok(AdminOp::Decommission(agents()?)),
-        "active" => no_agent(AdminOp::Active),
-        "cleanup" => no_agent(AdminOp::Cleanup),
-        other => Err(source.error(
-            op.span(),
-            format!("unknown admin operation {other:?}; expected {ADMIN_OPS}"),
-        )),
+    for (key, value) in fields.raw {
+        if key == spec.name || COMMON.contains(&key.as_str()) || spec.fields.contains(&key.as_str()) {
+            continue;
+        }
+        let owners: Vec<&str> = (FAULTS.iter())
+            .filter(|other| other.fields.contains(&key.as_str()))
+            .map(|other| other.name)
+            .collect();
+        return Err(fields.error(
+            value.span(),
+            match owners.as_slice() {
+                [] => format!(
+                    "unknown key `{key}` in a fault; a fault takes {}, one action and its keys",
+                    COMMON.join(", ")
+                ),
+                _ => format!("`{key}` only goes with `{}`", owners.join("` or `")),
+            },
+        ));
     }
+    Ok(spec)
+}
+
+/// `when = "CONDITION"`.
+fn check_when(fields: &FaultFields) -> Result<Option<Condition>, ScenarioError> {
+    let Some(name) = fields.text("when", "a condition's name")? else {
+        return Ok(None);
+    };
+    let condition = Condition::from_name(name.get_ref()).ok_or_else(|| {
+        fields.error(
+            name.span(),
+            format!(
+                "unknown condition {:?}; expected {}",
+                name.get_ref(),
+                Condition::NAMES
+            ),
+        )
+    })?;
+    Ok(Some(condition))
 }
 
 /// `as = "NAME"`, or for a partition `as = ["A", "B"]`, one name per group.
@@ -549,74 +493,31 @@ fn check_captures(
 /// Two or more groups, none empty, and no node certainly in two groups. Whether `leader` or
 /// `followers` meets a named master depends on the run (`[["leader"], ["master-3"]]`): the
 /// runner keeps such a node in its first group.
-/// Refuses a fault only turmoil can do in the simulation build, which runs madsim.
-fn turmoil_only<T>(what: &str, at: &Spanned<T>, source: &Source) -> Result<(), ScenarioError> {
-    if cfg!(madsim) {
-        return Err(source.error(
-            at.span(),
-            format!(
-                "{what} needs the turmoil engine, and this build runs madsim: run the scenario \
-                 with the native build, `cargo native run --release -p sim -- run FILE`"
-            ),
-        ));
-    }
-    Ok(())
-}
-
-/// `KEY = [SEL, SEL]`: the two ends of a link fault, which may not share a node.
-fn check_pair(
-    pair: &Spanned<Vec<Spanned<String>>>,
-    key: &str,
-    topology: &Topology,
-    select: &dyn Fn(&Spanned<String>) -> Result<Selector, ScenarioError>,
-    source: &Source,
-) -> Result<[Selector; 2], ScenarioError> {
-    let [a, b] = pair.get_ref().as_slice() else {
-        return Err(source.error(
-            pair.span(),
-            format!("`{key}` names the two ends of the links, like [\"master-1\", \"agents\"]"),
-        ));
-    };
-    let (first, second) = (select(a)?, select(b)?);
-    if let Some(node) = certain_overlap(topology, &first, &second) {
-        return Err(source.error(
-            b.span(),
-            format!(
-                "{:?} overlaps {:?} (both select {node})",
-                b.get_ref(),
-                a.get_ref()
-            ),
-        ));
-    }
-    Ok([first, second])
-}
-
 fn check_partition(
-    groups: &Spanned<Vec<Vec<Spanned<String>>>>,
-    topology: &Topology,
-    select: &dyn Fn(&Spanned<String>) -> Result<Selector, ScenarioError>,
-    source: &Source,
+    groups: &[Vec<Spanned<String>>],
+    span: std::ops::Range<usize>,
+    fields: &FaultFields,
 ) -> Result<Vec<Vec<Selector>>, ScenarioError> {
-    if groups.get_ref().len() < 2 {
-        return Err(source.error(
-            groups.span(),
+    if groups.len() < 2 {
+        return Err(fields.error(
+            span,
             "a partition needs at least two groups, like [[\"agent-1\"], [\"master-1\"]]",
         ));
     }
     let mut parsed: Vec<Vec<(Selector, &Spanned<String>)>> = Vec::new();
-    for group in groups.get_ref() {
+    for group in groups {
         if group.is_empty() {
-            return Err(source.error(
-                groups.span(),
+            return Err(fields.error(
+                span,
                 "a partition group is empty: every group names at least one node",
             ));
         }
         let mut selectors = Vec::new();
         for text in group {
-            let selector = select(text)?;
+            let selector = fields.select(text)?;
             for (earlier, earlier_text) in parsed.iter().flatten() {
-                if let Some(node) = certain_overlap(topology, earlier, &selector) {
-                    return Err(source.error(
+                if let Some(node) = certain_overlap(fields.topology, earlier, &selector) {
+                    return Err(fields.error(
                         text.span(),
                         format!(
                             "{:?} overlaps {:?} (both select {node}): a node can be in only \
@@ -638,7 +539,7 @@ fn check_partition(
 }
 
 /// A node `a` and `b` both select whatever happens in the run.
-fn certain_overlap(topology: &Topology, a: &Selector, b: &Selector) -> Option<String> {
+pub(crate) fn certain_overlap(topology: &Topology, a: &Selector, b: &Selector) -> Option<String> {
     match (a.is_dynamic(), b.is_dynamic()) {
         (false, false) => a.nodes().iter().find(|node| b.contains(node)).cloned(),
         // `leader` meets `leader`, `followers` meets `followers`; never each other. Of other
