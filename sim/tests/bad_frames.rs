@@ -7,7 +7,7 @@ mod common;
 
 use fleet_core::timeline::{Event, ShellEvent};
 use madsim::runtime::Runtime;
-use sim::run::capture::{CaptureLayer, Locate};
+use sim::run::record::{CaptureLayer, Locate};
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 use std::time::Duration;
@@ -26,7 +26,8 @@ fn garbage_closes_only_its_own_connection() {
         .build();
 
     let locate: Locate = Arc::new(|| (0, String::new()));
-    let (layer, events) = CaptureLayer::new(locate);
+    let (layer, recorder) = CaptureLayer::new(locate);
+    let events = recorder.timeline;
     let subscriber = tracing_subscriber::registry().with(layer);
     let submitter = state.clone();
     tracing::subscriber::with_default(subscriber, || {

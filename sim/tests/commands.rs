@@ -9,7 +9,7 @@ mod common;
 use fleet_core::timeline::{CommandEvent, Event};
 use madsim::runtime::Runtime;
 use sim::history::Happening;
-use sim::run::capture::{CaptureLayer, Locate};
+use sim::run::record::{CaptureLayer, Locate};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,7 +21,8 @@ fn a_submitted_command_runs_on_its_agent_and_its_result_comes_back() {
     let state = common::master_and_agent(&runtime);
 
     let locate: Locate = Arc::new(|| (0, String::new()));
-    let (layer, events) = CaptureLayer::new(locate);
+    let (layer, recorder) = CaptureLayer::new(locate);
+    let events = recorder.timeline;
     let subscriber = tracing_subscriber::registry().with(layer);
     let submitted = state.clone();
     tracing::subscriber::with_default(subscriber, || {

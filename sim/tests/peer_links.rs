@@ -5,6 +5,7 @@
 
 use fleet_core::timeline::{Event, RaftEvent};
 use sim::history::{FaultEvent, Happening};
+use sim::scenario::faults::FaultAction;
 
 const ISOLATED_LEADER: &str = r#"
 name = "heal"
@@ -30,16 +31,21 @@ fn rejoin_ms(seed: u64) -> u64 {
     let old_leader = entries
         .iter()
         .find_map(|entry| match &entry.event {
-            Happening::Fault(FaultEvent::Partition { groups, .. }) => {
-                let inside = groups.split_once("leader(")?.1;
-                Some(inside.split_once(')')?.0.to_string())
+            Happening::Fault(FaultEvent::Fired(fired))
+                if matches!(fired.action, FaultAction::Partition { .. }) =>
+            {
+                // The first group is the leader it cut off.
+                fired.groups().first()?.first().cloned()
             }
             _ => None,
         })
         .expect("the partition names the leader it cut off");
     let healed = entries
         .iter()
-        .find(|entry| matches!(entry.fault(), Some(FaultEvent::Heal { .. })))
+        .find(|entry| {
+            let fired = entry.fault().and_then(FaultEvent::fired);
+            fired.is_some_and(|fired| matches!(fired.action, FaultAction::Heal(_)))
+        })
         .expect("the partition heals")
         .t_ms;
     let rejoined = entries

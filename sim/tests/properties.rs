@@ -4,6 +4,7 @@
 
 use sim::history::{Entry, FaultEvent};
 use sim::judge::Verdict;
+use sim::scenario::faults::FaultAction;
 
 const RAFT: &str = r#"
 name = "t"
@@ -43,26 +44,27 @@ fn a_capture_names_the_nodes_its_fault_hit_when_it_fired() {
          [[faults]]\nat = \"8s\"\nrestart = \"@old\"\n"
     ));
     let faults = faults(&entries);
-    let Some((
-        _,
-        FaultEvent::Crash {
-            nodes: Some(crashed),
-            ..
-        },
-    )) = faults.first()
-    else {
+    let Some(crashed) = faults.first().and_then(|(_, fault)| match fault.fired() {
+        Some(fired) if matches!(fired.action, FaultAction::Crash(_)) => {
+            Some(fired.nodes().to_vec())
+        }
+        _ => None,
+    }) else {
         panic!("{faults:?}")
     };
+    let crashed = &crashed;
     let captured = faults.iter().find_map(|(_, fault)| match fault {
         FaultEvent::Captured { name, nodes } if name == "old" => Some(nodes.clone()),
         _ => None,
     });
     assert_eq!(captured.as_ref(), Some(crashed));
-    let restarted = faults.iter().find_map(|(t, fault)| match fault {
-        FaultEvent::Restart { nodes, .. } => Some((*t, nodes.clone())),
+    let restarted = faults.iter().find_map(|(t, fault)| match fault.fired() {
+        Some(fired) if matches!(fired.action, FaultAction::Restart(_)) => {
+            Some((*t, fired.nodes().to_vec()))
+        }
         _ => None,
     });
-    assert_eq!(restarted, Some((8000, Some(crashed.clone()))));
+    assert_eq!(restarted, Some((8000, crashed.clone())));
 }
 
 #[test]
@@ -75,8 +77,10 @@ fn any_draws_from_the_seed_and_expressions_subtract() {
         let (entries, _) = run(&text);
         faults(&entries)
             .into_iter()
-            .find_map(|(_, fault)| match fault {
-                FaultEvent::Crash { nodes, .. } => nodes,
+            .find_map(|(_, fault)| match fault.fired() {
+                Some(fired) if matches!(fired.action, FaultAction::Crash(_)) => {
+                    Some(fired.nodes().to_vec())
+                }
                 _ => None,
             })
     };
@@ -163,9 +167,9 @@ fn when_waits_for_its_condition_and_an_unmet_one_fails_the_run() {
         unfired.detail
     );
     assert!(unfired.detail.contains("heal all"), "{}", unfired.detail);
-    assert!(!faults(&entries)
-        .iter()
-        .any(|(_, f)| matches!(f, FaultEvent::Restart { .. })));
+    assert!(!faults(&entries).iter().any(|(_, f)| f
+        .fired()
+        .is_some_and(|fired| matches!(fired.action, FaultAction::Restart(_)))));
 }
 
 #[test]

@@ -305,7 +305,10 @@ mod tests {
                 .collect();
             let liveness = ground.liveness_steps(&schedule.steps);
             for groups in &held {
-                assert!(groups.iter().all(|end| !end.nodes().is_empty()), "{groups:?}");
+                assert!(
+                    groups.iter().all(|end| !end.nodes().is_empty()),
+                    "{groups:?}"
+                );
                 let released = FaultAction::Release((*groups).clone());
                 assert!(
                     liveness.iter().any(|step| step.action == released),

@@ -269,7 +269,9 @@ liveness = "10s"
         assert_eq!(ran.scenario.faults, run.scenario.faults);
         assert_eq!(ran.scenario.name, run.scenario.name);
         let titles = |loaded: &Loaded| -> Vec<String> {
-            (loaded.expectations.iter()).map(|e| e.check.title()).collect()
+            (loaded.expectations.iter())
+                .map(|e| e.check.title())
+                .collect()
         };
         assert_eq!(titles(&ran), titles(&run));
         assert_eq!(run.expectations.len(), 2);

@@ -2,8 +2,8 @@
 //! who sent a command and when (every copy), which agent incarnation started and finished it,
 //! whether its result reached a master or it was reported lost.
 
-use crate::history::{Entry, FaultEvent, Happening};
-use crate::scenario::selector::Topology;
+use crate::history::{Entry, Happening};
+use crate::scenario::faults::FaultAction;
 use fleet_core::timeline::{CommandEvent, Event};
 use fleet_core::wire::ConfigId;
 use std::collections::BTreeMap;
@@ -47,14 +47,14 @@ pub struct CommandHistory {
 }
 
 impl CommandHistory {
-    pub fn from_entries(entries: &[Entry], topology: &Topology) -> CommandHistory {
+    pub fn from_entries(entries: &[Entry]) -> CommandHistory {
         let mut history = CommandHistory::default();
         // Each agent's incarnation: 1 at boot, +1 each time a crash or restart ends it.
         let mut incarnations: BTreeMap<String, u32> = BTreeMap::new();
         for entry in entries {
             let event = match &entry.event {
                 Happening::Fault(fault) => {
-                    for node in fault.processes_ended(topology).unwrap_or_default() {
+                    for node in fault.processes_ended().unwrap_or_default() {
                         let incarnation = incarnations.entry(node.clone()).or_insert(1);
                         *incarnation += 1;
                         history
@@ -62,8 +62,9 @@ impl CommandHistory {
                             .insert(node.clone(), (*incarnation, entry.t_ms));
                         // A crashed or stopped agent reports nothing (`down`); a restarted one
                         // starts online, as the first process did.
-                        let status = match fault {
-                            FaultEvent::Restart { .. } => "online",
+                        let restarted = fault.fired().map(|fired| &fired.action);
+                        let status = match restarted {
+                            Some(FaultAction::Restart(_)) => "online",
                             _ => "down",
                         };
                         let statuses = history.statuses.entry(node.clone()).or_default();

@@ -4,7 +4,6 @@
 //! its lease, sees another holder, crashes or is restarted.
 
 use crate::history::{Entry, Happening};
-use crate::scenario::selector::Topology;
 use fleet_core::timeline::{Event, LeaseEvent, RaftEvent, SingleEvent};
 
 /// One master's time in office.
@@ -68,7 +67,7 @@ fn change(event: &Event) -> Change {
 }
 
 impl LeaderHistory {
-    pub fn from_entries(entries: &[Entry], topology: &Topology) -> LeaderHistory {
+    pub fn from_entries(entries: &[Entry]) -> LeaderHistory {
         let mut history = LeaderHistory {
             spans: Vec::new(),
             terms: Vec::new(),
@@ -91,8 +90,8 @@ impl LeaderHistory {
                     Change::Nothing => {}
                 },
                 Happening::Fault(fault) => {
-                    for node in fault.processes_ended(topology).unwrap_or_default() {
-                        history.close(&node, entry.t_ms);
+                    for node in fault.processes_ended().unwrap_or_default() {
+                        history.close(node, entry.t_ms);
                     }
                 }
             }
@@ -148,25 +147,13 @@ impl LeaderHistory {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::history::tests::{became_leader, entry, fault};
-    use crate::history::FaultEvent;
+    use crate::history::tests::{became_leader, entry, fault, fired};
 
     #[test]
     fn leader_history_opens_and_closes_terms_of_office() {
-        let topology = Topology {
-            masters: 3,
-            agents: 0,
-            store: false,
-        };
         let entries = vec![
             became_leader(2000, "master-2", 1),
-            fault(
-                9000,
-                FaultEvent::Crash {
-                    target: "leader".into(),
-                    nodes: Some(vec!["master-2".into()]),
-                },
-            ),
+            fault(9000, fired(r#"crash = "leader""#, &[&["master-2"]])),
             became_leader(12_000, "master-3", 2),
             entry(
                 20_000,
@@ -177,7 +164,7 @@ mod tests {
                 },
             ),
         ];
-        let history = LeaderHistory::from_entries(&entries, &topology);
+        let history = LeaderHistory::from_entries(&entries);
         assert_eq!(history.leader_at(1999), None);
         assert_eq!(history.leader_at(2000).unwrap().node, "master-2");
         assert_eq!(history.leader_at(9000), None, "crashed");
@@ -191,11 +178,6 @@ mod tests {
 
     #[test]
     fn a_lease_grant_opens_a_term_and_another_holder_closes_it() {
-        let topology = Topology {
-            masters: 2,
-            agents: 0,
-            store: true,
-        };
         let entries = vec![
             entry(100, "master-1", LeaseEvent::LeaseAcquired { token: 1 }),
             entry(
@@ -216,7 +198,7 @@ mod tests {
                 },
             ),
         ];
-        let history = LeaderHistory::from_entries(&entries, &topology);
+        let history = LeaderHistory::from_entries(&entries);
         assert_eq!(history.leader_at(100).unwrap().term, 1);
         assert_eq!(history.leader_at(6000), None);
         assert_eq!(history.leader_at(8000).unwrap().node, "master-2");

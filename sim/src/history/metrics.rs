@@ -13,8 +13,10 @@
 
 use crate::history::attempts::{connect_attempts, peak_connect_rate};
 use crate::history::leaders::LeaderHistory;
+use crate::history::links::Links;
 use crate::history::online::OnlineHistory;
-use crate::history::{partition_groups, Entry, FaultEvent, Happening};
+use crate::history::{Entry, FaultEvent, Happening};
+use crate::scenario::faults::FaultAction;
 use crate::scenario::selector::{NodeKind, Topology};
 use fleet_core::timeline::{AgentEvent, Event, MasterEvent};
 use serde::Serialize;
@@ -41,86 +43,6 @@ pub struct Metrics {
     pub terms: u64,
 }
 
-/// Which links are cut, as the faults so far cut and healed them.
-#[derive(Default)]
-struct Cuts {
-    /// `(from, to)`: traffic from `from` to `to` is cut.
-    links: BTreeSet<(String, String)>,
-    isolated: BTreeSet<String>,
-}
-
-impl Cuts {
-    fn apply(&mut self, fault: &FaultEvent, topology: &Topology) {
-        let named = |target: &str, nodes: &Option<Vec<String>>| match nodes {
-            Some(nodes) => nodes.clone(),
-            None => partition_groups(target, topology).concat(),
-        };
-        match fault {
-            FaultEvent::Partition { groups, oneway } => {
-                let groups = partition_groups(groups, topology);
-                for (i, from) in groups.iter().enumerate() {
-                    for to in &groups[i + 1..] {
-                        for a in from {
-                            for b in to {
-                                self.links.insert((a.clone(), b.clone()));
-                                if !oneway {
-                                    self.links.insert((b.clone(), a.clone()));
-                                }
-                            }
-                        }
-                    }
-                }
-            }
-            FaultEvent::Isolate { target, nodes } => {
-                for node in named(target, nodes) {
-                    for other in topology.nodes() {
-                        if other != node {
-                            self.links.insert((node.clone(), other.clone()));
-                            self.links.insert((other, node.clone()));
-                        }
-                    }
-                    self.isolated.insert(node);
-                }
-            }
-            // A held link carries nothing until it is released.
-            FaultEvent::Hold { between } | FaultEvent::Release { between } => {
-                let ends = partition_groups(between, topology);
-                let held = matches!(fault, FaultEvent::Hold { .. });
-                for a in ends.first().into_iter().flatten() {
-                    for b in ends.get(1).into_iter().flatten() {
-                        for link in [(a.clone(), b.clone()), (b.clone(), a.clone())] {
-                            if held {
-                                self.links.insert(link);
-                            } else {
-                                self.links.remove(&link);
-                            }
-                        }
-                    }
-                }
-            }
-            FaultEvent::Heal { target } if target == "all" => *self = Cuts::default(),
-            FaultEvent::Heal { target } => {
-                let touched: BTreeSet<String> = named(target, &None).into_iter().collect();
-                for node in &touched {
-                    self.isolated.remove(node);
-                }
-                let isolated = &self.isolated;
-                self.links.retain(|(a, b)| {
-                    let heals = (touched.contains(a) && !isolated.contains(b))
-                        || (touched.contains(b) && !isolated.contains(a));
-                    !heals
-                });
-            }
-            _ => {}
-        }
-    }
-
-    fn cut(&self, a: &str, b: &str) -> bool {
-        self.links.contains(&(a.to_string(), b.to_string()))
-            || self.links.contains(&(b.to_string(), a.to_string()))
-    }
-}
-
 /// Per agent, as the walk through the timeline goes.
 #[derive(Default)]
 struct AgentState {
@@ -140,7 +62,8 @@ impl Metrics {
         end_ms: u64,
     ) -> Metrics {
         let mut metrics = Metrics::default();
-        let mut cuts = Cuts::default();
+        let mut links = Links::default();
+        let everyone = topology.nodes();
         let mut agents: BTreeMap<String, AgentState> = BTreeMap::new();
         let mut stopped: BTreeSet<String> = BTreeSet::new();
         let mut last_fault: Option<u64> = None;
@@ -154,14 +77,17 @@ impl Metrics {
                     ) {
                         last_fault = Some(entry.t_ms);
                     }
-                    cuts.apply(fault, topology);
-                    let ended = fault.processes_ended(topology).unwrap_or_default();
+                    let action = fault.fired().map(|fired| &fired.action);
+                    if let Some(fired) = fault.fired() {
+                        links.apply(fired, &everyone);
+                    }
+                    let ended = fault.processes_ended().unwrap_or_default();
                     for node in ended.iter().filter(|node| is_agent(node)) {
                         let state = agents.entry(node.clone()).or_default();
-                        let restart = matches!(fault, FaultEvent::Restart { .. });
+                        let restart = matches!(action, Some(FaultAction::Restart(_)));
                         state.dead = !restart;
                         state.connected = false;
-                        if matches!(fault, FaultEvent::Stop { .. }) {
+                        if matches!(action, Some(FaultAction::Stop(_))) {
                             stopped.insert(node.clone());
                         } else if restart {
                             stopped.remove(node);
@@ -173,7 +99,7 @@ impl Metrics {
                             continue;
                         };
                         let state = agents.entry(agent.clone()).or_default();
-                        let apart = state.dead || cuts.cut(&agent, master);
+                        let apart = state.dead || links.apart(&agent, master);
                         if apart && state.separated_since.is_none() {
                             state.separated_since = Some(entry.t_ms);
                         } else if !apart {
@@ -196,7 +122,10 @@ impl Metrics {
                     let state = agents.entry(agent.clone()).or_default();
                     match state.separated_since.take() {
                         Some(since) => metrics.detection_ms.push(entry.t_ms - since),
-                        None if !state.dead && state.connected && !cuts.cut(agent, &entry.node) => {
+                        None if !state.dead
+                            && state.connected
+                            && !links.apart(agent, &entry.node) =>
+                        {
                             metrics.false_offlines += 1;
                         }
                         None => {}
@@ -280,7 +209,7 @@ pub fn median(values: &[u64]) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::history::tests::{entry, fault, registered};
+    use crate::history::tests::{entry, fault, fired, registered};
 
     fn topology() -> Topology {
         Topology {
@@ -308,8 +237,8 @@ mod tests {
 
     fn measure(entries: &[Entry]) -> Metrics {
         let topology = topology();
-        let online = OnlineHistory::from_entries(entries, &topology);
-        let leaders = LeaderHistory::from_entries(entries, &topology);
+        let online = OnlineHistory::from_entries(entries);
+        let leaders = LeaderHistory::from_entries(entries);
         Metrics::measure(entries, &topology, &online, &leaders, 60_000)
     }
 
@@ -320,22 +249,11 @@ mod tests {
             agent_registered(105, "agent-1"),
             registered(100, "master-1", "agent-2"),
             agent_registered(105, "agent-2"),
-            fault(
-                10_000,
-                FaultEvent::Isolate {
-                    target: "agent-1".into(),
-                    nodes: None,
-                },
-            ),
+            fault(10_000, fired(r#"isolate = "agent-1""#, &[])),
             offline(12_500, "agent-1"),
             // agent-2 lives, its link is up and it believes it is registered: a false offline.
             offline(20_000, "agent-2"),
-            fault(
-                30_000,
-                FaultEvent::Heal {
-                    target: "all".into(),
-                },
-            ),
+            fault(30_000, fired(r#"heal = "all""#, &[])),
             registered(31_000, "master-1", "agent-1"),
             registered(32_000, "master-1", "agent-2"),
         ];
@@ -352,13 +270,7 @@ mod tests {
         let entries = vec![
             registered(100, "master-1", "agent-1"),
             agent_registered(105, "agent-1"),
-            fault(
-                10_000,
-                FaultEvent::Crash {
-                    target: "agent-1".into(),
-                    nodes: None,
-                },
-            ),
+            fault(10_000, fired(r#"crash = "agent-1""#, &[])),
             offline(13_000, "agent-1"),
         ];
         let metrics = measure(&entries);

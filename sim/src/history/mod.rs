@@ -1,198 +1,31 @@
 //! The third stage's input and everything derived from it: the timeline of a run, and what it
 //! says about who was online, who led, and which faults hit which nodes.
 //!
-//! A run's events arrive as JSON (see `fleet_core::timeline`) and are parsed once, by the
-//! runner's capture layer, into [`Entry`]. Everything after that matches typed events.
+//! The control plane's events arrive as JSON (see `fleet_core::timeline`) and are parsed once,
+//! by the runner's recorder, into [`Entry`]; the harness records its faults typed, with the
+//! nodes they hit. Everything after that matches typed events.
 
 pub mod attempts;
 pub mod captures;
 pub mod commands;
+mod faults;
 pub mod leaders;
+pub mod links;
 pub mod metrics;
 pub mod online;
 pub mod terms;
 
-use crate::scenario::selector::Topology;
+pub use faults::{FaultEvent, Fired};
+
 use fleet_core::timeline::Event;
 use serde::ser::{SerializeMap, Serializer};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 /// The node name of the harness itself: fault events happen there.
 pub const HARNESS: &str = "sim";
 
-/// A fault the harness injected, as the timeline shows it. `target` is the selector as written;
-/// `nodes`, for `leader` and `followers`, is whom it meant at that moment.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
-pub enum FaultEvent {
-    Crash {
-        target: String,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        nodes: Option<Vec<String>>,
-    },
-    Restart {
-        target: String,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        nodes: Option<Vec<String>>,
-    },
-    Partition {
-        groups: String,
-        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-        oneway: bool,
-    },
-    Heal {
-        target: String,
-    },
-    Latency {
-        range: String,
-        /// The links' two ends, `a | b`; every link when absent.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        between: Option<String>,
-    },
-    Loss {
-        rate: f64,
-    },
-    /// Messages between the two ends (`a | b`) are queued, both ways.
-    Hold {
-        between: String,
-    },
-    /// What was held between the two ends is delivered, and traffic flows again.
-    Release {
-        between: String,
-    },
-    Wipe {
-        target: String,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        nodes: Option<Vec<String>>,
-    },
-    Isolate {
-        target: String,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        nodes: Option<Vec<String>>,
-    },
-    /// The selected agents' credentials were revoked at every master.
-    Revoke {
-        target: String,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        nodes: Option<Vec<String>>,
-    },
-    /// The selected agents' credentials are valid again.
-    Restore {
-        target: String,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        nodes: Option<Vec<String>>,
-    },
-    /// The selected agents were told to unregister and stop for good.
-    Stop {
-        target: String,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        nodes: Option<Vec<String>>,
-    },
-    /// The selected masters shut down: goodbyes to their agents, then down.
-    Shutdown {
-        target: String,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        nodes: Option<Vec<String>>,
-    },
-    /// An operator asked `master` (the leader then; `None` when there was none) to run `op`
-    /// on `agents`.
-    Admin {
-        op: String,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        agents: Option<String>,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        nodes: Option<Vec<String>>,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        master: Option<String>,
-    },
-    /// The fault just above captured `nodes` as `name` (`as = "name"`): `@name` means them from
-    /// now on.
-    Captured {
-        name: String,
-        nodes: Vec<String>,
-    },
-    /// The run ended before this fault's `when` held, so it never fired.
-    Unfired {
-        fault: String,
-        when: String,
-    },
-}
-
-impl FaultEvent {
-    /// The processes a crash, restart, stop or shutdown ended; `None` for faults that leave
-    /// processes alone.
-    pub fn processes_ended(&self, topology: &Topology) -> Option<Vec<String>> {
-        match self {
-            FaultEvent::Crash { target, nodes }
-            | FaultEvent::Restart { target, nodes }
-            | FaultEvent::Stop { target, nodes }
-            | FaultEvent::Shutdown { target, nodes } => Some(match nodes {
-                Some(nodes) => nodes.clone(),
-                None => topology
-                    .select(target)
-                    .map(|selector| selector.nodes().to_vec())
-                    .unwrap_or_default(),
-            }),
-            // A wiped disk leaves its process running.
-            FaultEvent::Partition { .. }
-            | FaultEvent::Heal { .. }
-            | FaultEvent::Latency { .. }
-            | FaultEvent::Loss { .. }
-            | FaultEvent::Hold { .. }
-            | FaultEvent::Release { .. }
-            | FaultEvent::Wipe { .. }
-            | FaultEvent::Isolate { .. }
-            | FaultEvent::Revoke { .. }
-            | FaultEvent::Restore { .. }
-            | FaultEvent::Admin { .. }
-            | FaultEvent::Captured { .. }
-            | FaultEvent::Unfired { .. } => None,
-        }
-    }
-}
-
-/// The groups of a partition as the timeline shows them: `leader(master-2),agent-1 | agents`.
-/// A target that depended on the run lists its nodes in parentheses.
-pub fn partition_groups(groups: &str, topology: &Topology) -> Vec<Vec<String>> {
-    let mut out = Vec::new();
-    for group in groups.split(" | ") {
-        let mut nodes = Vec::new();
-        let (mut depth, mut start) = (0, 0);
-        let mut items = Vec::new();
-        for (i, c) in group.char_indices() {
-            match c {
-                '(' => depth += 1,
-                ')' => depth -= 1,
-                ',' if depth == 0 => {
-                    items.push(&group[start..i]);
-                    start = i + 1;
-                }
-                _ => {}
-            }
-        }
-        items.push(&group[start..]);
-        for item in items {
-            match item.split_once('(') {
-                Some((_, inside)) => {
-                    let inside = inside.trim_end_matches(')');
-                    nodes.extend(
-                        inside
-                            .split(',')
-                            .filter(|n| !n.is_empty())
-                            .map(String::from),
-                    );
-                }
-                None => nodes
-                    .extend((topology.select(item).ok().iter()).flat_map(|s| s.nodes().to_vec())),
-            }
-        }
-        out.push(nodes);
-    }
-    out
-}
-
 /// What happened: a fault the harness injected, or an event of the control plane.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize)]
 #[serde(untagged)]
 pub enum Happening {
     Fault(FaultEvent),
@@ -324,6 +157,24 @@ pub(crate) mod tests {
         }
     }
 
+    /// A fault that fired, written as a `[[faults]]` entry's action (`crash = "leader"`) in a
+    /// run of 3 masters and 10 agents, with the nodes each of its selectors meant (its fixed
+    /// nodes when `resolved` is empty).
+    pub fn fired(action: &str, resolved: &[&[&str]]) -> FaultEvent {
+        let text = format!(
+            "name = \"t\"\nduration = \"1h\"\n[topology]\nmasters = 3\nagents = 10\n\
+             [[faults]]\nat = \"1s\"\n{action}\n"
+        );
+        let scenario = crate::scenario::Scenario::parse("t.toml", &text).unwrap();
+        let mut fired = Fired::fixed(scenario.faults[0].action.clone());
+        if !resolved.is_empty() {
+            fired.resolved = (resolved.iter())
+                .map(|nodes| nodes.iter().map(|node| node.to_string()).collect())
+                .collect();
+        }
+        FaultEvent::Fired(fired)
+    }
+
     pub fn fault(t_ms: u64, event: FaultEvent) -> Entry {
         Entry {
             t_ms,
@@ -377,17 +228,12 @@ pub(crate) mod tests {
 
     #[test]
     fn a_fault_event_names_whom_a_dynamic_target_meant() {
-        let crash = fault(
-            9000,
-            FaultEvent::Crash {
-                target: "leader".into(),
-                nodes: Some(vec!["master-2".into()]),
-            },
-        );
+        let crash = fault(9000, fired(r#"crash = "leader""#, &[&["master-2"]]));
         assert_eq!(crash.parts().1, "target=leader nodes=master-2");
-        let back: Happening =
-            serde_json::from_value(serde_json::to_value(&crash.event).unwrap()).unwrap();
-        assert_eq!(back, crash.event);
+        assert_eq!(
+            serde_json::to_string(&crash).unwrap(),
+            r#"{"t_ms":9000,"node":"sim","kind":"crash","target":"leader","nodes":["master-2"]}"#
+        );
     }
 
     #[test]

@@ -4,7 +4,6 @@
 //! instance that registered last: an older instance going offline says nothing about it.
 
 use crate::history::{Entry, Happening};
-use crate::scenario::selector::Topology;
 use fleet_core::timeline::{Event, MasterEvent};
 use std::collections::BTreeMap;
 
@@ -15,7 +14,7 @@ pub struct OnlineHistory {
 }
 
 impl OnlineHistory {
-    pub fn from_entries(entries: &[Entry], topology: &Topology) -> OnlineHistory {
+    pub fn from_entries(entries: &[Entry]) -> OnlineHistory {
         let mut history = OnlineHistory {
             transitions: BTreeMap::new(),
         };
@@ -62,8 +61,8 @@ impl OnlineHistory {
                     | MasterEvent::AdminCleanup { .. }
                     | MasterEvent::AdminForce { .. } => continue,
                 },
-                Happening::Fault(fault) => match fault.processes_ended(topology) {
-                    Some(nodes) => nodes,
+                Happening::Fault(fault) => match fault.processes_ended() {
+                    Some(nodes) => nodes.to_vec(),
                     None => continue,
                 },
                 Happening::System(
@@ -148,16 +147,10 @@ impl OnlineHistory {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::history::tests::{entry, fault, registered};
-    use crate::history::FaultEvent;
+    use crate::history::tests::{entry, fault, fired, registered};
 
     #[test]
     fn online_history_follows_master_events_and_master_crashes() {
-        let topology = Topology {
-            masters: 1,
-            agents: 2,
-            store: false,
-        };
         let entries = vec![
             registered(100, "master-1", "agent-1"),
             registered(100, "master-1", "agent-2"),
@@ -170,15 +163,9 @@ mod tests {
                     silent_ms: 3000,
                 },
             ),
-            fault(
-                9000,
-                FaultEvent::Crash {
-                    target: "master-1".into(),
-                    nodes: None,
-                },
-            ),
+            fault(9000, fired(r#"crash = "master-1""#, &[])),
         ];
-        let history = OnlineHistory::from_entries(&entries, &topology);
+        let history = OnlineHistory::from_entries(&entries);
         assert_eq!(history.master_at("agent-1", 100), Some("master-1"));
         assert!(!history.online_at("agent-1", 99));
         assert!(history.online_at("agent-1", 100));
@@ -191,11 +178,6 @@ mod tests {
 
     #[test]
     fn an_old_instance_going_offline_leaves_the_new_one_online() {
-        let topology = Topology {
-            masters: 1,
-            agents: 1,
-            store: false,
-        };
         let new_instance = entry(
             1000,
             "master-1",
@@ -218,7 +200,7 @@ mod tests {
             new_instance,
             old_offline,
         ];
-        let history = OnlineHistory::from_entries(&entries, &topology);
+        let history = OnlineHistory::from_entries(&entries);
         assert!(history.online_at("agent-1", 5000));
     }
 }

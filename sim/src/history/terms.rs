@@ -3,7 +3,6 @@
 //! node reports one again (`state_restored` when its term is on disk).
 
 use crate::history::{Entry, Happening};
-use crate::scenario::selector::Topology;
 use fleet_core::timeline::{Event, RaftEvent};
 use std::collections::BTreeMap;
 
@@ -30,7 +29,7 @@ pub fn raft_term(event: &RaftEvent) -> Option<u64> {
 }
 
 impl Terms {
-    pub fn from_entries(entries: &[Entry], topology: &Topology) -> Terms {
+    pub fn from_entries(entries: &[Entry]) -> Terms {
         let mut terms = Terms::default();
         for entry in entries {
             match &entry.event {
@@ -45,8 +44,8 @@ impl Terms {
                 }
                 Happening::System(_) => {}
                 Happening::Fault(fault) => {
-                    for node in fault.processes_ended(topology).unwrap_or_default() {
-                        terms.report(&node, entry.t_ms, 0);
+                    for node in fault.processes_ended().unwrap_or_default() {
+                        terms.report(node, entry.t_ms, 0);
                     }
                 }
             }

@@ -388,9 +388,9 @@ pub fn config_versions_monotonic(history: &CommandHistory) -> Result<String, Str
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::history::tests::fired;
     use crate::history::tests::{entry, fault};
-    use crate::history::{Entry, FaultEvent};
-    use crate::scenario::selector::Topology;
+    use crate::history::Entry;
     use fleet_core::timeline::CommandEvent as C;
 
     fn s(text: &str) -> String {
@@ -437,12 +437,7 @@ mod tests {
     }
 
     fn history(entries: &[Entry]) -> CommandHistory {
-        let topology = Topology {
-            masters: 1,
-            agents: 2,
-            store: false,
-        };
-        CommandHistory::from_entries(entries, &topology)
+        CommandHistory::from_entries(entries)
     }
 
     #[test]
@@ -513,10 +508,7 @@ mod tests {
 
     #[test]
     fn a_restarted_agent_may_finish_a_command_again_but_one_process_never_does() {
-        let crash = FaultEvent::Crash {
-            target: s("agent-1"),
-            nodes: None,
-        };
+        let crash = fired(r#"crash = "agent-1""#, &[]);
         let entries = [
             sent(0, "m-1", "agent-1"),
             finished(5, "agent-1", "m-1"),
@@ -548,10 +540,7 @@ mod tests {
         );
         let newer_term = [applied(1, 1, 3), applied(2, 2, 2)];
         assert!(config_versions_monotonic(&history(&newer_term)).is_ok());
-        let restart = FaultEvent::Restart {
-            target: s("agent-1"),
-            nodes: None,
-        };
+        let restart = fired(r#"restart = "agent-1""#, &[]);
         let again = [applied(1, 1, 2), fault(2, restart), applied(3, 1, 2)];
         assert!(config_versions_monotonic(&history(&again)).is_ok());
     }
@@ -559,14 +548,8 @@ mod tests {
     #[test]
     fn an_agents_status_is_its_last_report_down_while_crashed_and_online_when_restarted() {
         let busy = entry(10, "agent-1", C::StatusChanged { status: s("busy") });
-        let crash = FaultEvent::Crash {
-            target: s("agent-1"),
-            nodes: None,
-        };
-        let restart = FaultEvent::Restart {
-            target: s("agent-1"),
-            nodes: None,
-        };
+        let crash = fired(r#"crash = "agent-1""#, &[]);
+        let restart = fired(r#"restart = "agent-1""#, &[]);
         let history = history(&[busy, fault(20, crash), fault(30, restart)]);
         let status = |t| history.status_at("agent-1", t).to_string();
         assert_eq!(

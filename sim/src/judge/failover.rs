@@ -2,8 +2,9 @@
 //! within the bound. Its verdict carries every measured time (`value`, in ms) and their
 //! distribution, beside an optional `reference` to compare against (a paper's figure).
 
-use crate::history::{fmt_time, partition_groups, FaultEvent};
+use crate::history::{fmt_time, FaultEvent};
 use crate::judge::{ms, Check, CheckSpec, Evidence};
+use crate::scenario::faults::FaultAction;
 use crate::scenario::selector::{Selector, Topology};
 use fleet_core::fmt_duration as show;
 use std::time::Duration;
@@ -41,35 +42,32 @@ struct Failover {
 /// Whether `fault` removes `leader`: ends its process, isolates it, or leaves it in a
 /// partition group without a majority of the masters.
 fn removes(fault: &FaultEvent, leader: &str, topology: &Topology) -> bool {
-    let named = |target: &str, nodes: &Option<Vec<String>>| match nodes {
-        Some(nodes) => nodes.iter().any(|node| node == leader),
-        None => topology.select(target).is_ok_and(|s| s.contains(leader)),
+    let Some(fired) = fault.fired() else {
+        return false;
     };
-    match fault {
-        FaultEvent::Crash { target, nodes }
-        | FaultEvent::Restart { target, nodes }
-        | FaultEvent::Shutdown { target, nodes }
-        | FaultEvent::Isolate { target, nodes } => named(target, nodes),
-        FaultEvent::Partition { groups, .. } => {
+    match &fired.action {
+        FaultAction::Crash(_)
+        | FaultAction::Restart(_)
+        | FaultAction::Shutdown(_)
+        | FaultAction::Isolate(_) => fired.nodes().iter().any(|node| node == leader),
+        FaultAction::Partition { .. } => {
             let masters = topology.masters();
-            let groups = partition_groups(groups, topology);
-            groups.iter().any(|group| {
+            fired.groups().iter().any(|group| {
                 let with = group.iter().filter(|node| masters.contains(node)).count();
                 group.iter().any(|node| node == leader) && with * 2 <= masters.len()
             })
         }
-        FaultEvent::Heal { .. }
-        | FaultEvent::Latency { .. }
-        | FaultEvent::Loss { .. }
-        | FaultEvent::Hold { .. }
-        | FaultEvent::Release { .. }
-        | FaultEvent::Wipe { .. }
-        | FaultEvent::Stop { .. }
-        | FaultEvent::Revoke { .. }
-        | FaultEvent::Restore { .. }
-        | FaultEvent::Admin { .. }
-        | FaultEvent::Captured { .. }
-        | FaultEvent::Unfired { .. } => false,
+        FaultAction::Heal(_)
+        | FaultAction::Latency(..)
+        | FaultAction::LinkLatency { .. }
+        | FaultAction::Loss(_)
+        | FaultAction::Hold(_)
+        | FaultAction::Release(_)
+        | FaultAction::Wipe(_)
+        | FaultAction::Stop(_)
+        | FaultAction::Revoke(_)
+        | FaultAction::Restore(_)
+        | FaultAction::Admin(_) => false,
     }
 }
 
@@ -167,33 +165,38 @@ impl Check for FailoverWithin {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::history::tests::fired;
 
     #[test]
-    fn partition_groups_read_back_as_nodes() {
+    fn a_partition_removes_a_leader_it_leaves_without_a_majority() {
         let topology = Topology {
             masters: 3,
             agents: 2,
             store: false,
         };
-        let groups = partition_groups(
-            "leader(master-2),agent-1 | followers(master-1,master-3),agent-2",
-            &topology,
+        let cut = fired(
+            r#"partition = [["leader", "agent-1"], ["followers", "agent-2"]]"#,
+            &[
+                &["master-2"],
+                &["agent-1"],
+                &["master-1", "master-3"],
+                &["agent-2"],
+            ],
         );
+        let FaultEvent::Fired(partition) = &cut else {
+            unreachable!()
+        };
         assert_eq!(
-            groups,
+            partition.groups(),
             [
                 vec!["master-2", "agent-1"],
                 vec!["master-1", "master-3", "agent-2"]
             ]
         );
         assert_eq!(
-            partition_groups("master-1 | masters", &topology)[1].len(),
-            3
+            cut.fields().1[0].1,
+            "leader(master-2),agent-1 | followers(master-1,master-3),agent-2"
         );
-        let cut = FaultEvent::Partition {
-            groups: "leader(master-2) | followers(master-1,master-3)".into(),
-            oneway: false,
-        };
         assert!(removes(&cut, "master-2", &topology));
         assert!(!removes(&cut, "master-1", &topology));
     }

@@ -15,6 +15,7 @@ use crate::history::leaders::LeaderSpan;
 use crate::history::terms::raft_term;
 use crate::history::{fmt_time, Entry, FaultEvent, Happening};
 use crate::judge::{commands, Check, CheckSpec, Evidence, Verdict};
+use crate::scenario::faults::FaultAction;
 use crate::scenario::{ClusterSpec, Scenario};
 use fleet_core::timeline::{Event, LeaseEvent};
 use std::collections::BTreeMap;
@@ -188,9 +189,7 @@ fn one_lease_holder(evidence: &Evidence) -> Result<String, String> {
     let mut grants = 0;
     for entry in evidence.entries {
         if let Happening::Fault(fault) = &entry.event {
-            let ended = fault
-                .processes_ended(&evidence.scenario.topology)
-                .unwrap_or_default();
+            let ended = fault.processes_ended().unwrap_or_default();
             if holder.is_some_and(|current| ended.contains(&current.node)) {
                 holder = None;
             }
@@ -229,20 +228,15 @@ fn one_lease_holder(evidence: &Evidence) -> Result<String, String> {
 /// (its term is on disk), unless its disk was wiped in between. Only the terms a node says it
 /// is in count, not those it asked about or was asked for (pre-votes, denied votes).
 fn terms_never_go_back(evidence: &Evidence) -> Result<String, String> {
-    let topology = &evidence.scenario.topology;
     let mut last: BTreeMap<&str, (u64, u64)> = BTreeMap::new();
     let mut reports = 0;
     for entry in evidence.entries {
         match &entry.event {
-            Happening::Fault(FaultEvent::Wipe { target, nodes }) => {
-                let wiped = match nodes {
-                    Some(nodes) => nodes.clone(),
-                    None => {
-                        (topology.select(target).ok()).map_or_else(Vec::new, |s| s.nodes().to_vec())
-                    }
-                };
-                for node in wiped {
-                    last.retain(|kept, _| *kept != node);
+            Happening::Fault(FaultEvent::Fired(fired))
+                if matches!(fired.action, FaultAction::Wipe(_)) =>
+            {
+                for node in fired.nodes() {
+                    last.retain(|kept, _| kept != node);
                 }
             }
             Happening::System(Event::Raft(event)) => {
@@ -325,8 +319,8 @@ fn fencing_tokens_increase(entries: &[Entry]) -> Result<String, String> {
 mod tests {
     use super::*;
     use crate::history::leaders::LeaderHistory;
+    use crate::history::tests::fired;
     use crate::history::tests::{became_leader, entry};
-    use crate::scenario::selector::Topology;
 
     fn lease(t_ms: u64, node: &str, event: LeaseEvent) -> Entry {
         entry(t_ms, node, event)
@@ -364,29 +358,18 @@ mod tests {
             "{error}"
         );
         assert!(terms_never_go_back(&Evidence::new(&scenario, &forgot[..2])).is_ok());
-        let wipe = fault(
-            5,
-            FaultEvent::Wipe {
-                target: "master-1".into(),
-                nodes: None,
-            },
-        );
+        let wipe = fault(5, fired(r#"wipe = "master-1""#, &[]));
         let wiped = vec![became_leader(1, "master-1", 3), wipe, restored(9, 0)];
         assert!(terms_never_go_back(&Evidence::new(&scenario, &wiped)).is_ok());
     }
 
     #[test]
     fn two_leaders_in_one_term_are_named() {
-        let topology = Topology {
-            masters: 2,
-            agents: 0,
-            store: false,
-        };
         let entries = vec![
             became_leader(1, "master-1", 2),
             became_leader(5, "master-2", 2),
         ];
-        let spans = LeaderHistory::from_entries(&entries, &topology).spans;
+        let spans = LeaderHistory::from_entries(&entries).spans;
         let error = one_leader_per_term(&spans).unwrap_err();
         assert!(
             error.contains("master-1") && error.contains("master-2"),

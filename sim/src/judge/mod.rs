@@ -54,11 +54,11 @@ impl<'a> Evidence<'a> {
         Evidence {
             scenario,
             entries,
-            online: OnlineHistory::from_entries(entries, &scenario.topology),
-            leaders: LeaderHistory::from_entries(entries, &scenario.topology),
+            online: OnlineHistory::from_entries(entries),
+            leaders: LeaderHistory::from_entries(entries),
             captures: Captures::from_entries(entries),
-            terms: Terms::from_entries(entries, &scenario.topology),
-            commands: CommandHistory::from_entries(entries, &scenario.topology),
+            terms: Terms::from_entries(entries),
+            commands: CommandHistory::from_entries(entries),
         }
     }
 

@@ -64,7 +64,7 @@ pub fn page(scenario: &Scenario, seed: u64, entries: &[Entry]) -> String {
             }
         })
         .collect();
-    let leaders = LeaderHistory::from_entries(entries, &scenario.topology);
+    let leaders = LeaderHistory::from_entries(entries);
     let leaders = (leaders.spans.iter())
         .map(|span| Band {
             from_ms: span.from_ms,

@@ -181,8 +181,8 @@ pub fn summary(scenario: &Scenario, entries: &[Entry]) -> String {
 /// What every run measures ([`Metrics`]).
 pub fn measure(scenario: &Scenario, entries: &[Entry]) -> Metrics {
     let topology = &scenario.topology;
-    let online = OnlineHistory::from_entries(entries, topology);
-    let leaders = LeaderHistory::from_entries(entries, topology);
+    let online = OnlineHistory::from_entries(entries);
+    let leaders = LeaderHistory::from_entries(entries);
     let end_ms = scenario.duration.as_millis() as u64;
     Metrics::measure(entries, topology, &online, &leaders, end_ms)
 }

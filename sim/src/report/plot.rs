@@ -136,28 +136,32 @@ pub fn sweep_value(
 /// each fault that cuts, slows or takes down, to the next heal, latency or loss reset, or
 /// restart (or the end).
 pub(crate) fn fault_periods(entries: &[Entry], end_ms: u64) -> Vec<(u64, u64, String)> {
-    use crate::history::FaultEvent as F;
+    use crate::scenario::faults::FaultAction;
     let mut periods = Vec::new();
     let mut open: Option<(u64, String)> = None;
     for entry in entries {
         let Happening::Fault(fault) = &entry.event else {
             continue;
         };
-        let (opens, closes) = match fault {
-            F::Crash { .. }
-            | F::Partition { .. }
-            | F::Isolate { .. }
-            | F::Shutdown { .. }
-            | F::Stop { .. }
-            | F::Revoke { .. }
-            | F::Hold { .. } => (true, false),
-            F::Latency { .. } | F::Loss { .. } => (open.is_none(), open.is_some()),
-            F::Heal { .. } | F::Restart { .. } | F::Restore { .. } | F::Release { .. } => {
-                (false, true)
+        let Some(fired) = fault.fired() else {
+            continue;
+        };
+        let (opens, closes) = match &fired.action {
+            FaultAction::Crash(_)
+            | FaultAction::Partition { .. }
+            | FaultAction::Isolate(_)
+            | FaultAction::Shutdown(_)
+            | FaultAction::Stop(_)
+            | FaultAction::Revoke(_)
+            | FaultAction::Hold(_) => (true, false),
+            FaultAction::Latency(..) | FaultAction::LinkLatency { .. } | FaultAction::Loss(_) => {
+                (open.is_none(), open.is_some())
             }
-            F::Wipe { .. } | F::Admin { .. } | F::Captured { .. } | F::Unfired { .. } => {
-                (false, false)
-            }
+            FaultAction::Heal(_)
+            | FaultAction::Restart(_)
+            | FaultAction::Restore(_)
+            | FaultAction::Release(_) => (false, true),
+            FaultAction::Wipe(_) | FaultAction::Admin(_) => (false, false),
         };
         if closes {
             if let Some((from, label)) = open.take() {
@@ -183,7 +187,7 @@ pub fn run_rates(path: &Path, scenario: &Scenario, entries: &[Entry]) -> Result<
     for (t_ms, _) in crate::history::attempts::connect_attempts(entries) {
         *attempts.entry(t_ms / 1000).or_default() += 1;
     }
-    let online = OnlineHistory::from_entries(entries, &scenario.topology);
+    let online = OnlineHistory::from_entries(entries);
     let agents = scenario.topology.agents();
     let online_at = |second: u64| {
         (agents.iter())

@@ -87,7 +87,7 @@ impl<E: Engine> Commander<E> {
             Captures::from_entries(&timeline.entries)
         };
         let mut now = Now {
-            leader: leader_now(&self.timeline, &self.topology),
+            leader: leader_now(&self.timeline),
             captures: &captures,
             rng: &mut self.rng,
         };
@@ -103,7 +103,7 @@ impl<E: Engine> Commander<E> {
 
     /// Hands what is left to the leader, on the leader's node; returns what is still left.
     async fn try_send(&self, operation: &Operation, left: Left) -> Left {
-        let Some(leader) = leader_now(&self.timeline, &self.topology) else {
+        let Some(leader) = leader_now(&self.timeline) else {
             return left;
         };
         let state = self.masters.get(&leader).and_then(|slot| {

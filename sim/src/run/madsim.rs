@@ -1,9 +1,9 @@
 //! The simulation build's engine: madsim. Nodes are madsim nodes, links are clogged and
 //! unclogged, and a job runs as a task spawned on its node.
 
-use super::capture::Locate;
 use super::engine::{Boot, Engine, Machines, JOB_TIMEOUT};
 use super::nodes::node_ip;
+use super::record::Locate;
 use super::RunOutput;
 use crate::history::HARNESS;
 use crate::scenario::selector::NodeKind;
@@ -147,13 +147,13 @@ pub fn run_watched(scenario: &Scenario, seed: u64, progress: Option<Arc<AtomicU6
             .map_or_else(|| HARNESS.to_string(), String::clone);
         (t_ms, node)
     });
-    let (subscriber, timeline) =
+    let (subscriber, recorder) =
         super::subscriber(locate, tracing_subscriber::layer::Identity::new());
     let engine = Madsim {
         ids: Arc::new(ids.clone()),
     };
     let wall_start = std::time::Instant::now();
-    let (scenario_run, captured) = (scenario.clone(), timeline.clone());
+    let (scenario_run, captured) = (scenario.clone(), recorder.clone());
     let sent = tracing::subscriber::with_default(subscriber, || {
         runtime.block_on(super::harness(engine, built, scenario_run, captured, seed))
     });
@@ -172,7 +172,7 @@ pub fn run_watched(scenario: &Scenario, seed: u64, progress: Option<Arc<AtomicU6
     drop(runtime);
     RunOutput {
         seed,
-        timeline: super::finish(&timeline, scenario, &sent),
+        timeline: super::finish(&recorder.timeline, scenario, &sent),
         wall,
     }
 }

@@ -3,11 +3,11 @@
 //! turmoil, the second engine. Both build the same machines ([`nodes`]), fire the same faults
 //! ([`faults`]) and send the same operations ([`commands`]) through an [`engine::Engine`].
 
-pub mod capture;
 pub mod commands;
 pub mod engine;
 pub mod faults;
 pub mod nodes;
+pub mod record;
 pub mod store;
 
 #[cfg(madsim)]
@@ -22,11 +22,11 @@ pub use self::turmoil::run_watched;
 
 use crate::history::Timeline;
 use crate::scenario::Scenario;
-use capture::{CaptureLayer, Locate};
 use commands::Commander;
 use engine::{sleep_until, Engine};
 use faults::FaultInjector;
 use nodes::Built;
+use record::{CaptureLayer, Locate, Recorder};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -62,13 +62,13 @@ pub fn run(scenario: &Scenario, seed: u64) -> RunOutput {
 fn subscriber(
     locate: Locate,
     extra: impl Layer<tracing_subscriber::Registry> + Send + Sync,
-) -> (impl tracing::Subscriber + Send + Sync, Arc<Mutex<Timeline>>) {
-    let (layer, timeline) = CaptureLayer::new(locate.clone());
+) -> (impl tracing::Subscriber + Send + Sync, Recorder) {
+    let (layer, recorder) = CaptureLayer::new(locate.clone());
     let logging = std::env::var_os("RUST_LOG").map(|_| {
         tracing_subscriber::fmt::layer()
             .with_writer(std::io::stderr)
             .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-            .with_timer(capture::SimTime(locate))
+            .with_timer(record::SimTime(locate))
             .with_target(true)
             .with_filter(tracing_subscriber::EnvFilter::from_default_env())
     });
@@ -82,7 +82,7 @@ fn subscriber(
         .with(extra)
         .with(layer)
         .with(logging);
-    (subscriber, timeline)
+    (subscriber, recorder)
 }
 
 /// The harness's part of a run, inside the simulation: sends the operations, fires the faults
@@ -91,9 +91,10 @@ async fn harness<E: Engine>(
     engine: E,
     built: Built,
     scenario: Scenario,
-    timeline: Arc<Mutex<Timeline>>,
+    recorder: Recorder,
     seed: u64,
 ) -> Arc<AtomicUsize> {
+    let timeline = recorder.timeline.clone();
     let topology = scenario.topology;
     let commander = Commander::new(
         engine.clone(),
@@ -102,7 +103,7 @@ async fn harness<E: Engine>(
         timeline.clone(),
         seed,
     );
-    let mut injector = FaultInjector::new(engine.clone(), built, topology, timeline, seed);
+    let mut injector = FaultInjector::new(engine.clone(), built, topology, recorder, seed);
     let operations = scenario.operations;
     let sent = Arc::new(AtomicUsize::new(0));
     let counted = sent.clone();

@@ -3,8 +3,8 @@
 //! tick at a time from here; what only the `Sim` can do (crash, restart, cut, latency, loss,
 //! hold, release) the harness queues, and each is done after the step that asked for it.
 
-use super::capture::Locate;
 use super::engine::{Boot, Engine, Machines, JOB_TIMEOUT};
+use super::record::Locate;
 use super::RunOutput;
 use crate::history::HARNESS;
 use crate::scenario::selector::NodeKind;
@@ -235,7 +235,7 @@ impl CurrentHost {
 
 impl<S: tracing::Subscriber + for<'l> LookupSpan<'l>> Layer<S> for CurrentHost {
     fn on_new_span(&self, attrs: &Attributes<'_>, id: &Id, ctx: Context<'_, S>) {
-        if !super::capture::is_host_span(attrs.metadata()) {
+        if !super::record::is_host_span(attrs.metadata()) {
             return;
         }
         let mut name = NameField(None);
@@ -316,7 +316,7 @@ pub fn run_watched(scenario: &Scenario, seed: u64, progress: Option<Arc<AtomicU6
             (t_ms, host.get().unwrap_or_else(|| HARNESS.to_string()))
         })
     };
-    let (subscriber, timeline) = super::subscriber(locate, host);
+    let (subscriber, recorder) = super::subscriber(locate, host);
     let engine = Turmoil {
         effects: Arc::default(),
         hosts: hosts.clone(),
@@ -326,9 +326,9 @@ pub fn run_watched(scenario: &Scenario, seed: u64, progress: Option<Arc<AtomicU6
     let sent = Arc::new(Mutex::new(None));
     let wall_start = std::time::Instant::now();
     tracing::subscriber::with_default(subscriber, || {
-        let (scenario, timeline, sent) = (scenario.clone(), timeline.clone(), sent.clone());
+        let (scenario, recorder, sent) = (scenario.clone(), recorder.clone(), sent.clone());
         sim.client(HARNESS, async move {
-            let count = super::harness(engine, built, scenario, timeline, seed).await;
+            let count = super::harness(engine, built, scenario, recorder, seed).await;
             *sent.lock().unwrap_or_else(|p| p.into_inner()) = Some(count);
             Ok(())
         });
@@ -351,7 +351,7 @@ pub fn run_watched(scenario: &Scenario, seed: u64, progress: Option<Arc<AtomicU6
     let sent = sent.unwrap_or_default();
     RunOutput {
         seed,
-        timeline: super::finish(&timeline, scenario, &sent),
+        timeline: super::finish(&recorder.timeline, scenario, &sent),
         wall,
     }
 }

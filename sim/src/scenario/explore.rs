@@ -11,9 +11,9 @@
 //! ```
 
 use crate::scenario::duration::Dur;
+use crate::scenario::faults::kinds::{draw_specs, DrawSpec};
 use crate::scenario::selector::{NodeKind, Selector, Topology};
 use crate::scenario::source::{ScenarioError, Source};
-use crate::scenario::faults::kinds::{draw_specs, DrawSpec};
 use fleet_core::fmt_duration;
 use serde::Deserialize;
 use std::time::Duration;

@@ -122,7 +122,8 @@ impl FaultFields<'_> {
 
     /// A number, integer or float.
     pub fn number(&self, key: &str) -> Result<Spanned<f64>, ScenarioError> {
-        let value = (self.get(key)).ok_or_else(|| self.whole(format!("this fault needs `{key}`")))?;
+        let value =
+            (self.get(key)).ok_or_else(|| self.whole(format!("this fault needs `{key}`")))?;
         match value.get_ref() {
             toml::Value::Float(number) => Ok(Spanned::new(value.span(), *number)),
             toml::Value::Integer(number) => Ok(Spanned::new(value.span(), *number as f64)),
@@ -135,7 +136,8 @@ impl FaultFields<'_> {
         let Some(text) = self.text(key, r#"a duration like "10s""#)? else {
             return Ok(None);
         };
-        let duration = parse_duration(text.get_ref()).map_err(|why| self.error(text.span(), why))?;
+        let duration =
+            parse_duration(text.get_ref()).map_err(|why| self.error(text.span(), why))?;
         Ok(Some(Spanned::new(text.span(), Dur(duration))))
     }
 }

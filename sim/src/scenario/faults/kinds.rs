@@ -86,7 +86,9 @@ pub const FAULTS: &[FaultSpec] = &[
         name: "restart",
         fields: &[],
         parse: |f| Ok(FaultAction::Restart(f.selector("restart")?)),
-        draws: &[DrawSpec::new("restart", |d| FaultAction::Restart(d.pick(None)))],
+        draws: &[DrawSpec::new("restart", |d| {
+            FaultAction::Restart(d.pick(None))
+        })],
     },
     FaultSpec {
         name: "partition",
@@ -162,7 +164,11 @@ pub const FAULTS: &[FaultSpec] = &[
         fields: &[],
         parse: |f| {
             let what = "`stop` stops agents (masters: `shutdown`)";
-            Ok(FaultAction::Stop(f.selector_of("stop", NodeKind::Agent, what)?))
+            Ok(FaultAction::Stop(f.selector_of(
+                "stop",
+                NodeKind::Agent,
+                what,
+            )?))
         },
         draws: &[],
     },
@@ -270,7 +276,11 @@ impl Drawing<'_> {
         let groups = groups.map(|group| {
             let names = compact(&group);
             (names.iter())
-                .map(|name| self.topology.select(name).expect("drawn nodes are the topology's"))
+                .map(|name| {
+                    self.topology
+                        .select(name)
+                        .expect("drawn nodes are the topology's")
+                })
                 .collect()
         });
         FaultAction::Partition {
@@ -305,7 +315,11 @@ fn parse_latency(f: &FaultFields) -> Result<FaultAction, ScenarioError> {
     match f.get("between") {
         None => Ok(FaultAction::Latency(low, high)),
         Some(_) => {
-            turmoil_only(f, "between", "`latency` with `between` (one link's latency)")?;
+            turmoil_only(
+                f,
+                "between",
+                "`latency` with `between` (one link's latency)",
+            )?;
             let between = check_pair(f, "between")?;
             Ok(FaultAction::LinkLatency { between, low, high })
         }

@@ -7,8 +7,8 @@ pub mod kinds;
 use crate::scenario::duration::Dur;
 use crate::scenario::selector::{check_capture_name, Selector, Topology};
 use crate::scenario::source::{ScenarioError, Source};
-pub(crate) use fields::RawFault;
 use fields::FaultFields;
+pub(crate) use fields::RawFault;
 use fleet_core::fmt_duration;
 use kinds::{FaultSpec, FAULTS};
 use std::collections::BTreeSet;
@@ -233,9 +233,7 @@ impl FaultAction {
             | FaultAction::Hold(ends)
             | FaultAction::Release(ends) => ends.iter().collect(),
             FaultAction::Admin(op) => op.agents().into_iter().collect(),
-            FaultAction::Heal(None) | FaultAction::Latency(..) | FaultAction::Loss(_) => {
-                Vec::new()
-            }
+            FaultAction::Heal(None) | FaultAction::Latency(..) | FaultAction::Loss(_) => Vec::new(),
         }
     }
 }
@@ -397,7 +395,8 @@ fn action_of(fields: &FaultFields) -> Result<&'static FaultSpec, ScenarioError> 
         }
     };
     for (key, value) in fields.raw {
-        if key == spec.name || COMMON.contains(&key.as_str()) || spec.fields.contains(&key.as_str()) {
+        if key == spec.name || COMMON.contains(&key.as_str()) || spec.fields.contains(&key.as_str())
+        {
             continue;
         }
         let owners: Vec<&str> = (FAULTS.iter())

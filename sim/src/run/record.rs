@@ -1,9 +1,11 @@
-//! Captures the run's timeline: every timeline event the cores, the shell and the harness emit
-//! through `tracing`, with simulated time and the name of the node that emitted it, parsed once
-//! into [`Entry`]. Other `tracing` events (the simulator's own logging) are never even built.
+//! Records the run's timeline: every timeline event the shells emit through `tracing`, with
+//! simulated time and the name of the node that emitted it, parsed once into [`Entry`] (other
+//! `tracing` events, the simulator's own logging, are never even built); and the harness's
+//! faults, which it records typed, with the nodes they hit.
 
 use crate::history::{Entry, FaultEvent, Happening, Timeline};
 use fleet_core::timeline::{Event, FIELD, TARGET};
+use fleet_node::sync::lock;
 use std::fmt;
 use std::sync::{Arc, Mutex};
 use tracing::field::{Field, Visit};
@@ -15,6 +17,28 @@ use tracing_subscriber::Layer;
 /// Says when and where an event happened: simulated milliseconds and node name.
 pub type Locate = Arc<dyn Fn() -> (u64, String) + Send + Sync>;
 
+/// Where the harness records what it does: the run's timeline, in the same order and with the
+/// same clock as the control plane's events. Cheap to clone.
+#[derive(Clone)]
+pub struct Recorder {
+    pub timeline: Arc<Mutex<Timeline>>,
+    locate: Locate,
+}
+
+impl Recorder {
+    /// Records `event` now, from the harness.
+    pub fn record(&self, event: FaultEvent) {
+        let (t_ms, node) = (self.locate)();
+        // For `RUST_LOG` readers; the timeline takes the event itself, below.
+        tracing::info!(target: "sim::faults", fault = ?event.fields());
+        lock(&self.timeline).entries.push(Entry {
+            t_ms,
+            node,
+            event: Happening::Fault(event),
+        });
+    }
+}
+
 /// Collects timeline events into a shared [`Timeline`].
 pub struct CaptureLayer {
     timeline: Arc<Mutex<Timeline>>,
@@ -25,15 +49,19 @@ pub struct CaptureLayer {
 }
 
 impl CaptureLayer {
-    pub fn new(locate: Locate) -> (CaptureLayer, Arc<Mutex<Timeline>>) {
+    pub fn new(locate: Locate) -> (CaptureLayer, Recorder) {
         let timeline = Arc::new(Mutex::new(Timeline::default()));
+        let recorder = Recorder {
+            timeline: timeline.clone(),
+            locate: locate.clone(),
+        };
         (
             CaptureLayer {
-                timeline: timeline.clone(),
+                timeline,
                 locate,
                 shared: false,
             },
-            timeline,
+            recorder,
         )
     }
 
@@ -61,10 +89,9 @@ impl tracing_subscriber::fmt::time::FormatTime for SimTime {
 /// span turmoil opens around each host's tick, which says whose events those are: a layer
 /// that refused it would disable it for every layer.
 fn wanted(metadata: &Metadata<'_>) -> bool {
-    let target = metadata.target();
     (metadata.is_event()
         && *metadata.level() <= Level::INFO
-        && (target.starts_with("fleet_") || target == "sim" || target.starts_with("sim::"))
+        && metadata.target() == TARGET
         && metadata.fields().field(FIELD).is_some())
         || is_host_span(metadata)
 }
@@ -94,18 +121,8 @@ impl<S: Subscriber> Layer<S> for CaptureLayer {
         let mut visitor = EventField::default();
         event.record(&mut visitor);
         let (t_ms, node) = (self.locate)();
-        let mut timeline = self
-            .timeline
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        // The control plane's events come from one target and the harness's faults from
-        // others: each parses straight into its own type, with no guessing between the two.
-        let parsed = if event.metadata().target() == TARGET {
-            Event::from_json(&visitor.json).map(Happening::System)
-        } else {
-            serde_json::from_str::<FaultEvent>(&visitor.json).map(Happening::Fault)
-        };
-        match parsed {
+        let mut timeline = lock(&self.timeline);
+        match Event::from_json(&visitor.json).map(Happening::System) {
             Ok(happening) => timeline.entries.push(Entry {
                 t_ms,
                 node,
@@ -147,7 +164,8 @@ mod tests {
     #[test]
     fn events_are_parsed_back_with_time_and_node() {
         let locate: Locate = Arc::new(|| (42, "agent-1".to_string()));
-        let (layer, timeline) = CaptureLayer::new(locate);
+        let (layer, recorder) = CaptureLayer::new(locate);
+        let timeline = recorder.timeline;
         let subscriber = tracing_subscriber::registry().with(layer);
         let sent = AgentEvent::ConnectAttempt {
             attempt: 2,
@@ -174,7 +192,8 @@ mod tests {
     #[test]
     fn an_unreadable_event_is_kept_aside() {
         let locate: Locate = Arc::new(|| (7, "master-1".to_string()));
-        let (layer, timeline) = CaptureLayer::new(locate);
+        let (layer, recorder) = CaptureLayer::new(locate);
+        let timeline = recorder.timeline;
         let subscriber = tracing_subscriber::registry().with(layer);
         tracing::subscriber::with_default(subscriber, || {
             tracing::info!(target: "fleet_core::timeline", event = r#"{"kind":"nonsense"}"#);
