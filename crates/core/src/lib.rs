@@ -39,7 +39,13 @@ pub fn fmt_duration(duration: Duration) -> String {
 
 #[cfg(test)]
 mod tests {
+    //! Besides the crate's own, the harness in `tests/` that drives a master and an agent core
+    //! together with no runtime, and the tests that use it.
+
     use super::*;
+
+    mod agent_and_master;
+    mod pair;
 
     #[test]
     fn durations_print_as_scenarios_write_them() {

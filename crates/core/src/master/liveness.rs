@@ -1,0 +1,87 @@
+//! Liveness: heartbeats keep a node online, and a sweep marks the silent ones offline.
+
+use super::nodes::Agents;
+use super::{Liveness, Registry, SessionId};
+use crate::timeline::MasterEvent;
+use crate::wire::{Heartbeat, HeartbeatAck, Message};
+use std::time::Instant;
+
+impl Registry {
+    /// A heartbeat brings its node back online and is answered with the config's id, so an
+    /// agent behind on its config learns it and pulls.
+    pub(super) fn handle_heartbeat(
+        &mut self,
+        now: Instant,
+        session: SessionId,
+        heartbeat: Heartbeat,
+    ) {
+        let config = self.ledger.fleet_config.id;
+        let Some(entry) = self.agents.entry_for(session) else {
+            return self.output.close(session, "heartbeat before register");
+        };
+        entry.last_heard = now;
+        entry.status = heartbeat.status;
+        if !(heartbeat.metrics.is_empty() && entry.metrics.is_empty()) {
+            entry.metrics = heartbeat.metrics;
+        }
+        let back_online = (entry.liveness == Liveness::Offline).then(|| {
+            entry.liveness = Liveness::Online;
+            entry.info.node_name.clone()
+        });
+        if let Some(agent) = back_online {
+            self.output.events.push(MasterEvent::NodeOnline { agent });
+        }
+        self.agents
+            .schedule_sweep(now + self.config.offline_after());
+        self.output.send(
+            session,
+            Message::HeartbeatAck(HeartbeatAck {
+                seq: heartbeat.seq,
+                config,
+            }),
+        );
+    }
+
+    /// Marks every node silent for `offline_after` as offline.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        if self.agents.next_sweep.is_none_or(|at| now < at) {
+            return;
+        }
+        let offline_after = self.config.offline_after();
+        let mut next_sweep = None::<Instant>;
+        let events = &mut self.output.events;
+        self.agents.nodes.for_each_mut(|entry| {
+            if entry.liveness == Liveness::Offline {
+                return;
+            }
+            let deadline = entry.last_heard + offline_after;
+            if now >= deadline {
+                entry.liveness = Liveness::Offline;
+                let silent_ms = now.duration_since(entry.last_heard).as_millis() as u64;
+                events.push(MasterEvent::NodeOffline {
+                    agent: entry.info.node_name.clone(),
+                    instance_id: entry.info.instance_id.clone(),
+                    silent_ms,
+                });
+            } else {
+                next_sweep = Some(next_sweep.map_or(deadline, |at| at.min(deadline)));
+            }
+        });
+        self.agents.next_sweep = next_sweep;
+    }
+
+    pub fn online_count(&self) -> usize {
+        (self.agents.nodes.iter())
+            .filter(|(_, entry)| entry.liveness == Liveness::Online)
+            .count()
+    }
+}
+
+impl Agents {
+    pub(super) fn schedule_sweep(&mut self, at: Instant) {
+        // Deadlines only move later, so an existing earlier sweep stays a valid lower bound.
+        if self.next_sweep.is_none() {
+            self.next_sweep = Some(at);
+        }
+    }
+}

@@ -1,0 +1,80 @@
+//! Liveness: heartbeats keep a node online, silence takes it offline.
+
+use super::*;
+
+#[test]
+fn the_master_keeps_each_agents_latest_status_and_metrics() {
+    let t0 = Instant::now();
+    let mut registry = Registry::new(config());
+    registry.handle_message(t0, 1, register("agent-1", 7));
+    let busy = Message::Heartbeat(Heartbeat {
+        seq: 1,
+        status: NodeStatus::Busy,
+        uptime_ms: 0,
+        metrics: BTreeMap::from([("commands_queued".into(), 4.0)]),
+    });
+    registry.handle_message(t0, 1, busy);
+    let entry = |registry: &Registry| registry.nodes().next().unwrap().1.clone();
+    assert_eq!(entry(&registry).status, NodeStatus::Busy);
+    assert_eq!(entry(&registry).metrics["commands_queued"], 4.0);
+    registry.handle_message(t0, 1, heartbeat(2));
+    assert_eq!(entry(&registry).status, NodeStatus::Online);
+    assert!(entry(&registry).metrics.is_empty());
+    let acks: Vec<u64> = drain(&mut registry)
+        .into_iter()
+        .filter_map(|action| match action {
+            MasterAction::Send {
+                message: Message::HeartbeatAck(ack),
+                ..
+            } => Some(ack.config.version),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(acks, [0, 0], "every ack names the config version");
+}
+
+#[test]
+fn silence_for_max_miss_intervals_marks_offline_and_a_heartbeat_brings_it_back() {
+    let t0 = Instant::now();
+    let mut registry = Registry::new(config());
+    registry.handle_message(t0, 1, register("agent-1", 7));
+    assert_eq!(registry.poll_timeout(), Some(t0 + Duration::from_secs(3)));
+    registry.handle_timeout(t0 + Duration::from_millis(2999));
+    assert_eq!(liveness(&registry), vec![Liveness::Online]);
+    registry.handle_timeout(t0 + Duration::from_secs(3));
+    assert_eq!(liveness(&registry), vec![Liveness::Offline]);
+    assert_eq!(
+        registry.poll_timeout(),
+        None,
+        "nothing online, nothing to watch"
+    );
+    registry.handle_message(t0 + Duration::from_secs(5), 1, heartbeat(1));
+    assert_eq!(liveness(&registry), vec![Liveness::Online]);
+    assert_eq!(registry.poll_timeout(), Some(t0 + Duration::from_secs(8)));
+}
+
+#[test]
+fn a_sweep_only_marks_the_silent_nodes() {
+    let t0 = Instant::now();
+    let mut registry = Registry::new(config());
+    registry.handle_message(t0, 1, register("agent-1", 1));
+    registry.handle_message(t0, 2, register("agent-2", 2));
+    registry.handle_message(t0 + Duration::from_secs(2), 2, heartbeat(1));
+    registry.handle_timeout(t0 + Duration::from_secs(3));
+    assert_eq!(
+        liveness(&registry),
+        vec![Liveness::Offline, Liveness::Online]
+    );
+    assert_eq!(registry.poll_timeout(), Some(t0 + Duration::from_secs(5)));
+}
+
+#[test]
+fn a_closed_session_leaves_the_node_to_the_liveness_rule() {
+    let t0 = Instant::now();
+    let mut registry = Registry::new(config());
+    registry.handle_message(t0, 1, register("agent-1", 7));
+    registry.handle_session_closed(t0, 1);
+    assert_eq!(liveness(&registry), vec![Liveness::Online]);
+    registry.handle_timeout(t0 + Duration::from_secs(3));
+    assert_eq!(liveness(&registry), vec![Liveness::Offline]);
+}
