@@ -224,23 +224,7 @@ pub fn csv(grids: &[Grid], points: &[Vec<Override>], runs: &[Run]) -> String {
             let value = check_values(&[run], *index, field).first().copied();
             row.push(value.map_or(String::new(), |x| x.to_string()));
         }
-        let metrics = &run.metrics;
-        let median = |values: &[u64]| {
-            crate::history::metrics::median(values).map_or(String::new(), |m| m.to_string())
-        };
-        row.extend([
-            median(&metrics.detection_ms),
-            metrics.false_offlines.to_string(),
-            metrics
-                .recovered_ms
-                .map_or(String::new(), |ms| ms.to_string()),
-            metrics.connect_attempts.to_string(),
-            metrics.peak_connect_attempts.to_string(),
-            metrics.registrations.to_string(),
-            metrics.peak_registrations.to_string(),
-            median(&metrics.failover_ms),
-            metrics.terms.to_string(),
-        ]);
+        row.extend(metric_cells(&run.metrics));
         let _ = writeln!(
             out,
             "{}",
@@ -251,6 +235,26 @@ pub fn csv(grids: &[Grid], points: &[Vec<Override>], runs: &[Run]) -> String {
         );
     }
     out
+}
+
+/// A run's metrics as CSV cells, in the order of the header's metric columns.
+fn metric_cells(metrics: &crate::history::metrics::Metrics) -> [String; 9] {
+    let median = |values: &[u64]| {
+        crate::history::metrics::median(values).map_or(String::new(), |m| m.to_string())
+    };
+    [
+        median(&metrics.detection_ms),
+        metrics.false_offlines.to_string(),
+        metrics
+            .recovered_ms
+            .map_or(String::new(), |ms| ms.to_string()),
+        metrics.connect_attempts.to_string(),
+        metrics.peak_connect_attempts.to_string(),
+        metrics.registrations.to_string(),
+        metrics.peak_registrations.to_string(),
+        median(&metrics.failover_ms),
+        metrics.terms.to_string(),
+    ]
 }
 
 /// `--plot DIR`: one SVG per measured number (each check's value, each run measure) against the

@@ -2,7 +2,7 @@
 //! who sent a command and when (every copy), which agent incarnation started and finished it,
 //! whether its result reached a master or it was reported lost.
 
-use crate::history::{Entry, Happening};
+use crate::history::{Entry, FaultEvent, Happening};
 use crate::scenario::faults::FaultAction;
 use fleet_core::timeline::{CommandEvent, Event};
 use fleet_core::wire::ConfigId;
@@ -52,103 +52,97 @@ impl CommandHistory {
         // Each agent's incarnation: 1 at boot, +1 each time a crash or restart ends it.
         let mut incarnations: BTreeMap<String, u32> = BTreeMap::new();
         for entry in entries {
-            let event = match &entry.event {
-                Happening::Fault(fault) => {
-                    for node in fault.processes_ended().unwrap_or_default() {
-                        let incarnation = incarnations.entry(node.clone()).or_insert(1);
-                        *incarnation += 1;
-                        history
-                            .processes
-                            .insert(node.clone(), (*incarnation, entry.t_ms));
-                        // A crashed or stopped agent reports nothing (`down`); a restarted one
-                        // starts online, as the first process did.
-                        let restarted = fault.fired().map(|fired| &fired.action);
-                        let status = match restarted {
-                            Some(FaultAction::Restart(_)) => "online",
-                            _ => "down",
-                        };
-                        let statuses = history.statuses.entry(node.clone()).or_default();
-                        statuses.push((entry.t_ms, status.into()));
-                    }
-                    continue;
+            match &entry.event {
+                Happening::Fault(fault) => history.fault(fault, entry.t_ms, &mut incarnations),
+                Happening::System(Event::Command(event)) => {
+                    let incarnation = incarnations.get(&entry.node).copied().unwrap_or(1);
+                    history.command(event, entry.t_ms, entry.node.clone(), incarnation);
                 }
-                Happening::System(Event::Command(event)) => event,
-                Happening::System(_) => continue,
-            };
-            let (t, node) = (entry.t_ms, entry.node.clone());
-            let incarnation = incarnations.get(&node).copied().unwrap_or(1);
-            match event {
-                CommandEvent::CommandSent {
-                    request_id, agent, ..
-                } => {
-                    let story = history.commands.entry(request_id.clone()).or_default();
-                    story.agent = agent.clone();
-                    story.sent.push(t);
-                }
-                CommandEvent::CommandQueued {
-                    request_id, agent, ..
-                } => {
-                    let story = history.commands.entry(request_id.clone()).or_default();
-                    story.agent = agent.clone();
-                    story.queued = Some(t);
-                }
-                CommandEvent::CommandStarted { request_id, .. } => {
-                    match history.commands.get_mut(request_id) {
-                        Some(story) => story.started.push((t, node, incarnation)),
-                        None => history.strangers.push((t, node, request_id.clone())),
-                    }
-                }
-                CommandEvent::CommandFinished {
-                    request_id,
-                    outcome,
-                } => match history.commands.get_mut(request_id) {
-                    Some(story) => {
-                        story.finished.push((t, node, incarnation, outcome.clone()));
-                    }
-                    None => history.strangers.push((t, node, request_id.clone())),
-                },
-                CommandEvent::CommandDuplicate { .. } => history.duplicates += 1,
-                CommandEvent::CommandResult {
-                    request_id,
-                    outcome,
-                    ..
-                } => match history.commands.get_mut(request_id) {
-                    Some(story) => {
-                        if story.result.is_none() {
-                            story.result = Some((t, node, outcome.clone()));
-                        }
-                    }
-                    None => history.strangers.push((t, node, request_id.clone())),
-                },
-                CommandEvent::CommandLost { request_id, reason } => {
-                    let story = history.commands.entry(request_id.clone()).or_default();
-                    if story.lost.is_none() {
-                        story.lost = Some((t, node, reason.clone()));
-                    }
-                }
-                CommandEvent::CommandsAdopted { .. } => {}
-                CommandEvent::ConfigPushed { version, term, .. } => {
-                    let id = ConfigId {
-                        term: *term,
-                        version: *version,
-                    };
-                    history.pushes.push((t, id));
-                }
-                CommandEvent::ConfigApplied { version, term } => {
-                    let id = ConfigId {
-                        term: *term,
-                        version: *version,
-                    };
-                    let applied = history.applied.entry(node).or_default();
-                    applied.push((t, incarnation, id));
-                }
-                CommandEvent::StatusChanged { status } => {
-                    let statuses = history.statuses.entry(node).or_default();
-                    statuses.push((t, status.clone()));
-                }
+                Happening::System(_) => {}
             }
         }
         history
+    }
+
+    /// A fault that ended processes starts their next incarnation. A crashed or stopped agent
+    /// reports nothing (`down`); a restarted one starts online, as the first process did.
+    fn fault(&mut self, fault: &FaultEvent, t: u64, incarnations: &mut BTreeMap<String, u32>) {
+        for node in fault.processes_ended().unwrap_or_default() {
+            let incarnation = incarnations.entry(node.clone()).or_insert(1);
+            *incarnation += 1;
+            self.processes.insert(node.clone(), (*incarnation, t));
+            let restarted = fault.fired().map(|fired| &fired.action);
+            let status = match restarted {
+                Some(FaultAction::Restart(_)) => "online",
+                _ => "down",
+            };
+            let statuses = self.statuses.entry(node.clone()).or_default();
+            statuses.push((t, status.into()));
+        }
+    }
+
+    /// What one command or config event adds to the stories.
+    fn command(&mut self, event: &CommandEvent, t: u64, node: String, incarnation: u32) {
+        let config = |term: &u64, version: &u64| ConfigId {
+            term: *term,
+            version: *version,
+        };
+        match event {
+            CommandEvent::CommandSent {
+                request_id, agent, ..
+            } => {
+                let story = self.commands.entry(request_id.clone()).or_default();
+                story.agent = agent.clone();
+                story.sent.push(t);
+            }
+            CommandEvent::CommandQueued {
+                request_id, agent, ..
+            } => {
+                let story = self.commands.entry(request_id.clone()).or_default();
+                story.agent = agent.clone();
+                story.queued = Some(t);
+            }
+            CommandEvent::CommandStarted { request_id, .. } => {
+                match self.commands.get_mut(request_id) {
+                    Some(story) => story.started.push((t, node, incarnation)),
+                    None => self.strangers.push((t, node, request_id.clone())),
+                }
+            }
+            CommandEvent::CommandFinished {
+                request_id,
+                outcome,
+            } => match self.commands.get_mut(request_id) {
+                Some(story) => story.finished.push((t, node, incarnation, outcome.clone())),
+                None => self.strangers.push((t, node, request_id.clone())),
+            },
+            CommandEvent::CommandDuplicate { .. } => self.duplicates += 1,
+            CommandEvent::CommandResult {
+                request_id,
+                outcome,
+                ..
+            } => match self.commands.get_mut(request_id) {
+                Some(story) => {
+                    story.result.get_or_insert((t, node, outcome.clone()));
+                }
+                None => self.strangers.push((t, node, request_id.clone())),
+            },
+            CommandEvent::CommandLost { request_id, reason } => {
+                let story = self.commands.entry(request_id.clone()).or_default();
+                story.lost.get_or_insert((t, node, reason.clone()));
+            }
+            CommandEvent::CommandsAdopted { .. } => {}
+            CommandEvent::ConfigPushed { version, term, .. } => {
+                self.pushes.push((t, config(term, version)));
+            }
+            CommandEvent::ConfigApplied { version, term } => {
+                let applied = self.applied.entry(node).or_default();
+                applied.push((t, incarnation, config(term, version)));
+            }
+            CommandEvent::StatusChanged { status } => {
+                let statuses = self.statuses.entry(node).or_default();
+                statuses.push((t, status.clone()));
+            }
+        }
     }
 
     /// An agent's status at `t_ms`, as it last reported it (`down` while crashed).

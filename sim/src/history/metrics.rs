@@ -61,82 +61,24 @@ impl Metrics {
         leaders: &LeaderHistory,
         end_ms: u64,
     ) -> Metrics {
-        let mut metrics = Metrics::default();
-        let mut links = Links::default();
-        let everyone = topology.nodes();
-        let mut agents: BTreeMap<String, AgentState> = BTreeMap::new();
-        let mut stopped: BTreeSet<String> = BTreeSet::new();
-        let mut last_fault: Option<u64> = None;
-        let is_agent = |node: &str| node.starts_with(NodeKind::Agent.prefix());
+        let mut walk = Walk {
+            everyone: topology.nodes(),
+            ..Walk::default()
+        };
         for entry in entries {
             match &entry.event {
-                Happening::Fault(fault) => {
-                    if !matches!(
-                        fault,
-                        FaultEvent::Captured { .. } | FaultEvent::Unfired { .. }
-                    ) {
-                        last_fault = Some(entry.t_ms);
-                    }
-                    let action = fault.fired().map(|fired| &fired.action);
-                    if let Some(fired) = fault.fired() {
-                        links.apply(fired, &everyone);
-                    }
-                    let ended = fault.processes_ended().unwrap_or_default();
-                    for node in ended.iter().filter(|node| is_agent(node)) {
-                        let state = agents.entry(node.clone()).or_default();
-                        let restart = matches!(action, Some(FaultAction::Restart(_)));
-                        state.dead = !restart;
-                        state.connected = false;
-                        if matches!(action, Some(FaultAction::Stop(_))) {
-                            stopped.insert(node.clone());
-                        } else if restart {
-                            stopped.remove(node);
-                        }
-                    }
-                    // Who is cut off from the master that counts them online, from now.
-                    for agent in topology.agents() {
-                        let Some(master) = online.master_at(&agent, entry.t_ms) else {
-                            continue;
-                        };
-                        let state = agents.entry(agent.clone()).or_default();
-                        let apart = state.dead || links.apart(&agent, master);
-                        if apart && state.separated_since.is_none() {
-                            state.separated_since = Some(entry.t_ms);
-                        } else if !apart {
-                            state.separated_since = None;
-                        }
-                    }
-                }
-                Happening::System(Event::Agent(event)) => {
-                    let state = agents.entry(entry.node.clone()).or_default();
-                    match event {
-                        AgentEvent::Registered { .. } => {
-                            state.connected = true;
-                            state.dead = false;
-                        }
-                        AgentEvent::Disconnected { .. } => state.connected = false,
-                        _ => {}
-                    }
-                }
+                Happening::Fault(fault) => walk.fault(fault, entry.t_ms, topology, online),
+                Happening::System(Event::Agent(event)) => walk.agent(&entry.node, event),
                 Happening::System(Event::Master(MasterEvent::NodeOffline { agent, .. })) => {
-                    let state = agents.entry(agent.clone()).or_default();
-                    match state.separated_since.take() {
-                        Some(since) => metrics.detection_ms.push(entry.t_ms - since),
-                        None if !state.dead
-                            && state.connected
-                            && !links.apart(agent, &entry.node) =>
-                        {
-                            metrics.false_offlines += 1;
-                        }
-                        None => {}
-                    }
+                    walk.offline(agent, &entry.node, entry.t_ms);
                 }
                 Happening::System(Event::Master(MasterEvent::NodeRegistered { .. })) => {
-                    metrics.registrations += 1;
+                    walk.metrics.registrations += 1;
                 }
                 Happening::System(_) => {}
             }
         }
+        let (mut metrics, stopped, last_fault) = (walk.metrics, walk.stopped, walk.last_fault);
         metrics.last_fault_ms = last_fault;
         metrics.recovered_ms = last_fault.and_then(|from| {
             let back = (topology.agents().iter())
@@ -153,6 +95,84 @@ impl Metrics {
         metrics.election_ms = elections(leaders);
         metrics.terms = leaders.highest_term().map_or(0, |started| started.term);
         metrics
+    }
+}
+
+/// The walk through a timeline: what is cut, who is dead or stopped, what was measured so far.
+#[derive(Default)]
+struct Walk {
+    metrics: Metrics,
+    links: Links,
+    everyone: Vec<String>,
+    agents: BTreeMap<String, AgentState>,
+    stopped: BTreeSet<String>,
+    last_fault: Option<u64>,
+}
+
+impl Walk {
+    fn fault(
+        &mut self,
+        fault: &FaultEvent,
+        t_ms: u64,
+        topology: &Topology,
+        online: &OnlineHistory,
+    ) {
+        let Some(fired) = fault.fired() else {
+            return;
+        };
+        self.last_fault = Some(t_ms);
+        self.links.apply(fired, &self.everyone);
+        let is_agent = |node: &&String| node.starts_with(NodeKind::Agent.prefix());
+        let ended = fired.processes_ended().unwrap_or_default();
+        for node in ended.iter().filter(is_agent) {
+            let state = self.agents.entry(node.clone()).or_default();
+            let restart = matches!(fired.action, FaultAction::Restart(_));
+            state.dead = !restart;
+            state.connected = false;
+            if matches!(fired.action, FaultAction::Stop(_)) {
+                self.stopped.insert(node.clone());
+            } else if restart {
+                self.stopped.remove(node);
+            }
+        }
+        // Who is cut off from the master that counts them online, from now.
+        for agent in topology.agents() {
+            let Some(master) = online.master_at(&agent, t_ms) else {
+                continue;
+            };
+            let state = self.agents.entry(agent.clone()).or_default();
+            let apart = state.dead || self.links.apart(&agent, master);
+            if apart && state.separated_since.is_none() {
+                state.separated_since = Some(t_ms);
+            } else if !apart {
+                state.separated_since = None;
+            }
+        }
+    }
+
+    fn agent(&mut self, agent: &str, event: &AgentEvent) {
+        let state = self.agents.entry(agent.to_string()).or_default();
+        match event {
+            AgentEvent::Registered { .. } => {
+                state.connected = true;
+                state.dead = false;
+            }
+            AgentEvent::Disconnected { .. } => state.connected = false,
+            _ => {}
+        }
+    }
+
+    /// `master` marked `agent` offline: a detection if it was cut off, a false offline if
+    /// it lived, believed itself registered, and its link was up.
+    fn offline(&mut self, agent: &str, master: &str, t_ms: u64) {
+        let state = self.agents.entry(agent.to_string()).or_default();
+        match state.separated_since.take() {
+            Some(since) => self.metrics.detection_ms.push(t_ms - since),
+            None if !state.dead && state.connected && !self.links.apart(agent, master) => {
+                self.metrics.false_offlines += 1;
+            }
+            None => {}
+        }
     }
 }
 

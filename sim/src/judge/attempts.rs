@@ -83,6 +83,42 @@ struct Rules<'a> {
 }
 
 impl Cycle {
+    /// Notes what `event` tells of the cycle; for a connect attempt, returns its number and the
+    /// delay it reports.
+    fn observe(&mut self, event: &AgentEvent, t_ms: u64) -> Option<(u32, u64)> {
+        match event {
+            AgentEvent::LongWait { ms } => {
+                // The next cycle starts after this wait; its first attempt must wait it.
+                self.long_wait_ms = Some(*ms);
+                self.failed_at = Some(t_ms);
+            }
+            AgentEvent::Redirected { .. } => {
+                self.redirected = true;
+                self.failed_at = Some(t_ms);
+            }
+            AgentEvent::Disconnected {
+                reason,
+                retry_after_ms,
+            } => {
+                self.failed_at = Some(t_ms);
+                self.lost_session = true;
+                self.reason = Some(*reason);
+                self.retry_after_ms = *retry_after_ms;
+            }
+            AgentEvent::ConnectFailed { reason } => {
+                self.failed_at = Some(t_ms);
+                self.reason = Some(*reason);
+            }
+            AgentEvent::ConnectAttempt {
+                attempt, delay_ms, ..
+            } => return Some((*attempt, *delay_ms)),
+            AgentEvent::Connected { .. }
+            | AgentEvent::Registered { .. }
+            | AgentEvent::GaveUp { .. } => {}
+        }
+        None
+    }
+
     /// The delays attempt `attempt` may have waited, and whether it is a retry on the
     /// exponential schedule. The first attempt of a cycle goes out at once (or after a
     /// `long_wait`), an attempt after `redirected` at once too, and every other attempt waits
@@ -162,39 +198,8 @@ fn judge_backoff(
             continue;
         };
         let cycle = cycles.entry(entry.node.as_str()).or_default();
-        let (attempt, delay_ms) = match event {
-            AgentEvent::LongWait { ms } => {
-                // The next cycle starts after this wait; its first attempt must wait it.
-                cycle.long_wait_ms = Some(*ms);
-                cycle.failed_at = Some(entry.t_ms);
-                continue;
-            }
-            AgentEvent::Redirected { .. } => {
-                cycle.redirected = true;
-                cycle.failed_at = Some(entry.t_ms);
-                continue;
-            }
-            AgentEvent::Disconnected {
-                reason,
-                retry_after_ms,
-            } => {
-                cycle.failed_at = Some(entry.t_ms);
-                cycle.lost_session = true;
-                cycle.reason = Some(*reason);
-                cycle.retry_after_ms = *retry_after_ms;
-                continue;
-            }
-            AgentEvent::ConnectFailed { reason } => {
-                cycle.failed_at = Some(entry.t_ms);
-                cycle.reason = Some(*reason);
-                continue;
-            }
-            AgentEvent::ConnectAttempt {
-                attempt, delay_ms, ..
-            } => (*attempt, *delay_ms),
-            AgentEvent::Connected { .. }
-            | AgentEvent::Registered { .. }
-            | AgentEvent::GaveUp { .. } => continue,
+        let Some((attempt, delay_ms)) = cycle.observe(event, entry.t_ms) else {
+            continue;
         };
         let (allowed, is_retry) = cycle.allowed(rules, attempt, delay_ms);
         let failed_at = cycle.failed_at.take();

@@ -50,24 +50,7 @@ pub fn json(
 
 /// The scenario's parameters after defaults: what the run actually used.
 pub fn params(scenario: &Scenario) -> serde_json::Value {
-    let ms = |d: Duration| d.as_millis() as u64;
-    let cluster = match &scenario.cluster {
-        ClusterSpec::Single => serde_json::json!({ "mode": "single" }),
-        ClusterSpec::Raft { config, persist } => serde_json::json!({
-            "mode": "raft",
-            "election_timeout_ms": [ms(config.election_timeout.0), ms(config.election_timeout.1)],
-            "heartbeat_interval_ms": ms(config.heartbeat_interval),
-            "pre_vote": config.pre_vote,
-            "check_quorum": config.check_quorum,
-            "persist": persist,
-        }),
-        ClusterSpec::Lease(config) => serde_json::json!({
-            "mode": "lease",
-            "lease_period_ms": ms(config.lease_period),
-            "renew_interval_ms": ms(config.renew_interval),
-            "sync_interval_ms": ms(config.sync_interval),
-        }),
-    };
+    let cluster = cluster(&scenario.cluster);
     let backoff = &scenario.backoff;
     let (heartbeat, network) = (&scenario.heartbeat, &scenario.network);
     serde_json::json!({
@@ -122,18 +105,53 @@ pub fn params(scenario: &Scenario) -> serde_json::Value {
             "queue_limit": scenario.executor.queue_limit,
             "remember": scenario.executor.remember,
         },
-        "operations": scenario.operations.iter().map(|operation| match operation {
-            Operation::Command(command) => serde_json::json!({
-                "at_ms": ms(command.at),
-                "command": command.name,
-                "to": command.to.to_string(),
-                "args": command.args,
-                "timeout_ms": ms(command.timeout),
-            }),
-            Operation::Config(config) => serde_json::json!({
-                "at_ms": ms(config.at),
-                "config": config.values,
-            }),
-        }).collect::<Vec<_>>(),
+        "operations": operations(&scenario.operations),
     })
+}
+
+fn ms(duration: Duration) -> u64 {
+    duration.as_millis() as u64
+}
+
+/// The cluster's mode and its parameters.
+fn cluster(spec: &ClusterSpec) -> serde_json::Value {
+    match spec {
+        ClusterSpec::Single => serde_json::json!({ "mode": "single" }),
+        ClusterSpec::Raft { config, persist } => serde_json::json!({
+            "mode": "raft",
+            "election_timeout_ms": [ms(config.election_timeout.0), ms(config.election_timeout.1)],
+            "heartbeat_interval_ms": ms(config.heartbeat_interval),
+            "pre_vote": config.pre_vote,
+            "check_quorum": config.check_quorum,
+            "persist": persist,
+        }),
+        ClusterSpec::Lease(config) => serde_json::json!({
+            "mode": "lease",
+            "lease_period_ms": ms(config.lease_period),
+            "renew_interval_ms": ms(config.renew_interval),
+            "sync_interval_ms": ms(config.sync_interval),
+        }),
+    }
+}
+
+/// The operator's commands and config pushes, in firing order.
+fn operations(operations: &[Operation]) -> serde_json::Value {
+    serde_json::Value::from(
+        operations
+            .iter()
+            .map(|operation| match operation {
+                Operation::Command(command) => serde_json::json!({
+                    "at_ms": ms(command.at),
+                    "command": command.name,
+                    "to": command.to.to_string(),
+                    "args": command.args,
+                    "timeout_ms": ms(command.timeout),
+                }),
+                Operation::Config(config) => serde_json::json!({
+                    "at_ms": ms(config.at),
+                    "config": config.values,
+                }),
+            })
+            .collect::<Vec<_>>(),
+    )
 }

@@ -279,8 +279,8 @@ impl tracing::field::Visit for NameField {
     }
 }
 
-/// [`super::run`] on turmoil, storing the simulated time in `progress` as it goes.
-pub fn run_watched(scenario: &Scenario, seed: u64, progress: Option<Arc<AtomicU64>>) -> RunOutput {
+/// The simulation a scenario asks for, seeded.
+fn builder(scenario: &Scenario, seed: u64) -> turmoil::Builder {
     let network = &scenario.network;
     let mut builder = turmoil::Builder::new();
     builder
@@ -295,7 +295,12 @@ pub fn run_watched(scenario: &Scenario, seed: u64, progress: Option<Arc<AtomicU6
         .tcp_capacity(LISTEN_BACKLOG)
         .fail_rate(network.loss)
         .repair_rate(REPAIR_RATE);
-    let mut sim = builder.build();
+    builder
+}
+
+/// [`super::run`] on turmoil, storing the simulated time in `progress` as it goes.
+pub fn run_watched(scenario: &Scenario, seed: u64, progress: Option<Arc<AtomicU64>>) -> RunOutput {
+    let mut sim = builder(scenario, seed).build();
     let mut hosts = Hosts {
         sim: &mut sim,
         hosts: BTreeMap::new(),

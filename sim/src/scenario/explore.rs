@@ -48,57 +48,11 @@ pub(crate) fn check(
     authenticates: bool,
     source: &Source,
 ) -> Result<ExploreSpec, ScenarioError> {
-    let mut kinds: Vec<&'static DrawSpec> = Vec::new();
-    for name in raw.faults.get_ref() {
-        let kind = draw_specs()
-            .find(|kind| kind.name == name.get_ref())
-            .ok_or_else(|| {
-                let names: Vec<&str> = draw_specs().map(|kind| kind.name).collect();
-                source.error(
-                    name.span(),
-                    format!(
-                        "unknown fault kind {:?}; expected one of {}",
-                        name.get_ref(),
-                        names.join(", ")
-                    ),
-                )
-            })?;
-        if kinds.iter().any(|listed| listed.name == kind.name) {
-            return Err(source.error(name.span(), format!("{:?} is listed twice", kind.name)));
-        }
-        kinds.push(kind);
-    }
-    if kinds.is_empty() {
-        return Err(source.error(raw.faults.span(), "list at least one fault kind"));
-    }
-    kinds.sort_by_key(|kind| draw_specs().position(|other| other.name == kind.name));
+    let kinds = check_kinds(&raw.faults, source)?;
     let targets = topology
         .select_fixed(raw.targets.get_ref())
         .map_err(|message| source.error(raw.targets.span(), message))?;
-    for kind in &kinds {
-        if kind.auth && !authenticates {
-            return Err(source.error(
-                raw.faults.span(),
-                format!(
-                    "`{}` acts on credentials; add [params.auth] so agents have some",
-                    kind.name
-                ),
-            ));
-        }
-        let Some(needs) = kind.target else { continue };
-        let has = (targets.nodes().iter()).any(|node| node.starts_with(needs.prefix()));
-        if !has {
-            let what = match needs {
-                NodeKind::Master => "a master",
-                NodeKind::Agent => "an agent",
-                NodeKind::Store => "the store",
-            };
-            return Err(source.error(
-                raw.targets.span(),
-                format!("`{}` needs {what} among the targets", kind.name),
-            ));
-        }
-    }
+    check_needs(&kinds, &targets, authenticates, &raw, source)?;
     if targets.nodes().is_empty() {
         return Err(source.error(raw.targets.span(), "the targets select no node"));
     }
@@ -130,4 +84,71 @@ pub(crate) fn check(
         until,
         liveness,
     })
+}
+
+/// The kinds listed, each once, in the fault table's order.
+fn check_kinds(
+    faults: &Spanned<Vec<Spanned<String>>>,
+    source: &Source,
+) -> Result<Vec<&'static DrawSpec>, ScenarioError> {
+    let mut kinds: Vec<&'static DrawSpec> = Vec::new();
+    for name in faults.get_ref() {
+        let kind = draw_specs()
+            .find(|kind| kind.name == name.get_ref())
+            .ok_or_else(|| {
+                let names: Vec<&str> = draw_specs().map(|kind| kind.name).collect();
+                source.error(
+                    name.span(),
+                    format!(
+                        "unknown fault kind {:?}; expected one of {}",
+                        name.get_ref(),
+                        names.join(", ")
+                    ),
+                )
+            })?;
+        if kinds.iter().any(|listed| listed.name == kind.name) {
+            return Err(source.error(name.span(), format!("{:?} is listed twice", kind.name)));
+        }
+        kinds.push(kind);
+    }
+    if kinds.is_empty() {
+        return Err(source.error(faults.span(), "list at least one fault kind"));
+    }
+    kinds.sort_by_key(|kind| draw_specs().position(|other| other.name == kind.name));
+    Ok(kinds)
+}
+
+/// What each kind needs of the template: credentials, and a node of its kind to hit.
+fn check_needs(
+    kinds: &[&'static DrawSpec],
+    targets: &Selector,
+    authenticates: bool,
+    raw: &RawExplore,
+    source: &Source,
+) -> Result<(), ScenarioError> {
+    for kind in kinds {
+        if kind.auth && !authenticates {
+            return Err(source.error(
+                raw.faults.span(),
+                format!(
+                    "`{}` acts on credentials; add [params.auth] so agents have some",
+                    kind.name
+                ),
+            ));
+        }
+        let Some(needs) = kind.target else { continue };
+        let has = (targets.nodes().iter()).any(|node| node.starts_with(needs.prefix()));
+        if !has {
+            let what = match needs {
+                NodeKind::Master => "a master",
+                NodeKind::Agent => "an agent",
+                NodeKind::Store => "the store",
+            };
+            return Err(source.error(
+                raw.targets.span(),
+                format!("`{}` needs {what} among the targets", kind.name),
+            ));
+        }
+    }
+    Ok(())
 }

@@ -244,19 +244,7 @@ impl RawScenario {
     fn check(self, source: &Source) -> Result<Scenario, ScenarioError> {
         let (name, description) = check_texts(self.name, self.description, source)?;
         let topology = check_topology(&self.topology, source)?;
-        let defaults = match &self.preset {
-            None => Defaults::project(),
-            Some(name) => Defaults::preset(name.get_ref()).ok_or_else(|| {
-                source.error(
-                    name.span(),
-                    format!(
-                        "unknown preset {:?}; expected one of {}",
-                        name.get_ref(),
-                        preset::NAMES.join(", ")
-                    ),
-                )
-            })?,
-        };
+        let defaults = check_preset(self.preset.as_ref(), source)?;
         let cluster = check_cluster(self.cluster, topology.masters, &defaults, source)?;
         let (auth, reauth_delay) = protection::check_auth(self.params.auth, source)?;
         let master = protection::check_master(self.params.master, defaults.attempts, source)?;
@@ -265,37 +253,10 @@ impl RawScenario {
             ..topology
         };
         let duration = check_duration(&self.duration, source)?;
-        let network = Network {
-            latency: self.network.latency.map_or(
-                (Duration::from_millis(1), Duration::from_millis(10)),
-                |range| (range.0, range.1),
-            ),
-            loss: match self.network.loss {
-                Some(loss) => check_loss(loss, source)?,
-                None => 0.0,
-            },
-            tick: match self.network.tick {
-                Some(tick) if tick.get_ref().0.is_zero() => {
-                    return Err(source.error(tick.span(), "`tick` must be greater than 0"))
-                }
-                Some(tick) => tick.get_ref().0,
-                None => DEFAULT_TICK,
-            },
-        };
-        let mut faults = Vec::new();
-        let mut captured = BTreeSet::new();
-        for fault in self.faults {
-            faults.extend(faults::check(
-                fault,
-                &topology,
-                duration,
-                auth.is_some(),
-                &mut captured,
-                source,
-            )?);
-        }
-        // Stable: faults at the same moment fire in file order.
-        faults.sort_by_key(|fault| fault.at);
+        let network = check_network(self.network, source)?;
+        let authenticates = auth.is_some();
+        let (faults, captured) =
+            check_faults(self.faults, &topology, duration, authenticates, source)?;
         let mut operations = Vec::new();
         for command in self.commands {
             operations.extend(commands::check_command(
@@ -345,6 +306,71 @@ impl RawScenario {
             overrides: Vec::new(),
         })
     }
+}
+
+/// `preset = "NAME"`: the design document whose defaults the file starts from.
+fn check_preset(
+    name: Option<&Spanned<String>>,
+    source: &Source,
+) -> Result<Defaults, ScenarioError> {
+    let Some(name) = name else {
+        return Ok(Defaults::project());
+    };
+    Defaults::preset(name.get_ref()).ok_or_else(|| {
+        source.error(
+            name.span(),
+            format!(
+                "unknown preset {:?}; expected one of {}",
+                name.get_ref(),
+                preset::NAMES.join(", ")
+            ),
+        )
+    })
+}
+
+fn check_network(raw: RawNetwork, source: &Source) -> Result<Network, ScenarioError> {
+    Ok(Network {
+        latency: raw.latency.map_or(
+            (Duration::from_millis(1), Duration::from_millis(10)),
+            |range| (range.0, range.1),
+        ),
+        loss: match raw.loss {
+            Some(loss) => check_loss(loss, source)?,
+            None => 0.0,
+        },
+        tick: match raw.tick {
+            Some(tick) if tick.get_ref().0.is_zero() => {
+                return Err(source.error(tick.span(), "`tick` must be greater than 0"))
+            }
+            Some(tick) => tick.get_ref().0,
+            None => DEFAULT_TICK,
+        },
+    })
+}
+
+/// Every `[[faults]]` entry in firing order, and the names they capture.
+fn check_faults(
+    raw: Vec<Spanned<RawFault>>,
+    topology: &Topology,
+    duration: Duration,
+    authenticates: bool,
+    source: &Source,
+) -> Result<(Vec<Fault>, BTreeSet<String>), ScenarioError> {
+    let mut faults = Vec::new();
+    let mut captured = BTreeSet::new();
+    for fault in raw {
+        faults.extend(faults::check(
+            fault,
+            topology,
+            duration,
+            authenticates,
+            &mut captured,
+            source,
+        )?);
+    }
+    // Stable: faults at the same moment fire in file order.
+    faults.sort_by_key(|fault| fault.at);
+    Ok((faults, captured))
 }
 
 /// The name and description, which the report prints: no control characters.
@@ -426,7 +452,17 @@ fn check_cluster(
         });
     };
     let span = raw.span();
-    let raw = raw.into_inner();
+    check_mode(&raw.into_inner(), span, masters, defaults, source)
+}
+
+/// A `[cluster]` table that is written: its mode, and only the keys of that mode.
+fn check_mode(
+    raw: &RawCluster,
+    span: std::ops::Range<usize>,
+    masters: u32,
+    defaults: &Defaults,
+    source: &Source,
+) -> Result<ClusterSpec, ScenarioError> {
     let mode = raw
         .mode
         .as_ref()
@@ -463,7 +499,7 @@ fn check_cluster(
         }
         "raft" => {
             misplaced(&lease_fields)?;
-            let config = raft_config(&raw, &defaults.raft);
+            let config = raft_config(raw, &defaults.raft);
             config
                 .validate()
                 .map_err(|message| source.error(span, format!("[cluster]: {message}")))?;
@@ -472,7 +508,7 @@ fn check_cluster(
         }
         "lease" => {
             misplaced(&raft_fields)?;
-            let config = lease_config(&raw, &defaults.lease);
+            let config = lease_config(raw, &defaults.lease);
             config
                 .validate()
                 .map_err(|message| source.error(span, format!("[cluster]: {message}")))?;

@@ -72,24 +72,7 @@ impl Defaults {
                 backoff: exponential(Duration::from_millis(100), secs(30), 0.3, 3),
                 ..project
             },
-            // The MQTT design: heartbeats every 30s; a lost broker is retried every 15 minutes,
-            // for ever. It states no timeout: three intervals, as everywhere else here.
-            "mqtt" => Defaults {
-                heartbeat: HeartbeatParams {
-                    interval: secs(30),
-                    max_miss: 3,
-                    timeout: secs(90),
-                },
-                backoff: BackoffPolicy {
-                    strategy: Strategy::Constant,
-                    base: secs(15 * 60),
-                    max: secs(15 * 60),
-                    jitter: 0.0,
-                    max_retries: 0,
-                    ..project.backoff.clone()
-                },
-                ..project
-            },
+            "mqtt" => mqtt(project),
             // The cluster design: a 10s heartbeat timeout; a Redis lease of 30s renewed every
             // 15s, followers syncing every 10s.
             "cluster" => Defaults {
@@ -100,24 +83,49 @@ impl Defaults {
                 lease: LeaseConfig::new(secs(30), secs(15), secs(10)),
                 ..project
             },
-            // The reconnection design: pings every 30s; backoff 1s ×2 to 30s with no jitter,
-            // giving up after 10 retries; the master enforces its own backoff (1s to 30s, 10
-            // retries, records kept 24h).
-            "reconnection" => Defaults {
-                heartbeat: HeartbeatParams {
-                    interval: secs(30),
-                    max_miss: 3,
-                    timeout: secs(90),
-                },
-                backoff: exponential(secs(1), secs(30), 0.0, 10),
-                attempts: AttemptPolicy {
-                    enforce: true,
-                    ..AttemptPolicy::default()
-                },
-                ..project
-            },
+            "reconnection" => reconnection(project, exponential(secs(1), secs(30), 0.0, 10)),
             _ => return None,
         })
+    }
+}
+
+/// The MQTT design: heartbeats every 30s; a lost broker is retried every 15 minutes, for ever.
+/// It states no timeout: three intervals, as everywhere else here.
+fn mqtt(project: Defaults) -> Defaults {
+    Defaults {
+        heartbeat: HeartbeatParams {
+            interval: secs(30),
+            max_miss: 3,
+            timeout: secs(90),
+        },
+        backoff: BackoffPolicy {
+            strategy: Strategy::Constant,
+            base: secs(15 * 60),
+            max: secs(15 * 60),
+            jitter: 0.0,
+            max_retries: 0,
+            ..project.backoff.clone()
+        },
+        ..project
+    }
+}
+
+/// The reconnection design: pings every 30s; `backoff` 1s ×2 to 30s with no jitter, giving up
+/// after 10 retries; the master enforces its own backoff (1s to 30s, 10 retries, records kept
+/// 24h).
+fn reconnection(project: Defaults, backoff: BackoffPolicy) -> Defaults {
+    Defaults {
+        heartbeat: HeartbeatParams {
+            interval: secs(30),
+            max_miss: 3,
+            timeout: secs(90),
+        },
+        backoff,
+        attempts: AttemptPolicy {
+            enforce: true,
+            ..AttemptPolicy::default()
+        },
+        ..project
     }
 }
 
