@@ -128,7 +128,18 @@ impl Ground<'_> {
                     }
                 }
                 FaultAction::Revoke(nodes) => revoked.extend(nodes.nodes().iter().cloned()),
-                _ => {}
+                // Healed above, or nothing to undo.
+                FaultAction::Partition { .. }
+                | FaultAction::Heal(_)
+                | FaultAction::Isolate(_)
+                | FaultAction::Latency(..)
+                | FaultAction::LinkLatency { .. }
+                | FaultAction::Loss(_)
+                | FaultAction::Release(_)
+                | FaultAction::Wipe(_)
+                | FaultAction::Restore(_)
+                | FaultAction::Stop(_)
+                | FaultAction::Admin(_) => {}
             }
         }
         for node in self.in_topology_order(&revoked) {
