@@ -13,7 +13,7 @@ use std::collections::BTreeSet;
 /// A fault the harness injected, or a note about one.
 #[derive(Clone, Debug, PartialEq)]
 pub enum FaultEvent {
-    Fired(Fired),
+    Fired(Box<Fired>),
     /// The fault just above captured `nodes` as `name` (`as = "name"`): `@name` means them from
     /// now on.
     Captured {

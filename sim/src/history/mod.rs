@@ -172,7 +172,7 @@ pub(crate) mod tests {
                 .map(|nodes| nodes.iter().map(|node| node.to_string()).collect())
                 .collect();
         }
-        FaultEvent::Fired(fired)
+        FaultEvent::Fired(Box::new(fired))
     }
 
     pub fn fault(t_ms: u64, event: FaultEvent) -> Entry {

@@ -208,7 +208,8 @@ impl<E: Engine> FaultInjector<E> {
     /// Fires `fault`: records whom it hits, does it, and records what `as` captured.
     pub async fn apply(&mut self, fault: &Fault) {
         let fired = self.fire(&fault.action);
-        self.recorder.record(FaultEvent::Fired(fired.clone()));
+        self.recorder
+            .record(FaultEvent::Fired(Box::new(fired.clone())));
         let ops = self.links.apply(&fired, &self.topology.nodes());
         self.carry_out(&ops);
         let nodes = fired.nodes().to_vec();
