@@ -1,6 +1,7 @@
 //! Many seeds from one command: `--seeds 1..32` (inclusive) or `--seeds 1,5,9`, run side by
 //! side on every core.
 
+use fleet_node::sync::lock;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
@@ -49,10 +50,7 @@ pub fn parallel<T: Send>(seeds: &[u64], jobs: usize, work: impl Fn(u64) -> T + S
                 let index = next.fetch_add(1, Ordering::Relaxed);
                 let Some(&seed) = seeds.get(index) else { break };
                 let result = work(seed);
-                results
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .push((index, result));
+                lock(&results).push((index, result));
             });
         }
     });

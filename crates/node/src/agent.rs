@@ -174,9 +174,7 @@ pub async fn run_agent<R: RngCore>(
             return;
         }
         timer.set(connector.poll_timeout());
-        tokio::select! {
-            // Fixed branch order: an unbiased select! draws from an OS-seeded RNG.
-            biased;
+        crate::select_in_order! {
             event = link.next_event() => match event {
                 LinkEvent::Connected(stream) => {
                     let _ = stream.set_nodelay(true);

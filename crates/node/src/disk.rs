@@ -2,6 +2,7 @@
 //! simulator keeps each node's disk outside the node, as it keeps the lease store's keyspace,
 //! so a restart finds what the last incarnation wrote; `wipe` models a lost disk.
 
+use crate::sync::lock;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -12,9 +13,7 @@ pub struct Disk(Arc<Mutex<BTreeMap<String, Vec<u8>>>>);
 
 impl Disk {
     fn lock(&self) -> MutexGuard<'_, BTreeMap<String, Vec<u8>>> {
-        self.0
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        lock(&self.0)
     }
 
     pub fn read(&self, record: &str) -> Option<Vec<u8>> {

@@ -10,6 +10,7 @@ use crate::clock::{now, sleep_until};
 use crate::codec::FrameCodec;
 use crate::disk::Disk;
 use crate::net::{TcpListener, TcpStream};
+use crate::sync::lock;
 use fleet_core::command::Pending;
 use fleet_core::master::{
     Durable, Handover, Leadership, MasterAction, MasterConfig, Registry, SessionId, SubmitError,
@@ -48,17 +49,14 @@ impl SessionSignal {
     }
 
     fn post(&self, message: Message) {
-        self.mail
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push(message);
+        lock(&self.mail).push(message);
         self.has_mail.store(true, Ordering::Release);
         self.waker.wake();
     }
 
     fn take_mail(&self) -> Vec<Message> {
         self.has_mail.store(false, Ordering::Release);
-        std::mem::take(&mut *self.mail.lock().unwrap_or_else(|p| p.into_inner()))
+        std::mem::take(&mut *lock(&self.mail))
     }
 
     /// Resolves once the session has mail or must close.
@@ -137,9 +135,7 @@ pub struct MasterState(Arc<Mutex<Shared>>);
 impl MasterState {
     fn lock(&self) -> MutexGuard<'_, Shared> {
         // A panic while holding the lock already failed the run; the registry is still usable.
-        self.0
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        lock(&self.0)
     }
 
     /// Tells the registry whether this master leads; sessions it must close are closed.
@@ -297,9 +293,7 @@ impl Drop for CloseSessionsOnDrop {
 
 /// Runs `task` until it ends or the master's `alive` channel closes.
 async fn until_closed(mut alive: watch::Receiver<()>, task: impl std::future::Future<Output = ()>) {
-    tokio::select! {
-        // Fixed branch order: an unbiased select! draws from an OS-seeded RNG.
-        biased;
+    crate::select_in_order! {
         _ = task => {}
         _ = alive.changed() => {}
     }
@@ -334,9 +328,7 @@ async fn serve_session(
     // a redirect, a goodbye): closing at once could reach it first.
     let mut final_words = false;
     'session: loop {
-        tokio::select! {
-            // Fixed branch order: an unbiased select! draws from an OS-seeded RNG.
-            biased;
+        crate::select_in_order! {
             frame = framed.next() => match frame {
                 Some(Ok(message)) => {
                     let mut shared = state.lock();

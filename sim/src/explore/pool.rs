@@ -3,6 +3,7 @@
 
 use crate::explore::summary::{last_line, Failed, Summary, WorkerLine};
 use crate::run::SIM;
+use fleet_node::sync::lock;
 use std::collections::{BTreeMap, VecDeque};
 use std::io::{BufRead, BufReader, IsTerminal, Read, Write};
 use std::path::{Path, PathBuf};
@@ -138,7 +139,7 @@ fn run_jobs(
     for thread in threads {
         let _ = thread.join();
     }
-    let board = board.0.lock().unwrap_or_else(|p| p.into_inner());
+    let board = lock(&board.0);
     board.error.clone().map_or(Ok(()), Err)
 }
 
@@ -148,10 +149,10 @@ fn worker_thread(
     board: &(Mutex<Board>, Condvar),
     tx: &mpsc::Sender<WorkerLine>,
 ) {
-    let (lock, wake) = board;
+    let (board, wake) = board;
     loop {
         let job = {
-            let mut state = lock.lock().unwrap_or_else(|p| p.into_inner());
+            let mut state = lock(board);
             loop {
                 if state.outstanding == 0 || state.error.is_some() {
                     return;
@@ -163,7 +164,7 @@ fn worker_thread(
             }
         };
         let ended = run_worker(exe, args, &job, tx);
-        let mut state = lock.lock().unwrap_or_else(|p| p.into_inner());
+        let mut state = lock(board);
         match ended {
             Ended::Done => state.outstanding -= 1,
             Ended::Left(seeds) => state.queue.push_back(Job::Runs(seeds)),

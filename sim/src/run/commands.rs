@@ -9,6 +9,7 @@ use crate::run::faults::{leader_now, Now};
 use crate::run::nodes::MasterSlot;
 use crate::scenario::commands::Operation;
 use crate::scenario::selector::{NodeKind, Topology};
+use fleet_node::sync::lock;
 use fleet_node::MasterState;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -83,7 +84,7 @@ impl<E: Engine> Commander<E> {
             return left_of(command.to.nodes().to_vec());
         }
         let captures = {
-            let timeline = self.timeline.lock().unwrap_or_else(|p| p.into_inner());
+            let timeline = lock(&self.timeline);
             Captures::from_entries(&timeline.entries)
         };
         let mut now = Now {
@@ -107,7 +108,7 @@ impl<E: Engine> Commander<E> {
             return left;
         };
         let state = self.masters.get(&leader).and_then(|slot| {
-            let slot = slot.lock().unwrap_or_else(|p| p.into_inner());
+            let slot = lock(&slot);
             slot.clone()
         });
         let Some(state) = state else {
@@ -159,7 +160,7 @@ pub fn record_unsent(
     sent: usize,
     end: Duration,
 ) {
-    let mut timeline = timeline.lock().unwrap_or_else(|p| p.into_inner());
+    let mut timeline = lock(&timeline);
     for operation in operations.iter().skip(sent) {
         let event = FaultEvent::Unfired {
             fault: operation.to_string(),

@@ -25,6 +25,7 @@ use crate::scenario::Scenario;
 use commands::Commander;
 use engine::{sleep_until, Engine};
 use faults::FaultInjector;
+use fleet_node::sync::lock;
 use nodes::Built;
 use record::{CaptureLayer, Locate, Recorder};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -119,5 +120,5 @@ async fn harness<E: Engine>(
 fn finish(timeline: &Mutex<Timeline>, scenario: &Scenario, sent: &AtomicUsize) -> Timeline {
     let sent = sent.load(Ordering::Relaxed);
     commands::record_unsent(timeline, &scenario.operations, sent, scenario.duration);
-    std::mem::take(&mut *timeline.lock().unwrap_or_else(|p| p.into_inner()))
+    std::mem::take(&mut *lock(&timeline))
 }

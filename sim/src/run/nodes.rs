@@ -17,6 +17,7 @@ use fleet_core::master::{Leadership, MasterConfig};
 use fleet_core::timeline::{emit, ShellEvent};
 use fleet_node::cluster::{ClusterConfig, ClusterHandle, ClusterMode};
 use fleet_node::disk::Disk;
+use fleet_node::sync::lock;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use std::collections::{BTreeMap, BTreeSet};
@@ -263,13 +264,13 @@ impl MasterNode<'_> {
             let boot = (incarnation > 1).then(|| incarnation.to_string());
             let disk = Some(disk.clone());
             let state = fleet_node::MasterState::open(config.clone(), disk, boot.as_deref());
-            let revoked = revoked.lock().unwrap_or_else(|p| p.into_inner()).clone();
+            let revoked = lock(&revoked).clone();
             state.operate(|registry| {
                 for agent in &revoked {
                     registry.revoke_credentials(agent);
                 }
             });
-            *slot.lock().unwrap_or_else(|p| p.into_inner()) = Some(state.clone());
+            *lock(&slot) = Some(state.clone());
             Box::pin(run_master(listen, state, cluster.clone(), rng))
         });
         machines.add(&name, ip, boot);
@@ -340,7 +341,7 @@ impl Agent<'_> {
             let (name, masters, addresses) = (name.clone(), masters.clone(), addresses.clone());
             let (backoff, commands, token) = (backoff.clone(), commands.clone(), token.clone());
             let control = Arc::new(fleet_node::AgentControl::default());
-            *slot.lock().unwrap_or_else(|p| p.into_inner()) = Some(control.clone());
+            *lock(&slot) = Some(control.clone());
             Box::pin(async move {
                 if incarnation == 1 {
                     tokio::time::sleep(AGENT_BOOT_DELAY).await;

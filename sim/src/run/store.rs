@@ -9,6 +9,7 @@ use fleet_core::resp::Value;
 use fleet_node::clock::now;
 use fleet_node::codec::RespCodec;
 use fleet_node::net::TcpListener;
+use fleet_node::sync::lock;
 use futures::{SinkExt, StreamExt};
 use std::collections::BTreeMap;
 use std::io;
@@ -239,10 +240,7 @@ pub async fn serve(listener: TcpListener, store: Arc<Mutex<Store>>) -> io::Resul
             let mut framed = Framed::new(stream, RespCodec);
             // A bad request ends only its own connection.
             while let Some(Ok(command)) = framed.next().await {
-                let reply = store
-                    .lock()
-                    .unwrap_or_else(|poisoned| poisoned.into_inner())
-                    .execute(now(), &command);
+                let reply = lock(&store).execute(now(), &command);
                 if framed.send(reply).await.is_err() {
                     return;
                 }

@@ -9,6 +9,7 @@ use super::RunOutput;
 use crate::history::HARNESS;
 use crate::scenario::selector::NodeKind;
 use crate::scenario::Scenario;
+use fleet_node::sync::lock;
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -79,7 +80,7 @@ impl Machines for Hosts<'_, '_> {
             let (boot, host) = (boot.clone(), host.clone());
             async move {
                 let down = host.down.load(Ordering::Relaxed);
-                let mut jobs = host.jobs.lock().unwrap_or_else(|p| p.into_inner());
+                let mut jobs = lock(&host.jobs);
                 *jobs = None;
                 if !down {
                     let (sender, mut queue) = mpsc::unbounded_channel::<Job>();
@@ -114,7 +115,7 @@ pub struct Turmoil {
 
 impl Turmoil {
     fn ask(&self, effect: Effect) {
-        (self.effects.lock().unwrap_or_else(|p| p.into_inner())).push(effect);
+        (lock(&self.effects)).push(effect);
     }
 }
 
@@ -171,11 +172,7 @@ impl Engine for Turmoil {
             let job: Job = Box::new(move || {
                 let _ = done.send(job());
             });
-            let sender = host?
-                .jobs
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .clone()?;
+            let sender = lock(&host?.jobs).clone()?;
             sender.send(job).ok()?;
             tokio::time::timeout(JOB_TIMEOUT, result).await.ok()?.ok()
         }
@@ -225,11 +222,11 @@ struct HostName(String);
 
 impl CurrentHost {
     fn get(&self) -> Option<String> {
-        self.0.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        lock(&self.0).clone()
     }
 
     fn set(&self, host: Option<String>) {
-        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = host;
+        *lock(&self.0) = host;
     }
 }
 
@@ -334,7 +331,7 @@ pub fn run_watched(scenario: &Scenario, seed: u64, progress: Option<Arc<AtomicU6
         let (scenario, recorder, sent) = (scenario.clone(), recorder.clone(), sent.clone());
         sim.client(HARNESS, async move {
             let count = super::harness(engine, built, scenario, recorder, seed).await;
-            *sent.lock().unwrap_or_else(|p| p.into_inner()) = Some(count);
+            *lock(&sent) = Some(count);
             Ok(())
         });
         loop {
@@ -343,7 +340,7 @@ pub fn run_watched(scenario: &Scenario, seed: u64, progress: Option<Arc<AtomicU6
                 Err(error) => panic!("turmoil stopped the run: {error}"),
             };
             now_ms.store(sim.elapsed().as_millis() as u64, Ordering::Relaxed);
-            let asked = std::mem::take(&mut *effects.lock().unwrap_or_else(|p| p.into_inner()));
+            let asked = std::mem::take(&mut *lock(&effects));
             apply(&mut sim, asked, &hosts);
             if finished {
                 break;
@@ -352,7 +349,7 @@ pub fn run_watched(scenario: &Scenario, seed: u64, progress: Option<Arc<AtomicU6
     });
     let wall = wall_start.elapsed();
     drop(sim);
-    let sent = sent.lock().unwrap_or_else(|p| p.into_inner()).take();
+    let sent = lock(&sent).take();
     let sent = sent.unwrap_or_default();
     RunOutput {
         seed,
