@@ -114,7 +114,7 @@ impl Handler {
     }
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct ExecutorConfig {
     pub max_concurrent: usize,
     /// Commands waiting for a free slot; one more is refused `error` and the agent is `busy`.

@@ -3,8 +3,11 @@
 use crate::history::Entry;
 use crate::judge::Verdict;
 use crate::scenario::commands::Operation;
+use crate::scenario::selector::Topology;
 use crate::scenario::{ClusterSpec, Scenario};
+use fleet_core::command::ExecutorConfig;
 use serde::Serialize;
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 #[derive(Serialize)]
@@ -19,7 +22,7 @@ struct JsonStats {
 struct JsonReport<'a> {
     scenario: &'a str,
     seed: u64,
-    params: serde_json::Value,
+    params: Params<'a>,
     events: &'a [Entry],
     expectations: &'a [Verdict],
     stats: JsonStats,
@@ -48,110 +51,206 @@ pub fn json(
     serde_json::to_string_pretty(&report).expect("the report serializes")
 }
 
-/// The scenario's parameters after defaults: what the run actually used.
-pub fn params(scenario: &Scenario) -> serde_json::Value {
-    let cluster = cluster(&scenario.cluster);
-    let backoff = &scenario.backoff;
-    let (heartbeat, network) = (&scenario.heartbeat, &scenario.network);
-    serde_json::json!({
-        "duration_ms": ms(scenario.duration),
-        "topology": {
-            "masters": scenario.topology.masters,
-            "agents": scenario.topology.agents,
-            "store": scenario.topology.store,
-        },
-        "cluster": cluster,
-        "heartbeat": {
-            "interval_ms": ms(heartbeat.interval),
-            "max_miss": heartbeat.max_miss,
-            "timeout_ms": ms(heartbeat.timeout),
-        },
-        "backoff": {
-            "strategy": backoff.strategy.name(),
-            "base_ms": ms(backoff.base),
-            "multiplier": backoff.multiplier,
-            "max_ms": ms(backoff.max),
-            "jitter": backoff.jitter,
-            "max_retries": backoff.max_retries,
-            "first_delay_ms": backoff.first_delay.map(|(low, high)| [ms(low), ms(high)]),
-        },
-        "preset": scenario.preset,
-        "auth": scenario.auth.as_ref().map(|_| serde_json::json!({
-            "reauth_delay_ms": ms(scenario.reauth_delay),
-        })),
-        "master": {
-            "capacity": scenario.master.admission.map(|limit| limit.capacity),
-            "retry_after_ms": scenario.master.admission.and_then(|limit| limit.retry_after).map(ms),
-            "attempts": {
-                "enforce": scenario.master.attempts.enforce,
-                "base_ms": ms(scenario.master.attempts.base),
-                "max_ms": ms(scenario.master.attempts.max),
-                "max_retries": scenario.master.attempts.max_retries,
-                "expiry_ms": ms(scenario.master.attempts.expiry),
-            },
-        },
-        "network": {
-            "latency_ms": [network.latency.0.as_secs_f64() * 1000.0, network.latency.1.as_secs_f64() * 1000.0],
-            "loss": network.loss,
-            "engine": crate::run::ENGINE,
-            "tick_ms": ms(network.tick),
-        },
-        "faults": scenario.faults.iter().map(|fault| serde_json::json!({
-            "at_ms": ms(fault.at),
-            "action": fault.action.to_string(),
-        })).collect::<Vec<_>>(),
-        "executor": {
-            "max_concurrent": scenario.executor.max_concurrent,
-            "queue_limit": scenario.executor.queue_limit,
-            "remember": scenario.executor.remember,
-        },
-        "operations": operations(&scenario.operations),
-    })
-}
+/// Milliseconds, as the JSON writes every duration.
+#[derive(Clone, Copy)]
+struct Ms(Duration);
 
-fn ms(duration: Duration) -> u64 {
-    duration.as_millis() as u64
-}
-
-/// The cluster's mode and its parameters.
-fn cluster(spec: &ClusterSpec) -> serde_json::Value {
-    match spec {
-        ClusterSpec::Single => serde_json::json!({ "mode": "single" }),
-        ClusterSpec::Raft { config, persist } => serde_json::json!({
-            "mode": "raft",
-            "election_timeout_ms": [ms(config.election_timeout.0), ms(config.election_timeout.1)],
-            "heartbeat_interval_ms": ms(config.heartbeat_interval),
-            "pre_vote": config.pre_vote,
-            "check_quorum": config.check_quorum,
-            "persist": persist,
-        }),
-        ClusterSpec::Lease(config) => serde_json::json!({
-            "mode": "lease",
-            "lease_period_ms": ms(config.lease_period),
-            "renew_interval_ms": ms(config.renew_interval),
-            "sync_interval_ms": ms(config.sync_interval),
-        }),
+impl Serialize for Ms {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_u64(self.0.as_millis() as u64)
     }
 }
 
-/// The operator's commands and config pushes, in firing order.
-fn operations(operations: &[Operation]) -> serde_json::Value {
-    serde_json::Value::from(
-        operations
-            .iter()
-            .map(|operation| match operation {
-                Operation::Command(command) => serde_json::json!({
-                    "at_ms": ms(command.at),
-                    "command": command.name,
-                    "to": command.to.to_string(),
-                    "args": command.args,
-                    "timeout_ms": ms(command.timeout),
-                }),
-                Operation::Config(config) => serde_json::json!({
-                    "at_ms": ms(config.at),
-                    "config": config.values,
-                }),
+/// The scenario's parameters after defaults: what the run actually used.
+#[derive(Serialize)]
+pub struct Params<'a> {
+    duration_ms: Ms,
+    topology: &'a Topology,
+    cluster: Cluster,
+    heartbeat: Heartbeat,
+    backoff: Backoff,
+    preset: &'a Option<String>,
+    auth: Option<Auth>,
+    master: Master,
+    network: Network,
+    faults: Vec<Fault>,
+    executor: &'a ExecutorConfig,
+    operations: Vec<JsonOperation<'a>>,
+}
+
+#[derive(Serialize)]
+#[serde(tag = "mode", rename_all = "lowercase")]
+enum Cluster {
+    Single,
+    Raft {
+        election_timeout_ms: [Ms; 2],
+        heartbeat_interval_ms: Ms,
+        pre_vote: bool,
+        check_quorum: bool,
+        persist: bool,
+    },
+    Lease {
+        lease_period_ms: Ms,
+        renew_interval_ms: Ms,
+        sync_interval_ms: Ms,
+    },
+}
+
+#[derive(Serialize)]
+struct Heartbeat {
+    interval_ms: Ms,
+    max_miss: u32,
+    timeout_ms: Ms,
+}
+
+#[derive(Serialize)]
+struct Backoff {
+    strategy: &'static str,
+    base_ms: Ms,
+    multiplier: f64,
+    max_ms: Ms,
+    jitter: f64,
+    max_retries: u32,
+    first_delay_ms: Option<[Ms; 2]>,
+}
+
+#[derive(Serialize)]
+struct Auth {
+    reauth_delay_ms: Ms,
+}
+
+#[derive(Serialize)]
+struct Master {
+    capacity: Option<u32>,
+    retry_after_ms: Option<Ms>,
+    attempts: Attempts,
+}
+
+#[derive(Serialize)]
+struct Attempts {
+    enforce: bool,
+    base_ms: Ms,
+    max_ms: Ms,
+    max_retries: u32,
+    expiry_ms: Ms,
+}
+
+#[derive(Serialize)]
+struct Network {
+    /// Fractional milliseconds: latency may be set below one.
+    latency_ms: [f64; 2],
+    loss: f64,
+    engine: &'static str,
+    tick_ms: Ms,
+}
+
+#[derive(Serialize)]
+struct Fault {
+    at_ms: Ms,
+    action: String,
+}
+
+#[derive(Serialize)]
+#[serde(untagged)]
+enum JsonOperation<'a> {
+    Command {
+        at_ms: Ms,
+        command: &'a str,
+        to: String,
+        args: &'a BTreeMap<String, String>,
+        timeout_ms: Ms,
+    },
+    Config {
+        at_ms: Ms,
+        config: &'a BTreeMap<String, String>,
+    },
+}
+
+/// The scenario's parameters after defaults, as `--json` reports them.
+pub fn params(scenario: &Scenario) -> Params<'_> {
+    let (backoff, heartbeat) = (&scenario.backoff, &scenario.heartbeat);
+    let (master, network) = (&scenario.master, &scenario.network);
+    let fractional = |d: Duration| d.as_secs_f64() * 1000.0;
+    Params {
+        duration_ms: Ms(scenario.duration),
+        topology: &scenario.topology,
+        cluster: cluster(&scenario.cluster),
+        heartbeat: Heartbeat {
+            interval_ms: Ms(heartbeat.interval),
+            max_miss: heartbeat.max_miss,
+            timeout_ms: Ms(heartbeat.timeout),
+        },
+        backoff: Backoff {
+            strategy: backoff.strategy.name(),
+            base_ms: Ms(backoff.base),
+            multiplier: backoff.multiplier,
+            max_ms: Ms(backoff.max),
+            jitter: backoff.jitter,
+            max_retries: backoff.max_retries,
+            first_delay_ms: backoff.first_delay.map(|(low, high)| [Ms(low), Ms(high)]),
+        },
+        preset: &scenario.preset,
+        auth: (scenario.auth.as_ref()).map(|_| Auth {
+            reauth_delay_ms: Ms(scenario.reauth_delay),
+        }),
+        master: Master {
+            capacity: master.admission.map(|limit| limit.capacity),
+            retry_after_ms: master.admission.and_then(|limit| limit.retry_after).map(Ms),
+            attempts: Attempts {
+                enforce: master.attempts.enforce,
+                base_ms: Ms(master.attempts.base),
+                max_ms: Ms(master.attempts.max),
+                max_retries: master.attempts.max_retries,
+                expiry_ms: Ms(master.attempts.expiry),
+            },
+        },
+        network: Network {
+            latency_ms: [fractional(network.latency.0), fractional(network.latency.1)],
+            loss: network.loss,
+            engine: crate::run::ENGINE,
+            tick_ms: Ms(network.tick),
+        },
+        faults: (scenario.faults.iter())
+            .map(|fault| Fault {
+                at_ms: Ms(fault.at),
+                action: fault.action.to_string(),
             })
-            .collect::<Vec<_>>(),
-    )
+            .collect(),
+        executor: &scenario.executor,
+        operations: scenario.operations.iter().map(operation).collect(),
+    }
+}
+
+fn cluster(spec: &ClusterSpec) -> Cluster {
+    match spec {
+        ClusterSpec::Single => Cluster::Single,
+        ClusterSpec::Raft { config, persist } => Cluster::Raft {
+            election_timeout_ms: [Ms(config.election_timeout.0), Ms(config.election_timeout.1)],
+            heartbeat_interval_ms: Ms(config.heartbeat_interval),
+            pre_vote: config.pre_vote,
+            check_quorum: config.check_quorum,
+            persist: *persist,
+        },
+        ClusterSpec::Lease(config) => Cluster::Lease {
+            lease_period_ms: Ms(config.lease_period),
+            renew_interval_ms: Ms(config.renew_interval),
+            sync_interval_ms: Ms(config.sync_interval),
+        },
+    }
+}
+
+fn operation(operation: &Operation) -> JsonOperation<'_> {
+    match operation {
+        Operation::Command(command) => JsonOperation::Command {
+            at_ms: Ms(command.at),
+            command: &command.name,
+            to: command.to.to_string(),
+            args: &command.args,
+            timeout_ms: Ms(command.timeout),
+        },
+        Operation::Config(config) => JsonOperation::Config {
+            at_ms: Ms(config.at),
+            config: &config.values,
+        },
+    }
 }

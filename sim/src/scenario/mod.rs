@@ -12,23 +12,24 @@ pub mod expect;
 pub mod explore;
 pub mod faults;
 pub mod overrides;
+pub mod params;
 pub mod preset;
 pub mod protection;
 pub mod selector;
 pub mod source;
 
-use crate::scenario::commands::{Operation, RawCommand, RawConfig, RawExecutor};
-use crate::scenario::duration::{Dur, DurRange};
+use crate::scenario::commands::{Operation, RawCommand, RawConfig};
+use crate::scenario::duration::Dur;
 use crate::scenario::expect::{ExpectSpec, RawExpect};
 use crate::scenario::explore::{ExploreSpec, RawExplore};
 use crate::scenario::faults::{Fault, RawFault};
+use crate::scenario::params::{check_cluster, check_network, parse_backoff, parse_heartbeat};
+use crate::scenario::params::{RawNetwork, RawParams};
 use crate::scenario::preset::Defaults;
-use crate::scenario::protection::{AuthParams, MasterParams, RawAuth, RawMaster};
+use crate::scenario::protection::{AuthParams, MasterParams};
 use crate::scenario::selector::Topology;
 use crate::scenario::source::{printable, Source};
-use fleet_core::backoff::{BackoffPolicy, Strategy, WhenExhausted};
-use fleet_core::cluster::lease::LeaseConfig;
-use fleet_core::cluster::raft::RaftConfig;
+use fleet_core::backoff::BackoffPolicy;
 use fleet_core::command::ExecutorConfig;
 use fleet_core::fmt_duration;
 use serde::Deserialize;
@@ -37,6 +38,8 @@ use std::path::Path;
 use std::time::Duration;
 use toml::Spanned;
 
+pub(crate) use params::check_loss;
+pub use params::{ClusterSpec, HeartbeatParams, Network, DEFAULT_TICK};
 pub use source::ScenarioError;
 
 /// At most this many masters: the address plan gives each one address in 10.0.0.0/24.
@@ -44,49 +47,6 @@ pub const MAX_MASTERS: u32 = 254;
 pub const MAX_AGENTS: u32 = 10_000;
 /// The longest run a scenario may ask for: a week of simulated time (a 1h fleet takes seconds).
 pub const MAX_DURATION: Duration = Duration::from_secs(7 * 24 * 3600);
-
-/// How agents and masters keep in touch.
-#[derive(Clone, Debug, PartialEq)]
-pub struct HeartbeatParams {
-    pub interval: Duration,
-    pub max_miss: u32,
-    pub timeout: Duration,
-}
-
-#[derive(Clone, Debug, PartialEq)]
-pub struct Network {
-    pub latency: (Duration, Duration),
-    pub loss: f64,
-    /// turmoil's step: every host runs this long per step, so no timer or message resolves
-    /// finer. madsim has no steps and ignores it.
-    pub tick: Duration,
-}
-
-/// turmoil's step unless `[network] tick` says otherwise: turmoil's own default.
-pub const DEFAULT_TICK: Duration = Duration::from_millis(1);
-
-/// How the masters agree on a leader.
-#[derive(Clone, Debug, PartialEq)]
-pub enum ClusterSpec {
-    Single,
-    /// `persist`: each master keeps its term and vote on a disk that survives its crashes.
-    /// Off only to show why it must be on.
-    Raft {
-        config: RaftConfig,
-        persist: bool,
-    },
-    Lease(LeaseConfig),
-}
-
-impl ClusterSpec {
-    pub fn mode(&self) -> &'static str {
-        match self {
-            ClusterSpec::Single => "single",
-            ClusterSpec::Raft { .. } => "raft",
-            ClusterSpec::Lease(_) => "lease",
-        }
-    }
-}
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct Scenario {
@@ -144,7 +104,7 @@ struct RawScenario {
     params: RawParams,
     #[serde(default)]
     network: RawNetwork,
-    cluster: Option<Spanned<RawCluster>>,
+    cluster: Option<Spanned<toml::Table>>,
     #[serde(default)]
     faults: Vec<Spanned<RawFault>>,
     #[serde(default)]
@@ -166,59 +126,6 @@ struct RawTopology {
 
 fn one() -> Spanned<u32> {
     Spanned::new(0..0, 1)
-}
-
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct RawParams {
-    heartbeat: Option<Spanned<RawHeartbeat>>,
-    backoff: Option<Spanned<RawBackoff>>,
-    executor: Option<RawExecutor>,
-    auth: Option<RawAuth>,
-    master: Option<RawMaster>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawCluster {
-    mode: Option<Spanned<String>>,
-    election_timeout: Option<DurRange>,
-    heartbeat_interval: Option<Dur>,
-    pre_vote: Option<bool>,
-    check_quorum: Option<bool>,
-    persist: Option<bool>,
-    lease_period: Option<Dur>,
-    renew_interval: Option<Dur>,
-    sync_interval: Option<Dur>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawHeartbeat {
-    interval: Option<Dur>,
-    max_miss: Option<u32>,
-    timeout: Option<Dur>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawBackoff {
-    strategy: Option<Spanned<String>>,
-    base: Option<Dur>,
-    multiplier: Option<f64>,
-    max: Option<Dur>,
-    jitter: Option<f64>,
-    max_retries: Option<u32>,
-    long_wait: Option<Dur>,
-    first_delay: Option<DurRange>,
-}
-
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct RawNetwork {
-    latency: Option<DurRange>,
-    loss: Option<Spanned<f64>>,
-    tick: Option<Spanned<Dur>>,
 }
 
 impl Scenario {
@@ -328,26 +235,6 @@ fn check_preset(
     })
 }
 
-fn check_network(raw: RawNetwork, source: &Source) -> Result<Network, ScenarioError> {
-    Ok(Network {
-        latency: raw.latency.map_or(
-            (Duration::from_millis(1), Duration::from_millis(10)),
-            |range| (range.0, range.1),
-        ),
-        loss: match raw.loss {
-            Some(loss) => check_loss(loss, source)?,
-            None => 0.0,
-        },
-        tick: match raw.tick {
-            Some(tick) if tick.get_ref().0.is_zero() => {
-                return Err(source.error(tick.span(), "`tick` must be greater than 0"))
-            }
-            Some(tick) => tick.get_ref().0,
-            None => DEFAULT_TICK,
-        },
-    })
-}
-
 /// Every `[[faults]]` entry in firing order, and the names they capture.
 fn check_faults(
     raw: Vec<Spanned<RawFault>>,
@@ -434,201 +321,10 @@ fn check_duration(duration: &Spanned<Dur>, source: &Source) -> Result<Duration, 
     Ok(value)
 }
 
-fn check_cluster(
-    raw: Option<Spanned<RawCluster>>,
-    masters: u32,
-    defaults: &Defaults,
-    source: &Source,
-) -> Result<ClusterSpec, ScenarioError> {
-    let Some(raw) = raw else {
-        // One master leads alone; several elect a leader.
-        return Ok(if masters == 1 {
-            ClusterSpec::Single
-        } else {
-            ClusterSpec::Raft {
-                config: defaults.raft.clone(),
-                persist: true,
-            }
-        });
-    };
-    let span = raw.span();
-    check_mode(&raw.into_inner(), span, masters, defaults, source)
-}
-
-/// A `[cluster]` table that is written: its mode, and only the keys of that mode.
-fn check_mode(
-    raw: &RawCluster,
-    span: std::ops::Range<usize>,
-    masters: u32,
-    defaults: &Defaults,
-    source: &Source,
-) -> Result<ClusterSpec, ScenarioError> {
-    let mode = raw
-        .mode
-        .as_ref()
-        .map_or("raft", |mode| mode.get_ref().as_str());
-    let misplaced = |fields: &[(&str, bool)]| -> Result<(), ScenarioError> {
-        match fields.iter().find(|(_, present)| *present) {
-            Some((field, _)) => Err(source.error(
-                span.clone(),
-                format!("`{field}` does not apply to mode {mode:?}"),
-            )),
-            None => Ok(()),
-        }
-    };
-    let raft_fields = [
-        ("election_timeout", raw.election_timeout.is_some()),
-        ("heartbeat_interval", raw.heartbeat_interval.is_some()),
-        ("pre_vote", raw.pre_vote.is_some()),
-        ("check_quorum", raw.check_quorum.is_some()),
-        ("persist", raw.persist.is_some()),
-    ];
-    let lease_fields = [
-        ("lease_period", raw.lease_period.is_some()),
-        ("renew_interval", raw.renew_interval.is_some()),
-        ("sync_interval", raw.sync_interval.is_some()),
-    ];
-    match mode {
-        "single" => {
-            misplaced(&raft_fields)?;
-            misplaced(&lease_fields)?;
-            if masters != 1 {
-                return Err(source.error(span, "mode \"single\" runs exactly one master"));
-            }
-            Ok(ClusterSpec::Single)
-        }
-        "raft" => {
-            misplaced(&lease_fields)?;
-            let config = raft_config(raw, &defaults.raft);
-            config
-                .validate()
-                .map_err(|message| source.error(span, format!("[cluster]: {message}")))?;
-            let persist = raw.persist.unwrap_or(true);
-            Ok(ClusterSpec::Raft { config, persist })
-        }
-        "lease" => {
-            misplaced(&raft_fields)?;
-            let config = lease_config(raw, &defaults.lease);
-            config
-                .validate()
-                .map_err(|message| source.error(span, format!("[cluster]: {message}")))?;
-            Ok(ClusterSpec::Lease(config))
-        }
-        other => Err(source.error(
-            raw.mode.as_ref().map_or(span.clone(), |mode| mode.span()),
-            format!("unknown cluster mode {other:?}; expected raft, lease or single"),
-        )),
-    }
-}
-
-/// Raft's settings: the file's, or the defaults.
-fn raft_config(raw: &RawCluster, defaults: &RaftConfig) -> RaftConfig {
-    RaftConfig {
-        election_timeout: raw
-            .election_timeout
-            .map_or(defaults.election_timeout, |range| (range.0, range.1)),
-        heartbeat_interval: raw
-            .heartbeat_interval
-            .map_or(defaults.heartbeat_interval, |d| d.0),
-        pre_vote: raw.pre_vote.unwrap_or(defaults.pre_vote),
-        check_quorum: raw.check_quorum.unwrap_or(defaults.check_quorum),
-    }
-}
-
-/// Lease mode's timing: the file's, or the defaults.
-fn lease_config(raw: &RawCluster, defaults: &LeaseConfig) -> LeaseConfig {
-    LeaseConfig {
-        lease_period: raw.lease_period.map_or(defaults.lease_period, |d| d.0),
-        renew_interval: raw.renew_interval.map_or(defaults.renew_interval, |d| d.0),
-        sync_interval: raw.sync_interval.map_or(defaults.sync_interval, |d| d.0),
-        ..defaults.clone()
-    }
-}
-
-pub(crate) fn check_loss(loss: Spanned<f64>, source: &Source) -> Result<f64, ScenarioError> {
-    let value = *loss.get_ref();
-    if (0.0..=1.0).contains(&value) {
-        Ok(value)
-    } else {
-        Err(source.error(
-            loss.span(),
-            format!("loss is a probability from 0.0 to 1.0, got {value}"),
-        ))
-    }
-}
-
-fn parse_heartbeat(
-    raw: Option<Spanned<RawHeartbeat>>,
-    defaults: &Defaults,
-    source: &Source,
-) -> Result<HeartbeatParams, ScenarioError> {
-    let defaults = defaults.heartbeat.clone();
-    let Some(raw) = raw else {
-        return Ok(defaults);
-    };
-    let span = raw.span();
-    let raw = raw.into_inner();
-    let heartbeat = HeartbeatParams {
-        interval: raw.interval.map_or(defaults.interval, |d| d.0),
-        max_miss: raw.max_miss.unwrap_or(defaults.max_miss),
-        timeout: raw.timeout.map_or(defaults.timeout, |d| d.0),
-    };
-    if heartbeat.interval.is_zero() || heartbeat.timeout.is_zero() || heartbeat.max_miss == 0 {
-        return Err(source.error(
-            span,
-            "heartbeat interval, timeout and max_miss must all be greater than 0",
-        ));
-    }
-    Ok(heartbeat)
-}
-
-fn parse_backoff(
-    raw: Option<Spanned<RawBackoff>>,
-    defaults: &Defaults,
-    source: &Source,
-) -> Result<BackoffPolicy, ScenarioError> {
-    let defaults = defaults.backoff.clone();
-    let Some(raw) = raw else {
-        return Ok(defaults);
-    };
-    let span = raw.span();
-    let raw = raw.into_inner();
-    let strategy = match &raw.strategy {
-        None => defaults.strategy,
-        Some(name) => Strategy::from_name(name.get_ref()).ok_or_else(|| {
-            source.error(
-                name.span(),
-                format!(
-                    "unknown backoff strategy {:?}; expected one of {}",
-                    name.get_ref(),
-                    Strategy::NAMES.join(", ")
-                ),
-            )
-        })?,
-    };
-    let policy = BackoffPolicy {
-        strategy,
-        base: raw.base.map_or(defaults.base, |d| d.0),
-        multiplier: raw.multiplier.unwrap_or(defaults.multiplier),
-        max: raw.max.map_or(defaults.max, |d| d.0),
-        jitter: raw.jitter.unwrap_or(defaults.jitter),
-        max_retries: raw.max_retries.unwrap_or(defaults.max_retries),
-        when_exhausted: raw.long_wait.map_or(defaults.when_exhausted, |wait| {
-            WhenExhausted::LongWait(wait.0)
-        }),
-        first_delay: raw
-            .first_delay
-            .map_or(defaults.first_delay, |range| Some((range.0, range.1))),
-    };
-    policy
-        .validate()
-        .map_err(|message| source.error(span, format!("[params.backoff]: {message}")))?;
-    Ok(policy)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use fleet_core::cluster::raft::RaftConfig;
 
     const MINIMAL: &str = "name = \"t\"\nduration = \"1m\"\n[topology]\nagents = 3\n";
 

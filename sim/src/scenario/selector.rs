@@ -7,7 +7,7 @@ use std::fmt;
 
 /// The nodes of a scenario: `master-1..=masters`, `agent-1..=agents`, and `store-1` when the
 /// cluster keeps its lease in a store.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct Topology {
     pub masters: u32,
     pub agents: u32,

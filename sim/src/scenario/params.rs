@@ -1,0 +1,300 @@
+//! A scenario's parameters: heartbeats, backoff, the network and the cluster, as the file
+//! writes them (`Raw*`, read by serde) and as the run takes them, after defaults and checks.
+
+use crate::scenario::commands::RawExecutor;
+use crate::scenario::duration::{Dur, DurRange};
+use crate::scenario::preset::Defaults;
+use crate::scenario::protection::{RawAuth, RawMaster};
+use crate::scenario::source::{ScenarioError, Source};
+use fleet_core::backoff::{BackoffPolicy, Strategy, WhenExhausted};
+use fleet_core::cluster::lease::LeaseConfig;
+use fleet_core::cluster::raft::RaftConfig;
+use serde::Deserialize;
+use std::time::Duration;
+use toml::Spanned;
+
+/// How agents and masters keep in touch.
+#[derive(Clone, Debug, PartialEq)]
+pub struct HeartbeatParams {
+    pub interval: Duration,
+    pub max_miss: u32,
+    pub timeout: Duration,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Network {
+    pub latency: (Duration, Duration),
+    pub loss: f64,
+    /// turmoil's step: every host runs this long per step, so no timer or message resolves
+    /// finer. madsim has no steps and ignores it.
+    pub tick: Duration,
+}
+
+/// turmoil's step unless `[network] tick` says otherwise: turmoil's own default.
+pub const DEFAULT_TICK: Duration = Duration::from_millis(1);
+
+/// How the masters agree on a leader.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ClusterSpec {
+    Single,
+    /// `persist`: each master keeps its term and vote on a disk that survives its crashes.
+    /// Off only to show why it must be on.
+    Raft {
+        config: RaftConfig,
+        persist: bool,
+    },
+    Lease(LeaseConfig),
+}
+
+impl ClusterSpec {
+    pub fn mode(&self) -> &'static str {
+        match self {
+            ClusterSpec::Single => "single",
+            ClusterSpec::Raft { .. } => "raft",
+            ClusterSpec::Lease(_) => "lease",
+        }
+    }
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawParams {
+    pub(crate) heartbeat: Option<Spanned<RawHeartbeat>>,
+    pub(crate) backoff: Option<Spanned<RawBackoff>>,
+    pub(crate) executor: Option<RawExecutor>,
+    pub(crate) auth: Option<RawAuth>,
+    pub(crate) master: Option<RawMaster>,
+}
+
+/// `[cluster]`, one mode's keys each: serde refuses a key of another mode. `mode` is `raft`
+/// when the table leaves it out.
+#[derive(Deserialize)]
+#[serde(tag = "mode", rename_all = "lowercase", deny_unknown_fields)]
+enum RawCluster {
+    Single {},
+    Raft {
+        election_timeout: Option<DurRange>,
+        heartbeat_interval: Option<Dur>,
+        pre_vote: Option<bool>,
+        check_quorum: Option<bool>,
+        persist: Option<bool>,
+    },
+    Lease {
+        lease_period: Option<Dur>,
+        renew_interval: Option<Dur>,
+        sync_interval: Option<Dur>,
+    },
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawHeartbeat {
+    interval: Option<Dur>,
+    max_miss: Option<u32>,
+    timeout: Option<Dur>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawBackoff {
+    strategy: Option<Spanned<String>>,
+    base: Option<Dur>,
+    multiplier: Option<f64>,
+    max: Option<Dur>,
+    jitter: Option<f64>,
+    max_retries: Option<u32>,
+    long_wait: Option<Dur>,
+    first_delay: Option<DurRange>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawNetwork {
+    latency: Option<DurRange>,
+    loss: Option<Spanned<f64>>,
+    tick: Option<Spanned<Dur>>,
+}
+
+pub(crate) fn check_network(raw: RawNetwork, source: &Source) -> Result<Network, ScenarioError> {
+    Ok(Network {
+        latency: raw.latency.map_or(
+            (Duration::from_millis(1), Duration::from_millis(10)),
+            |range| (range.0, range.1),
+        ),
+        loss: match raw.loss {
+            Some(loss) => check_loss(loss, source)?,
+            None => 0.0,
+        },
+        tick: match raw.tick {
+            Some(tick) if tick.get_ref().0.is_zero() => {
+                return Err(source.error(tick.span(), "`tick` must be greater than 0"))
+            }
+            Some(tick) => tick.get_ref().0,
+            None => DEFAULT_TICK,
+        },
+    })
+}
+
+/// The cluster as `[cluster]` says, or by default: one master leads alone, several elect a
+/// leader by raft.
+pub(crate) fn check_cluster(
+    raw: Option<Spanned<toml::Table>>,
+    masters: u32,
+    defaults: &Defaults,
+    source: &Source,
+) -> Result<ClusterSpec, ScenarioError> {
+    let Some(raw) = raw else {
+        return Ok(if masters == 1 {
+            ClusterSpec::Single
+        } else {
+            ClusterSpec::Raft {
+                config: defaults.raft.clone(),
+                persist: true,
+            }
+        });
+    };
+    let span = raw.span();
+    let mut table = raw.into_inner();
+    let mode = (table.entry("mode"))
+        .or_insert_with(|| toml::Value::String("raft".into()))
+        .clone();
+    let parsed = RawCluster::deserialize(toml::Value::Table(table)).map_err(|error| {
+        let message = error
+            .message()
+            .trim_end()
+            .replace("variant", "cluster mode");
+        match mode {
+            toml::Value::String(mode) if !message.contains("cluster mode") => {
+                source.error(span.clone(), format!("[cluster] mode {mode:?}: {message}"))
+            }
+            _ => source.error(span.clone(), format!("[cluster]: {message}")),
+        }
+    })?;
+    spec(parsed, masters, defaults).map_err(|message| source.error(span, message))
+}
+
+/// A mode's keys over the defaults, checked as a whole.
+fn spec(parsed: RawCluster, masters: u32, defaults: &Defaults) -> Result<ClusterSpec, String> {
+    let invalid = |message: String| format!("[cluster]: {message}");
+    match parsed {
+        RawCluster::Single {} if masters != 1 => {
+            Err("mode \"single\" runs exactly one master".to_string())
+        }
+        RawCluster::Single {} => Ok(ClusterSpec::Single),
+        RawCluster::Raft {
+            election_timeout,
+            heartbeat_interval,
+            pre_vote,
+            check_quorum,
+            persist,
+        } => {
+            let raft = &defaults.raft;
+            let config = RaftConfig {
+                election_timeout: election_timeout
+                    .map_or(raft.election_timeout, |range| (range.0, range.1)),
+                heartbeat_interval: heartbeat_interval.map_or(raft.heartbeat_interval, |d| d.0),
+                pre_vote: pre_vote.unwrap_or(raft.pre_vote),
+                check_quorum: check_quorum.unwrap_or(raft.check_quorum),
+            };
+            config.validate().map_err(invalid)?;
+            let persist = persist.unwrap_or(true);
+            Ok(ClusterSpec::Raft { config, persist })
+        }
+        RawCluster::Lease {
+            lease_period,
+            renew_interval,
+            sync_interval,
+        } => {
+            let lease = &defaults.lease;
+            let config = LeaseConfig {
+                lease_period: lease_period.map_or(lease.lease_period, |d| d.0),
+                renew_interval: renew_interval.map_or(lease.renew_interval, |d| d.0),
+                sync_interval: sync_interval.map_or(lease.sync_interval, |d| d.0),
+                ..lease.clone()
+            };
+            config.validate().map_err(invalid)?;
+            Ok(ClusterSpec::Lease(config))
+        }
+    }
+}
+
+pub(crate) fn check_loss(loss: Spanned<f64>, source: &Source) -> Result<f64, ScenarioError> {
+    let value = *loss.get_ref();
+    if (0.0..=1.0).contains(&value) {
+        Ok(value)
+    } else {
+        Err(source.error(
+            loss.span(),
+            format!("loss is a probability from 0.0 to 1.0, got {value}"),
+        ))
+    }
+}
+
+pub(crate) fn parse_heartbeat(
+    raw: Option<Spanned<RawHeartbeat>>,
+    defaults: &Defaults,
+    source: &Source,
+) -> Result<HeartbeatParams, ScenarioError> {
+    let defaults = defaults.heartbeat.clone();
+    let Some(raw) = raw else {
+        return Ok(defaults);
+    };
+    let span = raw.span();
+    let raw = raw.into_inner();
+    let heartbeat = HeartbeatParams {
+        interval: raw.interval.map_or(defaults.interval, |d| d.0),
+        max_miss: raw.max_miss.unwrap_or(defaults.max_miss),
+        timeout: raw.timeout.map_or(defaults.timeout, |d| d.0),
+    };
+    if heartbeat.interval.is_zero() || heartbeat.timeout.is_zero() || heartbeat.max_miss == 0 {
+        return Err(source.error(
+            span,
+            "heartbeat interval, timeout and max_miss must all be greater than 0",
+        ));
+    }
+    Ok(heartbeat)
+}
+
+pub(crate) fn parse_backoff(
+    raw: Option<Spanned<RawBackoff>>,
+    defaults: &Defaults,
+    source: &Source,
+) -> Result<BackoffPolicy, ScenarioError> {
+    let defaults = defaults.backoff.clone();
+    let Some(raw) = raw else {
+        return Ok(defaults);
+    };
+    let span = raw.span();
+    let raw = raw.into_inner();
+    let strategy = match &raw.strategy {
+        None => defaults.strategy,
+        Some(name) => Strategy::from_name(name.get_ref()).ok_or_else(|| {
+            source.error(
+                name.span(),
+                format!(
+                    "unknown backoff strategy {:?}; expected one of {}",
+                    name.get_ref(),
+                    Strategy::NAMES.join(", ")
+                ),
+            )
+        })?,
+    };
+    let policy = BackoffPolicy {
+        strategy,
+        base: raw.base.map_or(defaults.base, |d| d.0),
+        multiplier: raw.multiplier.unwrap_or(defaults.multiplier),
+        max: raw.max.map_or(defaults.max, |d| d.0),
+        jitter: raw.jitter.unwrap_or(defaults.jitter),
+        max_retries: raw.max_retries.unwrap_or(defaults.max_retries),
+        when_exhausted: raw.long_wait.map_or(defaults.when_exhausted, |wait| {
+            WhenExhausted::LongWait(wait.0)
+        }),
+        first_delay: raw
+            .first_delay
+            .map_or(defaults.first_delay, |range| Some((range.0, range.1))),
+    };
+    policy
+        .validate()
+        .map_err(|message| source.error(span, format!("[params.backoff]: {message}")))?;
+    Ok(policy)
+}
