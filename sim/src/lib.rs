@@ -8,14 +8,22 @@
 //!   injects its faults and captures the timeline; it reads who leads from the history so far;
 //! - [`judge`] compiles the `[[expect]]` checks and judges a timeline, invariants included;
 //! - [`report`] prints it all, as text or JSON;
-//! - [`seeds`] runs one scenario on many seeds side by side (`--seeds`);
+//! - [`seeds`] chooses the seeds a command runs and runs one scenario on many of them side by
+//!   side (`--seeds`); [`check`] runs each seed twice and compares the timelines; [`bench`]
+//!   times runs; [`progress`] draws bars on stderr while they go;
 //! - [`sweep`] runs it over a grid of parameter values × seeds and tabulates what it measured;
 //! - [`explore`] runs a template under fault schedules drawn from each seed, judges every run
 //!   and shrinks the failures into scenario files.
+//!
+//! [`exit`] holds the `sim` command's exit codes and the one error it ends with.
 
+pub mod bench;
+pub mod check;
+pub mod exit;
 pub mod explore;
 pub mod history;
 pub mod judge;
+pub mod progress;
 pub mod report;
 pub mod run;
 pub mod scenario;
@@ -140,11 +148,4 @@ impl Loaded {
         let verdicts = judge::evaluate(&self.scenario, &self.expectations, &output.timeline);
         Judged { output, verdicts }
     }
-}
-
-/// Exit codes of the `sim` command.
-pub mod exit {
-    pub const OK: i32 = 0;
-    pub const EXPECTATION_FAILED: i32 = 1;
-    pub const BAD_INPUT: i32 = 2;
 }

@@ -7,8 +7,12 @@ use crate::judge::Verdict;
 use crate::report::plot::{self, Spread};
 use crate::report::spread::{numbers, show_spread};
 use crate::scenario::overrides::Override;
+use crate::scenario::ScenarioError;
+use crate::seeds::{cores, parallel};
+use crate::{report, Loaded};
 use std::fmt::Write;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 /// `--grid KEY=V1,V2,...`: one parameter and the values it takes.
 #[derive(Clone, Debug)]
@@ -51,6 +55,70 @@ pub fn points(grids: &[Grid]) -> Vec<Vec<Override>> {
             .collect();
     }
     points
+}
+
+/// A sweep ready to run: every grid point's scenario, loaded and checked before anything runs.
+#[derive(Debug)]
+pub struct Sweep {
+    pub grids: Vec<Grid>,
+    pub points: Vec<Vec<Override>>,
+    /// A point's scenario: the file with `overrides`, then the point's values.
+    pub loaded: Vec<Loaded>,
+}
+
+impl Sweep {
+    /// Loads `file` once per grid point; the first point the checks refuse is the error.
+    pub fn load(
+        file: &Path,
+        overrides: &[Override],
+        grids: &[Grid],
+    ) -> Result<Sweep, ScenarioError> {
+        let points = points(grids);
+        let loaded = (points.iter())
+            .map(|point| {
+                let all: Vec<Override> = overrides.iter().chain(point).cloned().collect();
+                crate::load_with(file, &all)
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(Sweep {
+            grids: grids.to_vec(),
+            points,
+            loaded,
+        })
+    }
+
+    /// Runs every point on every seed, side by side on every core, judged and measured;
+    /// `done` is told after each run. Runs come back point by point, seeds in order.
+    pub fn run(&self, seeds: &[u64], done: impl Fn() + Sync) -> Vec<Run> {
+        let jobs: Vec<u64> = (0..(self.points.len() * seeds.len()) as u64).collect();
+        parallel(&jobs, cores(), |job| {
+            let (point, seed) = (
+                (job as usize) / seeds.len(),
+                seeds[job as usize % seeds.len()],
+            );
+            let one = &self.loaded[point];
+            let crate::Judged { output, verdicts } = one.run(seed);
+            let metrics = report::measure(&one.scenario, &output.timeline.entries);
+            done();
+            Run {
+                point,
+                seed,
+                verdicts,
+                metrics,
+            }
+        })
+    }
+
+    /// `FILE: 2 points × 50 seeds = 100 runs in 3.2 s`.
+    pub fn summary(&self, file: &Path, seeds: usize, wall: Duration) -> String {
+        format!(
+            "{}: {} points × {seeds} seeds = {} runs in {:.1} s",
+            file.display(),
+            self.points.len(),
+            self.points.len() * seeds,
+            wall.as_secs_f64()
+        )
+    }
 }
 
 /// One run of one point.
@@ -174,6 +242,16 @@ pub fn table(grids: &[Grid], points: &[Vec<Override>], runs: &[Run]) -> String {
 /// field of an object value), then the metrics.
 pub fn csv(grids: &[Grid], points: &[Vec<Override>], runs: &[Run]) -> String {
     let checks = check_columns(runs);
+    let mut out = csv_line(&csv_header(grids, runs, &checks));
+    for run in runs {
+        out.push_str(&csv_line(&csv_row(&points[run.point], run, &checks)));
+    }
+    out
+}
+
+/// The CSV's column names: the grid's keys, `seed`, `ok`, each check's `ok` and values, and the
+/// metrics.
+fn csv_header(grids: &[Grid], runs: &[Run], checks: &[(usize, String, String)]) -> Vec<String> {
     let mut header: Vec<String> = grids.iter().map(|grid| grid.key.clone()).collect();
     header.push("seed".into());
     header.push("ok".into());
@@ -202,47 +280,24 @@ pub fn csv(grids: &[Grid], points: &[Vec<Override>], runs: &[Run]) -> String {
         ]
         .map(str::to_string),
     );
-    let mut out = String::new();
-    let _ = writeln!(
-        out,
-        "{}",
-        header
-            .iter()
-            .map(|h| quote(h))
-            .collect::<Vec<_>>()
-            .join(",")
-    );
-    for run in runs {
-        let mut row: Vec<String> = points[run.point]
-            .iter()
-            .map(|value| value.raw.clone())
-            .collect();
-        row.push(run.seed.to_string());
-        row.push(run.verdicts.iter().all(|verdict| verdict.ok).to_string());
-        row.extend(run.verdicts.iter().map(|verdict| verdict.ok.to_string()));
-        for (index, field, _) in &checks {
-            let value = check_values(&[run], *index, field).first().copied();
-            row.push(value.map_or(String::new(), |x| x.to_string()));
-        }
-        row.extend(metric_cells(&run.metrics));
-        let _ = writeln!(
-            out,
-            "{}",
-            row.iter()
-                .map(|cell| quote(cell))
-                .collect::<Vec<_>>()
-                .join(",")
-        );
-    }
-    out
+    header
 }
 
-/// A run's metrics as CSV cells, in the order of the header's metric columns.
-fn metric_cells(metrics: &crate::history::metrics::Metrics) -> [String; 9] {
+/// One run's CSV cells, in [`csv_header`]'s order.
+fn csv_row(point: &[Override], run: &Run, checks: &[(usize, String, String)]) -> Vec<String> {
+    let mut row: Vec<String> = point.iter().map(|value| value.raw.clone()).collect();
+    row.push(run.seed.to_string());
+    row.push(run.verdicts.iter().all(|verdict| verdict.ok).to_string());
+    row.extend(run.verdicts.iter().map(|verdict| verdict.ok.to_string()));
+    for (index, field, _) in checks {
+        let value = check_values(&[run], *index, field).first().copied();
+        row.push(value.map_or(String::new(), |x| x.to_string()));
+    }
+    let metrics = &run.metrics;
     let median = |values: &[u64]| {
         crate::history::metrics::median(values).map_or(String::new(), |m| m.to_string())
     };
-    [
+    row.extend([
         median(&metrics.detection_ms),
         metrics.false_offlines.to_string(),
         metrics
@@ -254,7 +309,14 @@ fn metric_cells(metrics: &crate::history::metrics::Metrics) -> [String; 9] {
         metrics.peak_registrations.to_string(),
         median(&metrics.failover_ms),
         metrics.terms.to_string(),
-    ]
+    ]);
+    row
+}
+
+/// Cells joined by commas, each quoted when it must be, and a newline.
+fn csv_line(cells: &[String]) -> String {
+    let quoted: Vec<String> = cells.iter().map(|cell| quote(cell)).collect();
+    format!("{}\n", quoted.join(","))
 }
 
 /// `--plot DIR`: one SVG per measured number (each check's value, each run measure) against the

@@ -296,6 +296,23 @@ pub fn run_text(
     )
 }
 
+/// What `sim run` prints of one run: its JSON document, or [`run_text`] and the wall-time line.
+pub fn run_printed(
+    scenario: &Scenario,
+    run: &crate::Judged,
+    json: bool,
+    filter: Option<&Filter>,
+    verdicts_only: bool,
+) -> String {
+    let (seed, wall) = (run.output.seed, run.output.wall);
+    let (entries, verdicts) = (&run.output.timeline.entries, &run.verdicts);
+    if json {
+        return format!("{}\n", json::json(scenario, seed, entries, verdicts, wall));
+    }
+    let text = run_text(scenario, seed, entries, verdicts, filter, verdicts_only);
+    format!("{text}{}\n", wall_line(scenario, wall))
+}
+
 /// Header, timeline, verdicts and summary: the deterministic part of a run, as snapshotted.
 pub fn deterministic_text(
     scenario: &Scenario,

@@ -178,6 +178,31 @@ pub(crate) fn fault_periods(entries: &[Entry], end_ms: u64) -> Vec<(u64, u64, St
     periods
 }
 
+/// `sim run --plot DIR`: the run's rates, and histograms of its failover and election times
+/// when it has any.
+pub fn run_plots(dir: &Path, scenario: &Scenario, entries: &[Entry]) -> Result<(), PlotError> {
+    std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    run_rates(&dir.join("rates.svg"), scenario, entries)?;
+    let metrics = super::measure(scenario, entries);
+    if !metrics.failover_ms.is_empty() {
+        let title = format!("{}: failover ms", scenario.name);
+        histogram(
+            &dir.join("failover-histogram.svg"),
+            &title,
+            &metrics.failover_ms,
+        )?;
+    }
+    if !metrics.election_ms.is_empty() {
+        let title = format!("{}: election ms", scenario.name);
+        histogram(
+            &dir.join("election-histogram.svg"),
+            &title,
+            &metrics.election_ms,
+        )?;
+    }
+    Ok(())
+}
+
 /// A run's connect attempts per second and agents online, over time, with faults shaded.
 pub fn run_rates(path: &Path, scenario: &Scenario, entries: &[Entry]) -> Result<(), PlotError> {
     let title = format!("{}: connect attempts/s and agents online", scenario.name);
