@@ -15,7 +15,8 @@
 //! - [`explore`] runs a template under fault schedules drawn from each seed, judges every run
 //!   and shrinks the failures into scenario files.
 //!
-//! [`exit`] holds the `sim` command's exit codes and the one error it ends with.
+//! The `sim` command (`src/main.rs`) only reads flags, calls these and prints what they return;
+//! [`exit`] holds its exit codes and the one error it ends with.
 
 pub mod bench;
 pub mod check;

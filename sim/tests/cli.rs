@@ -411,3 +411,66 @@ fn turmoil_only_faults_are_refused_on_madsim_naming_the_engine_that_has_them() {
     assert_eq!(output.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&output.stderr).contains("release.toml:9:"));
 }
+
+/// An output file that cannot be written is not bad input: the runs happened and were printed,
+/// so the command ends with its own code, 3, naming the file.
+#[test]
+fn an_unwritable_output_exits_3_after_printing_the_run() {
+    let path = scratch_file("unwritable.toml", SMALL);
+    let file = path.to_str().unwrap();
+    let missing = std::env::temp_dir().join(format!("sim-no-such-dir-{}", std::process::id()));
+    let html = missing.join("run.html");
+    let output = sim(&["run", file, "--html", html.to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(3));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        stdout.lines().last().unwrap().starts_with("wall "),
+        "{stdout}"
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let expected = format!("error: cannot write {}: ", html.display());
+    assert!(stderr.starts_with(&expected), "{stderr}");
+
+    let csv = missing.join("runs.csv");
+    let grid = "params.heartbeat.max_miss=2,3";
+    let sweep = ["sweep", file, "--grid", grid, "--seeds", "1..2", "--csv"];
+    let output = sim(&[&sweep[..], &[csv.to_str().unwrap()]].concat());
+    assert_eq!(output.status.code(), Some(3));
+    assert!(String::from_utf8_lossy(&output.stdout).contains("2 points × 2 seeds"));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains(&format!("cannot write {}", csv.display())),
+        "{stderr}"
+    );
+}
+
+/// `check` is one code path for one seed and many; it takes the seed as `run` does, from
+/// `--seed`, `--seeds` or madsim's variables, and one seed says how many events matched.
+#[test]
+fn check_takes_its_seeds_as_run_does() {
+    let path = scratch_file("check-seeds.toml", SMALL);
+    let file = path.to_str().unwrap();
+    let one = sim(&["check", file, "--seed", "4"]);
+    assert_eq!(one.status.code(), Some(0));
+    let stdout = String::from_utf8_lossy(&one.stdout);
+    assert!(stdout.starts_with("deterministic  "), "{stdout}");
+    assert!(
+        stdout.contains("  seed 4: ") && stdout.contains(" events identical in two runs"),
+        "{stdout}"
+    );
+    let seeded = Command::new(env!("CARGO_BIN_EXE_sim"))
+        .args(["check", file])
+        .env("MADSIM_TEST_SEED", "31")
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&seeded.stdout).contains("seed 31: "));
+    let many = Command::new(env!("CARGO_BIN_EXE_sim"))
+        .args(["check", file])
+        .env("MADSIM_TEST_SEED", "31")
+        .env("MADSIM_TEST_NUM", "2")
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&many.stdout).contains("2 seeds, each identical"));
+    let both = sim(&["check", file, "--seed", "4", "--seeds", "1..2"]);
+    assert_eq!(both.status.code(), Some(2), "--seed and --seeds conflict");
+}
