@@ -13,12 +13,15 @@
 //!   times runs; [`progress`] draws bars on stderr while they go;
 //! - [`sweep`] runs it over a grid of parameter values × seeds and tabulates what it measured;
 //! - [`explore`] runs a template under fault schedules drawn from each seed, judges every run
-//!   and shrinks the failures into scenario files.
+//!   and shrinks the failures into scenario files;
+//! - [`builder`] builds a scenario in code for a test of your own (`Scenario::builder`), as
+//!   the TOML a file would hold, read by the same parser.
 //!
 //! The `sim` command (`src/main.rs`) only reads flags, calls these and prints what they return;
 //! [`exit`] holds its exit codes and the one error it ends with.
 
 pub mod bench;
+pub mod builder;
 pub mod check;
 pub mod exit;
 pub mod explore;
@@ -31,9 +34,12 @@ pub mod scenario;
 pub mod seeds;
 pub mod sweep;
 
+pub use builder::ScenarioBuilder;
+pub use scenario::Scenario;
+
 use judge::Expectation;
 use scenario::overrides::Override;
-use scenario::{Scenario, ScenarioError};
+use scenario::ScenarioError;
 use std::path::Path;
 
 /// A scenario ready to run: its file checked and its expectations compiled.

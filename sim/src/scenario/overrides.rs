@@ -40,13 +40,17 @@ impl Override {
             ));
         }
         let raw = raw.trim().to_string();
-        // A number, a boolean or a quoted string as TOML; anything else as the string it is.
-        let value = match raw.parse::<Value>() {
-            Ok(value) if !matches!(value, Value::Array(_) | Value::InlineTable(_)) => value,
-            Ok(value) if raw.starts_with('[') || raw.starts_with('{') => value,
-            _ => Value::from(raw.as_str()),
-        };
+        let value = read_value(&raw);
         Ok(Override { key, raw, value })
+    }
+
+    /// KEY (its dotted parts) set to a value already typed, as the scenario builder sets them.
+    pub(crate) fn typed(key: &[&str], value: Value) -> Override {
+        Override {
+            key: key.iter().map(|part| part.to_string()).collect(),
+            raw: value.to_string().trim().to_string(),
+            value,
+        }
     }
 
     /// `--set KEY=VALUE`, as a command line says it again.
@@ -61,7 +65,7 @@ impl Override {
     }
 
     /// Writes the value into `document`, creating the tables on the way.
-    fn write(&self, document: &mut DocumentMut) -> Result<(), String> {
+    pub(crate) fn write(&self, document: &mut DocumentMut) -> Result<(), String> {
         let (last, path) = self.key.split_last().expect("a key has a name");
         let mut table: &mut Table = document.as_table_mut();
         let mut walked = Vec::new();
@@ -108,6 +112,16 @@ impl Override {
         }
         table[last.as_str()] = Item::Value(self.value.clone());
         Ok(())
+    }
+}
+
+/// VALUE as `--set` reads it: a number, a boolean, a quoted string, or an array or inline
+/// table written as one, as TOML; anything else as the string it is (`150ms..300ms`).
+pub(crate) fn read_value(raw: &str) -> Value {
+    match raw.parse::<Value>() {
+        Ok(value) if !matches!(value, Value::Array(_) | Value::InlineTable(_)) => value,
+        Ok(value) if raw.starts_with('[') || raw.starts_with('{') => value,
+        _ => Value::from(raw),
     }
 }
 
