@@ -63,7 +63,7 @@ pub fn text(file: &Path, checked: &[Checked]) -> String {
 }
 
 /// Where two timelines of one seed first differ, if they do.
-pub fn first_difference(first: &[Entry], second: &[Entry]) -> Option<String> {
+pub(crate) fn first_difference(first: &[Entry], second: &[Entry]) -> Option<String> {
     let length = first.len().max(second.len());
     let index = (0..length).find(|&i| first.get(i) != second.get(i))?;
     let show = |entries: &[Entry]| {

@@ -19,6 +19,13 @@
 //!
 //! The `sim` command (`src/main.rs`) only reads flags, calls these and prints what they return;
 //! [`exit`] holds its exit codes and the one error it ends with.
+//!
+//! The public surface, for a test of your own: load a scenario ([`load`], [`parse`], or
+//! [`Scenario::builder`]), run and judge it ([`Loaded::run`]), and read the [`Judged`] result:
+//! its verdicts, its typed events and faults. The stages stay public so a test can look deeper
+//! (the history of a run, a check's verdict, the JSON report), but what only serves another
+//! stage (the runner's machinery, the judges' parsers, exploration's schedules) is
+//! `pub(crate)`.
 
 pub mod bench;
 pub mod builder;
@@ -72,7 +79,7 @@ pub fn parse(path: &str, text: &str) -> Result<Loaded, ScenarioError> {
 }
 
 /// [`parse`] with overrides; also returns the text they made.
-pub fn parse_with(
+pub(crate) fn parse_with(
     path: &str,
     text: &str,
     overrides: &[Override],

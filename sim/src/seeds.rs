@@ -14,7 +14,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 /// At most this many seeds in one `--seeds`.
-pub const MAX_SEEDS: u64 = 1_000_000;
+pub(crate) const MAX_SEEDS: u64 = 1_000_000;
 
 /// The seeds a `--seeds` flag names.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -26,7 +26,7 @@ pub fn seed_list(text: &str) -> Result<SeedList, String> {
 }
 
 /// Parses `A..B` (both included) or a comma-separated list.
-pub fn parse_seeds(text: &str) -> Result<Vec<u64>, String> {
+pub(crate) fn parse_seeds(text: &str) -> Result<Vec<u64>, String> {
     let bad = || format!("--seeds takes a range like 1..32 or a list like 1,5,9; got {text:?}");
     if let Some((low, high)) = text.split_once("..") {
         let low: u64 = low.trim().parse().map_err(|_| bad())?;

@@ -33,7 +33,7 @@ pub struct Schedule {
 }
 
 /// What a template gives the schedule: the explore table, the nodes, the network's latency.
-pub struct Ground<'a> {
+pub(crate) struct Ground<'a> {
     pub spec: &'a ExploreSpec,
     pub topology: &'a Topology,
     pub latency: (Duration, Duration),
@@ -104,7 +104,7 @@ impl Ground<'_> {
     /// The liveness phase, at `until`: heal every link, put latency and loss back as the
     /// template had them, release what was held, restore revoked credentials, and restart
     /// every node a crash or a shutdown left down.
-    pub fn liveness_steps(&self, steps: &[Step]) -> Vec<Step> {
+    pub(crate) fn liveness_steps(&self, steps: &[Step]) -> Vec<Step> {
         let at = self.spec.until;
         let mut phase = vec![FaultAction::Heal(None)];
         let drew = |f: fn(&FaultAction) -> bool| steps.iter().any(|step| f(&step.action));
@@ -196,7 +196,7 @@ impl Ground<'_> {
     /// Simpler schedules to try, simplest first: fewer faults (all, halves, ..., one at a time),
     /// no liveness phase, then each fault made milder: a smaller partition, less latency or
     /// loss, a round time.
-    pub fn simpler(&self, schedule: &Schedule) -> Vec<Schedule> {
+    pub(crate) fn simpler(&self, schedule: &Schedule) -> Vec<Schedule> {
         let n = schedule.steps.len();
         let mut out = Vec::new();
         let mut chunk = n;

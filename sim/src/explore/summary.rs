@@ -6,7 +6,7 @@ use std::path::Path;
 
 /// A rule a run broke: the verdict's check, and what was seen.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Broken {
+pub(crate) struct Broken {
     pub check: String,
     pub detail: String,
 }
@@ -14,7 +14,7 @@ pub struct Broken {
 /// One line of a worker's output, as JSON.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "line", rename_all = "snake_case")]
-pub enum WorkerLine {
+pub(crate) enum WorkerLine {
     /// A run: the first rule it broke, if any, and the scenario file written for it.
     Ran {
         seed: u64,

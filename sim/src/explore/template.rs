@@ -70,7 +70,7 @@ impl Template {
         })
     }
 
-    pub fn ground(&self) -> Ground<'_> {
+    pub(crate) fn ground(&self) -> Ground<'_> {
         let scenario = &self.scenario;
         Ground {
             spec: scenario.explore.as_ref().expect("checked in parse"),
@@ -81,7 +81,7 @@ impl Template {
     }
 
     /// The name a run's files start with: the template's file name without `.toml`.
-    pub fn stem(&self) -> String {
+    pub(crate) fn stem(&self) -> String {
         Path::new(&self.path)
             .file_stem()
             .map_or("explore".into(), |stem| stem.to_string_lossy().into_owned())
@@ -139,7 +139,7 @@ impl Template {
     }
 
     /// Run `seed` with `schedule`, as a scenario file that starts with `header` (comment lines).
-    pub fn render(&self, seed: u64, schedule: &Schedule, header: &[String]) -> String {
+    pub(crate) fn render(&self, seed: u64, schedule: &Schedule, header: &[String]) -> String {
         let ground = self.ground();
         let mut document = self.document.clone();
         document.remove("explore");

@@ -16,11 +16,11 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 
 /// At most this many runs go into shrinking one failure.
-pub const SHRINK_BUDGET: usize = 400;
+pub(crate) const SHRINK_BUDGET: usize = 400;
 
 /// Runs `schedule` as run `seed` of `template`, and returns every rule it broke. A panic
 /// anywhere in the run is a broken rule too, named `panic`.
-pub fn judge_schedule(
+pub(crate) fn judge_schedule(
     template: &Template,
     seed: u64,
     schedule: &Schedule,
@@ -49,7 +49,7 @@ pub fn judge_schedule(
 }
 
 /// Where run `seed`'s file goes: `{out}/{stem}-seed-{seed}{suffix}.toml`.
-pub fn file_for(template: &Template, out: &Path, seed: u64, suffix: &str) -> PathBuf {
+pub(crate) fn file_for(template: &Template, out: &Path, seed: u64, suffix: &str) -> PathBuf {
     out.join(format!("{}-seed-{seed}{suffix}.toml", template.stem()))
 }
 

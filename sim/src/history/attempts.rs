@@ -5,7 +5,7 @@ use fleet_core::timeline::{AgentEvent, Event};
 use std::collections::BTreeMap;
 
 /// Every connect attempt, as `(t_ms, agent)`.
-pub fn connect_attempts(entries: &[Entry]) -> impl Iterator<Item = (u64, &str)> {
+pub(crate) fn connect_attempts(entries: &[Entry]) -> impl Iterator<Item = (u64, &str)> {
     entries.iter().filter_map(|entry| match entry.system() {
         Some(Event::Agent(AgentEvent::ConnectAttempt { .. })) => {
             Some((entry.t_ms, entry.node.as_str()))
@@ -16,7 +16,7 @@ pub fn connect_attempts(entries: &[Entry]) -> impl Iterator<Item = (u64, &str)> 
 
 /// Connect attempts per whole second of the run: the busiest second in `[from, to]`, as
 /// `(count, second start in ms)`.
-pub fn peak_connect_rate(entries: &[Entry], from: u64, to: u64) -> Option<(u64, u64)> {
+pub(crate) fn peak_connect_rate(entries: &[Entry], from: u64, to: u64) -> Option<(u64, u64)> {
     let mut per_second: BTreeMap<u64, u64> = BTreeMap::new();
     for (t_ms, _) in connect_attempts(entries) {
         if (from..=to).contains(&t_ms) {

@@ -11,7 +11,7 @@ pub struct Captures {
 }
 
 impl Captures {
-    pub fn from_entries(entries: &[Entry]) -> Captures {
+    pub(crate) fn from_entries(entries: &[Entry]) -> Captures {
         let mut captures = Captures::default();
         for entry in entries {
             if let Some(FaultEvent::Captured { name, nodes }) = entry.fault() {

@@ -47,7 +47,7 @@ pub struct CommandHistory {
 }
 
 impl CommandHistory {
-    pub fn from_entries(entries: &[Entry]) -> CommandHistory {
+    pub(crate) fn from_entries(entries: &[Entry]) -> CommandHistory {
         let mut history = CommandHistory::default();
         // Each agent's incarnation: 1 at boot, +1 each time a crash or restart ends it.
         let mut incarnations: BTreeMap<String, u32> = BTreeMap::new();
@@ -146,19 +146,19 @@ impl CommandHistory {
     }
 
     /// An agent's status at `t_ms`, as it last reported it (`down` while crashed).
-    pub fn status_at(&self, agent: &str, t_ms: u64) -> &str {
+    pub(crate) fn status_at(&self, agent: &str, t_ms: u64) -> &str {
         (self.statuses.get(agent))
             .and_then(|changes| changes.iter().rev().find(|(t, _)| *t <= t_ms))
             .map_or("online", |(_, status)| status.as_str())
     }
 
     /// A node's last process: its number and when it began (0 for the first).
-    pub fn last_process(&self, node: &str) -> (u32, u64) {
+    pub(crate) fn last_process(&self, node: &str) -> (u32, u64) {
         self.processes.get(node).copied().unwrap_or((1, 0))
     }
 
     /// The newest config pushed, if any was.
-    pub fn last_push(&self) -> Option<(u64, ConfigId)> {
+    pub(crate) fn last_push(&self) -> Option<(u64, ConfigId)> {
         self.pushes.iter().copied().max_by_key(|(_, id)| *id)
     }
 }

@@ -80,7 +80,7 @@ impl Fired {
 
     /// The processes it ended: a crash's, a restart's (a crash, then a clean start), a stop's,
     /// a shutdown's. `None` for a fault that leaves processes alone (a wiped disk's runs on).
-    pub fn processes_ended(&self) -> Option<&[String]> {
+    pub(crate) fn processes_ended(&self) -> Option<&[String]> {
         match &self.action {
             FaultAction::Crash(_)
             | FaultAction::Restart(_)
@@ -200,7 +200,7 @@ impl FaultEvent {
     }
 
     /// See [`Fired::processes_ended`].
-    pub fn processes_ended(&self) -> Option<&[String]> {
+    pub(crate) fn processes_ended(&self) -> Option<&[String]> {
         self.fired().and_then(Fired::processes_ended)
     }
 

@@ -67,7 +67,7 @@ fn change(event: &Event) -> Change {
 }
 
 impl LeaderHistory {
-    pub fn from_entries(entries: &[Entry]) -> LeaderHistory {
+    pub(crate) fn from_entries(entries: &[Entry]) -> LeaderHistory {
         let mut history = LeaderHistory {
             spans: Vec::new(),
             terms: Vec::new(),
@@ -116,7 +116,7 @@ impl LeaderHistory {
     }
 
     /// Who leads at `t_ms`: of the masters that believe they lead, the one in the highest term.
-    pub fn leader_at(&self, t_ms: u64) -> Option<&LeaderSpan> {
+    pub(crate) fn leader_at(&self, t_ms: u64) -> Option<&LeaderSpan> {
         self.spans
             .iter()
             .filter(|span| span.from_ms <= t_ms && span.to_ms.is_none_or(|to| t_ms < to))
@@ -139,7 +139,7 @@ impl LeaderHistory {
     }
 
     /// The highest term any master started or took.
-    pub fn highest_term(&self) -> Option<&TermStarted> {
+    pub(crate) fn highest_term(&self) -> Option<&TermStarted> {
         self.terms.iter().max_by_key(|started| started.term)
     }
 }

@@ -9,11 +9,11 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 /// A link, one way: traffic from the first node to the second.
-pub type Link = (String, String);
+pub(crate) type Link = (String, String);
 
 /// What a fault does to one link, for the engine to carry out, in order.
 #[derive(Clone, Debug, PartialEq)]
-pub enum LinkOp {
+pub(crate) enum LinkOp {
     Cut(Link),
     Mend(Link),
     /// Messages wait until the link is released (turmoil only).
@@ -35,7 +35,7 @@ pub struct Links {
 impl Links {
     /// Applies a fault that fired; returns what the engine must do to the links. `everyone`
     /// is every node of the run. Faults that touch no link change nothing.
-    pub fn apply(&mut self, fired: &Fired, everyone: &[String]) -> Vec<LinkOp> {
+    pub(crate) fn apply(&mut self, fired: &Fired, everyone: &[String]) -> Vec<LinkOp> {
         match &fired.action {
             FaultAction::Partition { oneway, .. } => {
                 let groups = fired.groups();
@@ -98,7 +98,7 @@ impl Links {
     }
 
     /// Whether `a` and `b` cannot hear each other (in either direction) now.
-    pub fn apart(&self, a: &str, b: &str) -> bool {
+    pub(crate) fn apart(&self, a: &str, b: &str) -> bool {
         let (there, back) = (
             (a.to_string(), b.to_string()),
             (b.to_string(), a.to_string()),

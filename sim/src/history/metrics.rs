@@ -54,7 +54,7 @@ struct AgentState {
 }
 
 impl Metrics {
-    pub fn measure(
+    pub(crate) fn measure(
         entries: &[Entry],
         topology: &Topology,
         online: &OnlineHistory,
@@ -214,7 +214,7 @@ fn elections(leaders: &LeaderHistory) -> Vec<u64> {
 }
 
 /// The nearest-rank quantile `q` (0 < q <= 1) of `sorted`: the median is the lower middle.
-pub fn quantile<T: Copy>(sorted: &[T], q: f64) -> Option<T> {
+pub(crate) fn quantile<T: Copy>(sorted: &[T], q: f64) -> Option<T> {
     let rank = (q * sorted.len() as f64).ceil() as usize;
     sorted.get(rank.clamp(1, sorted.len().max(1)) - 1).copied()
 }

@@ -22,7 +22,7 @@ use serde::ser::{SerializeMap, Serializer};
 use serde::Serialize;
 
 /// The node name of the harness itself: fault events happen there.
-pub const HARNESS: &str = "sim";
+pub(crate) const HARNESS: &str = "sim";
 
 /// What happened: a fault the harness injected, or an event of the control plane.
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -43,7 +43,7 @@ pub struct Entry {
 
 impl Entry {
     /// The event's kind and its fields as `key=value key=value`, in the order written.
-    pub fn parts(&self) -> (String, String) {
+    pub(crate) fn parts(&self) -> (String, String) {
         let serde_json::Value::Object(map) =
             serde_json::to_value(&self.event).expect("events serialize")
         else {
@@ -123,14 +123,14 @@ pub struct Timeline {
 }
 
 /// `h:mm:ss.mmm`, the timeline's clock.
-pub fn fmt_time(t_ms: u64) -> String {
+pub(crate) fn fmt_time(t_ms: u64) -> String {
     let (hours, rest) = (t_ms / 3_600_000, t_ms % 3_600_000);
     let (minutes, rest) = (rest / 60_000, rest % 60_000);
     format!("{hours}:{minutes:02}:{:02}.{:03}", rest / 1000, rest % 1000)
 }
 
 /// `a, b, c` or `a, b, c and 7 more`.
-pub fn abbreviate(names: &[&str]) -> String {
+pub(crate) fn abbreviate(names: &[&str]) -> String {
     const SHOWN: usize = 5;
     let mut text = names
         .iter()

@@ -14,7 +14,7 @@ pub struct OnlineHistory {
 }
 
 impl OnlineHistory {
-    pub fn from_entries(entries: &[Entry]) -> OnlineHistory {
+    pub(crate) fn from_entries(entries: &[Entry]) -> OnlineHistory {
         let mut history = OnlineHistory {
             transitions: BTreeMap::new(),
         };
@@ -92,19 +92,19 @@ impl OnlineHistory {
     }
 
     /// The master `agent` was online at, at `t_ms` (after every event at that millisecond).
-    pub fn master_at(&self, agent: &str, t_ms: u64) -> Option<&str> {
+    pub(crate) fn master_at(&self, agent: &str, t_ms: u64) -> Option<&str> {
         self.transitions
             .get(agent)
             .and_then(|history| history.iter().take_while(|(t, _)| *t <= t_ms).last())
             .and_then(|(_, master)| master.as_deref())
     }
 
-    pub fn online_at(&self, agent: &str, t_ms: u64) -> bool {
+    pub(crate) fn online_at(&self, agent: &str, t_ms: u64) -> bool {
         self.master_at(agent, t_ms).is_some()
     }
 
     /// The first moment in `[from, to]` at which `agent` was offline.
-    pub fn first_offline(&self, agent: &str, from: u64, to: u64) -> Option<u64> {
+    pub(crate) fn first_offline(&self, agent: &str, from: u64, to: u64) -> Option<u64> {
         if !self.online_at(agent, from) {
             return Some(from);
         }
@@ -117,7 +117,7 @@ impl OnlineHistory {
     }
     /// When `agent` last came back online in `[from, end]` and stayed so until `end` (`from`
     /// if it was online throughout); `None` if it is not online at `end`.
-    pub fn settled_online(&self, agent: &str, from: u64, end: u64) -> Option<u64> {
+    pub(crate) fn settled_online(&self, agent: &str, from: u64, end: u64) -> Option<u64> {
         if !self.online_at(agent, end) {
             return None;
         }
@@ -134,7 +134,7 @@ impl OnlineHistory {
     }
 
     /// `from` if `agent` was online then, or else the first moment after it that it was.
-    pub fn next_online(&self, agent: &str, from: u64) -> Option<u64> {
+    pub(crate) fn next_online(&self, agent: &str, from: u64) -> Option<u64> {
         if self.online_at(agent, from) {
             return Some(from);
         }

@@ -16,7 +16,7 @@ pub struct Terms {
 
 /// The term a raft event says its node is in; `None` for the events that name a term the node
 /// only asked about (a pre-vote) or was asked for (a denied vote: the candidate's term).
-pub fn raft_term(event: &RaftEvent) -> Option<u64> {
+pub(crate) fn raft_term(event: &RaftEvent) -> Option<u64> {
     match event {
         RaftEvent::PreVoteStarted { .. } | RaftEvent::VoteDenied { .. } => None,
         RaftEvent::ElectionStarted { term }
@@ -29,7 +29,7 @@ pub fn raft_term(event: &RaftEvent) -> Option<u64> {
 }
 
 impl Terms {
-    pub fn from_entries(entries: &[Entry]) -> Terms {
+    pub(crate) fn from_entries(entries: &[Entry]) -> Terms {
         let mut terms = Terms::default();
         for entry in entries {
             match &entry.event {
@@ -69,7 +69,7 @@ impl Terms {
     }
 
     /// The terms `node` reported in `[from, to]`.
-    pub fn reported_in(&self, node: &str, from: u64, to: u64) -> Vec<(u64, u64)> {
+    pub(crate) fn reported_in(&self, node: &str, from: u64, to: u64) -> Vec<(u64, u64)> {
         (self.reports.get(node).into_iter().flatten())
             .filter(|(at, _)| (from..=to).contains(at))
             .copied()

@@ -7,7 +7,7 @@ use fleet_core::fmt_duration as show;
 use std::time::Duration;
 
 /// Every selected agent is online (as its master sees it) at `at`.
-pub const ALL_ONLINE: CheckSpec = CheckSpec {
+pub(crate) const ALL_ONLINE: CheckSpec = CheckSpec {
     name: "all_online",
     fields: &["agents", "at"],
     parse: |fields| {
@@ -58,7 +58,7 @@ impl Check for AllOnline {
 }
 
 /// Every selected agent is offline at some point in `[after, after + within]`.
-pub const OFFLINE_WITHIN: CheckSpec = CheckSpec {
+pub(crate) const OFFLINE_WITHIN: CheckSpec = CheckSpec {
     name: "offline_within",
     fields: &["agents", "after", "within"],
     parse: |fields| {
@@ -124,7 +124,7 @@ impl Check for OfflineWithin {
 }
 
 /// No selected agent is offline at any moment of `during`.
-pub const NO_OFFLINE: CheckSpec = CheckSpec {
+pub(crate) const NO_OFFLINE: CheckSpec = CheckSpec {
     name: "no_offline",
     fields: &["agents", "during"],
     parse: |fields| {
@@ -177,7 +177,7 @@ impl Check for NoOffline {
 }
 
 /// By `after + within`, every selected agent is registered with the master leading then.
-pub const AGENTS_FOLLOW_LEADER: CheckSpec = CheckSpec {
+pub(crate) const AGENTS_FOLLOW_LEADER: CheckSpec = CheckSpec {
     name: "agents_follow_leader",
     fields: &["agents", "after", "within"],
     parse: |fields| {

@@ -16,7 +16,7 @@ use std::time::Duration;
 /// the failure before it allows (the policy's bounds, the re-auth delay, a busy master's
 /// `retry_after` or twice the policy's bounds), and is the delay the timeline shows between
 /// the failure and the attempt (±1 ms).
-pub const BACKOFF_FOLLOWS_POLICY: CheckSpec = CheckSpec {
+pub(crate) const BACKOFF_FOLLOWS_POLICY: CheckSpec = CheckSpec {
     name: "backoff_follows_policy",
     fields: &["agents", "after"],
     parse: |fields| {
@@ -248,7 +248,7 @@ fn judge_backoff(
 }
 
 /// At most `max` connect attempts by the selected agents during `during`.
-pub const MAX_CONNECT_ATTEMPTS: CheckSpec = CheckSpec {
+pub(crate) const MAX_CONNECT_ATTEMPTS: CheckSpec = CheckSpec {
     name: "max_connect_attempts",
     fields: &["agents", "during", "max"],
     parse: |fields| {
@@ -295,7 +295,7 @@ impl MaxConnectAttempts {
 
 /// The busiest whole second of `during` has between `min` and `max` connect attempts (`min`
 /// shows a storm happens, `max` that it does not).
-pub const PEAK_CONNECT_RATE: CheckSpec = CheckSpec {
+pub(crate) const PEAK_CONNECT_RATE: CheckSpec = CheckSpec {
     name: "peak_connect_rate",
     fields: &["during", "min", "max"],
     parse: |fields| {

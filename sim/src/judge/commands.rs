@@ -35,7 +35,7 @@ fn within(
     parse_duration(text).map_err(|why| fields.error(at, why))
 }
 
-pub const COMMANDS_COMPLETED: CheckSpec = CheckSpec {
+pub(crate) const COMMANDS_COMPLETED: CheckSpec = CheckSpec {
     name: "commands_completed",
     fields: &["within", "allow_lost"],
     parse: |fields| {
@@ -165,7 +165,7 @@ impl Check for CommandsCompleted {
     }
 }
 
-pub const CONFIG_CONVERGED: CheckSpec = CheckSpec {
+pub(crate) const CONFIG_CONVERGED: CheckSpec = CheckSpec {
     name: "config_converged",
     fields: &["version", "within", "agents"],
     parse: |fields| {
@@ -248,7 +248,7 @@ impl Check for ConfigConverged {
     }
 }
 
-pub const STATUS_IS: CheckSpec = CheckSpec {
+pub(crate) const STATUS_IS: CheckSpec = CheckSpec {
     name: "status_is",
     fields: &["agents", "at", "status"],
     parse: |fields| {
@@ -310,7 +310,7 @@ impl Check for StatusIs {
 }
 
 /// No agent process finishes one request twice.
-pub fn no_command_runs_twice(history: &CommandHistory) -> Result<String, String> {
+pub(crate) fn no_command_runs_twice(history: &CommandHistory) -> Result<String, String> {
     let mut runs = 0;
     for (id, story) in &history.commands {
         let mut seen: BTreeMap<(&str, u32), u64> = BTreeMap::new();
@@ -329,7 +329,7 @@ pub fn no_command_runs_twice(history: &CommandHistory) -> Result<String, String>
 }
 
 /// Nothing starts, finishes or is answered that no master sent, and only its agent runs it.
-pub fn no_result_without_command(history: &CommandHistory) -> Result<String, String> {
+pub(crate) fn no_result_without_command(history: &CommandHistory) -> Result<String, String> {
     if let Some((t, node, id)) = history.strangers.first() {
         return Err(format!(
             "{node} reported {id} at {}, which no master sent",
@@ -371,7 +371,7 @@ fn show_id(id: ConfigId) -> String {
 }
 
 /// Each agent process applies ever newer configs: by term, then version.
-pub fn config_versions_monotonic(history: &CommandHistory) -> Result<String, String> {
+pub(crate) fn config_versions_monotonic(history: &CommandHistory) -> Result<String, String> {
     for (agent, applied) in &history.applied {
         for pair in applied.windows(2) {
             let ((_, inc_a, a), (t, inc_b, b)) = (pair[0], pair[1]);

@@ -9,7 +9,7 @@ use crate::scenario::selector::{Selector, Topology};
 use fleet_core::fmt_duration as show;
 use std::time::Duration;
 
-pub const FAILOVER_WITHIN: CheckSpec = CheckSpec {
+pub(crate) const FAILOVER_WITHIN: CheckSpec = CheckSpec {
     name: "failover_within",
     fields: &["within", "among", "reference"],
     parse: |fields| {

@@ -9,7 +9,7 @@ use crate::scenario::{Scenario, ScenarioError};
 use fleet_core::fmt_duration;
 use std::time::Duration;
 
-pub struct Fields<'a> {
+pub(crate) struct Fields<'a> {
     scenario: &'a Scenario,
     spec: &'a ExpectSpec,
     /// Added to every moment read (`at`, `after`, `during`): the repetition this copy is.
@@ -27,7 +27,7 @@ impl<'a> Fields<'a> {
 
     /// The first moment the check reads: its `at`, `after` or the start of `during`; 0 when
     /// it has none.
-    pub fn first_moment(&self) -> Result<Duration, ScenarioError> {
+    pub(crate) fn first_moment(&self) -> Result<Duration, ScenarioError> {
         if let Some(at) = self.time("at")? {
             return Ok(at);
         }
@@ -42,7 +42,7 @@ impl<'a> Fields<'a> {
 
     /// The moments a repeated check starts at, as offsets: 0, `every`, ... while the check
     /// starts before `until` (the end of the run by default).
-    pub fn repetitions(&self) -> Result<Vec<Duration>, ScenarioError> {
+    pub(crate) fn repetitions(&self) -> Result<Vec<Duration>, ScenarioError> {
         let duration_of = |located: &Located<toml::Value>, name: &str| match &located.value {
             toml::Value::String(text) => {
                 parse_duration(text).map_err(|why| self.error(located.at, why))
@@ -137,12 +137,12 @@ impl<'a> Fields<'a> {
         Ok(Some(time))
     }
 
-    pub fn required_time(&self, name: &str) -> Result<Duration, ScenarioError> {
+    pub(crate) fn required_time(&self, name: &str) -> Result<Duration, ScenarioError> {
         self.time(name)?.ok_or_else(|| self.missing(name))
     }
 
     /// `after` (default 0) and `within`, which must end within the run.
-    pub fn window(&self) -> Result<(Duration, Duration), ScenarioError> {
+    pub(crate) fn window(&self) -> Result<(Duration, Duration), ScenarioError> {
         let after = self.time("after")?.unwrap_or(Duration::ZERO);
         let Some((text, at)) = self.text("within", r#"a duration like "5s""#)? else {
             return Err(self.missing("within"));

@@ -48,7 +48,7 @@ const CONFIG_FORWARD: &str = "config_versions_monotonic";
 /// the scenario sends any. A raft master that keeps its term on disk never goes back to an
 /// older one; without the disk (`persist = false`) it does on every restart, so that rule holds
 /// only with it.
-pub fn rules(scenario: &Scenario) -> Vec<&'static str> {
+pub(crate) fn rules(scenario: &Scenario) -> Vec<&'static str> {
     let mut rules = match &scenario.cluster {
         ClusterSpec::Single => vec![],
         ClusterSpec::Raft { persist: true, .. } => vec![ONE_LEADER, TERMS_KEPT],
@@ -62,7 +62,7 @@ pub fn rules(scenario: &Scenario) -> Vec<&'static str> {
 }
 
 /// Judges one rule by name; `None` for a name that is no rule.
-pub fn judge_rule(name: &str, evidence: &Evidence) -> Option<Result<String, String>> {
+pub(crate) fn judge_rule(name: &str, evidence: &Evidence) -> Option<Result<String, String>> {
     Some(match name {
         ONE_LEADER => one_leader_per_term(&evidence.leaders.spans),
         ONE_HOLDER => one_lease_holder(evidence),
@@ -96,7 +96,7 @@ pub fn check(evidence: &Evidence, unreadable: &[String], named: &[&str]) -> Vec<
 
 /// `check = "invariant"` with `rule = NAME`: one of the mode's rules as an expectation, so a
 /// scenario can state `holds = false` for a rule it exists to show broken.
-pub const INVARIANT: CheckSpec = CheckSpec {
+pub(crate) const INVARIANT: CheckSpec = CheckSpec {
     name: "invariant",
     fields: &["rule"],
     parse: |fields| {

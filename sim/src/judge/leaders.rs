@@ -8,7 +8,7 @@ use fleet_core::fmt_duration as show;
 use std::time::Duration;
 
 /// Some master takes office in `[after, after + within]`.
-pub const LEADER_ELECTED: CheckSpec = CheckSpec {
+pub(crate) const LEADER_ELECTED: CheckSpec = CheckSpec {
     name: "leader_elected",
     fields: &["after", "within", "among"],
     parse: |fields| {
@@ -72,7 +72,7 @@ impl LeaderElected {
 }
 
 /// `node` leads at `at`.
-pub const LEADER_IS: CheckSpec = CheckSpec {
+pub(crate) const LEADER_IS: CheckSpec = CheckSpec {
     name: "leader_is",
     fields: &["node", "at", "among"],
     parse: |fields| {
@@ -110,7 +110,7 @@ impl Check for LeaderIs {
 }
 
 /// No master leads at any moment of `during`.
-pub const NO_LEADER: CheckSpec = CheckSpec {
+pub(crate) const NO_LEADER: CheckSpec = CheckSpec {
     name: "no_leader",
     fields: &["during", "among"],
     parse: |fields| {
@@ -155,7 +155,7 @@ impl Check for NoLeader {
 }
 
 /// No master ever starts or takes a term above `max`.
-pub const TERM_AT_MOST: CheckSpec = CheckSpec {
+pub(crate) const TERM_AT_MOST: CheckSpec = CheckSpec {
     name: "term_at_most",
     fields: &["max", "among"],
     parse: |fields| {
@@ -227,7 +227,7 @@ fn leaders_at<'e>(evidence: &'e Evidence, t_ms: u64, among: &Selector) -> Vec<&'
 /// `leader_exists {at, among}`: among those masters some master leads at `at`, and in the
 /// highest term any of them leads, only one does (6.824's checkOneLeader). A stale leader in
 /// a lower term, cut off and unaware, does not count against it.
-pub const LEADER_EXISTS: CheckSpec = CheckSpec {
+pub(crate) const LEADER_EXISTS: CheckSpec = CheckSpec {
     name: "leader_exists",
     fields: &["at", "among"],
     parse: |fields| {
@@ -284,7 +284,7 @@ impl Check for LeaderExists {
 }
 
 /// `terms_agree {at, among}`: those masters are all in the same term at `at`.
-pub const TERMS_AGREE: CheckSpec = CheckSpec {
+pub(crate) const TERMS_AGREE: CheckSpec = CheckSpec {
     name: "terms_agree",
     fields: &["at", "among"],
     parse: |fields| {
@@ -342,7 +342,7 @@ impl Check for TermsAgree {
 
 /// `no_election {during, among}`: none of those masters starts an election (pre-votes, which
 /// take no term, are fine).
-pub const NO_ELECTION: CheckSpec = CheckSpec {
+pub(crate) const NO_ELECTION: CheckSpec = CheckSpec {
     name: "no_election",
     fields: &["during", "among"],
     parse: |fields| {
@@ -398,7 +398,7 @@ impl Check for NoElection {
 }
 
 /// `term_unchanged {during, among}`: no master of those moves to another term.
-pub const TERM_UNCHANGED: CheckSpec = CheckSpec {
+pub(crate) const TERM_UNCHANGED: CheckSpec = CheckSpec {
     name: "term_unchanged",
     fields: &["during", "among"],
     parse: |fields| {

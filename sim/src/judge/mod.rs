@@ -63,7 +63,7 @@ impl<'a> Evidence<'a> {
     }
 
     /// The nodes `selector` meant at `t_ms`: who led then, what was captured by then.
-    pub fn resolve(&self, selector: &Selector, t_ms: u64) -> Vec<String> {
+    pub(crate) fn resolve(&self, selector: &Selector, t_ms: u64) -> Vec<String> {
         let mut then = Then {
             evidence: self,
             t_ms,
@@ -116,14 +116,14 @@ pub trait Check: std::fmt::Debug + Send + Sync {
 }
 
 /// A check's name, the fields it takes, and its parser.
-pub struct CheckSpec {
+pub(crate) struct CheckSpec {
     pub name: &'static str,
     pub fields: &'static [&'static str],
     pub parse: fn(&Fields) -> Result<Box<dyn Check>, ScenarioError>,
 }
 
 /// Every check a scenario can name.
-pub const CHECKS: &[CheckSpec] = &[
+pub(crate) const CHECKS: &[CheckSpec] = &[
     agents::ALL_ONLINE,
     agents::OFFLINE_WITHIN,
     attempts::BACKOFF_FOLLOWS_POLICY,
@@ -161,7 +161,7 @@ pub struct Expectation {
 }
 
 /// Compiles a scenario's `[[expect]]` entries; errors point into the scenario file.
-pub fn compile(scenario: &Scenario) -> Result<Vec<Expectation>, ScenarioError> {
+pub(crate) fn compile(scenario: &Scenario) -> Result<Vec<Expectation>, ScenarioError> {
     let mut compiled = Vec::new();
     for spec in &scenario.expectations {
         compiled.extend(compile_one(scenario, spec)?);

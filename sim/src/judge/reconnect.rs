@@ -22,7 +22,7 @@ const REASONS: [DisconnectReason; 13] = DisconnectReason::ALL;
 /// having made at most `max_attempts` connect attempts between them if given. Its value is how
 /// long the last one took and how many attempts the selected agents made until then: the two
 /// figures a reconnect storm is judged by.
-pub const ALL_BACK_WITHIN: CheckSpec = CheckSpec {
+pub(crate) const ALL_BACK_WITHIN: CheckSpec = CheckSpec {
     name: "all_back_within",
     fields: &["agents", "after", "within", "max_attempts"],
     parse: |fields| {
@@ -101,7 +101,7 @@ impl Check for AllBackWithin {
     }
 }
 
-pub const GAVE_UP_AFTER: CheckSpec = CheckSpec {
+pub(crate) const GAVE_UP_AFTER: CheckSpec = CheckSpec {
     name: "gave_up_after",
     fields: &["agents", "attempts"],
     parse: |fields| {
@@ -159,7 +159,7 @@ impl Check for GaveUpAfter {
     }
 }
 
-pub const NO_RECONNECT_AFTER: CheckSpec = CheckSpec {
+pub(crate) const NO_RECONNECT_AFTER: CheckSpec = CheckSpec {
     name: "no_reconnect_after",
     fields: &["agents", "after"],
     parse: |fields| {
@@ -205,7 +205,7 @@ impl Check for NoReconnectAfter {
     }
 }
 
-pub const DISCONNECT_REASON: CheckSpec = CheckSpec {
+pub(crate) const DISCONNECT_REASON: CheckSpec = CheckSpec {
     name: "disconnect_reason",
     fields: &["agents", "reason", "during"],
     parse: |fields| {

@@ -179,7 +179,7 @@ pub fn summary(scenario: &Scenario, entries: &[Entry]) -> String {
 }
 
 /// What every run measures ([`Metrics`]).
-pub fn measure(scenario: &Scenario, entries: &[Entry]) -> Metrics {
+pub(crate) fn measure(scenario: &Scenario, entries: &[Entry]) -> Metrics {
     let topology = &scenario.topology;
     let online = OnlineHistory::from_entries(entries);
     let leaders = LeaderHistory::from_entries(entries);
@@ -262,7 +262,7 @@ impl Filter {
 }
 
 /// What `sim run` prints of a run: everything, or the timeline filtered, or no timeline.
-pub fn run_text(
+pub(crate) fn run_text(
     scenario: &Scenario,
     seed: u64,
     entries: &[Entry],
@@ -330,7 +330,7 @@ pub fn deterministic_text(
 }
 
 /// `wall 0.41s · speed-up 1463×`.
-pub fn wall_line(scenario: &Scenario, wall: Duration) -> String {
+pub(crate) fn wall_line(scenario: &Scenario, wall: Duration) -> String {
     let speedup = scenario.duration.as_secs_f64() / wall.as_secs_f64().max(1e-9);
     format!("wall {:.3}s · speed-up {speedup:.0}×", wall.as_secs_f64())
 }

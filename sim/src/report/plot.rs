@@ -17,7 +17,7 @@ const LINE: RGBColor = RGBColor(30, 70, 160);
 const FAULT: RGBColor = RGBColor(230, 120, 90);
 
 /// What a plot could not do: draw, or write its file.
-pub type PlotError = String;
+pub(crate) type PlotError = String;
 
 fn failed(what: &str, error: impl std::fmt::Display) -> PlotError {
     format!("cannot draw {what}: {error}")
@@ -45,7 +45,7 @@ fn frame<'a, 'b>(root: &'a Canvas<'b>, title: &str) -> ChartBuilder<'a, 'b, SVGB
 
 /// One grid point's spread of a value.
 #[derive(Clone, Debug, PartialEq)]
-pub struct Spread {
+pub(crate) struct Spread {
     pub p10: f64,
     pub median: f64,
     pub p90: f64,
@@ -65,7 +65,7 @@ impl Spread {
 }
 
 /// A sweep's value against its grid points: the median as a line, p10–p90 as a band.
-pub fn sweep_value(
+pub(crate) fn sweep_value(
     path: &Path,
     title: &str,
     x_label: &str,
@@ -204,7 +204,11 @@ pub fn run_plots(dir: &Path, scenario: &Scenario, entries: &[Entry]) -> Result<(
 }
 
 /// A run's connect attempts per second and agents online, over time, with faults shaded.
-pub fn run_rates(path: &Path, scenario: &Scenario, entries: &[Entry]) -> Result<(), PlotError> {
+pub(crate) fn run_rates(
+    path: &Path,
+    scenario: &Scenario,
+    entries: &[Entry],
+) -> Result<(), PlotError> {
     let title = format!("{}: connect attempts/s and agents online", scenario.name);
     let end_ms = scenario.duration.as_millis() as u64;
     let seconds = end_ms.div_ceil(1000).max(1);

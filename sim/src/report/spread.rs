@@ -8,7 +8,7 @@ use std::fmt::Write;
 
 /// One line per check that measures a number (or an object of numbers: one column each), in
 /// the scenario's order; empty when none does.
-pub fn spread(runs: &[&[Verdict]]) -> String {
+pub(crate) fn spread(runs: &[&[Verdict]]) -> String {
     let Some(first) = runs.first() else {
         return String::new();
     };
@@ -69,7 +69,7 @@ pub fn numbers(value: &serde_json::Value) -> Vec<(String, f64)> {
 }
 
 /// `median{sep}p90{sep}max` of `values`, or `-` when there are none.
-pub fn show_spread(mut values: Vec<f64>, sep: &str) -> String {
+pub(crate) fn show_spread(mut values: Vec<f64>, sep: &str) -> String {
     if values.is_empty() {
         return "-".to_string();
     }
@@ -78,7 +78,7 @@ pub fn show_spread(mut values: Vec<f64>, sep: &str) -> String {
     format!("{}{sep}{}{sep}{}", rank(0.5), rank(0.9), rank(1.0))
 }
 
-pub fn show(x: f64) -> String {
+pub(crate) fn show(x: f64) -> String {
     if x.fract() == 0.0 {
         format!("{x:.0}")
     } else {

@@ -24,7 +24,7 @@ const RETRY: Duration = Duration::from_millis(10);
 /// Keeps `any(...)` draws of commands apart from the faults' and the seed's other uses.
 const COMMAND_STREAM: u64 = 0x636f_6d6d_616e_6473;
 
-pub struct Commander<E> {
+pub(crate) struct Commander<E> {
     pub engine: E,
     pub masters: BTreeMap<String, MasterSlot>,
     pub topology: Topology,
@@ -154,7 +154,7 @@ fn send(state: &MasterState, operation: &Operation, left: Left) -> Left {
 
 /// Records every operation from `sent` on as unfired: the run ended before a leader took it
 /// (or before its moment came), which fails the run.
-pub fn record_unsent(
+pub(crate) fn record_unsent(
     timeline: &Mutex<Timeline>,
     operations: &[Operation],
     sent: usize,

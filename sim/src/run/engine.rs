@@ -9,10 +9,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 /// What a machine runs when it boots, and again at each restart.
-pub type Boot = Arc<dyn Fn() -> Pin<Box<dyn Future<Output = ()>>> + Send + Sync>;
+pub(crate) type Boot = Arc<dyn Fn() -> Pin<Box<dyn Future<Output = ()>>> + Send + Sync>;
 
 /// Builds a run's machines.
-pub trait Machines {
+pub(crate) trait Machines {
     /// The address of `name`, the `index`th node of its kind.
     fn address(&mut self, name: &str, kind: NodeKind, index: u32) -> IpAddr;
     /// Where a node that serves on `address` binds.
@@ -22,7 +22,7 @@ pub trait Machines {
 }
 
 /// Acts on a running simulation: the hands of the faults and of the operator. Cheap to clone.
-pub trait Engine: Clone + Send + Sync + 'static {
+pub(crate) trait Engine: Clone + Send + Sync + 'static {
     /// Simulated time since the run began.
     fn elapsed(&self) -> Duration;
     /// Ends `node`'s process, and everything it held.
@@ -53,11 +53,11 @@ pub trait Engine: Clone + Send + Sync + 'static {
 }
 
 /// How long [`Engine::run_on`] waits for a node to run a job.
-pub const JOB_TIMEOUT: Duration = Duration::from_secs(1);
+pub(crate) const JOB_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// Sleeps until `at` after the start of the run. Fires at once when `at` has come: a sleep of
 /// zero still waits a tick, which would fire faults written for the same moment apart.
-pub async fn sleep_until(engine: &impl Engine, at: Duration) {
+pub(crate) async fn sleep_until(engine: &impl Engine, at: Duration) {
     let now = engine.elapsed();
     if at > now {
         tokio::time::sleep(at - now).await;

@@ -21,9 +21,9 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 /// How long a master that shuts down has for its goodbyes before it goes down.
-pub const SHUTDOWN_GRACE: Duration = Duration::from_millis(100);
+pub(crate) const SHUTDOWN_GRACE: Duration = Duration::from_millis(100);
 
-pub struct FaultInjector<E> {
+pub(crate) struct FaultInjector<E> {
     pub engine: E,
     /// The disks that outlive their nodes, for `wipe`.
     pub disks: BTreeMap<String, Disk>,
@@ -43,14 +43,14 @@ pub struct FaultInjector<E> {
 }
 
 /// A selector's view of the moment a fault or command fires.
-pub struct Now<'a> {
+pub(crate) struct Now<'a> {
     pub leader: Option<String>,
     pub captures: &'a Captures,
     pub rng: &'a mut ChaCha8Rng,
 }
 
 /// Who leads now, by the timeline so far.
-pub fn leader_now(timeline: &Mutex<Timeline>) -> Option<String> {
+pub(crate) fn leader_now(timeline: &Mutex<Timeline>) -> Option<String> {
     let timeline = lock(timeline);
     let history = LeaderHistory::from_entries(&timeline.entries);
     history.leader_at(u64::MAX).map(|span| span.node.clone())
@@ -274,7 +274,7 @@ impl<E: Engine> FaultInjector<E> {
 /// Fires the faults in order. A fault with `when` waits for its condition (checked every
 /// simulated millisecond) and holds back the faults after it; those the run's end catches
 /// waiting are recorded as unfired.
-pub async fn inject<E: Engine>(
+pub(crate) async fn inject<E: Engine>(
     injector: &mut FaultInjector<E>,
     faults: &[Fault],
     duration: Duration,

@@ -21,7 +21,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 /// madsim draws latency from a half-open range; a fixed latency is a range 1µs wide.
-pub fn latency_range(low: Duration, high: Duration) -> Range<Duration> {
+pub(crate) fn latency_range(low: Duration, high: Duration) -> Range<Duration> {
     low..high.max(low + Duration::from_micros(1))
 }
 
@@ -49,7 +49,7 @@ impl Machines for Nodes<'_> {
 
 /// The running simulation, by node name.
 #[derive(Clone)]
-pub struct Madsim {
+pub(crate) struct Madsim {
     ids: Arc<BTreeMap<String, NodeId>>,
 }
 

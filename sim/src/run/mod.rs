@@ -35,10 +35,10 @@ use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::Layer;
 
 /// The engine this build runs scenarios on.
-pub const ENGINE: &str = if cfg!(madsim) { "madsim" } else { "turmoil" };
+pub(crate) const ENGINE: &str = if cfg!(madsim) { "madsim" } else { "turmoil" };
 
 /// The command that runs `sim` on this build's engine, for the reproduce lines.
-pub const SIM: &str = if cfg!(madsim) {
+pub(crate) const SIM: &str = if cfg!(madsim) {
     "cargo run --release -p sim --"
 } else {
     "cargo native run --release -p sim --"

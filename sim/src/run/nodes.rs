@@ -21,18 +21,22 @@ use fleet_node::sync::lock;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-pub const MASTER_PORT: u16 = 7000;
-pub const CLUSTER_PORT: u16 = 7001;
-pub const STORE_PORT: u16 = 6379;
+pub(crate) const MASTER_PORT: u16 = 7000;
+pub(crate) const CLUSTER_PORT: u16 = 7001;
+pub(crate) const STORE_PORT: u16 = 6379;
 /// Agents start this long after the masters, so the first attempt finds a listener.
-pub const AGENT_BOOT_DELAY: Duration = Duration::from_millis(100);
+pub(crate) const AGENT_BOOT_DELAY: Duration = Duration::from_millis(100);
 
-pub fn node_ip(kind: NodeKind, index: u32) -> IpAddr {
+/// The address plan madsim's nodes get (turmoil picks its own): `master-i` 10.0.0.i,
+/// `agent-i` 10.1.(i/256).(i%256), `store-1` 10.2.0.1.
+#[cfg(madsim)]
+pub(crate) fn node_ip(kind: NodeKind, index: u32) -> IpAddr {
+    use std::net::Ipv4Addr;
     debug_assert!(index < 1 << 16);
     let (high, low) = ((index >> 8) as u8, index as u8);
     match kind {
@@ -84,18 +88,18 @@ impl Incarnations {
 
 /// A master's running state, as its current incarnation set it: the harness submits
 /// commands and config through it.
-pub type MasterSlot = Arc<Mutex<Option<fleet_node::MasterState>>>;
+pub(crate) type MasterSlot = Arc<Mutex<Option<fleet_node::MasterState>>>;
 
 /// An agent's control, as its current incarnation set it: the harness stops it through it.
-pub type AgentSlot = Arc<Mutex<Option<Arc<fleet_node::AgentControl>>>>;
+pub(crate) type AgentSlot = Arc<Mutex<Option<Arc<fleet_node::AgentControl>>>>;
 
 /// The agents whose credentials are revoked, cluster-wide: a master that boots takes the list,
 /// as it would read it from the cluster's credential store.
-pub type Revoked = Arc<Mutex<BTreeSet<String>>>;
+pub(crate) type Revoked = Arc<Mutex<BTreeSet<String>>>;
 
 /// The nodes of a run: the disks that outlive them, the masters' states and the agents'
 /// controls, by name.
-pub struct Built {
+pub(crate) struct Built {
     pub disks: BTreeMap<String, Disk>,
     pub masters: BTreeMap<String, MasterSlot>,
     pub agents: BTreeMap<String, AgentSlot>,
@@ -103,7 +107,7 @@ pub struct Built {
 }
 
 /// Builds every node of `scenario` on `machines`.
-pub fn build(machines: &mut impl Machines, scenario: &Scenario, seed: u64) -> Built {
+pub(crate) fn build(machines: &mut impl Machines, scenario: &Scenario, seed: u64) -> Built {
     let topology = &scenario.topology;
     let mut disks = BTreeMap::new();
     let mut slots = BTreeMap::new();

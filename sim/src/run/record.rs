@@ -66,7 +66,7 @@ impl CaptureLayer {
     }
 
     /// The layer, beside another that logs what `RUST_LOG` asks for.
-    pub fn shared(self) -> CaptureLayer {
+    pub(crate) fn shared(self) -> CaptureLayer {
         CaptureLayer {
             shared: true,
             ..self
@@ -76,7 +76,7 @@ impl CaptureLayer {
 
 /// `RUST_LOG`'s log lines stamped with simulated time and the node that wrote them:
 /// `0:01:02.345 master-1`.
-pub struct SimTime(pub Locate);
+pub(crate) struct SimTime(pub Locate);
 
 impl tracing_subscriber::fmt::time::FormatTime for SimTime {
     fn format_time(&self, w: &mut tracing_subscriber::fmt::format::Writer<'_>) -> fmt::Result {
@@ -97,7 +97,7 @@ fn wanted(metadata: &Metadata<'_>) -> bool {
 }
 
 /// turmoil's span around one host's tick, whose `name` field is the host's.
-pub fn is_host_span(metadata: &Metadata<'_>) -> bool {
+pub(crate) fn is_host_span(metadata: &Metadata<'_>) -> bool {
     metadata.is_span() && metadata.name() == "node" && metadata.target().starts_with("turmoil")
 }
 

@@ -106,7 +106,7 @@ impl Machines for Hosts<'_, '_> {
 
 /// The running simulation, as the harness inside it sees it.
 #[derive(Clone)]
-pub struct Turmoil {
+pub(crate) struct Turmoil {
     effects: Arc<Mutex<Vec<Effect>>>,
     hosts: Arc<BTreeMap<String, Arc<Host>>>,
     /// The simulated time of the last step, for calls made outside a host.

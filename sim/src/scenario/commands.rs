@@ -20,7 +20,7 @@ use std::time::Duration;
 use toml::Spanned;
 
 /// How long an agent may take over a command unless `timeout` says otherwise.
-pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+pub(crate) const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// One firing of a `[[commands]]` entry.
 #[derive(Clone, Debug, PartialEq)]

@@ -8,7 +8,7 @@ use std::time::Duration;
 const DURATION_FORMS: &str = r#"a duration like "250ms", "1s", "2m", "1h" or "1m30s""#;
 
 /// Parses `250ms`, `1s`, `2m`, `1h`, and sums like `1m30s`.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
+pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
     let bad = || format!("expected {DURATION_FORMS}, got {text:?}");
     let mut rest = text.trim();
     if rest.is_empty() {
@@ -43,7 +43,7 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
 }
 
 /// Parses `low..high` with two durations, `low <= high`.
-pub fn parse_range(text: &str) -> Result<(Duration, Duration), String> {
+pub(crate) fn parse_range(text: &str) -> Result<(Duration, Duration), String> {
     let Some((low, high)) = text.split_once("..") else {
         return Err(format!(
             r#"expected a range like "1ms..10ms", got {text:?}"#
@@ -58,11 +58,11 @@ pub fn parse_range(text: &str) -> Result<(Duration, Duration), String> {
 
 /// A duration field of a scenario file.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub struct Dur(pub Duration);
+pub(crate) struct Dur(pub Duration);
 
 /// A `low..high` field of a scenario file.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct DurRange(pub Duration, pub Duration);
+pub(crate) struct DurRange(pub Duration, pub Duration);
 
 struct TextVisitor<F>(&'static str, F);
 

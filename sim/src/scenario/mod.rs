@@ -43,10 +43,10 @@ pub use params::{ClusterSpec, HeartbeatParams, Network, DEFAULT_TICK};
 pub use source::ScenarioError;
 
 /// At most this many masters: the address plan gives each one address in 10.0.0.0/24.
-pub const MAX_MASTERS: u32 = 254;
-pub const MAX_AGENTS: u32 = 10_000;
+pub(crate) const MAX_MASTERS: u32 = 254;
+pub(crate) const MAX_AGENTS: u32 = 10_000;
 /// The longest run a scenario may ask for: a week of simulated time (a 1h fleet takes seconds).
-pub const MAX_DURATION: Duration = Duration::from_secs(7 * 24 * 3600);
+pub(crate) const MAX_DURATION: Duration = Duration::from_secs(7 * 24 * 3600);
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct Scenario {

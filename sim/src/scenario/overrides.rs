@@ -134,7 +134,7 @@ fn implicit_table() -> Table {
 /// `text` with `overrides` applied, in order. An override that cannot be written (a key that
 /// runs through a value), or whose result the checks refuse, is the error, named by its flag;
 /// `check` is the scenario's own parser, so an override meets exactly a file's checks.
-pub fn apply<T>(
+pub(crate) fn apply<T>(
     path: &str,
     text: &str,
     overrides: &[Override],

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 /// What a scenario gets for every key it leaves out.
 #[derive(Clone, Debug, PartialEq)]
-pub struct Defaults {
+pub(crate) struct Defaults {
     pub heartbeat: HeartbeatParams,
     pub backoff: BackoffPolicy,
     pub raft: RaftConfig,
@@ -20,7 +20,7 @@ pub struct Defaults {
     pub attempts: AttemptPolicy,
 }
 
-pub const NAMES: [&str; 5] = ["connector", "grpc", "mqtt", "cluster", "reconnection"];
+pub(crate) const NAMES: [&str; 5] = ["connector", "grpc", "mqtt", "cluster", "reconnection"];
 
 const fn secs(n: u64) -> Duration {
     Duration::from_secs(n)
@@ -28,7 +28,7 @@ const fn secs(n: u64) -> Duration {
 
 impl Defaults {
     /// The project's own defaults.
-    pub fn project() -> Defaults {
+    pub(crate) fn project() -> Defaults {
         Defaults {
             heartbeat: HeartbeatParams {
                 interval: secs(1),
@@ -43,7 +43,7 @@ impl Defaults {
     }
 
     /// The defaults of the design document `name`, or `None` if there is no such preset.
-    pub fn preset(name: &str) -> Option<Defaults> {
+    pub(crate) fn preset(name: &str) -> Option<Defaults> {
         let project = Defaults::project();
         let exponential = |base, max, jitter, max_retries| BackoffPolicy {
             strategy: Strategy::Exponential,

@@ -23,7 +23,7 @@ pub struct MasterParams {
 
 /// An agent whose credentials were refused tries again after this long, unless
 /// `[params.auth] reauth_delay` says otherwise.
-pub const REAUTH_DELAY: Duration = Duration::from_secs(5);
+pub(crate) const REAUTH_DELAY: Duration = Duration::from_secs(5);
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]

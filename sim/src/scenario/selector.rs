@@ -23,7 +23,7 @@ pub enum NodeKind {
 }
 
 impl NodeKind {
-    pub fn prefix(self) -> &'static str {
+    pub(crate) fn prefix(self) -> &'static str {
         match self {
             NodeKind::Master => "master",
             NodeKind::Agent => "agent",
@@ -32,7 +32,7 @@ impl NodeKind {
     }
 }
 
-pub const STORE: &str = "store-1";
+pub(crate) const STORE: &str = "store-1";
 
 /// A node's index: decimal digits with no sign and no leading zero, so `agent-+1` and
 /// `agent-001` are not read as `agent-1`.
@@ -73,7 +73,7 @@ struct Expr {
 
 /// What a selector needs from the moment it is used: who leads, what was captured, and a
 /// draw from the run's seed.
-pub trait Scope {
+pub(crate) trait Scope {
     fn leader(&self) -> Option<String>;
     /// The nodes of the latest firing that captured `name`; none before the first.
     fn capture(&self, name: &str) -> Vec<String>;
@@ -82,7 +82,7 @@ pub trait Scope {
 }
 
 /// A scope that knows only who leads: no captures, and `any` takes the first nodes.
-pub struct LeaderOnly<'a>(pub Option<&'a str>);
+pub(crate) struct LeaderOnly<'a>(pub Option<&'a str>);
 
 impl Scope for LeaderOnly<'_> {
     fn leader(&self) -> Option<String> {
@@ -113,7 +113,7 @@ impl fmt::Display for Selector {
 
 /// Node names as selectors, as short as they go: every agent is `agents`, a run of
 /// neighbours `agent-2..agent-5`.
-pub fn compact(nodes: &[String]) -> Vec<String> {
+pub(crate) fn compact(nodes: &[String]) -> Vec<String> {
     let split = |node: &String| -> Option<(String, u32)> {
         let (prefix, index) = node.rsplit_once('-')?;
         Some((prefix.to_string(), index.parse().ok()?))
@@ -179,7 +179,7 @@ fn tokens(text: &str) -> Result<Vec<&str>, String> {
 }
 
 /// A capture's name: lowercase letters, digits and `_`, starting with a letter.
-pub fn check_capture_name(name: &str) -> Result<(), String> {
+pub(crate) fn check_capture_name(name: &str) -> Result<(), String> {
     let mut chars = name.chars();
     let good = chars.next().is_some_and(|c| c.is_ascii_lowercase())
         && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
@@ -193,7 +193,7 @@ pub fn check_capture_name(name: &str) -> Result<(), String> {
 }
 
 impl Topology {
-    pub fn node_name(kind: NodeKind, index: u32) -> String {
+    pub(crate) fn node_name(kind: NodeKind, index: u32) -> String {
         format!("{}-{index}", kind.prefix())
     }
 
@@ -310,7 +310,7 @@ impl Topology {
 
     /// A selector whose nodes are known before the run: no `leader`, `followers`, `@NAME` or
     /// `any`.
-    pub fn select_fixed(&self, text: &str) -> Result<Selector, String> {
+    pub(crate) fn select_fixed(&self, text: &str) -> Result<Selector, String> {
         let selector = self.select(text)?;
         if selector.is_dynamic() {
             return Err(format!(
@@ -365,7 +365,7 @@ impl Topology {
             .collect())
     }
 
-    pub fn describe(&self) -> String {
+    pub(crate) fn describe(&self) -> String {
         let part = |kind: NodeKind| match self.count(kind) {
             0 => format!("no {}s", kind.prefix()),
             1 => format!("{}-1", kind.prefix()),
@@ -444,19 +444,19 @@ impl Term {
 
 impl Selector {
     /// Whether the nodes depend on the run: `leader`, `followers`, `@NAME` or `any`.
-    pub fn is_dynamic(&self) -> bool {
+    pub(crate) fn is_dynamic(&self) -> bool {
         self.fixed.is_none()
     }
 
     /// `leader` or `followers` alone: masters, whichever they turn out to be.
-    pub fn only_masters(&self) -> bool {
+    pub(crate) fn only_masters(&self) -> bool {
         self.expr.rest.is_empty() && matches!(self.expr.first, Term::Leader | Term::Followers)
     }
 
     /// Refuses a selector that certainly names a node of another kind: a fixed node, or
     /// `leader`/`followers` where agents are meant. `what` names the operation, as in
     /// "commands go to agents".
-    pub fn only_of(&self, kind: NodeKind, what: &str) -> Result<(), String> {
+    pub(crate) fn only_of(&self, kind: NodeKind, what: &str) -> Result<(), String> {
         if let Some(node) = self
             .nodes()
             .iter()
@@ -471,7 +471,7 @@ impl Selector {
     }
 
     /// The nodes at the moment `scope` describes, in topology order.
-    pub fn resolve(&self, topology: &Topology, scope: &mut dyn Scope) -> Vec<String> {
+    pub(crate) fn resolve(&self, topology: &Topology, scope: &mut dyn Scope) -> Vec<String> {
         match &self.fixed {
             Some(nodes) => nodes.clone(),
             None => self.expr.resolve(topology, scope),

@@ -6,7 +6,7 @@ use std::ops::Range;
 use std::path::Path;
 
 /// A scenario file larger than this is refused before it is parsed (scenarios are a few KiB).
-pub const MAX_FILE_BYTES: u64 = 1024 * 1024;
+pub(crate) const MAX_FILE_BYTES: u64 = 1024 * 1024;
 
 /// A scenario file that cannot be used, with where and why.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -49,7 +49,7 @@ pub struct Located<T> {
 }
 
 /// Turns byte offsets into positions and positions into errors, for one file.
-pub struct Source<'a> {
+pub(crate) struct Source<'a> {
     pub path: &'a str,
     pub text: &'a str,
 }
@@ -79,7 +79,7 @@ impl Source<'_> {
     }
 }
 
-pub fn error_at(path: &str, at: Position, message: impl Into<String>) -> ScenarioError {
+pub(crate) fn error_at(path: &str, at: Position, message: impl Into<String>) -> ScenarioError {
     ScenarioError {
         path: path.to_string(),
         line: at.line,
@@ -114,7 +114,7 @@ pub fn read(path: &Path) -> Result<String, ScenarioError> {
 
 /// Refuses control characters, which would otherwise reach the terminal raw. `multiline`
 /// allows line breaks and tabs (a description).
-pub fn printable(text: &str, multiline: bool) -> Result<(), String> {
+pub(crate) fn printable(text: &str, multiline: bool) -> Result<(), String> {
     let allowed = |c: char| multiline && (c == '\n' || c == '\t');
     match text.chars().find(|&c| c.is_control() && !allowed(c)) {
         None => Ok(()),

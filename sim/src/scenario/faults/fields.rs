@@ -13,7 +13,7 @@ use toml::Spanned;
 pub(crate) type RawFault = BTreeMap<String, Spanned<toml::Value>>;
 
 /// One entry's fields, read against the topology and the captures defined before it.
-pub struct FaultFields<'a> {
+pub(crate) struct FaultFields<'a> {
     pub(crate) raw: &'a RawFault,
     pub(crate) topology: &'a Topology,
     pub(crate) source: &'a Source<'a>,
@@ -34,12 +34,12 @@ impl FaultFields<'_> {
         self.error(self.span.clone(), message)
     }
 
-    pub fn get(&self, key: &str) -> Option<&Spanned<toml::Value>> {
+    pub(crate) fn get(&self, key: &str) -> Option<&Spanned<toml::Value>> {
         self.raw.get(key)
     }
 
     /// The span of `key`'s value, or of the entry when it is absent.
-    pub fn span_of(&self, key: &str) -> Range<usize> {
+    pub(crate) fn span_of(&self, key: &str) -> Range<usize> {
         self.get(key).map_or(self.span.clone(), Spanned::span)
     }
 
@@ -55,7 +55,11 @@ impl FaultFields<'_> {
     }
 
     /// A string field the action needs.
-    pub fn required_text(&self, key: &str, what: &str) -> Result<Spanned<String>, ScenarioError> {
+    pub(crate) fn required_text(
+        &self,
+        key: &str,
+        what: &str,
+    ) -> Result<Spanned<String>, ScenarioError> {
         self.text(key, what)?
             .ok_or_else(|| self.whole(format!("this fault needs `{key}`")))
     }
@@ -74,7 +78,7 @@ impl FaultFields<'_> {
     }
 
     /// The selector under `key`, which must name only nodes of `kind`.
-    pub fn selector_of(
+    pub(crate) fn selector_of(
         &self,
         key: &str,
         kind: NodeKind,
@@ -86,7 +90,7 @@ impl FaultFields<'_> {
     }
 
     /// A list of selectors written as strings.
-    pub fn texts(
+    pub(crate) fn texts(
         &self,
         value: &toml::Value,
         span: Range<usize>,
@@ -105,7 +109,7 @@ impl FaultFields<'_> {
         Ok(texts)
     }
 
-    pub fn duration_range(&self, key: &str) -> Result<(Duration, Duration), ScenarioError> {
+    pub(crate) fn duration_range(&self, key: &str) -> Result<(Duration, Duration), ScenarioError> {
         let text = self.required_text(key, r#"a range like "1ms..10ms""#)?;
         parse_range(text.get_ref()).map_err(|why| self.error(text.span(), why))
     }

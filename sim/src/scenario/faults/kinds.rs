@@ -12,7 +12,7 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 /// One kind of fault.
-pub struct FaultSpec {
+pub(crate) struct FaultSpec {
     /// The key that names the action: `crash = "leader"`.
     pub name: &'static str,
     /// The other keys this kind takes, besides `at`, `as`, `when`, `every` and `until`.
@@ -75,7 +75,7 @@ impl DrawSpec {
 }
 
 /// Every fault kind, in the order exploration lists its draws.
-pub const FAULTS: &[FaultSpec] = &[
+pub(crate) const FAULTS: &[FaultSpec] = &[
     FaultSpec {
         name: "crash",
         fields: &[],
@@ -218,7 +218,7 @@ pub const FAULTS: &[FaultSpec] = &[
 ];
 
 /// Every kind exploration can draw, in table order: the order a run draws them in.
-pub fn draw_specs() -> impl Iterator<Item = &'static DrawSpec> {
+pub(crate) fn draw_specs() -> impl Iterator<Item = &'static DrawSpec> {
     FAULTS.iter().flat_map(|spec| spec.draws)
 }
 

@@ -217,7 +217,7 @@ impl FaultAction {
 
     /// Every selector the action names, in the order written (a partition's groups one after
     /// the other): the order its [`crate::history::Fired`] record resolves them in.
-    pub fn selectors(&self) -> Vec<&Selector> {
+    pub(crate) fn selectors(&self) -> Vec<&Selector> {
         match self {
             FaultAction::Crash(target)
             | FaultAction::Restart(target)
@@ -239,12 +239,12 @@ impl FaultAction {
 }
 
 /// `a | b`: the two ends of a link fault, as written.
-pub fn show_pair([a, b]: &[Selector; 2]) -> String {
+pub(crate) fn show_pair([a, b]: &[Selector; 2]) -> String {
     format!("{a} | {b}")
 }
 
 /// `a,b | c`: groups as written.
-pub fn show_groups(groups: &[Vec<Selector>]) -> String {
+pub(crate) fn show_groups(groups: &[Vec<Selector>]) -> String {
     let groups: Vec<String> = groups
         .iter()
         .map(|group| {
