@@ -108,7 +108,7 @@ impl<E: Engine> Commander<E> {
             return left;
         };
         let state = self.masters.get(&leader).and_then(|slot| {
-            let slot = lock(&slot);
+            let slot = lock(slot);
             slot.clone()
         });
         let Some(state) = state else {
@@ -160,7 +160,7 @@ pub(crate) fn record_unsent(
     sent: usize,
     end: Duration,
 ) {
-    let mut timeline = lock(&timeline);
+    let mut timeline = lock(timeline);
     for operation in operations.iter().skip(sent) {
         let event = FaultEvent::Unfired {
             fault: operation.to_string(),

@@ -120,5 +120,5 @@ async fn harness<E: Engine>(
 fn finish(timeline: &Mutex<Timeline>, scenario: &Scenario, sent: &AtomicUsize) -> Timeline {
     let sent = sent.load(Ordering::Relaxed);
     commands::record_unsent(timeline, &scenario.operations, sent, scenario.duration);
-    std::mem::take(&mut *lock(&timeline))
+    std::mem::take(&mut *lock(timeline))
 }
