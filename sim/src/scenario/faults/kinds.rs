@@ -18,6 +18,8 @@ pub(crate) struct FaultSpec {
     /// The other keys this kind takes, besides `at`, `as`, `when`, `every` and `until`.
     pub fields: &'static [&'static str],
     pub parse: fn(&FaultFields) -> Result<FaultAction, ScenarioError>,
+    /// `as = "NAME"` captures the nodes it hits (a partition: one name per group).
+    pub captures: bool,
     /// The kinds `[explore] faults` may list that draw this fault.
     pub draws: &'static [DrawSpec],
 }
@@ -80,12 +82,14 @@ pub(crate) const FAULTS: &[FaultSpec] = &[
         name: "crash",
         fields: &[],
         parse: |f| Ok(FaultAction::Crash(f.selector("crash")?)),
+        captures: true,
         draws: &[DrawSpec::new("crash", |d| FaultAction::Crash(d.pick(None)))],
     },
     FaultSpec {
         name: "restart",
         fields: &[],
         parse: |f| Ok(FaultAction::Restart(f.selector("restart")?)),
+        captures: true,
         draws: &[DrawSpec::new("restart", |d| {
             FaultAction::Restart(d.pick(None))
         })],
@@ -94,6 +98,7 @@ pub(crate) const FAULTS: &[FaultSpec] = &[
         name: "partition",
         fields: &["oneway"],
         parse: parse_partition,
+        captures: true,
         draws: &[
             DrawSpec::new("partition", |d| d.partition(false)).link(),
             DrawSpec::new("oneway", |d| d.partition(true)).link(),
@@ -109,12 +114,14 @@ pub(crate) const FAULTS: &[FaultSpec] = &[
                 _ => Some(f.select(&target)?),
             }))
         },
+        captures: true,
         draws: &[DrawSpec::new("heal", |_| FaultAction::Heal(None))],
     },
     FaultSpec {
         name: "latency",
         fields: &["between"],
         parse: parse_latency,
+        captures: false,
         draws: &[DrawSpec::new("latency", |d| {
             let low = d.latency.0;
             let high = Duration::from_millis(d.rng.gen_range(20..=1000)).max(low);
@@ -125,6 +132,7 @@ pub(crate) const FAULTS: &[FaultSpec] = &[
         name: "loss",
         fields: &[],
         parse: |f| Ok(FaultAction::Loss(check_rate(f)?)),
+        captures: false,
         draws: &[DrawSpec::new("loss", |d| {
             FaultAction::Loss(f64::from(d.rng.gen_range(5u32..=50)) / 100.0)
         })],
@@ -133,18 +141,21 @@ pub(crate) const FAULTS: &[FaultSpec] = &[
         name: "wipe",
         fields: &[],
         parse: |f| Ok(FaultAction::Wipe(f.selector("wipe")?)),
+        captures: true,
         draws: &[DrawSpec::new("wipe", |d| FaultAction::Wipe(d.pick(None)))],
     },
     FaultSpec {
         name: "isolate",
         fields: &[],
         parse: |f| Ok(FaultAction::Isolate(f.selector("isolate")?)),
+        captures: true,
         draws: &[DrawSpec::new("isolate", |d| FaultAction::Isolate(d.pick(None))).link()],
     },
     FaultSpec {
         name: "revoke",
         fields: &[],
         parse: |f| Ok(FaultAction::Revoke(credentials(f, "revoke")?)),
+        captures: true,
         draws: &[DrawSpec {
             auth: true,
             ..DrawSpec::new("revoke", |d| {
@@ -157,6 +168,7 @@ pub(crate) const FAULTS: &[FaultSpec] = &[
         name: "restore",
         fields: &[],
         parse: |f| Ok(FaultAction::Restore(credentials(f, "restore")?)),
+        captures: false,
         draws: &[],
     },
     FaultSpec {
@@ -170,12 +182,14 @@ pub(crate) const FAULTS: &[FaultSpec] = &[
                 what,
             )?))
         },
+        captures: true,
         draws: &[],
     },
     FaultSpec {
         name: "admin",
         fields: &["agent"],
         parse: parse_admin,
+        captures: false,
         draws: &[DrawSpec::new("force", |d| {
             FaultAction::Admin(AdminOp::Force(d.pick(Some(NodeKind::Agent))))
         })
@@ -189,6 +203,7 @@ pub(crate) const FAULTS: &[FaultSpec] = &[
             let masters = f.selector_of("shutdown", NodeKind::Master, what)?;
             Ok(FaultAction::Shutdown(masters))
         },
+        captures: true,
         draws: &[DrawSpec::new("shutdown", |d| {
             FaultAction::Shutdown(d.pick(Some(NodeKind::Master)))
         })
@@ -201,6 +216,7 @@ pub(crate) const FAULTS: &[FaultSpec] = &[
             turmoil_only(f, "hold", "`hold` (messages queued on a link)")?;
             Ok(FaultAction::Hold(check_pair(f, "hold")?))
         },
+        captures: false,
         draws: &[DrawSpec {
             turmoil: true,
             ..DrawSpec::new("hold", |d| FaultAction::Hold(d.ends())).link()
@@ -213,6 +229,7 @@ pub(crate) const FAULTS: &[FaultSpec] = &[
             turmoil_only(f, "release", "`release` (messages queued on a link)")?;
             Ok(FaultAction::Release(check_pair(f, "release")?))
         },
+        captures: false,
         draws: &[],
     },
 ];

@@ -353,7 +353,7 @@ pub(crate) fn check(
     }
     let spec = action_of(&fields)?;
     let action = (spec.parse)(&fields)?;
-    let captures = check_captures(raw.get("as"), &action, span, source)?;
+    let captures = check_captures(raw.get("as"), spec, &action, span, source)?;
     let when = check_when(&fields)?;
     let moments = repetition(
         at.get_ref().0,
@@ -438,6 +438,7 @@ fn check_when(fields: &FaultFields) -> Result<Option<Condition>, ScenarioError> 
 /// `as = "NAME"`, or for a partition `as = ["A", "B"]`, one name per group.
 fn check_captures(
     raw: Option<&Spanned<toml::Value>>,
+    spec: &FaultSpec,
     action: &FaultAction,
     span: std::ops::Range<usize>,
     source: &Source,
@@ -467,14 +468,10 @@ fn check_captures(
                 "a partition captures one name per group: `as = [\"old\", \"rest\"]`".into(),
             ))
         }
-        (toml::Value::String(name), FaultAction::Crash(_))
-        | (toml::Value::String(name), FaultAction::Restart(_))
-        | (toml::Value::String(name), FaultAction::Wipe(_))
-        | (toml::Value::String(name), FaultAction::Isolate(_))
-        | (toml::Value::String(name), FaultAction::Revoke(_))
-        | (toml::Value::String(name), FaultAction::Stop(_))
-        | (toml::Value::String(name), FaultAction::Shutdown(_))
-        | (toml::Value::String(name), FaultAction::Heal(Some(_))) => vec![name.clone()],
+        // `heal = "all"` names no nodes, whatever its kind captures.
+        (toml::Value::String(name), _) if spec.captures && !action.selectors().is_empty() => {
+            vec![name.clone()]
+        }
         (toml::Value::String(_), _) => {
             return Err(source.error(
                 span,
