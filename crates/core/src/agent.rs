@@ -627,30 +627,12 @@ mod tests {
     use crate::backoff::{Strategy, WhenExhausted};
     use crate::command::{Command, Outcome};
     use crate::timeline::Event;
-    use crate::wire::{BuildInfo, RegisterAck};
+    use crate::wire::RegisterAck;
     use rand::SeedableRng;
     use rand_chacha::ChaCha8Rng;
 
     fn config(backoff: BackoffPolicy) -> AgentConfig {
-        AgentConfig {
-            masters: vec!["master-1".into()],
-            heartbeat_interval: Duration::from_secs(1),
-            heartbeat_timeout: Duration::from_secs(3),
-            backoff,
-            register: Register {
-                node_name: "agent-1".into(),
-                instance_id: "agent-1-host-1".into(),
-                version: "test".into(),
-                pid: 1,
-                start_time_ms: 0,
-                capabilities: vec![],
-                metadata: BTreeMap::new(),
-                build: BuildInfo::default(),
-                token: String::new(),
-            },
-            commands: ExecutorConfig::default(),
-            reauth_delay: Duration::from_secs(5),
-        }
+        crate::tests::pair::agent_config_with(backoff)
     }
 
     fn no_jitter() -> BackoffPolicy {

@@ -45,7 +45,7 @@ mod tests {
     use super::*;
 
     mod agent_and_master;
-    mod pair;
+    pub(crate) mod pair;
 
     #[test]
     fn durations_print_as_scenarios_write_them() {

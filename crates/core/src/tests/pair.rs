@@ -76,12 +76,17 @@ pub(super) fn master(name: &str) -> Registry {
 }
 
 /// `agent-1`, beating every second, its connection lost after 3s without an ack.
-fn agent_config() -> AgentConfig {
+pub(crate) fn agent_config() -> AgentConfig {
+    agent_config_with(BackoffPolicy::default())
+}
+
+/// [`agent_config`] with `backoff`.
+pub(crate) fn agent_config_with(backoff: BackoffPolicy) -> AgentConfig {
     AgentConfig {
         masters: vec!["master-1".into()],
         heartbeat_interval: Duration::from_secs(1),
         heartbeat_timeout: Duration::from_secs(3),
-        backoff: BackoffPolicy::default(),
+        backoff,
         register: Register {
             node_name: "agent-1".into(),
             instance_id: "agent-1-host-1".into(),
