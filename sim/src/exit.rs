@@ -12,9 +12,9 @@ use crate::scenario::ScenarioError;
 use std::path::PathBuf;
 
 pub const OK: i32 = 0;
-pub(crate) const EXPECTATION_FAILED: i32 = 1;
-pub(crate) const BAD_INPUT: i32 = 2;
-pub(crate) const CANNOT_WRITE: i32 = 3;
+pub const EXPECTATION_FAILED: i32 = 1;
+pub const BAD_INPUT: i32 = 2;
+pub const CANNOT_WRITE: i32 = 3;
 
 /// The code of a command that ran: [`OK`] if everything `passed`, else [`EXPECTATION_FAILED`].
 pub fn passed(passed: bool) -> i32 {
