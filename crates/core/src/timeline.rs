@@ -1,9 +1,10 @@
 //! The timeline's vocabulary: every event the control plane reports, defined once.
 //!
 //! Each subsystem has one enum; a variant's name (in snake case) is the event's kind and its
-//! fields are the event's fields, in the order written. [`emit`] sends an event through
-//! `tracing` as one JSON field, so any subscriber can log it and the simulator parses it back
-//! into exactly this type (serde derives both directions from the one definition). Code that
+//! fields are the event's fields, in the order written. Cores queue their events ([`Events`])
+//! and never log; the shell (`fleet_node::report`) sends each through `tracing` as one JSON
+//! field, [`FIELD`], under [`TARGET`], so any subscriber can log it and the simulator parses it
+//! back into exactly this type (serde derives both directions from the one definition). Code that
 //! interprets events matches these enums exhaustively: a new kind is a compile error wherever
 //! it must be considered.
 
@@ -32,7 +33,7 @@ pub enum Event {
 }
 
 impl Event {
-    /// Parses one event from its JSON, as [`emit`] writes it. It reads the kind first and goes
+    /// Parses one event from its JSON, as the shell writes it. It reads the kind first and goes
     /// straight to its subsystem's enum, where the derived `Deserialize` tries each subsystem in
     /// turn, buffering the event again for every one that is not it.
     pub fn from_json(text: &str) -> Result<Event, serde_json::Error> {
@@ -480,21 +481,6 @@ impl<T: Serialize> fmt::Display for Json<'_, T> {
     }
 }
 
-/// Reports `event` to whoever listens (the simulator's timeline, a log). Costs nothing beyond
-/// building the event when nobody does. The shell calls it; cores queue their events in
-/// [`Events`] and hand them out from `poll_event`.
-pub fn emit(event: impl Into<Event>) {
-    let event = event.into();
-    tracing::info!(target: "fleet_core::timeline", event = %Json(&event));
-}
-
-/// Emits every event `poll` hands out, in order: the shell's side of a core's `poll_event`.
-pub fn emit_from(mut poll: impl FnMut() -> Option<Event>) {
-    while let Some(event) = poll() {
-        emit(event);
-    }
-}
-
 /// A core's events, in the order they happened, until the shell takes them. The shell drains
 /// it after every input, so it never holds more than one input's worth.
 #[derive(Debug, Default)]
@@ -511,11 +497,6 @@ impl Events {
     #[must_use]
     pub fn pop(&mut self) -> Option<Event> {
         self.0.pop_front()
-    }
-
-    /// Every event not yet taken, oldest first.
-    pub fn drain(&mut self) -> Vec<Event> {
-        self.0.drain(..).collect()
     }
 }
 

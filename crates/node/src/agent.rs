@@ -3,8 +3,8 @@
 use crate::clock::{now, Timer};
 use crate::codec::{CodecError, FrameCodec};
 use crate::net::TcpStream;
+use crate::report::emit_from;
 use fleet_core::agent::{AgentAction, Connector, DisconnectReason};
-use fleet_core::timeline::emit_from;
 use fleet_core::wire::{BuildInfo, Message, Register};
 use futures::task::AtomicWaker;
 use futures::{SinkExt, StreamExt};

@@ -12,6 +12,7 @@ pub mod codec;
 pub mod disk;
 pub mod master;
 pub mod net;
+pub mod report;
 pub mod sync;
 pub mod task;
 

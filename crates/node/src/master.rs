@@ -10,12 +10,13 @@ use crate::clock::{now, sleep_until};
 use crate::codec::FrameCodec;
 use crate::disk::Disk;
 use crate::net::{TcpListener, TcpStream};
+use crate::report::{emit, emit_from};
 use crate::sync::lock;
 use fleet_core::command::Pending;
 use fleet_core::master::{
     Durable, Handover, Leadership, MasterAction, MasterConfig, Registry, SessionId, SubmitError,
 };
-use fleet_core::timeline::{emit, emit_from, ShellEvent};
+use fleet_core::timeline::ShellEvent;
 use fleet_core::wire::Message;
 use futures::task::AtomicWaker;
 use futures::{SinkExt, StreamExt};

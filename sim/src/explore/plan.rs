@@ -5,7 +5,7 @@
 use crate::scenario::explore::ExploreSpec;
 use crate::scenario::faults::kinds::{DrawSpec, Drawing};
 use crate::scenario::faults::FaultAction;
-use crate::scenario::selector::{compact, Selector, Topology};
+use crate::scenario::selector::Topology;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::collections::BTreeSet;
@@ -91,10 +91,6 @@ impl Ground<'_> {
         links && !(kind.turmoil && cfg!(madsim))
     }
 
-    fn select(&self, node: &str) -> Selector {
-        (self.topology.select(node)).expect("drawn nodes are the topology's")
-    }
-
     fn in_topology_order(&self, nodes: &BTreeSet<String>) -> Vec<String> {
         (self.topology.nodes().into_iter())
             .filter(|node| nodes.contains(node))
@@ -143,10 +139,14 @@ impl Ground<'_> {
             }
         }
         for node in self.in_topology_order(&revoked) {
-            phase.push(FaultAction::Restore(self.select(&node)));
+            phase.push(FaultAction::Restore(
+                self.topology.select_nodes(&[node], ""),
+            ));
         }
         for node in self.in_topology_order(&down) {
-            phase.push(FaultAction::Restart(self.select(&node)));
+            phase.push(FaultAction::Restart(
+                self.topology.select_nodes(&[node], ""),
+            ));
         }
         phase
             .into_iter()
@@ -171,7 +171,7 @@ impl Ground<'_> {
                         let mut smaller = nodes.clone();
                         smaller[g].remove(i);
                         let groups = (smaller.iter())
-                            .map(|group| compact(group).iter().map(|n| self.select(n)).collect())
+                            .map(|group| self.topology.select_runs(group))
                             .collect();
                         out.push(FaultAction::Partition {
                             groups,
@@ -244,6 +244,7 @@ impl Schedule {
 mod tests {
     use super::*;
     use crate::scenario::faults::AdminOp;
+    use crate::scenario::selector::{compact, Selector};
     use crate::scenario::Scenario;
     use fleet_core::fmt_duration;
 

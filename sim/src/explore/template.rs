@@ -299,4 +299,67 @@ liveness = "10s"
         let error = inline.err().unwrap();
         assert!(error.message.contains("[[faults]]"), "{}", error.message);
     }
+
+    /// What runs is what a written run replays: for every kind exploration draws, over many
+    /// seeds, the file `render` writes reads back as the scenario `loaded` ran.
+    #[test]
+    fn every_drawn_schedule_written_out_reads_back_as_what_ran() {
+        let kinds: Vec<String> = crate::scenario::faults::kinds::draw_specs()
+            .map(|kind| format!("{:?}", kind.name))
+            .collect();
+        let text = format!(
+            "name = \"all\"\nduration = \"40s\"\n[topology]\nmasters = 3\nagents = 3\n\
+             [params.auth]\n[[faults]]\nat = \"1s\"\nlatency = \"1ms..5ms\"\n\
+             [explore]\nfaults = [{}]\ntargets = \"all\"\nmean_gap = \"1s\"\n\
+             until = \"20s\"\nliveness = \"10s\"\n",
+            kinds.join(", ")
+        );
+        let template = Template::parse("all.toml", &text).unwrap();
+        let ground = template.ground();
+        let mut drawn = std::collections::BTreeSet::new();
+        for seed in 0..150 {
+            let schedule = ground.draw(seed);
+            let simpler = ground.simpler(&schedule);
+            for schedule in std::iter::once(&schedule).chain(simpler.iter().take(3)) {
+                let ran = template.loaded(seed, schedule).unwrap();
+                let written = crate::parse("run.toml", &template.render(seed, schedule, &[]));
+                let written = written.unwrap();
+                assert_eq!(ran.scenario.faults, written.scenario.faults, "seed {seed}");
+                assert_eq!(ran.scenario.name, written.scenario.name);
+                assert_eq!(ran.scenario.seed, written.scenario.seed);
+                let titles = |loaded: &Loaded| -> Vec<String> {
+                    (loaded.expectations.iter())
+                        .map(|e| e.check.title())
+                        .collect()
+                };
+                assert_eq!(titles(&ran), titles(&written), "seed {seed}");
+            }
+            drawn.extend(schedule.steps.iter().map(|step| {
+                let shown = step.action.to_string();
+                let kind = shown.split(' ').next().unwrap_or_default().to_string();
+                (kind, shown.ends_with("(one way)"))
+            }));
+        }
+        // Every kind but a hold, which only turmoil draws; partitions both ways and one way.
+        let kinds: std::collections::BTreeSet<&str> =
+            drawn.iter().map(|(k, _)| k.as_str()).collect();
+        let expected = [
+            "admin",
+            "crash",
+            "heal",
+            "isolate",
+            "latency",
+            "loss",
+            "partition",
+            "restart",
+            "revoke",
+            "shutdown",
+            "wipe",
+        ];
+        for kind in expected {
+            assert!(kinds.contains(kind), "{kind} never drawn: {kinds:?}");
+        }
+        assert_eq!(kinds.contains("hold"), !cfg!(madsim), "{kinds:?}");
+        assert!(drawn.contains(&("partition".to_string(), true)), "one way");
+    }
 }

@@ -39,7 +39,7 @@ pub struct Fired {
 }
 
 impl Fired {
-    /// A fault whose selectors name fixed nodes (a test's, or a drawn one's).
+    /// A fault whose selectors all name fixed nodes, as it fires: each selector's nodes.
     pub fn fixed(action: FaultAction) -> Fired {
         let resolved = (action.selectors().iter())
             .map(|selector| selector.nodes().to_vec())
@@ -64,7 +64,18 @@ impl Fired {
             FaultAction::LinkLatency { .. } | FaultAction::Hold(_) | FaultAction::Release(_) => {
                 vec![1, 1]
             }
-            _ => return vec![self.nodes().to_vec()],
+            FaultAction::Crash(_)
+            | FaultAction::Restart(_)
+            | FaultAction::Heal(_)
+            | FaultAction::Latency(..)
+            | FaultAction::Loss(_)
+            | FaultAction::Wipe(_)
+            | FaultAction::Isolate(_)
+            | FaultAction::Revoke(_)
+            | FaultAction::Restore(_)
+            | FaultAction::Stop(_)
+            | FaultAction::Shutdown(_)
+            | FaultAction::Admin(_) => return vec![self.nodes().to_vec()],
         };
         let mut placed = BTreeSet::new();
         let mut resolved = self.resolved.iter();

@@ -158,7 +158,8 @@ impl Visit for EventField {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use fleet_core::timeline::{emit, AgentEvent, Event};
+    use fleet_core::timeline::{AgentEvent, Event};
+    use fleet_node::report::emit;
     use tracing_subscriber::layer::SubscriberExt;
 
     #[test]

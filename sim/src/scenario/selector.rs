@@ -308,6 +308,20 @@ impl Topology {
         })
     }
 
+    /// The selector that names `nodes` as briefly as it goes (runs of neighbours as ranges),
+    /// its parts joined by `join` (`" + "` for one end of a link).
+    pub fn select_nodes(&self, nodes: &[String], join: &str) -> Selector {
+        let text = compact(nodes).join(join);
+        (self.select(&text)).expect("a topology's own nodes always select")
+    }
+
+    /// `nodes` as a partition's group names them: one selector for each run of neighbours.
+    pub fn select_runs(&self, nodes: &[String]) -> Vec<Selector> {
+        (compact(nodes).iter())
+            .map(|run| (self.select(run)).expect("a topology's own nodes always select"))
+            .collect()
+    }
+
     /// A selector whose nodes are known before the run: no `leader`, `followers`, `@NAME` or
     /// `any`.
     pub(crate) fn select_fixed(&self, text: &str) -> Result<Selector, String> {

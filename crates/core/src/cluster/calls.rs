@@ -286,6 +286,35 @@ mod tests {
         exchange(&mut a, &mut b);
         assert_eq!(a.take_result(id), Some(Ok(b"hi".to_vec())));
         assert_eq!(a.take_result(id), None, "handed out once");
+        let reported = |calls: &mut Calls| -> Vec<Event> {
+            std::iter::from_fn(|| calls.poll_event()).collect()
+        };
+        let trace_id = || "t-1".to_string();
+        assert_eq!(
+            reported(&mut a),
+            [
+                CallEvent::RemoteCall {
+                    trace_id: trace_id(),
+                    to: "master-2".into(),
+                    function: "echo".into()
+                }
+                .into(),
+                CallEvent::RemoteCallDone {
+                    trace_id: trace_id(),
+                    outcome: "ok".into()
+                }
+                .into()
+            ]
+        );
+        assert_eq!(
+            reported(&mut b),
+            [CallEvent::RemoteCallServed {
+                trace_id: trace_id(),
+                from: "master-1".into(),
+                function: "echo".into()
+            }
+            .into()]
+        );
     }
 
     #[test]

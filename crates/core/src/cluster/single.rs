@@ -48,6 +48,7 @@ impl Membership for SingleNode {
     fn poll_output(&mut self) -> Option<Output> {
         None
     }
+
     fn close(&mut self) {
         if !self.closed {
             self.closed = true;
@@ -89,6 +90,8 @@ mod tests {
     #[test]
     fn always_leads_until_closed() {
         let mut node = SingleNode::new("master-1");
+        let reported: Vec<Event> = std::iter::from_fn(|| node.poll_event()).collect();
+        assert_eq!(reported, [SingleEvent::LeadingAlone {}.into()]);
         assert_eq!(
             (node.role(), node.leader()),
             (Role::Leader, Some("master-1"))

@@ -2,11 +2,11 @@
 //! trackers, periodic tasks, remote calls) and what it asks of the cluster loop.
 
 use crate::clock::now;
+use crate::report::emit_from;
 use crate::sync::lock;
 use fleet_core::cluster::calls::{CallMessage, CallResult, Calls, Function};
 use fleet_core::cluster::Status;
 use fleet_core::cluster::{dispatch, ClusterEvent, JobTracker, PeriodicTask, PeriodicTracker};
-use fleet_core::timeline::emit_from;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 use tokio::sync::Notify;

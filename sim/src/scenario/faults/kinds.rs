@@ -4,7 +4,7 @@
 
 use super::fields::FaultFields;
 use super::{AdminOp, FaultAction};
-use crate::scenario::selector::{compact, NodeKind, Selector, Topology};
+use crate::scenario::selector::{NodeKind, Selector, Topology};
 use crate::scenario::source::ScenarioError;
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
@@ -249,12 +249,6 @@ pub struct Drawing<'a> {
 }
 
 impl Drawing<'_> {
-    /// A selector for nodes by name, as short as they go.
-    fn select(&self, nodes: &[String], join: &str) -> Selector {
-        let text = compact(nodes).join(join);
-        (self.topology.select(&text)).expect("drawn nodes are the topology's")
-    }
-
     /// One target, of `kind` if given.
     fn pick(&mut self, kind: Option<NodeKind>) -> Selector {
         let of: Vec<String> = (self.targets.iter())
@@ -262,7 +256,7 @@ impl Drawing<'_> {
             .cloned()
             .collect();
         let node = of[self.rng.gen_range(0..of.len())].clone();
-        self.select(&[node], "")
+        self.topology.select_nodes(&[node], "")
     }
 
     /// Some of the targets on one side, every other node on the other.
@@ -290,16 +284,7 @@ impl Drawing<'_> {
         } else {
             [side, rest]
         };
-        let groups = groups.map(|group| {
-            let names = compact(&group);
-            (names.iter())
-                .map(|name| {
-                    self.topology
-                        .select(name)
-                        .expect("drawn nodes are the topology's")
-                })
-                .collect()
-        });
+        let groups = groups.map(|group| self.topology.select_runs(&group));
         FaultAction::Partition {
             groups: groups.into(),
             oneway,
@@ -308,7 +293,8 @@ impl Drawing<'_> {
 
     /// The two ends of a link fault: some targets, and the rest.
     fn ends(&mut self) -> [Selector; 2] {
-        self.split().map(|group| self.select(&group, " + "))
+        self.split()
+            .map(|group| self.topology.select_nodes(&group, " + "))
     }
 }
 

@@ -5,15 +5,15 @@
 //! not inflate its term and disrupt the cluster when it returns) and check-quorum (a leader that
 //! has not heard from a majority for an election timeout steps down). Both are on by default.
 //!
-//! Sans-IO like the other cores: [`RaftNode::handle_message`] and
-//! [`RaftNode::handle_timeout`] take `now`; messages to send come from
-//! [`RaftNode::poll_message`], membership changes from [`RaftNode::poll_cluster_event`] and timeline events from
-//! [`RaftNode::poll_event`].
+//! Sans-IO like the other cores: [`RaftNode::handle_message`] and the [`Membership`] trait's
+//! `handle_timeout` take `now`; what to do comes from `poll_output`, membership changes from
+//! `poll_cluster_event` and timeline events from `poll_event`.
 //!
 //! A node votes at most once per term, so its term and vote must outlive a crash. After every
-//! input the driver first takes [`RaftNode::poll_hard_state`] and writes it to stable storage,
-//! and only then sends what `poll_message` hands out: a vote or a candidacy never leaves before
-//! it is durable. On boot the driver hands the saved state back with [`RaftNode::restore`].
+//! input `poll_output` hands out the hard state first, when it changed, and the driver writes
+//! it to stable storage before it sends the messages that follow: a vote or a candidacy never
+//! leaves before it is durable. On boot the driver hands the saved state back with
+//! [`RaftNode::restore`].
 
 use super::{ClusterEvent, Membership, Output, Role};
 use crate::timeline::{Event, Events, RaftEvent};

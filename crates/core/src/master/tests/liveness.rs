@@ -78,3 +78,55 @@ fn a_closed_session_leaves_the_node_to_the_liveness_rule() {
     registry.handle_timeout(t0 + Duration::from_secs(3));
     assert_eq!(liveness(&registry), vec![Liveness::Offline]);
 }
+
+/// After each input, exactly the events a user reads on the master's timeline.
+#[test]
+fn events_report_each_registration_silence_return_and_goodbye() {
+    use crate::timeline::{Event, MasterEvent};
+    let reported = |registry: &mut Registry| -> Vec<Event> {
+        std::iter::from_fn(|| registry.poll_event()).collect()
+    };
+    let t0 = Instant::now();
+    let mut registry = Registry::new(config());
+    registry.handle_message(t0, 1, register("agent-1", 7));
+    let instance_id = "agent-1-host-7".to_string();
+    assert_eq!(
+        reported(&mut registry),
+        [MasterEvent::NodeRegistered {
+            agent: "agent-1".into(),
+            instance_id: instance_id.clone()
+        }
+        .into()]
+    );
+    registry.handle_message(t0 + Duration::from_secs(1), 1, heartbeat(1));
+    assert_eq!(reported(&mut registry), [], "a heartbeat is no news");
+    registry.handle_timeout(t0 + Duration::from_secs(4));
+    assert_eq!(
+        reported(&mut registry),
+        [MasterEvent::NodeOffline {
+            agent: "agent-1".into(),
+            instance_id,
+            silent_ms: 3000
+        }
+        .into()]
+    );
+    registry.handle_message(t0 + Duration::from_secs(5), 1, heartbeat(2));
+    assert_eq!(
+        reported(&mut registry),
+        [MasterEvent::NodeOnline {
+            agent: "agent-1".into()
+        }
+        .into()]
+    );
+    let goodbye = Message::Unregister(crate::wire::Unregister {
+        reason: "shutdown".into(),
+    });
+    registry.handle_message(t0 + Duration::from_secs(5), 1, goodbye);
+    assert_eq!(
+        reported(&mut registry),
+        [MasterEvent::NodeUnregistered {
+            agent: "agent-1".into()
+        }
+        .into()]
+    );
+}
