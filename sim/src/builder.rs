@@ -16,7 +16,8 @@
 //!
 //! Each call writes the key a file would into a TOML document, and [`ScenarioBuilder::build`]
 //! reads that document with the parser every file goes through ([`crate::parse`]): the same
-//! defaults, the same checks, the same [`Loaded`]. Durations, ranges and selectors are the
+//! defaults, the same checks, the same [`Loaded`]. Durations are a `Duration` or the text a file
+//! takes, selectors a [`Sel`] or the text; ranges and the rest are the
 //! strings a file takes (`"1m30s"`, `"150ms..300ms"`, `"masters - @old"`). An error is a file's
 //! error, told as the call that wrote the value it is about, without a line and column in a
 //! text nobody wrote (`leader-crash: crash_at("30s", "agent-70"): unknown node "agent-70": ...`);
@@ -27,7 +28,105 @@ use crate::scenario::source::{error_at, Position, ScenarioError};
 use crate::scenario::Scenario;
 use crate::{Judged, Loaded};
 use std::fmt::{Debug, Display};
+use std::time::Duration;
 use toml_edit::{Array, ArrayOfTables, DocumentMut, ImDocument, InlineTable, Item, Table, Value};
+
+/// A selector, typed (`Sel::leader()`, `Sel::masters().minus(Sel::captured("old"))`) or as a
+/// file writes it (`"agent-1..3"` converts): what a fault, a command or a check is about.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Sel(String);
+
+impl Sel {
+    /// The master leading when it is used.
+    pub fn leader() -> Sel {
+        Sel("leader".into())
+    }
+    /// Every master but the one leading when it is used.
+    pub fn followers() -> Sel {
+        Sel("followers".into())
+    }
+    pub fn masters() -> Sel {
+        Sel("masters".into())
+    }
+    pub fn agents() -> Sel {
+        Sel("agents".into())
+    }
+    /// Every node.
+    pub fn all() -> Sel {
+        Sel("all".into())
+    }
+    /// `master-i`.
+    pub fn master(i: u32) -> Sel {
+        Sel(format!("master-{i}"))
+    }
+    /// `agent-i`.
+    pub fn agent(i: u32) -> Sel {
+        Sel(format!("agent-{i}"))
+    }
+    /// `agent-first..agent-last`.
+    pub fn agent_range(first: u32, last: u32) -> Sel {
+        Sel(format!("agent-{first}..agent-{last}"))
+    }
+    /// `@name`: the nodes the latest fault with `as = name` hit.
+    pub fn captured(name: &str) -> Sel {
+        Sel(format!("@{name}"))
+    }
+    /// `count` distinct nodes of `of`, drawn from the run's seed.
+    pub fn any(of: Sel, count: usize) -> Sel {
+        Sel(format!("any({}, {count})", of.0))
+    }
+    /// These nodes and `other`'s.
+    pub fn plus(self, other: Sel) -> Sel {
+        Sel(format!("{} + {}", self.0, other.0))
+    }
+    /// These nodes but `other`'s.
+    pub fn minus(self, other: Sel) -> Sel {
+        Sel(format!("{} - {}", self.0, other.0))
+    }
+}
+
+/// A duration, typed (`Duration::from_secs(30)`) or as a file writes it (`"30s"`).
+#[derive(Clone, PartialEq, Eq)]
+pub struct Time(String);
+
+macro_rules! text_value {
+    ($($kind:ident),*) => {$(
+        impl From<&str> for $kind {
+            fn from(text: &str) -> $kind {
+                $kind(text.to_string())
+            }
+        }
+        impl From<String> for $kind {
+            fn from(text: String) -> $kind {
+                $kind(text)
+            }
+        }
+        impl Display for $kind {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+        /// As the file's text: errors name the call as a test would have written it.
+        impl Debug for $kind {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                write!(f, "{:?}", self.0)
+            }
+        }
+        impl From<$kind> for Value {
+            fn from(value: $kind) -> Value {
+                Value::from(value.0)
+            }
+        }
+    )*};
+}
+
+text_value!(Sel, Time);
+
+impl From<Duration> for Time {
+    fn from(duration: Duration) -> Time {
+        Time(fleet_core::fmt_duration(duration))
+    }
+}
 
 /// A scenario under construction: see the [module](self). Each call takes the builder and
 /// returns it, so a base can be cloned and varied.
@@ -93,8 +192,10 @@ impl ScenarioBuilder {
     }
 
     /// `duration`: how long the run lasts in simulated time, like `"2m"`.
-    pub fn duration(self, duration: &str) -> Self {
-        self.put(&["duration"], duration, said("duration", &[&duration]))
+    pub fn duration(self, duration: impl Into<Time>) -> Self {
+        let duration = duration.into();
+        let call = said("duration", &[&duration]);
+        self.put(&["duration"], duration, call)
     }
 
     /// `preset`: start from a design document's defaults (`"grpc"`, `"mqtt"`, ...).
@@ -131,21 +232,21 @@ impl ScenarioBuilder {
     }
 
     /// How often a raft leader heartbeats its followers (`[cluster] heartbeat_interval`).
-    pub fn leader_heartbeat_interval(self, interval: &str) -> Self {
+    pub fn leader_heartbeat_interval(self, interval: impl Into<Time>) -> Self {
+        let interval = interval.into();
         let key = ["cluster", "heartbeat_interval"];
-        self.put(
-            &key,
-            interval,
-            said("leader_heartbeat_interval", &[&interval]),
-        )
+        let call = said("leader_heartbeat_interval", &[&interval]);
+        self.put(&key, interval, call)
     }
 
     // [params.heartbeat] and [params.backoff]
 
     /// How often an agent heartbeats its master.
-    pub fn heartbeat_interval(self, interval: &str) -> Self {
+    pub fn heartbeat_interval(self, interval: impl Into<Time>) -> Self {
+        let interval = interval.into();
         let key = ["params", "heartbeat", "interval"];
-        self.put(&key, interval, said("heartbeat_interval", &[&interval]))
+        let call = said("heartbeat_interval", &[&interval]);
+        self.put(&key, interval, call)
     }
 
     /// How many heartbeat intervals of silence before a master marks an agent offline.
@@ -194,45 +295,43 @@ impl ScenarioBuilder {
     /// A fault at `at`: an action and its target as a file writes them, the target read as
     /// `--set` reads a value (`"crash", "leader"`; `"loss", "0.2"`;
     /// `"partition", r#"[["leader"], ["followers"]]"#`).
-    pub fn fault_at(self, at: &str, action: &str, target: &str) -> Self {
+    pub fn fault_at(self, at: impl Into<Time>, action: &str, target: &str) -> Self {
+        let at = at.into();
         let call = said("fault_at", &[&at, &action, &target]);
         self.fault(at, action, read_value(target), call)
     }
 
     /// The selected nodes crash.
-    pub fn crash_at(self, at: &str, selector: &str) -> Self {
-        self.fault(
-            at,
-            "crash",
-            selector.into(),
-            said("crash_at", &[&at, &selector]),
-        )
+    pub fn crash_at(self, at: impl Into<Time>, selector: impl Into<Sel>) -> Self {
+        let (at, selector) = (at.into(), selector.into());
+        let call = said("crash_at", &[&at, &selector]);
+        self.fault(at, "crash", selector.into(), call)
     }
 
     /// The selected nodes restart: a crash, then a clean start.
-    pub fn restart_at(self, at: &str, selector: &str) -> Self {
+    pub fn restart_at(self, at: impl Into<Time>, selector: impl Into<Sel>) -> Self {
+        let (at, selector) = (at.into(), selector.into());
         let call = said("restart_at", &[&at, &selector]);
         self.fault(at, "restart", selector.into(), call)
     }
 
     /// Each selected node is cut off from every other node.
-    pub fn isolate_at(self, at: &str, selector: &str) -> Self {
+    pub fn isolate_at(self, at: impl Into<Time>, selector: impl Into<Sel>) -> Self {
+        let (at, selector) = (at.into(), selector.into());
         let call = said("isolate_at", &[&at, &selector]);
         self.fault(at, "isolate", selector.into(), call)
     }
 
     /// The links cut to the selected nodes heal; `"all"` heals every link.
-    pub fn heal_at(self, at: &str, selector: &str) -> Self {
-        self.fault(
-            at,
-            "heal",
-            selector.into(),
-            said("heal_at", &[&at, &selector]),
-        )
+    pub fn heal_at(self, at: impl Into<Time>, selector: impl Into<Sel>) -> Self {
+        let (at, selector) = (at.into(), selector.into());
+        let call = said("heal_at", &[&at, &selector]);
+        self.fault(at, "heal", selector.into(), call)
     }
 
     /// The groups are cut apart, each group a list of selectors.
-    pub fn partition_at(self, at: &str, groups: &[&[&str]]) -> Self {
+    pub fn partition_at(self, at: impl Into<Time>, groups: &[&[&str]]) -> Self {
+        let at = at.into();
         let call = said("partition_at", &[&at, &groups]);
         let groups: Array = (groups.iter())
             .map(|group| Value::Array(group.iter().copied().collect()))
@@ -240,7 +339,7 @@ impl ScenarioBuilder {
         self.fault(at, "partition", Value::Array(groups), call)
     }
 
-    fn fault(self, at: &str, action: &str, target: Value, call: String) -> Self {
+    fn fault(self, at: Time, action: &str, target: Value, call: String) -> Self {
         self.push("faults", vec![("at", at.into()), (action, target)], call)
     }
 
@@ -248,7 +347,8 @@ impl ScenarioBuilder {
 
     /// The leader sends each selected agent the command `name` (`echo`, `sleep`, `fail`,
     /// `status`); `.with("args", "{ ms = 1500 }")`, `.with("timeout", "30s")` add to it.
-    pub fn command_at(self, at: &str, to: &str, name: &str) -> Self {
+    pub fn command_at(self, at: impl Into<Time>, to: impl Into<Sel>, name: &str) -> Self {
+        let (at, to) = (at.into(), to.into());
         let call = said("command_at", &[&at, &to, &name]);
         let fields = vec![("at", at.into()), ("to", to.into()), ("name", name.into())];
         self.push("commands", fields, call)
@@ -256,7 +356,8 @@ impl ScenarioBuilder {
 
     /// The leader raises the config to a new version with these values, each read as `--set`
     /// reads a value.
-    pub fn config_at(self, at: &str, values: &[(&str, &str)]) -> Self {
+    pub fn config_at(self, at: impl Into<Time>, values: &[(&str, &str)]) -> Self {
+        let at = at.into();
         let call = said("config_at", &[&at, &values]);
         let table: InlineTable = (values.iter())
             .map(|(key, value)| (*key, read_value(value)))
@@ -281,9 +382,10 @@ impl ScenarioBuilder {
     }
 
     /// Every agent is online at `at`.
-    pub fn expect_all_online(self, at: &str) -> Self {
+    pub fn expect_all_online(self, at: impl Into<Time>) -> Self {
+        let at = at.into().to_string();
         let call = said("expect_all_online", &[&at]);
-        self.expectation("all_online", &[("at", at)], call)
+        self.expectation("all_online", &[("at", &at)], call)
     }
 
     /// No agent goes offline `during` a window like `"10s..2m"`.
@@ -293,37 +395,54 @@ impl ScenarioBuilder {
     }
 
     /// The selected agents are offline at a master within `within` after `after`.
-    pub fn expect_offline_within(self, agents: &str, after: &str, within: &str) -> Self {
+    pub fn expect_offline_within(
+        self,
+        agents: impl Into<Sel>,
+        after: impl Into<Time>,
+        within: impl Into<Time>,
+    ) -> Self {
+        let agents = agents.into().to_string();
+        let after = after.into().to_string();
+        let within = within.into().to_string();
         let call = said("expect_offline_within", &[&agents, &after, &within]);
         self.expectation(
             "offline_within",
-            &[("agents", agents), ("after", after), ("within", within)],
+            &[("agents", &agents), ("after", &after), ("within", &within)],
             call,
         )
     }
 
     /// A leader is elected within `within` after `after`.
-    pub fn expect_leader_elected(self, after: &str, within: &str) -> Self {
+    pub fn expect_leader_elected(self, after: impl Into<Time>, within: impl Into<Time>) -> Self {
+        let after = after.into().to_string();
+        let within = within.into().to_string();
         let call = said("expect_leader_elected", &[&after, &within]);
         self.expectation(
             "leader_elected",
-            &[("after", after), ("within", within)],
+            &[("after", &after), ("within", &within)],
             call,
         )
     }
 
     /// Some master leads at `at`.
-    pub fn expect_leader_exists(self, at: &str) -> Self {
+    pub fn expect_leader_exists(self, at: impl Into<Time>) -> Self {
+        let at = at.into().to_string();
         let call = said("expect_leader_exists", &[&at]);
-        self.expectation("leader_exists", &[("at", at)], call)
+        self.expectation("leader_exists", &[("at", &at)], call)
     }
 
     /// Every agent follows the leader within `within` after `after`.
-    pub fn expect_agents_follow_leader(self, after: &str, within: &str) -> Self {
+    pub fn expect_agents_follow_leader(
+        self,
+        after: impl Into<Time>,
+        within: impl Into<Time>,
+    ) -> Self {
+        let after = after.into().to_string();
+        let within = within.into().to_string();
         let call = said("expect_agents_follow_leader", &[&after, &within]);
         self.expectation(
             "agents_follow_leader",
-            &[("after", after), ("within", within)],
+            &[("after", &after), ("within", &within)],
             call,
         )
     }

@@ -216,9 +216,12 @@ fn a_new_leader_within_5s() -> Result<(), ScenarioError> {
         .agents(10)
         .duration("2m")
         .election_timeout("1500ms..3000ms")
-        .crash_at("30s", "leader")
+        .crash_at(
+            std::time::Duration::from_secs(30),
+            sim::builder::Sel::leader(),
+        )
         .with("as", "old")
-        .restart_at("1m", "@old")
+        .restart_at("1m", sim::builder::Sel::captured("old"))
         .expect_leader_elected("30s", "5s")
         .with("among", "masters - @old")
         .expect("no_election", &[("during", "35s..2m")])
@@ -233,5 +236,45 @@ fn a_new_leader_within_5s() -> Result<(), ScenarioError> {
             .starts_with(r#"leader-crash: crash_at("30s", "agent-70"): unknown node "agent-70": "#),
         "{error}"
     );
+    Ok(())
+}
+
+/// Typed values write exactly what their text does: a `Duration` as a file writes one, a
+/// `Sel` as the selector it spells.
+#[test]
+fn typed_durations_and_selectors_write_what_their_text_does() -> Result<(), ScenarioError> {
+    use sim::builder::Sel;
+    use std::time::Duration;
+    let typed = Scenario::builder("typed")
+        .masters(3)
+        .agents(4)
+        .duration(Duration::from_secs(90))
+        .crash_at(Duration::from_secs(30), Sel::leader())
+        .with("as", "old")
+        .restart_at(Duration::from_millis(45_500), Sel::captured("old"))
+        .isolate_at(
+            "50s",
+            Sel::any(Sel::masters().minus(Sel::captured("old")), 1),
+        )
+        .heal_at("55s", Sel::all())
+        .command_at("60s", Sel::agent_range(1, 2).plus(Sel::agent(4)), "echo")
+        .expect_offline_within(Sel::agent(3), Duration::from_secs(5), "20s")
+        .expect_leader_elected(Duration::from_secs(30), Duration::from_secs(5))
+        .with("among", Sel::masters().minus(Sel::captured("old")));
+    let written = Scenario::builder("typed")
+        .masters(3)
+        .agents(4)
+        .duration("1m30s")
+        .crash_at("30s", "leader")
+        .with("as", "old")
+        .restart_at("45s500ms", "@old")
+        .isolate_at("50s", "any(masters - @old, 1)")
+        .heal_at("55s", "all")
+        .command_at("60s", "agent-1..agent-2 + agent-4", "echo")
+        .expect_offline_within("agent-3", "5s", "20s")
+        .expect_leader_elected("30s", "5s")
+        .with("among", "masters - @old");
+    assert_eq!(typed.to_toml(), written.to_toml());
+    assert_eq!(typed.build()?.scenario, written.build()?.scenario);
     Ok(())
 }
