@@ -216,7 +216,7 @@ impl FaultAction {
     }
 
     /// Every selector the action names, in the order written (a partition's groups one after
-    /// the other): the order its [`crate::history::Fired`] record resolves them in.
+    /// the other): the order the record of a fired fault resolves them in.
     pub(crate) fn selectors(&self) -> Vec<&Selector> {
         match self {
             FaultAction::Crash(target)
