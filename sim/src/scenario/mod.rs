@@ -485,7 +485,10 @@ mod tests {
         };
         let overlap = with(r#"[["agent-1..2"], ["agents"]]"#).unwrap_err();
         assert!(overlap.message.contains("overlaps"), "{}", overlap.message);
-        assert_eq!(overlap.line, 8);
+        assert_eq!((overlap.line, overlap.column), (8, 31), "at \"agents\"");
+        let unknown = with(r#"[["master-1"], ["agent-1", 'agent-9']]"#).unwrap_err();
+        assert!(unknown.message.contains("agent-9"), "{}", unknown.message);
+        assert_eq!((unknown.line, unknown.column), (8, 40), "at 'agent-9'");
         let leader = with(r#"[["leader"], ["masters"]]"#).unwrap_err();
         assert!(leader.message.contains("the leader"), "{}", leader.message);
         assert!(

@@ -89,11 +89,13 @@ impl FaultFields<'_> {
         Ok(selector)
     }
 
-    /// A list of selectors written as strings.
+    /// A list of selectors written as strings, each located by the next of `spans` (those of
+    /// the strings written inside the value, in order; see [`Self::string_spans`]).
     pub(crate) fn texts(
         &self,
         value: &toml::Value,
         span: Range<usize>,
+        spans: &mut impl Iterator<Item = Range<usize>>,
         what: &str,
     ) -> Result<Vec<Spanned<String>>, ScenarioError> {
         let toml::Value::Array(items) = value else {
@@ -101,12 +103,36 @@ impl FaultFields<'_> {
         };
         let mut texts = Vec::new();
         for item in items {
+            let at = spans.next().unwrap_or_else(|| span.clone());
             match item {
-                toml::Value::String(text) => texts.push(Spanned::new(span.clone(), text.clone())),
-                _ => return Err(self.error(span, what.to_string())),
+                toml::Value::String(text) => texts.push(Spanned::new(at, text.clone())),
+                _ => return Err(self.error(at, what.to_string())),
             }
         }
         Ok(texts)
+    }
+
+    /// Where each string written inside `span` of the file starts and ends, in order: a
+    /// `toml::Value` keeps no positions of its own, so an error about one selector of an
+    /// array points at that selector.
+    pub(crate) fn string_spans(&self, span: Range<usize>) -> Vec<Range<usize>> {
+        let text = self.source.text.get(span.clone()).unwrap_or_default();
+        let mut spans = Vec::new();
+        let mut chars = text.char_indices();
+        while let Some((start, quote)) = chars.next() {
+            if quote != '"' && quote != '\'' {
+                continue;
+            }
+            let mut escaped = false;
+            for (end, c) in chars.by_ref() {
+                if c == quote && !escaped {
+                    spans.push(span.start + start..span.start + end + 1);
+                    break;
+                }
+                escaped = quote == '"' && c == '\\' && !escaped;
+            }
+        }
+        spans
     }
 
     pub(crate) fn duration_range(&self, key: &str) -> Result<(Duration, Duration), ScenarioError> {

@@ -305,8 +305,9 @@ fn parse_partition(f: &FaultFields) -> Result<FaultAction, ScenarioError> {
     let toml::Value::Array(raw) = value.get_ref() else {
         return Err(f.error(span, what));
     };
+    let mut spans = f.string_spans(span.clone()).into_iter();
     let groups = (raw.iter())
-        .map(|group| f.texts(group, span.clone(), what))
+        .map(|group| f.texts(group, span.clone(), &mut spans, what))
         .collect::<Result<Vec<_>, _>>()?;
     let groups = super::check_partition(&groups, span, f)?;
     let oneway = f.flag("oneway")?;
@@ -401,7 +402,8 @@ fn turmoil_only(f: &FaultFields, key: &str, what: &str) -> Result<(), ScenarioEr
 fn check_pair(f: &FaultFields, key: &str) -> Result<[Selector; 2], ScenarioError> {
     let value = f.get(key).expect("the caller found the key");
     let what = format!("`{key}` names the two ends of the links, like [\"master-1\", \"agents\"]");
-    let texts = f.texts(value.get_ref(), value.span(), &what)?;
+    let mut spans = f.string_spans(value.span()).into_iter();
+    let texts = f.texts(value.get_ref(), value.span(), &mut spans, &what)?;
     let [a, b] = texts.as_slice() else {
         return Err(f.error(value.span(), what));
     };
