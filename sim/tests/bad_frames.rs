@@ -35,7 +35,8 @@ fn garbage_closes_only_its_own_connection() {
             tokio::time::sleep(Duration::from_secs(2)).await;
             let master_state = submitter.lock().unwrap().clone().unwrap();
             let args = std::collections::BTreeMap::from([("ms".to_string(), "3000".to_string())]);
-            let sleep = master_state.submit("agent-1", "sleep", args, Duration::from_secs(10));
+            let sleep =
+                master_state.submit(None, "agent-1", "sleep", args, Duration::from_secs(10));
             assert!(sleep.is_ok(), "{sleep:?}");
             // A frame claiming 4 GiB, then a well-sized frame of nonsense.
             for garbage in [vec![0xff, 0xff, 0xff, 0xff], vec![0, 0, 0, 3, 200, 1, 2]] {

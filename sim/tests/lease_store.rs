@@ -48,7 +48,7 @@ impl World {
                     } else {
                         Ok(self.store.execute(self.now, &request.command))
                     };
-                    node.handle_reply(request.id, reply);
+                    node.handle_reply(self.now, request.id, reply);
                 }
             }
             while node.poll_cluster_event().is_some() {}
@@ -133,7 +133,13 @@ fn a_holder_gives_up_before_the_store_forgets_it() {
     };
     let arrival = t0 + Duration::from_millis(40);
     let reply = store.execute(arrival, &request.command);
-    node.handle_reply(request.id, Ok(reply));
+    node.handle_reply(arrival, request.id, Ok(reply));
+    // It reads the replicated state before it leads.
+    let Some(LeaseAction::Send(load)) = node.poll_action() else {
+        panic!("reads the state")
+    };
+    let reply = store.execute(arrival, &load.command);
+    node.handle_reply(arrival, load.id, Ok(reply));
     assert_eq!(node.role(), Role::Leader);
     let holder_deadline = t0 + config().lease_period;
     let mut lost_at = None;
@@ -205,7 +211,7 @@ fn a_grant_whose_reply_came_too_late_is_taken_back() {
         while let Some(action) = node.poll_action() {
             if let LeaseAction::Send(request) = action {
                 let reply = store.execute(now, &request.command);
-                node.handle_reply(request.id, Ok(reply));
+                node.handle_reply(now, request.id, Ok(reply));
             }
         }
         assert_ne!(

@@ -2,9 +2,9 @@
 //! delivery an exactly-once effect.
 //!
 //! - [`Outbox`] (master): keeps every accepted command until its result arrives, hands the
-//!   pending ones out again whenever the agent (re)registers, and takes each result once. A
-//!   master keeps it on disk, so a restart loses nothing accepted, and hands it to the other
-//!   masters, so a new leader takes over what the old one had not finished.
+//!   pending ones out again whenever the agent (re)registers, and takes each result once. The
+//!   masters replicate it (see `master::ledger`), so a new leader takes over what the old one
+//!   had not finished.
 //! - [`Executor`] (agent): runs commands through its handlers, at most `max_concurrent` at
 //!   once with the rest queued, times them out, and remembers the results of the last
 //!   `remember` commands: a duplicate gets the stored result (or nothing, while the first copy
@@ -377,6 +377,14 @@ pub struct Pending {
     /// Its place in the order commands were accepted, across the masters that held it: a
     /// successor keeps its predecessor's order.
     pub order: u64,
+    /// The index of the replicated state it first appeared in: it counts as accepted once
+    /// that index is committed.
+    #[serde(default)]
+    pub index: u64,
+    /// The client's name for this submission: the same key submitted again (a client that
+    /// did not hear whether a leader accepted it) finds this command instead of a new one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
 }
 
 /// What a result meant to the master.
@@ -393,26 +401,32 @@ pub enum Received {
 /// The master's side: pending commands by id, handed out again on every registration.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct Outbox {
+    /// The prefix of the ids this master gives: its own, never replicated.
+    #[serde(skip)]
     master: String,
-    /// The number in this master's next request id.
+    /// The number in the next request id, counted across the masters that held the outbox.
     next: u64,
     /// The next command's place in the order of acceptance.
     next_order: u64,
     pending: BTreeMap<String, Pending>,
     /// Ids whose result arrived, oldest first, bounded like the agent's memory.
     done: VecDeque<String>,
+    /// The keys of the commands in `done` that had one, by key.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    done_keys: BTreeMap<String, String>,
     /// About how many bytes the pending commands take ([`Pending::size`]), kept under
     /// [`OUTBOX_BUDGET`] so a handover always fits a frame between masters.
     #[serde(skip)]
     pending_bytes: usize,
 }
 
-/// Equal when they hold the same; the byte count is derived from what they hold.
+/// Equal when they hold the same: the prefix is each master's own, and the byte count is
+/// derived from what they hold.
 impl PartialEq for Outbox {
     fn eq(&self, other: &Outbox) -> bool {
-        (self.master == other.master)
-            && (self.next, self.next_order) == (other.next, other.next_order)
-            && self.same_contents(other)
+        (self.next, self.next_order) == (other.next, other.next_order)
+            && (self.pending == other.pending && self.done == other.done)
+            && self.done_keys == other.done_keys
     }
 }
 
@@ -453,6 +467,20 @@ impl Outbox {
         args: BTreeMap<String, String>,
         timeout: Duration,
     ) -> Command {
+        self.accept_at(agent, name, args, timeout, 0, None)
+    }
+
+    /// [`accept`](Self::accept), first held in the replicated state at `index`, under the
+    /// client's `key` if it gave one.
+    pub fn accept_at(
+        &mut self,
+        agent: &str,
+        name: &str,
+        args: BTreeMap<String, String>,
+        timeout: Duration,
+        index: u64,
+        key: Option<String>,
+    ) -> Command {
         self.next += 1;
         let command = Command {
             request_id: format!("{}-{}", self.master, self.next),
@@ -464,6 +492,8 @@ impl Outbox {
             agent: agent.to_string(),
             command: command.clone(),
             order: self.next_order,
+            index,
+            key,
         };
         self.next_order += 1;
         self.pending_bytes += pending.size();
@@ -472,22 +502,19 @@ impl Outbox {
     }
 
     /// Every pending command for `agent`, oldest first: sent again each time it registers.
-    pub fn for_agent(&self, agent: &str) -> Vec<Command> {
+    pub fn for_agent(&self, agent: &str) -> Vec<&Pending> {
         let mut commands: Vec<&Pending> = (self.pending.values())
             .filter(|pending| pending.agent == agent)
             .collect();
         commands.sort_by_key(|pending| pending.order);
-        commands.into_iter().map(|p| p.command.clone()).collect()
+        commands
     }
 
     /// A result arrives.
     pub fn receive(&mut self, result: &CommandResult) -> Received {
         if let Some(pending) = self.pending.remove(&result.request_id) {
             self.pending_bytes -= pending.size();
-            self.done.push_back(result.request_id.clone());
-            if self.done.len() > DONE_KEPT {
-                self.done.pop_front();
-            }
+            self.remember_done(&result.request_id, pending.key);
             return Received::First {
                 agent: pending.agent,
             };
@@ -530,36 +557,37 @@ impl Outbox {
         self.pending.contains_key(request_id) || self.done.iter().any(|id| id == request_id)
     }
 
-    /// Counts `request_id` as answered without a result (given up, and said so).
-    pub fn settle(&mut self, request_id: &str) {
-        self.withdraw(request_id);
+    fn remember_done(&mut self, request_id: &str, key: Option<String>) {
         self.done.push_back(request_id.to_string());
+        if let Some(key) = key {
+            self.done_keys.insert(key, request_id.to_string());
+        }
         if self.done.len() > DONE_KEPT {
-            self.done.pop_front();
+            if let Some(oldest) = self.done.pop_front() {
+                self.done_keys.retain(|_, id| *id != oldest);
+            }
         }
     }
 
-    /// Puts a pending command back (one this master had given up and now leads again for, or
-    /// one another master returned).
-    pub fn restore_pending(&mut self, pending: Pending) {
-        if !self.knows(&pending.command.request_id) {
-            self.next_order = self.next_order.max(pending.order + 1);
-            self.pending_bytes += pending.size();
-            self.pending
-                .insert(pending.command.request_id.clone(), pending);
-        }
+    /// The id of the command submitted under `key`, pending or answered, if this outbox
+    /// holds one.
+    pub fn find_key(&self, key: &str) -> Option<&str> {
+        let pending = (self.pending.values())
+            .find(|pending| pending.key.as_deref() == Some(key))
+            .map(|pending| pending.command.request_id.as_str());
+        pending.or_else(|| self.done_keys.get(key).map(String::as_str))
     }
 
-    /// The same pending commands and answered ids as `other` (names and numbering aside).
-    pub fn same_contents(&self, other: &Outbox) -> bool {
-        self.pending == other.pending && self.done == other.done
+    /// The pending command `request_id`, if it is one.
+    pub fn get(&self, request_id: &str) -> Option<&Pending> {
+        self.pending.get(request_id)
     }
 
-    /// Becomes a copy of `other`'s contents, keeping this one's name and numbering.
-    pub fn replace_contents(&mut self, other: &Outbox) {
-        self.pending = other.pending.clone();
-        self.done = other.done.clone();
-        self.next_order = self.next_order.max(other.next_order);
+    /// Becomes a copy of `other`, keeping this one's prefix for the ids it gives.
+    pub fn replace_with(&mut self, other: Outbox) {
+        let master = std::mem::take(&mut self.master);
+        *self = other;
+        self.master = master;
         self.recount();
     }
 }

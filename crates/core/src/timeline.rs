@@ -448,6 +448,8 @@ pub enum ShellEvent {
     BindFailed { error: String },
     /// A session sent a frame that does not decode; only that session is closed.
     BadFrame { session: u64, error: String },
+    /// A record on the node's disk does not read back; it is never acted on.
+    BadRecord { record: String, error: String },
 }
 
 macro_rules! into_event {
@@ -654,6 +656,11 @@ mod tests {
                 error: s("address in use"),
             }
             .into(),
+            ShellEvent::BadRecord {
+                record: s("ledger"),
+                error: s("expected value at line 1 column 1"),
+            }
+            .into(),
             ShellEvent::BadFrame {
                 session: 4,
                 error: s("malformed 3-byte frame"),
@@ -770,6 +777,7 @@ mod tests {
             Event::Shell(event) => match event {
                 ShellEvent::BindFailed { .. } => 28,
                 ShellEvent::BadFrame { .. } => 29,
+                ShellEvent::BadRecord { .. } => 51,
             },
             Event::Command(event) => match event {
                 CommandEvent::CommandStarted { .. } => 33,
@@ -807,7 +815,7 @@ mod tests {
     fn every_kind_has_a_sample() {
         let mut seen: Vec<usize> = samples().iter().map(number).collect();
         seen.sort();
-        assert_eq!(seen, (0..51).collect::<Vec<_>>());
+        assert_eq!(seen, (0..52).collect::<Vec<_>>());
     }
 
     fn kind(event: &Event) -> String {

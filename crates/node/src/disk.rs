@@ -7,6 +7,10 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard};
 
+/// The record a master's replicated commands and config live in (a
+/// [`Snapshot`](fleet_core::cluster::Snapshot) record).
+pub const LEDGER: &str = "ledger";
+
 /// Cheap to clone; every clone is the same disk.
 #[derive(Clone, Default)]
 pub struct Disk(Arc<Mutex<BTreeMap<String, Vec<u8>>>>);

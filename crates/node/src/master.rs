@@ -8,15 +8,16 @@
 
 use crate::clock::{now, sleep_until};
 use crate::codec::FrameCodec;
-use crate::disk::Disk;
+use crate::disk::{Disk, LEDGER};
 use crate::net::{TcpListener, TcpStream};
 use crate::report::{emit, emit_from};
 use crate::sync::lock;
-use fleet_core::command::Pending;
+use fleet_core::cluster::Snapshot;
 use fleet_core::master::{
-    Durable, Handover, Leadership, MasterAction, MasterConfig, Registry, SessionId, SubmitError,
+    Leadership, MasterAction, MasterConfig, Registry, SessionId, SubmitError,
 };
 use fleet_core::timeline::ShellEvent;
+use fleet_core::wire::ConfigId;
 use fleet_core::wire::Message;
 use futures::task::AtomicWaker;
 use futures::{SinkExt, StreamExt};
@@ -80,29 +81,16 @@ impl SessionSignal {
 struct Shared {
     registry: Registry,
     sessions: BTreeMap<SessionId, Arc<SessionSignal>>,
-    /// Where the registry's commands and config outlive this master, if anywhere.
-    disk: Option<Disk>,
-    /// The registry's change count when it was last written.
-    written: u64,
-    /// Told of every change, so the cluster loop hands it over at once.
+    /// Told when the registry has something to propose, so the cluster loop replicates it
+    /// at once.
     changed: Arc<Notify>,
 }
 
-/// The disk record a master's commands and config live in.
-const MASTER_STATE: &str = "master/state";
-
 impl Shared {
-    /// Writes what changed to disk before anything that depends on it leaves: a command is
-    /// durable before it is sent.
+    /// Wakes the cluster loop when the commands or config changed.
     fn persist(&mut self) {
-        let changes = self.registry.changes();
-        if changes == self.written {
-            return;
-        }
-        self.written = changes;
-        self.changed.notify_one();
-        if let Some(disk) = &self.disk {
-            disk.write(MASTER_STATE, self.registry.durable_json());
+        if self.registry.proposal_waiting() {
+            self.changed.notify_one();
         }
     }
 
@@ -159,40 +147,45 @@ impl MasterState {
         f(&self.lock().registry)
     }
 
-    /// Accepts a command for `agent` (the leader only) and sends it if the agent is online;
-    /// returns its request id.
+    /// Takes a command for `agent` (the leader only) and returns its request id; it is
+    /// accepted, and sent, once the cluster commits it ([`is_accepted`](Self::is_accepted)).
+    /// A `key` this master already holds returns that command's id instead of a new one.
     pub fn submit(
         &self,
+        key: Option<&str>,
         agent: &str,
         name: &str,
         args: BTreeMap<String, String>,
         timeout: std::time::Duration,
     ) -> Result<String, SubmitError> {
         let mut shared = self.lock();
-        let request_id = shared.registry.submit(agent, name, args, timeout)?;
+        let request_id = (shared.registry).submit_once(key, agent, name, args, timeout)?;
         shared.dispatch(None, &mut Vec::new());
         Ok(request_id)
     }
 
-    /// Raises the config to a new version and pushes it (the leader only); returns the version.
-    pub fn push_config(&self, values: BTreeMap<String, String>) -> Result<u64, SubmitError> {
+    /// Whether this master leads and the cluster committed command `request_id`.
+    pub fn is_accepted(&self, request_id: &str) -> bool {
+        self.lock().registry.is_accepted(request_id)
+    }
+
+    /// Raises the config to a new version (the leader only), pushed once the cluster commits
+    /// it ([`config_accepted`](Self::config_accepted)); returns its id.
+    pub fn push_config(&self, values: BTreeMap<String, String>) -> Result<ConfigId, SubmitError> {
         let mut shared = self.lock();
-        let version = shared.registry.push_config(values)?;
+        let id = shared.registry.push_config(values)?;
         shared.dispatch(None, &mut Vec::new());
-        Ok(version)
+        Ok(id)
     }
 
-    /// While this master leads, the count of changes the other masters must hear of at once
-    /// (see [`Registry::handover_seq`]); cheap, so the cluster loop asks on every turn.
-    pub fn handover_seq(&self) -> Option<u64> {
-        let shared = self.lock();
-        let leads = *shared.registry.leadership() == Leadership::Leader;
-        leads.then(|| shared.registry.handover_seq())
+    /// What became of config `id` this master pushed (see [`Registry::config_accepted`]).
+    pub fn config_accepted(&self, id: ConfigId) -> Option<bool> {
+        self.lock().registry.config_accepted(id)
     }
 
-    /// What this master, if it leads, hands the other masters.
-    pub fn handover(&self) -> Option<Handover> {
-        self.lock().registry.handover()
+    /// Whether `other` is this same master process (not a later incarnation of it).
+    pub fn is(&self, other: &MasterState) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
     }
 
     /// Resolves after the commands or config changed (at once if they did since last asked).
@@ -200,13 +193,33 @@ impl MasterState {
         self.lock().changed.clone()
     }
 
-    /// The leader `from` handed over its commands and config; returns what this master gave
-    /// up leading with and `from` does not hold, to send back to it.
-    pub fn take_handover(&self, from: &str, handover: Handover) -> Vec<Pending> {
+    /// From now on a cluster commits what this master changes (see [`Registry::replicate`]).
+    pub fn replicate(&self) {
+        self.lock().registry.replicate();
+    }
+
+    /// The commands and config to propose, at the index it returns, if they changed.
+    pub fn take_proposal(&self) -> Option<(u64, Vec<u8>)> {
+        self.lock().registry.take_proposal()
+    }
+
+    /// Takes the state the leader replicated.
+    pub fn install(&self, snapshot: &Snapshot) {
         let mut shared = self.lock();
-        let returned = shared.registry.handle_handover(from, handover);
+        let index = snapshot.version.index;
+        if let Err(error) = shared.registry.install(index, &snapshot.state) {
+            emit(ShellEvent::BadRecord {
+                record: LEDGER.to_string(),
+                error,
+            });
+        }
+    }
+
+    /// The cluster committed through `committed`: what became accepted goes out.
+    pub fn handle_commit(&self, committed: Option<u64>) {
+        let mut shared = self.lock();
+        shared.registry.handle_commit(committed);
         shared.dispatch(None, &mut Vec::new());
-        returned
     }
 
     /// Changes the registry through `f` and sends what it produced (goodbyes, closes):
@@ -214,13 +227,6 @@ impl MasterState {
     pub fn operate(&self, f: impl FnOnce(&mut Registry)) {
         let mut shared = self.lock();
         f(&mut shared.registry);
-        shared.dispatch(None, &mut Vec::new());
-    }
-
-    /// Another master returned commands this leader does not hold: it takes them over.
-    pub fn take_hand_back(&self, from: &str, returned: Vec<Pending>) {
-        let mut shared = self.lock();
-        shared.registry.handle_hand_back(from, returned);
         shared.dispatch(None, &mut Vec::new());
     }
 }
@@ -232,30 +238,27 @@ impl MasterState {
         MasterState::open(config, None, None)
     }
 
-    /// A master that keeps its commands and config on `disk`, and takes back what an earlier
-    /// incarnation left there. An unreadable record is left alone and the master starts empty.
-    /// `boot` names this start (the simulator passes the incarnation; a deployment would pass a
-    /// random id): a master that finds no record names its commands `{name}.{boot}-N`, so a
-    /// master that lost its disk never reuses an id an agent still remembers. `None` (a first
-    /// start) names them `{name}-N`.
+    /// A master that takes back the commands and config an earlier incarnation left in the
+    /// [`LEDGER`] record of `disk`. An unreadable record is left alone and the master starts
+    /// empty. `boot` names this start (the simulator passes the incarnation; a deployment would
+    /// pass a random id): a master that finds no record names its commands `{name}.{boot}-N`,
+    /// so a master that lost its disk never reuses an id an agent still remembers. `None` (a
+    /// first start) names them `{name}-N`.
     pub fn open(config: MasterConfig, disk: Option<Disk>, boot: Option<&str>) -> MasterState {
         let name = config.name.clone();
         let mut registry = Registry::new(config);
-        let saved = disk.as_ref().and_then(|disk| disk.read(MASTER_STATE));
-        match saved.and_then(|bytes| serde_json::from_slice::<Durable>(&bytes).ok()) {
-            Some(durable) => registry.restore(durable),
-            None => {
-                if let Some(boot) = boot {
-                    registry.name_commands(&format!("{name}.{boot}"));
-                }
+        let saved = disk.as_ref().and_then(|disk| disk.read(LEDGER));
+        let restored = saved
+            .and_then(|bytes| Snapshot::from_record(&bytes))
+            .map(|snapshot| registry.install(snapshot.version.index, &snapshot.state));
+        if !matches!(restored, Some(Ok(()))) {
+            if let Some(boot) = boot {
+                registry.name_commands(&format!("{name}.{boot}"));
             }
         }
-        let written = registry.changes();
         MasterState(Arc::new(Mutex::new(Shared {
             registry,
             sessions: BTreeMap::new(),
-            disk,
-            written,
             changed: Arc::new(Notify::new()),
         })))
     }

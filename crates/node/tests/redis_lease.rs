@@ -97,8 +97,9 @@ fn start_master(name: &str, store: SocketAddr) -> (MasterState, tokio::task::Joi
             ),
             store,
         },
-        // Lease mode keeps nothing on disk: the store holds the lease.
+        // Lease mode keeps nothing on disk: the store holds the lease and the commands.
         disk: None,
+        save_votes: false,
     };
     let listener_state = state.clone();
     let task = tokio::spawn(async move {

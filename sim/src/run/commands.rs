@@ -1,6 +1,9 @@
 //! Sends a scenario's `[[commands]]` and `[[config]]` to the leader, as an operator's client
 //! would: at each one's moment, to whichever master the timeline says leads, waiting for one
-//! while there is none. The call runs on that master's node, so what it emits is its own.
+//! while there is none, until the leader says it accepted it (the cluster committed it). A
+//! leader lost before that leaves the outcome unknown, so the client submits again to the next
+//! leader under the same key, which finds the command if it survived. The call runs on that
+//! master's node, so what it emits is its own.
 
 use crate::history::captures::Captures;
 use crate::history::{Entry, FaultEvent, Happening, Timeline, HARNESS};
@@ -9,6 +12,7 @@ use crate::run::faults::{leader_now, Now};
 use crate::run::nodes::MasterSlot;
 use crate::scenario::commands::Operation;
 use crate::scenario::selector::{NodeKind, Topology};
+use fleet_core::wire::ConfigId;
 use fleet_node::sync::lock;
 use fleet_node::MasterState;
 use rand::SeedableRng;
@@ -37,8 +41,8 @@ pub(crate) struct Commander<E> {
 enum Left {
     /// The agents a command has not been accepted for yet.
     Agents(Vec<String>),
-    /// A config not yet accepted.
-    Config,
+    /// A config not yet accepted, and the master process and id it was last pushed as.
+    Config(Option<(MasterState, ConfigId)>),
     Done,
 }
 
@@ -62,11 +66,11 @@ impl<E: Engine> Commander<E> {
     /// Sends every operation at its moment, waiting for a leader as long as it takes; `sent`
     /// counts those done, so the runner can record the rest as never sent when the run ends.
     pub async fn run(mut self, operations: &[Operation], sent: Arc<AtomicUsize>) {
-        for operation in operations {
+        for (number, operation) in operations.iter().enumerate() {
             sleep_until(&self.engine, operation.at()).await;
             let mut left = self.targets(operation);
             loop {
-                left = self.try_send(operation, left).await;
+                left = self.try_send(number, operation, left).await;
                 if matches!(&left, Left::Done) {
                     break;
                 }
@@ -78,7 +82,7 @@ impl<E: Engine> Commander<E> {
 
     fn targets(&mut self, operation: &Operation) -> Left {
         let Operation::Command(command) = operation else {
-            return Left::Config;
+            return Left::Config(None);
         };
         if !command.to.is_dynamic() {
             return left_of(command.to.nodes().to_vec());
@@ -103,7 +107,7 @@ impl<E: Engine> Commander<E> {
     }
 
     /// Hands what is left to the leader, on the leader's node; returns what is still left.
-    async fn try_send(&self, operation: &Operation, left: Left) -> Left {
+    async fn try_send(&self, number: usize, operation: &Operation, left: Left) -> Left {
         let Some(leader) = leader_now(&self.timeline) else {
             return left;
         };
@@ -115,7 +119,7 @@ impl<E: Engine> Commander<E> {
             return left;
         };
         let (operation, asked) = (operation.clone(), left.clone());
-        let job = move || send(&state, &operation, asked);
+        let job = move || send(&state, number, &operation, asked);
         // The node went down before the call ran: all of it goes to the next leader.
         self.engine.run_on(&leader, job).await.unwrap_or(left)
     }
@@ -129,25 +133,37 @@ fn left_of(agents: Vec<String>) -> Left {
     }
 }
 
-/// Runs on the leader's node: hands each agent its command, or raises the config. What the
-/// master refuses (it no longer leads) is left for the next try.
-fn send(state: &MasterState, operation: &Operation, left: Left) -> Left {
+/// Runs on the leader's node: submits each agent's command (under a key naming the
+/// operation and the agent, so submitting it again finds it), or raises the config, and keeps
+/// what the master has not accepted yet for the next try.
+fn send(state: &MasterState, number: usize, operation: &Operation, left: Left) -> Left {
     match (operation, left) {
         (Operation::Command(command), Left::Agents(agents)) => left_of(
             agents
                 .into_iter()
                 .filter(|agent| {
+                    let key = format!("{number}/{agent}");
                     let args = command.args.clone();
-                    let sent = state.submit(agent, &command.name, args, command.timeout);
-                    sent.is_err()
+                    let name = &command.name;
+                    let submitted = state.submit(Some(&key), agent, name, args, command.timeout);
+                    !submitted.is_ok_and(|request_id| state.is_accepted(&request_id))
                 })
                 .collect(),
         ),
-        (Operation::Config(config), Left::Config) => match state.push_config(config.values.clone())
-        {
-            Ok(_) => Left::Done,
-            Err(_) => Left::Config,
-        },
+        (Operation::Config(config), Left::Config(pushed)) => {
+            // Pushed again unless this master process may still commit the last push.
+            let waiting = pushed
+                .filter(|(master, id)| master.is(state) && state.config_accepted(*id).is_some());
+            let id = match waiting {
+                Some((_, id)) => Some(id),
+                None => state.push_config(config.values.clone()).ok(),
+            };
+            match id {
+                Some(id) if state.config_accepted(id) == Some(true) => Left::Done,
+                Some(id) => Left::Config(Some((state.clone(), id))),
+                None => Left::Config(None),
+            }
+        }
         (_, left) => left,
     }
 }

@@ -4,9 +4,9 @@
 //! peers on 7001; `agent-i` is 10.1.(i / 256).(i % 256); `store-1` is 10.2.0.1, port 6379.
 //! turmoil hands out its own addresses by name, on the same ports. Every node's RNG is seeded
 //! from the scenario seed, the node's name and its incarnation (1 at boot, +1 per restart).
-//! Agents boot at 100ms, once the masters listen. Each raft master has a disk that outlives
-//! its crashes (unless the scenario sets `persist = false`), owned here as the store's keyspace
-//! is.
+//! Agents boot at 100ms, once the masters listen. Each master has a disk that outlives its
+//! crashes, owned here as the store's keyspace is: its commands and config, and raft's term
+//! and vote (unless the scenario sets `persist = false`).
 
 use crate::run::engine::{Boot, Machines};
 use crate::run::store::{self, Store};
@@ -123,7 +123,7 @@ pub(crate) fn build(machines: &mut impl Machines, scenario: &Scenario, seed: u64
     for (index, config) in (1..).zip(cluster) {
         let name = config.me.clone();
         // One disk per master: its commands and config, and raft's term and vote if kept.
-        let disk = config.disk.clone().unwrap_or_default();
+        let disk = config.disk.clone().expect("every master has a disk");
         disks.insert(name.clone(), disk.clone());
         let slot = MasterSlot::default();
         slots.insert(name.clone(), slot.clone());
@@ -222,7 +222,8 @@ fn cluster_configs(
             me: Topology::node_name(NodeKind::Master, i),
             members: members.clone(),
             mode: mode.clone(),
-            disk: persist.then(Disk::default),
+            disk: Some(Disk::default()),
+            save_votes: persist,
         })
         .collect()
 }

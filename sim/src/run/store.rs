@@ -4,7 +4,9 @@
 //! text. The keyspace lives outside the server so it can outlive a crash, as Redis's
 //! append-only file does.
 
-use fleet_core::cluster::lease::{ACQUIRE_SCRIPT, RELEASE_SCRIPT, RENEW_SCRIPT};
+use fleet_core::cluster::lease::{
+    ACQUIRE_SCRIPT, RELEASE_SCRIPT, RENEW_SCRIPT, WRITE_STATE_SCRIPT,
+};
 use fleet_core::resp::Value;
 use fleet_node::clock::now;
 use fleet_node::codec::RespCodec;
@@ -212,6 +214,19 @@ impl Store {
                 Some(Duration::from_millis(period as u64)),
             );
             Value::Array(Some(vec![Value::Integer(1), Value::Bulk(Some(value))]))
+        } else if script == WRITE_STATE_SCRIPT && expect(3, 3) {
+            if self.get(now, &keys[0]).as_deref() != Some(argv[0].as_slice()) {
+                return Value::Integer(0);
+            }
+            let Some(index) = number(&argv[2]) else {
+                return error("ERR the state's index is not a number");
+            };
+            let stored = self.get(now, &keys[2]).and_then(|bytes| number(&bytes));
+            if index > stored.unwrap_or(0) {
+                self.set(now, &keys[1], argv[1].clone(), None);
+                self.set(now, &keys[2], argv[2].clone(), None);
+            }
+            Value::Integer(1)
         } else if (script == RENEW_SCRIPT || script == RELEASE_SCRIPT) && expect(1, 2) {
             if self.get(now, &keys[0]).as_deref() != Some(argv[0].as_slice()) {
                 return Value::Integer(0);

@@ -8,10 +8,16 @@
 //! so the holder lets go first and no two nodes believe they hold the lease at once (given
 //! clocks that run at the same rate).
 //!
-//! The three scripts below are the whole protocol: a real Redis runs them as Lua, and the
-//! simulated store ([`super::store`]) runs exactly these texts.
+//! The commands and config the masters agree on live in the store too, beside the lease: the
+//! holder writes each new version there (only while it still holds the lease, checked by the
+//! store in the same script) before it counts as committed, and a new holder reads it before
+//! it leads. Losing a holder loses nothing it committed; the store is the one copy, as it is
+//! the one arbiter of the lease.
+//!
+//! The four scripts below and a `GET` are the whole protocol: a real Redis runs them as Lua,
+//! and the simulated store runs exactly these texts.
 
-use super::{ClusterEvent, Membership, Output, Role};
+use super::{ClusterEvent, Membership, Output, Role, Snapshot, Version};
 use crate::resp::Value;
 use crate::timeline::{Event, Events, LeaseEvent};
 use std::collections::VecDeque;
@@ -33,6 +39,19 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then
   return redis.call('PEXPIRE', KEYS[1], ARGV[2])
 end
 return 0";
+
+/// Writes the replicated state at index `ARGV[3]` if `ARGV[1]` (`"node token"`) still holds
+/// the lease: 1, else 0. A state no newer than the one stored is not written (a write held up
+/// on a dropped connection can arrive after a newer one), but still answered 1: the store holds
+/// at least that much.
+/// KEYS: lease key, state key, state index key. ARGV: holder, the state's record, its index.
+pub const WRITE_STATE_SCRIPT: &str = "\
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+if tonumber(ARGV[3]) > tonumber(redis.call('GET', KEYS[3]) or '0') then
+  redis.call('SET', KEYS[2], ARGV[2])
+  redis.call('SET', KEYS[3], ARGV[3])
+end
+return 1";
 
 /// Gives the lease up if `ARGV[1]` still holds it: 1, else 0.
 pub const RELEASE_SCRIPT: &str = "\
@@ -90,6 +109,16 @@ impl LeaseConfig {
     fn token_key(&self) -> String {
         format!("{}:token", self.key)
     }
+
+    /// Where the replicated state lives: `{key}:state`.
+    pub fn state_key(&self) -> String {
+        format!("{}:state", self.key)
+    }
+
+    /// The index of the state stored: `{key}:state:index`.
+    fn state_index_key(&self) -> String {
+        format!("{}:state:index", self.key)
+    }
 }
 
 /// One command for the store; replies come back in the order requests were sent.
@@ -116,6 +145,12 @@ enum Kind {
     Resume {
         token: u64,
     },
+    /// A new holder reads the replicated state before it leads.
+    Load,
+    /// The holder writes the state at `index`.
+    Write {
+        index: u64,
+    },
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -138,6 +173,14 @@ pub struct LeaseNode {
     pending: Option<Pending>,
     next_id: u64,
     closed: bool,
+    /// Holding the lease, it has not read the replicated state yet: it does not lead.
+    loading: bool,
+    /// The newest proposal the store has not acknowledged: `(index, state)`.
+    unwritten: Option<(u64, Vec<u8>)>,
+    /// The newest index the store acknowledged, while it holds the lease.
+    commit: Option<u64>,
+    /// The state read from the store, for the shell to install.
+    install: Option<Snapshot>,
     actions: VecDeque<LeaseAction>,
     changes: VecDeque<ClusterEvent>,
     /// What it reports, until the shell takes it.
@@ -164,6 +207,10 @@ impl LeaseNode {
             pending: None,
             next_id: 0,
             closed: false,
+            loading: false,
+            unwritten: None,
+            commit: None,
+            install: None,
             actions: VecDeque::new(),
             changes: VecDeque::from([ClusterEvent::StartUp]),
             events: Events::default(),
@@ -176,7 +223,29 @@ impl LeaseNode {
 
     fn send(&mut self, now: Instant, kind: Kind) {
         let period = self.config.lease_period.as_millis().to_string();
+        let token = self.held.map_or(0, |(token, _)| token);
         let command = match kind {
+            Kind::Load => Value::command(&["GET", &self.config.state_key()]),
+            Kind::Write { index } => {
+                let (_, state) = self.unwritten.as_ref().expect("a write has a state");
+                let version = Version { term: token, index };
+                let record = Snapshot {
+                    version,
+                    state: state.clone(),
+                }
+                .to_record();
+                Value::Array(Some(vec![
+                    Value::bulk("EVAL"),
+                    Value::bulk(WRITE_STATE_SCRIPT),
+                    Value::bulk("3"),
+                    Value::bulk(&self.config.key),
+                    Value::bulk(self.config.state_key()),
+                    Value::bulk(self.config.state_index_key()),
+                    Value::bulk(format!("{} {token}", self.me)),
+                    Value::Bulk(Some(record)),
+                    Value::bulk(index.to_string()),
+                ]))
+            }
             Kind::Acquire => Value::command(&[
                 "EVAL",
                 ACQUIRE_SCRIPT,
@@ -218,29 +287,78 @@ impl LeaseNode {
         }));
     }
 
-    /// The store's answer to request `id`, or why there is none. Deadlines count from when a
-    /// request was sent, so the time of the answer does not matter.
-    pub fn handle_reply(&mut self, id: u64, reply: Result<Value, String>) {
+    /// The store's answer to request `id`, or why there is none. Lease deadlines count from
+    /// when a request was sent, so the time of the answer does not matter to them; `now`
+    /// sends what waited for it (a read or a write of the state).
+    pub fn handle_reply(&mut self, now: Instant, id: u64, reply: Result<Value, String>) {
         let Some(pending) = self.pending.filter(|pending| pending.id == id) else {
             return;
         };
         self.pending = None;
-        let Ok(reply) = reply else {
+        // A request that failed is not sent again at once: the next timeout does, so a store
+        // out of reach is not dialed in a loop while the lease runs out.
+        if let Ok(reply) = reply {
+            self.take_reply(pending, reply);
+            self.send_state_request(now);
+        }
+    }
+
+    /// A read or a write of the state goes out as soon as nothing else is in flight.
+    fn send_state_request(&mut self, now: Instant) {
+        if self.pending.is_some() || self.held.is_none() {
             return;
-        };
+        }
+        if self.loading {
+            self.send(now, Kind::Load);
+        } else if let Some((index, _)) = &self.unwritten {
+            let index = *index;
+            self.send(now, Kind::Write { index });
+        }
+    }
+
+    /// Took the lease: read the state before leading.
+    fn take_lease(&mut self, token: u64, sent_at: Instant) {
+        self.held = Some((token, sent_at + self.config.lease_period));
+        self.leader = Some((self.me.clone(), token));
+        self.loading = true;
+        self.next_request_at = sent_at + self.config.renew_interval;
+    }
+
+    fn take_reply(&mut self, pending: Pending, reply: Value) {
         match (pending.kind, reply) {
+            (Kind::Load, Value::Bulk(bytes)) => {
+                let Some((token, _)) = self.held else { return };
+                let snapshot = match bytes {
+                    None => Some(Snapshot::default()),
+                    Some(bytes) => Snapshot::from_record(&bytes),
+                };
+                // An unreadable record is never acted on: the holder does not lead.
+                let Some(mut snapshot) = snapshot else { return };
+                snapshot.version.term = token;
+                self.loading = false;
+                self.commit = Some(snapshot.version.index);
+                self.install = Some(snapshot);
+                self.changes.push_back(ClusterEvent::ElectionFinish);
+                self.changes.push_back(ClusterEvent::SignMaster);
+            }
+            (Kind::Write { index }, Value::Integer(written)) => {
+                let Some((token, _)) = self.held else { return };
+                if written != 1 {
+                    return self.lose(token, "taken");
+                }
+                if self.unwritten.as_ref().is_some_and(|(i, _)| *i == index) {
+                    self.unwritten = None;
+                }
+                self.commit = self.commit.max(Some(index));
+            }
             (Kind::Acquire, Value::Array(Some(items))) if items.len() == 2 => {
                 let granted = items[0] == Value::Integer(1);
                 let Some((holder, token)) = parse_holder(&items[1]) else {
                     return;
                 };
                 if granted && holder == self.me {
-                    self.held = Some((token, pending.sent_at + self.config.lease_period));
-                    self.leader = Some((holder, token));
+                    self.take_lease(token, pending.sent_at);
                     self.events.push(LeaseEvent::LeaseAcquired { token });
-                    self.changes.push_back(ClusterEvent::ElectionFinish);
-                    self.changes.push_back(ClusterEvent::SignMaster);
-                    self.next_request_at = pending.sent_at + self.config.renew_interval;
                 } else if holder == self.me {
                     // Our own name: never follow ourselves. Take it back at once; until then no
                     // leader is known, so agents are refused rather than sent here.
@@ -259,12 +377,8 @@ impl LeaseNode {
             // Counted from when the request left, like any renewal. A 0 means the lease moved
             // on: no leader is known until the next request finds out.
             (Kind::Resume { token }, Value::Integer(1)) => {
-                self.held = Some((token, pending.sent_at + self.config.lease_period));
-                self.leader = Some((self.me.clone(), token));
+                self.take_lease(token, pending.sent_at);
                 self.events.push(LeaseEvent::LeaseResumed { token });
-                self.changes.push_back(ClusterEvent::ElectionFinish);
-                self.changes.push_back(ClusterEvent::SignMaster);
-                self.next_request_at = pending.sent_at + self.config.renew_interval;
             }
             (Kind::Renew, Value::Integer(renewed)) => {
                 let Some((token, _)) = self.held else { return };
@@ -286,7 +400,12 @@ impl LeaseNode {
         });
         self.held = None;
         self.leader = None;
-        self.changes.push_back(ClusterEvent::StopMaster);
+        self.unwritten = None;
+        self.commit = None;
+        // One that had not read the state yet never led.
+        if !std::mem::take(&mut self.loading) {
+            self.changes.push_back(ClusterEvent::StopMaster);
+        }
     }
 
     #[must_use]
@@ -300,12 +419,27 @@ impl Membership for LeaseNode {
         &self.me
     }
 
-    fn handle_store_reply(&mut self, id: u64, reply: Result<Value, String>) {
-        self.handle_reply(id, reply);
+    fn handle_store_reply(&mut self, now: Instant, id: u64, reply: Result<Value, String>) {
+        self.handle_reply(now, id, reply);
     }
 
     fn poll_output(&mut self) -> Option<Output> {
+        if let Some(snapshot) = self.install.take() {
+            return Some(Output::Install(snapshot));
+        }
         self.poll_action().map(Output::Store)
+    }
+
+    fn propose(&mut self, now: Instant, index: u64, state: Vec<u8>) {
+        if self.role() != Role::Leader || self.closed {
+            return;
+        }
+        self.unwritten = Some((index, state));
+        self.send_state_request(now);
+    }
+
+    fn committed(&self) -> Option<u64> {
+        self.commit.filter(|_| self.role() == Role::Leader)
     }
 
     fn handle_timeout(&mut self, now: Instant) {
@@ -323,6 +457,7 @@ impl Membership for LeaseNode {
                 self.actions.push_back(LeaseAction::Reconnect);
             }
         }
+        self.send_state_request(now);
         if self.pending.is_none() && now >= self.next_request_at {
             let (kind, interval) = match (self.held, self.resume.take()) {
                 (Some(_), _) => (Kind::Renew, self.config.renew_interval),
@@ -378,7 +513,7 @@ impl Membership for LeaseNode {
     }
 
     fn role(&self) -> Role {
-        if self.held.is_some() {
+        if self.held.is_some() && !self.loading {
             Role::Leader
         } else {
             Role::Follower
@@ -427,7 +562,7 @@ mod tests {
         let mut node = LeaseNode::new("master-1", config.clone(), t0);
         node.handle_timeout(t0);
         let id = sent(&mut node);
-        node.handle_reply(id, grant(0, "master-2 4"));
+        node.handle_reply(t0, id, grant(0, "master-2 4"));
         assert_eq!(
             reported(&mut node),
             [LeaseEvent::LeaseHolderSeen {
@@ -441,23 +576,31 @@ mod tests {
         let at = node.poll_timeout().unwrap();
         node.handle_timeout(at);
         let id = sent(&mut node);
-        node.handle_reply(id, grant(0, "master-2 4"));
+        node.handle_reply(t0, id, grant(0, "master-2 4"));
         assert_eq!(reported(&mut node), []);
 
         let at = node.poll_timeout().unwrap();
         node.handle_timeout(at);
         let id = sent(&mut node);
-        node.handle_reply(id, grant(1, "master-1 5"));
+        node.handle_reply(t0, id, grant(1, "master-1 5"));
         assert_eq!(
             reported(&mut node),
             [LeaseEvent::LeaseAcquired { token: 5 }.into()]
         );
+        // It reads the replicated state before it leads: nothing stored yet is an empty one.
+        assert_eq!(node.role(), Role::Follower);
+        let id = sent(&mut node);
+        node.handle_reply(at, id, Ok(Value::Bulk(None)));
         assert_eq!(node.role(), Role::Leader);
+        assert_eq!(node.committed(), Some(0));
+        assert!(
+            matches!(node.poll_output(), Some(Output::Install(snapshot)) if snapshot.version == Version { term: 5, index: 0 })
+        );
         let renew_at = node.poll_timeout().unwrap();
         assert_eq!(renew_at, at + config.renew_interval);
         node.handle_timeout(renew_at);
         let id = sent(&mut node);
-        node.handle_reply(id, Ok(Value::Integer(1)));
+        node.handle_reply(t0, id, Ok(Value::Integer(1)));
         assert_eq!(
             reported(&mut node),
             [LeaseEvent::LeaseRenewed { token: 5 }.into()]
@@ -466,7 +609,7 @@ mod tests {
         let at = node.poll_timeout().unwrap();
         node.handle_timeout(at);
         let id = sent(&mut node);
-        node.handle_reply(id, Ok(Value::Integer(0)));
+        node.handle_reply(t0, id, Ok(Value::Integer(0)));
         assert_eq!(
             reported(&mut node),
             [LeaseEvent::LeaseLost {
@@ -485,7 +628,7 @@ mod tests {
         let mut node = LeaseNode::new("master-1", config.clone(), t0);
         node.handle_timeout(t0);
         let id = sent(&mut node);
-        node.handle_reply(id, grant(1, "master-1 1"));
+        node.handle_reply(t0, id, grant(1, "master-1 1"));
         reported(&mut node);
         // Counted from when the request left, not from the reply.
         let expiry = t0 + config.lease_period;

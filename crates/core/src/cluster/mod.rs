@@ -11,13 +11,62 @@ use crate::resp::Value;
 use crate::timeline::Event;
 use lease::LeaseAction;
 use raft::{HardState, RaftMessage};
+use serde::{Deserialize, Serialize};
 use std::time::{Duration, Instant};
+
+/// Which state a replica holds: the term of the leader that made it (a raft term, a lease's
+/// fencing token), then its place in that leader's sequence. Ordered by term first, so a
+/// state a newer leader made is newer than any an older one made (Raft's "up to date").
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
+pub struct Version {
+    pub term: u64,
+    pub index: u64,
+}
+
+/// The state the masters replicate, as the membership core carries it: opaque bytes (the
+/// master's commands and config) and their version. Each snapshot holds everything before
+/// it, so a replica only ever needs the newest: Raft's log, compacted to one entry.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Snapshot {
+    pub version: Version,
+    pub state: Vec<u8>,
+}
+
+impl Snapshot {
+    /// The disk record: `term index\n` then the state.
+    pub fn to_record(&self) -> Vec<u8> {
+        let Version { term, index } = self.version;
+        let mut bytes = format!("{term} {index}\n").into_bytes();
+        bytes.extend_from_slice(&self.state);
+        bytes
+    }
+
+    /// Reads a record [`to_record`](Self::to_record) wrote; `None` if it is not one.
+    pub fn from_record(bytes: &[u8]) -> Option<Snapshot> {
+        let newline = bytes.iter().position(|&b| b == b'\n')?;
+        let head = std::str::from_utf8(&bytes[..newline]).ok()?;
+        let (term, index) = head.split_once(' ')?;
+        let version = Version {
+            term: term.parse().ok()?,
+            index: index.parse().ok()?,
+        };
+        let state = bytes[newline + 1..].to_vec();
+        Some(Snapshot { version, state })
+    }
+}
 
 /// What a membership core asks its shell to do, besides reporting events.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Output {
     /// Write the term and vote to stable storage, before sending anything polled after it.
     Save(HardState),
+    /// Write this node's own proposal to stable storage, before sending anything after it.
+    Persist(Snapshot),
+    /// A newer state from the leader: write it to stable storage, then hand it to the master,
+    /// before sending anything after it (the acknowledgement says it is held).
+    Install(Snapshot),
     /// Send `message` to peer `to`.
     Peer { to: String, message: RaftMessage },
     /// A request for the lease store, or a reconnect to it.
@@ -34,7 +83,17 @@ pub trait Membership: Send {
     /// A message from peer `from`.
     fn handle_peer(&mut self, _now: Instant, _from: &str, _message: RaftMessage) {}
     /// The store's answer to request `id`, or why there is none.
-    fn handle_store_reply(&mut self, _id: u64, _reply: Result<Value, String>) {}
+    fn handle_store_reply(&mut self, _now: Instant, _id: u64, _reply: Result<Value, String>) {}
+    /// The replicated state this node kept on stable storage; call before any input.
+    fn restore_state(&mut self, _snapshot: Snapshot) {}
+    /// Leader: makes `state` the next version, at `index` (above every index before), and
+    /// replicates it. Anything else ignores it.
+    fn propose(&mut self, now: Instant, index: u64, state: Vec<u8>);
+    /// Leader: the highest index it knows is held as durably as its mode promises (a majority
+    /// of disks, the store, its own disk), counting only what it proposed in its own term
+    /// (Raft's rule: earlier terms' states are committed by committing a newer one). `None`
+    /// otherwise, and until the first is.
+    fn committed(&self) -> Option<u64>;
     /// Gives up leadership on purpose, if this node leads, so another can take over.
     fn release(&mut self, now: Instant);
     /// Leaves the cluster: no more messages, no more elections or requests.

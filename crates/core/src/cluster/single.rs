@@ -1,7 +1,7 @@
 //! Mode `single`: this node is the leader from the start and never stops. For development and
 //! one-master deployments.
 
-use super::{ClusterEvent, Membership, Output, Role};
+use super::{ClusterEvent, Membership, Output, Role, Snapshot, Version};
 use crate::timeline::{Event, Events, SingleEvent};
 use std::collections::VecDeque;
 use std::time::Instant;
@@ -10,6 +10,10 @@ pub struct SingleNode {
     me: String,
     changes: VecDeque<ClusterEvent>,
     closed: bool,
+    /// A proposal to write to its disk; committed once written.
+    persist: Option<Snapshot>,
+    /// The newest index on its disk.
+    commit: u64,
     /// What it reports, until the shell takes it.
     events: Events,
 }
@@ -27,6 +31,8 @@ impl SingleNode {
                 ClusterEvent::SignMaster,
             ]),
             closed: false,
+            persist: None,
+            commit: 0,
         }
     }
 }
@@ -45,8 +51,26 @@ impl Membership for SingleNode {
         None
     }
 
+    /// A proposal, to write to its disk: that is all "committed" means for one master.
     fn poll_output(&mut self) -> Option<Output> {
-        None
+        self.persist.take().map(Output::Persist)
+    }
+
+    fn restore_state(&mut self, snapshot: Snapshot) {
+        self.commit = snapshot.version.index;
+    }
+
+    fn propose(&mut self, _now: Instant, index: u64, state: Vec<u8>) {
+        if self.closed {
+            return;
+        }
+        let version = Version { term: 1, index };
+        self.persist = Some(Snapshot { version, state });
+        self.commit = index;
+    }
+
+    fn committed(&self) -> Option<u64> {
+        (!self.closed).then_some(self.commit)
     }
 
     fn close(&mut self) {

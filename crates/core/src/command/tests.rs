@@ -153,17 +153,20 @@ fn the_outbox_keeps_commands_until_their_result_and_survives_a_restart() {
     let second = outbox.accept("agent-1", "sleep", args.clone(), Duration::from_secs(1));
     outbox.accept("agent-2", "echo", args, Duration::from_secs(1));
     assert_eq!(first.request_id, "master-2-1");
-    let ids = |commands: Vec<Command>| -> Vec<String> {
-        commands.into_iter().map(|c| c.request_id).collect()
+    let ids = |commands: Vec<&Pending>| -> Vec<String> {
+        (commands.into_iter())
+            .map(|p| p.command.request_id.clone())
+            .collect()
     };
     assert_eq!(
         ids(outbox.for_agent("agent-1")),
         ["master-2-1", "master-2-2"]
     );
 
-    let mut restored: Outbox =
-        serde_json::from_str(&serde_json::to_string(&outbox).unwrap()).unwrap();
-    restored.recount();
+    // What is written names no master: a restarted master reads it back under its own name.
+    let written: Outbox = serde_json::from_str(&serde_json::to_string(&outbox).unwrap()).unwrap();
+    let mut restored = Outbox::new("master-2");
+    restored.replace_with(written);
     assert_eq!(restored, outbox);
     let mut outbox = restored;
     let result = |command: &Command| CommandResult {
@@ -207,10 +210,9 @@ fn a_successor_takes_over_what_is_pending_and_what_was_answered_in_order() {
     }
     let tenth = old.accept("agent-2", "echo", args(), second);
 
-    // A follower copies the leader's contents as they are handed over; when it leads, they
-    // are its own.
+    // A follower copies the leader's outbox as it is replicated; when it leads, it is its own.
     let mut new = Outbox::new("master-2");
-    new.replace_contents(&old);
+    new.replace_with(old.clone());
     assert!(new.knows(&answered.request_id) && new.knows(&first.request_id));
     assert_eq!(
         new.receive(&result),
@@ -219,11 +221,11 @@ fn a_successor_takes_over_what_is_pending_and_what_was_answered_in_order() {
     );
     let own = new.accept("agent-2", "echo", args(), second);
     assert_eq!(
-        own.request_id, "master-2-1",
-        "the successor keeps its own numbering"
+        own.request_id, "master-2-13",
+        "the successor names ids after itself, and the count goes on"
     );
     let ids: Vec<String> = (new.for_agent("agent-2").into_iter())
-        .map(|c| c.request_id)
+        .map(|p| p.command.request_id.clone())
         .collect();
     assert_eq!(
         ids,
@@ -331,7 +333,7 @@ proptest! {
                 }
                 Net::Reconnect => {
                     to_agent.clear();
-                    to_agent.extend(outbox.for_agent("agent-1"));
+                    to_agent.extend(outbox.for_agent("agent-1").into_iter().map(|p| p.command.clone()));
                 }
                 Net::Tick => {
                     now += Duration::from_millis(50);
@@ -341,11 +343,11 @@ proptest! {
                 Net::Failover => {
                     leaders += 1;
                     let mut next = Outbox::new(&format!("master-{leaders}"));
-                    next.replace_contents(&outbox);
+                    next.replace_with(outbox.clone());
                     outbox = next;
                     to_agent.clear();
                     to_master.clear();
-                    to_agent.extend(outbox.for_agent("agent-1"));
+                    to_agent.extend(outbox.for_agent("agent-1").into_iter().map(|p| p.command.clone()));
                 }
             }
             prop_assert!(started.values().all(|&n| n == 1), "started twice: {started:?}");

@@ -10,9 +10,13 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 impl Registry {
-    /// Raises the config to a new version with `values` and pushes it to every agent this
-    /// leader serves; an agent away now pulls it when it is back. Returns the new version.
-    pub fn push_config(&mut self, values: BTreeMap<String, String>) -> Result<u64, SubmitError> {
+    /// Raises the config to a new version with `values`; once the cluster commits it, it is
+    /// pushed to every agent this leader serves, and an agent away pulls it when it is back.
+    /// Returns the new config's id.
+    pub fn push_config(
+        &mut self,
+        values: BTreeMap<String, String>,
+    ) -> Result<ConfigId, SubmitError> {
         if self.leadership != Leadership::Leader {
             return Err(SubmitError::NotLeader);
         }
@@ -28,23 +32,18 @@ impl Registry {
             return Err(SubmitError::TooLarge { len, max });
         }
         self.ledger.fleet_config = push;
-        self.ledger.changes += 1;
-        self.ledger.handover_seq += 1;
-        let sessions = &self.agents.sessions;
-        self.output.events.push(CommandEvent::ConfigPushed {
-            version: id.version,
-            term: id.term,
-            agents: sessions.len() as u64,
-        });
-        for &session in sessions.keys() {
-            let push = Box::new(self.ledger.fleet_config.clone());
-            self.output.send(session, Message::ConfigPush(push));
-        }
-        Ok(id.version)
+        self.ledger.config_index = self.ledger.next_index();
+        self.changed();
+        Ok(id)
     }
 
-    /// The current config.
+    /// The config agents are brought to: the newest committed.
     pub fn config_id(&self) -> ConfigId {
+        self.ledger.announced.id
+    }
+
+    /// The newest config this master holds, committed or not.
+    pub fn newest_config_id(&self) -> ConfigId {
         self.ledger.fleet_config.id
     }
 
@@ -54,10 +53,25 @@ impl Registry {
         self.ledger.term = self.ledger.term.max(term);
     }
 
-    /// Accepts a command for `agent` and sends it now if the agent has a session; otherwise
-    /// it goes out when the agent registers. Only the leader accepts commands.
+    /// Takes a command for `agent` and returns its request id. Once the cluster commits it,
+    /// it is accepted: sent now if the agent has a session, or when the agent registers.
+    /// Only the leader takes commands.
     pub fn submit(
         &mut self,
+        agent: &str,
+        name: &str,
+        args: BTreeMap<String, String>,
+        timeout: Duration,
+    ) -> Result<String, SubmitError> {
+        self.submit_once(None, agent, name, args, timeout)
+    }
+
+    /// [`submit`](Self::submit) under the client's `key`: a key this master holds (pending or
+    /// answered) returns that command's id and changes nothing, so a client that did not
+    /// learn whether a command was accepted can submit it again to the next leader.
+    pub fn submit_once(
+        &mut self,
+        key: Option<&str>,
         agent: &str,
         name: &str,
         args: BTreeMap<String, String>,
@@ -66,29 +80,25 @@ impl Registry {
         if self.leadership != Leadership::Leader {
             return Err(SubmitError::NotLeader);
         }
+        if let Some(known) = key.and_then(|key| self.ledger.outbox.find_key(key)) {
+            return Ok(known.to_string());
+        }
+        let index = self.ledger.next_index();
         let outbox = &mut self.ledger.outbox;
         let (bytes, budget) = (outbox.pending_bytes(), OUTBOX_BUDGET);
         if bytes >= budget {
             return Err(SubmitError::OutboxFull { bytes, budget });
         }
-        let command = outbox.accept(agent, name, args, timeout);
+        let key = key.map(str::to_string);
+        let command = outbox.accept_at(agent, name, args, timeout, index, key);
         let request_id = command.request_id.clone();
-        let len = payload_len(&Message::Command(Box::new(command.clone())));
+        let len = payload_len(&Message::Command(Box::new(command)));
         if len > MAX_FRAME_DEFAULT {
             outbox.withdraw(&request_id);
             let max = MAX_FRAME_DEFAULT;
             return Err(SubmitError::TooLarge { len, max });
         }
-        self.ledger.changes += 1;
-        self.ledger.handover_seq += 1;
-        match self.agents.session_of(agent) {
-            Some(session) => self.output.send_command(session, agent, command),
-            None => self.output.events.push(CommandEvent::CommandQueued {
-                request_id: command.request_id,
-                agent: agent.to_string(),
-                name: command.name,
-            }),
-        }
+        self.changed();
         Ok(request_id)
     }
 
@@ -104,7 +114,7 @@ impl Registry {
         // A copy of a result already taken, or one for a command another master
         // accepted (before a failover), changes nothing.
         if let Received::First { agent } = self.ledger.outbox.receive(&result) {
-            self.ledger.changes += 1;
+            self.changed();
             self.output.events.push(CommandEvent::CommandResult {
                 request_id: result.request_id,
                 agent,
@@ -118,8 +128,8 @@ impl Registry {
         if self.agents.entry_for(session).is_none() {
             return self.output.close(session, "config pull before register");
         }
-        if pull.have < self.ledger.fleet_config.id {
-            let push = Box::new(self.ledger.fleet_config.clone());
+        if pull.have < self.ledger.announced.id {
+            let push = Box::new(self.ledger.announced.clone());
             self.output.send(session, Message::ConfigPush(push));
         }
     }

@@ -15,7 +15,7 @@ impl Registry {
         session: SessionId,
         heartbeat: Heartbeat,
     ) {
-        let config = self.ledger.fleet_config.id;
+        let config = self.ledger.announced.id;
         let Some(entry) = self.agents.entry_for(session) else {
             return self.output.close(session, "heartbeat before register");
         };

@@ -5,25 +5,25 @@
 //! The registry is cut by concern, each file a handler that works on the part of the state it
 //! needs: `nodes` (the node table and the sessions that speak for it), `register` (admission
 //! and registration), `liveness` (heartbeats and the offline sweep), `commands` (commands and
-//! config), `handover` (what a leader hands its successor and keeps on disk) and `admin`
+//! config), `ledger` (what the masters replicate, and when a change counts) and `admin`
 //! (credentials, operator commands, shutdown).
 
 mod admin;
 mod commands;
-mod handover;
+mod ledger;
 mod liveness;
 mod nodes;
 mod register;
 #[cfg(test)]
 mod tests;
 
-pub use handover::{Durable, Handover};
+pub use ledger::Replicated;
 pub use nodes::NodeEntry;
 
 use crate::attempts::{Admission, AttemptPolicy};
 use crate::timeline::{Event, Events};
 use crate::wire::Message;
-use handover::Ledger;
+use ledger::Ledger;
 use nodes::Agents;
 use register::Gate;
 use std::collections::VecDeque;

@@ -196,9 +196,13 @@ impl Registry {
                 retry_after_ms: 0,
             })),
         );
-        // At least once: every command still unanswered goes out again on each registration.
-        for command in self.ledger.outbox.for_agent(&agent) {
-            self.output.send_command(session, &agent, command);
+        // At least once: every accepted command still unanswered goes out again on each
+        // registration.
+        for pending in self.ledger.outbox.for_agent(&agent) {
+            if self.ledger.is_committed(pending.index) {
+                self.output
+                    .send_command(session, &agent, pending.command.clone());
+            }
         }
     }
 

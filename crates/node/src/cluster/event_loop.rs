@@ -1,13 +1,14 @@
 //! One master's cluster loop: it drives the membership core of its mode through the
 //! [`Membership`] trait alone, moves the core's outputs to the peer links, the disk and the
-//! store link, and tells the master's registry and the handle what the core decided.
+//! store link, proposes the master's commands and config to it, and tells the master's
+//! registry and the handle what the core decided.
 
 use super::handle::{ClusterHandle, Request};
 use super::peers::{Outbound, PeerFrame, PeerMessage, Undelivered};
 use super::store::StoreLink;
 use super::HARD_STATE;
 use crate::clock::{now, Timer};
-use crate::disk::Disk;
+use crate::disk::{Disk, LEDGER};
 use crate::master::MasterState;
 use crate::report::emit_from;
 use fleet_core::cluster::{ClusterEvent, Membership, Output, Role, Status};
@@ -15,12 +16,8 @@ use fleet_core::master::Leadership;
 use fleet_core::resp::Value;
 use std::io;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 use tokio::sync::{mpsc, Notify};
-
-/// A leader hands over at least this often, so a follower that missed one (it did not yet
-/// know the leader, or the link was down) catches up.
-const HANDOVER_REFRESH: Duration = Duration::from_secs(1);
 
 fn leadership(role: Role, leader: Option<&str>) -> Leadership {
     match role {
@@ -33,6 +30,7 @@ fn leadership(role: Role, leader: Option<&str>) -> Leadership {
 
 pub(super) struct ClusterLoop {
     pub(super) disk: Option<Disk>,
+    pub(super) save_votes: bool,
     pub(super) members: Vec<String>,
     pub(super) membership: Box<dyn Membership>,
     pub(super) store: Option<StoreLink>,
@@ -43,9 +41,7 @@ pub(super) struct ClusterLoop {
     pub(super) handle: ClusterHandle,
     pub(super) closed: bool,
     pub(super) timer: Timer,
-    /// The master's handover count and the time of the last handover sent.
-    pub(super) handed_over: Option<(u64, Instant)>,
-    /// Wakes the loop when the master's commands or config change, to hand them over.
+    /// Wakes the loop when the master's commands or config change, to propose them.
     pub(super) master_changed: Arc<Notify>,
 }
 
@@ -98,14 +94,23 @@ impl ClusterLoop {
     /// Moves every output on, then tells the handle and the master what the core decided.
     /// Returns when the next periodic task or call is due.
     async fn publish(&mut self) -> Option<Instant> {
+        if let Some((index, state)) = self.master.take_proposal() {
+            self.membership.propose(now(), index, state);
+        }
         while let Some(output) = self.membership.poll_output() {
             match output {
                 // Durable before any vote or candidacy leaves.
                 Output::Save(state) => {
-                    if let Some(disk) = &self.disk {
+                    if let Some(disk) = self.disk.as_ref().filter(|_| self.save_votes) {
                         let bytes = serde_json::to_vec(&state).expect("a hard state serializes");
                         disk.write(HARD_STATE, bytes);
                     }
+                }
+                // Durable before the messages that carry it, or acknowledge it, leave.
+                Output::Persist(snapshot) => self.write_ledger(&snapshot),
+                Output::Install(snapshot) => {
+                    self.write_ledger(&snapshot);
+                    self.master.install(&snapshot);
                 }
                 Output::Peer { to, message } => {
                     self.send(&to, PeerMessage::Raft(message));
@@ -127,8 +132,14 @@ impl ClusterLoop {
         let leadership = leadership(status.role, status.leader.as_deref());
         self.master.observe_term(status.term);
         self.master.set_leadership(leadership);
-        self.hand_over();
+        self.master.handle_commit(self.membership.committed());
         next_periodic
+    }
+
+    fn write_ledger(&self, snapshot: &fleet_core::cluster::Snapshot) {
+        if let Some(disk) = &self.disk {
+            disk.write(LEDGER, snapshot.to_record());
+        }
     }
 
     fn status(&self) -> Status {
@@ -141,27 +152,6 @@ impl ClusterLoop {
             members: self.members.clone(),
             alive: membership.alive(now()),
             closed: self.closed,
-        }
-    }
-
-    /// A leader sends its commands and config to every peer when it accepted something new,
-    /// and at least every [`HANDOVER_REFRESH`].
-    fn hand_over(&mut self) {
-        let at = now();
-        let Some(seq) = self.master.handover_seq() else {
-            self.handed_over = None;
-            return;
-        };
-        let due = self
-            .handed_over
-            .is_none_or(|(sent, when)| sent != seq || at.duration_since(when) >= HANDOVER_REFRESH);
-        let Some(handover) = due.then(|| self.master.handover()).flatten() else {
-            return;
-        };
-        self.handed_over = Some((seq, at));
-        let message = PeerMessage::Handover(Box::new(handover));
-        for peer in self.outbound.keys() {
-            self.send(peer, message.clone());
         }
     }
 
@@ -209,13 +199,6 @@ impl ClusterLoop {
                 self.membership.handle_peer(now(), &from, message);
                 self.report();
             }
-            PeerMessage::Handover(handover) => {
-                let returned = self.master.take_handover(&from, *handover);
-                if !returned.is_empty() {
-                    self.send(&from, PeerMessage::HandBack(returned));
-                }
-            }
-            PeerMessage::HandBack(returned) => self.master.take_hand_back(&from, returned),
             PeerMessage::Call(message) => self.handle.handle_call(&from, message),
         }
     }

@@ -19,14 +19,14 @@ pub use handle::ClusterHandle;
 pub use peers::{PeerFrame, PeerMessage};
 
 use crate::clock::{now, Timer};
-use crate::disk::Disk;
+use crate::disk::{Disk, LEDGER};
 use crate::master::MasterState;
 use crate::net::TcpListener;
 use event_loop::ClusterLoop;
 use fleet_core::cluster::lease::{LeaseConfig, LeaseNode};
 use fleet_core::cluster::raft::{RaftConfig, RaftNode};
 use fleet_core::cluster::single::SingleNode;
-use fleet_core::cluster::Membership;
+use fleet_core::cluster::{Membership, Snapshot};
 use peers::{accept_peers, connect_peers, PeerHealth, PEER_CONNECT_TIMEOUT};
 use rand::RngCore;
 use std::collections::BTreeMap;
@@ -51,9 +51,12 @@ pub struct ClusterConfig {
     /// Every member's cluster address, this node's included.
     pub members: BTreeMap<String, SocketAddr>,
     pub mode: ClusterMode,
-    /// Stable storage that outlives this node's crashes: raft keeps its term and vote there.
-    /// `None` forgets them on every restart, which is unsafe and exists to show why.
+    /// Stable storage that outlives this node's crashes: the replicated commands and config,
+    /// and raft's term and vote. `None` keeps nothing.
     pub disk: Option<Disk>,
+    /// Raft keeps its term and vote on `disk`. `false` forgets them on every restart, which is
+    /// unsafe and exists to show why.
+    pub save_votes: bool,
 }
 
 /// The disk record raft's term and vote live in.
@@ -70,12 +73,14 @@ pub async fn run_cluster<R: RngCore + Send + 'static>(
 ) {
     let members: Vec<String> = config.members.keys().cloned().collect();
     let (membership, store) = start_membership(&config, &members, rng);
+    master.replicate();
     let (inbound_tx, inbound) = mpsc::unbounded_channel::<PeerFrame>();
     let health = PeerHealth::default();
     crate::task::spawn(accept_peers(listener, inbound_tx, health.clone()));
     let (outbound, undelivered) = connect_peers(&config, &health);
     let cluster = ClusterLoop {
         disk: config.disk,
+        save_votes: config.save_votes,
         members,
         membership,
         store,
@@ -87,7 +92,6 @@ pub async fn run_cluster<R: RngCore + Send + 'static>(
         handle,
         closed: false,
         timer: Timer::default(),
-        handed_over: None,
     };
     cluster.run().await;
 }
@@ -99,14 +103,21 @@ fn start_membership<R: RngCore + Send + 'static>(
     members: &[String],
     rng: R,
 ) -> (Box<dyn Membership>, Option<StoreLink>) {
+    let read = |record: &str| config.disk.as_ref().and_then(|disk| disk.read(record));
+    let ledger = read(LEDGER).and_then(|bytes| Snapshot::from_record(&bytes));
     match config.mode.clone() {
-        ClusterMode::Single => (Box::new(SingleNode::new(&config.me)), None),
+        ClusterMode::Single => {
+            let mut node = SingleNode::new(&config.me);
+            node.restore_state(ledger.unwrap_or_default());
+            (Box::new(node), None)
+        }
         ClusterMode::Raft(raft) => {
             let mut node = RaftNode::new(&config.me, members, raft, rng, now());
-            let saved = config.disk.as_ref().and_then(|disk| disk.read(HARD_STATE));
+            let saved = read(HARD_STATE).filter(|_| config.save_votes);
             if let Some(state) = saved.and_then(|bytes| serde_json::from_slice(&bytes).ok()) {
                 node.restore(state);
             }
+            node.restore_state(ledger.unwrap_or_default());
             (Box::new(node), None)
         }
         ClusterMode::Lease {

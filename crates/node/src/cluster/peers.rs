@@ -12,8 +12,6 @@ use crate::net::{TcpListener, TcpStream};
 use crate::sync::lock;
 use fleet_core::cluster::calls::CallMessage;
 use fleet_core::cluster::raft::RaftMessage;
-use fleet_core::command::Pending;
-use fleet_core::master::Handover;
 use futures::{SinkExt, StreamExt};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -27,13 +25,10 @@ use tokio_util::codec::Framed;
 pub enum PeerMessage {
     Raft(RaftMessage),
     Call(CallMessage),
-    /// The leader's commands and config, for whichever master leads next.
-    Handover(Box<Handover>),
-    /// Commands a master gave up leading with that the leader's handover lacks.
-    HandBack(Vec<Pending>),
 }
 
-/// A handover carries every pending command: peers take larger frames than agents.
+/// A heartbeat may carry the replicated state, every pending command in it: peers take
+/// larger frames than agents.
 const PEER_MAX_FRAME: usize = 4 << 20;
 
 /// One frame between masters.

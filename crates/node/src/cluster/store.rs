@@ -1,5 +1,6 @@
 //! Lease mode's link to its store: one connection at a time, requests answered in order.
 
+use crate::clock::now;
 use crate::codec::RespCodec;
 use crate::net::TcpStream;
 use fleet_core::cluster::lease::LeaseAction;
@@ -36,7 +37,7 @@ impl StoreLink {
     fn fail_all(&mut self, node: &mut dyn Membership, why: &str) {
         self.connection = None;
         for id in self.in_flight.drain(..) {
-            node.handle_store_reply(id, Err(why.to_string()));
+            node.handle_store_reply(now(), id, Err(why.to_string()));
         }
     }
 
@@ -60,7 +61,7 @@ impl StoreLink {
                     self.in_flight.push_back(request.id);
                 } else {
                     self.fail_all(node, "store unreachable");
-                    node.handle_store_reply(request.id, Err("store unreachable".into()));
+                    node.handle_store_reply(now(), request.id, Err("store unreachable".into()));
                 }
             }
         }
@@ -83,7 +84,7 @@ impl StoreLink {
         match reply {
             Some(Ok(value)) => {
                 if let Some(id) = self.in_flight.pop_front() {
-                    node.handle_store_reply(id, Ok(value));
+                    node.handle_store_reply(now(), id, Ok(value));
                 }
             }
             Some(Err(_)) | None => self.fail_all(node, "store connection lost"),

@@ -1,9 +1,17 @@
-//! Raft leader election without a log (Ongaro's thesis, chapter 3 and §9.6).
+//! Raft (Ongaro's thesis, chapter 3 and §9.6), with its log compacted to one snapshot.
 //!
 //! Terms, RequestVote, randomized election timeouts, leader heartbeats, majority rule; plus
 //! pre-vote (a candidate first asks whether it could win, so a node cut off from the leader does
 //! not inflate its term and disrupt the cluster when it returns) and check-quorum (a leader that
 //! has not heard from a majority for an election timeout steps down). Both are on by default.
+//!
+//! What the masters agree on (their commands and config) is replicated as a [`Snapshot`]: each
+//! version holds everything before it, so a follower needs only the newest, and a leader sends
+//! it with a heartbeat to each follower that has not acknowledged it. A version is committed
+//! once a majority hold it on their disks, and a leader counts only versions of its own term
+//! (on taking office it stamps what it holds with its term, Raft's no-op entry). A node votes
+//! only for a candidate whose version is at least its own (the election restriction), so
+//! every leader holds every committed version.
 //!
 //! Sans-IO like the other cores: [`RaftNode::handle_message`] and the [`Membership`] trait's
 //! `handle_timeout` take `now`; what to do comes from `poll_output`, membership changes from
@@ -15,7 +23,7 @@
 //! leaves before it is durable. On boot the driver hands the saved state back with
 //! [`RaftNode::restore`].
 
-use super::{ClusterEvent, Membership, Output, Role};
+use super::{ClusterEvent, Membership, Output, Role, Snapshot, Version};
 use crate::timeline::{Event, Events, RaftEvent};
 use rand::{Rng, RngCore};
 use serde::{Deserialize, Serialize};
@@ -63,6 +71,8 @@ pub enum RaftMessage {
     /// "Would you vote for me in `term`?" Changes nothing at the receiver.
     PreVote {
         term: u64,
+        /// The version of the state the candidate holds.
+        version: Version,
     },
     PreVoteResponse {
         term: u64,
@@ -70,6 +80,7 @@ pub enum RaftMessage {
     },
     RequestVote {
         term: u64,
+        version: Version,
     },
     VoteResponse {
         term: u64,
@@ -77,21 +88,27 @@ pub enum RaftMessage {
     },
     Heartbeat {
         term: u64,
+        /// The newest version the leader knows committed.
+        commit: Version,
+        /// The leader's state, for a follower that has not acknowledged holding it.
+        state: Option<Snapshot>,
     },
     HeartbeatResponse {
         term: u64,
+        /// The version the follower holds, on its disk.
+        version: Version,
     },
 }
 
 impl RaftMessage {
     fn term(&self) -> u64 {
         match *self {
-            RaftMessage::PreVote { term }
+            RaftMessage::PreVote { term, .. }
             | RaftMessage::PreVoteResponse { term, .. }
-            | RaftMessage::RequestVote { term }
+            | RaftMessage::RequestVote { term, .. }
             | RaftMessage::VoteResponse { term, .. }
-            | RaftMessage::Heartbeat { term }
-            | RaftMessage::HeartbeatResponse { term } => term,
+            | RaftMessage::Heartbeat { term, .. }
+            | RaftMessage::HeartbeatResponse { term, .. } => term,
         }
     }
 }
@@ -128,6 +145,14 @@ pub struct RaftNode<R> {
     /// When we last heard anything from each peer.
     last_heard: BTreeMap<String, Instant>,
     closed: bool,
+    /// The replicated state this node holds.
+    state: Snapshot,
+    /// The newest version this node knows a majority holds.
+    commit: Version,
+    /// Leader: the newest version each peer acknowledged holding.
+    matched: BTreeMap<String, Version>,
+    /// A state to persist (its own) or install (the leader's), before the messages.
+    snapshot_out: Option<Output>,
     outbox: VecDeque<(String, RaftMessage)>,
     changes: VecDeque<ClusterEvent>,
     /// What it reports, until the shell takes it.
@@ -160,6 +185,10 @@ impl<R: RngCore> RaftNode<R> {
             last_leader_contact: None,
             last_heard: BTreeMap::new(),
             closed: false,
+            state: Snapshot::default(),
+            commit: Version::default(),
+            matched: BTreeMap::new(),
+            snapshot_out: None,
             outbox: VecDeque::new(),
             changes: VecDeque::from([ClusterEvent::StartUp]),
             events: Events::default(),
@@ -237,6 +266,7 @@ impl<R: RngCore> RaftNode<R> {
         });
         self.broadcast(RaftMessage::PreVote {
             term: self.term + 1,
+            version: self.state.version,
         });
         self.reset_election_deadline(now);
         self.check_votes(now);
@@ -251,7 +281,10 @@ impl<R: RngCore> RaftNode<R> {
         self.events
             .push(RaftEvent::ElectionStarted { term: self.term });
         self.changes.push_back(ClusterEvent::ElectionStart);
-        self.broadcast(RaftMessage::RequestVote { term: self.term });
+        self.broadcast(RaftMessage::RequestVote {
+            term: self.term,
+            version: self.state.version,
+        });
         self.reset_election_deadline(now);
         self.check_votes(now);
     }
@@ -278,8 +311,40 @@ impl<R: RngCore> RaftNode<R> {
         });
         self.changes.push_back(ClusterEvent::ElectionFinish);
         self.changes.push_back(ClusterEvent::SignMaster);
-        self.broadcast(RaftMessage::Heartbeat { term: self.term });
+        // Raft's no-op entry: what it holds becomes its own term's, and committing that
+        // commits everything before it.
+        self.state.version.term = self.term;
+        self.snapshot_out = Some(Output::Persist(self.state.clone()));
+        self.matched = (self.peers.iter())
+            .map(|peer| (peer.clone(), Version::default()))
+            .collect();
+        self.advance_commit();
+        self.send_heartbeats();
         self.heartbeat_due = now + self.config.heartbeat_interval;
+    }
+
+    /// A heartbeat to every peer, carrying the state to those that have not acknowledged it.
+    fn send_heartbeats(&mut self) {
+        for peer in self.peers.clone() {
+            let behind = self.matched.get(&peer) != Some(&self.state.version);
+            let message = RaftMessage::Heartbeat {
+                term: self.term,
+                commit: self.commit,
+                state: behind.then(|| self.state.clone()),
+            };
+            self.outbox.push_back((peer, message));
+        }
+    }
+
+    /// Leader: the newest version of its term a majority (itself included) holds.
+    fn advance_commit(&mut self) {
+        let mut held: Vec<Version> = self.matched.values().copied().collect();
+        held.push(self.state.version);
+        held.sort_unstable_by(|a, b| b.cmp(a));
+        let majority = held[self.majority() - 1];
+        if majority.term == self.term && majority > self.commit {
+            self.commit = majority;
+        }
     }
 
     fn step_down(&mut self, now: Instant, reason: &str) {
@@ -323,41 +388,70 @@ impl<R: RngCore> RaftNode<R> {
             self.observe_term(now, message.term());
         }
         match message {
-            RaftMessage::PreVote { term } => self.handle_pre_vote(now, from, term),
+            RaftMessage::PreVote { term, version } => {
+                self.handle_pre_vote(now, from, term, version)
+            }
             RaftMessage::PreVoteResponse { term, granted } => {
                 if granted && self.role == Role::PreCandidate && term == self.term + 1 {
                     self.votes.insert(from.to_string());
                     self.check_votes(now);
                 }
             }
-            RaftMessage::RequestVote { term } => self.handle_request_vote(now, from, term),
+            RaftMessage::RequestVote { term, version } => {
+                self.handle_request_vote(now, from, term, version)
+            }
             RaftMessage::VoteResponse { term, granted } => {
                 if granted && self.role == Role::Candidate && term == self.term {
                     self.votes.insert(from.to_string());
                     self.check_votes(now);
                 }
             }
-            RaftMessage::Heartbeat { term } => self.handle_heartbeat(now, from, term),
-            RaftMessage::HeartbeatResponse { .. } => {}
+            RaftMessage::Heartbeat {
+                term,
+                commit,
+                state,
+            } => {
+                self.handle_heartbeat(now, from, term, state);
+                self.learn_commit(commit);
+            }
+            RaftMessage::HeartbeatResponse { term, version } => {
+                if self.role == Role::Leader && term == self.term {
+                    let matched = self.matched.entry(from.to_string()).or_default();
+                    *matched = (*matched).max(version);
+                    self.advance_commit();
+                }
+            }
+        }
+    }
+
+    /// A follower learns what the leader knows committed: as far as its own state goes, when
+    /// that state is the leader's term's (an older term's may have been superseded).
+    fn learn_commit(&mut self, commit: Version) {
+        if self.state.version.term == commit.term {
+            self.commit = self.commit.max(commit.min(self.state.version));
         }
     }
 
     /// Would we vote for `from` in `term`? Not while a leader is fresh: that is what keeps a
     /// node cut off from the leader from disrupting the cluster when it returns.
-    fn handle_pre_vote(&mut self, now: Instant, from: &str, term: u64) {
+    fn handle_pre_vote(&mut self, now: Instant, from: &str, term: u64, version: Version) {
         let leader_is_fresh = self.role == Role::Leader
             || self
                 .last_leader_contact
                 .is_some_and(|at| now.duration_since(at) < self.config.election_timeout.0);
-        let granted = term > self.term && !leader_is_fresh;
+        let granted = term > self.term && !leader_is_fresh && version >= self.state.version;
         let term = if granted { term } else { self.term };
         self.send(from, RaftMessage::PreVoteResponse { term, granted });
     }
 
-    /// One vote per term: granted unless the term is stale or the vote already went elsewhere.
-    fn handle_request_vote(&mut self, now: Instant, from: &str, term: u64) {
+    /// One vote per term: granted unless the term is stale, the vote already went elsewhere,
+    /// or the candidate's state is older than ours (it could lack something committed).
+    fn handle_request_vote(&mut self, now: Instant, from: &str, term: u64, version: Version) {
         let denial = if term < self.term {
             Some("stale term".to_string())
+        } else if version < self.state.version {
+            let Version { term, index } = self.state.version;
+            Some(format!("candidate's state is behind ({term}.{index})"))
         } else {
             match &self.voted_for {
                 Some(other) if other != from => Some(format!("voted for {other}")),
@@ -382,8 +476,8 @@ impl<R: RngCore> RaftNode<R> {
         self.send(from, RaftMessage::VoteResponse { term, granted });
     }
 
-    /// A leader of our term: follow it, and put off our own election.
-    fn handle_heartbeat(&mut self, now: Instant, from: &str, term: u64) {
+    /// A leader of our term: follow it, put off our own election, and take its state if newer.
+    fn handle_heartbeat(&mut self, now: Instant, from: &str, term: u64, state: Option<Snapshot>) {
         if term == self.term {
             debug_assert!(
                 self.role != Role::Leader,
@@ -401,9 +495,14 @@ impl<R: RngCore> RaftNode<R> {
                 self.changes.push_back(ClusterEvent::ElectionFinish);
                 self.changes.push_back(ClusterEvent::SignFollower);
             }
+            if let Some(state) = state.filter(|state| state.version > self.state.version) {
+                self.state = state;
+                self.snapshot_out = Some(Output::Install(self.state.clone()));
+            }
         }
-        let term = self.term;
-        self.send(from, RaftMessage::HeartbeatResponse { term });
+        // Says which version it holds, so a leader whose state it lacks sends it.
+        let (term, version) = (self.term, self.state.version);
+        self.send(from, RaftMessage::HeartbeatResponse { term, version });
     }
 
     fn send(&mut self, to: &str, message: RaftMessage) {
@@ -439,6 +538,9 @@ impl<R: RngCore + Send> Membership for RaftNode<R> {
         if let Some(state) = self.poll_hard_state() {
             return Some(Output::Save(state));
         }
+        if let Some(snapshot) = self.snapshot_out.take() {
+            return Some(snapshot);
+        }
         let (to, message) = self.poll_message()?;
         Some(Output::Peer { to, message })
     }
@@ -453,7 +555,7 @@ impl<R: RngCore + Send> Membership for RaftNode<R> {
                     if self.config.check_quorum && !self.has_quorum(now) {
                         return self.step_down(now, "lost quorum");
                     }
-                    self.broadcast(RaftMessage::Heartbeat { term: self.term });
+                    self.send_heartbeats();
                     self.heartbeat_due = now + self.config.heartbeat_interval;
                 }
             }
@@ -467,6 +569,30 @@ impl<R: RngCore + Send> Membership for RaftNode<R> {
                 }
             }
         }
+    }
+
+    fn restore_state(&mut self, snapshot: Snapshot) {
+        self.state = snapshot;
+    }
+
+    fn propose(&mut self, _now: Instant, index: u64, state: Vec<u8>) {
+        if self.role != Role::Leader || self.closed {
+            return;
+        }
+        debug_assert!(index > self.state.version.index, "indexes only grow");
+        let version = Version {
+            term: self.term,
+            index,
+        };
+        self.state = Snapshot { version, state };
+        self.snapshot_out = Some(Output::Persist(self.state.clone()));
+        self.advance_commit();
+        self.send_heartbeats();
+    }
+
+    fn committed(&self) -> Option<u64> {
+        let leads = self.role == Role::Leader && !self.closed;
+        (leads && self.commit.term == self.term).then_some(self.commit.index)
     }
 
     /// Gives up leadership on purpose (a graceful handover): followers elect another.

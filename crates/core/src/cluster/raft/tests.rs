@@ -374,7 +374,15 @@ fn events_report_the_election_in_order() {
     assert_eq!(node.role(), Role::Leader);
     assert_eq!((node.term(), node.leader()), (1, Some("a")));
     // A higher term deposes it; a heartbeat of that term makes it follow.
-    node.handle_message(at, "c", RaftMessage::Heartbeat { term: 3 });
+    node.handle_message(
+        at,
+        "c",
+        RaftMessage::Heartbeat {
+            term: 3,
+            commit: Version::default(),
+            state: None,
+        },
+    );
     assert_eq!(
         reported(&mut node),
         [
@@ -415,9 +423,30 @@ fn events_report_votes_granted_denied_and_pre_votes() {
         }
         .into()]
     );
-    node.handle_message(now, "b", RaftMessage::RequestVote { term: 5 });
-    node.handle_message(now, "c", RaftMessage::RequestVote { term: 5 });
-    node.handle_message(now, "c", RaftMessage::RequestVote { term: 4 });
+    node.handle_message(
+        now,
+        "b",
+        RaftMessage::RequestVote {
+            term: 5,
+            version: Version::default(),
+        },
+    );
+    node.handle_message(
+        now,
+        "c",
+        RaftMessage::RequestVote {
+            term: 5,
+            version: Version::default(),
+        },
+    );
+    node.handle_message(
+        now,
+        "c",
+        RaftMessage::RequestVote {
+            term: 4,
+            version: Version::default(),
+        },
+    );
     assert_eq!(
         reported(&mut node),
         [
@@ -476,7 +505,14 @@ fn a_restarted_node_keeps_its_vote_only_if_it_restores_it() {
         RaftNode::new("b", &members, config.clone(), rng, now)
     };
     let mut b = boot(1);
-    b.handle_message(now, "a", RaftMessage::RequestVote { term: 5 });
+    b.handle_message(
+        now,
+        "a",
+        RaftMessage::RequestVote {
+            term: 5,
+            version: Version::default(),
+        },
+    );
     let saved = b.poll_hard_state().expect("a vote must be saved");
     assert_eq!(
         saved,
@@ -496,12 +532,26 @@ fn a_restarted_node_keeps_its_vote_only_if_it_restores_it() {
     assert!(vote_of(&mut b), "votes for a");
 
     let mut forgetful = boot(2);
-    forgetful.handle_message(now, "c", RaftMessage::RequestVote { term: 5 });
+    forgetful.handle_message(
+        now,
+        "c",
+        RaftMessage::RequestVote {
+            term: 5,
+            version: Version::default(),
+        },
+    );
     assert!(vote_of(&mut forgetful), "forgot, and votes twice in term 5");
 
     let mut restored = boot(3);
     restored.restore(saved);
-    restored.handle_message(now, "c", RaftMessage::RequestVote { term: 5 });
+    restored.handle_message(
+        now,
+        "c",
+        RaftMessage::RequestVote {
+            term: 5,
+            version: Version::default(),
+        },
+    );
     assert!(!vote_of(&mut restored), "remembers its vote for a");
     assert_eq!(restored.poll_hard_state(), None, "nothing new to save");
 }

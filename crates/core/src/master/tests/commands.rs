@@ -4,7 +4,7 @@ use super::*;
 use crate::wire::MAX_FRAME_DEFAULT;
 
 #[test]
-fn a_master_holds_a_bounded_outbox_so_a_handover_always_fits() {
+fn a_master_holds_a_bounded_outbox_so_its_replicated_state_always_fits() {
     let mut master = master("master-1");
     let blob = BTreeMap::from([("blob".to_string(), "x".repeat(60_000))]);
     let second = Duration::from_secs(1);
@@ -20,8 +20,8 @@ fn a_master_holds_a_bounded_outbox_so_a_handover_always_fits() {
         "{refused}"
     );
     assert!((30..40).contains(&accepted), "{accepted} accepted");
-    let handover = serde_json::to_vec(&master.handover().unwrap()).unwrap();
-    assert!(handover.len() < 4 << 20, "{} bytes", handover.len());
+    let state = serde_json::to_vec(&master.replicated()).unwrap();
+    assert!(state.len() < 4 << 20, "{} bytes", state.len());
 }
 
 #[test]

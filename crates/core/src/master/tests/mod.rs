@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 mod admin;
 mod commands;
-mod handover;
+mod ledger;
 mod liveness;
 mod register;
 
