@@ -42,13 +42,18 @@ impl Registry {
         );
     }
 
-    /// Marks every node silent for `offline_after` as offline.
+    /// Marks every node silent for `offline_after` as offline, and lets go of its session:
+    /// the agent, unanswered as long, has given up on it too, so a frame that still arrives on
+    /// it (held up on the way) is stale, brings nothing back, and closes the connection then.
+    /// Only a registration brings the node back. The connection is not closed at once: across
+    /// a cut link the agent would not hear of it either.
     pub fn handle_timeout(&mut self, now: Instant) {
         if self.agents.next_sweep.is_none_or(|at| now < at) {
             return;
         }
         let offline_after = self.config.offline_after();
         let mut next_sweep = None::<Instant>;
+        let mut dead = Vec::new();
         let events = &mut self.output.events;
         self.agents.nodes.for_each_mut(|entry| {
             if entry.liveness == Liveness::Offline {
@@ -57,6 +62,10 @@ impl Registry {
             let deadline = entry.last_heard + offline_after;
             if now >= deadline {
                 entry.liveness = Liveness::Offline;
+                if let Some(session) = entry.session.take() {
+                    let (instance, agent) = (&entry.info.instance_id, &entry.info.node_name);
+                    dead.push((session, instance.clone(), agent.clone()));
+                }
                 let silent_ms = now.duration_since(entry.last_heard).as_millis() as u64;
                 events.push(MasterEvent::NodeOffline {
                     agent: entry.info.node_name.clone(),
@@ -68,6 +77,11 @@ impl Registry {
             }
         });
         self.agents.next_sweep = next_sweep;
+        for (session, instance, agent) in dead {
+            self.agents.sessions.remove(&session);
+            let attempts = &mut self.gate.attempts;
+            attempts.record_disconnection(&instance, &agent, now, "missed heartbeats");
+        }
     }
 
     pub fn online_count(&self) -> usize {

@@ -34,10 +34,11 @@ fn the_master_keeps_each_agents_latest_status_and_metrics() {
 }
 
 #[test]
-fn silence_for_max_miss_intervals_marks_offline_and_a_heartbeat_brings_it_back() {
+fn silence_for_max_miss_intervals_marks_offline_and_ends_the_session() {
     let t0 = Instant::now();
     let mut registry = Registry::new(config());
     registry.handle_message(t0, 1, register("agent-1", 7));
+    drain(&mut registry);
     assert_eq!(registry.poll_timeout(), Some(t0 + Duration::from_secs(3)));
     registry.handle_timeout(t0 + Duration::from_millis(2999));
     assert_eq!(liveness(&registry), vec![Liveness::Online]);
@@ -48,9 +49,23 @@ fn silence_for_max_miss_intervals_marks_offline_and_a_heartbeat_brings_it_back()
         None,
         "nothing online, nothing to watch"
     );
+    assert_eq!(
+        drain(&mut registry),
+        [],
+        "a cut link would not carry a close either"
+    );
+    // A heartbeat held up on the way arrives: the agent gave that session up, so it brings
+    // nothing back, and the connection is closed.
     registry.handle_message(t0 + Duration::from_secs(5), 1, heartbeat(1));
+    assert_eq!(liveness(&registry), vec![Liveness::Offline]);
+    assert!(matches!(
+        drain(&mut registry).as_slice(),
+        [MasterAction::Close { session: 1, .. }]
+    ));
+    // A registration does.
+    registry.handle_message(t0 + Duration::from_secs(6), 2, register("agent-1", 7));
     assert_eq!(liveness(&registry), vec![Liveness::Online]);
-    assert_eq!(registry.poll_timeout(), Some(t0 + Duration::from_secs(8)));
+    assert_eq!(registry.poll_timeout(), Some(t0 + Duration::from_secs(9)));
 }
 
 #[test]
@@ -105,23 +120,32 @@ fn events_report_each_registration_silence_return_and_goodbye() {
         reported(&mut registry),
         [MasterEvent::NodeOffline {
             agent: "agent-1".into(),
-            instance_id,
+            instance_id: instance_id.clone(),
             silent_ms: 3000
         }
         .into()]
     );
     registry.handle_message(t0 + Duration::from_secs(5), 1, heartbeat(2));
+    assert_eq!(reported(&mut registry), [], "a stale heartbeat is no news");
+    registry.handle_message(t0 + Duration::from_secs(5), 2, register("agent-1", 7));
     assert_eq!(
         reported(&mut registry),
-        [MasterEvent::NodeOnline {
-            agent: "agent-1".into()
-        }
-        .into()]
+        [
+            MasterEvent::NodeRegistered {
+                agent: "agent-1".into(),
+                instance_id: instance_id.clone()
+            }
+            .into(),
+            MasterEvent::NodeOnline {
+                agent: "agent-1".into()
+            }
+            .into()
+        ]
     );
     let goodbye = Message::Unregister(crate::wire::Unregister {
         reason: "shutdown".into(),
     });
-    registry.handle_message(t0 + Duration::from_secs(5), 1, goodbye);
+    registry.handle_message(t0 + Duration::from_secs(5), 2, goodbye);
     assert_eq!(
         reported(&mut registry),
         [MasterEvent::NodeUnregistered {
