@@ -13,8 +13,10 @@
 //! Why a connection ended decides how the agent comes back ([`strategy`], the reconnection
 //! design's table): not at all after a normal close, at once to the next master when one goes
 //! away, after a fixed delay when its credentials were refused, after the master's
-//! `retry_after` (or twice the backoff's delay) when the master is busy, and on the backoff
-//! schedule after anything the network did.
+//! `retry_after` (or twice the backoff's delay) when the master is busy, after the master's
+//! `retry_after` with the backoff left alone when it knows no leader yet (the service is
+//! recovering: the network is fine), and on the backoff schedule after anything the network
+//! did.
 
 use crate::backoff::{Backoff, BackoffPolicy, Next};
 use crate::command::{Executor, ExecutorConfig, Step};
@@ -60,6 +62,10 @@ pub enum Reconnect {
     /// To the same master after its `retry_after`, or twice the backoff's next delay when it
     /// names none; uses a retry.
     ServerDelay,
+    /// To the next master after the master's `retry_after` (the backoff's base delay if it
+    /// names none); uses no retry and leaves the backoff where it was: a cluster electing a
+    /// leader is recovering, not failing.
+    AwaitLeader,
     /// The backoff policy: the next master after the next delay (after a lost session, a new
     /// cycle, whose first attempt waits `first_delay` if the policy has one).
     Backoff,
@@ -73,6 +79,7 @@ pub fn strategy(reason: DisconnectReason) -> Reconnect {
         R::GoingAway => Reconnect::NextMasterNow,
         R::AuthFailed => Reconnect::Reauthenticate,
         R::Busy => Reconnect::ServerDelay,
+        R::NoLeader => Reconnect::AwaitLeader,
         R::Refused
         | R::ConnectTimeout
         | R::Closed
@@ -89,7 +96,8 @@ fn refused(ack: &RegisterAck) -> (DisconnectReason, Option<Duration>) {
     let reason = match ack.refusal {
         Refusal::Unauthorized => DisconnectReason::AuthFailed,
         Refusal::Busy | Refusal::RetryLimit => DisconnectReason::Busy,
-        Refusal::None | Refusal::NoLeader | Refusal::ShuttingDown => DisconnectReason::Rejected,
+        Refusal::NoLeader => DisconnectReason::NoLeader,
+        Refusal::None | Refusal::ShuttingDown => DisconnectReason::Rejected,
     };
     let retry_after = (ack.retry_after_ms > 0).then(|| Duration::from_millis(ack.retry_after_ms));
     (reason, retry_after)
@@ -542,6 +550,16 @@ impl<R: RngCore> Connector<R> {
                 };
             }
             Reconnect::ServerDelay => self.retry(now, |delay| retry_after.unwrap_or(delay * 2)),
+            Reconnect::AwaitLeader => {
+                let delay = retry_after.unwrap_or(self.config.backoff.base);
+                self.target = (self.target + 1) % self.config.masters.len();
+                self.redirects_in_a_row = 0;
+                self.attempt += 1;
+                self.state = State::Waiting {
+                    until: now + delay,
+                    delay,
+                };
+            }
             Reconnect::Backoff if was_online => {
                 let delay = self.backoff.first_delay(&mut self.rng);
                 self.start_cycle(now, delay);
@@ -1102,6 +1120,38 @@ mod tests {
         connector.handle_message(now, refusal(Refusal::Busy, 0));
         // Retry 1 of the backoff is 2s; a busy master doubles it.
         assert_eq!(connector.poll_timeout(), Some(now + Duration::from_secs(4)));
+    }
+
+    /// A master that knows no leader: its `retry_after`, at the next master, however often,
+    /// with no retry used and the backoff where it was.
+    #[test]
+    fn no_leader_waits_the_masters_word_and_leaves_the_backoff_alone() {
+        let t0 = Instant::now();
+        let policy = BackoffPolicy {
+            max_retries: 2,
+            ..no_jitter()
+        };
+        let mut config = config(policy);
+        config.masters = ["master-1", "master-2", "master-3"]
+            .map(String::from)
+            .to_vec();
+        let mut connector = Connector::new(config, ChaCha8Rng::seed_from_u64(1), t0);
+        let mut now = t0;
+        for round in 0..6 {
+            connector.handle_timeout(now);
+            let target = round % 3;
+            assert!(drain(&mut connector).contains(&AgentAction::Connect { target }));
+            connector.handle_connected(now);
+            connector.handle_message(now, refusal(Refusal::NoLeader, 1500));
+            let next = connector.poll_timeout().unwrap();
+            assert_eq!(next - now, Duration::from_millis(1500));
+            now = next;
+        }
+        assert!(!connector.is_finished(), "no retry used");
+        // The network failing next starts the schedule from its first delay.
+        connector.handle_timeout(now);
+        connector.handle_connect_failed(now, DisconnectReason::Refused);
+        assert_eq!(connector.poll_timeout(), Some(now + Duration::from_secs(1)));
     }
 
     fn connector_with(backoff: BackoffPolicy, t0: Instant) -> Connector<ChaCha8Rng> {

@@ -122,11 +122,13 @@ pub enum DisconnectReason {
     AuthFailed,
     /// The master is busy: at capacity, or enforcing its own backoff or retry limit.
     Busy,
+    /// The master knows no leader yet (an election or a lease is under way).
+    NoLeader,
 }
 
 impl DisconnectReason {
     /// Every reason, in the order defined.
-    pub const ALL: [DisconnectReason; 13] = [
+    pub const ALL: [DisconnectReason; 14] = [
         DisconnectReason::Refused,
         DisconnectReason::ConnectTimeout,
         DisconnectReason::Closed,
@@ -140,6 +142,7 @@ impl DisconnectReason {
         DisconnectReason::GoingAway,
         DisconnectReason::AuthFailed,
         DisconnectReason::Busy,
+        DisconnectReason::NoLeader,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -157,6 +160,7 @@ impl DisconnectReason {
             DisconnectReason::GoingAway => "going_away",
             DisconnectReason::AuthFailed => "auth_failed",
             DisconnectReason::Busy => "busy",
+            DisconnectReason::NoLeader => "no_leader",
         }
     }
 }

@@ -4,7 +4,7 @@ use crate::history::attempts::{connect_attempts, peak_connect_rate};
 use crate::history::{fmt_time, Entry};
 use crate::judge::{ms, Check, CheckSpec, Evidence};
 use crate::scenario::selector::Selector;
-use fleet_core::agent::{strategy, Reconnect};
+
 use fleet_core::backoff::{BackoffPolicy, Strategy};
 use fleet_core::fmt_duration as show;
 use fleet_core::timeline::{AgentEvent, DisconnectReason, Event};
@@ -74,6 +74,37 @@ struct Cycle {
     /// The decorrelated schedule's last delay is not in the timeline (a busy master's
     /// `retry_after` replaced it): its next bound is the cap.
     previous_unknown: bool,
+}
+
+/// How an agent must come back after each reason: the README's reason table, written again
+/// here so the check does not take it from the code it judges.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Reconnect {
+    Never,
+    NextMasterNow,
+    Reauthenticate,
+    ServerDelay,
+    AwaitLeader,
+    Backoff,
+}
+
+fn strategy(reason: DisconnectReason) -> Reconnect {
+    use DisconnectReason as R;
+    match reason {
+        R::Local | R::NormalClose => Reconnect::Never,
+        R::GoingAway => Reconnect::NextMasterNow,
+        R::AuthFailed => Reconnect::Reauthenticate,
+        R::Busy => Reconnect::ServerDelay,
+        R::NoLeader => Reconnect::AwaitLeader,
+        R::Refused
+        | R::ConnectTimeout
+        | R::Closed
+        | R::Reset
+        | R::HeartbeatTimeout
+        | R::RegisterTimeout
+        | R::Rejected
+        | R::ProtocolError => Reconnect::Backoff,
+    }
 }
 
 /// What the agents' delays must follow.
@@ -156,6 +187,11 @@ impl Cycle {
         }
         if how == Reconnect::Reauthenticate {
             let delay = ms(rules.reauth_delay);
+            return (delay..=delay, true);
+        }
+        if how == Reconnect::AwaitLeader {
+            // The master's word, or the base delay; the schedule stays where it was.
+            let delay = retry_after_ms.unwrap_or(ms(policy.base));
             return (delay..=delay, true);
         }
         let mut bounds = policy.bounds(self.retries, self.previous_delay);
@@ -399,6 +435,25 @@ mod tests {
         let own_short = vec![attempt(0, 1, 0), busy(5, None), attempt(1105, 2, 1100)];
         let error = judge(own_short).unwrap_err();
         assert!(error.contains("1500..2501ms"), "{error}");
+
+        // No leader: the master's word, and the schedule stays where it was.
+        let leaderless = |t| lost(t, DisconnectReason::NoLeader, Some(1500));
+        let waited = vec![
+            attempt(0, 1, 0),
+            leaderless(5),
+            attempt(1505, 2, 1500),
+            leaderless(1510),
+            attempt(3010, 3, 1500),
+            lost(3015, DisconnectReason::Refused, None),
+            attempt(4015, 4, 1000),
+        ];
+        assert!(
+            judge(waited).is_ok(),
+            "retry 0 still comes next: 0.75..1.25s"
+        );
+        let escalated = vec![attempt(0, 1, 0), leaderless(5), attempt(2005, 2, 2000)];
+        let error = judge(escalated).unwrap_err();
+        assert!(error.contains("1500..1500ms"), "{error}");
 
         let going = lost(1000, DisconnectReason::GoingAway, None);
         let away = vec![

@@ -16,7 +16,7 @@ use fleet_core::timeline::{AgentEvent, DisconnectReason, Event};
 use std::time::Duration;
 
 /// Every reason an agent names, as the timeline writes it.
-const REASONS: [DisconnectReason; 13] = DisconnectReason::ALL;
+const REASONS: [DisconnectReason; 14] = DisconnectReason::ALL;
 
 /// Every selected agent is back online within `within` after `after` (a restart, a heal),
 /// having made at most `max_attempts` connect attempts between them if given. Its value is how

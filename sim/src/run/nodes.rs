@@ -257,6 +257,7 @@ impl MasterNode<'_> {
             auth_secret: scenario.auth.as_ref().map(|auth| auth.secret.clone()),
             admission: scenario.master.admission,
             attempts: scenario.master.attempts,
+            leader_wait: leader_wait(&scenario.cluster),
         };
         let ip = machines.address(&cluster.me, NodeKind::Master, index);
         let name = cluster.me.clone();
@@ -280,6 +281,16 @@ impl MasterNode<'_> {
             Box::pin(run_master(listen, state, cluster.clone(), rng))
         });
         machines.add(&name, ip, boot);
+    }
+}
+
+/// How long a follower that knows no leader tells agents to stay away: about as long as its
+/// cluster takes to find one (raft's shortest election timeout, lease mode's sync interval).
+fn leader_wait(cluster: &ClusterSpec) -> Duration {
+    match cluster {
+        ClusterSpec::Raft { config, .. } => config.election_timeout.0,
+        ClusterSpec::Lease(config) => config.sync_interval,
+        ClusterSpec::Single => MasterConfig::default().leader_wait,
     }
 }
 

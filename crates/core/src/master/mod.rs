@@ -46,11 +46,15 @@ pub struct MasterConfig {
     pub admission: Option<Admission>,
     /// The attempt manager's settings.
     pub attempts: AttemptPolicy,
+    /// Told to an agent a follower turns away for want of a leader, as when to come back:
+    /// about how long its cluster takes to elect one.
+    pub leader_wait: Duration,
 }
 
 impl Default for MasterConfig {
     /// `master-1`, heartbeats every second, offline after 3 missed, no authentication, no
-    /// admission limit, attempt records kept but not enforced.
+    /// admission limit, attempt records kept but not enforced, agents turned away for want of
+    /// a leader told to come back after 1.5s (raft's shortest default election timeout).
     fn default() -> Self {
         MasterConfig {
             name: "master-1".into(),
@@ -59,6 +63,7 @@ impl Default for MasterConfig {
             auth_secret: None,
             admission: None,
             attempts: AttemptPolicy::default(),
+            leader_wait: Duration::from_millis(1500),
         }
     }
 }

@@ -103,7 +103,8 @@ impl Registry {
                 self.output.close(session, "redirected to the leader");
             }
             Leadership::Follower { leader: None } => {
-                self.refuse(now, session, &info, Refusal::NoLeader, None);
+                let wait = Some(self.config.leader_wait);
+                self.refuse(now, session, &info, Refusal::NoLeader, wait);
             }
         }
     }
