@@ -388,6 +388,12 @@ impl<R: RngCore> Connector<R> {
                     CloseCode::Unauthorized => DisconnectReason::AuthFailed,
                 };
                 self.lose_connection(now, reason, None);
+                // Going away to a master it named: that one, rather than the next in line.
+                let named = (goodbye.leader)
+                    .and_then(|leader| self.config.masters.iter().position(|m| *m == leader));
+                if let (Some(index), DisconnectReason::GoingAway) = (named, reason) {
+                    self.target = index;
+                }
             }
             (State::Registering { .. }, Message::Redirect(redirect)) => {
                 self.follow_redirect(now, &redirect.leader);
@@ -1054,7 +1060,39 @@ mod tests {
         Message::Goodbye(crate::wire::Goodbye {
             code,
             reason: String::new(),
+            leader: None,
         })
+    }
+
+    /// A master going away that names where to go: there, at once.
+    #[test]
+    fn a_goodbye_naming_a_master_sends_the_agent_there() {
+        let t0 = Instant::now();
+        let mut config = config(no_jitter());
+        config.masters = ["master-1", "master-2", "master-3"]
+            .map(String::from)
+            .to_vec();
+        let mut connector = Connector::new(config, ChaCha8Rng::seed_from_u64(1), t0);
+        connector.handle_timeout(t0);
+        connector.handle_connected(t0);
+        let ack = RegisterAck {
+            instance_id: "agent-1-host-1".into(),
+            reason: String::new(),
+            heartbeat_interval_ms: 1000,
+            refusal: Refusal::None,
+            retry_after_ms: 0,
+        };
+        connector.handle_message(t0, Message::RegisterAck(Box::new(ack)));
+        drain(&mut connector);
+        let goodbye = crate::wire::Goodbye {
+            code: CloseCode::GoingAway,
+            reason: "master shutting down".into(),
+            leader: Some("master-3".into()),
+        };
+        connector.handle_message(t0, Message::Goodbye(goodbye));
+        assert_eq!(connector.poll_timeout(), Some(t0));
+        connector.handle_timeout(t0);
+        assert!(drain(&mut connector).contains(&AgentAction::Connect { target: 2 }));
     }
 
     /// Each row of the reason table, as the agent's next wait.

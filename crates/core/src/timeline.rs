@@ -317,6 +317,16 @@ pub enum RaftEvent {
         term: u64,
         reason: String,
     },
+    /// A leader leaving hands its office to `to`, which holds everything it holds.
+    TransferSent {
+        term: u64,
+        to: String,
+    },
+    /// The leader `from` handed its office over: this node runs for it at once.
+    TransferReceived {
+        term: u64,
+        from: String,
+    },
     /// On boot: the term and vote read back from stable storage.
     StateRestored {
         term: u64,
@@ -625,6 +635,16 @@ mod tests {
                 voted_for: Some(s("master-1")),
             }
             .into(),
+            RaftEvent::TransferSent {
+                term: 2,
+                to: s("master-3"),
+            }
+            .into(),
+            RaftEvent::TransferReceived {
+                term: 2,
+                from: s("master-1"),
+            }
+            .into(),
             LeaseEvent::LeaseAcquired { token: 1 }.into(),
             LeaseEvent::LeaseRenewed { token: 1 }.into(),
             LeaseEvent::LeaseLost {
@@ -764,6 +784,8 @@ mod tests {
                 R::BecameFollower { .. } => 18,
                 R::SteppedDown { .. } => 19,
                 R::StateRestored { .. } => 30,
+                R::TransferSent { .. } => 52,
+                R::TransferReceived { .. } => 53,
             },
             Event::Lease(event) => match event {
                 LeaseEvent::LeaseAcquired { .. } => 20,
@@ -819,7 +841,7 @@ mod tests {
     fn every_kind_has_a_sample() {
         let mut seen: Vec<usize> = samples().iter().map(number).collect();
         seen.sort();
-        assert_eq!(seen, (0..52).collect::<Vec<_>>());
+        assert_eq!(seen, (0..54).collect::<Vec<_>>());
     }
 
     fn kind(event: &Event) -> String {

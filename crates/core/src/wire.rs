@@ -149,6 +149,9 @@ pub enum CloseCode {
 pub struct Goodbye {
     pub code: CloseCode,
     pub reason: String,
+    /// Going away: the master to go to instead (a leader leaving names the one it handed
+    /// over to).
+    pub leader: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -384,6 +387,12 @@ mod tests {
             Message::Goodbye(Goodbye {
                 code: CloseCode::GoingAway,
                 reason: "master shutting down".into(),
+                leader: Some("master-3".into()),
+            }),
+            Message::Goodbye(Goodbye {
+                code: CloseCode::Normal,
+                reason: "decommissioned".into(),
+                leader: None,
             }),
         ];
         for message in messages {

@@ -84,6 +84,10 @@ struct Shared {
     /// Told when the registry has something to propose, so the cluster loop replicates it
     /// at once.
     changed: Arc<Notify>,
+    /// A cluster loop drives this master (see [`MasterState::replicate`]).
+    clustered: bool,
+    /// Asked to shut down; the cluster loop hands over first.
+    shutdown: bool,
 }
 
 impl Shared {
@@ -131,7 +135,7 @@ impl MasterState {
     pub fn set_leadership(&self, leadership: Leadership) {
         let mut shared = self.lock();
         if *shared.registry.leadership() != leadership {
-            shared.registry.handle_leadership(leadership);
+            shared.registry.handle_leadership(now(), leadership);
             shared.dispatch(None, &mut Vec::new());
         }
     }
@@ -195,7 +199,35 @@ impl MasterState {
 
     /// From now on a cluster commits what this master changes (see [`Registry::replicate`]).
     pub fn replicate(&self) {
-        self.lock().registry.replicate();
+        let mut shared = self.lock();
+        shared.registry.replicate();
+        shared.clustered = true;
+    }
+
+    /// A graceful shutdown: goodbyes to every agent, and no one admitted from now on. In a
+    /// cluster the cluster loop first hands leadership over, so the goodbyes can name the
+    /// successor ([`say_goodbye`](Self::say_goodbye)).
+    pub fn shutdown(&self) {
+        let mut shared = self.lock();
+        // A cluster loop that has not started yet finds it when it does, and leaves at once.
+        shared.shutdown = true;
+        shared.changed.notify_one();
+        if !shared.clustered {
+            shared.registry.shutdown(now(), None);
+            shared.dispatch(None, &mut Vec::new());
+        }
+    }
+
+    /// Whether a shutdown was asked for since the last call.
+    pub fn take_shutdown(&self) -> bool {
+        std::mem::take(&mut self.lock().shutdown)
+    }
+
+    /// Says goodbye to every agent, naming `successor`, and admits no one from now on.
+    pub fn say_goodbye(&self, successor: Option<&str>) {
+        let mut shared = self.lock();
+        shared.registry.shutdown(now(), successor);
+        shared.dispatch(None, &mut Vec::new());
     }
 
     /// The commands and config to propose, at the index it returns, if they changed.
@@ -260,6 +292,8 @@ impl MasterState {
             registry,
             sessions: BTreeMap::new(),
             changed: Arc::new(Notify::new()),
+            clustered: false,
+            shutdown: false,
         })))
     }
 }

@@ -148,10 +148,30 @@ async fn a_real_redis_grants_renews_and_regrants_the_lease_with_a_higher_token()
     // Three lease periods: only renewals keep master-1 in office that long.
     tokio::time::sleep(LEASE * 3).await;
     assert_eq!(leadership(&first), Leadership::Leader);
-    assert_eq!(
-        redis.query(&["GET", "fleet:leader"]),
-        Value::bulk("master-1 1")
+    let held = redis.query(&["GET", "fleet:leader"]);
+    let held = held.as_text().unwrap_or_default();
+    assert!(
+        held.starts_with("master-1 1 "),
+        "node, token, process: {held:?}"
     );
+
+    // A command is accepted once the store holds it: it survives master-1.
+    let request_id = first
+        .submit(
+            None,
+            "agent-1",
+            "echo",
+            BTreeMap::new(),
+            Duration::from_secs(1),
+        )
+        .unwrap();
+    wait_for("the store holds the command", || {
+        first.is_accepted(&request_id)
+    })
+    .await;
+    let stored = redis.query(&["GET", "fleet:leader:state"]);
+    let stored = stored.as_text().unwrap_or_default();
+    assert!(stored.contains(&request_id), "{stored}");
 
     // master-1 dies without a word; its lease runs out and master-2 is granted token 2.
     first_task.abort();
@@ -159,8 +179,9 @@ async fn a_real_redis_grants_renews_and_regrants_the_lease_with_a_higher_token()
         leadership(&second) == Leadership::Leader
     })
     .await;
-    assert_eq!(
-        redis.query(&["GET", "fleet:leader"]),
-        Value::bulk("master-2 2")
-    );
+    let held = redis.query(&["GET", "fleet:leader"]);
+    let held = held.as_text().unwrap_or_default();
+    assert!(held.starts_with("master-2 2 "), "{held:?}");
+    // The new holder read the state before leading: it holds master-1's command.
+    assert!(second.is_accepted(&request_id));
 }

@@ -48,6 +48,8 @@ fn change(event: &Event) -> Change {
             RaftEvent::PreVoteStarted { .. }
             | RaftEvent::VoteGranted { .. }
             | RaftEvent::VoteDenied { .. }
+            | RaftEvent::TransferSent { .. }
+            | RaftEvent::TransferReceived { .. }
             | RaftEvent::StateRestored { .. } => Change::Nothing,
         },
         Event::Lease(event) => match event {

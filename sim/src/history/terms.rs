@@ -24,6 +24,8 @@ pub(crate) fn raft_term(event: &RaftEvent) -> Option<u64> {
         | RaftEvent::BecameLeader { term, .. }
         | RaftEvent::BecameFollower { term, .. }
         | RaftEvent::SteppedDown { term, .. }
+        | RaftEvent::TransferSent { term, .. }
+        | RaftEvent::TransferReceived { term, .. }
         | RaftEvent::StateRestored { term, .. } => Some(*term),
     }
 }

@@ -14,6 +14,7 @@ use crate::scenario::faults::{AdminOp, Condition, Fault, FaultAction};
 use crate::scenario::selector::{Scope, Selector, Topology};
 use fleet_node::disk::Disk;
 use fleet_node::sync::lock;
+use fleet_node::MasterState;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::collections::BTreeMap;
@@ -134,6 +135,15 @@ impl<E: Engine> FaultInjector<E> {
     where
         F: Fn(&mut fleet_core::master::Registry) + Clone + Send + 'static,
     {
+        self.on_masters(masters, move |state| state.operate(f.clone()))
+            .await;
+    }
+
+    /// Runs `f` on each of `masters`, on its own node.
+    async fn on_masters<F>(&self, masters: &[String], f: F)
+    where
+        F: Fn(&MasterState) + Clone + Send + 'static,
+    {
         for master in masters {
             let state = self.masters.get(master).and_then(|slot| lock(slot).clone());
             let Some(state) = state else {
@@ -141,7 +151,7 @@ impl<E: Engine> FaultInjector<E> {
             };
             let f = f.clone();
             // A node that goes down first never runs it.
-            let _ = self.engine.run_on(master, move || state.operate(f)).await;
+            let _ = self.engine.run_on(master, move || f(&state)).await;
         }
     }
 
@@ -227,7 +237,7 @@ impl<E: Engine> FaultInjector<E> {
             FaultAction::Stop(_) => (nodes.iter())
                 .filter_map(|node| lock(self.agents.get(node)?).clone())
                 .for_each(|control| control.stop()),
-            FaultAction::Shutdown(_) => self.operate(&nodes, |registry| registry.shutdown()).await,
+            FaultAction::Shutdown(_) => self.on_masters(&nodes, MasterState::shutdown).await,
             FaultAction::Admin(op) => self.admin(op, nodes, fired.master.clone()).await,
             // The links: carried out above.
             FaultAction::Partition { .. }

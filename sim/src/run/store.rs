@@ -5,7 +5,7 @@
 //! append-only file does.
 
 use fleet_core::cluster::lease::{
-    ACQUIRE_SCRIPT, RELEASE_SCRIPT, RENEW_SCRIPT, WRITE_STATE_SCRIPT,
+    ACQUIRE_SCRIPT, RELEASE_SCRIPT, RENEW_SCRIPT, RESUME_SCRIPT, WRITE_STATE_SCRIPT,
 };
 use fleet_core::resp::Value;
 use fleet_node::clock::now;
@@ -194,7 +194,7 @@ impl Store {
         let (keys, argv) = rest.split_at(numkeys);
         let script = String::from_utf8_lossy(script);
         let expect = |k: usize, a: usize| keys.len() == k && argv.len() == a;
-        if script == ACQUIRE_SCRIPT && expect(2, 2) {
+        if script == ACQUIRE_SCRIPT && expect(2, 3) {
             if let Some(holder) = self.get(now, &keys[0]) {
                 return Value::Array(Some(vec![Value::Integer(0), Value::Bulk(Some(holder))]));
             }
@@ -206,7 +206,8 @@ impl Store {
                 return error("ERR invalid expire time in 'set' command");
             };
             let mut value = argv[0].clone();
-            value.extend_from_slice(format!(" {token}").as_bytes());
+            value.extend_from_slice(format!(" {token} ").as_bytes());
+            value.extend_from_slice(&argv[2]);
             self.set(
                 now,
                 &keys[0],
@@ -214,6 +215,16 @@ impl Store {
                 Some(Duration::from_millis(period as u64)),
             );
             Value::Array(Some(vec![Value::Integer(1), Value::Bulk(Some(value))]))
+        } else if script == RESUME_SCRIPT && expect(1, 3) {
+            if self.get(now, &keys[0]).as_deref() != Some(argv[0].as_slice()) {
+                return Value::Integer(0);
+            }
+            let Some(period) = number(&argv[2]).filter(|&ms| ms > 0) else {
+                return error("ERR invalid expire time in 'set' command");
+            };
+            let ttl = Some(Duration::from_millis(period as u64));
+            self.set(now, &keys[0], argv[1].clone(), ttl);
+            Value::Integer(1)
         } else if script == WRITE_STATE_SCRIPT && expect(3, 3) {
             if self.get(now, &keys[0]).as_deref() != Some(argv[0].as_slice()) {
                 return Value::Integer(0);
@@ -343,12 +354,13 @@ mod tests {
                     "lease:token",
                     node,
                     "1000",
+                    "7",
                 ],
             )
         };
-        let granted = Value::Array(Some(vec![Value::Integer(1), Value::bulk("a 1")]));
+        let granted = Value::Array(Some(vec![Value::Integer(1), Value::bulk("a 1 7")]));
         assert_eq!(acquire(&mut store, t0, "a"), granted);
-        let held = Value::Array(Some(vec![Value::Integer(0), Value::bulk("a 1")]));
+        let held = Value::Array(Some(vec![Value::Integer(0), Value::bulk("a 1 7")]));
         assert_eq!(acquire(&mut store, t0, "b"), held);
         let renew = |store: &mut Store, now, holder: &str| {
             run(
@@ -358,20 +370,42 @@ mod tests {
             )
         };
         let t1 = t0 + Duration::from_millis(900);
-        assert_eq!(renew(&mut store, t1, "a 1"), Value::Integer(1));
-        assert_eq!(renew(&mut store, t1, "b 1"), Value::Integer(0));
+        assert_eq!(renew(&mut store, t1, "a 1 7"), Value::Integer(1));
+        assert_eq!(renew(&mut store, t1, "b 1 7"), Value::Integer(0));
         let t2 = t1 + Duration::from_millis(1000);
-        assert_eq!(renew(&mut store, t2, "a 1"), Value::Integer(0), "expired");
-        let regranted = Value::Array(Some(vec![Value::Integer(1), Value::bulk("b 2")]));
+        assert_eq!(renew(&mut store, t2, "a 1 7"), Value::Integer(0), "expired");
+        let regranted = Value::Array(Some(vec![Value::Integer(1), Value::bulk("b 2 7")]));
         assert_eq!(
             acquire(&mut store, t2, "b"),
             regranted,
             "the token only increases"
         );
+        // A later process of b takes the lease over under its own value; a release the
+        // earlier process sent, arriving late, no longer matches.
+        let resume = run(
+            &mut store,
+            t2,
+            &[
+                "EVAL",
+                RESUME_SCRIPT,
+                "1",
+                "lease",
+                "b 2 7",
+                "b 2 8",
+                "1000",
+            ],
+        );
+        assert_eq!(resume, Value::Integer(1));
+        let stale = run(
+            &mut store,
+            t2,
+            &["EVAL", RELEASE_SCRIPT, "1", "lease", "b 2 7", "0"],
+        );
+        assert_eq!(stale, Value::Integer(0));
         let release = run(
             &mut store,
             t2,
-            &["EVAL", RELEASE_SCRIPT, "1", "lease", "b 2", "0"],
+            &["EVAL", RELEASE_SCRIPT, "1", "lease", "b 2 8", "0"],
         );
         assert_eq!(release, Value::Integer(1));
         assert_eq!(run(&mut store, t2, &["GET", "lease"]), Value::Bulk(None));

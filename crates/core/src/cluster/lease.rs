@@ -14,7 +14,7 @@
 //! it leads. Losing a holder loses nothing it committed; the store is the one copy, as it is
 //! the one arbiter of the lease.
 //!
-//! The four scripts below and a `GET` are the whole protocol: a real Redis runs them as Lua,
+//! The five scripts below and a `GET` are the whole protocol: a real Redis runs them as Lua,
 //! and the simulated store runs exactly these texts.
 
 use super::{ClusterEvent, Membership, Output, Role, Snapshot, Version};
@@ -23,24 +23,37 @@ use crate::timeline::{Event, Events, LeaseEvent};
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
-/// Grants the lease if free (`{1, "node token"}`) or names its holder (`{0, "node token"}`).
-/// KEYS: lease key, token counter key. ARGV: node name, lease period in ms.
+/// Grants the lease if free (`{1, "node token process"}`) or names its holder (`{0, value}`).
+/// The holder's value names the node, the grant's fencing token and the node's process, so
+/// what one process sends (a release held up on a dropped connection) never acts on a lease
+/// a later process of the same node holds.
+/// KEYS: lease key, token counter key. ARGV: node name, lease period in ms, process.
 pub const ACQUIRE_SCRIPT: &str = "\
 local holder = redis.call('GET', KEYS[1])
 if holder then return {0, holder} end
 local token = redis.call('INCR', KEYS[2])
-local value = ARGV[1] .. ' ' .. token
+local value = ARGV[1] .. ' ' .. token .. ' ' .. ARGV[3]
 redis.call('SET', KEYS[1], value, 'PX', ARGV[2])
 return {1, value}";
 
-/// Extends the lease if `ARGV[1]` (`"node token"`) still holds it: 1, else 0.
+/// Takes over a lease held in this node's name by an earlier process (or granted to this one
+/// after it gave up on the reply): if `ARGV[1]` still holds it, it becomes `ARGV[2]`, with the
+/// same token, for `ARGV[3]` ms: 1, else 0.
+pub const RESUME_SCRIPT: &str = "\
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+  return 1
+end
+return 0";
+
+/// Extends the lease if `ARGV[1]` (`"node token process"`) still holds it: 1, else 0.
 pub const RENEW_SCRIPT: &str = "\
 if redis.call('GET', KEYS[1]) == ARGV[1] then
   return redis.call('PEXPIRE', KEYS[1], ARGV[2])
 end
 return 0";
 
-/// Writes the replicated state at index `ARGV[3]` if `ARGV[1]` (`"node token"`) still holds
+/// Writes the replicated state at index `ARGV[3]` if `ARGV[1]` (the holder's value) still holds
 /// the lease: 1, else 0. A state no newer than the one stored is not written (a write held up
 /// on a dropped connection can arrive after a newer one), but still answered 1: the store holds
 /// at least that much.
@@ -168,8 +181,12 @@ pub struct LeaseNode {
     /// The holder we last heard of, and its token.
     leader: Option<(String, u64)>,
     next_request_at: Instant,
-    /// A lease in our name waits to be taken back with this token.
-    resume: Option<u64>,
+    /// A lease in our name waits to be taken back: its token and the value it is held under.
+    resume: Option<(u64, String)>,
+    /// This process, in the holder's value: a number the shell draws at each start.
+    process: u64,
+    /// The value the lease being resumed is held under.
+    resume_from: Option<String>,
     pending: Option<Pending>,
     next_id: u64,
     closed: bool,
@@ -187,11 +204,13 @@ pub struct LeaseNode {
     events: Events,
 }
 
-/// Splits `"node token"`.
+/// Splits `"node token process"` (the process may be missing) into the node and the token.
 fn parse_holder(value: &Value) -> Option<(String, u64)> {
     let text = value.as_text()?;
-    let (node, token) = text.rsplit_once(' ')?;
-    Some((node.to_string(), token.parse().ok()?))
+    let mut parts = text.split(' ');
+    let node = parts.next()?;
+    let token = parts.next()?.parse().ok()?;
+    Some((node.to_string(), token))
 }
 
 impl LeaseNode {
@@ -204,6 +223,8 @@ impl LeaseNode {
             leader: None,
             next_request_at: now,
             resume: None,
+            process: 0,
+            resume_from: None,
             pending: None,
             next_id: 0,
             closed: false,
@@ -215,6 +236,18 @@ impl LeaseNode {
             changes: VecDeque::from([ClusterEvent::StartUp]),
             events: Events::default(),
         }
+    }
+
+    /// Names this process in the holder's value (see [`ACQUIRE_SCRIPT`]): the shell draws a
+    /// number at each start. Call before any input.
+    pub fn with_process(mut self, process: u64) -> Self {
+        self.process = process;
+        self
+    }
+
+    /// What the store holds while this process holds the grant with `token`.
+    fn holder_value(&self, token: u64) -> String {
+        format!("{} {token} {}", self.me, self.process)
     }
 
     fn request_timeout(&self) -> Duration {
@@ -241,7 +274,7 @@ impl LeaseNode {
                     Value::bulk(&self.config.key),
                     Value::bulk(self.config.state_key()),
                     Value::bulk(self.config.state_index_key()),
-                    Value::bulk(format!("{} {token}", self.me)),
+                    Value::bulk(self.holder_value(token)),
                     Value::Bulk(Some(record)),
                     Value::bulk(index.to_string()),
                 ]))
@@ -254,12 +287,21 @@ impl LeaseNode {
                 &self.config.token_key(),
                 &self.me,
                 &period,
+                &self.process.to_string(),
             ]),
-            Kind::Renew | Kind::Release | Kind::Resume { .. } => {
-                let token = match kind {
-                    Kind::Resume { token } => token,
-                    _ => self.held.map_or(0, |(token, _)| token),
-                };
+            Kind::Resume { token } => {
+                let held_as = self.resume_from.clone().unwrap_or_default();
+                Value::command(&[
+                    "EVAL",
+                    RESUME_SCRIPT,
+                    "1",
+                    &self.config.key,
+                    &held_as,
+                    &self.holder_value(token),
+                    &period,
+                ])
+            }
+            Kind::Renew | Kind::Release => {
                 let script = if kind == Kind::Release {
                     RELEASE_SCRIPT
                 } else {
@@ -270,7 +312,7 @@ impl LeaseNode {
                     script,
                     "1",
                     &self.config.key,
-                    &format!("{} {token}", self.me),
+                    &self.holder_value(token),
                     &period,
                 ])
             }
@@ -291,6 +333,10 @@ impl LeaseNode {
     /// when a request was sent, so the time of the answer does not matter to them; `now`
     /// sends what waited for it (a read or a write of the state).
     pub fn handle_reply(&mut self, now: Instant, id: u64, reply: Result<Value, String>) {
+        // A node that left takes nothing, not even a grant it asked for before it left.
+        if self.closed {
+            return;
+        }
         let Some(pending) = self.pending.filter(|pending| pending.id == id) else {
             return;
         };
@@ -360,10 +406,11 @@ impl LeaseNode {
                     self.take_lease(token, pending.sent_at);
                     self.events.push(LeaseEvent::LeaseAcquired { token });
                 } else if holder == self.me {
-                    // Our own name: never follow ourselves. Take it back at once; until then no
-                    // leader is known, so agents are refused rather than sent here.
+                    // Our own name: never follow ourselves. Take it back at once, under this
+                    // process's value; until then no leader is known.
                     self.leader = None;
-                    self.resume = Some(token);
+                    let held_as = items[1].as_text().unwrap_or_default().to_string();
+                    self.resume = Some((token, held_as));
                     self.next_request_at = pending.sent_at;
                 } else if self.leader.as_ref() != Some(&(holder.clone(), token)) {
                     self.events.push(LeaseEvent::LeaseHolderSeen {
@@ -461,7 +508,10 @@ impl Membership for LeaseNode {
         if self.pending.is_none() && now >= self.next_request_at {
             let (kind, interval) = match (self.held, self.resume.take()) {
                 (Some(_), _) => (Kind::Renew, self.config.renew_interval),
-                (None, Some(token)) => (Kind::Resume { token }, self.config.sync_interval),
+                (None, Some((token, held_as))) => {
+                    self.resume_from = Some(held_as);
+                    (Kind::Resume { token }, self.config.sync_interval)
+                }
                 (None, None) => (Kind::Acquire, self.config.sync_interval),
             };
             self.send(now, kind);
@@ -469,8 +519,9 @@ impl Membership for LeaseNode {
         }
     }
 
-    /// Gives the lease up on purpose so another node can take it at once.
-    fn release(&mut self, now: Instant) {
+    /// Gives the lease up on purpose so another node can take it at once (whichever asks
+    /// first: the store decides, so there is no successor to name).
+    fn release(&mut self, now: Instant) -> Option<String> {
         if let Some((token, _)) = self.held {
             self.changes.push_back(ClusterEvent::ReleaseMaster);
             self.send(now, Kind::Release);
@@ -478,6 +529,7 @@ impl Membership for LeaseNode {
             // Leave the next grant to someone else.
             self.next_request_at = now + self.config.lease_period;
         }
+        None
     }
 
     fn close(&mut self) {
@@ -647,6 +699,20 @@ mod tests {
             }
             .into()]
         );
+    }
+
+    /// A node that leaves while its request is out does not take the grant that comes back:
+    /// it believes nothing from then on.
+    #[test]
+    fn a_closed_node_takes_no_grant() {
+        let t0 = Instant::now();
+        let mut node = LeaseNode::new("master-1", LeaseConfig::default(), t0);
+        node.handle_timeout(t0);
+        let id = sent(&mut node);
+        node.close();
+        node.handle_reply(t0, id, grant(1, "master-1 1"));
+        assert_eq!(reported(&mut node), []);
+        assert_eq!((node.role(), node.leader()), (Role::Follower, None));
     }
 
     #[test]

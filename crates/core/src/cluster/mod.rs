@@ -94,8 +94,9 @@ pub trait Membership: Send {
     /// (Raft's rule: earlier terms' states are committed by committing a newer one). `None`
     /// otherwise, and until the first is.
     fn committed(&self) -> Option<u64>;
-    /// Gives up leadership on purpose, if this node leads, so another can take over.
-    fn release(&mut self, now: Instant);
+    /// Gives up leadership on purpose, if this node leads, so another can take over; returns
+    /// the member it handed leadership to, if it chose one.
+    fn release(&mut self, now: Instant) -> Option<String>;
     /// Leaves the cluster: no more messages, no more elections or requests.
     fn close(&mut self);
     #[must_use]

@@ -45,7 +45,9 @@ impl Membership for SingleNode {
     fn handle_timeout(&mut self, _now: Instant) {}
 
     /// A single node has nobody to hand over to.
-    fn release(&mut self, _now: Instant) {}
+    fn release(&mut self, _now: Instant) -> Option<String> {
+        None
+    }
 
     fn poll_timeout(&self) -> Option<Instant> {
         None

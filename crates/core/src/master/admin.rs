@@ -104,28 +104,46 @@ impl Registry {
         self.gate.attempts.forget(agent);
     }
 
-    /// Graceful shutdown: says goodbye (going away) to every agent and refuses registrations
-    /// from now on, so agents move to the next master at once.
-    pub fn shutdown(&mut self) {
+    /// Graceful shutdown: says goodbye (going away) to every agent, naming `successor` (the
+    /// master it handed leadership to) if there is one, and from now on sends newcomers there,
+    /// or refuses them, so agents move to the successor, or the next master, at once.
+    pub fn shutdown(&mut self, now: Instant, successor: Option<&str>) {
         if self.gate.shutting_down {
             return;
         }
         self.gate.shutting_down = true;
+        self.gate.successor = successor.map(str::to_string);
         let sessions = std::mem::take(&mut self.agents.sessions);
         self.output.events.push(MasterEvent::ShuttingDown {
             agents: sessions.len() as u64,
         });
         for &session in sessions.keys() {
-            (self.output).say_goodbye(session, CloseCode::GoingAway, "master shutting down");
+            let goodbye = Goodbye {
+                code: CloseCode::GoingAway,
+                reason: "master shutting down".into(),
+                leader: successor.map(str::to_string),
+            };
+            self.output.send(session, Message::Goodbye(goodbye));
+            self.output.close(session, "ended by the master");
         }
         (self.agents.nodes).for_each_mut(|entry| entry.session = None);
+        // Those held for want of a leader go the same way.
+        self.settle_waiting(now);
     }
 }
 
 impl Output {
     fn say_goodbye(&mut self, session: SessionId, code: CloseCode, reason: &str) {
         let reason = reason.to_string();
-        self.send(session, Message::Goodbye(Goodbye { code, reason }));
+        let leader = None;
+        self.send(
+            session,
+            Message::Goodbye(Goodbye {
+                code,
+                reason,
+                leader,
+            }),
+        );
         self.close(session, "ended by the master");
     }
 }

@@ -10,6 +10,7 @@ use crate::command::Outbox;
 use crate::timeline::{CommandEvent, MasterEvent};
 use crate::wire::{ConfigId, ConfigPush, Message};
 use serde::{Deserialize, Serialize};
+use std::time::Instant;
 
 /// The ledger as it is replicated and kept on disk.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -256,10 +257,16 @@ impl Registry {
 
     /// Leadership changed. A leader that stops leading closes every agent session and forgets
     /// its registry: the next leader rebuilds its own from the agents' re-registrations.
-    pub fn handle_leadership(&mut self, leadership: Leadership) {
+    /// Registrations held for want of a leader are admitted or redirected once one is known.
+    pub fn handle_leadership(&mut self, now: Instant, leadership: Leadership) {
         if leadership == self.leadership {
             return;
         }
+        self.change_leadership(leadership);
+        self.settle_waiting(now);
+    }
+
+    fn change_leadership(&mut self, leadership: Leadership) {
         let was_leader = self.leadership == Leadership::Leader;
         self.leadership = leadership;
         let leads = self.leadership == Leadership::Leader;

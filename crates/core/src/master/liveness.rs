@@ -48,6 +48,7 @@ impl Registry {
     /// Only a registration brings the node back. The connection is not closed at once: across
     /// a cut link the agent would not hear of it either.
     pub fn handle_timeout(&mut self, now: Instant) {
+        self.settle_waiting(now);
         if self.agents.next_sweep.is_none_or(|at| now < at) {
             return;
         }

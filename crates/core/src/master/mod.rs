@@ -208,7 +208,11 @@ impl Registry {
     /// When [`handle_timeout`](Self::handle_timeout) next has work to do.
     #[must_use]
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.agents.next_sweep
+        let waiting = self.gate.waiting.iter().map(|(_, _, until)| *until).min();
+        [self.agents.next_sweep, waiting]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     /// Every registered node by instance id, in that order.

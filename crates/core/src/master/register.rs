@@ -19,6 +19,11 @@ pub(super) struct Gate {
     pub(super) attempts: AttemptManager,
     /// Shutting down: it has said goodbye to its agents and takes no more.
     pub(super) shutting_down: bool,
+    /// Shutting down, the master it handed leadership to: newcomers are sent there.
+    pub(super) successor: Option<String>,
+    /// Registrations that came while no leader was known, held until one is (then admitted or
+    /// redirected) or until their deadline (then refused `no_leader`), oldest first.
+    pub(super) waiting: Vec<(SessionId, Box<Register>, Instant)>,
 }
 
 impl Gate {
@@ -28,6 +33,8 @@ impl Gate {
             admission: (config.admission).map(|limit| TokenBucket::new(limit.capacity)),
             attempts: AttemptManager::new(config.attempts),
             shutting_down: false,
+            successor: None,
+            waiting: Vec::new(),
         }
     }
 
@@ -83,7 +90,8 @@ impl Gate {
 
 impl Registry {
     /// A master shutting down takes no one; a leader admits, a follower points the agent at
-    /// its leader, or refuses it while it knows none.
+    /// its leader, or, while it knows none, holds the registration until it learns of one (an
+    /// election takes a round trip or two) or [`MasterConfig::leader_wait`] has passed.
     pub(super) fn handle_register(
         &mut self,
         now: Instant,
@@ -91,22 +99,27 @@ impl Registry {
         info: Box<Register>,
     ) {
         if self.gate.shutting_down {
-            return self.refuse(now, session, &info, Refusal::ShuttingDown, None);
+            return match self.gate.successor.clone() {
+                Some(leader) => self.redirect(session, leader),
+                None => self.refuse(now, session, &info, Refusal::ShuttingDown, None),
+            };
         }
         match self.leadership.clone() {
             Leadership::Leader => self.admit(now, session, *info),
             Leadership::Follower {
                 leader: Some(leader),
-            } => {
-                self.output
-                    .send(session, Message::Redirect(Redirect { leader }));
-                self.output.close(session, "redirected to the leader");
-            }
+            } => self.redirect(session, leader),
             Leadership::Follower { leader: None } => {
-                let wait = Some(self.config.leader_wait);
-                self.refuse(now, session, &info, Refusal::NoLeader, wait);
+                let until = now + self.config.leader_wait;
+                self.gate.waiting.push((session, info, until));
             }
         }
+    }
+
+    fn redirect(&mut self, session: SessionId, leader: String) {
+        self.output
+            .send(session, Message::Redirect(Redirect { leader }));
+        self.output.close(session, "redirected to the leader");
     }
 
     fn admit(&mut self, now: Instant, session: SessionId, info: Register) {
@@ -134,7 +147,7 @@ impl Registry {
     }
 
     /// [`refuse`](Self::refuse), with the attempt already on the record.
-    fn refuse_counted(
+    pub(super) fn refuse_counted(
         &mut self,
         session: SessionId,
         info: &Register,
@@ -207,6 +220,24 @@ impl Registry {
         }
     }
 
+    /// Registrations held for want of a leader: once one is known (this master, or another),
+    /// each is admitted or redirected; past its deadline with none, refused `no_leader`,
+    /// told to come back after [`MasterConfig::leader_wait`].
+    pub(super) fn settle_waiting(&mut self, now: Instant) {
+        let waiting = std::mem::take(&mut self.gate.waiting);
+        let known = self.leadership != (Leadership::Follower { leader: None });
+        for (session, info, until) in waiting {
+            if known || self.gate.shutting_down {
+                self.handle_register(now, session, info);
+            } else if now >= until {
+                let wait = Some(self.config.leader_wait);
+                self.refuse(now, session, &info, Refusal::NoLeader, wait);
+            } else {
+                self.gate.waiting.push((session, info, until));
+            }
+        }
+    }
+
     pub(super) fn handle_unregister(&mut self, session: SessionId) {
         if let Some(slot) = self.agents.sessions.remove(&session) {
             if let Some(entry) = self.agents.nodes.remove(slot) {
@@ -222,6 +253,9 @@ impl Registry {
     /// only by missing heartbeats, so a brief reconnect never flaps its state. The attempt
     /// manager starts a record of its reconnection.
     pub fn handle_session_closed(&mut self, now: Instant, session: SessionId) {
+        self.gate
+            .waiting
+            .retain(|(waiting, ..)| *waiting != session);
         if let Some(slot) = self.agents.sessions.remove(&session) {
             if let Some(entry) = self.agents.nodes.get_mut(slot) {
                 if entry.session == Some(session) {

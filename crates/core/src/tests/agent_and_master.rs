@@ -5,7 +5,7 @@ use super::pair::{master, Pair};
 use crate::agent::{DisconnectReason, StateKind};
 use crate::master::{Leadership, MasterConfig, Registry, SubmitError};
 use std::collections::BTreeMap;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// The agent and master cores wired directly, no network and no async: ten minutes of
 /// heartbeats keep the node online and the agent connected.
@@ -78,9 +78,12 @@ fn a_config_push_reaches_the_agent_and_an_agent_that_was_away_pulls_it() {
         max_miss: 3,
         ..MasterConfig::default()
     });
-    follower.handle_leadership(Leadership::Follower {
-        leader: Some("master-1".into()),
-    });
+    follower.handle_leadership(
+        Instant::now(),
+        Leadership::Follower {
+            leader: Some("master-1".into()),
+        },
+    );
     copy(&pair.master, &mut follower);
     assert_eq!(follower.config_id().version, 2);
     assert_eq!(
@@ -96,14 +99,17 @@ fn a_newer_leaders_config_wins_over_what_a_deposed_leader_pushed_meanwhile() {
     old.observe_term(1);
     old.push_config(values("a")).unwrap();
     let mut new = master("master-2");
-    new.handle_leadership(Leadership::Follower {
-        leader: Some("master-1".into()),
-    });
+    new.handle_leadership(
+        Instant::now(),
+        Leadership::Follower {
+            leader: Some("master-1".into()),
+        },
+    );
     copy(&old, &mut new);
     // master-2 is elected in term 2; master-1, cut off, does not know yet and pushes
     // twice, reaching a version number master-2 never sees.
     new.observe_term(2);
-    new.handle_leadership(Leadership::Leader);
+    new.handle_leadership(Instant::now(), Leadership::Leader);
     old.push_config(values("stale")).unwrap();
     old.push_config(values("staler")).unwrap();
     assert_eq!(new.push_config(values("fresh")).map(|id| id.version), Ok(2));
@@ -122,9 +128,12 @@ fn a_newer_leaders_config_wins_over_what_a_deposed_leader_pushed_meanwhile() {
     pair.run_for(Duration::from_secs(5));
     assert_eq!(pair.agent.fleet_config().values, values("fresh"));
     // And the deposed leader, once it follows, takes it too.
-    old.handle_leadership(Leadership::Follower {
-        leader: Some("master-2".into()),
-    });
+    old.handle_leadership(
+        Instant::now(),
+        Leadership::Follower {
+            leader: Some("master-2".into()),
+        },
+    );
     copy(&pair.master, &mut old);
     assert_eq!(old.config_id(), pair.master.config_id());
 }

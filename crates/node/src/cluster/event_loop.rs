@@ -76,12 +76,23 @@ impl ClusterLoop {
         peer.send(PeerFrame { from, message }).is_ok()
     }
 
-    /// Release and close, as the handle asked.
+    /// Release and close, as the handle or a shutting-down master asked.
     fn take_requests(&mut self) {
+        if self.master.take_shutdown() {
+            // Hand over first, then leave: the goodbyes name the successor. The loop runs on
+            // (quietly: a closed core does nothing) so what it sent still leaves, until the
+            // process ends.
+            let successor = self.membership.release(now());
+            self.membership.close();
+            self.report();
+            self.master.say_goodbye(successor.as_deref());
+        }
         let requests = std::mem::take(&mut self.handle.lock().requests);
         for request in requests {
             match request {
-                Request::Release => self.membership.release(now()),
+                Request::Release => {
+                    self.membership.release(now());
+                }
                 Request::Close => {
                     self.membership.close();
                     self.closed = true;

@@ -101,7 +101,7 @@ pub async fn run_cluster<R: RngCore + Send + 'static>(
 fn start_membership<R: RngCore + Send + 'static>(
     config: &ClusterConfig,
     members: &[String],
-    rng: R,
+    mut rng: R,
 ) -> (Box<dyn Membership>, Option<StoreLink>) {
     let read = |record: &str| config.disk.as_ref().and_then(|disk| disk.read(record));
     let ledger = read(LEDGER).and_then(|bytes| Snapshot::from_record(&bytes));
@@ -126,7 +126,8 @@ fn start_membership<R: RngCore + Send + 'static>(
         } => {
             // Dialing must not hold up the lease's own deadlines for long.
             let connect_timeout = (lease.renew_interval / 2).min(PEER_CONNECT_TIMEOUT);
-            let node = LeaseNode::new(&config.me, lease, now());
+            // Each process holds a lease under its own value (see `ACQUIRE_SCRIPT`).
+            let node = LeaseNode::new(&config.me, lease, now()).with_process(rng.next_u64());
             (
                 Box::new(node),
                 Some(StoreLink::new(address, connect_timeout)),

@@ -98,6 +98,11 @@ pub enum RaftMessage {
         /// The version the follower holds, on its disk.
         version: Version,
     },
+    /// The leader is leaving and hands over: start an election now, without a pre-vote
+    /// (Raft's leadership transfer).
+    TimeoutNow {
+        term: u64,
+    },
 }
 
 impl RaftMessage {
@@ -108,7 +113,8 @@ impl RaftMessage {
             | RaftMessage::RequestVote { term, .. }
             | RaftMessage::VoteResponse { term, .. }
             | RaftMessage::Heartbeat { term, .. }
-            | RaftMessage::HeartbeatResponse { term, .. } => term,
+            | RaftMessage::HeartbeatResponse { term, .. }
+            | RaftMessage::TimeoutNow { term } => term,
         }
     }
 }
@@ -414,6 +420,16 @@ impl<R: RngCore> RaftNode<R> {
                 self.handle_heartbeat(now, from, term, state);
                 self.learn_commit(commit);
             }
+            RaftMessage::TimeoutNow { term } => {
+                let from_leader = self.leader.as_deref() == Some(from);
+                if term == self.term && from_leader && self.role == Role::Follower {
+                    self.events.push(RaftEvent::TransferReceived {
+                        term,
+                        from: from.to_string(),
+                    });
+                    self.start_election(now);
+                }
+            }
             RaftMessage::HeartbeatResponse { term, version } => {
                 if self.role == Role::Leader && term == self.term {
                     let matched = self.matched.entry(from.to_string()).or_default();
@@ -595,14 +611,33 @@ impl<R: RngCore + Send> Membership for RaftNode<R> {
         (leads && self.commit.term == self.term).then_some(self.commit.index)
     }
 
-    /// Gives up leadership on purpose (a graceful handover): followers elect another.
-    fn release(&mut self, now: Instant) {
-        if self.role == Role::Leader {
-            self.changes.push_back(ClusterEvent::ReleaseMaster);
-            self.step_down(now, "released");
-            // Stand back for a full timeout so another node wins the next election.
-            self.election_deadline = now + self.config.election_timeout.1;
+    /// Gives up leadership on purpose: hands it to the follower that holds everything this
+    /// leader holds and was heard from last (Raft's TimeoutNow: it starts an election at once
+    /// and wins it within a round trip), or, with none up to date, lets the followers' timers
+    /// elect another. Either way it stands back for a full timeout.
+    fn release(&mut self, now: Instant) -> Option<String> {
+        if self.role != Role::Leader {
+            return None;
         }
+        let window = self.config.election_timeout.0;
+        let successor = (self.matched.iter())
+            .filter(|(_, version)| **version == self.state.version)
+            .filter_map(|(peer, _)| Some((self.last_heard.get(peer)?, peer)))
+            .filter(|(heard, _)| now.duration_since(**heard) < window)
+            .max()
+            .map(|(_, peer)| peer.clone());
+        self.changes.push_back(ClusterEvent::ReleaseMaster);
+        self.step_down(now, "released");
+        self.election_deadline = now + self.config.election_timeout.1;
+        if let Some(successor) = &successor {
+            let term = self.term;
+            self.events.push(RaftEvent::TransferSent {
+                term,
+                to: successor.clone(),
+            });
+            self.send(successor, RaftMessage::TimeoutNow { term });
+        }
+        successor
     }
 
     /// Leaves the cluster: no more messages, no more elections.

@@ -316,12 +316,16 @@ fn a_released_leader_hands_over() {
     let old = cluster.agreed_leader().unwrap();
     let index = cluster.index(&old);
     let now = cluster.now;
-    cluster.nodes[index].release(now);
+    let successor = cluster.nodes[index].release(now);
+    let successor = successor.expect("a follower holds everything the leader holds");
     cluster.collect();
-    cluster.run_fair(Duration::from_secs(10), LATENCY);
+    // TimeoutNow, then one round of votes: a leader within a few message delays, not after
+    // an election timeout.
+    cluster.run_fair(LATENCY * 8, LATENCY);
     let leaders = cluster.leaders_now();
-    assert_eq!(leaders.len(), 1);
-    assert_ne!(leaders[0].0, old);
+    assert_eq!(leaders.len(), 1, "{leaders:?}");
+    assert_eq!(leaders[0].0, successor);
+    assert_ne!(successor, old);
 }
 
 /// The timeline events a node has queued since the last call.

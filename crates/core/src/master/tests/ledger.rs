@@ -57,7 +57,7 @@ fn a_command_is_sent_only_once_the_cluster_commits_it() {
     assert_eq!(commands_sent(&mut leader), std::slice::from_ref(&id));
     // A follower installs the state and holds the command for when it leads.
     let mut follower = replicating("master-2");
-    follower.handle_leadership(Leadership::Follower { leader: None });
+    follower.handle_leadership(Instant::now(), Leadership::Follower { leader: None });
     follower.install(index, &state).unwrap();
     assert_eq!(follower.replicated(), leader.replicated());
     assert_eq!(follower.pending_commands(), 1);
@@ -112,9 +112,9 @@ fn a_new_leader_accepts_what_it_inherited_with_its_first_commit() {
     assert!(!old.is_accepted(&lost));
 
     let mut new = replicating("master-2");
-    new.handle_leadership(Leadership::Follower { leader: None });
+    new.handle_leadership(Instant::now(), Leadership::Follower { leader: None });
     new.install(index, &state).unwrap();
-    new.handle_leadership(Leadership::Leader);
+    new.handle_leadership(Instant::now(), Leadership::Leader);
     registered(&mut new, "agent-1", 1);
     assert!(
         !new.is_accepted(&committed),
@@ -137,7 +137,7 @@ fn a_new_leader_accepts_what_it_inherited_with_its_first_commit() {
     );
     // The old leader, now a follower, takes the new leader's state: its uncommitted proposal
     // is gone, never having been accepted.
-    old.handle_leadership(Leadership::Follower { leader: None });
+    old.handle_leadership(Instant::now(), Leadership::Follower { leader: None });
     assert_ne!(uncommitted, state);
     let (_, replicated) = (index, serde_json::to_vec(&new.replicated()).unwrap());
     old.install(index, &replicated).unwrap();
@@ -166,7 +166,7 @@ fn a_config_is_pushed_once_committed_and_a_client_learns_when() {
             ..
         }]
     ));
-    leader.handle_leadership(Leadership::Follower { leader: None });
+    leader.handle_leadership(Instant::now(), Leadership::Follower { leader: None });
     assert_eq!(
         leader.config_accepted(id),
         None,

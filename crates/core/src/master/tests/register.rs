@@ -175,9 +175,12 @@ fn unregister_removes_the_node_and_closes_the_session() {
 fn a_follower_redirects_and_a_leader_that_steps_down_lets_go() {
     let t0 = Instant::now();
     let mut registry = Registry::new(config());
-    registry.handle_leadership(Leadership::Follower {
-        leader: Some("master-2".into()),
-    });
+    registry.handle_leadership(
+        Instant::now(),
+        Leadership::Follower {
+            leader: Some("master-2".into()),
+        },
+    );
     registry.handle_message(t0, 1, register("agent-1", 7));
     assert_eq!(
         drain(&mut registry),
@@ -194,18 +197,29 @@ fn a_follower_redirects_and_a_leader_that_steps_down_lets_go() {
             }
         ]
     );
-    registry.handle_leadership(Leadership::Follower { leader: None });
+    // Knowing no leader, it holds a registration until it learns one, or for the leader wait.
+    registry.handle_leadership(t0, Leadership::Follower { leader: None });
     registry.handle_message(t0, 2, register("agent-1", 7));
+    assert_eq!(drain(&mut registry), [], "held");
+    let wait = config().leader_wait;
+    assert_eq!(registry.poll_timeout(), Some(t0 + wait));
+    registry.handle_timeout(t0 + wait);
     assert!(matches!(
         &drain(&mut registry)[..],
         [MasterAction::Send { message: Message::RegisterAck(ack), .. }, MasterAction::Close { .. }]
-            if !ack.accepted()
+            if ack.refusal == Refusal::NoLeader && ack.retry_after_ms == 1500
     ));
-    registry.handle_leadership(Leadership::Leader);
+    // One held when it becomes the leader is admitted then.
     registry.handle_message(t0, 3, register("agent-1", 7));
     registry.handle_message(t0, 4, register("agent-2", 8));
-    drain(&mut registry);
-    registry.handle_leadership(Leadership::Follower { leader: None });
+    assert_eq!(drain(&mut registry), [], "held");
+    registry.handle_leadership(t0, Leadership::Leader);
+    let acks = drain(&mut registry)
+        .into_iter()
+        .filter(|action| matches!(action, MasterAction::Send { message: Message::RegisterAck(ack), .. } if ack.accepted()))
+        .count();
+    assert_eq!(acks, 2);
+    registry.handle_leadership(t0, Leadership::Follower { leader: None });
     assert_eq!(registry.nodes().count(), 0);
     let closed: Vec<_> = drain(&mut registry)
         .into_iter()
