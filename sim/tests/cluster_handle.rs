@@ -113,6 +113,7 @@ fn status_trackers_periodic_tasks_and_remote_calls() {
                         mode: ClusterMode::Raft(RaftConfig::default()),
                         disk: Some(fleet_node::disk::Disk::default()),
                         save_votes: true,
+                        first_start: true,
                     };
                     let rng = rand_chacha::ChaCha8Rng::seed_from_u64(name.len() as u64);
                     run_cluster(config, listener, rng, state, handle).await;

@@ -327,6 +327,13 @@ pub enum RaftEvent {
         term: u64,
         from: String,
     },
+    /// On boot with an empty disk where it had run before: it votes in no term it may have
+    /// voted in already, and in none until a leader brought it up to date.
+    Recovering {},
+    /// Safe again: up to date, and in a term past `floor`, the highest it may have voted in.
+    Recovered {
+        floor: u64,
+    },
     /// On boot: the term and vote read back from stable storage.
     StateRestored {
         term: u64,
@@ -645,6 +652,8 @@ mod tests {
                 from: s("master-1"),
             }
             .into(),
+            RaftEvent::Recovering {}.into(),
+            RaftEvent::Recovered { floor: 4 }.into(),
             LeaseEvent::LeaseAcquired { token: 1 }.into(),
             LeaseEvent::LeaseRenewed { token: 1 }.into(),
             LeaseEvent::LeaseLost {
@@ -786,6 +795,8 @@ mod tests {
                 R::StateRestored { .. } => 30,
                 R::TransferSent { .. } => 52,
                 R::TransferReceived { .. } => 53,
+                R::Recovering {} => 54,
+                R::Recovered { .. } => 55,
             },
             Event::Lease(event) => match event {
                 LeaseEvent::LeaseAcquired { .. } => 20,
@@ -841,7 +852,7 @@ mod tests {
     fn every_kind_has_a_sample() {
         let mut seen: Vec<usize> = samples().iter().map(number).collect();
         seen.sort();
-        assert_eq!(seen, (0..54).collect::<Vec<_>>());
+        assert_eq!(seen, (0..56).collect::<Vec<_>>());
     }
 
     fn kind(event: &Event) -> String {

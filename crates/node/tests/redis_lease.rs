@@ -100,6 +100,7 @@ fn start_master(name: &str, store: SocketAddr) -> (MasterState, tokio::task::Joi
         // Lease mode keeps nothing on disk: the store holds the lease and the commands.
         disk: None,
         save_votes: false,
+        first_start: true,
     };
     let listener_state = state.clone();
     let task = tokio::spawn(async move {

@@ -50,6 +50,8 @@ fn change(event: &Event) -> Change {
             | RaftEvent::VoteDenied { .. }
             | RaftEvent::TransferSent { .. }
             | RaftEvent::TransferReceived { .. }
+            | RaftEvent::Recovering {}
+            | RaftEvent::Recovered { .. }
             | RaftEvent::StateRestored { .. } => Change::Nothing,
         },
         Event::Lease(event) => match event {

@@ -18,7 +18,10 @@ pub struct Terms {
 /// only asked about (a pre-vote) or was asked for (a denied vote: the candidate's term).
 pub(crate) fn raft_term(event: &RaftEvent) -> Option<u64> {
     match event {
-        RaftEvent::PreVoteStarted { .. } | RaftEvent::VoteDenied { .. } => None,
+        RaftEvent::PreVoteStarted { .. }
+        | RaftEvent::VoteDenied { .. }
+        | RaftEvent::Recovering {}
+        | RaftEvent::Recovered { .. } => None,
         RaftEvent::ElectionStarted { term }
         | RaftEvent::VoteGranted { term, .. }
         | RaftEvent::BecameLeader { term, .. }

@@ -224,6 +224,7 @@ fn cluster_configs(
             mode: mode.clone(),
             disk: Some(Disk::default()),
             save_votes: persist,
+            first_start: true,
         })
         .collect()
 }
@@ -278,7 +279,11 @@ impl MasterNode<'_> {
                 }
             });
             *lock(&slot) = Some(state.clone());
-            Box::pin(run_master(listen, state, cluster.clone(), rng))
+            let cluster = ClusterConfig {
+                first_start: incarnation == 1,
+                ..cluster.clone()
+            };
+            Box::pin(run_master(listen, state, cluster, rng))
         });
         machines.add(&name, ip, boot);
     }

@@ -24,7 +24,7 @@ use crate::master::MasterState;
 use crate::net::TcpListener;
 use event_loop::ClusterLoop;
 use fleet_core::cluster::lease::{LeaseConfig, LeaseNode};
-use fleet_core::cluster::raft::{RaftConfig, RaftNode};
+use fleet_core::cluster::raft::{HardState, RaftConfig, RaftNode};
 use fleet_core::cluster::single::SingleNode;
 use fleet_core::cluster::{Membership, Snapshot};
 use peers::{accept_peers, connect_peers, PeerHealth, PEER_CONNECT_TIMEOUT};
@@ -57,10 +57,24 @@ pub struct ClusterConfig {
     /// Raft keeps its term and vote on `disk`. `false` forgets them on every restart, which is
     /// unsafe and exists to show why.
     pub save_votes: bool,
+    /// This node's first start: an empty disk is a new member's. On any later start an empty
+    /// disk is a lost one, and raft rejoins carefully (see `fleet_core::cluster::raft`).
+    pub first_start: bool,
 }
 
 /// The disk record raft's term and vote live in.
 const HARD_STATE: &str = "raft/hard_state";
+
+/// A first start's records, where there are none yet: no term, no vote, an empty ledger.
+fn write_initial_records(disk: &Disk) {
+    if disk.read(HARD_STATE).is_none() {
+        let empty = serde_json::to_vec(&HardState::default()).expect("a hard state serializes");
+        disk.write(HARD_STATE, empty);
+    }
+    if disk.read(LEDGER).is_none() {
+        disk.write(LEDGER, Snapshot::default().to_record());
+    }
+}
 
 /// Runs this master's membership until the node ends, keeping `master`'s leadership and
 /// `handle` current.
@@ -114,8 +128,19 @@ fn start_membership<R: RngCore + Send + 'static>(
         ClusterMode::Raft(raft) => {
             let mut node = RaftNode::new(&config.me, members, raft, rng, now());
             let saved = read(HARD_STATE).filter(|_| config.save_votes);
-            if let Some(state) = saved.and_then(|bytes| serde_json::from_slice(&bytes).ok()) {
+            let saved = saved.and_then(|bytes| serde_json::from_slice::<HardState>(&bytes).ok());
+            let whole = saved.is_some() && ledger.is_some();
+            if let Some(state) = saved {
                 node.restore(state);
+            }
+            if let Some(disk) = config.disk.as_ref().filter(|_| config.save_votes) {
+                if config.first_start {
+                    // Both records from the first start on, so that a later start that finds
+                    // either missing knows its disk was lost (wiped while it ran, or since).
+                    write_initial_records(disk);
+                } else if !whole {
+                    node.recover();
+                }
             }
             node.restore_state(ledger.unwrap_or_default());
             (Box::new(node), None)

@@ -23,9 +23,12 @@
 //! leaves before it is durable. On boot the driver hands the saved state back with
 //! [`RaftNode::restore`].
 
+mod recovery;
+
 use super::{ClusterEvent, Membership, Output, Role, Snapshot, Version};
 use crate::timeline::{Event, Events, RaftEvent};
 use rand::{Rng, RngCore};
+use recovery::Recovery;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::{Duration, Instant};
@@ -106,6 +109,19 @@ pub enum RaftMessage {
 }
 
 impl RaftMessage {
+    /// The term its sender was in, or above it: a pre-vote names the term it asks about, one
+    /// past the sender's, and a pre-vote granted names the same, above the granter's.
+    fn senders_term(&self) -> u64 {
+        match *self {
+            RaftMessage::PreVote { term, .. }
+            | RaftMessage::PreVoteResponse {
+                term,
+                granted: true,
+            } => term.saturating_sub(1),
+            _ => self.term(),
+        }
+    }
+
     fn term(&self) -> u64 {
         match *self {
             RaftMessage::PreVote { term, .. }
@@ -159,6 +175,8 @@ pub struct RaftNode<R> {
     matched: BTreeMap<String, Version>,
     /// A state to persist (its own) or install (the leader's), before the messages.
     snapshot_out: Option<Output>,
+    /// It lost its disk and is not yet safe to vote (see [`recovery`]).
+    recovery: Option<Recovery>,
     outbox: VecDeque<(String, RaftMessage)>,
     changes: VecDeque<ClusterEvent>,
     /// What it reports, until the shell takes it.
@@ -195,6 +213,7 @@ impl<R: RngCore> RaftNode<R> {
             commit: Version::default(),
             matched: BTreeMap::new(),
             snapshot_out: None,
+            recovery: None,
             outbox: VecDeque::new(),
             changes: VecDeque::from([ClusterEvent::StartUp]),
             events: Events::default(),
@@ -212,6 +231,39 @@ impl<R: RngCore> RaftNode<R> {
         self.term = saved.term;
         self.voted_for = saved.voted_for.clone();
         self.saved = saved;
+    }
+
+    /// It lost its disk (it boots empty where it had run before): no votes and no elections
+    /// until it is safe again (see [`recovery`]). Call before any input.
+    pub fn recover(&mut self) {
+        self.events.push(RaftEvent::Recovering {});
+        self.recovery = Some(Recovery::default());
+    }
+
+    /// How many peers a recovering node must hear from: enough to meet every majority it may
+    /// have been part of.
+    fn peers_to_hear(&self) -> usize {
+        let size = self.peers.len() + 1;
+        size - self.majority() + 1
+    }
+
+    /// A recovering node may vote in `term`; anyone else always may.
+    fn may_vote(&self, term: u64) -> bool {
+        self.recovery
+            .as_ref()
+            .is_none_or(|recovery| recovery.may_vote(term))
+    }
+
+    /// A recovering node that is safe again becomes an ordinary member.
+    fn check_recovery(&mut self) {
+        let Some(recovery) = &self.recovery else {
+            return;
+        };
+        if recovery.is_over(self.term) {
+            let floor = recovery.floor().unwrap_or_default();
+            self.events.push(RaftEvent::Recovered { floor });
+            self.recovery = None;
+        }
     }
 
     /// The term and vote to write to stable storage, when they changed since the last call.
@@ -387,6 +439,10 @@ impl<R: RngCore> RaftNode<R> {
             return;
         }
         self.last_heard.insert(from.to_string(), now);
+        let needed = self.peers_to_hear();
+        if let Some(recovery) = &mut self.recovery {
+            recovery.hear(from, message.senders_term(), needed);
+        }
         // Pre-votes are hypothetical: their terms are not adopted.
         if !matches!(message, RaftMessage::PreVote { .. })
             && !matches!(message, RaftMessage::PreVoteResponse { granted: true, .. })
@@ -431,13 +487,14 @@ impl<R: RngCore> RaftNode<R> {
                 }
             }
             RaftMessage::HeartbeatResponse { term, version } => {
+                // Its latest word, not its highest: one that lost its disk holds less now.
                 if self.role == Role::Leader && term == self.term {
-                    let matched = self.matched.entry(from.to_string()).or_default();
-                    *matched = (*matched).max(version);
+                    self.matched.insert(from.to_string(), version);
                     self.advance_commit();
                 }
             }
         }
+        self.check_recovery();
     }
 
     /// A follower learns what the leader knows committed: as far as its own state goes, when
@@ -455,7 +512,10 @@ impl<R: RngCore> RaftNode<R> {
             || self
                 .last_leader_contact
                 .is_some_and(|at| now.duration_since(at) < self.config.election_timeout.0);
-        let granted = term > self.term && !leader_is_fresh && version >= self.state.version;
+        let granted = term > self.term
+            && !leader_is_fresh
+            && version >= self.state.version
+            && self.may_vote(term);
         let term = if granted { term } else { self.term };
         self.send(from, RaftMessage::PreVoteResponse { term, granted });
     }
@@ -465,6 +525,8 @@ impl<R: RngCore> RaftNode<R> {
     fn handle_request_vote(&mut self, now: Instant, from: &str, term: u64, version: Version) {
         let denial = if term < self.term {
             Some("stale term".to_string())
+        } else if let Some(recovery) = self.recovery.as_ref().filter(|r| !r.may_vote(term)) {
+            Some(recovery.refusal(term))
         } else if version < self.state.version {
             let Version { term, index } = self.state.version;
             Some(format!("candidate's state is behind ({term}.{index})"))
@@ -514,6 +576,10 @@ impl<R: RngCore> RaftNode<R> {
             if let Some(state) = state.filter(|state| state.version > self.state.version) {
                 self.state = state;
                 self.snapshot_out = Some(Output::Install(self.state.clone()));
+            }
+            // Holding its leader's newest state, it is up to date again.
+            if let Some(recovery) = &mut self.recovery {
+                recovery.caught_up = true;
             }
         }
         // Says which version it holds, so a leader whose state it lacks sends it.
@@ -577,6 +643,11 @@ impl<R: RngCore + Send> Membership for RaftNode<R> {
             }
             Role::Follower | Role::PreCandidate | Role::Candidate => {
                 if now >= self.election_deadline {
+                    if !self.may_vote(self.term + 1) {
+                        // Recovering: it waits to be brought up to date instead.
+                        self.reset_election_deadline(now);
+                        return;
+                    }
                     if self.config.pre_vote {
                         self.start_pre_vote(now);
                     } else {

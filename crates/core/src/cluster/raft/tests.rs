@@ -616,3 +616,63 @@ proptest! {
         prop_assert!(cluster.agreed_leader().is_some(), "all nodes follow one leader");
     }
 }
+
+/// Whether the last vote `node` sent was granted.
+fn last_vote(node: &mut RaftNode<ChaCha8Rng>) -> Option<bool> {
+    std::iter::from_fn(|| node.poll_message())
+        .filter_map(|(_, message)| match message {
+            RaftMessage::VoteResponse { granted, .. } => Some(granted),
+            _ => None,
+        })
+        .last()
+}
+
+#[test]
+fn a_node_that_lost_its_disk_votes_only_once_caught_up_and_past_its_old_terms() {
+    let now = Instant::now();
+    let members = vec!["a".to_string(), "b".to_string(), "c".to_string()];
+    let mut node = RaftNode::new(
+        "b",
+        &members,
+        RaftConfig::default(),
+        ChaCha8Rng::seed_from_u64(3),
+        now,
+    );
+    node.recover();
+    let ask = |node: &mut RaftNode<ChaCha8Rng>, term| {
+        let version = Version { term: 9, index: 9 };
+        node.handle_message(now, "a", RaftMessage::RequestVote { term, version });
+        last_vote(node)
+    };
+    assert_eq!(
+        ask(&mut node, 5),
+        Some(false),
+        "not caught up: it may have voted in 5"
+    );
+    // No election of its own either, however long it waits.
+    node.handle_timeout(now + Duration::from_secs(60));
+    assert!(!matches!(node.role(), Role::Candidate | Role::PreCandidate));
+    // c leads term 5 and brings it up to date; with a and c heard, its floor is 5.
+    let state = Snapshot {
+        version: Version { term: 5, index: 3 },
+        state: b"ledger".to_vec(),
+    };
+    let heartbeat = RaftMessage::Heartbeat {
+        term: 5,
+        commit: state.version,
+        state: Some(state),
+    };
+    node.handle_message(now, "c", heartbeat);
+    let installed = std::iter::from_fn(|| node.poll_output())
+        .any(|output| matches!(output, Output::Install(_)));
+    assert!(installed);
+    assert_eq!(
+        ask(&mut node, 5),
+        Some(false),
+        "term 5 it may have voted in"
+    );
+    assert_eq!(ask(&mut node, 6), Some(true), "past it");
+    let events = reported(&mut node);
+    assert!(events.contains(&RaftEvent::Recovering {}.into()));
+    assert!(events.contains(&RaftEvent::Recovered { floor: 5 }.into()));
+}
