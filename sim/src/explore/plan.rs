@@ -5,7 +5,7 @@
 use crate::scenario::explore::ExploreSpec;
 use crate::scenario::faults::kinds::{DrawSpec, Drawing};
 use crate::scenario::faults::FaultAction;
-use crate::scenario::selector::Topology;
+use crate::scenario::selector::{NodeKind, Topology};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::collections::BTreeSet;
@@ -26,10 +26,20 @@ pub struct Step {
 #[derive(Clone, Debug, PartialEq)]
 pub struct Schedule {
     pub steps: Vec<Step>,
-    /// At `until`: heal, restore the network, restart what is down, then check that a leader
-    /// leads every agent `liveness` later. Shrinking drops it when the broken rule does not
-    /// need it.
+    /// At `until`: heal, restore the network, restart what is down (but what is `gone`), then
+    /// check that a leader leads every agent `liveness` later. Shrinking drops it when the
+    /// broken rule does not need it.
     pub liveness: bool,
+    /// Masters lost for good (`[explore] lose`): crashed, and never restarted.
+    pub gone: Vec<String>,
+}
+
+/// A master that loses its state in a run: when, and whether it is wiped and rejoins empty
+/// (a replaced disk) or crashes for good.
+struct Loss {
+    at: Duration,
+    node: String,
+    wiped: bool,
 }
 
 /// What a template gives the schedule: the explore table, the nodes, the network's latency.
@@ -57,7 +67,7 @@ impl Ground<'_> {
         if kinds.is_empty() && !possible.is_empty() {
             kinds.push(possible[rng.gen_range(0..possible.len())]);
         }
-        let mut steps = Vec::new();
+        let mut steps: Vec<Step> = Vec::new();
         let until = self.spec.until.as_secs_f64();
         let mean = self.spec.mean_gap.as_secs_f64();
         let mut at = 0.0;
@@ -78,10 +88,88 @@ impl Ground<'_> {
                 action: (kind.draw)(&mut drawing),
             });
         }
+        let losses = self.draw_losses(&mut rng);
+        let steps = self.keep_losses(steps, &losses, &mut rng);
+        let gone = (losses.iter())
+            .filter(|loss| !loss.wiped)
+            .map(|loss| loss.node.clone())
+            .collect();
         Schedule {
             steps,
             liveness: true,
+            gone,
         }
+    }
+
+    /// Up to `lose` masters (how many drawn from 0..=lose), each at a drawn time before
+    /// `until`, crashed for good or wiped; none when the template loses none.
+    fn draw_losses(&self, rng: &mut ChaCha8Rng) -> Vec<Loss> {
+        if self.spec.lose == 0 {
+            return Vec::new();
+        }
+        let mut masters: Vec<String> = (self.topology.nodes().into_iter())
+            .filter(|node| node.starts_with(NodeKind::Master.prefix()))
+            .collect();
+        let count = rng.gen_range(0..=self.spec.lose.min(masters.len()));
+        let until = self.spec.until.as_millis() as u64;
+        (0..count)
+            .map(|_| {
+                let node = masters.remove(rng.gen_range(0..masters.len()));
+                let at = Duration::from_millis(rng.gen_range(0..until));
+                let wiped = rng.gen_bool(0.5);
+                Loss { at, node, wiped }
+            })
+            .collect()
+    }
+
+    /// The drawn faults with the losses among them. A master's disk is wiped only where the
+    /// run loses that master (a drawn wipe of another master goes to one of those, or is
+    /// dropped): more would lose a majority's state. Nothing restarts a master lost for good.
+    fn keep_losses(&self, steps: Vec<Step>, losses: &[Loss], rng: &mut ChaCha8Rng) -> Vec<Step> {
+        let is_master = |node: &String| node.starts_with(NodeKind::Master.prefix());
+        let one = |node: &str| self.topology.select_nodes(&[node.to_string()], "");
+        let mut kept = Vec::new();
+        for step in steps {
+            let action = match step.action {
+                FaultAction::Wipe(target) if target.nodes().iter().any(is_master) => {
+                    if losses.is_empty() {
+                        continue;
+                    }
+                    FaultAction::Wipe(one(&losses[rng.gen_range(0..losses.len())].node))
+                }
+                FaultAction::Restart(target) => {
+                    let resurrects = (losses.iter()).any(|loss| {
+                        !loss.wiped && loss.at <= step.at && target.nodes().contains(&loss.node)
+                    });
+                    if resurrects {
+                        continue;
+                    }
+                    FaultAction::Restart(target)
+                }
+                action => action,
+            };
+            kept.push(Step {
+                at: step.at,
+                action,
+            });
+        }
+        for loss in losses {
+            let actions = if loss.wiped {
+                vec![
+                    FaultAction::Wipe(one(&loss.node)),
+                    FaultAction::Restart(one(&loss.node)),
+                ]
+            } else {
+                vec![FaultAction::Crash(one(&loss.node))]
+            };
+            kept.extend(actions.into_iter().map(|action| Step {
+                at: loss.at,
+                action,
+            }));
+        }
+        // Stable: a wipe stays before its restart.
+        kept.sort_by_key(|step| step.at);
+        kept
     }
 
     /// A link fault needs a node to cut off and one to cut it from; madsim cannot hold
@@ -99,8 +187,9 @@ impl Ground<'_> {
 
     /// The liveness phase, at `until`: heal every link, put latency and loss back as the
     /// template had them, release what was held, restore revoked credentials, and restart
-    /// every node a crash or a shutdown left down.
-    pub(crate) fn liveness_steps(&self, steps: &[Step]) -> Vec<Step> {
+    /// every node a crash or a shutdown left down, but those the run lost for good.
+    pub(crate) fn liveness_steps(&self, schedule: &Schedule) -> Vec<Step> {
+        let steps = &schedule.steps;
         let at = self.spec.until;
         let mut phase = vec![FaultAction::Heal(None)];
         let drew = |f: fn(&FaultAction) -> bool| steps.iter().any(|step| f(&step.action));
@@ -142,6 +231,9 @@ impl Ground<'_> {
             phase.push(FaultAction::Restore(
                 self.topology.select_nodes(&[node], ""),
             ));
+        }
+        for gone in &schedule.gone {
+            down.remove(gone);
         }
         for node in self.in_topology_order(&down) {
             phase.push(FaultAction::Restart(
@@ -210,8 +302,8 @@ impl Ground<'_> {
         }
         if schedule.liveness {
             out.push(Schedule {
-                steps: schedule.steps.clone(),
                 liveness: false,
+                ..schedule.clone()
             });
         }
         for (i, step) in schedule.steps.iter().enumerate() {
@@ -235,7 +327,7 @@ impl Schedule {
     fn with(&self, steps: Vec<Step>) -> Schedule {
         Schedule {
             steps,
-            liveness: self.liveness,
+            ..self.clone()
         }
     }
 }
@@ -315,7 +407,7 @@ mod tests {
                     _ => None,
                 })
                 .collect();
-            let liveness = ground.liveness_steps(&schedule.steps);
+            let liveness = ground.liveness_steps(&schedule);
             for groups in &held {
                 assert!(
                     groups.iter().all(|end| !end.nodes().is_empty()),
@@ -361,7 +453,7 @@ mod tests {
                 assert!(node.starts_with(prefix), "{kind} {node}");
                 seen.insert(kind);
             }
-            let phase = ground.liveness_steps(&schedule.steps);
+            let phase = ground.liveness_steps(&schedule);
             for step in &schedule.steps {
                 let undo = match &step.action {
                     FaultAction::Revoke(node) => FaultAction::Restore(node.clone()),
@@ -424,12 +516,86 @@ mod tests {
             step(3, FaultAction::Restart(node("master-2"))),
             step(4, FaultAction::Loss(0.3)),
         ];
+        let schedule = Schedule {
+            steps,
+            liveness: true,
+            gone: Vec::new(),
+        };
         let phase: Vec<String> = ground
-            .liveness_steps(&steps)
+            .liveness_steps(&schedule)
             .iter()
             .map(|s| format!("{} {}", fmt_duration(s.at), s.action))
             .collect();
         assert_eq!(phase, ["20s heal all", "20s loss 0", "20s restart agent-1"]);
+    }
+
+    /// `lose = 1` of three: at most one master a run loses its state, crashed for good (never
+    /// restarted, by a drawn restart or the liveness phase) or wiped and restarted; no other
+    /// master's disk is wiped.
+    #[test]
+    fn a_run_loses_at_most_lose_masters_and_never_brings_one_back() {
+        let scenario = Scenario::parse(
+            "t.toml",
+            "name = \"t\"\nduration = \"30s\"\n[topology]\nmasters = 3\nagents = 2\n\
+             [explore]\nfaults = [\"crash\", \"restart\", \"wipe\"]\ntargets = \"all\"\n\
+             mean_gap = \"1s\"\nuntil = \"20s\"\nliveness = \"10s\"\nlose = 1\n",
+        )
+        .unwrap();
+        let ground = ground(&scenario);
+        let (mut lost, mut wiped) = (0, 0);
+        for seed in 0..200 {
+            let schedule = ground.draw(seed);
+            assert!(schedule.gone.len() <= 1);
+            let wipes: BTreeSet<&String> = (schedule.steps.iter())
+                .filter_map(|step| match &step.action {
+                    FaultAction::Wipe(target) => target.nodes().first(),
+                    _ => None,
+                })
+                .filter(|node| node.starts_with("master-"))
+                .collect();
+            let mut losing = wipes.clone();
+            losing.extend(schedule.gone.iter());
+            assert!(losing.len() <= 1, "seed {seed}: {schedule:?}");
+            let phase = ground.liveness_steps(&schedule);
+            for gone in &schedule.gone {
+                let crashed = (schedule.steps.iter())
+                    .rposition(|step| matches!(&step.action, FaultAction::Crash(t) if t.nodes() == [gone.clone()]))
+                    .unwrap_or_else(|| panic!("seed {seed}: {gone} crashed"));
+                let back = (schedule.steps[crashed..].iter().chain(&phase))
+                    .any(|step| matches!(&step.action, FaultAction::Restart(t) if t.nodes().contains(gone)));
+                assert!(!back, "seed {seed}: {gone} came back");
+            }
+            lost += schedule.gone.len();
+            wiped += wipes.len();
+        }
+        assert!(
+            lost > 20 && wiped > 20,
+            "both kinds drawn: {lost} lost, {wiped} wiped"
+        );
+    }
+
+    #[test]
+    fn a_template_may_not_lose_a_majority() {
+        let text = |lose: u32| {
+            format!(
+                "name = \"t\"\nduration = \"30s\"\n[topology]\nmasters = 5\nagents = 2\n\
+                 [explore]\nfaults = [\"crash\"]\ntargets = \"all\"\nmean_gap = \"1s\"\n\
+                 until = \"20s\"\nliveness = \"10s\"\nlose = {lose}\n"
+            )
+        };
+        assert_eq!(
+            Scenario::parse("t.toml", &text(2))
+                .unwrap()
+                .explore
+                .unwrap()
+                .lose,
+            2
+        );
+        let error = Scenario::parse("t.toml", &text(3)).unwrap_err().to_string();
+        assert!(
+            error.contains("t.toml:12:8") && error.contains("at most 2"),
+            "{error}"
+        );
     }
 
     #[test]
@@ -455,6 +621,7 @@ mod tests {
                 },
             ],
             liveness: true,
+            gone: Vec::new(),
         };
         let simpler = ground.simpler(&schedule);
         assert!(simpler[0].steps.is_empty());

@@ -97,7 +97,7 @@ impl Template {
         scenario.explore = None;
         let mut steps = schedule.steps.clone();
         if schedule.liveness {
-            steps.extend(ground.liveness_steps(&schedule.steps));
+            steps.extend(ground.liveness_steps(schedule));
             scenario.expectations.push(self.liveness_check());
         }
         scenario.faults.extend(steps.into_iter().map(|step| Fault {
@@ -161,7 +161,7 @@ impl Template {
         }
         if schedule.liveness {
             let mut note = Some("liveness phase: heal, restore the network, restart what is down");
-            for step in ground.liveness_steps(&schedule.steps) {
+            for step in ground.liveness_steps(schedule) {
                 faults.push(fault_table(&step, note.take()));
             }
             let mut check = Table::new();
@@ -245,6 +245,7 @@ liveness = "10s"
                 },
             ],
             liveness: true,
+            gone: Vec::new(),
         };
         let text = template.render(42, &schedule, &["breaks: something".into()]);
         assert!(text.starts_with("# breaks: something\nname = "), "{text}");
@@ -284,6 +285,7 @@ liveness = "10s"
             &Schedule {
                 steps: Vec::new(),
                 liveness: false,
+                gone: Vec::new(),
             },
             &[],
         );

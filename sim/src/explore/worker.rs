@@ -237,6 +237,7 @@ mod tests {
                 step(5, "agent-2"),
             ],
             liveness: true,
+            gone: Vec::new(),
         };
         // Breaks whenever master-2 and master-3 both crash.
         let needs = |schedule: &Schedule| {

@@ -60,15 +60,19 @@ struct Tally {
     problems: Vec<String>,
     /// The longest wait from the last sending to the result.
     slowest: Option<(u64, String)>,
+    /// Without a result when the run ended, but sent (or accepted) less than `within` before:
+    /// still in their window, neither completed nor late.
+    open: usize,
 }
 
-fn tally(history: &CommandHistory, within_ms: u64, allow_lost: bool) -> Tally {
+fn tally(history: &CommandHistory, within_ms: u64, allow_lost: bool, end_ms: u64) -> Tally {
     let mut tally = Tally {
         sent: 0,
         completed: 0,
         lost: 0,
         problems: Vec::new(),
         slowest: None,
+        open: 0,
     };
     for (id, story) in &history.commands {
         tally.sent += 1;
@@ -106,6 +110,11 @@ fn tally(history: &CommandHistory, within_ms: u64, allow_lost: bool) -> Tally {
                 let problem = format!("{id} lost at {when} by {master}: {reason}");
                 tally.problems.push(problem);
             }
+        } else if (story.sent.last().copied())
+            .or(story.queued)
+            .is_some_and(|last| last + within_ms > end_ms)
+        {
+            tally.open += 1;
         } else if story.sent.is_empty() {
             let problem = format!("{id} to {agent}: accepted, never sent, never reported lost");
             tally.problems.push(problem);
@@ -130,7 +139,8 @@ impl Check for CommandsCompleted {
     }
 
     fn judge(&self, evidence: &Evidence) -> (bool, String) {
-        let tally = tally(&evidence.commands, ms(self.within), self.allow_lost);
+        let end = ms(evidence.scenario.duration);
+        let tally = tally(&evidence.commands, ms(self.within), self.allow_lost, end);
         if tally.sent == 0 {
             return (false, "no command was sent".into());
         }
@@ -138,8 +148,15 @@ impl Check for CommandsCompleted {
             Some((waited, id)) => format!("; slowest {waited}ms ({id})"),
             None => String::new(),
         };
+        let open = match tally.open {
+            0 => String::new(),
+            n => format!(
+                ", {n} still within {} of their sending at the end",
+                show(self.within)
+            ),
+        };
         let summary = format!(
-            "{}/{} completed, {} duplicates suppressed, {} lost{slowest}",
+            "{}/{} completed{open}, {} duplicates suppressed, {} lost{slowest}",
             tally.completed, tally.sent, evidence.commands.duplicates, tally.lost
         );
         match tally.problems.first() {
@@ -155,7 +172,8 @@ impl Check for CommandsCompleted {
     }
 
     fn value(&self, evidence: &Evidence) -> Option<serde_json::Value> {
-        let tally = tally(&evidence.commands, ms(self.within), self.allow_lost);
+        let end = ms(evidence.scenario.duration);
+        let tally = tally(&evidence.commands, ms(self.within), self.allow_lost, end);
         Some(serde_json::json!({
             "sent": tally.sent,
             "completed": tally.completed,
@@ -447,11 +465,11 @@ mod tests {
             finished(5, "agent-1", "m-1"),
             result(9, "m-1", "agent-1"),
         ];
-        let counted = tally(&history(&entries), 10, false);
+        let counted = tally(&history(&entries), 10, false, 1_000);
         assert_eq!((counted.sent, counted.completed, counted.lost), (1, 1, 0));
         assert!(counted.problems.is_empty(), "{:?}", counted.problems);
         assert_eq!(
-            tally(&history(&entries), 8, false).problems.len(),
+            tally(&history(&entries), 8, false, 1_000).problems.len(),
             1,
             "9ms is over 8ms"
         );
@@ -465,7 +483,9 @@ mod tests {
             finished(1005, "agent-1", "m-1"),
             result(1009, "m-1", "agent-1"),
         ];
-        assert!(tally(&history(&entries), 10, false).problems.is_empty());
+        assert!(tally(&history(&entries), 10, false, 1_000)
+            .problems
+            .is_empty());
     }
 
     #[test]
@@ -488,7 +508,7 @@ mod tests {
             lost,
         ];
         let history = history(&entries);
-        let counted = tally(&history, 100, false);
+        let counted = tally(&history, 100, false, 1_000);
         assert_eq!((counted.sent, counted.completed, counted.lost), (3, 1, 1));
         let problems = counted.problems.join("\n");
         assert!(problems.contains("m-1 to agent-1: no result"), "{problems}");
@@ -497,7 +517,11 @@ mod tests {
             "{problems}"
         );
         assert!(problems.contains("m-3: finished 2 times"), "{problems}");
-        let allowed = tally(&history, 100, true).problems.join("\n");
+        let allowed = tally(&history, 100, true, 1_000).problems.join("\n");
+        // A run that ends within `within` of m-1's sending cannot say it is late.
+        let early = tally(&history, 100, false, 50);
+        assert_eq!(early.open, 1);
+        assert!(!early.problems.join("\n").contains("m-1"));
         assert!(
             !allowed.contains("m-2") && allowed.contains("m-1"),
             "{allowed}"

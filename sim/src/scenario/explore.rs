@@ -8,6 +8,7 @@
 //! mean_gap = "2s"         # mean time between faults
 //! until = "20s"           # faults stop here; the liveness phase starts
 //! liveness = "10s"        # by until + liveness, a leader leads every agent
+//! lose = 1                # up to this many masters lose their state for good (below a majority)
 //! ```
 
 use crate::scenario::duration::Dur;
@@ -29,6 +30,9 @@ pub struct ExploreSpec {
     pub mean_gap: Duration,
     pub until: Duration,
     pub liveness: Duration,
+    /// Up to this many masters lose their state for good in a run: crashed and never brought
+    /// back, or wiped and restarted empty (a replaced disk). Below a majority.
+    pub lose: usize,
 }
 
 #[derive(Deserialize)]
@@ -39,6 +43,8 @@ pub(crate) struct RawExplore {
     mean_gap: Spanned<Dur>,
     until: Spanned<Dur>,
     liveness: Spanned<Dur>,
+    #[serde(default)]
+    lose: Option<Spanned<u64>>,
 }
 
 pub(crate) fn check(
@@ -77,13 +83,39 @@ pub(crate) fn check(
             ),
         ));
     }
+    let lose = check_lose(raw.lose.as_ref(), topology, source)?;
     Ok(ExploreSpec {
         kinds,
         targets,
         mean_gap,
         until,
         liveness,
+        lose,
     })
+}
+
+/// `lose` must leave a majority of the masters whole: no cluster keeps what it agreed on when
+/// a majority of its members lose their state.
+fn check_lose(
+    lose: Option<&Spanned<u64>>,
+    topology: &Topology,
+    source: &Source,
+) -> Result<usize, ScenarioError> {
+    let Some(lose) = lose else { return Ok(0) };
+    let masters = topology.masters as u64;
+    let majority = masters / 2 + 1;
+    if *lose.get_ref() >= majority {
+        return Err(source.error(
+            lose.span(),
+            format!(
+                "lose = {} would take a majority of the {masters} masters ({majority}): no \
+                 cluster keeps what it agreed on then; at most {}",
+                lose.get_ref(),
+                majority - 1
+            ),
+        ));
+    }
+    Ok(*lose.get_ref() as usize)
 }
 
 /// The kinds listed, each once, in the fault table's order.

@@ -198,6 +198,8 @@ pub struct LeaseNode {
     commit: Option<u64>,
     /// The state read from the store, for the shell to install.
     install: Option<Snapshot>,
+    /// A read or write of the state failed: the next waits until then.
+    state_retry_at: Option<Instant>,
     actions: VecDeque<LeaseAction>,
     changes: VecDeque<ClusterEvent>,
     /// What it reports, until the shell takes it.
@@ -232,6 +234,7 @@ impl LeaseNode {
             unwritten: None,
             commit: None,
             install: None,
+            state_retry_at: None,
             actions: VecDeque::new(),
             changes: VecDeque::from([ClusterEvent::StartUp]),
             events: Events::default(),
@@ -341,19 +344,28 @@ impl LeaseNode {
             return;
         };
         self.pending = None;
-        // A request that failed is not sent again at once: the next timeout does, so a store
-        // out of reach is not dialed in a loop while the lease runs out.
-        if let Ok(reply) = reply {
-            self.take_reply(pending, reply);
-            self.send_state_request(now);
+        match reply {
+            Ok(reply) => {
+                self.take_reply(pending, reply);
+                self.send_state_request(now);
+            }
+            // A read or write that failed goes again after a request timeout, not at once: a
+            // store out of reach is not dialed in a loop.
+            Err(_) if matches!(pending.kind, Kind::Load | Kind::Write { .. }) => {
+                self.state_retry_at = Some(now + self.request_timeout());
+            }
+            Err(_) => {}
         }
     }
 
-    /// A read or a write of the state goes out as soon as nothing else is in flight.
+    /// A read or a write of the state goes out as soon as nothing else is in flight (and the
+    /// wait after a failed one is over).
     fn send_state_request(&mut self, now: Instant) {
-        if self.pending.is_some() || self.held.is_none() {
+        let waiting = self.state_retry_at.is_some_and(|at| now < at);
+        if self.pending.is_some() || self.held.is_none() || waiting {
             return;
         }
+        self.state_retry_at = None;
         if self.loading {
             self.send(now, Kind::Load);
         } else if let Some((index, _)) = &self.unwritten {
@@ -504,7 +516,6 @@ impl Membership for LeaseNode {
                 self.actions.push_back(LeaseAction::Reconnect);
             }
         }
-        self.send_state_request(now);
         if self.pending.is_none() && now >= self.next_request_at {
             let (kind, interval) = match (self.held, self.resume.take()) {
                 (Some(_), _) => (Kind::Renew, self.config.renew_interval),
@@ -517,6 +528,7 @@ impl Membership for LeaseNode {
             self.send(now, kind);
             self.next_request_at = now + interval;
         }
+        self.send_state_request(now);
     }
 
     /// Gives the lease up on purpose so another node can take it at once (whichever asks
@@ -549,6 +561,13 @@ impl Membership for LeaseNode {
             Some(pending) => pending.sent_at + self.request_timeout(),
             None => self.next_request_at,
         };
+        let state_due = self.loading || self.unwritten.is_some();
+        if let Some(retry) = self
+            .state_retry_at
+            .filter(|_| state_due && self.pending.is_none())
+        {
+            next = next.min(retry);
+        }
         if let Some((_, expires_at)) = self.held {
             next = next.min(expires_at);
         }
@@ -699,6 +718,27 @@ mod tests {
             }
             .into()]
         );
+    }
+
+    /// A read of the state that fails goes again after a request timeout: a store out of
+    /// reach is never dialed in a loop at one instant.
+    #[test]
+    fn a_failed_read_of_the_state_waits_before_it_goes_again() {
+        let t0 = Instant::now();
+        let config = LeaseConfig::default();
+        let mut node = LeaseNode::new("master-1", config.clone(), t0);
+        node.handle_timeout(t0);
+        let id = sent(&mut node);
+        node.handle_reply(t0, id, grant(1, "master-1 1 0"));
+        let load = sent(&mut node);
+        node.handle_reply(t0, load, Err("store unreachable".into()));
+        node.handle_timeout(t0);
+        assert_eq!(node.poll_action(), None, "not at once");
+        let retry = node.poll_timeout().unwrap();
+        assert_eq!(retry, t0 + config.renew_interval.min(config.sync_interval));
+        node.handle_timeout(retry);
+        let again = std::iter::from_fn(|| node.poll_action()).count();
+        assert!(again >= 1, "the read goes again then");
     }
 
     /// A node that leaves while its request is out does not take the grant that comes back:

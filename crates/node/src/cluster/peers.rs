@@ -151,8 +151,16 @@ async fn send_to_peer(
                 .map(|stream| Framed::new(stream, FrameCodec::with_max(PEER_MAX_FRAME)));
             dialed_at = Some(at);
         }
+        // A peer that stops reading (its process hangs with the socket open) fills the buffers
+        // and the send would wait forever: past the stall bound the connection is given up.
         let delivered = match &mut connection {
-            Some(framed) => framed.send(frame.clone()).await.is_ok(),
+            Some(framed) => {
+                let send = framed.send(frame.clone());
+                matches!(
+                    tokio::time::timeout(link.stall_after, send).await,
+                    Ok(Ok(()))
+                )
+            }
             None => false,
         };
         if !delivered {
