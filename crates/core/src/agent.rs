@@ -23,8 +23,8 @@ use crate::command::{Executor, ExecutorConfig, Step};
 pub use crate::timeline::DisconnectReason;
 use crate::timeline::{AgentEvent, CommandEvent, Event, Events};
 use crate::wire::{
-    CloseCode, ConfigAck, ConfigId, ConfigPull, ConfigPush, Heartbeat, Message, NodeStatus,
-    Refusal, Register, RegisterAck, Unregister,
+    CloseCode, ConfigAck, ConfigId, ConfigPull, ConfigPush, Goodbye, Heartbeat, Message,
+    NodeStatus, Refusal, Register, RegisterAck, Unregister,
 };
 use rand::RngCore;
 use std::collections::{BTreeMap, VecDeque};
@@ -382,18 +382,7 @@ impl<R: RngCore> Connector<R> {
                 self.lose_connection(now, reason, retry_after);
             }
             (State::Registering { .. } | State::Online { .. }, Message::Goodbye(goodbye)) => {
-                let reason = match goodbye.code {
-                    CloseCode::Normal => DisconnectReason::NormalClose,
-                    CloseCode::GoingAway => DisconnectReason::GoingAway,
-                    CloseCode::Unauthorized => DisconnectReason::AuthFailed,
-                };
-                self.lose_connection(now, reason, None);
-                // Going away to a master it named: that one, rather than the next in line.
-                let named = (goodbye.leader)
-                    .and_then(|leader| self.config.masters.iter().position(|m| *m == leader));
-                if let (Some(index), DisconnectReason::GoingAway) = (named, reason) {
-                    self.target = index;
-                }
+                self.handle_goodbye(now, goodbye);
             }
             (State::Registering { .. }, Message::Redirect(redirect)) => {
                 self.follow_redirect(now, &redirect.leader);
@@ -571,6 +560,22 @@ impl<R: RngCore> Connector<R> {
                 self.start_cycle(now, delay);
             }
             Reconnect::Backoff => self.schedule_retry(now),
+        }
+    }
+
+    /// The master ended the session on purpose, saying why, and maybe where to go instead.
+    fn handle_goodbye(&mut self, now: Instant, goodbye: Goodbye) {
+        let reason = match goodbye.code {
+            CloseCode::Normal => DisconnectReason::NormalClose,
+            CloseCode::GoingAway => DisconnectReason::GoingAway,
+            CloseCode::Unauthorized => DisconnectReason::AuthFailed,
+        };
+        self.lose_connection(now, reason, None);
+        // Going away to a master it named: that one, rather than the next in line.
+        let named = (goodbye.leader)
+            .and_then(|leader| self.config.masters.iter().position(|m| *m == leader));
+        if let (Some(index), DisconnectReason::GoingAway) = (named, reason) {
+            self.target = index;
         }
     }
 

@@ -575,6 +575,32 @@ mod tests {
     }
 
     #[test]
+    fn liveness_auto_is_the_bound_the_parameters_give_and_must_fit() {
+        let text = |liveness: &str, duration: &str| {
+            format!(
+                "name = \"t\"\nduration = \"{duration}\"\n[topology]\nmasters = 3\nagents = 2\n\
+                 [params.backoff]\nmax = \"2s\"\n\
+                 [explore]\nfaults = [\"crash\"]\ntargets = \"all\"\nmean_gap = \"1s\"\n\
+                 until = \"20s\"\nliveness = \"{liveness}\"\n"
+            )
+        };
+        // Raft with default timeouts, no credentials, no enforced backoff: 7s + 3s + 5s + 3s.
+        let auto = Scenario::parse("t.toml", &text("auto", "40s")).unwrap();
+        assert_eq!(auto.explore.unwrap().liveness, Duration::from_secs(18));
+        let error = Scenario::parse("t.toml", &text("auto", "30s"))
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("until + liveness (20s + 18s)"), "{error}");
+        let error = Scenario::parse("t.toml", &text("soon", "40s"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("t.toml:13:12") && error.contains("liveness"),
+            "{error}"
+        );
+    }
+
+    #[test]
     fn a_template_may_not_lose_a_majority() {
         let text = |lose: u32| {
             format!(

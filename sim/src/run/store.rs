@@ -184,6 +184,55 @@ impl Store {
         ok()
     }
 
+    /// `ACQUIRE_SCRIPT`.
+    fn acquire(&mut self, now: Instant, keys: &[Vec<u8>], argv: &[Vec<u8>]) -> Value {
+        if let Some(holder) = self.get(now, &keys[0]) {
+            return Value::Array(Some(vec![Value::Integer(0), Value::Bulk(Some(holder))]));
+        }
+        let token = match self.incr(now, &keys[1]) {
+            Ok(token) => token,
+            Err(reply) => return reply,
+        };
+        let Some(period) = number(&argv[1]).filter(|&ms| ms > 0) else {
+            return error("ERR invalid expire time in 'set' command");
+        };
+        let mut value = argv[0].clone();
+        value.extend_from_slice(format!(" {token} ").as_bytes());
+        value.extend_from_slice(&argv[2]);
+        let ttl = Some(Duration::from_millis(period as u64));
+        self.set(now, &keys[0], value.clone(), ttl);
+        Value::Array(Some(vec![Value::Integer(1), Value::Bulk(Some(value))]))
+    }
+
+    /// `RESUME_SCRIPT`.
+    fn resume(&mut self, now: Instant, keys: &[Vec<u8>], argv: &[Vec<u8>]) -> Value {
+        if self.get(now, &keys[0]).as_deref() != Some(argv[0].as_slice()) {
+            return Value::Integer(0);
+        }
+        let Some(period) = number(&argv[2]).filter(|&ms| ms > 0) else {
+            return error("ERR invalid expire time in 'set' command");
+        };
+        let ttl = Some(Duration::from_millis(period as u64));
+        self.set(now, &keys[0], argv[1].clone(), ttl);
+        Value::Integer(1)
+    }
+
+    /// `WRITE_STATE_SCRIPT`.
+    fn write_state(&mut self, now: Instant, keys: &[Vec<u8>], argv: &[Vec<u8>]) -> Value {
+        if self.get(now, &keys[0]).as_deref() != Some(argv[0].as_slice()) {
+            return Value::Integer(0);
+        }
+        let Some(index) = number(&argv[2]) else {
+            return error("ERR the state's index is not a number");
+        };
+        let stored = self.get(now, &keys[2]).and_then(|bytes| number(&bytes));
+        if index > stored.unwrap_or(0) {
+            self.set(now, &keys[1], argv[1].clone(), None);
+            self.set(now, &keys[2], argv[2].clone(), None);
+        }
+        Value::Integer(1)
+    }
+
     fn eval(&mut self, now: Instant, script: &[u8], numkeys: &[u8], rest: &[Vec<u8>]) -> Value {
         let Some(numkeys) = number(numkeys).and_then(|n| usize::try_from(n).ok()) else {
             return error("ERR value is not an integer or out of range");
@@ -195,49 +244,11 @@ impl Store {
         let script = String::from_utf8_lossy(script);
         let expect = |k: usize, a: usize| keys.len() == k && argv.len() == a;
         if script == ACQUIRE_SCRIPT && expect(2, 3) {
-            if let Some(holder) = self.get(now, &keys[0]) {
-                return Value::Array(Some(vec![Value::Integer(0), Value::Bulk(Some(holder))]));
-            }
-            let token = match self.incr(now, &keys[1]) {
-                Ok(token) => token,
-                Err(reply) => return reply,
-            };
-            let Some(period) = number(&argv[1]).filter(|&ms| ms > 0) else {
-                return error("ERR invalid expire time in 'set' command");
-            };
-            let mut value = argv[0].clone();
-            value.extend_from_slice(format!(" {token} ").as_bytes());
-            value.extend_from_slice(&argv[2]);
-            self.set(
-                now,
-                &keys[0],
-                value.clone(),
-                Some(Duration::from_millis(period as u64)),
-            );
-            Value::Array(Some(vec![Value::Integer(1), Value::Bulk(Some(value))]))
+            self.acquire(now, keys, argv)
         } else if script == RESUME_SCRIPT && expect(1, 3) {
-            if self.get(now, &keys[0]).as_deref() != Some(argv[0].as_slice()) {
-                return Value::Integer(0);
-            }
-            let Some(period) = number(&argv[2]).filter(|&ms| ms > 0) else {
-                return error("ERR invalid expire time in 'set' command");
-            };
-            let ttl = Some(Duration::from_millis(period as u64));
-            self.set(now, &keys[0], argv[1].clone(), ttl);
-            Value::Integer(1)
+            self.resume(now, keys, argv)
         } else if script == WRITE_STATE_SCRIPT && expect(3, 3) {
-            if self.get(now, &keys[0]).as_deref() != Some(argv[0].as_slice()) {
-                return Value::Integer(0);
-            }
-            let Some(index) = number(&argv[2]) else {
-                return error("ERR the state's index is not a number");
-            };
-            let stored = self.get(now, &keys[2]).and_then(|bytes| number(&bytes));
-            if index > stored.unwrap_or(0) {
-                self.set(now, &keys[1], argv[1].clone(), None);
-                self.set(now, &keys[2], argv[2].clone(), None);
-            }
-            Value::Integer(1)
+            self.write_state(now, keys, argv)
         } else if (script == RENEW_SCRIPT || script == RELEASE_SCRIPT) && expect(1, 2) {
             if self.get(now, &keys[0]).as_deref() != Some(argv[0].as_slice()) {
                 return Value::Integer(0);

@@ -7,12 +7,14 @@
 //! targets = "masters"     # the nodes faults hit
 //! mean_gap = "2s"         # mean time between faults
 //! until = "20s"           # faults stop here; the liveness phase starts
-//! liveness = "10s"        # by until + liveness, a leader leads every agent
+//! liveness = "10s"        # by until + liveness, a leader leads every agent; "auto": the bound
+//!                         # the fleet's parameters give (see `recovery`)
 //! lose = 1                # up to this many masters lose their state for good (below a majority)
 //! ```
 
-use crate::scenario::duration::Dur;
+use crate::scenario::duration::{parse_duration, Dur};
 use crate::scenario::faults::kinds::{draw_specs, DrawSpec};
+use crate::scenario::recovery::{bound, Parameters};
 use crate::scenario::selector::{NodeKind, Selector, Topology};
 use crate::scenario::source::{ScenarioError, Source};
 use fleet_core::fmt_duration;
@@ -42,7 +44,7 @@ pub(crate) struct RawExplore {
     targets: Spanned<String>,
     mean_gap: Spanned<Dur>,
     until: Spanned<Dur>,
-    liveness: Spanned<Dur>,
+    liveness: Spanned<String>,
     #[serde(default)]
     lose: Option<Spanned<u64>>,
 }
@@ -51,9 +53,10 @@ pub(crate) fn check(
     raw: RawExplore,
     topology: &Topology,
     duration: Duration,
-    authenticates: bool,
+    recovery: &Parameters,
     source: &Source,
 ) -> Result<ExploreSpec, ScenarioError> {
+    let authenticates = recovery.reauth.is_some();
     let kinds = check_kinds(&raw.faults, source)?;
     let targets = topology
         .select_fixed(raw.targets.get_ref())
@@ -71,7 +74,18 @@ pub(crate) fn check(
     };
     let mean_gap = positive(&raw.mean_gap, "mean_gap")?;
     let until = positive(&raw.until, "until")?;
-    let liveness = positive(&raw.liveness, "liveness")?;
+    let liveness = match raw.liveness.get_ref().as_str() {
+        "auto" => bound(recovery),
+        text => {
+            let parsed = parse_duration(text)
+                .map_err(|why| source.error(raw.liveness.span(), format!("liveness: {why}")))?;
+            if parsed.is_zero() {
+                let message = "liveness must be greater than 0, or \"auto\"";
+                return Err(source.error(raw.liveness.span(), message));
+            }
+            parsed
+        }
+    };
     if until.saturating_add(liveness) > duration {
         return Err(source.error(
             raw.liveness.span(),

@@ -15,6 +15,7 @@ pub mod overrides;
 pub mod params;
 pub mod preset;
 pub mod protection;
+pub mod recovery;
 pub mod selector;
 pub mod source;
 
@@ -147,6 +148,28 @@ impl Scenario {
     }
 }
 
+/// The commands and config, in firing order (by `at`, then file order).
+fn check_operations(
+    commands: Vec<Spanned<commands::RawCommand>>,
+    config: Vec<Spanned<commands::RawConfig>>,
+    topology: &Topology,
+    duration: Duration,
+    captured: &BTreeSet<String>,
+    source: &Source,
+) -> Result<Vec<Operation>, ScenarioError> {
+    let mut operations = Vec::new();
+    for command in commands {
+        operations.extend(commands::check_command(
+            command, topology, duration, captured, source,
+        )?);
+    }
+    for config in config {
+        operations.push(commands::check_config(config, duration, source)?);
+    }
+    operations.sort_by_key(Operation::at);
+    Ok(operations)
+}
+
 impl RawScenario {
     fn check(self, source: &Source) -> Result<Scenario, ScenarioError> {
         let (name, description) = check_texts(self.name, self.description, source)?;
@@ -161,27 +184,30 @@ impl RawScenario {
         };
         let duration = check_duration(&self.duration, source)?;
         let network = check_network(self.network, source)?;
-        let authenticates = auth.is_some();
         let (faults, captured) =
-            check_faults(self.faults, &topology, duration, authenticates, source)?;
-        let mut operations = Vec::new();
-        for command in self.commands {
-            operations.extend(commands::check_command(
-                command, &topology, duration, &captured, source,
-            )?);
-        }
-        for config in self.config {
-            operations.push(commands::check_config(config, duration, source)?);
-        }
-        operations.sort_by_key(Operation::at);
-        let expectations = self
-            .expect
-            .into_iter()
+            check_faults(self.faults, &topology, duration, auth.is_some(), source)?;
+        let operations = check_operations(
+            self.commands,
+            self.config,
+            &topology,
+            duration,
+            &captured,
+            source,
+        )?;
+        let expectations = (self.expect.into_iter())
             .map(|expect| expect::check(expect, source))
             .collect::<Result<Vec<_>, _>>()?;
-        let explore = self
-            .explore
-            .map(|raw| explore::check(raw, &topology, duration, auth.is_some(), source))
+        let heartbeat = parse_heartbeat(self.params.heartbeat, &defaults, source)?;
+        let backoff = parse_backoff(self.params.backoff, &defaults, source)?;
+        let recovery = recovery::Parameters {
+            cluster: &cluster,
+            heartbeat: &heartbeat,
+            backoff: &backoff,
+            reauth: auth.as_ref().map(|_| reauth_delay),
+            attempts: &master.attempts,
+        };
+        let explore = (self.explore)
+            .map(|raw| explore::check(raw, &topology, duration, &recovery, source))
             .transpose()?;
         Ok(Scenario {
             path: source.path.to_string(),
@@ -198,8 +224,8 @@ impl RawScenario {
             topology,
             cluster,
             preset: self.preset.map(Spanned::into_inner),
-            heartbeat: parse_heartbeat(self.params.heartbeat, &defaults, source)?,
-            backoff: parse_backoff(self.params.backoff, &defaults, source)?,
+            heartbeat,
+            backoff,
             auth,
             reauth_delay,
             master,

@@ -258,30 +258,48 @@ impl LeaseNode {
     }
 
     fn send(&mut self, now: Instant, kind: Kind) {
+        let command = self.command(kind);
+        self.next_id += 1;
+        self.pending = Some(Pending {
+            id: self.next_id,
+            kind,
+            sent_at: now,
+        });
+        self.actions.push_back(LeaseAction::Send(StoreRequest {
+            id: self.next_id,
+            command,
+        }));
+    }
+
+    /// The write of the newest proposal, at `index`, under the grant with `token`.
+    fn write_command(&self, token: u64, index: u64) -> Value {
+        let (_, state) = self.unwritten.as_ref().expect("a write has a state");
+        let version = Version { term: token, index };
+        let record = Snapshot {
+            version,
+            state: state.clone(),
+        }
+        .to_record();
+        Value::Array(Some(vec![
+            Value::bulk("EVAL"),
+            Value::bulk(WRITE_STATE_SCRIPT),
+            Value::bulk("3"),
+            Value::bulk(&self.config.key),
+            Value::bulk(self.config.state_key()),
+            Value::bulk(self.config.state_index_key()),
+            Value::bulk(self.holder_value(token)),
+            Value::Bulk(Some(record)),
+            Value::bulk(index.to_string()),
+        ]))
+    }
+
+    /// What the store is asked for request `kind`.
+    fn command(&self, kind: Kind) -> Value {
         let period = self.config.lease_period.as_millis().to_string();
         let token = self.held.map_or(0, |(token, _)| token);
-        let command = match kind {
+        match kind {
             Kind::Load => Value::command(&["GET", &self.config.state_key()]),
-            Kind::Write { index } => {
-                let (_, state) = self.unwritten.as_ref().expect("a write has a state");
-                let version = Version { term: token, index };
-                let record = Snapshot {
-                    version,
-                    state: state.clone(),
-                }
-                .to_record();
-                Value::Array(Some(vec![
-                    Value::bulk("EVAL"),
-                    Value::bulk(WRITE_STATE_SCRIPT),
-                    Value::bulk("3"),
-                    Value::bulk(&self.config.key),
-                    Value::bulk(self.config.state_key()),
-                    Value::bulk(self.config.state_index_key()),
-                    Value::bulk(self.holder_value(token)),
-                    Value::Bulk(Some(record)),
-                    Value::bulk(index.to_string()),
-                ]))
-            }
+            Kind::Write { index } => self.write_command(token, index),
             Kind::Acquire => Value::command(&[
                 "EVAL",
                 ACQUIRE_SCRIPT,
@@ -319,17 +337,7 @@ impl LeaseNode {
                     &period,
                 ])
             }
-        };
-        self.next_id += 1;
-        self.pending = Some(Pending {
-            id: self.next_id,
-            kind,
-            sent_at: now,
-        });
-        self.actions.push_back(LeaseAction::Send(StoreRequest {
-            id: self.next_id,
-            command,
-        }));
+        }
     }
 
     /// The store's answer to request `id`, or why there is none. Lease deadlines count from
