@@ -42,11 +42,6 @@ impl Registry {
         self.ledger.announced.id
     }
 
-    /// The newest config this master holds, committed or not.
-    pub fn newest_config_id(&self) -> ConfigId {
-        self.ledger.fleet_config.id
-    }
-
     /// The cluster's term as this master last saw it (a raft term, a lease's fencing token):
     /// the configs it pushes carry it.
     pub fn observe_term(&mut self, term: u64) {

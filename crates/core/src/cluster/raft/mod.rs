@@ -259,7 +259,8 @@ impl<R: RngCore> RaftNode<R> {
         let Some(recovery) = &self.recovery else {
             return;
         };
-        if recovery.is_over(self.term) {
+        // Safe for good once it may vote in its own term: caught up, and past the floor.
+        if recovery.may_vote(self.term) {
             let floor = recovery.floor().unwrap_or_default();
             self.events.push(RaftEvent::Recovered { floor });
             self.recovery = None;

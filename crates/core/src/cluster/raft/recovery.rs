@@ -44,11 +44,6 @@ impl Recovery {
         self.floor
     }
 
-    /// Safe for good: caught up, and in a term past any it may have voted in.
-    pub(super) fn is_over(&self, term: u64) -> bool {
-        self.may_vote(term)
-    }
-
     /// Why it refuses a vote in `term`.
     pub(super) fn refusal(&self, term: u64) -> String {
         match self.floor {
