@@ -106,13 +106,16 @@ fn status_trackers_periodic_tasks_and_remote_calls() {
                         }),
                     );
                     handles.lock().unwrap().insert(name.clone(), handle.clone());
-                    let listener = tokio::net::TcpListener::bind(members[&name]).await.unwrap();
+                    let listener = fleet_node::net::TcpListener::bind(members[&name])
+                        .await
+                        .unwrap();
                     let config = ClusterConfig {
                         me: name.clone(),
                         members,
                         mode: ClusterMode::Raft(RaftConfig::default()),
                         disk: Some(fleet_node::disk::Disk::default()),
                         save_votes: true,
+                        fsync: true,
                         first_start: true,
                     };
                     let rng = rand_chacha::ChaCha8Rng::seed_from_u64(name.len() as u64);

@@ -1,14 +1,27 @@
 //! Time for the shell. `std::time::Instant` is what the cores take; inside madsim it reads the
 //! simulated clock, and inside turmoil [`now`] reads the simulation's, so the same calls serve
-//! every build.
+//! every build. A node reads its own machine's clock ([`crate::machine`]), which a fault may
+//! have jumped or made run fast or slow; its timers are aimed by that clock too.
 
+use crate::machine::Machine;
+use futures::task::AtomicWaker;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Instant;
+use std::time::{Duration, Instant};
+
+/// The current machine's reading of its clock (true time outside any machine).
+pub fn now() -> Instant {
+    let now = true_now();
+    match Machine::current() {
+        Some(machine) => machine.local(now),
+        None => now,
+    }
+}
 
 #[cfg(all(not(madsim), not(feature = "turmoil")))]
-pub fn now() -> Instant {
+fn true_now() -> Instant {
     Instant::now()
 }
 
@@ -18,7 +31,7 @@ pub fn now() -> Instant {
 /// the one clock all hosts share, so `now` is a fixed origin plus that. Outside a simulation it
 /// is the real clock.
 #[cfg(all(not(madsim), feature = "turmoil"))]
-pub fn now() -> Instant {
+fn true_now() -> Instant {
     static ORIGIN: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
     match turmoil::sim_elapsed() {
         Some(elapsed) => *ORIGIN.get_or_init(Instant::now) + elapsed,
@@ -29,7 +42,7 @@ pub fn now() -> Instant {
 /// The simulated clock, read directly: `Instant::now()` gets the same value through madsim's
 /// `clock_gettime`, at several times the cost, and the shell reads the clock on every event.
 #[cfg(madsim)]
-pub fn now() -> Instant {
+fn true_now() -> Instant {
     match tokio::time::TimeHandle::try_current() {
         Some(time) => time.now_instant(),
         None => Instant::now(),
@@ -49,11 +62,17 @@ fn runtime_instant(at: Instant) -> tokio::time::Instant {
 /// The host runtime's instant as far from its now as `at` is from the shared clock's.
 #[cfg(all(not(madsim), feature = "turmoil"))]
 fn runtime_instant(at: Instant) -> tokio::time::Instant {
-    tokio::time::Instant::now() + at.saturating_duration_since(now())
+    tokio::time::Instant::now() + at.saturating_duration_since(true_now())
 }
 
-/// Milliseconds since the Unix epoch by the same clock as [`now`]: simulated in a simulation.
+/// Milliseconds since the Unix epoch by the same clock as [`now`]: simulated in a simulation,
+/// and as far off as the machine's clock is.
 pub fn unix_ms() -> u64 {
+    let offset_ms = Machine::current().map_or(0, |machine| machine.offset_ms(true_now()));
+    true_unix_ms().saturating_add_signed(offset_ms)
+}
+
+fn true_unix_ms() -> u64 {
     #[cfg(all(not(madsim), feature = "turmoil"))]
     if let Some(since) = turmoil::since_epoch() {
         return since.as_millis() as u64;
@@ -63,11 +82,45 @@ pub fn unix_ms() -> u64 {
         .map_or(0, |since| since.as_millis() as u64)
 }
 
-/// Sleeps until `deadline`, or forever when there is none.
+/// Sleeps until the machine's clock reads `deadline`, or forever when there is none. Unlike a
+/// [`Timer`], it does not aim again if the clock changes while it sleeps.
 pub async fn sleep_until(deadline: Option<Instant>) {
     match deadline {
-        Some(deadline) => tokio::time::sleep_until(runtime_instant(deadline)).await,
+        Some(deadline) => {
+            let now = true_now();
+            let at = match Machine::current() {
+                Some(machine) => machine.true_deadline(now, deadline),
+                None => deadline,
+            };
+            tokio::time::sleep_until(runtime_instant(at)).await
+        }
         None => std::future::pending().await,
+    }
+}
+
+/// Waits `duration` by the machine's clock: longer in true time on a slow one.
+pub async fn sleep(duration: Duration) {
+    tokio::time::sleep(true_duration(duration)).await
+}
+
+/// `future`, or a timeout after `duration` by the machine's clock.
+pub async fn timeout<F: Future>(
+    duration: Duration,
+    future: F,
+) -> Result<F::Output, tokio::time::error::Elapsed> {
+    tokio::time::timeout(true_duration(duration), future).await
+}
+
+/// How long `duration` on the machine's clock takes in true time, from now.
+fn true_duration(duration: Duration) -> Duration {
+    match Machine::current() {
+        Some(machine) => {
+            let now = true_now();
+            machine
+                .true_deadline(now, machine.local(now) + duration)
+                .saturating_duration_since(now)
+        }
+        None => duration,
     }
 }
 
@@ -78,19 +131,35 @@ pub async fn sleep_until(deadline: Option<Instant>) {
 /// timer keeps one sleep, resets it when the deadline moves, and polls it only until it has
 /// registered for that deadline. Every poll must come from the same task (a `select!` in one
 /// loop), since the registered waker is the one the runtime will wake.
+///
+/// Deadlines are in the machine's time, as [`now`] reads it: the timer fires when the
+/// machine's clock reaches them, and aims again when that clock jumps or changes rate.
 pub struct Timer {
     sleep: Pin<Box<tokio::time::Sleep>>,
     deadline: Option<Instant>,
     /// The runtime will wake this task at `deadline`.
     registered: bool,
+    /// The machine whose clock the deadlines are in (none: true time), and the count of its
+    /// clock's changes the sleep was aimed under.
+    machine: Option<(Machine, u64)>,
+    /// Woken when the machine's clock changes.
+    clock_changed: Arc<AtomicWaker>,
 }
 
 impl Default for Timer {
     fn default() -> Self {
+        let clock_changed = Arc::new(AtomicWaker::new());
+        let machine = Machine::current().map(|machine| {
+            machine.watch_clock(&clock_changed);
+            let changes = machine.clock_changes();
+            (machine, changes)
+        });
         Timer {
-            sleep: Box::pin(tokio::time::sleep_until(runtime_instant(now()))),
+            sleep: Box::pin(tokio::time::sleep_until(runtime_instant(true_now()))),
             deadline: None,
             registered: false,
+            machine,
+            clock_changed,
         }
     }
 }
@@ -102,10 +171,29 @@ impl Timer {
             return;
         }
         self.deadline = deadline;
+        self.aim();
+    }
+
+    /// Aims the sleep at the true moment the machine's clock reaches the deadline.
+    fn aim(&mut self) {
         self.registered = false;
-        if let Some(deadline) = deadline {
-            self.sleep.as_mut().reset(runtime_instant(deadline));
-        }
+        let Some(deadline) = self.deadline else {
+            return;
+        };
+        let at = match &mut self.machine {
+            Some((machine, changes)) => {
+                *changes = machine.clock_changes();
+                machine.true_deadline(true_now(), deadline)
+            }
+            None => deadline,
+        };
+        self.sleep.as_mut().reset(runtime_instant(at));
+    }
+
+    /// The machine's clock changed since the sleep was aimed.
+    fn clock_changed(&self) -> bool {
+        (self.machine.as_ref())
+            .is_some_and(|(machine, changes)| machine.clock_changes() != *changes)
     }
 
     /// Resolves once the deadline has passed (at once if it already has); never while unset.
@@ -127,6 +215,9 @@ impl Future for Expired<'_> {
         if timer.deadline.is_none() {
             return Poll::Pending;
         }
+        if timer.clock_changed() {
+            timer.aim();
+        }
         if timer.registered {
             // Reads the runtime's clock directly: cheaper than `Instant::now()` in madsim.
             return match timer.sleep.is_elapsed() {
@@ -135,6 +226,9 @@ impl Future for Expired<'_> {
             };
         }
         timer.registered = true;
+        if timer.machine.is_some() {
+            timer.clock_changed.register(cx.waker());
+        }
         timer.sleep.as_mut().poll(cx)
     }
 }

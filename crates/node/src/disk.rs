@@ -1,8 +1,15 @@
 //! A node's stable storage: named records that survive the node's crashes and restarts. The
 //! simulator keeps each node's disk outside the node, as it keeps the lease store's keyspace,
 //! so a restart finds what the last incarnation wrote; `wipe` models a lost disk.
+//!
+//! A write lands in the page cache: the process reads it back at once, and a crash of the
+//! process keeps it, but a power failure loses every write not yet [`Disk::sync`]ed. Each record
+//! is stored with a checksum, so a damaged one reads as missing (and says so) rather than as
+//! garbage.
 
+use crate::report::emit;
 use crate::sync::lock;
+use fleet_core::timeline::ShellEvent;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -11,34 +18,120 @@ use std::sync::{Arc, Mutex, MutexGuard};
 /// [`Snapshot`](fleet_core::cluster::Snapshot) record).
 pub const LEDGER: &str = "ledger";
 
+/// One record as stored: its bytes and their checksum.
+#[derive(Clone)]
+struct Stored {
+    bytes: Vec<u8>,
+    sum: u64,
+}
+
+impl Stored {
+    fn new(bytes: Vec<u8>) -> Stored {
+        let sum = checksum(&bytes);
+        Stored { bytes, sum }
+    }
+
+    fn is_whole(&self) -> bool {
+        checksum(&self.bytes) == self.sum
+    }
+}
+
+/// FNV-1a over the bytes: enough to catch damage, which is all it is for.
+fn checksum(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, byte| {
+        (hash ^ u64::from(*byte)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+#[derive(Default)]
+struct Records {
+    /// On the platter.
+    synced: BTreeMap<String, Stored>,
+    /// Written since the last sync: read back first, lost on a power failure.
+    unsynced: BTreeMap<String, Stored>,
+}
+
 /// Cheap to clone; every clone is the same disk.
 #[derive(Clone, Default)]
-pub struct Disk(Arc<Mutex<BTreeMap<String, Vec<u8>>>>);
+pub struct Disk(Arc<Mutex<Records>>);
 
 impl Disk {
-    fn lock(&self) -> MutexGuard<'_, BTreeMap<String, Vec<u8>>> {
+    fn lock(&self) -> MutexGuard<'_, Records> {
         lock(&self.0)
     }
 
+    /// The record as last written; `None` when there is none, or when it is damaged (reported
+    /// as a `bad_record`).
     pub fn read(&self, record: &str) -> Option<Vec<u8>> {
-        self.lock().get(record).cloned()
+        let records = self.lock();
+        let stored = (records.unsynced.get(record)).or_else(|| records.synced.get(record))?;
+        if stored.is_whole() {
+            return Some(stored.bytes.clone());
+        }
+        drop(records);
+        emit(ShellEvent::BadRecord {
+            record: record.to_string(),
+            error: "checksum mismatch: the record is damaged".to_string(),
+        });
+        None
     }
 
-    /// Replaces `record`; it is durable when this returns.
+    /// Replaces `record`; it survives a crash of the process, and a power failure once synced.
     pub fn write(&self, record: &str, bytes: Vec<u8>) {
-        self.lock().insert(record.to_string(), bytes);
+        self.lock()
+            .unsynced
+            .insert(record.to_string(), Stored::new(bytes));
+    }
+
+    /// Makes every write so far survive a power failure.
+    pub fn sync(&self) {
+        let mut records = self.lock();
+        let written = std::mem::take(&mut records.unsynced);
+        records.synced.extend(written);
     }
 
     /// Erases everything, as a replaced disk would.
     pub fn wipe(&self) {
-        self.lock().clear();
+        let mut records = self.lock();
+        records.synced.clear();
+        records.unsynced.clear();
+    }
+
+    /// Loses every write not synced, as a power failure does; returns how many.
+    pub fn power_fail(&self) -> usize {
+        std::mem::take(&mut self.lock().unsynced).len()
+    }
+
+    /// Damages every record (one byte of each flipped); returns how many.
+    pub fn corrupt(&self) -> usize {
+        let mut records = self.lock();
+        let records = &mut *records;
+        let mut damaged = 0;
+        for stored in records
+            .synced
+            .values_mut()
+            .chain(records.unsynced.values_mut())
+        {
+            let middle = stored.bytes.len() / 2;
+            match stored.bytes.get_mut(middle) {
+                Some(byte) => *byte ^= 0x5a,
+                None => stored.sum ^= 1,
+            }
+            damaged += 1;
+        }
+        damaged
     }
 }
 
 impl fmt::Debug for Disk {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let records: Vec<String> = self.lock().keys().cloned().collect();
-        f.debug_struct("Disk").field("records", &records).finish()
+        let records = self.lock();
+        let synced: Vec<&String> = records.synced.keys().collect();
+        let unsynced: Vec<&String> = records.unsynced.keys().collect();
+        f.debug_struct("Disk")
+            .field("synced", &synced)
+            .field("unsynced", &unsynced)
+            .finish()
     }
 }
 
@@ -54,5 +147,42 @@ mod tests {
         assert_eq!(same.read("raft/hard_state"), Some(b"{}".to_vec()));
         same.wipe();
         assert_eq!(disk.read("raft/hard_state"), None);
+    }
+
+    #[test]
+    fn a_power_failure_loses_what_was_not_synced_and_keeps_what_was() {
+        let disk = Disk::default();
+        disk.write("vote", b"1".to_vec());
+        disk.sync();
+        disk.write("vote", b"2".to_vec());
+        assert_eq!(
+            disk.read("vote"),
+            Some(b"2".to_vec()),
+            "the process reads its write"
+        );
+        assert_eq!(disk.power_fail(), 1);
+        assert_eq!(
+            disk.read("vote"),
+            Some(b"1".to_vec()),
+            "the synced one is back"
+        );
+        assert_eq!(disk.power_fail(), 0, "nothing left to lose");
+    }
+
+    #[test]
+    fn a_damaged_record_reads_as_missing_never_as_garbage() {
+        let disk = Disk::default();
+        disk.write("ledger", b"{\"index\":7}".to_vec());
+        disk.write("empty", Vec::new());
+        disk.sync();
+        assert_eq!(disk.corrupt(), 2);
+        assert_eq!(disk.read("ledger"), None);
+        assert_eq!(disk.read("empty"), None);
+        disk.write("ledger", b"{}".to_vec());
+        assert_eq!(
+            disk.read("ledger"),
+            Some(b"{}".to_vec()),
+            "a new write is whole"
+        );
     }
 }

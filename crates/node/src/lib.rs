@@ -10,6 +10,7 @@ pub mod clock;
 pub mod cluster;
 pub mod codec;
 pub mod disk;
+pub mod machine;
 pub mod master;
 pub mod net;
 pub mod report;

@@ -420,7 +420,7 @@ const LINGER: std::time::Duration = std::time::Duration::from_secs(1);
 /// independent delays allow), and the agent would see a reset instead of the reason.
 async fn linger(framed: &mut Framed<TcpStream, FrameCodec>) {
     let drain = async { while let Some(Ok(_)) = framed.next().await {} };
-    let _ = tokio::time::timeout(LINGER, drain).await;
+    let _ = crate::clock::timeout(LINGER, drain).await;
 }
 
 async fn send(framed: &mut Framed<TcpStream, FrameCodec>, message: Message) -> io::Result<()> {

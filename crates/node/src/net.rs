@@ -4,9 +4,105 @@
 //! - a plain build: tokio's, real sockets;
 //! - a plain build with the `turmoil` feature (what the harness's native build turns on):
 //!   turmoil's simulated sockets, for running scenarios on the second engine.
+//!
+//! Each socket opened by a task of a [`Machine`] goes through that machine's link gates: a
+//! link held or stalled there (see [`Machine::gate`]) delivers nothing to this side until it
+//! opens, and a connect over a held link waits. Neither simulator can stall a link (madsim
+//! cannot hold one either), so both get it here, the same way.
+
+use crate::machine::Machine;
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 #[cfg(any(madsim, not(feature = "turmoil")))]
-pub use tokio::net::{TcpListener, TcpStream};
+use tokio::net as raw;
 
 #[cfg(all(not(madsim), feature = "turmoil"))]
-pub use turmoil::net::{TcpListener, TcpStream};
+use turmoil::net as raw;
+
+pub struct TcpListener {
+    inner: raw::TcpListener,
+}
+
+impl TcpListener {
+    pub async fn bind(address: SocketAddr) -> io::Result<TcpListener> {
+        let inner = raw::TcpListener::bind(address).await?;
+        Ok(TcpListener { inner })
+    }
+
+    /// The next connection: accepted whatever the gates say, as a kernel accepts for a process
+    /// that is not reading.
+    pub async fn accept(&self) -> io::Result<(TcpStream, SocketAddr)> {
+        let (stream, peer) = self.inner.accept().await?;
+        Ok((TcpStream::new(stream, peer.ip()), peer))
+    }
+
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.inner.local_addr()
+    }
+}
+
+pub struct TcpStream {
+    inner: raw::TcpStream,
+    /// The machine whose gates it goes through, and the peer's address.
+    gate: Option<(Machine, IpAddr)>,
+}
+
+impl TcpStream {
+    fn new(inner: raw::TcpStream, peer: IpAddr) -> TcpStream {
+        TcpStream {
+            inner,
+            gate: Machine::current().map(|machine| (machine, peer)),
+        }
+    }
+
+    /// Connects to `address`, once no hold on the link stands in the way.
+    pub async fn connect(address: SocketAddr) -> io::Result<TcpStream> {
+        if let Some(machine) = Machine::current() {
+            std::future::poll_fn(|cx| machine.poll_connect_open(address.ip(), cx)).await;
+        }
+        let inner = raw::TcpStream::connect(address).await?;
+        Ok(TcpStream::new(inner, address.ip()))
+    }
+
+    pub fn set_nodelay(&self, nodelay: bool) -> io::Result<()> {
+        self.inner.set_nodelay(nodelay)
+    }
+}
+
+impl AsyncRead for TcpStream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        if let Some((machine, peer)) = &this.gate {
+            if machine.poll_read_open(*peer, cx).is_pending() {
+                return Poll::Pending;
+            }
+        }
+        Pin::new(&mut this.inner).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for TcpStream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+    }
+}

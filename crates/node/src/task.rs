@@ -1,4 +1,5 @@
-//! How the shell starts tasks, picked by build like [`crate::net`].
+//! How the shell starts tasks, picked by build like [`crate::net`]. A task spawned by a task of
+//! a [`Machine`] runs on that machine too: its clock, and its pauses.
 //!
 //! Under turmoil each host is a tokio runtime that turmoil drops to crash the host, and tokio
 //! drops a runtime's tasks in an order set by their global task ids: one run in a process that
@@ -6,11 +7,24 @@
 //! network's random latencies in that order. The host's `LocalSet` drops its tasks in the
 //! order they were spawned, so there the shell spawns onto it.
 
+use crate::machine::Machine;
 use std::future::Future;
 use tokio::task::JoinHandle;
 
-#[cfg(any(madsim, not(feature = "turmoil")))]
+/// Spawns `future` on the current machine, if there is one.
 pub fn spawn<F>(future: F) -> JoinHandle<F::Output>
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    match Machine::current() {
+        Some(machine) => spawn_task(machine.run(future)),
+        None => spawn_task(future),
+    }
+}
+
+#[cfg(any(madsim, not(feature = "turmoil")))]
+fn spawn_task<F>(future: F) -> JoinHandle<F::Output>
 where
     F: Future + Send + 'static,
     F::Output: Send + 'static,
@@ -19,7 +33,7 @@ where
 }
 
 #[cfg(all(not(madsim), feature = "turmoil"))]
-pub fn spawn<F>(future: F) -> JoinHandle<F::Output>
+fn spawn_task<F>(future: F) -> JoinHandle<F::Output>
 where
     F: Future + Send + 'static,
     F::Output: Send + 'static,

@@ -7,10 +7,10 @@
 use fleet_core::agent::{AgentConfig, Connector};
 use fleet_core::backoff::BackoffPolicy;
 use fleet_core::master::MasterConfig;
+use fleet_node::net::TcpListener;
 use fleet_node::{registration, run_agent, run_master, MasterState};
 use rand::SeedableRng;
 use std::time::Duration;
-use tokio::net::TcpListener;
 
 const INTERVAL: Duration = Duration::from_millis(20);
 /// Missed intervals tolerated on both sides: wide, because this runs in real time and a
@@ -45,7 +45,9 @@ async fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
 
 #[tokio::test]
 async fn an_agent_registers_and_comes_back_after_the_master_restarts() {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
     let address = listener.local_addr().unwrap();
     let (state, master) = start_master(listener).await;
 

@@ -100,11 +100,14 @@ fn start_master(name: &str, store: SocketAddr) -> (MasterState, tokio::task::Joi
         // Lease mode keeps nothing on disk: the store holds the lease and the commands.
         disk: None,
         save_votes: false,
+        fsync: true,
         first_start: true,
     };
     let listener_state = state.clone();
     let task = tokio::spawn(async move {
-        let unused = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let unused = fleet_node::net::TcpListener::bind("127.0.0.1:0".parse().unwrap())
+            .await
+            .unwrap();
         let rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
         let handle = ClusterHandle::new(&config.me);
         run_cluster(config, unused, rng, listener_state, handle).await;

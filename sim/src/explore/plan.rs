@@ -201,15 +201,28 @@ impl Ground<'_> {
         }
         let mut down = BTreeSet::new();
         let mut revoked = BTreeSet::new();
+        let mut paused = BTreeSet::new();
         for step in steps {
             match &step.action {
                 FaultAction::Hold(ends) => phase.push(FaultAction::Release(ends.clone())),
-                FaultAction::Crash(nodes) | FaultAction::Shutdown(nodes) => {
+                FaultAction::Crash(nodes)
+                | FaultAction::Shutdown(nodes)
+                | FaultAction::PowerFail(nodes) => {
                     down.extend(nodes.nodes().iter().cloned());
+                    nodes.nodes().iter().for_each(|node| {
+                        paused.remove(node);
+                    });
                 }
                 FaultAction::Restart(nodes) => {
                     for node in nodes.nodes() {
                         down.remove(node);
+                        paused.remove(node);
+                    }
+                }
+                FaultAction::Pause(nodes) => paused.extend(nodes.nodes().iter().cloned()),
+                FaultAction::Resume(nodes) => {
+                    for node in nodes.nodes() {
+                        paused.remove(node);
                     }
                 }
                 FaultAction::Revoke(nodes) => revoked.extend(nodes.nodes().iter().cloned()),
@@ -224,8 +237,15 @@ impl Ground<'_> {
                 | FaultAction::Wipe(_)
                 | FaultAction::Restore(_)
                 | FaultAction::Stop(_)
-                | FaultAction::Admin(_) => {}
+                | FaultAction::Admin(_)
+                | FaultAction::Clock { .. }
+                | FaultAction::Corrupt(_)
+                | FaultAction::Ring(_)
+                | FaultAction::Stall { .. } => {}
             }
+        }
+        for node in self.in_topology_order(&paused) {
+            phase.push(FaultAction::Resume(self.topology.select_nodes(&[node], "")));
         }
         for node in self.in_topology_order(&revoked) {
             phase.push(FaultAction::Restore(

@@ -2,7 +2,7 @@
 //! around them (what `as` captured, what never fired). The timeline shows each as the scenario
 //! wrote it, with the nodes a target that depends on the run meant in parentheses.
 
-use crate::scenario::faults::{show_pair, FaultAction};
+use crate::scenario::faults::{fmt_offset, show_pair, FaultAction};
 use crate::scenario::selector::Selector;
 use fleet_core::fmt_duration;
 use serde::ser::{SerializeMap, Serializer};
@@ -64,6 +64,7 @@ impl Fired {
             FaultAction::LinkLatency { .. } | FaultAction::Hold(_) | FaultAction::Release(_) => {
                 vec![1, 1]
             }
+            FaultAction::Stall { from: Some(_), .. } => vec![1, 1],
             FaultAction::Crash(_)
             | FaultAction::Restart(_)
             | FaultAction::Heal(_)
@@ -75,7 +76,14 @@ impl Fired {
             | FaultAction::Restore(_)
             | FaultAction::Stop(_)
             | FaultAction::Shutdown(_)
-            | FaultAction::Admin(_) => return vec![self.nodes().to_vec()],
+            | FaultAction::Admin(_)
+            | FaultAction::Clock { .. }
+            | FaultAction::Pause(_)
+            | FaultAction::Resume(_)
+            | FaultAction::PowerFail(_)
+            | FaultAction::Corrupt(_)
+            | FaultAction::Ring(_)
+            | FaultAction::Stall { from: None, .. } => return vec![self.nodes().to_vec()],
         };
         let mut placed = BTreeSet::new();
         let mut resolved = self.resolved.iter();
@@ -96,7 +104,8 @@ impl Fired {
             FaultAction::Crash(_)
             | FaultAction::Restart(_)
             | FaultAction::Stop(_)
-            | FaultAction::Shutdown(_) => Some(self.nodes()),
+            | FaultAction::Shutdown(_)
+            | FaultAction::PowerFail(_) => Some(self.nodes()),
             FaultAction::Partition { .. }
             | FaultAction::Heal(_)
             | FaultAction::Latency(..)
@@ -108,7 +117,13 @@ impl Fired {
             | FaultAction::Isolate(_)
             | FaultAction::Revoke(_)
             | FaultAction::Restore(_)
-            | FaultAction::Admin(_) => None,
+            | FaultAction::Admin(_)
+            | FaultAction::Clock { .. }
+            | FaultAction::Pause(_)
+            | FaultAction::Resume(_)
+            | FaultAction::Corrupt(_)
+            | FaultAction::Ring(_)
+            | FaultAction::Stall { .. } => None,
         }
     }
 
@@ -152,6 +167,33 @@ impl Fired {
             FaultAction::Restore(target) => ("restore", self.target(target)),
             FaultAction::Stop(target) => ("stop", self.target(target)),
             FaultAction::Shutdown(target) => ("shutdown", self.target(target)),
+            FaultAction::Pause(target) => ("pause", self.target(target)),
+            FaultAction::Resume(target) => ("resume", self.target(target)),
+            FaultAction::PowerFail(target) => ("power_fail", self.target(target)),
+            FaultAction::Corrupt(target) => ("corrupt", self.target(target)),
+            FaultAction::Ring(target) => ("ring", self.target(target)),
+            FaultAction::Clock {
+                target,
+                offset_ms,
+                rate,
+            } => {
+                let mut fields = self.target(target);
+                if *offset_ms != 0 || rate.is_none() {
+                    fields.push(("offset", json!(fmt_offset(*offset_ms))));
+                }
+                if let Some(rate) = rate {
+                    fields.push(("rate", json!(rate)));
+                }
+                ("clock", fields)
+            }
+            FaultAction::Stall { target, from: None } => ("stall", self.target(target)),
+            FaultAction::Stall {
+                target,
+                from: Some(from),
+            } => {
+                let ends = [target.clone(), from.clone()];
+                ("stall", vec![("between", json!(self.ends(&ends)))])
+            }
             FaultAction::Partition { groups, oneway } => {
                 let mut resolved = self.resolved.iter();
                 let shown: Vec<String> = (groups.iter())

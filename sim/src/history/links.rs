@@ -20,6 +20,9 @@ pub(crate) enum LinkOp {
     Hold(Link),
     Release(Link),
     Slow(Link, Duration, Duration),
+    /// The second node reads nothing the first sends, though connections open.
+    Stall(Link),
+    Unstall(Link),
 }
 
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -30,6 +33,8 @@ pub struct Links {
     isolated: BTreeSet<String>,
     held: BTreeSet<Link>,
     slowed: BTreeMap<Link, (Duration, Duration)>,
+    /// Stalled by `stall`, and not yet healed.
+    stalled: BTreeSet<Link>,
 }
 
 impl Links {
@@ -62,10 +67,42 @@ impl Links {
                 }
                 self.cut_all()
             }
+            FaultAction::Ring(_) => {
+                let ring = fired.nodes();
+                let reach = ring_reach(ring.len());
+                for (i, a) in ring.iter().enumerate() {
+                    for (j, b) in ring.iter().enumerate() {
+                        let apart = i.abs_diff(j).min(ring.len() - i.abs_diff(j));
+                        if apart > reach {
+                            self.cut.insert((a.clone(), b.clone()));
+                        }
+                    }
+                }
+                self.cut_all()
+            }
+            FaultAction::Stall { from, .. } => {
+                let groups = fired.groups();
+                let others: Vec<String> = match from {
+                    Some(_) => groups.get(1).cloned().unwrap_or_default(),
+                    None => everyone.to_vec(),
+                };
+                let mut ops = Vec::new();
+                for (a, b) in pairs(&groups[0], &others) {
+                    for link in [(a.clone(), b.clone()), (b, a)] {
+                        if self.stalled.insert(link.clone()) {
+                            ops.push(LinkOp::Stall(link));
+                        }
+                    }
+                }
+                ops
+            }
             FaultAction::Heal(None) => {
                 self.isolated.clear();
                 let healed = std::mem::take(&mut self.cut);
-                healed.into_iter().map(LinkOp::Mend).collect()
+                let unstalled = std::mem::take(&mut self.stalled);
+                (healed.into_iter().map(LinkOp::Mend))
+                    .chain(unstalled.into_iter().map(LinkOp::Unstall))
+                    .collect()
             }
             FaultAction::Heal(Some(_)) => self.heal(fired.nodes()),
             FaultAction::Hold(_) => self.each_link(fired, |links, link| {
@@ -93,7 +130,12 @@ impl Links {
             | FaultAction::Restore(_)
             | FaultAction::Stop(_)
             | FaultAction::Shutdown(_)
-            | FaultAction::Admin(_) => Vec::new(),
+            | FaultAction::Admin(_)
+            | FaultAction::Clock { .. }
+            | FaultAction::Pause(_)
+            | FaultAction::Resume(_)
+            | FaultAction::PowerFail(_)
+            | FaultAction::Corrupt(_) => Vec::new(),
         }
     }
 
@@ -103,9 +145,9 @@ impl Links {
             (a.to_string(), b.to_string()),
             (b.to_string(), a.to_string()),
         );
-        [&there, &back]
-            .iter()
-            .any(|link| self.cut.contains(*link) || self.held.contains(*link))
+        [&there, &back].iter().any(|link| {
+            self.cut.contains(*link) || self.held.contains(*link) || self.stalled.contains(*link)
+        })
     }
 
     /// The latency of link `a → b` set by a fault, if one set it.
@@ -135,7 +177,16 @@ impl Links {
         for link in &healed {
             self.cut.remove(link);
         }
-        healed.into_iter().map(LinkOp::Mend).collect()
+        let unstalled: Vec<Link> = (self.stalled.iter())
+            .filter(|(a, b)| touched.contains(a) || touched.contains(b))
+            .cloned()
+            .collect();
+        for link in &unstalled {
+            self.stalled.remove(link);
+        }
+        (healed.into_iter().map(LinkOp::Mend))
+            .chain(unstalled.into_iter().map(LinkOp::Unstall))
+            .collect()
     }
 
     /// Each link between a link fault's two ends (as each end resolved), a node never with
@@ -150,6 +201,13 @@ impl Links {
         };
         pairs(a, b).map(|link| op(self, link)).collect()
     }
+}
+
+/// How far around a majorities ring of `n` nodes each one reaches: far enough that it and its
+/// neighbours make a majority, and no further (Jepsen's `majorities-ring`).
+pub(crate) fn ring_reach(n: usize) -> usize {
+    let majority = n / 2 + 1;
+    (majority - 1).div_ceil(2)
 }
 
 /// Every `(a, b)` with `a` from `from` and `b` from `to`, `a != b`, in order.

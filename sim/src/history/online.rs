@@ -37,7 +37,11 @@ impl OnlineHistory {
                     MasterEvent::NodeOffline {
                         agent, instance_id, ..
                     } => {
-                        if instances.get(agent) == Some(instance_id) {
+                        // Only the master the agent last registered with speaks for it: one
+                        // that wakes from a pause still believing it leads reports agents that
+                        // moved on long ago.
+                        let current = registered_at.get(agent) == Some(&entry.node);
+                        if current && instances.get(agent) == Some(instance_id) {
                             history.set(agent, entry.t_ms, None);
                         }
                         continue;

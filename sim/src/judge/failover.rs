@@ -49,7 +49,10 @@ fn removes(fault: &FaultEvent, leader: &str, topology: &Topology) -> bool {
         FaultAction::Crash(_)
         | FaultAction::Restart(_)
         | FaultAction::Shutdown(_)
-        | FaultAction::Isolate(_) => fired.nodes().iter().any(|node| node == leader),
+        | FaultAction::Isolate(_)
+        | FaultAction::Pause(_)
+        | FaultAction::PowerFail(_)
+        | FaultAction::Stall { from: None, .. } => fired.nodes().iter().any(|node| node == leader),
         FaultAction::Partition { .. } => {
             let masters = topology.masters();
             fired.groups().iter().any(|group| {
@@ -67,7 +70,12 @@ fn removes(fault: &FaultEvent, leader: &str, topology: &Topology) -> bool {
         | FaultAction::Stop(_)
         | FaultAction::Revoke(_)
         | FaultAction::Restore(_)
-        | FaultAction::Admin(_) => false,
+        | FaultAction::Admin(_)
+        | FaultAction::Clock { .. }
+        | FaultAction::Resume(_)
+        | FaultAction::Corrupt(_)
+        | FaultAction::Ring(_)
+        | FaultAction::Stall { from: Some(_), .. } => false,
     }
 }
 

@@ -3,10 +3,11 @@
 //!
 //! - `at_most_one_leader_per_term`: two masters never take office in the same term (a raft
 //!   term, or a lease grant's fencing token).
-//! - `one_lease_holder_at_a_time` (lease mode): no master acquires the lease while another
-//!   still believes it holds it (from `lease_acquired` until `lease_lost` or a crash). This
-//!   holds while the timing assumptions do: clocks advance at the same rate and the holder lets
-//!   go before the store expires the lease.
+//! - `one_lease_holder_at_a_time` (lease mode): no master acquires or renews the lease while
+//!   another still believes it holds it (from `lease_acquired` until `lease_lost`, a crash or a
+//!   pause: a paused process acts on nothing, and must check its lease when it wakes). This
+//!   holds while the timing assumptions do: every clock's rate is within `max_drift` of true
+//!   time, so the holder lets go before the store expires the lease.
 //! - `fencing_tokens_increase` (lease mode): each grant's token is above every earlier one, and
 //!   a renewal carries the token of its grant.
 //! - `timeline_readable` (only shown when broken): every event an emitter sent parses back.
@@ -189,7 +190,12 @@ fn one_lease_holder(evidence: &Evidence) -> Result<String, String> {
     let mut grants = 0;
     for entry in evidence.entries {
         if let Happening::Fault(fault) = &entry.event {
-            let ended = fault.processes_ended().unwrap_or_default();
+            // A paused process acts on nothing; once it wakes it must check its lease before
+            // it acts again, and a renewal is the only act that says it still holds it.
+            let paused = (fault.fired())
+                .filter(|fired| matches!(fired.action, FaultAction::Pause(_)))
+                .map(|fired| fired.nodes());
+            let ended = fault.processes_ended().or(paused).unwrap_or_default();
             if holder.is_some_and(|current| ended.contains(&current.node)) {
                 holder = None;
             }
@@ -213,12 +219,18 @@ fn one_lease_holder(evidence: &Evidence) -> Result<String, String> {
             {
                 holder = None;
             }
-            Some(
-                LeaseEvent::LeaseLost { .. }
-                | LeaseEvent::LeaseRenewed { .. }
-                | LeaseEvent::LeaseHolderSeen { .. },
-            )
-            | None => {}
+            Some(LeaseEvent::LeaseRenewed { .. }) => match holder {
+                Some(current) if current.node != entry.node => {
+                    return Err(format!(
+                        "{} while {} still believed it held the lease",
+                        describe(entry),
+                        describe(current)
+                    ))
+                }
+                Some(_) => {}
+                None => holder = Some(entry),
+            },
+            Some(LeaseEvent::LeaseLost { .. } | LeaseEvent::LeaseHolderSeen { .. }) | None => {}
         }
     }
     Ok(format!("{grants} grants, never overlapping"))

@@ -88,11 +88,13 @@ enum Cluster {
         pre_vote: bool,
         check_quorum: bool,
         persist: bool,
+        fsync: bool,
     },
     Lease {
         lease_period_ms: Ms,
         renew_interval_ms: Ms,
         sync_interval_ms: Ms,
+        max_drift: f64,
     },
 }
 
@@ -224,17 +226,23 @@ pub fn params(scenario: &Scenario) -> Params<'_> {
 fn cluster(spec: &ClusterSpec) -> Cluster {
     match spec {
         ClusterSpec::Single => Cluster::Single,
-        ClusterSpec::Raft { config, persist } => Cluster::Raft {
+        ClusterSpec::Raft {
+            config,
+            persist,
+            fsync,
+        } => Cluster::Raft {
             election_timeout_ms: [Ms(config.election_timeout.0), Ms(config.election_timeout.1)],
             heartbeat_interval_ms: Ms(config.heartbeat_interval),
             pre_vote: config.pre_vote,
             check_quorum: config.check_quorum,
             persist: *persist,
+            fsync: *fsync,
         },
         ClusterSpec::Lease(config) => Cluster::Lease {
             lease_period_ms: Ms(config.lease_period),
             renew_interval_ms: Ms(config.renew_interval),
             sync_interval_ms: Ms(config.sync_interval),
+            max_drift: config.max_drift,
         },
     }
 }

@@ -153,15 +153,23 @@ pub(crate) fn fault_periods(entries: &[Entry], end_ms: u64) -> Vec<(u64, u64, St
             | FaultAction::Shutdown(_)
             | FaultAction::Stop(_)
             | FaultAction::Revoke(_)
-            | FaultAction::Hold(_) => (true, false),
+            | FaultAction::Hold(_)
+            | FaultAction::Pause(_)
+            | FaultAction::PowerFail(_)
+            | FaultAction::Ring(_)
+            | FaultAction::Stall { .. } => (true, false),
             FaultAction::Latency(..) | FaultAction::LinkLatency { .. } | FaultAction::Loss(_) => {
                 (open.is_none(), open.is_some())
             }
             FaultAction::Heal(_)
             | FaultAction::Restart(_)
             | FaultAction::Restore(_)
-            | FaultAction::Release(_) => (false, true),
-            FaultAction::Wipe(_) | FaultAction::Admin(_) => (false, false),
+            | FaultAction::Release(_)
+            | FaultAction::Resume(_) => (false, true),
+            FaultAction::Wipe(_)
+            | FaultAction::Admin(_)
+            | FaultAction::Clock { .. }
+            | FaultAction::Corrupt(_) => (false, false),
         };
         if closes {
             if let Some((from, label)) = open.take() {

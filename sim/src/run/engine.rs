@@ -2,6 +2,7 @@
 //! turmoil (the native build): machines to build, and hands on them once they run.
 
 use crate::scenario::selector::NodeKind;
+use fleet_node::machine::Machine;
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
@@ -17,8 +18,8 @@ pub(crate) trait Machines {
     fn address(&mut self, name: &str, kind: NodeKind, index: u32) -> IpAddr;
     /// Where a node that serves on `address` binds.
     fn listen(&self, address: SocketAddr) -> SocketAddr;
-    /// Adds machine `name` at `ip`, running `boot`.
-    fn add(&mut self, name: &str, ip: IpAddr, boot: Boot);
+    /// Adds machine `name` at `ip`, running `boot` (and every job for it) on `machine`.
+    fn add(&mut self, name: &str, ip: IpAddr, machine: Machine, boot: Boot);
 }
 
 /// Acts on a running simulation: the hands of the faults and of the operator. Cheap to clone.
@@ -43,8 +44,8 @@ pub(crate) trait Engine: Clone + Send + Sync + 'static {
     fn hold(&self, a: &str, b: &str);
     /// Delivers what [`Engine::hold`] queued, and lets traffic flow again.
     fn release(&self, a: &str, b: &str);
-    /// Runs `job` on `node`, so what it emits is that node's; `None` when the node is down or
-    /// goes down first.
+    /// Runs `job` on `node` (its clock; not while it is paused), so what it emits is that
+    /// node's; `None` when the node is down, or goes down or stays paused past [`JOB_TIMEOUT`].
     fn run_on<T: Send + 'static>(
         &self,
         node: &str,

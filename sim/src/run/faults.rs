@@ -13,11 +13,13 @@ use crate::run::record::Recorder;
 use crate::scenario::faults::{AdminOp, Condition, Fault, FaultAction};
 use crate::scenario::selector::{Scope, Selector, Topology};
 use fleet_node::disk::Disk;
+use fleet_node::machine::{Gate, Machine};
 use fleet_node::sync::lock;
 use fleet_node::MasterState;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::collections::BTreeMap;
+use std::net::IpAddr;
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -26,8 +28,10 @@ pub(crate) const SHUTDOWN_GRACE: Duration = Duration::from_millis(100);
 
 pub(crate) struct FaultInjector<E> {
     pub engine: E,
-    /// The disks that outlive their nodes, for `wipe`.
+    /// The disks that outlive their nodes, for `wipe`, `power_fail` and `corrupt`.
     pub disks: BTreeMap<String, Disk>,
+    /// What each node runs on, and its address.
+    pub machines: BTreeMap<String, (Machine, IpAddr)>,
     /// The masters' states, for credentials, admin operations and shutdown.
     pub masters: BTreeMap<String, MasterSlot>,
     /// The agents' controls, for `stop`.
@@ -83,6 +87,7 @@ impl<E: Engine> FaultInjector<E> {
         FaultInjector {
             engine,
             disks: built.disks,
+            machines: built.machines,
             masters: built.masters,
             agents: built.agents,
             revoked: built.revoked,
@@ -224,8 +229,36 @@ impl<E: Engine> FaultInjector<E> {
         self.carry_out(&ops);
         let nodes = fired.nodes().to_vec();
         match &fired.action {
-            FaultAction::Crash(_) => nodes.iter().for_each(|node| self.engine.kill(node)),
-            FaultAction::Restart(_) => nodes.iter().for_each(|node| self.engine.restart(node)),
+            FaultAction::Crash(_) => nodes.iter().for_each(|node| self.kill(node)),
+            FaultAction::Restart(_) => nodes.iter().for_each(|node| {
+                self.machine(node).resume();
+                self.engine.restart(node);
+            }),
+            FaultAction::PowerFail(_) => nodes.iter().for_each(|node| {
+                if let Some(disk) = self.disks.get(node) {
+                    disk.power_fail();
+                }
+                self.kill(node);
+            }),
+            FaultAction::Corrupt(_) => (nodes.iter())
+                .filter_map(|node| self.disks.get(node))
+                .for_each(|disk| {
+                    disk.corrupt();
+                }),
+            FaultAction::Clock {
+                offset_ms, rate, ..
+            } => {
+                let now = fleet_node::clock::now();
+                for node in &nodes {
+                    self.machine(node).adjust_clock(now, *offset_ms, *rate);
+                }
+            }
+            FaultAction::Pause(_) => nodes.iter().for_each(|node| {
+                self.machine(node).pause();
+            }),
+            FaultAction::Resume(_) => nodes.iter().for_each(|node| {
+                self.machine(node).resume();
+            }),
             FaultAction::Latency(low, high) => self.engine.latency(*low, *high),
             FaultAction::Loss(rate) => self.engine.loss(*rate),
             // A node without a disk (an agent, or persist = false) has nothing to lose.
@@ -245,14 +278,32 @@ impl<E: Engine> FaultInjector<E> {
             | FaultAction::Isolate(_)
             | FaultAction::LinkLatency { .. }
             | FaultAction::Hold(_)
-            | FaultAction::Release(_) => {}
+            | FaultAction::Release(_)
+            | FaultAction::Ring(_)
+            | FaultAction::Stall { .. } => {}
         }
         self.capture(fault, &fired);
         if let FaultAction::Shutdown(_) = fired.action {
             // The goodbyes go out; then the masters go down, as a crash would take them.
             tokio::time::sleep(SHUTDOWN_GRACE).await;
-            fired.nodes().iter().for_each(|node| self.engine.kill(node));
+            fired.nodes().iter().for_each(|node| self.kill(node));
         }
+    }
+
+    fn machine(&self, node: &str) -> &Machine {
+        &self.machines[node].0
+    }
+
+    /// Ends `node`'s process; the next one starts unpaused.
+    fn kill(&self, node: &str) {
+        self.engine.kill(node);
+        self.machine(node).resume();
+    }
+
+    /// `to` reads nothing `from` sends (`stalled`), or reads it again.
+    fn stall(&self, (from, to): &(String, String), stalled: bool) {
+        let gate = stalled.then_some(Gate::Stalled);
+        self.machine(to).gate(self.machines[from].1, gate);
     }
 
     /// Hands the engine what a fault does to the links.
@@ -264,6 +315,8 @@ impl<E: Engine> FaultInjector<E> {
                 LinkOp::Hold((a, b)) => self.engine.hold(a, b),
                 LinkOp::Release((a, b)) => self.engine.release(a, b),
                 LinkOp::Slow((a, b), low, high) => self.engine.link_latency(a, b, *low, *high),
+                LinkOp::Stall(link) => self.stall(link, true),
+                LinkOp::Unstall(link) => self.stall(link, false),
             }
         }
     }

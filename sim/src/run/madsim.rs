@@ -8,6 +8,7 @@ use super::RunOutput;
 use crate::history::HARNESS;
 use crate::scenario::selector::NodeKind;
 use crate::scenario::Scenario;
+use fleet_node::machine::{Gate, Machine};
 use madsim::net::NetSim;
 use madsim::runtime::{Handle, Runtime};
 use madsim::task::NodeId;
@@ -29,6 +30,7 @@ pub(crate) fn latency_range(low: Duration, high: Duration) -> Range<Duration> {
 struct Nodes<'a> {
     runtime: &'a Runtime,
     ids: BTreeMap<String, NodeId>,
+    machines: BTreeMap<String, (Machine, IpAddr)>,
 }
 
 impl Machines for Nodes<'_> {
@@ -40,10 +42,12 @@ impl Machines for Nodes<'_> {
         address
     }
 
-    fn add(&mut self, name: &str, ip: IpAddr, boot: Boot) {
+    fn add(&mut self, name: &str, ip: IpAddr, machine: Machine, boot: Boot) {
         let node = self.runtime.create_node().name(name).ip(ip);
-        let id = node.init(move || boot()).build().id();
+        let on = machine.clone();
+        let id = node.init(move || on.run(boot())).build().id();
         self.ids.insert(name.to_string(), id);
+        self.machines.insert(name.to_string(), (machine, ip));
     }
 }
 
@@ -51,11 +55,21 @@ impl Machines for Nodes<'_> {
 #[derive(Clone)]
 pub(crate) struct Madsim {
     ids: Arc<BTreeMap<String, NodeId>>,
+    machines: Arc<BTreeMap<String, (Machine, IpAddr)>>,
 }
 
 impl Madsim {
     fn id(&self, node: &str) -> NodeId {
         self.ids[node]
+    }
+
+    /// Holds (or releases) the link between `a` and `b` at both ends' gates: madsim cannot
+    /// hold a link itself (a clogged one refuses connects and drops what is sent).
+    fn gate(&self, a: &str, b: &str, gate: Option<Gate>) {
+        let (machine_a, ip_a) = &self.machines[a];
+        let (machine_b, ip_b) = &self.machines[b];
+        machine_a.gate(*ip_b, gate);
+        machine_b.gate(*ip_a, gate);
     }
 
     fn unsupported(&self, what: &str) -> ! {
@@ -100,12 +114,12 @@ impl Engine for Madsim {
         self.unsupported("one link's latency")
     }
 
-    fn hold(&self, _: &str, _: &str) {
-        self.unsupported("hold")
+    fn hold(&self, a: &str, b: &str) {
+        self.gate(a, b, Some(Gate::Held));
     }
 
-    fn release(&self, _: &str, _: &str) {
-        self.unsupported("release")
+    fn release(&self, a: &str, b: &str) {
+        self.gate(a, b, None);
     }
 
     fn run_on<T: Send + 'static>(
@@ -113,9 +127,10 @@ impl Engine for Madsim {
         node: &str,
         job: impl FnOnce() -> T + Send + 'static,
     ) -> impl Future<Output = Option<T>> + Send {
+        let machine = self.machines[node].0.clone();
         let node = Handle::current().get_node(self.id(node));
         async move {
-            let task = node?.spawn(async move { job() });
+            let task = node?.spawn(machine.run(async move { job() }));
             tokio::time::timeout(JOB_TIMEOUT, task).await.ok()?.ok()
         }
     }
@@ -132,9 +147,10 @@ pub fn run_watched(scenario: &Scenario, seed: u64, progress: Option<Arc<AtomicU6
     let mut nodes = Nodes {
         runtime: &runtime,
         ids: BTreeMap::new(),
+        machines: BTreeMap::new(),
     };
     let built = super::nodes::build(&mut nodes, scenario, seed);
-    let ids = nodes.ids;
+    let (ids, machines) = (nodes.ids, nodes.machines);
     let names: BTreeMap<NodeId, String> =
         ids.iter().map(|(name, id)| (*id, name.clone())).collect();
     let locate: Locate = Arc::new(move || {
@@ -151,6 +167,7 @@ pub fn run_watched(scenario: &Scenario, seed: u64, progress: Option<Arc<AtomicU6
         super::subscriber(locate, tracing_subscriber::layer::Identity::new());
     let engine = Madsim {
         ids: Arc::new(ids.clone()),
+        machines: Arc::new(machines),
     };
     let wall_start = std::time::Instant::now();
     let (scenario_run, captured) = (scenario.clone(), recorder.clone());

@@ -17,6 +17,7 @@ use fleet_core::master::{Leadership, MasterConfig};
 use fleet_core::timeline::ShellEvent;
 use fleet_node::cluster::{ClusterConfig, ClusterHandle, ClusterMode};
 use fleet_node::disk::Disk;
+use fleet_node::machine::Machine;
 use fleet_node::report::emit;
 use fleet_node::sync::lock;
 use rand::SeedableRng;
@@ -102,6 +103,8 @@ pub(crate) type Revoked = Arc<Mutex<BTreeSet<String>>>;
 /// controls, by name.
 pub(crate) struct Built {
     pub disks: BTreeMap<String, Disk>,
+    /// What each node runs on, and its address: for the faults on clocks, pauses and stalls.
+    pub machines: BTreeMap<String, (Machine, IpAddr)>,
     pub masters: BTreeMap<String, MasterSlot>,
     pub agents: BTreeMap<String, AgentSlot>,
     pub revoked: Revoked,
@@ -109,6 +112,11 @@ pub(crate) struct Built {
 
 /// Builds every node of `scenario` on `machines`.
 pub(crate) fn build(machines: &mut impl Machines, scenario: &Scenario, seed: u64) -> Built {
+    let mut machines = OwnMachines {
+        engine: machines,
+        made: BTreeMap::new(),
+    };
+    let machines = &mut machines;
     let topology = &scenario.topology;
     let mut disks = BTreeMap::new();
     let mut slots = BTreeMap::new();
@@ -161,10 +169,33 @@ pub(crate) fn build(machines: &mut impl Machines, scenario: &Scenario, seed: u64
         agent.build(machines, seed);
     }
     Built {
+        machines: std::mem::take(&mut machines.made),
         disks,
         masters: slots,
         agents,
         revoked,
+    }
+}
+
+/// Adds each node on a [`Machine`] of its own, and keeps them: a machine outlives its node's
+/// crashes, as its clock does.
+struct OwnMachines<'m, M> {
+    engine: &'m mut M,
+    made: BTreeMap<String, (Machine, IpAddr)>,
+}
+
+impl<M: Machines> Machines for OwnMachines<'_, M> {
+    fn address(&mut self, name: &str, kind: NodeKind, index: u32) -> IpAddr {
+        self.engine.address(name, kind, index)
+    }
+
+    fn listen(&self, address: SocketAddr) -> SocketAddr {
+        self.engine.listen(address)
+    }
+
+    fn add(&mut self, name: &str, ip: IpAddr, machine: Machine, boot: Boot) {
+        self.made.insert(name.to_string(), (machine.clone(), ip));
+        self.engine.add(name, ip, machine, boot);
     }
 }
 
@@ -190,7 +221,7 @@ fn build_store(machines: &mut impl Machines, address: SocketAddr) {
             }
         })
     });
-    machines.add(STORE, address.ip(), boot);
+    machines.add(STORE, address.ip(), Machine::default(), boot);
 }
 
 /// Every master's view of the cluster, in index order.
@@ -217,6 +248,7 @@ fn cluster_configs(
         (ClusterSpec::Lease(_), None) => unreachable!("a lease cluster's topology has a store"),
     };
     let persist = matches!(scenario.cluster, ClusterSpec::Raft { persist: true, .. });
+    let fsync = !matches!(scenario.cluster, ClusterSpec::Raft { fsync: false, .. });
     (1..=masters)
         .map(|i| ClusterConfig {
             me: Topology::node_name(NodeKind::Master, i),
@@ -224,6 +256,7 @@ fn cluster_configs(
             mode: mode.clone(),
             disk: Some(Disk::default()),
             save_votes: persist,
+            fsync,
             first_start: true,
         })
         .collect()
@@ -270,22 +303,25 @@ impl MasterNode<'_> {
         let boot: Boot = Arc::new(move || {
             let (incarnation, rng) = incarnations.next();
             let boot = (incarnation > 1).then(|| incarnation.to_string());
-            let disk = Some(disk.clone());
-            let state = fleet_node::MasterState::open(config.clone(), disk, boot.as_deref());
+            let (disk, config, slot) = (Some(disk.clone()), config.clone(), slot.clone());
             let revoked = lock(&revoked).clone();
-            state.operate(|registry| {
-                for agent in &revoked {
-                    registry.revoke_credentials(agent);
-                }
-            });
-            *lock(&slot) = Some(state.clone());
             let cluster = ClusterConfig {
                 first_start: incarnation == 1,
                 ..cluster.clone()
             };
-            Box::pin(run_master(listen, state, cluster, rng))
+            // The disk is read on the node, so what the read reports is the node's.
+            Box::pin(async move {
+                let state = fleet_node::MasterState::open(config, disk, boot.as_deref());
+                state.operate(|registry| {
+                    for agent in &revoked {
+                        registry.revoke_credentials(agent);
+                    }
+                });
+                *lock(&slot) = Some(state.clone());
+                run_master(listen, state, cluster, rng).await
+            })
         });
-        machines.add(&name, ip, boot);
+        machines.add(&name, ip, Machine::default(), boot);
     }
 }
 
@@ -384,6 +420,6 @@ impl Agent<'_> {
                 fleet_node::run_agent(connector, addresses, &control).await;
             })
         });
-        machines.add(&node, ip, boot);
+        machines.add(&node, ip, Machine::default(), boot);
     }
 }

@@ -9,6 +9,7 @@ use super::RunOutput;
 use crate::history::HARNESS;
 use crate::scenario::selector::NodeKind;
 use crate::scenario::Scenario;
+use fleet_node::machine::Machine;
 use fleet_node::sync::lock;
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -26,7 +27,6 @@ use tracing_subscriber::Layer;
 type Job = Box<dyn FnOnce() + Send>;
 
 /// One host as the harness reaches it.
-#[derive(Default)]
 struct Host {
     /// Where its current incarnation takes jobs; empty while it is down.
     jobs: Mutex<Option<mpsc::UnboundedSender<Job>>>,
@@ -35,6 +35,8 @@ struct Host {
     /// is the process's, and the machine answers for it (refused at once), as in madsim. So a
     /// crashed host stays up, running nothing.
     down: AtomicBool,
+    /// What its software runs on: its clock, and whether it is paused.
+    machine: Machine,
 }
 
 /// Connections a listener holds before they are accepted.
@@ -73,12 +75,17 @@ impl Machines for Hosts<'_, '_> {
         SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), address.port())
     }
 
-    fn add(&mut self, name: &str, _: IpAddr, boot: Boot) {
-        let host = Arc::new(Host::default());
+    fn add(&mut self, name: &str, _: IpAddr, machine: Machine, boot: Boot) {
+        let host = Arc::new(Host {
+            jobs: Mutex::default(),
+            down: AtomicBool::default(),
+            machine,
+        });
         self.hosts.insert(name.to_string(), host.clone());
         self.sim.host(name, move || {
             let (boot, host) = (boot.clone(), host.clone());
-            async move {
+            let machine = host.machine.clone();
+            machine.run(async move {
                 let down = host.down.load(Ordering::Relaxed);
                 let mut jobs = lock(&host.jobs);
                 *jobs = None;
@@ -99,7 +106,7 @@ impl Machines for Hosts<'_, '_> {
                 // runs on. Stay up, as a process whose main returned but whose tasks live.
                 std::future::pending::<()>().await;
                 Ok(())
-            }
+            })
         });
     }
 }

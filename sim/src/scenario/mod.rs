@@ -428,7 +428,8 @@ mod tests {
             scenario.cluster,
             ClusterSpec::Raft {
                 config: RaftConfig::default(),
-                persist: true
+                persist: true,
+                fsync: true,
             }
         );
         let lease =

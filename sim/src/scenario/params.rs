@@ -38,10 +38,12 @@ pub const DEFAULT_TICK: Duration = Duration::from_millis(1);
 pub enum ClusterSpec {
     Single,
     /// `persist`: each master keeps its term and vote on a disk that survives its crashes.
-    /// Off only to show why it must be on.
+    /// `fsync`: it syncs them before it answers, so they survive a power failure too. Either
+    /// off only to show why it must be on.
     Raft {
         config: RaftConfig,
         persist: bool,
+        fsync: bool,
     },
     Lease(LeaseConfig),
 }
@@ -78,11 +80,13 @@ enum RawCluster {
         pre_vote: Option<bool>,
         check_quorum: Option<bool>,
         persist: Option<bool>,
+        fsync: Option<bool>,
     },
     Lease {
         lease_period: Option<Dur>,
         renew_interval: Option<Dur>,
         sync_interval: Option<Dur>,
+        max_drift: Option<f64>,
     },
 }
 
@@ -150,6 +154,7 @@ pub(crate) fn check_cluster(
             ClusterSpec::Raft {
                 config: defaults.raft.clone(),
                 persist: true,
+                fsync: true,
             }
         });
     };
@@ -187,6 +192,7 @@ fn spec(parsed: RawCluster, masters: u32, defaults: &Defaults) -> Result<Cluster
             pre_vote,
             check_quorum,
             persist,
+            fsync,
         } => {
             let raft = &defaults.raft;
             let config = RaftConfig {
@@ -198,18 +204,25 @@ fn spec(parsed: RawCluster, masters: u32, defaults: &Defaults) -> Result<Cluster
             };
             config.validate().map_err(invalid)?;
             let persist = persist.unwrap_or(true);
-            Ok(ClusterSpec::Raft { config, persist })
+            let fsync = fsync.unwrap_or(true);
+            Ok(ClusterSpec::Raft {
+                config,
+                persist,
+                fsync,
+            })
         }
         RawCluster::Lease {
             lease_period,
             renew_interval,
             sync_interval,
+            max_drift,
         } => {
             let lease = &defaults.lease;
             let config = LeaseConfig {
                 lease_period: lease_period.map_or(lease.lease_period, |d| d.0),
                 renew_interval: renew_interval.map_or(lease.renew_interval, |d| d.0),
                 sync_interval: sync_interval.map_or(lease.sync_interval, |d| d.0),
+                max_drift: max_drift.unwrap_or(lease.max_drift),
                 ..lease.clone()
             };
             config.validate().map_err(invalid)?;

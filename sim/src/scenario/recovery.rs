@@ -84,6 +84,7 @@ mod tests {
         let raft = ClusterSpec::Raft {
             config: RaftConfig::default(),
             persist: true,
+            fsync: true,
         };
         let attempts = AttemptPolicy {
             enforce: true,

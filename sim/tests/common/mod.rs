@@ -35,7 +35,7 @@ pub fn master_and_agent(runtime: &Runtime) -> Exposed {
                     ..MasterConfig::default()
                 });
                 *exposed.lock().unwrap() = Some(master_state.clone());
-                let listener = tokio::net::TcpListener::bind(MASTER).await.unwrap();
+                let listener = fleet_node::net::TcpListener::bind(MASTER).await.unwrap();
                 let _ = run_master(listener, master_state).await;
             }
         })

@@ -80,7 +80,15 @@ pub struct LeaseConfig {
     pub lease_period: Duration,
     pub renew_interval: Duration,
     pub sync_interval: Duration,
+    /// The largest error of any clock's rate it tolerates (0.05: every clock runs between 95%
+    /// and 105% of true time). The holder believes it holds for only `lease_period × (1 −
+    /// max_drift) / (1 + max_drift)` of its own clock after it sent the request: with every
+    /// clock within the bound, that ends before the store's TTL runs out.
+    pub max_drift: f64,
 }
+
+/// The rate error a lease tolerates unless told otherwise.
+pub const DEFAULT_MAX_DRIFT: f64 = 0.05;
 
 impl Default for LeaseConfig {
     /// A 10s lease renewed every 3s; followers ask every 2s.
@@ -100,7 +108,15 @@ impl LeaseConfig {
             lease_period,
             renew_interval,
             sync_interval,
+            max_drift: DEFAULT_MAX_DRIFT,
         }
+    }
+
+    /// How long after sending its request the holder believes it holds the lease, by its own
+    /// clock (see [`LeaseConfig::max_drift`]).
+    pub fn held_for(&self) -> Duration {
+        let drift = self.max_drift;
+        self.lease_period.mul_f64((1.0 - drift) / (1.0 + drift))
     }
 
     /// What a lease needs to be safe and live: the holder renews well before its lease runs
@@ -113,6 +129,21 @@ impl LeaseConfig {
             return Err(format!(
                 "lease_period ({}) must be greater than renew_interval ({})",
                 crate::fmt_duration(self.lease_period),
+                crate::fmt_duration(self.renew_interval)
+            ));
+        }
+        if !(0.0..0.5).contains(&self.max_drift) {
+            return Err(format!(
+                "max_drift ({}) is a rate error from 0 to below 0.5 (0.05: clocks within 5%)",
+                self.max_drift
+            ));
+        }
+        if self.held_for() <= self.renew_interval {
+            return Err(format!(
+                "with max_drift {} the holder counts its lease as {}, which must exceed \
+                 renew_interval ({})",
+                self.max_drift,
+                crate::fmt_duration(self.held_for()),
                 crate::fmt_duration(self.renew_interval)
             ));
         }
@@ -384,7 +415,7 @@ impl LeaseNode {
 
     /// Took the lease: read the state before leading.
     fn take_lease(&mut self, token: u64, sent_at: Instant) {
-        self.held = Some((token, sent_at + self.config.lease_period));
+        self.held = Some((token, sent_at + self.config.held_for()));
         self.leader = Some((self.me.clone(), token));
         self.loading = true;
         self.next_request_at = sent_at + self.config.renew_interval;
@@ -450,7 +481,7 @@ impl LeaseNode {
             (Kind::Renew, Value::Integer(renewed)) => {
                 let Some((token, _)) = self.held else { return };
                 if renewed == 1 {
-                    self.held = Some((token, pending.sent_at + self.config.lease_period));
+                    self.held = Some((token, pending.sent_at + self.config.held_for()));
                     self.events.push(LeaseEvent::LeaseRenewed { token });
                 } else {
                     self.lose(token, "taken");

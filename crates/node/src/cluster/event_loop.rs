@@ -31,6 +31,7 @@ fn leadership(role: Role, leader: Option<&str>) -> Leadership {
 pub(super) struct ClusterLoop {
     pub(super) disk: Option<Disk>,
     pub(super) save_votes: bool,
+    pub(super) fsync: bool,
     pub(super) members: Vec<String>,
     pub(super) membership: Box<dyn Membership>,
     pub(super) store: Option<StoreLink>,
@@ -115,6 +116,7 @@ impl ClusterLoop {
                     if let Some(disk) = self.disk.as_ref().filter(|_| self.save_votes) {
                         let bytes = serde_json::to_vec(&state).expect("a hard state serializes");
                         disk.write(HARD_STATE, bytes);
+                        self.sync(disk);
                     }
                 }
                 // Durable before the messages that carry it, or acknowledge it, leave.
@@ -150,6 +152,14 @@ impl ClusterLoop {
     fn write_ledger(&self, snapshot: &fleet_core::cluster::Snapshot) {
         if let Some(disk) = &self.disk {
             disk.write(LEDGER, snapshot.to_record());
+            self.sync(disk);
+        }
+    }
+
+    /// Makes what was written survive a power failure, unless told not to.
+    fn sync(&self, disk: &Disk) {
+        if self.fsync {
+            disk.sync();
         }
     }
 

@@ -57,6 +57,9 @@ pub struct ClusterConfig {
     /// Raft keeps its term and vote on `disk`. `false` forgets them on every restart, which is
     /// unsafe and exists to show why.
     pub save_votes: bool,
+    /// Every record written is synced before the node answers, so it survives a power failure.
+    /// `false` leaves them in the page cache, which is unsafe and exists to show why.
+    pub fsync: bool,
     /// This node's first start: an empty disk is a new member's. On any later start an empty
     /// disk is a lost one, and raft rejoins carefully (see `fleet_core::cluster::raft`).
     pub first_start: bool,
@@ -66,6 +69,7 @@ pub struct ClusterConfig {
 const HARD_STATE: &str = "raft/hard_state";
 
 /// A first start's records, where there are none yet: no term, no vote, an empty ledger.
+/// Synced whatever `fsync` says, as an installer would.
 fn write_initial_records(disk: &Disk) {
     if disk.read(HARD_STATE).is_none() {
         let empty = serde_json::to_vec(&HardState::default()).expect("a hard state serializes");
@@ -74,6 +78,7 @@ fn write_initial_records(disk: &Disk) {
     if disk.read(LEDGER).is_none() {
         disk.write(LEDGER, Snapshot::default().to_record());
     }
+    disk.sync();
 }
 
 /// Runs this master's membership until the node ends, keeping `master`'s leadership and
@@ -95,6 +100,7 @@ pub async fn run_cluster<R: RngCore + Send + 'static>(
     let cluster = ClusterLoop {
         disk: config.disk,
         save_votes: config.save_votes,
+        fsync: config.fsync,
         members,
         membership,
         store,

@@ -144,7 +144,7 @@ async fn send_to_peer(
         }
         if connection.is_none() {
             let dial = TcpStream::connect(link.address);
-            connection = tokio::time::timeout(PEER_CONNECT_TIMEOUT, dial)
+            connection = crate::clock::timeout(PEER_CONNECT_TIMEOUT, dial)
                 .await
                 .ok()
                 .and_then(Result::ok)
@@ -157,7 +157,7 @@ async fn send_to_peer(
             Some(framed) => {
                 let send = framed.send(frame.clone());
                 matches!(
-                    tokio::time::timeout(link.stall_after, send).await,
+                    crate::clock::timeout(link.stall_after, send).await,
                     Ok(Ok(()))
                 )
             }

@@ -47,7 +47,7 @@ impl StoreLink {
             LeaseAction::Send(request) => {
                 if self.connection.is_none() {
                     let connect = TcpStream::connect(self.address);
-                    self.connection = tokio::time::timeout(self.connect_timeout, connect)
+                    self.connection = crate::clock::timeout(self.connect_timeout, connect)
                         .await
                         .ok()
                         .and_then(Result::ok)

@@ -212,27 +212,85 @@ pub(crate) const FAULTS: &[FaultSpec] = &[
     FaultSpec {
         name: "hold",
         fields: &[],
-        parse: |f| {
-            turmoil_only(f, "hold", "`hold` (messages queued on a link)")?;
-            Ok(FaultAction::Hold(check_pair(f, "hold")?))
-        },
+        parse: |f| Ok(FaultAction::Hold(check_pair(f, "hold")?)),
         captures: false,
-        draws: &[DrawSpec {
-            turmoil: true,
-            ..DrawSpec::new("hold", |d| FaultAction::Hold(d.ends())).link()
-        }],
+        draws: &[DrawSpec::new("hold", |d| FaultAction::Hold(d.ends())).link()],
     },
     FaultSpec {
         name: "release",
         fields: &[],
-        parse: |f| {
-            turmoil_only(f, "release", "`release` (messages queued on a link)")?;
-            Ok(FaultAction::Release(check_pair(f, "release")?))
-        },
+        parse: |f| Ok(FaultAction::Release(check_pair(f, "release")?)),
         captures: false,
         draws: &[],
     },
+    FaultSpec {
+        name: "clock",
+        fields: &["offset", "rate"],
+        parse: parse_clock,
+        captures: true,
+        draws: &[DrawSpec::new("clock", |d| d.clock())],
+    },
+    FaultSpec {
+        name: "pause",
+        fields: &[],
+        parse: |f| Ok(FaultAction::Pause(f.selector("pause")?)),
+        captures: true,
+        draws: &[DrawSpec::new("pause", |d| FaultAction::Pause(d.pick(None)))],
+    },
+    FaultSpec {
+        name: "resume",
+        fields: &[],
+        parse: |f| Ok(FaultAction::Resume(f.selector("resume")?)),
+        captures: true,
+        draws: &[],
+    },
+    FaultSpec {
+        name: "power_fail",
+        fields: &[],
+        parse: |f| Ok(FaultAction::PowerFail(f.selector("power_fail")?)),
+        captures: true,
+        draws: &[DrawSpec::new("power_fail", |d| {
+            FaultAction::PowerFail(d.pick(None))
+        })],
+    },
+    FaultSpec {
+        name: "corrupt",
+        fields: &[],
+        parse: |f| {
+            let what = "`corrupt` damages masters' disks (no other node keeps records)";
+            Ok(FaultAction::Corrupt(f.selector_of(
+                "corrupt",
+                NodeKind::Master,
+                what,
+            )?))
+        },
+        captures: true,
+        draws: &[DrawSpec::new("corrupt", |d| {
+            FaultAction::Corrupt(d.pick(Some(NodeKind::Master)))
+        })
+        .of(NodeKind::Master)],
+    },
+    FaultSpec {
+        name: "ring",
+        fields: &[],
+        parse: parse_ring,
+        captures: true,
+        draws: &[DrawSpec::new("ring", |d| d.ring()).of(NodeKind::Master)],
+    },
+    FaultSpec {
+        name: "stall",
+        fields: &["from"],
+        parse: parse_stall,
+        captures: true,
+        draws: &[DrawSpec::new("stall", |d| d.stall()).link()],
+    },
 ];
+
+/// The largest rate error exploration draws for a clock: the lease's default bound.
+pub(crate) const DRAWN_DRIFT: f64 = 0.05;
+
+/// The fewest nodes a majorities ring can have: with three, every pair are neighbours.
+const RING_NODES: usize = 4;
 
 /// Every kind exploration can draw, in table order: the order a run draws them in.
 pub(crate) fn draw_specs() -> impl Iterator<Item = &'static DrawSpec> {
@@ -291,6 +349,42 @@ impl Drawing<'_> {
         }
     }
 
+    /// A clock that jumps forwards up to 3s, or drifts within [`DRAWN_DRIFT`] (a monotonic
+    /// clock never jumps back).
+    fn clock(&mut self) -> FaultAction {
+        let target = self.pick(None);
+        let (offset_ms, rate) = match self.rng.gen_bool(0.5) {
+            true => (self.rng.gen_range(1..=3_000), None),
+            false => {
+                let error = f64::from(self.rng.gen_range(-50..=50i32)) / 1000.0;
+                (0, Some(1.0 + error * DRAWN_DRIFT / 0.05))
+            }
+        };
+        FaultAction::Clock {
+            target,
+            offset_ms,
+            rate,
+        }
+    }
+
+    /// A majorities ring of every master.
+    fn ring(&mut self) -> FaultAction {
+        FaultAction::Ring(self.topology.select_nodes(&self.topology.masters(), " + "))
+    }
+
+    /// One target stalled, for everyone or only for the rest of a split.
+    fn stall(&mut self) -> FaultAction {
+        let target = self.pick(None);
+        let from = self.rng.gen_bool(0.5).then(|| {
+            let others: Vec<String> = (self.topology.nodes().into_iter())
+                .filter(|node| !target.contains(node))
+                .collect();
+            let node = others[self.rng.gen_range(0..others.len())].clone();
+            self.topology.select_nodes(&[node], "")
+        });
+        FaultAction::Stall { target, from }
+    }
+
     /// The two ends of a link fault: some targets, and the rest.
     fn ends(&mut self) -> [Selector; 2] {
         self.split()
@@ -328,6 +422,85 @@ fn parse_latency(f: &FaultFields) -> Result<FaultAction, ScenarioError> {
             Ok(FaultAction::LinkLatency { between, low, high })
         }
     }
+}
+
+/// `clock = SEL` with `offset = "+2s"` and/or `rate = 1.05`.
+fn parse_clock(f: &FaultFields) -> Result<FaultAction, ScenarioError> {
+    let target = f.selector("clock")?;
+    let offset = f.text("offset", r#"a signed duration like "+2s" or "-500ms""#)?;
+    let offset_ms = match &offset {
+        Some(text) => parse_offset(text.get_ref()).map_err(|why| f.error(text.span(), why))?,
+        None => 0,
+    };
+    let rate = match f.get("rate") {
+        Some(_) => {
+            let rate = f.number("rate")?;
+            if !(rate.get_ref().is_finite() && *rate.get_ref() > 0.0 && *rate.get_ref() <= 100.0) {
+                return Err(f.error(
+                    rate.span(),
+                    "`rate` is how fast the clock runs against true time: above 0, at most 100                      (1.0 is true time)",
+                ));
+            }
+            Some(*rate.get_ref())
+        }
+        None => None,
+    };
+    if offset.is_none() && rate.is_none() {
+        return Err(
+            f.whole("`clock` needs `offset` (a jump, like \"+2s\"), `rate` (like 1.05), or both")
+        );
+    }
+    Ok(FaultAction::Clock {
+        target,
+        offset_ms,
+        rate,
+    })
+}
+
+/// `+2s`, `-500ms`, `2s`: milliseconds, signed.
+fn parse_offset(text: &str) -> Result<i64, String> {
+    let (sign, size) = match text.strip_prefix('-') {
+        Some(size) => (-1, size),
+        None => (1, text.strip_prefix('+').unwrap_or(text)),
+    };
+    let size = crate::scenario::duration::parse_duration(size)
+        .map_err(|why| format!("`offset` {text:?}: {why}"))?;
+    Ok(sign * size.as_millis() as i64)
+}
+
+/// `ring = SEL`: at least [`RING_NODES`] nodes, in the topology's order around the ring.
+fn parse_ring(f: &FaultFields) -> Result<FaultAction, ScenarioError> {
+    let target = f.selector("ring")?;
+    if !target.is_dynamic() && target.nodes().len() < RING_NODES {
+        return Err(f.error(
+            f.span_of("ring"),
+            format!(
+                "a majorities ring needs at least {RING_NODES} nodes; among {} every node is \
+                 every other's neighbour",
+                target.nodes().len()
+            ),
+        ));
+    }
+    Ok(FaultAction::Ring(target))
+}
+
+/// `stall = SEL`, with `from = SEL` for only the links with those nodes.
+fn parse_stall(f: &FaultFields) -> Result<FaultAction, ScenarioError> {
+    let target = f.selector("stall")?;
+    let from = match f.get("from") {
+        Some(_) => {
+            let from = f.selector("from")?;
+            if let Some(node) = super::certain_overlap(f.topology, &target, &from) {
+                return Err(f.error(
+                    f.span_of("from"),
+                    format!("`from` overlaps `stall` (both select {node})"),
+                ));
+            }
+            Some(from)
+        }
+        None => None,
+    };
+    Ok(FaultAction::Stall { target, from })
 }
 
 /// A loss rate: a probability.

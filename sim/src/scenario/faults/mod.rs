@@ -54,6 +54,28 @@ pub enum FaultAction {
     Shutdown(Selector),
     /// An operator's request to the leader.
     Admin(AdminOp),
+    /// The selected nodes' clocks jump by `offset_ms` (negative: back), and run at `rate` of
+    /// true time from then on (`None`: as before).
+    Clock {
+        target: Selector,
+        offset_ms: i64,
+        rate: Option<f64>,
+    },
+    /// The selected processes stop: no task runs and no timer fires until they resume.
+    Pause(Selector),
+    Resume(Selector),
+    /// The selected nodes lose power: they crash, and every write they had not synced is lost.
+    PowerFail(Selector),
+    /// The selected nodes' stored records are damaged.
+    Corrupt(Selector),
+    /// A majorities ring among the selected nodes: each reaches only its neighbours.
+    Ring(Selector),
+    /// The selected nodes (with `from`, only their links with those nodes) still accept
+    /// connections but read nothing, until healed.
+    Stall {
+        target: Selector,
+        from: Option<Selector>,
+    },
 }
 
 /// What an operator asks the leading master.
@@ -165,6 +187,29 @@ impl fmt::Display for FaultAction {
                 Some(agents) => write!(f, "admin {} {agents}", op.name()),
                 None => write!(f, "admin {}", op.name()),
             },
+            FaultAction::Clock {
+                target,
+                offset_ms,
+                rate,
+            } => {
+                write!(f, "clock {target}")?;
+                if *offset_ms != 0 || rate.is_none() {
+                    write!(f, " {}", fmt_offset(*offset_ms))?;
+                }
+                match rate {
+                    Some(rate) => write!(f, " rate {rate}"),
+                    None => Ok(()),
+                }
+            }
+            FaultAction::Pause(target) => write!(f, "pause {target}"),
+            FaultAction::Resume(target) => write!(f, "resume {target}"),
+            FaultAction::PowerFail(target) => write!(f, "power_fail {target}"),
+            FaultAction::Corrupt(target) => write!(f, "corrupt {target}"),
+            FaultAction::Ring(target) => write!(f, "ring {target}"),
+            FaultAction::Stall { target, from } => match from {
+                Some(from) => write!(f, "stall {target} from {from}"),
+                None => write!(f, "stall {target}"),
+            },
         }
     }
 }
@@ -212,6 +257,28 @@ impl FaultAction {
                 keys.extend(op.agents().map(|agents| ("agent", text(agents))));
                 keys
             }
+            FaultAction::Clock {
+                target,
+                offset_ms,
+                rate,
+            } => {
+                let mut keys = vec![("clock", text(target))];
+                if *offset_ms != 0 || rate.is_none() {
+                    keys.push(("offset", Value::from(fmt_offset(*offset_ms))));
+                }
+                keys.extend(rate.map(|rate| ("rate", Value::from(rate))));
+                keys
+            }
+            FaultAction::Pause(target) => vec![("pause", text(target))],
+            FaultAction::Resume(target) => vec![("resume", text(target))],
+            FaultAction::PowerFail(target) => vec![("power_fail", text(target))],
+            FaultAction::Corrupt(target) => vec![("corrupt", text(target))],
+            FaultAction::Ring(target) => vec![("ring", text(target))],
+            FaultAction::Stall { target, from } => {
+                let mut keys = vec![("stall", text(target))];
+                keys.extend(from.as_ref().map(|from| ("from", text(from))));
+                keys
+            }
         }
     }
 
@@ -227,7 +294,14 @@ impl FaultAction {
             | FaultAction::Revoke(target)
             | FaultAction::Restore(target)
             | FaultAction::Stop(target)
-            | FaultAction::Shutdown(target) => vec![target],
+            | FaultAction::Shutdown(target)
+            | FaultAction::Clock { target, .. }
+            | FaultAction::Pause(target)
+            | FaultAction::Resume(target)
+            | FaultAction::PowerFail(target)
+            | FaultAction::Corrupt(target)
+            | FaultAction::Ring(target) => vec![target],
+            FaultAction::Stall { target, from } => std::iter::once(target).chain(from).collect(),
             FaultAction::Partition { groups, .. } => groups.iter().flatten().collect(),
             FaultAction::LinkLatency { between: ends, .. }
             | FaultAction::Hold(ends)
@@ -236,6 +310,13 @@ impl FaultAction {
             FaultAction::Heal(None) | FaultAction::Latency(..) | FaultAction::Loss(_) => Vec::new(),
         }
     }
+}
+
+/// A clock's jump as written: `+2s`, `-500ms`.
+pub(crate) fn fmt_offset(offset_ms: i64) -> String {
+    let sign = if offset_ms < 0 { "-" } else { "+" };
+    let size = Duration::from_millis(offset_ms.unsigned_abs());
+    format!("{sign}{}", fmt_duration(size))
 }
 
 /// `a | b`: the two ends of a link fault, as written.
