@@ -172,11 +172,10 @@ impl Ground<'_> {
         kept
     }
 
-    /// A link fault needs a node to cut off and one to cut it from; madsim cannot hold
-    /// messages, so a template lists `hold` for turmoil's runs.
+    /// A link fault needs a node to cut off and one to cut it from; a ring needs enough masters.
     fn can_draw(&self, kind: &DrawSpec) -> bool {
         let links = !kind.link || self.topology.nodes().len() > 1;
-        links && !(kind.turmoil && cfg!(madsim))
+        links && self.topology.masters().len() >= kind.masters
     }
 
     fn in_topology_order(&self, nodes: &BTreeSet<String>) -> Vec<String> {
@@ -186,8 +185,9 @@ impl Ground<'_> {
     }
 
     /// The liveness phase, at `until`: heal every link, put latency and loss back as the
-    /// template had them, release what was held, restore revoked credentials, and restart
-    /// every node a crash or a shutdown left down, but those the run lost for good.
+    /// template had them, release what was held, resume what is paused, restore revoked
+    /// credentials, and restart every node a crash, a power failure or a shutdown left down,
+    /// but those the run lost for good.
     pub(crate) fn liveness_steps(&self, schedule: &Schedule) -> Vec<Step> {
         let steps = &schedule.steps;
         let at = self.spec.until;
@@ -199,67 +199,21 @@ impl Ground<'_> {
         if drew(|action| matches!(action, FaultAction::Loss(_))) {
             phase.push(FaultAction::Loss(self.loss));
         }
-        let mut down = BTreeSet::new();
-        let mut revoked = BTreeSet::new();
-        let mut paused = BTreeSet::new();
+        let mut left = LeftOver::default();
         for step in steps {
-            match &step.action {
-                FaultAction::Hold(ends) => phase.push(FaultAction::Release(ends.clone())),
-                FaultAction::Crash(nodes)
-                | FaultAction::Shutdown(nodes)
-                | FaultAction::PowerFail(nodes) => {
-                    down.extend(nodes.nodes().iter().cloned());
-                    nodes.nodes().iter().for_each(|node| {
-                        paused.remove(node);
-                    });
-                }
-                FaultAction::Restart(nodes) => {
-                    for node in nodes.nodes() {
-                        down.remove(node);
-                        paused.remove(node);
-                    }
-                }
-                FaultAction::Pause(nodes) => paused.extend(nodes.nodes().iter().cloned()),
-                FaultAction::Resume(nodes) => {
-                    for node in nodes.nodes() {
-                        paused.remove(node);
-                    }
-                }
-                FaultAction::Revoke(nodes) => revoked.extend(nodes.nodes().iter().cloned()),
-                // Healed above, or nothing to undo.
-                FaultAction::Partition { .. }
-                | FaultAction::Heal(_)
-                | FaultAction::Isolate(_)
-                | FaultAction::Latency(..)
-                | FaultAction::LinkLatency { .. }
-                | FaultAction::Loss(_)
-                | FaultAction::Release(_)
-                | FaultAction::Wipe(_)
-                | FaultAction::Restore(_)
-                | FaultAction::Stop(_)
-                | FaultAction::Admin(_)
-                | FaultAction::Clock { .. }
-                | FaultAction::Corrupt(_)
-                | FaultAction::Ring(_)
-                | FaultAction::Stall { .. } => {}
-            }
+            left.apply(&step.action);
         }
-        for node in self.in_topology_order(&paused) {
-            phase.push(FaultAction::Resume(self.topology.select_nodes(&[node], "")));
-        }
-        for node in self.in_topology_order(&revoked) {
-            phase.push(FaultAction::Restore(
-                self.topology.select_nodes(&[node], ""),
-            ));
-        }
+        phase.extend(left.held.into_iter().map(FaultAction::Release));
+        let one = |node: String| self.topology.select_nodes(&[node], "");
+        let paused = self.in_topology_order(&left.paused).into_iter();
+        phase.extend(paused.map(|node| FaultAction::Resume(one(node))));
+        let revoked = self.in_topology_order(&left.revoked).into_iter();
+        phase.extend(revoked.map(|node| FaultAction::Restore(one(node))));
         for gone in &schedule.gone {
-            down.remove(gone);
+            left.down.remove(gone);
         }
-        for node in self.in_topology_order(&down) {
-            phase.push(FaultAction::Restart(
-                self.topology.select_nodes(&[node], ""),
-            ));
-        }
+        let down = self.in_topology_order(&left.down).into_iter();
+        phase.extend(down.map(|node| FaultAction::Restart(one(node))));
         phase
             .into_iter()
             .map(|action| Step { at, action })
@@ -343,6 +297,60 @@ impl Ground<'_> {
     }
 }
 
+/// What a schedule's faults leave for the liveness phase to undo.
+#[derive(Default)]
+struct LeftOver {
+    held: Vec<[crate::scenario::selector::Selector; 2]>,
+    down: BTreeSet<String>,
+    paused: BTreeSet<String>,
+    revoked: BTreeSet<String>,
+}
+
+impl LeftOver {
+    fn apply(&mut self, action: &FaultAction) {
+        match action {
+            FaultAction::Hold(ends) => self.held.push(ends.clone()),
+            FaultAction::Crash(nodes)
+            | FaultAction::Shutdown(nodes)
+            | FaultAction::PowerFail(nodes) => {
+                for node in nodes.nodes() {
+                    self.down.insert(node.clone());
+                    self.paused.remove(node);
+                }
+            }
+            FaultAction::Restart(nodes) => {
+                for node in nodes.nodes() {
+                    self.down.remove(node);
+                    self.paused.remove(node);
+                }
+            }
+            FaultAction::Pause(nodes) => self.paused.extend(nodes.nodes().iter().cloned()),
+            FaultAction::Resume(nodes) => {
+                for node in nodes.nodes() {
+                    self.paused.remove(node);
+                }
+            }
+            FaultAction::Revoke(nodes) => self.revoked.extend(nodes.nodes().iter().cloned()),
+            // Healed by the phase's `heal all`, or nothing to undo.
+            FaultAction::Partition { .. }
+            | FaultAction::Heal(_)
+            | FaultAction::Isolate(_)
+            | FaultAction::Latency(..)
+            | FaultAction::LinkLatency { .. }
+            | FaultAction::Loss(_)
+            | FaultAction::Release(_)
+            | FaultAction::Wipe(_)
+            | FaultAction::Restore(_)
+            | FaultAction::Stop(_)
+            | FaultAction::Admin(_)
+            | FaultAction::Clock { .. }
+            | FaultAction::Corrupt(_)
+            | FaultAction::Ring(_)
+            | FaultAction::Stall { .. } => {}
+        }
+    }
+}
+
 impl Schedule {
     fn with(&self, steps: Vec<Step>) -> Schedule {
         Schedule {
@@ -415,7 +423,7 @@ mod tests {
     }
 
     #[test]
-    fn holds_are_drawn_only_where_the_engine_can_hold_and_the_liveness_phase_releases_them() {
+    fn holds_are_drawn_on_either_engine_and_the_liveness_phase_releases_them() {
         let scenario = template(r#"["hold", "crash"]"#);
         let ground = ground(&scenario);
         let mut holds = 0;
@@ -441,8 +449,8 @@ mod tests {
             }
             holds += held.len();
         }
-        // madsim cannot hold messages, so it never draws a hold; turmoil does.
-        assert_eq!(holds == 0, cfg!(madsim), "{holds} holds drawn");
+        // Both engines hold messages (madsim at the shell's link gates), so both draw holds.
+        assert!(holds > 0, "{holds} holds drawn");
     }
 
     #[test]

@@ -145,6 +145,37 @@ impl Fired {
         fields
     }
 
+    /// A partition's groups as the timeline shows them: `a,b | c`.
+    fn shown_groups(&self, groups: &[Vec<Selector>]) -> String {
+        let mut resolved = self.resolved.iter();
+        let shown: Vec<String> = (groups.iter())
+            .map(|group| {
+                let names: Vec<String> = (group.iter().zip(resolved.by_ref()))
+                    .map(|(selector, nodes)| Fired::shown(selector, nodes))
+                    .collect();
+                names.join(",")
+            })
+            .collect();
+        shown.join(" | ")
+    }
+
+    /// A clock fault's fields: whom, and its jump and rate as written.
+    fn clock(
+        &self,
+        target: &Selector,
+        offset_ms: i64,
+        rate: Option<f64>,
+    ) -> Vec<(&'static str, Value)> {
+        let mut fields = self.target(target);
+        if offset_ms != 0 || rate.is_none() {
+            fields.push(("offset", json!(fmt_offset(offset_ms))));
+        }
+        if let Some(rate) = rate {
+            fields.push(("rate", json!(rate)));
+        }
+        fields
+    }
+
     /// The two ends of a link fault as the timeline shows them: `a | b`.
     fn ends(&self, ends: &[Selector; 2]) -> String {
         let shown: Vec<String> = (ends.iter().zip(&self.resolved))
@@ -176,16 +207,7 @@ impl Fired {
                 target,
                 offset_ms,
                 rate,
-            } => {
-                let mut fields = self.target(target);
-                if *offset_ms != 0 || rate.is_none() {
-                    fields.push(("offset", json!(fmt_offset(*offset_ms))));
-                }
-                if let Some(rate) = rate {
-                    fields.push(("rate", json!(rate)));
-                }
-                ("clock", fields)
-            }
+            } => ("clock", self.clock(target, *offset_ms, *rate)),
             FaultAction::Stall { target, from: None } => ("stall", self.target(target)),
             FaultAction::Stall {
                 target,
@@ -195,16 +217,7 @@ impl Fired {
                 ("stall", vec![("between", json!(self.ends(&ends)))])
             }
             FaultAction::Partition { groups, oneway } => {
-                let mut resolved = self.resolved.iter();
-                let shown: Vec<String> = (groups.iter())
-                    .map(|group| {
-                        let names: Vec<String> = (group.iter().zip(resolved.by_ref()))
-                            .map(|(selector, nodes)| Fired::shown(selector, nodes))
-                            .collect();
-                        names.join(",")
-                    })
-                    .collect();
-                let mut fields = vec![("groups", json!(shown.join(" | ")))];
+                let mut fields = vec![("groups", json!(self.shown_groups(groups)))];
                 if *oneway {
                     fields.push(("oneway", json!(true)));
                 }

@@ -42,21 +42,7 @@ impl Links {
     /// is every node of the run. Faults that touch no link change nothing.
     pub(crate) fn apply(&mut self, fired: &Fired, everyone: &[String]) -> Vec<LinkOp> {
         match &fired.action {
-            FaultAction::Partition { oneway, .. } => {
-                let groups = fired.groups();
-                for (i, from) in groups.iter().enumerate() {
-                    for to in &groups[i + 1..] {
-                        for (a, b) in pairs(from, to) {
-                            // One way: only traffic from the earlier group is cut.
-                            if !oneway {
-                                self.cut.insert((b.clone(), a.clone()));
-                            }
-                            self.cut.insert((a, b));
-                        }
-                    }
-                }
-                self.cut_all()
-            }
+            FaultAction::Partition { oneway, .. } => self.partition(&fired.groups(), *oneway),
             FaultAction::Isolate(_) => {
                 for node in fired.nodes() {
                     self.isolated.insert(node.clone());
@@ -67,34 +53,14 @@ impl Links {
                 }
                 self.cut_all()
             }
-            FaultAction::Ring(_) => {
-                let ring = fired.nodes();
-                let reach = ring_reach(ring.len());
-                for (i, a) in ring.iter().enumerate() {
-                    for (j, b) in ring.iter().enumerate() {
-                        let apart = i.abs_diff(j).min(ring.len() - i.abs_diff(j));
-                        if apart > reach {
-                            self.cut.insert((a.clone(), b.clone()));
-                        }
-                    }
-                }
-                self.cut_all()
-            }
+            FaultAction::Ring(_) => self.ring(fired.nodes()),
             FaultAction::Stall { from, .. } => {
                 let groups = fired.groups();
-                let others: Vec<String> = match from {
+                let others = match from {
                     Some(_) => groups.get(1).cloned().unwrap_or_default(),
                     None => everyone.to_vec(),
                 };
-                let mut ops = Vec::new();
-                for (a, b) in pairs(&groups[0], &others) {
-                    for link in [(a.clone(), b.clone()), (b, a)] {
-                        if self.stalled.insert(link.clone()) {
-                            ops.push(LinkOp::Stall(link));
-                        }
-                    }
-                }
-                ops
+                self.stall(&groups[0], &others)
             }
             FaultAction::Heal(None) => {
                 self.isolated.clear();
@@ -137,6 +103,48 @@ impl Links {
             | FaultAction::PowerFail(_)
             | FaultAction::Corrupt(_) => Vec::new(),
         }
+    }
+
+    /// Cuts every link between two groups; `oneway`, only from earlier groups to later ones.
+    fn partition(&mut self, groups: &[Vec<String>], oneway: bool) -> Vec<LinkOp> {
+        for (i, from) in groups.iter().enumerate() {
+            for to in &groups[i + 1..] {
+                for (a, b) in pairs(from, to) {
+                    if !oneway {
+                        self.cut.insert((b.clone(), a.clone()));
+                    }
+                    self.cut.insert((a, b));
+                }
+            }
+        }
+        self.cut_all()
+    }
+
+    /// Cuts each node of `ring` from every node further around it than [`ring_reach`].
+    fn ring(&mut self, ring: &[String]) -> Vec<LinkOp> {
+        let reach = ring_reach(ring.len());
+        for (i, a) in ring.iter().enumerate() {
+            for (j, b) in ring.iter().enumerate() {
+                let apart = i.abs_diff(j).min(ring.len() - i.abs_diff(j));
+                if apart > reach {
+                    self.cut.insert((a.clone(), b.clone()));
+                }
+            }
+        }
+        self.cut_all()
+    }
+
+    /// Stalls the links between `nodes` and `others`, both ways; returns the newly stalled.
+    fn stall(&mut self, nodes: &[String], others: &[String]) -> Vec<LinkOp> {
+        let mut ops = Vec::new();
+        for (a, b) in pairs(nodes, others) {
+            for link in [(a.clone(), b.clone()), (b, a)] {
+                if self.stalled.insert(link.clone()) {
+                    ops.push(LinkOp::Stall(link));
+                }
+            }
+        }
+        ops
     }
 
     /// Whether `a` and `b` cannot hear each other (in either direction) now.

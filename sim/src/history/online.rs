@@ -40,8 +40,9 @@ impl OnlineHistory {
                         // Only the master the agent last registered with speaks for it: one
                         // that wakes from a pause still believing it leads reports agents that
                         // moved on long ago.
-                        let current = registered_at.get(agent) == Some(&entry.node);
-                        if current && instances.get(agent) == Some(instance_id) {
+                        let speaks = (registered_at.get(agent), instances.get(agent))
+                            == (Some(&entry.node), Some(instance_id));
+                        if speaks {
                             history.set(agent, entry.t_ms, None);
                         }
                         continue;
@@ -79,13 +80,23 @@ impl OnlineHistory {
                     | Event::Command(_),
                 ) => continue,
             };
-            for (agent, master) in &registered_at {
-                if masters_lost.contains(master) {
-                    history.set(agent, entry.t_ms, None);
-                }
-            }
+            history.lose_masters(&registered_at, &masters_lost, entry.t_ms);
         }
         history
+    }
+
+    /// Every agent last registered at one of `masters` goes offline at `t_ms`.
+    fn lose_masters(
+        &mut self,
+        registered_at: &BTreeMap<String, String>,
+        masters: &[String],
+        t_ms: u64,
+    ) {
+        for (agent, master) in registered_at {
+            if masters.contains(master) {
+                self.set(agent, t_ms, None);
+            }
+        }
     }
 
     fn set(&mut self, agent: &str, t_ms: u64, master: Option<&str>) {

@@ -35,8 +35,8 @@ pub struct DrawSpec {
     pub link: bool,
     /// Agents with credentials (`[params.auth]`).
     pub auth: bool,
-    /// Only turmoil can do it: madsim never draws it.
-    pub turmoil: bool,
+    /// The fewest masters the topology needs for it.
+    pub masters: usize,
 }
 
 /// Kinds are told apart by name.
@@ -60,7 +60,7 @@ impl DrawSpec {
             target: None,
             link: false,
             auth: false,
-            turmoil: false,
+            masters: 0,
         }
     }
 
@@ -275,7 +275,10 @@ pub(crate) const FAULTS: &[FaultSpec] = &[
         fields: &[],
         parse: parse_ring,
         captures: true,
-        draws: &[DrawSpec::new("ring", |d| d.ring()).of(NodeKind::Master)],
+        draws: &[DrawSpec {
+            masters: RING_NODES,
+            ..DrawSpec::new("ring", |d| d.ring()).of(NodeKind::Master)
+        }],
     },
     FaultSpec {
         name: "stall",
