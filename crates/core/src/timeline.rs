@@ -471,6 +471,9 @@ pub enum ShellEvent {
     BadFrame { session: u64, error: String },
     /// A record on the node's disk does not read back; it is never acted on.
     BadRecord { record: String, error: String },
+    /// A leader found its lease (or its quorum) had run out `overdue_ms` ago, as after a pause,
+    /// and stopped acting as leader before doing anything else.
+    LeadershipLapsed { overdue_ms: u64 },
 }
 
 macro_rules! into_event {
@@ -694,6 +697,7 @@ mod tests {
                 error: s("expected value at line 1 column 1"),
             }
             .into(),
+            ShellEvent::LeadershipLapsed { overdue_ms: 5000 }.into(),
             ShellEvent::BadFrame {
                 session: 4,
                 error: s("malformed 3-byte frame"),
@@ -815,6 +819,7 @@ mod tests {
                 ShellEvent::BindFailed { .. } => 28,
                 ShellEvent::BadFrame { .. } => 29,
                 ShellEvent::BadRecord { .. } => 51,
+                ShellEvent::LeadershipLapsed { .. } => 56,
             },
             Event::Command(event) => match event {
                 CommandEvent::CommandStarted { .. } => 33,
@@ -852,7 +857,7 @@ mod tests {
     fn every_kind_has_a_sample() {
         let mut seen: Vec<usize> = samples().iter().map(number).collect();
         seen.sort();
-        assert_eq!(seen, (0..56).collect::<Vec<_>>());
+        assert_eq!(seen, (0..57).collect::<Vec<_>>());
     }
 
     fn kind(event: &Event) -> String {

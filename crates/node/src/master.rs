@@ -26,6 +26,7 @@ use std::io;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::Poll;
+use std::time::Instant;
 use tokio::sync::{watch, Notify};
 use tokio_util::codec::Framed;
 
@@ -88,9 +89,30 @@ struct Shared {
     clustered: bool,
     /// Asked to shut down; the cluster loop hands over first.
     shutdown: bool,
+    /// When this master's leadership lapses unless its cluster core renews it (see
+    /// [`Membership::leading_until`](fleet_core::cluster::Membership::leading_until)).
+    leading_until: Option<Instant>,
 }
 
 impl Shared {
+    /// The time, after stepping down if this master's leadership lapsed: a master that wakes
+    /// from a pause past its lease (or its quorum) learns so before it acts as leader, whichever
+    /// of its tasks runs first.
+    fn now_leading_checked(&mut self) -> Instant {
+        let now = now();
+        let lapsed = self.leading_until.filter(|&until| now >= until);
+        if let (Some(until), Leadership::Leader) = (lapsed, self.registry.leadership()) {
+            emit(ShellEvent::LeadershipLapsed {
+                overdue_ms: now.duration_since(until).as_millis() as u64,
+            });
+            self.leading_until = None;
+            let leaderless = Leadership::Follower { leader: None };
+            self.registry.handle_leadership(now, leaderless);
+            self.dispatch(None, &mut Vec::new());
+        }
+        now
+    }
+
     /// Wakes the cluster loop when the commands or config changed.
     fn persist(&mut self) {
         if self.registry.proposal_waiting() {
@@ -131,11 +153,19 @@ impl MasterState {
         lock(&self.0)
     }
 
-    /// Tells the registry whether this master leads; sessions it must close are closed.
-    pub fn set_leadership(&self, leadership: Leadership) {
+    /// Tells the registry whether this master leads, and until when unless renewed (`None`:
+    /// no bound); sessions it must close are closed.
+    pub fn set_leadership(&self, leadership: Leadership, until: Option<Instant>) {
         let mut shared = self.lock();
+        shared.leading_until = until;
+        let now = shared.now_leading_checked();
+        // A core that has not yet noticed its lease ran out does not lead again.
+        let leadership = match until {
+            Some(until) if now >= until => Leadership::Follower { leader: None },
+            _ => leadership,
+        };
         if *shared.registry.leadership() != leadership {
-            shared.registry.handle_leadership(now(), leadership);
+            shared.registry.handle_leadership(now, leadership);
             shared.dispatch(None, &mut Vec::new());
         }
     }
@@ -163,6 +193,7 @@ impl MasterState {
         timeout: std::time::Duration,
     ) -> Result<String, SubmitError> {
         let mut shared = self.lock();
+        shared.now_leading_checked();
         let request_id = (shared.registry).submit_once(key, agent, name, args, timeout)?;
         shared.dispatch(None, &mut Vec::new());
         Ok(request_id)
@@ -177,6 +208,7 @@ impl MasterState {
     /// it ([`config_accepted`](Self::config_accepted)); returns its id.
     pub fn push_config(&self, values: BTreeMap<String, String>) -> Result<ConfigId, SubmitError> {
         let mut shared = self.lock();
+        shared.now_leading_checked();
         let id = shared.registry.push_config(values)?;
         shared.dispatch(None, &mut Vec::new());
         Ok(id)
@@ -294,6 +326,7 @@ impl MasterState {
             changed: Arc::new(Notify::new()),
             clustered: false,
             shutdown: false,
+            leading_until: None,
         })))
     }
 }
@@ -348,7 +381,8 @@ async fn sweep_liveness(state: MasterState, fallback: std::time::Duration) {
             .unwrap_or_else(|| now() + fallback);
         sleep_until(Some(deadline)).await;
         let mut shared = state.lock();
-        shared.registry.handle_timeout(now());
+        let now = shared.now_leading_checked();
+        shared.registry.handle_timeout(now);
         shared.dispatch(None, &mut Vec::new());
     }
 }
@@ -370,7 +404,8 @@ async fn serve_session(
             frame = framed.next() => match frame {
                 Some(Ok(message)) => {
                     let mut shared = state.lock();
-                    shared.registry.handle_message(now(), session, message);
+                    let now = shared.now_leading_checked();
+                    shared.registry.handle_message(now, session, message);
                     shared.dispatch(Some(session), &mut actions);
                 }
                 Some(Err(error)) => {

@@ -84,7 +84,7 @@ fn start_master(name: &str, store: SocketAddr) -> (MasterState, tokio::task::Joi
         max_miss: 3,
         ..MasterConfig::default()
     });
-    state.set_leadership(Leadership::Follower { leader: None });
+    state.set_leadership(Leadership::Follower { leader: None }, None);
     let config = ClusterConfig {
         me: name.to_string(),
         members: BTreeMap::new(),

@@ -37,12 +37,7 @@ impl OnlineHistory {
                     MasterEvent::NodeOffline {
                         agent, instance_id, ..
                     } => {
-                        // Only the master the agent last registered with speaks for it: one
-                        // that wakes from a pause still believing it leads reports agents that
-                        // moved on long ago.
-                        let speaks = (registered_at.get(agent), instances.get(agent))
-                            == (Some(&entry.node), Some(instance_id));
-                        if speaks {
+                        if instances.get(agent) == Some(instance_id) {
                             history.set(agent, entry.t_ms, None);
                         }
                         continue;

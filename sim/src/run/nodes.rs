@@ -350,7 +350,7 @@ async fn run_master(
 ) {
     if !matches!(cluster.mode, ClusterMode::Single) {
         // Until elected, a cluster member serves no agents.
-        state.set_leadership(Leadership::Follower { leader: None });
+        state.set_leadership(Leadership::Follower { leader: None }, None);
     }
     let listeners = (
         fleet_node::net::TcpListener::bind(listen.agents).await,

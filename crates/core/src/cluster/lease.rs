@@ -622,6 +622,11 @@ impl Membership for LeaseNode {
         self.events.pop()
     }
 
+    /// The holder's authority ends when the lease it counts on does.
+    fn leading_until(&self) -> Option<Instant> {
+        self.held.map(|(_, expires_at)| expires_at)
+    }
+
     fn role(&self) -> Role {
         if self.held.is_some() && !self.loading {
             Role::Leader

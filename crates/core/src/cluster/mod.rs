@@ -148,6 +148,12 @@ pub trait Membership: Send {
     #[must_use]
     fn poll_event(&mut self) -> Option<Event>;
     fn role(&self) -> Role;
+    /// While this node leads, when its authority lapses unless it is renewed first (a lease's
+    /// expiry, a raft leader's check-quorum deadline): a leader that wakes from a pause past it
+    /// must not act before its core has caught up. `None`: no bound.
+    fn leading_until(&self) -> Option<Instant> {
+        None
+    }
     fn leader(&self) -> Option<&str>;
     /// A raft term, or a lease's fencing token.
     fn term(&self) -> u64;

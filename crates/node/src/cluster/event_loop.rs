@@ -144,7 +144,8 @@ impl ClusterLoop {
         });
         let leadership = leadership(status.role, status.leader.as_deref());
         self.master.observe_term(status.term);
-        self.master.set_leadership(leadership);
+        self.master
+            .set_leadership(leadership, self.membership.leading_until());
         self.master.handle_commit(self.membership.committed());
         next_periodic
     }

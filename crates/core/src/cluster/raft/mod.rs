@@ -305,16 +305,24 @@ impl<R: RngCore> RaftNode<R> {
 
     /// Whether a majority (counting us) was heard from within the minimum election timeout.
     fn has_quorum(&self, now: Instant) -> bool {
+        self.quorum_until().is_none_or(|until| now < until)
+    }
+
+    /// When this leader stops having heard from a majority (counting us) within the minimum
+    /// election timeout, unless it hears from more of them first: the time by which enough
+    /// peers were last heard, plus that window, and never before its first window is over.
+    /// `None` when it is a majority alone.
+    fn quorum_until(&self) -> Option<Instant> {
         let window = self.config.election_timeout.0;
-        if now.duration_since(self.leading_since) < window {
-            return true;
-        }
-        let heard = self
-            .last_heard
-            .values()
-            .filter(|&&at| now.duration_since(at) < window)
-            .count();
-        heard + 1 >= self.majority()
+        let needed = self.majority().checked_sub(1).filter(|&n| n > 0)?;
+        let mut heard: Vec<Instant> = self.last_heard.values().copied().collect();
+        heard.sort_unstable_by(|a, b| b.cmp(a));
+        let first = self.leading_since + window;
+        Some(
+            heard
+                .get(needed - 1)
+                .map_or(first, |&at| first.max(at + window)),
+        )
     }
 
     fn start_pre_vote(&mut self, now: Instant) {
@@ -739,6 +747,12 @@ impl<R: RngCore + Send> Membership for RaftNode<R> {
     /// The next event for the timeline, in the order they happened.
     fn poll_event(&mut self) -> Option<Event> {
         self.events.pop()
+    }
+
+    /// With check-quorum, a leader's authority lapses when its quorum does.
+    fn leading_until(&self) -> Option<Instant> {
+        let leads = self.role == Role::Leader && self.config.check_quorum && !self.closed;
+        self.quorum_until().filter(|_| leads)
     }
 
     fn role(&self) -> Role {

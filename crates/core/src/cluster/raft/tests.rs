@@ -271,6 +271,33 @@ fn without_pre_vote_a_returning_node_disrupts_the_leader() {
 }
 
 #[test]
+fn a_leaders_authority_lapses_with_its_quorum() {
+    let mut cluster = Cluster::new(3, RaftConfig::default(), 4);
+    cluster.run_fair(Duration::from_secs(10), LATENCY);
+    let leader = cluster.index(&cluster.agreed_leader().unwrap());
+    let window = RaftConfig::default().election_timeout.0;
+    let until = cluster.nodes[leader]
+        .leading_until()
+        .expect("a leader has a bound");
+    assert!(until > cluster.now, "it heard a majority lately");
+    assert!(until <= cluster.now + window, "no more than a window ahead");
+    for node in (0..3).filter(|&i| i != leader) {
+        assert_eq!(
+            cluster.nodes[node].leading_until(),
+            None,
+            "a follower has none"
+        );
+    }
+    cluster.partition(1 << leader);
+    cluster.run_fair(Duration::from_secs(10), LATENCY);
+    assert_eq!(
+        cluster.nodes[leader].leading_until(),
+        None,
+        "it stepped down"
+    );
+}
+
+#[test]
 fn without_check_quorum_a_cut_off_leader_keeps_believing() {
     let config = RaftConfig {
         pre_vote: false,
