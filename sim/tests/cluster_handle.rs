@@ -81,7 +81,7 @@ fn status_trackers_periodic_tasks_and_remote_calls() {
                         max_miss: 3,
                         ..MasterConfig::default()
                     });
-                    state.set_leadership(Leadership::Follower { leader: None });
+                    state.set_leadership(Leadership::Follower { leader: None }, None);
                     let handle = ClusterHandle::new(&name);
                     let me = name.clone();
                     handle.register_function(

@@ -90,11 +90,16 @@ impl Disk {
         records.synced.extend(written);
     }
 
-    /// Erases everything, as a replaced disk would.
-    pub fn wipe(&self) {
+    /// Erases everything, as a replaced disk would; returns how many records there were.
+    pub fn wipe(&self) -> usize {
         let mut records = self.lock();
-        records.synced.clear();
-        records.unsynced.clear();
+        let synced = std::mem::take(&mut records.synced);
+        let unsynced = std::mem::take(&mut records.unsynced);
+        let erased = unsynced
+            .keys()
+            .filter(|key| !synced.contains_key(*key))
+            .count();
+        erased + synced.len()
     }
 
     /// Loses every write not synced, as a power failure does; returns how many.

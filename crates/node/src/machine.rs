@@ -66,6 +66,9 @@ struct Inner {
     gates: Mutex<BTreeMap<IpAddr, Gate>>,
     /// The sockets waiting at a gate, to wake when one opens.
     at_gates: Mutex<Vec<Waker>>,
+    /// What this machine sent to each peer (writes and connects), for the harness to tell what
+    /// a fault on a link stood in the way of.
+    sent: Mutex<BTreeMap<IpAddr, Arc<AtomicU64>>>,
 }
 
 /// Why a link delivers nothing to this machine.
@@ -241,6 +244,19 @@ impl Machine {
     /// Ready once a connect to `peer` may go.
     pub(crate) fn poll_connect_open(&self, peer: IpAddr, cx: &mut Context<'_>) -> Poll<()> {
         self.poll_gate(cx, |gate| gate == Some(Gate::Held), peer)
+    }
+
+    /// The count of what this machine sends to `peer`: a socket adds one for its connect and
+    /// one for each write.
+    pub(crate) fn sent_counter(&self, peer: IpAddr) -> Arc<AtomicU64> {
+        lock(&self.0.sent).entry(peer).or_default().clone()
+    }
+
+    /// How many writes and connects this machine has sent towards `peer` so far.
+    pub fn sent_to(&self, peer: IpAddr) -> u64 {
+        let sent = lock(&self.0.sent);
+        sent.get(&peer)
+            .map_or(0, |count| count.load(Ordering::Relaxed))
     }
 
     fn poll_gate(

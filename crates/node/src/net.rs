@@ -14,6 +14,8 @@ use crate::machine::Machine;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
@@ -49,19 +51,26 @@ pub struct TcpStream {
     inner: raw::TcpStream,
     /// The machine whose gates it goes through, and the peer's address.
     gate: Option<(Machine, IpAddr)>,
+    /// The machine's count of what it sent to the peer.
+    sent: Option<Arc<AtomicU64>>,
 }
 
 impl TcpStream {
     fn new(inner: raw::TcpStream, peer: IpAddr) -> TcpStream {
+        let machine = Machine::current();
         TcpStream {
             inner,
-            gate: Machine::current().map(|machine| (machine, peer)),
+            sent: machine.as_ref().map(|machine| machine.sent_counter(peer)),
+            gate: machine.map(|machine| (machine, peer)),
         }
     }
 
     /// Connects to `address`, once no hold on the link stands in the way.
     pub async fn connect(address: SocketAddr) -> io::Result<TcpStream> {
         if let Some(machine) = Machine::current() {
+            machine
+                .sent_counter(address.ip())
+                .fetch_add(1, Ordering::Relaxed);
             std::future::poll_fn(|cx| machine.poll_connect_open(address.ip(), cx)).await;
         }
         let inner = raw::TcpStream::connect(address).await?;
@@ -95,7 +104,12 @@ impl AsyncWrite for TcpStream {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
+        let this = self.get_mut();
+        let written = Pin::new(&mut this.inner).poll_write(cx, buf);
+        if let (Poll::Ready(_), Some(sent)) = (&written, &this.sent) {
+            sent.fetch_add(1, Ordering::Relaxed);
+        }
+        written
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {

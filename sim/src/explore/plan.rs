@@ -122,9 +122,9 @@ impl Ground<'_> {
             .collect()
     }
 
-    /// The drawn faults with the losses among them. A master's disk is wiped only where the
-    /// run loses that master (a drawn wipe of another master goes to one of those, or is
-    /// dropped): more would lose a majority's state. Nothing restarts a master lost for good.
+    /// The drawn faults with the losses among them. A master's disk is wiped or damaged only
+    /// where the run loses that master (a drawn wipe or corrupt of another master goes to one
+    /// of those, or is dropped): more would lose a majority's state. Nothing restarts a master lost for good.
     fn keep_losses(&self, steps: Vec<Step>, losses: &[Loss], rng: &mut ChaCha8Rng) -> Vec<Step> {
         let is_master = |node: &String| node.starts_with(NodeKind::Master.prefix());
         let one = |node: &str| self.topology.select_nodes(&[node.to_string()], "");
@@ -136,6 +136,13 @@ impl Ground<'_> {
                         continue;
                     }
                     FaultAction::Wipe(one(&losses[rng.gen_range(0..losses.len())].node))
+                }
+                // A damaged disk reads as a lost one: the same budget.
+                FaultAction::Corrupt(_) => {
+                    if losses.is_empty() {
+                        continue;
+                    }
+                    FaultAction::Corrupt(one(&losses[rng.gen_range(0..losses.len())].node))
                 }
                 FaultAction::Restart(target) => {
                     let resurrects = (losses.iter()).any(|loss| {

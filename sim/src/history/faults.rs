@@ -36,6 +36,26 @@ pub struct Fired {
     pub resolved: Vec<Vec<String>>,
     /// Where an admin request went: the leader then, `None` while nobody led.
     pub master: Option<String>,
+    /// What it did, counted (see [`Effect`]); written in once the run is over, since a link
+    /// fault's is counted for as long as it stands.
+    pub effect: Effect,
+}
+
+/// What a fault did, as counts the timeline shows after its fields: `stopped=2`,
+/// `writes_lost=3`, `blocked=41`. A fault whose counts are all zero did nothing, and fails a
+/// scenario's run ([`Fired::did_nothing`]). Faults with nothing to count (latency, loss,
+/// credentials, admin requests) have none.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Effect(pub Vec<(&'static str, u64)>);
+
+impl Effect {
+    /// Adds `count` to `what`, which shows even at zero once added.
+    pub fn add(&mut self, what: &'static str, count: u64) {
+        match self.0.iter_mut().find(|(name, _)| *name == what) {
+            Some((_, total)) => *total += count,
+            None => self.0.push((what, count)),
+        }
+    }
 }
 
 impl Fired {
@@ -48,7 +68,14 @@ impl Fired {
             action,
             resolved,
             master: None,
+            effect: Effect::default(),
         }
+    }
+
+    /// Whether it had something to do and did none of it: every count zero.
+    pub fn did_nothing(&self) -> bool {
+        let counts = &self.effect.0;
+        !counts.is_empty() && counts.iter().all(|(_, count)| *count == 0)
     }
 
     /// The nodes a fault with one target hit; none for one without.
@@ -186,8 +213,20 @@ impl Fired {
         text
     }
 
-    /// The kind and fields the timeline shows, in order.
+    /// The kind and fields the timeline shows, in order: the fault's, then what it did.
     fn fields(&self) -> (&'static str, Vec<(&'static str, Value)>) {
+        let (kind, mut fields) = self.action_fields();
+        fields.extend(
+            self.effect
+                .0
+                .iter()
+                .map(|(what, count)| (*what, json!(count))),
+        );
+        (kind, fields)
+    }
+
+    /// The fault's fields, as written and resolved.
+    fn action_fields(&self) -> (&'static str, Vec<(&'static str, Value)>) {
         let range = |low, high| json!(format!("{}..{}", fmt_duration(low), fmt_duration(high)));
         match &self.action {
             FaultAction::Crash(target) => ("crash", self.target(target)),

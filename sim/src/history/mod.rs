@@ -15,7 +15,7 @@ pub mod metrics;
 pub mod online;
 pub mod terms;
 
-pub use faults::{FaultEvent, Fired};
+pub use faults::{Effect, FaultEvent, Fired};
 
 use fleet_core::timeline::Event;
 use serde::ser::{SerializeMap, Serializer};

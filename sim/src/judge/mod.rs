@@ -245,6 +245,7 @@ pub fn evaluate(
         .map(|expectation| expected(expectation, &evidence))
         .collect();
     verdicts.extend(unfired(&timeline.entries));
+    verdicts.extend(idle(&timeline.entries));
     let named: Vec<&str> = expectations
         .iter()
         .filter_map(|expectation| expectation.check.invariant())
@@ -267,6 +268,33 @@ fn unfired(entries: &[Entry]) -> Option<Verdict> {
         ok: false,
         detail: format!("the run ended before these fired: {}", never.join("; ")),
         value: Some(never.len().into()),
+    })
+}
+
+/// The verdict on faults that did nothing: exploration, which draws faults blind, leaves it out.
+pub const IDLE_FAULTS: &str = "faults took effect";
+
+/// A fault that did nothing (a partition no message crossed, a resume of a node that was not
+/// paused, a crash of one already down) fails the run: it tests nothing.
+fn idle(entries: &[Entry]) -> Option<Verdict> {
+    let idle: Vec<String> = (entries.iter())
+        .filter_map(|entry| match entry.fault()?.fired()? {
+            fired if fired.did_nothing() => {
+                let (kind, fields) = entry.parts();
+                Some(format!(
+                    "{} {kind} {fields}",
+                    crate::history::fmt_time(entry.t_ms)
+                ))
+            }
+            _ => None,
+        })
+        .collect();
+    (!idle.is_empty()).then(|| Verdict {
+        check: IDLE_FAULTS.into(),
+        args: serde_json::Map::new(),
+        ok: false,
+        detail: format!("these did nothing: {}", idle.join("; ")),
+        value: Some(idle.len().into()),
     })
 }
 
@@ -308,6 +336,37 @@ mod tests {
 
     fn error(expect: &str) -> ScenarioError {
         compile_text(&format!("{MINIMAL}[[expect]]\n{expect}")).unwrap_err()
+    }
+
+    #[test]
+    fn a_fault_that_did_nothing_fails_the_run_and_one_with_no_count_does_not() {
+        use crate::history::tests::{fault, fired};
+        use crate::history::Effect;
+        let with = |action: &str, effect: Vec<(&'static str, u64)>| {
+            let mut event = fired(action, &[]);
+            if let FaultEvent::Fired(fired) = &mut event {
+                fired.effect = Effect(effect);
+            }
+            fault(1000, event)
+        };
+        let busy = [
+            with("resume = \"master-1\"", vec![("resumed", 1)]),
+            with("latency = \"1s..2s\"", vec![]),
+        ];
+        assert_eq!(idle(&busy), None);
+        let lazy = [with(
+            "power_fail = \"master-1\"",
+            vec![("stopped", 0), ("writes_lost", 0)],
+        )];
+        let verdict = idle(&lazy).expect("a verdict");
+        assert!(!verdict.ok);
+        assert!(
+            verdict
+                .detail
+                .contains("power_fail target=master-1 stopped=0 writes_lost=0"),
+            "{}",
+            verdict.detail
+        );
     }
 
     #[test]

@@ -4,9 +4,10 @@
 
 use crate::history::captures::Captures;
 use crate::history::leaders::LeaderHistory;
-use crate::history::links::{LinkOp, Links};
+use crate::history::links::{Link, LinkOp, Links};
 use crate::history::online::OnlineHistory;
-use crate::history::{FaultEvent, Fired, Timeline};
+use crate::history::{Effect, FaultEvent, Fired, Timeline};
+use crate::run::effects::Effects;
 use crate::run::engine::{sleep_until, Engine};
 use crate::run::nodes::{AgentSlot, Built, MasterSlot, Revoked};
 use crate::run::record::Recorder;
@@ -18,7 +19,7 @@ use fleet_node::sync::lock;
 use fleet_node::MasterState;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 use std::sync::Mutex;
 use std::time::Duration;
@@ -45,6 +46,18 @@ pub(crate) struct FaultInjector<E> {
     pub captures: Captures,
     /// Draws `any(...)`: from the run's seed, apart from madsim's stream.
     pub rng: ChaCha8Rng,
+    /// What each fault did so far.
+    effects: Effects,
+    /// The nodes a fault took down and none restarted.
+    down: BTreeSet<String>,
+}
+
+/// What `from` sent towards `to` so far, by `from`'s machine.
+fn sent_across(machines: &BTreeMap<String, (Machine, IpAddr)>, (from, to): &Link) -> u64 {
+    match (machines.get(from), machines.get(to)) {
+        (Some((machine, _)), Some((_, ip))) => machine.sent_to(*ip),
+        _ => 0,
+    }
 }
 
 /// A selector's view of the moment a fault or command fires.
@@ -96,6 +109,8 @@ impl<E: Engine> FaultInjector<E> {
             recorder,
             captures: Captures::default(),
             rng: ChaCha8Rng::seed_from_u64(seed ^ ANY_STREAM),
+            effects: Effects::default(),
+            down: BTreeSet::new(),
         }
     }
 
@@ -217,34 +232,35 @@ impl<E: Engine> FaultInjector<E> {
             action: action.clone(),
             resolved,
             master,
+            effect: Effect::default(),
         }
     }
 
     /// Fires `fault`: records whom it hits, does it, and records what `as` captured.
     pub async fn apply(&mut self, fault: &Fault) {
         let fired = self.fire(&fault.action);
-        self.recorder
+        let line = self
+            .recorder
             .record(FaultEvent::Fired(Box::new(fired.clone())));
         let ops = self.links.apply(&fired, &self.topology.nodes());
         self.carry_out(&ops);
+        let machines = &self.machines;
+        self.effects
+            .follow(line, &ops, |link| sent_across(machines, link));
         let nodes = fired.nodes().to_vec();
         match &fired.action {
-            FaultAction::Crash(_) => nodes.iter().for_each(|node| self.kill(node)),
+            FaultAction::Crash(_) => self.stop(line, &nodes, false),
             FaultAction::Restart(_) => nodes.iter().for_each(|node| {
                 self.machine(node).resume();
                 self.engine.restart(node);
+                self.down.remove(node);
+                self.effects.add(line, "restarted", 1);
             }),
-            FaultAction::PowerFail(_) => nodes.iter().for_each(|node| {
-                if let Some(disk) = self.disks.get(node) {
-                    disk.power_fail();
-                }
-                self.kill(node);
-            }),
-            FaultAction::Corrupt(_) => (nodes.iter())
-                .filter_map(|node| self.disks.get(node))
-                .for_each(|disk| {
-                    disk.corrupt();
-                }),
+            FaultAction::PowerFail(_) => self.stop(line, &nodes, true),
+            FaultAction::Wipe(_) => self.on_disks(line, "records_lost", &nodes, Disk::wipe),
+            FaultAction::Corrupt(_) => {
+                self.on_disks(line, "records_damaged", &nodes, Disk::corrupt)
+            }
             FaultAction::Clock {
                 offset_ms, rate, ..
             } => {
@@ -252,25 +268,35 @@ impl<E: Engine> FaultInjector<E> {
                 for node in &nodes {
                     self.machine(node).adjust_clock(now, *offset_ms, *rate);
                 }
+                self.effects.add(line, "clocks", nodes.len() as u64);
             }
-            FaultAction::Pause(_) => nodes.iter().for_each(|node| {
-                self.machine(node).pause();
-            }),
-            FaultAction::Resume(_) => nodes.iter().for_each(|node| {
-                self.machine(node).resume();
-            }),
+            FaultAction::Pause(_) => {
+                let paused = nodes.iter().filter(|node| self.machine(node).pause());
+                let paused = paused.count() as u64;
+                self.effects.add(line, "paused", paused);
+            }
+            FaultAction::Resume(_) => {
+                let resumed = nodes.iter().filter(|node| self.machine(node).resume());
+                let resumed = resumed.count() as u64;
+                self.effects.add(line, "resumed", resumed);
+            }
             FaultAction::Latency(low, high) => self.engine.latency(*low, *high),
             FaultAction::Loss(rate) => self.engine.loss(*rate),
-            // A node without a disk (an agent, or persist = false) has nothing to lose.
-            FaultAction::Wipe(_) => (nodes.iter())
-                .filter_map(|node| self.disks.get(node))
-                .for_each(Disk::wipe),
             FaultAction::Revoke(_) => self.set_credentials(nodes, false).await,
             FaultAction::Restore(_) => self.set_credentials(nodes, true).await,
-            FaultAction::Stop(_) => (nodes.iter())
-                .filter_map(|node| lock(self.agents.get(node)?).clone())
-                .for_each(|control| control.stop()),
-            FaultAction::Shutdown(_) => self.on_masters(&nodes, MasterState::shutdown).await,
+            FaultAction::Stop(_) => {
+                let controls: Vec<_> = (nodes.iter())
+                    .filter(|node| !self.down.contains(*node))
+                    .filter_map(|node| lock(self.agents.get(node)?).clone())
+                    .collect();
+                self.effects.add(line, "stopped", controls.len() as u64);
+                controls.iter().for_each(|control| control.stop());
+            }
+            FaultAction::Shutdown(_) => {
+                let up = nodes.iter().filter(|node| !self.down.contains(*node));
+                self.effects.add(line, "stopped", up.count() as u64);
+                self.on_masters(&nodes, MasterState::shutdown).await
+            }
             FaultAction::Admin(op) => self.admin(op, nodes, fired.master.clone()).await,
             // The links: carried out above.
             FaultAction::Partition { .. }
@@ -290,14 +316,52 @@ impl<E: Engine> FaultInjector<E> {
         }
     }
 
+    /// Kills `nodes`, counting those that were up as `stopped`; a power failure first loses
+    /// each one's unsynced writes, counted as `writes_lost`.
+    fn stop(&mut self, line: usize, nodes: &[String], power_fail: bool) {
+        let up = nodes.iter().filter(|node| !self.down.contains(*node));
+        self.effects.add(line, "stopped", up.count() as u64);
+        if power_fail {
+            self.on_disks(line, "writes_lost", nodes, Disk::power_fail);
+        }
+        for node in nodes {
+            self.kill(node);
+        }
+    }
+
+    /// Does `f` to the disk of each of `nodes` that has one, counting what it returns as
+    /// `what`. A node without a disk (an agent, or `persist = false`) has nothing to lose.
+    fn on_disks(
+        &mut self,
+        line: usize,
+        what: &'static str,
+        nodes: &[String],
+        f: impl Fn(&Disk) -> usize,
+    ) {
+        let hit: usize = (nodes.iter())
+            .filter_map(|node| self.disks.get(node))
+            .map(f)
+            .sum();
+        self.effects.add(line, what, hit as u64);
+    }
+
+    /// Writes what each fault did onto its line, once the run is over.
+    pub fn settle_effects(&mut self) {
+        let machines = &self.machines;
+        let effects = std::mem::take(&mut self.effects);
+        let mut timeline = lock(&self.recorder.timeline);
+        effects.settle(&mut timeline, |link| sent_across(machines, link));
+    }
+
     fn machine(&self, node: &str) -> &Machine {
         &self.machines[node].0
     }
 
     /// Ends `node`'s process; the next one starts unpaused.
-    fn kill(&self, node: &str) {
+    fn kill(&mut self, node: &str) {
         self.engine.kill(node);
         self.machine(node).resume();
+        self.down.insert(node.to_string());
     }
 
     /// `to` reads nothing `from` sends (`stalled`), or reads it again.

@@ -4,6 +4,7 @@
 //! ([`faults`]) and send the same operations ([`commands`]) through an [`engine::Engine`].
 
 pub mod commands;
+mod effects;
 pub mod engine;
 pub mod faults;
 pub mod nodes;
@@ -113,6 +114,7 @@ async fn harness<E: Engine>(
     }
     faults::inject(&mut injector, &scenario.faults, scenario.duration).await;
     sleep_until(&engine, scenario.duration).await;
+    injector.settle_effects();
     sent
 }
 

@@ -27,15 +27,18 @@ pub struct Recorder {
 
 impl Recorder {
     /// Records `event` now, from the harness.
-    pub fn record(&self, event: FaultEvent) {
+    /// Returns its line: its index among the timeline's entries.
+    pub fn record(&self, event: FaultEvent) -> usize {
         let (t_ms, node) = (self.locate)();
         // For `RUST_LOG` readers; the timeline takes the event itself, below.
         tracing::info!(target: "sim::faults", fault = ?event.fields());
-        lock(&self.timeline).entries.push(Entry {
+        let entries = &mut lock(&self.timeline).entries;
+        entries.push(Entry {
             t_ms,
             node,
             event: Happening::Fault(event),
         });
+        entries.len() - 1
     }
 }
 
