@@ -92,6 +92,12 @@ pub struct AttemptRecord {
     pub reason: String,
 }
 
+/// How far apart two clocks' rates may be, as a fraction: each within 5% of true time (lease
+/// mode's default `max_drift`), so an agent's wait may pass up to 10% sooner than the master's.
+/// A retry that comes that much early is on time, or an agent whose clock runs fast would be
+/// refused as too soon for ever.
+pub const RATE_TOLERANCE: f64 = 0.1;
+
 /// Why the attempt manager refuses a registration.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Refuse {
@@ -153,7 +159,10 @@ impl AttemptManager {
         if record.attempts >= self.policy.max_retries {
             return Err(Refuse::RetryLimit);
         }
-        let ready = record.last_attempt + self.policy.backoff(record.attempts);
+        // On time from a little before the wait is over by this master's clock: the agent
+        // counts the wait on its own clock, which may run faster.
+        let wait = self.policy.backoff(record.attempts);
+        let ready = record.last_attempt + wait.mul_f64(1.0 - RATE_TOLERANCE);
         match ready.checked_duration_since(now) {
             Some(wait) if !wait.is_zero() => Err(Refuse::TooSoon(wait)),
             _ => Ok(()),
@@ -248,13 +257,14 @@ mod tests {
         assert_eq!(manager.should_reconnect("a-1", t0), Ok(()), "no record");
         manager.record_disconnection("a-1", "a", t0, "connection closed");
         let soon = t0 + Duration::from_millis(300);
+        // The 1s wait, less the 10% a fast clock may gain: 900ms.
         assert_eq!(
             manager.should_reconnect("a-1", soon),
-            Err(Refuse::TooSoon(Duration::from_millis(700)))
+            Err(Refuse::TooSoon(Duration::from_millis(600)))
         );
         manager.record_attempt("a-1", soon, false);
-        // One failure: 2s from it.
-        let ready = soon + Duration::from_secs(2);
+        // One failure: 2s from it, on time from 1.8s on.
+        let ready = soon + Duration::from_millis(1800);
         assert!(manager
             .should_reconnect("a-1", ready - Duration::from_millis(1))
             .is_err());

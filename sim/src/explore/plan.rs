@@ -179,10 +179,10 @@ impl Ground<'_> {
         kept
     }
 
-    /// A link fault needs a node to cut off and one to cut it from; a ring needs enough masters.
+    /// A link fault needs a node to cut off and one to cut it from; a ring needs enough targets.
     fn can_draw(&self, kind: &DrawSpec) -> bool {
         let links = !kind.link || self.topology.nodes().len() > 1;
-        links && self.topology.masters().len() >= kind.masters
+        links && self.spec.targets.nodes().len() >= kind.nodes
     }
 
     fn in_topology_order(&self, nodes: &BTreeSet<String>) -> Vec<String> {

@@ -161,7 +161,15 @@ pub fn shrink_seed(
     let ground = template.ground();
     let drawn = ground.draw(seed);
     let from = drawn.steps.len();
-    let simpler = |schedule: &Schedule| ground.simpler(schedule);
+    // Only an invariant holds at every moment. Any other check judges how the run recovered,
+    // and without the liveness phase that undoes the faults, a fault that lasts (a revoked
+    // agent, a node left down) breaks it trivially: a different failure, not a simpler one.
+    let needs_liveness = !check.starts_with("invariant");
+    let simpler = |schedule: &Schedule| {
+        let mut simpler = ground.simpler(schedule);
+        simpler.retain(|candidate| candidate.liveness || !needs_liveness);
+        simpler
+    };
     let (schedule, runs) = shrink(drawn, SHRINK_BUDGET, simpler, |candidate| {
         let broken = judge_schedule(template, seed, candidate)?;
         Ok(broken.iter().any(|broken| broken.check == check))

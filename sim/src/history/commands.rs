@@ -44,6 +44,18 @@ pub struct CommandHistory {
     /// Per node whose process a crash or restart ended: its last process's number and when
     /// the one before it ended. Others are still in process 1, begun at 0.
     pub processes: BTreeMap<String, (u32, u64)>,
+    /// Per node, when it woke from each pause.
+    pub resumed: BTreeMap<String, Vec<u64>>,
+}
+
+impl CommandHistory {
+    /// The last moment at or before `t` that any of `nodes` woke from a pause.
+    pub fn last_resumed(&self, nodes: &[&str], t: u64) -> Option<u64> {
+        (nodes.iter())
+            .filter_map(|node| self.resumed.get(*node))
+            .flat_map(|times| times.iter().copied().filter(|&at| at <= t))
+            .max()
+    }
 }
 
 impl CommandHistory {
@@ -67,6 +79,14 @@ impl CommandHistory {
     /// A fault that ended processes starts their next incarnation. A crashed or stopped agent
     /// reports nothing (`down`); a restarted one starts online, as the first process did.
     fn fault(&mut self, fault: &FaultEvent, t: u64, incarnations: &mut BTreeMap<String, u32>) {
+        if let Some(fired) = fault
+            .fired()
+            .filter(|f| matches!(f.action, FaultAction::Resume(_)))
+        {
+            for node in fired.nodes() {
+                self.resumed.entry(node.clone()).or_default().push(t);
+            }
+        }
         for node in fault.processes_ended().unwrap_or_default() {
             let incarnation = incarnations.entry(node.clone()).or_insert(1);
             *incarnation += 1;

@@ -77,17 +77,23 @@ fn tally(history: &CommandHistory, within_ms: u64, allow_lost: bool, end_ms: u64
     for (id, story) in &history.commands {
         tally.sent += 1;
         let agent = &story.agent;
-        if let Some((t, _, _)) = &story.result {
+        if let Some((t, taker, _)) = &story.result {
             tally.completed += 1;
-            // Timed from its last sending before the result.
-            let sent = story.sent.iter().copied().filter(|s| s <= t).max();
+            // Timed from its last sending before the result, or from the last time the agent
+            // or the master that took the result woke from a pause, if later: a paused node
+            // holds the command up as a down one would.
+            let sending = story.sent.iter().copied().filter(|s| s <= t).max();
+            let woke = history.last_resumed(&[agent, taker], *t);
+            let sent = sending.max(woke.filter(|_| sending.is_some()));
             let waited = t - sent.unwrap_or(*t);
             if tally.slowest.as_ref().is_none_or(|(w, _)| waited > *w) {
                 tally.slowest = Some((waited, id.clone()));
             }
             if waited > within_ms {
                 let sent = fmt_time(sent.unwrap_or(*t));
-                let problem = format!("{id}: result {waited}ms after it was sent at {sent}");
+                let problem = format!(
+                    "{id}: result {waited}ms after it was sent (or its node woke) at {sent}"
+                );
                 tally.problems.push(problem);
             }
             if let Some((t, master, reason)) = &story.lost {

@@ -50,7 +50,7 @@ pub(crate) trait Engine: Clone + Send + Sync + 'static {
         &self,
         node: &str,
         job: impl FnOnce() -> T + Send + 'static,
-    ) -> impl Future<Output = Option<T>> + Send;
+    ) -> impl Future<Output = Option<T>> + Send + 'static;
 }
 
 /// How long [`Engine::run_on`] waits for a node to run a job.

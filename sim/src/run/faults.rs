@@ -50,7 +50,12 @@ pub(crate) struct FaultInjector<E> {
     effects: Effects,
     /// The nodes a fault took down and none restarted.
     down: BTreeSet<String>,
+    /// What the faults asked of a paused master, to run in order once it resumes.
+    deferred: BTreeMap<String, Vec<Job>>,
 }
+
+/// Something to run on a master's node.
+type Job = Box<dyn FnOnce() + Send>;
 
 /// What `from` sent towards `to` so far, by `from`'s machine.
 fn sent_across(machines: &BTreeMap<String, (Machine, IpAddr)>, (from, to): &Link) -> u64 {
@@ -111,6 +116,7 @@ impl<E: Engine> FaultInjector<E> {
             rng: ChaCha8Rng::seed_from_u64(seed ^ ANY_STREAM),
             effects: Effects::default(),
             down: BTreeSet::new(),
+            deferred: BTreeMap::new(),
         }
     }
 
@@ -151,7 +157,7 @@ impl<E: Engine> FaultInjector<E> {
 
     /// Runs `f` on the running registry of each of `masters`, on that master's node, so what
     /// it reports is the master's (one that is down has no registry, and is skipped).
-    async fn operate<F>(&self, masters: &[String], f: F)
+    async fn operate<F>(&mut self, masters: &[String], f: F)
     where
         F: Fn(&mut fleet_core::master::Registry) + Clone + Send + 'static,
     {
@@ -160,7 +166,7 @@ impl<E: Engine> FaultInjector<E> {
     }
 
     /// Runs `f` on each of `masters`, on its own node.
-    async fn on_masters<F>(&self, masters: &[String], f: F)
+    async fn on_masters<F>(&mut self, masters: &[String], f: F)
     where
         F: Fn(&MasterState) + Clone + Send + 'static,
     {
@@ -170,14 +176,20 @@ impl<E: Engine> FaultInjector<E> {
                 continue;
             };
             let f = f.clone();
-            // A node that goes down first never runs it.
-            let _ = self.engine.run_on(master, move || f(&state)).await;
+            let job: Job = Box::new(move || f(&state));
+            if self.machine(master).is_paused() {
+                // It runs when the master wakes, in order; the faults after it do not wait.
+                self.deferred.entry(master.clone()).or_default().push(job);
+            } else {
+                // A node that goes down first never runs it.
+                let _ = self.engine.run_on(master, job).await;
+            }
         }
     }
 
     /// Revokes (`valid = false`) or restores the credentials of `agents` at every master, and
     /// in the list masters read when they boot.
-    async fn set_credentials(&self, agents: Vec<String>, valid: bool) {
+    async fn set_credentials(&mut self, agents: Vec<String>, valid: bool) {
         {
             let mut revoked = lock(&self.revoked);
             for agent in &agents {
@@ -203,7 +215,7 @@ impl<E: Engine> FaultInjector<E> {
 
     /// Sends `op` about `agents` to `master`, the leader of the moment; with none, it goes
     /// nowhere (and the record says so).
-    async fn admin(&self, op: &AdminOp, agents: Vec<String>, master: Option<String>) {
+    async fn admin(&mut self, op: &AdminOp, agents: Vec<String>, master: Option<String>) {
         let op = op.clone();
         self.operate(master.as_slice(), move |registry| {
             let now = fleet_node::clock::now();
@@ -253,6 +265,7 @@ impl<E: Engine> FaultInjector<E> {
             FaultAction::Restart(_) => nodes.iter().for_each(|node| {
                 self.machine(node).resume();
                 self.engine.restart(node);
+                self.deferred.remove(node);
                 self.down.remove(node);
                 self.effects.add(line, "restarted", 1);
             }),
@@ -279,6 +292,11 @@ impl<E: Engine> FaultInjector<E> {
                 let resumed = nodes.iter().filter(|node| self.machine(node).resume());
                 let resumed = resumed.count() as u64;
                 self.effects.add(line, "resumed", resumed);
+                for node in &nodes {
+                    for job in self.deferred.remove(node).unwrap_or_default() {
+                        let _ = self.engine.run_on(node, job).await;
+                    }
+                }
             }
             FaultAction::Latency(low, high) => self.engine.latency(*low, *high),
             FaultAction::Loss(rate) => self.engine.loss(*rate),
@@ -357,10 +375,12 @@ impl<E: Engine> FaultInjector<E> {
         &self.machines[node].0
     }
 
-    /// Ends `node`'s process; the next one starts unpaused.
+    /// Ends `node`'s process; the next one starts unpaused, and what waited for the old one to
+    /// wake is dropped with it.
     fn kill(&mut self, node: &str) {
         self.engine.kill(node);
         self.machine(node).resume();
+        self.deferred.remove(node);
         self.down.insert(node.to_string());
     }
 

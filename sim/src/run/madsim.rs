@@ -126,7 +126,7 @@ impl Engine for Madsim {
         &self,
         node: &str,
         job: impl FnOnce() -> T + Send + 'static,
-    ) -> impl Future<Output = Option<T>> + Send {
+    ) -> impl Future<Output = Option<T>> + Send + 'static {
         let machine = self.machines[node].0.clone();
         let node = Handle::current().get_node(self.id(node));
         async move {

@@ -304,7 +304,7 @@ impl MasterNode<'_> {
             let (incarnation, rng) = incarnations.next();
             let boot = (incarnation > 1).then(|| incarnation.to_string());
             let (disk, config, slot) = (Some(disk.clone()), config.clone(), slot.clone());
-            let revoked = lock(&revoked).clone();
+            let revoked = revoked.clone();
             let cluster = ClusterConfig {
                 first_start: incarnation == 1,
                 ..cluster.clone()
@@ -312,6 +312,9 @@ impl MasterNode<'_> {
             // The disk is read on the node, so what the read reports is the node's.
             Box::pin(async move {
                 let state = fleet_node::MasterState::open(config, disk, boot.as_deref());
+                // Read as it boots, not when it was told to restart: a `restore` in between
+                // finds this registry in the slot, or the list already changed.
+                let revoked = lock(&revoked).clone();
                 state.operate(|registry| {
                     for agent in &revoked {
                         registry.revoke_credentials(agent);

@@ -172,7 +172,7 @@ impl Engine for Turmoil {
         &self,
         node: &str,
         job: impl FnOnce() -> T + Send + 'static,
-    ) -> impl Future<Output = Option<T>> + Send {
+    ) -> impl Future<Output = Option<T>> + Send + 'static {
         let host = self.hosts.get(node).cloned();
         async move {
             let (done, result) = oneshot::channel();

@@ -35,8 +35,8 @@ pub struct DrawSpec {
     pub link: bool,
     /// Agents with credentials (`[params.auth]`).
     pub auth: bool,
-    /// The fewest masters the topology needs for it.
-    pub masters: usize,
+    /// The fewest nodes the targets must have for it.
+    pub nodes: usize,
 }
 
 /// Kinds are told apart by name.
@@ -60,7 +60,7 @@ impl DrawSpec {
             target: None,
             link: false,
             auth: false,
-            masters: 0,
+            nodes: 0,
         }
     }
 
@@ -228,7 +228,10 @@ pub(crate) const FAULTS: &[FaultSpec] = &[
         fields: &["offset", "rate"],
         parse: parse_clock,
         captures: true,
-        draws: &[DrawSpec::new("clock", |d| d.clock())],
+        draws: &[
+            DrawSpec::new("clock", |d| d.clock()),
+            DrawSpec::new("drift", |d| d.drift()),
+        ],
     },
     FaultSpec {
         name: "pause",
@@ -242,7 +245,9 @@ pub(crate) const FAULTS: &[FaultSpec] = &[
         fields: &[],
         parse: |f| Ok(FaultAction::Resume(f.selector("resume")?)),
         captures: true,
-        draws: &[],
+        draws: &[DrawSpec::new("resume", |d| {
+            FaultAction::Resume(d.pick(None))
+        })],
     },
     FaultSpec {
         name: "power_fail",
@@ -276,8 +281,8 @@ pub(crate) const FAULTS: &[FaultSpec] = &[
         parse: parse_ring,
         captures: true,
         draws: &[DrawSpec {
-            masters: RING_NODES,
-            ..DrawSpec::new("ring", |d| d.ring()).of(NodeKind::Master)
+            nodes: RING_NODES,
+            ..DrawSpec::new("ring", |d| d.ring())
         }],
     },
     FaultSpec {
@@ -355,24 +360,33 @@ impl Drawing<'_> {
     /// A clock that jumps forwards up to 3s, or drifts within [`DRAWN_DRIFT`] (a monotonic
     /// clock never jumps back).
     fn clock(&mut self) -> FaultAction {
-        let target = self.pick(None);
-        let (offset_ms, rate) = match self.rng.gen_bool(0.5) {
-            true => (self.rng.gen_range(1..=3_000), None),
-            false => {
-                let error = f64::from(self.rng.gen_range(-50..=50i32)) / 1000.0;
-                (0, Some(1.0 + error * DRAWN_DRIFT / 0.05))
-            }
-        };
+        if self.rng.gen_bool(0.5) {
+            return self.drift();
+        }
         FaultAction::Clock {
-            target,
-            offset_ms,
-            rate,
+            target: self.pick(None),
+            offset_ms: self.rng.gen_range(1..=3_000),
+            rate: None,
         }
     }
 
-    /// A majorities ring of every master.
+    /// A clock that runs fast or slow, within [`DRAWN_DRIFT`] of true time.
+    fn drift(&mut self) -> FaultAction {
+        let target = self.pick(None);
+        let error = f64::from(self.rng.gen_range(-50..=50i32)) / 1000.0;
+        FaultAction::Clock {
+            target,
+            offset_ms: 0,
+            rate: Some(1.0 + error * DRAWN_DRIFT / 0.05),
+        }
+    }
+
+    /// A majorities ring of every target, in topology order.
     fn ring(&mut self) -> FaultAction {
-        FaultAction::Ring(self.topology.select_nodes(&self.topology.masters(), " + "))
+        let ring: Vec<String> = (self.topology.nodes().into_iter())
+            .filter(|node| self.targets.contains(node))
+            .collect();
+        FaultAction::Ring(self.topology.select_nodes(&ring, " + "))
     }
 
     /// One target stalled, for everyone or only for the rest of a split.
