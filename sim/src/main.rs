@@ -358,8 +358,12 @@ fn explore(flags: ExploreFlags) -> Result<i32, Error> {
     let template = Template::load_with(&file, &flags.overrides.set)?;
     let (first, runs) = (flags.seed.unwrap_or(template.scenario.seed), flags.runs);
     sim::seeds::check_range(first, runs).map_err(Error::BadFlag)?;
+    let sometimes = (template.scenario.sometimes.iter())
+        .map(ToString::to_string)
+        .collect();
     let options = Options {
         file,
+        sometimes,
         overrides: flags.overrides.set,
         seeds: Seeds {
             first,
@@ -382,7 +386,11 @@ fn print_summary(summary: &summary::Summary, json: bool) -> i32 {
     } else {
         print!("{}", pool::text(summary));
     }
-    passed(summary.failed.is_empty())
+    let unreached = summary.unreached();
+    if !unreached.is_empty() {
+        eprintln!("never reached: {}", unreached.join(", "));
+    }
+    passed(summary.passed())
 }
 
 fn explore_worker(flags: WorkerFlags) -> Result<i32, Error> {

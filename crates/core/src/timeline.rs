@@ -11,7 +11,7 @@
 use serde::{Deserialize, Serialize};
 use std::collections::VecDeque;
 use std::fmt;
-use strum::VariantNames;
+use strum::{IntoStaticStr, VariantNames};
 
 /// The `tracing` target of every timeline event.
 pub const TARGET: &str = "fleet_core::timeline";
@@ -33,6 +33,20 @@ pub enum Event {
 }
 
 impl Event {
+    /// Its kind, as the timeline names it: `connect_attempt`, `became_leader`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Event::Agent(event) => event.into(),
+            Event::Master(event) => event.into(),
+            Event::Raft(event) => event.into(),
+            Event::Lease(event) => event.into(),
+            Event::Single(event) => event.into(),
+            Event::Call(event) => event.into(),
+            Event::Shell(event) => event.into(),
+            Event::Command(event) => event.into(),
+        }
+    }
+
     /// Parses one event from its JSON, as the shell writes it. It reads the kind first and goes
     /// straight to its subsystem's enum, where the derived `Deserialize` tries each subsystem in
     /// turn, buffering the event again for every one that is not it.
@@ -82,6 +96,11 @@ const KINDS: [(Subsystem, &[&str]); 8] = [
     (Subsystem::Shell, ShellEvent::VARIANTS),
     (Subsystem::Command, CommandEvent::VARIANTS),
 ];
+
+/// Every kind of event, as the timeline names them.
+pub fn kinds() -> impl Iterator<Item = &'static str> {
+    KINDS.iter().flat_map(|(_, kinds)| kinds.iter().copied())
+}
 
 /// Which subsystem's enum has a variant of this kind. `every_kind_parses_straight_to_its_enum`
 /// checks it against every kind.
@@ -172,7 +191,7 @@ impl fmt::Display for DisconnectReason {
 }
 
 /// The agent's connector.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, VariantNames)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, VariantNames, IntoStaticStr)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 #[strum(serialize_all = "snake_case")]
 pub enum AgentEvent {
@@ -211,7 +230,7 @@ pub enum AgentEvent {
 }
 
 /// The master's registry.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, VariantNames)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, VariantNames, IntoStaticStr)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 #[strum(serialize_all = "snake_case")]
 pub enum MasterEvent {
@@ -285,7 +304,7 @@ pub enum MasterEvent {
 }
 
 /// Raft election.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, VariantNames)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, VariantNames, IntoStaticStr)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 #[strum(serialize_all = "snake_case")]
 pub enum RaftEvent {
@@ -343,7 +362,7 @@ pub enum RaftEvent {
 }
 
 /// Lease mode: the holder of the lease leads; its fencing token numbers its time in office.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, VariantNames)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, VariantNames, IntoStaticStr)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 #[strum(serialize_all = "snake_case")]
 pub enum LeaseEvent {
@@ -370,7 +389,7 @@ pub enum LeaseEvent {
 }
 
 /// Single mode: one master that leads from its start.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, VariantNames)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, VariantNames, IntoStaticStr)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 #[strum(serialize_all = "snake_case")]
 pub enum SingleEvent {
@@ -378,7 +397,7 @@ pub enum SingleEvent {
 }
 
 /// Remote calls between masters.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, VariantNames)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, VariantNames, IntoStaticStr)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 #[strum(serialize_all = "snake_case")]
 pub enum CallEvent {
@@ -399,7 +418,7 @@ pub enum CallEvent {
 }
 
 /// Commands: sent and answered on the master, run on the agent.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, VariantNames)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, VariantNames, IntoStaticStr)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 #[strum(serialize_all = "snake_case")]
 pub enum CommandEvent {
@@ -461,7 +480,7 @@ pub enum CommandEvent {
 }
 
 /// The async shell.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, VariantNames)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, VariantNames, IntoStaticStr)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 #[strum(serialize_all = "snake_case")]
 pub enum ShellEvent {
@@ -863,6 +882,14 @@ mod tests {
     fn kind(event: &Event) -> String {
         let value = serde_json::to_value(event).unwrap();
         value["kind"].as_str().unwrap().to_string()
+    }
+
+    #[test]
+    fn each_event_names_its_kind() {
+        for event in samples() {
+            assert_eq!(event.kind(), kind(&event));
+            assert!(kinds().any(|k| k == event.kind()));
+        }
     }
 
     #[test]

@@ -13,6 +13,8 @@ use std::time::Duration;
 
 /// Keeps the schedule's randomness apart from madsim's, which uses the same seed.
 const STREAM: u64 = 0x6578_706c_6f72_6521;
+/// Keeps the knobs' draws apart from the faults': adding a knob changes no fault schedule.
+const VARY_STREAM: u64 = 0x7661_7279_5f6b_6e6f;
 
 /// One drawn fault. Its selectors name nodes, never `leader`: a shrunk file must replay what
 /// ran.
@@ -32,6 +34,8 @@ pub struct Schedule {
     pub liveness: bool,
     /// Masters lost for good (`[explore] lose`): crashed, and never restarted.
     pub gone: Vec<String>,
+    /// The value each `[explore.vary]` key took, by its index in the key's list.
+    pub vary: Vec<usize>,
 }
 
 /// A master that loses its state in a run: when, and whether it is wiped and rejoins empty
@@ -94,10 +98,15 @@ impl Ground<'_> {
             .filter(|loss| !loss.wiped)
             .map(|loss| loss.node.clone())
             .collect();
+        let mut knobs = ChaCha8Rng::seed_from_u64(seed ^ VARY_STREAM);
+        let vary = (self.spec.vary.iter())
+            .map(|(_, values)| knobs.gen_range(0..values.len()))
+            .collect();
         Schedule {
             steps,
             liveness: true,
             gone,
+            vary,
         }
     }
 
@@ -284,6 +293,15 @@ impl Ground<'_> {
         if schedule.liveness {
             out.push(Schedule {
                 liveness: false,
+                ..schedule.clone()
+            });
+        }
+        // Each knob at its first value.
+        for (i, _) in schedule.vary.iter().enumerate().filter(|(_, &v)| v != 0) {
+            let mut vary = schedule.vary.clone();
+            vary[i] = 0;
+            out.push(Schedule {
+                vary,
                 ..schedule.clone()
             });
         }
@@ -555,6 +573,7 @@ mod tests {
             steps,
             liveness: true,
             gone: Vec::new(),
+            vary: Vec::new(),
         };
         let phase: Vec<String> = ground
             .liveness_steps(&schedule)
@@ -683,6 +702,7 @@ mod tests {
             ],
             liveness: true,
             gone: Vec::new(),
+            vary: Vec::new(),
         };
         let simpler = ground.simpler(&schedule);
         assert!(simpler[0].steps.is_empty());

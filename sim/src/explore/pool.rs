@@ -1,7 +1,7 @@
 //! The parent side of `sim explore`: hands seeds to worker processes (`sim explore-worker`),
 //! reads their lines, shows progress on stderr, then has the first failure of each rule shrunk.
 
-use crate::explore::summary::{last_line, Failed, Summary, WorkerLine};
+use crate::explore::summary::{last_line, Failed, Reach, Summary, WorkerLine};
 use crate::run::SIM;
 use fleet_node::sync::lock;
 use std::collections::{BTreeMap, VecDeque};
@@ -47,6 +47,8 @@ pub fn parse_shard(text: &str) -> Result<(u64, u64), String> {
 
 pub struct Options {
     pub file: PathBuf,
+    /// The template's `[[sometimes]]` entries, as the summary names them.
+    pub sometimes: Vec<String>,
     /// `--set` flags, passed on to every worker.
     pub overrides: Vec<crate::scenario::overrides::Override>,
     pub seeds: Seeds,
@@ -292,9 +294,26 @@ pub fn explore(options: &Options) -> Result<Summary, String> {
     let batch = (seeds.len() / (jobs * 4)).clamp(1, 200);
     let mut progress = Progress::new(seeds.len());
     let mut ran: BTreeMap<u64, (crate::explore::summary::Broken, Option<String>)> = BTreeMap::new();
+    let mut reached: Vec<Reach> = (options.sometimes.iter())
+        .map(|sometimes| Reach {
+            sometimes: sometimes.clone(),
+            runs: 0,
+        })
+        .collect();
     let batches = seeds.chunks(batch).map(|seeds| Job::Runs(seeds.to_vec()));
     run_jobs(options, batches.collect(), |line| {
-        if let WorkerLine::Ran { seed, broken, file } = line {
+        if let WorkerLine::Ran {
+            seed,
+            broken,
+            file,
+            reached: reached_by_run,
+        } = line
+        {
+            for &index in reached_by_run {
+                if let Some(reach) = reached.get_mut(index) {
+                    reach.runs += 1;
+                }
+            }
             progress.ran(broken.is_some());
             if let Some(broken) = broken {
                 ran.insert(*seed, (broken.clone(), file.clone()));
@@ -347,6 +366,7 @@ pub fn explore(options: &Options) -> Result<Summary, String> {
         runs: seeds.len() as u64,
         failed,
         wall_ms: wall.as_millis() as u64,
+        reached,
     })
 }
 
@@ -374,6 +394,17 @@ pub fn text(summary: &Summary) -> String {
             out.push_str(&format!(
                 "... and {} more runs that break {check} (--json lists them all)\n",
                 count - SHOWN_PER_RULE
+            ));
+        }
+    }
+    if !summary.reached.is_empty() {
+        out.push_str("reached\n");
+        for reach in &summary.reached {
+            let mark = if reach.runs == 0 { "NEVER" } else { "ok   " };
+            let (runs, of) = (reach.runs, summary.runs);
+            out.push_str(&format!(
+                "  {mark} {}: {runs} of {of} runs\n",
+                reach.sometimes
             ));
         }
     }

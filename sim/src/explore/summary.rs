@@ -20,6 +20,9 @@ pub(crate) enum WorkerLine {
         seed: u64,
         broken: Option<Broken>,
         file: Option<String>,
+        /// The template's `[[sometimes]]` entries it reached, by index.
+        #[serde(default)]
+        reached: Vec<usize>,
     },
     /// A failing run's schedule, shrunk while `check` kept breaking.
     Shrunk {
@@ -44,6 +47,14 @@ pub struct Failed {
     pub shrunk: Option<String>,
 }
 
+/// How many runs reached one `[[sometimes]]` entry.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reach {
+    /// The entry, as `kind` or `kind on SELECTOR`.
+    pub sometimes: String,
+    pub runs: u64,
+}
+
 /// What `--json` prints.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -52,6 +63,24 @@ pub struct Summary {
     /// By seed.
     pub failed: Vec<Failed>,
     pub wall_ms: u64,
+    /// Each `[[sometimes]]` entry of the template, in file order, with the runs that reached it.
+    #[serde(default)]
+    pub reached: Vec<Reach>,
+}
+
+impl Summary {
+    /// The `[[sometimes]]` entries no run reached.
+    pub fn unreached(&self) -> Vec<&str> {
+        (self.reached.iter())
+            .filter(|reach| reach.runs == 0)
+            .map(|reach| reach.sometimes.as_str())
+            .collect()
+    }
+
+    /// Whether exploration passed: no run failed, and every entry was reached.
+    pub fn passed(&self) -> bool {
+        self.failed.is_empty() && self.unreached().is_empty()
+    }
 }
 
 /// `explored N runs in X s (R runs/s): K failed`: the last line of every exploration.
@@ -81,6 +110,20 @@ pub fn merge(files: &[impl AsRef<Path>]) -> Result<Summary, String> {
         })?;
         merged.runs += shard.runs;
         merged.failed.extend(shard.failed);
+        if merged.reached.is_empty() {
+            merged.reached = shard.reached;
+        } else if (merged.reached.iter().map(|r| &r.sometimes))
+            .eq(shard.reached.iter().map(|r| &r.sometimes))
+        {
+            for (total, more) in merged.reached.iter_mut().zip(shard.reached) {
+                total.runs += more.runs;
+            }
+        } else {
+            return Err(format!(
+                "{}: its [[sometimes]] entries differ from the other shards': another template?",
+                file.display()
+            ));
+        }
         merged.wall_ms = merged.wall_ms.max(shard.wall_ms);
     }
     merged.failed.sort_by_key(|failed| failed.seed);
@@ -95,6 +138,10 @@ mod tests {
     fn shards_merge_into_one_summary() {
         let dir = std::env::temp_dir().join(format!("sim-merge-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
+        let reach = |sometimes: &str, runs| Reach {
+            sometimes: sometimes.into(),
+            runs,
+        };
         let failed = |seed| Failed {
             seed,
             check: "invariant x".into(),
@@ -107,11 +154,13 @@ mod tests {
                 runs: 50,
                 failed: vec![failed(9)],
                 wall_ms: 800,
+                reached: vec![reach("stepped_down", 0), reach("gave_up", 0)],
             },
             Summary {
                 runs: 50,
                 failed: vec![failed(4)],
                 wall_ms: 1200,
+                reached: vec![reach("stepped_down", 7), reach("gave_up", 0)],
             },
         ];
         let paths: Vec<_> = (shards.iter().enumerate())
@@ -123,6 +172,9 @@ mod tests {
             .collect();
         let merged = merge(&paths).unwrap();
         assert_eq!((merged.runs, merged.wall_ms), (100, 1200));
+        assert_eq!(merged.reached[0], reach("stepped_down", 7));
+        assert_eq!(merged.unreached(), ["gave_up"], "no shard reached it");
+        assert!(!merged.passed());
         let seeds: Vec<u64> = merged.failed.iter().map(|f| f.seed).collect();
         assert_eq!(seeds, [4, 9]);
         std::fs::write(dir.join("bad.json"), "{\"runs\": 1}").unwrap();

@@ -9,21 +9,28 @@
 
 use crate::explore::plan::{Ground, Schedule, Step};
 use crate::scenario::expect::ExpectSpec;
+use crate::scenario::explore::ExploreSpec;
 use crate::scenario::faults::Fault;
 use crate::scenario::overrides::Override;
 use crate::scenario::source::{error_at, Located, Position, ScenarioError};
 use crate::scenario::Scenario;
 use crate::Loaded;
 use fleet_core::fmt_duration;
+use fleet_node::sync::lock;
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::sync::Mutex;
 use toml_edit::{value, ArrayOfTables, DocumentMut, Item, Table};
 
 pub struct Template {
     /// The file, as errors and reproduce commands name it.
     pub path: String,
     pub scenario: Scenario,
+    /// Its text (with `--set` applied), for the runs that vary it.
+    text: String,
     document: DocumentMut,
+    /// The scenario with each combination of `[explore.vary]` values runs drew so far.
+    varied: Mutex<BTreeMap<Vec<usize>, Scenario>>,
 }
 
 impl Template {
@@ -63,11 +70,61 @@ impl Template {
                 )));
             }
         }
-        Ok(Template {
+        let template = Template {
             path: path.to_string(),
             scenario: loaded.scenario,
+            text: text.to_string(),
             document,
-        })
+            varied: Mutex::new(BTreeMap::new()),
+        };
+        template.check_vary()?;
+        Ok(template)
+    }
+
+    /// Every `[explore.vary]` value must make a valid file: refused now, not in some run.
+    fn check_vary(&self) -> Result<(), ScenarioError> {
+        let vary = &self.ground().spec.vary;
+        for (key, values) in vary {
+            for value in 0..values.len() {
+                let mut choices = vec![0; vary.len()];
+                choices[vary.iter().position(|(k, _)| k == key).expect("listed")] = value;
+                self.varied(&choices)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The `--set` each knob's chosen value is.
+    fn knobs(&self, choices: &[usize]) -> Result<Vec<Override>, ScenarioError> {
+        let vary = &self.ground().spec.vary;
+        (vary.iter().zip(choices))
+            .map(|((key, values), &choice)| {
+                Override::parse(&format!("{key}={}", values[choice])).map_err(|why| {
+                    let message = format!("[explore.vary] {key:?}: {why}");
+                    error_at(&self.path, Position::default(), &message)
+                })
+            })
+            .collect()
+    }
+
+    /// The template's scenario with the knobs at `choices`.
+    fn varied(&self, choices: &[usize]) -> Result<Scenario, ScenarioError> {
+        if choices.is_empty() {
+            return Ok(self.scenario.clone());
+        }
+        if let Some(scenario) = lock(&self.varied).get(choices) {
+            return Ok(scenario.clone());
+        }
+        let knobs = self.knobs(choices)?;
+        let (_, loaded) = crate::parse_with(&self.path, &self.text, &knobs).map_err(|error| {
+            let shown: Vec<String> = knobs.iter().map(ToString::to_string).collect();
+            let message = format!("[explore.vary] {}: {}", shown.join(" "), error.message);
+            ScenarioError { message, ..error }
+        })?;
+        let mut scenario = loaded.scenario;
+        scenario.overrides = self.scenario.overrides.clone();
+        lock(&self.varied).insert(choices.to_vec(), scenario.clone());
+        Ok(scenario)
     }
 
     pub(crate) fn ground(&self) -> Ground<'_> {
@@ -91,14 +148,15 @@ impl Template {
     /// without the round trip through its text.
     pub fn loaded(&self, seed: u64, schedule: &Schedule) -> Result<Loaded, ScenarioError> {
         let ground = self.ground();
-        let mut scenario = self.scenario.clone();
+        let mut scenario = self.varied(&schedule.vary)?;
+        let spec = scenario.explore.take().expect("a varied template explores");
         scenario.name = format!("{}-seed-{seed}", self.scenario.name);
         scenario.seed = seed;
-        scenario.explore = None;
+        scenario.buggify |= spec.buggify;
         let mut steps = schedule.steps.clone();
         if schedule.liveness {
             steps.extend(ground.liveness_steps(schedule));
-            scenario.expectations.push(self.liveness_check());
+            scenario.expectations.push(liveness_check(&spec));
         }
         scenario.faults.extend(steps.into_iter().map(|step| Fault {
             at: step.at,
@@ -115,34 +173,21 @@ impl Template {
         })
     }
 
-    /// Once the faults stop, a leader leads every agent within the bound.
-    fn liveness_check(&self) -> ExpectSpec {
-        let spec = self.scenario.explore.as_ref().expect("checked in parse");
-        let located = |text: String| Located {
-            value: toml::Value::String(text),
-            at: Position::default(),
-        };
-        ExpectSpec {
-            at: Position::default(),
-            check: Located {
-                value: "agents_follow_leader".into(),
-                at: Position::default(),
-            },
-            holds: true,
-            every: None,
-            until: None,
-            fields: BTreeMap::from([
-                ("after".to_string(), located(fmt_duration(spec.until))),
-                ("within".to_string(), located(fmt_duration(spec.liveness))),
-            ]),
-        }
-    }
-
     /// Run `seed` with `schedule`, as a scenario file that starts with `header` (comment lines).
     pub(crate) fn render(&self, seed: u64, schedule: &Schedule, header: &[String]) -> String {
         let ground = self.ground();
         let mut document = self.document.clone();
+        // Checked when the template was read, so they write.
+        for knob in self.knobs(&schedule.vary).unwrap_or_default() {
+            let _ = knob.write(&mut document);
+        }
+        let liveness = (self.varied(&schedule.vary).ok())
+            .and_then(|scenario| scenario.explore)
+            .map_or(ground.spec.liveness, |spec| spec.liveness);
         document.remove("explore");
+        if ground.spec.buggify {
+            document["buggify"] = value(true);
+        }
         // The template's opening comment describes the template, not this run: the header does.
         let first = document.iter().next().map(|(key, _)| key.to_string());
         if let Some(mut key) = first.and_then(|first| document.key_mut(&first)) {
@@ -170,7 +215,7 @@ impl Template {
             );
             check["check"] = value("agents_follow_leader");
             check["after"] = value(fmt_duration(ground.spec.until));
-            check["within"] = value(fmt_duration(ground.spec.liveness));
+            check["within"] = value(fmt_duration(liveness));
             document
                 .entry("expect")
                 .or_insert(Item::ArrayOfTables(ArrayOfTables::new()))
@@ -181,6 +226,28 @@ impl Template {
         let mut text: String = header.iter().map(|line| format!("# {line}\n")).collect();
         text.push_str(&document.to_string());
         text
+    }
+}
+
+/// Once the faults stop, a leader leads every agent within the bound.
+fn liveness_check(spec: &ExploreSpec) -> ExpectSpec {
+    let located = |text: String| Located {
+        value: toml::Value::String(text),
+        at: Position::default(),
+    };
+    ExpectSpec {
+        at: Position::default(),
+        check: Located {
+            value: "agents_follow_leader".into(),
+            at: Position::default(),
+        },
+        holds: true,
+        every: None,
+        until: None,
+        fields: BTreeMap::from([
+            ("after".to_string(), located(fmt_duration(spec.until))),
+            ("within".to_string(), located(fmt_duration(spec.liveness))),
+        ]),
     }
 }
 
@@ -246,6 +313,7 @@ liveness = "10s"
             ],
             liveness: true,
             gone: Vec::new(),
+            vary: Vec::new(),
         };
         let text = template.render(42, &schedule, &["breaks: something".into()]);
         assert!(text.starts_with("# breaks: something\nname = "), "{text}");
@@ -286,10 +354,52 @@ liveness = "10s"
                 steps: Vec::new(),
                 liveness: false,
                 gone: Vec::new(),
+                vary: Vec::new(),
             },
             &[],
         );
         assert_eq!(crate::parse("q.toml", &quiet).unwrap().scenario.faults, []);
+    }
+
+    #[test]
+    fn each_run_takes_one_value_per_knob_and_writes_it_into_its_file() {
+        let text = format!(
+            "{TEMPLATE}buggify = true\n[explore.vary]\n\
+             \"params.heartbeat.max_miss\" = [3, 5]\n\"cluster.election_timeout\" = \
+             [\"1s..2s\", \"2s..4s\"]\n"
+        );
+        let template = Template::parse("t.toml", &text).unwrap();
+        let ground = template.ground();
+        let mut seen = std::collections::BTreeSet::new();
+        for seed in 0..40 {
+            let schedule = ground.draw(seed);
+            let ran = template.loaded(seed, &schedule).unwrap();
+            let written = template.render(seed, &schedule, &[]);
+            let replayed = crate::parse("run.toml", &written).unwrap();
+            assert_eq!(ran.scenario.heartbeat, replayed.scenario.heartbeat);
+            assert_eq!(ran.scenario.cluster, replayed.scenario.cluster);
+            assert!(ran.scenario.buggify && replayed.scenario.buggify);
+            seen.insert((ran.scenario.heartbeat.max_miss, schedule.vary.clone()));
+            // Shrinking tries each knob at its first value.
+            let firsts = ground
+                .simpler(&schedule)
+                .into_iter()
+                .filter(|s| s.vary != schedule.vary);
+            assert_eq!(
+                firsts.count(),
+                schedule.vary.iter().filter(|&&v| v != 0).count()
+            );
+        }
+        let max_misses: std::collections::BTreeSet<u32> = seen.iter().map(|(m, _)| *m).collect();
+        assert_eq!(max_misses, [3, 5].into(), "both values drawn");
+        assert_eq!(seen.len(), 4, "every combination: {seen:?}");
+        let bad = format!("{TEMPLATE}[explore.vary]\n\"params.heartbeat.max_miss\" = [3, -1]\n");
+        let error = Template::parse("t.toml", &bad).err().unwrap();
+        assert!(
+            error.message.contains("[explore.vary]"),
+            "{}",
+            error.message
+        );
     }
 
     #[test]
@@ -313,7 +423,7 @@ liveness = "10s"
             "name = \"all\"\nduration = \"40s\"\n[topology]\nmasters = 3\nagents = 3\n\
              [params.auth]\n[[faults]]\nat = \"1s\"\nlatency = \"1ms..5ms\"\n\
              [explore]\nfaults = [{}]\ntargets = \"all\"\nmean_gap = \"1s\"\n\
-             until = \"20s\"\nliveness = \"10s\"\n",
+             until = \"20s\"\nliveness = \"10s\"\nlose = 1\n",
             kinds.join(", ")
         );
         let template = Template::parse("all.toml", &text).unwrap();
@@ -342,7 +452,7 @@ liveness = "10s"
                 (kind, shown.ends_with("(one way)"))
             }));
         }
-        // Every kind, on either engine, but a ring: three masters are too few for one.
+        // Every kind, on either engine: a ring of the six targets too.
         let kinds: std::collections::BTreeSet<&str> =
             drawn.iter().map(|(k, _)| k.as_str()).collect();
         let expected = [
@@ -359,7 +469,9 @@ liveness = "10s"
             "pause",
             "power_fail",
             "restart",
+            "resume",
             "revoke",
+            "ring",
             "shutdown",
             "stall",
             "wipe",
@@ -367,7 +479,6 @@ liveness = "10s"
         for kind in expected {
             assert!(kinds.contains(kind), "{kind} never drawn: {kinds:?}");
         }
-        assert!(!kinds.contains("ring"), "{kinds:?}");
         assert!(drawn.contains(&("partition".to_string(), true)), "one way");
     }
 }

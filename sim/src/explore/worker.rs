@@ -18,6 +18,14 @@ use std::path::{Path, PathBuf};
 /// At most this many runs go into shrinking one failure.
 pub(crate) const SHRINK_BUDGET: usize = 400;
 
+/// What one run of a template came to.
+pub(crate) struct Outcome {
+    /// Every rule it broke.
+    pub broken: Vec<Broken>,
+    /// The template's `[[sometimes]]` entries it reached, by index.
+    pub reached: Vec<usize>,
+}
+
 /// Runs `schedule` as run `seed` of `template`, and returns every rule it broke. A panic
 /// anywhere in the run is a broken rule too, named `panic`.
 pub(crate) fn judge_schedule(
@@ -25,26 +33,46 @@ pub(crate) fn judge_schedule(
     seed: u64,
     schedule: &Schedule,
 ) -> Result<Vec<Broken>, ScenarioError> {
+    Ok(run_schedule(template, seed, schedule)?.broken)
+}
+
+/// [`judge_schedule`], and which `[[sometimes]]` entries the run reached.
+pub(crate) fn run_schedule(
+    template: &Template,
+    seed: u64,
+    schedule: &Schedule,
+) -> Result<Outcome, ScenarioError> {
     let loaded = template.loaded(seed, schedule)?;
-    let ran = catch_unwind(AssertUnwindSafe(|| loaded.run(seed).verdicts));
+    let ran = catch_unwind(AssertUnwindSafe(|| loaded.run(seed)));
     Ok(match ran {
-        // A drawn fault that happened to do nothing is no failure.
-        Ok(verdicts) => verdicts
-            .into_iter()
-            .filter(|verdict| !verdict.ok && verdict.check != crate::judge::IDLE_FAULTS)
-            .map(|verdict| Broken {
-                check: verdict.check,
-                detail: verdict.detail,
-            })
-            .collect(),
+        Ok(run) => {
+            let entries = &run.output.timeline.entries;
+            let reached = (loaded.scenario.sometimes.iter().enumerate())
+                .filter(|(_, sometimes)| sometimes.reached(entries))
+                .map(|(index, _)| index)
+                .collect();
+            // A drawn fault that happened to do nothing is no failure.
+            let broken = (run.verdicts.into_iter())
+                .filter(|verdict| !verdict.ok && verdict.check != crate::judge::IDLE_FAULTS)
+                .map(|verdict| Broken {
+                    check: verdict.check,
+                    detail: verdict.detail,
+                })
+                .collect();
+            Outcome { broken, reached }
+        }
         Err(payload) => {
             let message = (payload.downcast_ref::<String>().cloned())
                 .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
                 .unwrap_or_else(|| "a panic without a message".into());
-            vec![Broken {
+            let broken = vec![Broken {
                 check: "panic".into(),
                 detail: message,
-            }]
+            }];
+            Outcome {
+                broken,
+                reached: Vec::new(),
+            }
         }
     })
 }
@@ -79,7 +107,7 @@ pub fn run_seeds(
     let ground = template.ground();
     for &seed in seeds {
         let schedule = ground.draw(seed);
-        let broken = judge_schedule(template, seed, &schedule)?;
+        let Outcome { broken, reached } = run_schedule(template, seed, &schedule)?;
         let first = broken.into_iter().next();
         let file = match &first {
             None => None,
@@ -99,6 +127,7 @@ pub fn run_seeds(
             seed,
             broken: first,
             file,
+            reached,
         });
         if resident_bytes().is_some_and(|bytes| bytes > max_rss) {
             break;
@@ -247,6 +276,7 @@ mod tests {
             ],
             liveness: true,
             gone: Vec::new(),
+            vary: Vec::new(),
         };
         // Breaks whenever master-2 and master-3 both crash.
         let needs = |schedule: &Schedule| {

@@ -10,6 +10,10 @@
 //! liveness = "10s"        # by until + liveness, a leader leads every agent; "auto": the bound
 //!                         # the fleet's parameters give (see `recovery`)
 //! lose = 1                # up to this many masters lose their state for good (below a majority)
+//! buggify = true          # the shell's fault points fire (see `fleet_node::buggify`)
+//!
+//! [explore.vary]          # swarm knobs: each run takes one value per key, written into its file
+//! "cluster.election_timeout" = ["600ms..1200ms", "1500ms..3000ms"]
 //! ```
 
 use crate::scenario::duration::{parse_duration, Dur};
@@ -35,6 +39,11 @@ pub struct ExploreSpec {
     /// Up to this many masters lose their state for good in a run: crashed and never brought
     /// back, or wiped and restarted empty (a replaced disk). Below a majority.
     pub lose: usize,
+    /// Runs turn the shell's fault points on.
+    pub buggify: bool,
+    /// `[explore.vary]`: dotted keys of the file, each with the values a run draws one of, as
+    /// TOML text; in key order. The template checks each value (it must make a valid file).
+    pub vary: Vec<(String, Vec<String>)>,
 }
 
 #[derive(Deserialize)]
@@ -47,6 +56,10 @@ pub(crate) struct RawExplore {
     liveness: Spanned<String>,
     #[serde(default)]
     lose: Option<Spanned<u64>>,
+    #[serde(default)]
+    buggify: bool,
+    #[serde(default)]
+    vary: std::collections::BTreeMap<String, Spanned<Vec<toml::Value>>>,
 }
 
 pub(crate) fn check(
@@ -98,6 +111,15 @@ pub(crate) fn check(
         ));
     }
     let lose = check_lose(raw.lose.as_ref(), topology, source)?;
+    let mut vary = Vec::new();
+    for (key, values) in raw.vary {
+        if values.get_ref().is_empty() {
+            let message = format!("[explore.vary] {key:?} lists no value");
+            return Err(source.error(values.span(), message));
+        }
+        let texts = values.get_ref().iter().map(|value| value.to_string());
+        vary.push((key, texts.collect()));
+    }
     Ok(ExploreSpec {
         kinds,
         targets,
@@ -105,6 +127,8 @@ pub(crate) fn check(
         until,
         liveness,
         lose,
+        buggify: raw.buggify,
+        vary,
     })
 }
 

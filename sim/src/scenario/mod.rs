@@ -17,6 +17,7 @@ pub mod preset;
 pub mod protection;
 pub mod recovery;
 pub mod selector;
+pub mod sometimes;
 pub mod source;
 
 use crate::scenario::commands::{Operation, RawCommand, RawConfig};
@@ -83,6 +84,10 @@ pub struct Scenario {
     pub expectations: Vec<ExpectSpec>,
     /// What `sim explore` may break; `sim run` ignores it.
     pub explore: Option<ExploreSpec>,
+    /// `[[sometimes]]`: states `sim explore` must see some run reach.
+    pub sometimes: Vec<sometimes::Sometimes>,
+    /// `buggify = true`: the shell's fault points fire (`[explore] buggify` sets it for runs).
+    pub buggify: bool,
     /// The names faults capture with `as`, for checks that read `@NAME`.
     pub captures: BTreeSet<String>,
     /// The `--set` flags applied to the file, as a command line says them.
@@ -115,6 +120,10 @@ struct RawScenario {
     #[serde(default)]
     expect: Vec<Spanned<RawExpect>>,
     explore: Option<RawExplore>,
+    #[serde(default)]
+    sometimes: Vec<sometimes::RawSometimes>,
+    #[serde(default)]
+    buggify: bool,
 }
 
 #[derive(Deserialize)]
@@ -209,6 +218,9 @@ impl RawScenario {
         let explore = (self.explore)
             .map(|raw| explore::check(raw, &topology, duration, &recovery, source))
             .transpose()?;
+        let sometimes = (self.sometimes.into_iter())
+            .map(|raw| sometimes::check(raw, &topology, source))
+            .collect::<Result<Vec<_>, _>>()?;
         Ok(Scenario {
             path: source.path.to_string(),
             name,
@@ -235,6 +247,8 @@ impl RawScenario {
             executor: commands::check_executor(self.params.executor, source)?,
             expectations,
             explore,
+            sometimes,
+            buggify: self.buggify,
             captures: captured,
             overrides: Vec::new(),
         })
