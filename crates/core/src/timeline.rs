@@ -493,6 +493,12 @@ pub enum ShellEvent {
     /// A leader found its lease (or its quorum) had run out `overdue_ms` ago, as after a pause,
     /// and stopped acting as leader before doing anything else.
     LeadershipLapsed { overdue_ms: u64 },
+    /// A fault point of the shell fired (`buggify`): `delay_ms` for a delay.
+    FaultPoint {
+        point: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        delay_ms: Option<u64>,
+    },
 }
 
 macro_rules! into_event {
@@ -717,6 +723,11 @@ mod tests {
             }
             .into(),
             ShellEvent::LeadershipLapsed { overdue_ms: 5000 }.into(),
+            ShellEvent::FaultPoint {
+                point: s("delayed_send"),
+                delay_ms: Some(1200),
+            }
+            .into(),
             ShellEvent::BadFrame {
                 session: 4,
                 error: s("malformed 3-byte frame"),
@@ -839,6 +850,7 @@ mod tests {
                 ShellEvent::BadFrame { .. } => 29,
                 ShellEvent::BadRecord { .. } => 51,
                 ShellEvent::LeadershipLapsed { .. } => 56,
+                ShellEvent::FaultPoint { .. } => 57,
             },
             Event::Command(event) => match event {
                 CommandEvent::CommandStarted { .. } => 33,
@@ -876,7 +888,7 @@ mod tests {
     fn every_kind_has_a_sample() {
         let mut seen: Vec<usize> = samples().iter().map(number).collect();
         seen.sort();
-        assert_eq!(seen, (0..57).collect::<Vec<_>>());
+        assert_eq!(seen, (0..58).collect::<Vec<_>>());
     }
 
     fn kind(event: &Event) -> String {

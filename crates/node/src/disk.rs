@@ -49,6 +49,8 @@ struct Records {
     synced: BTreeMap<String, Stored>,
     /// Written since the last sync: read back first, lost on a power failure.
     unsynced: BTreeMap<String, Stored>,
+    /// Something was synced to it once: wiped since or not, it is no new disk.
+    used: bool,
 }
 
 /// Cheap to clone; every clone is the same disk.
@@ -87,7 +89,14 @@ impl Disk {
     pub fn sync(&self) {
         let mut records = self.lock();
         let written = std::mem::take(&mut records.unsynced);
+        records.used |= !written.is_empty();
         records.synced.extend(written);
+    }
+
+    /// Whether anything was ever synced to it: a node whose first start ended before it did
+    /// finds a new disk, not a lost one.
+    pub fn is_used(&self) -> bool {
+        self.lock().used
     }
 
     /// Erases everything, as a replaced disk would; returns how many records there were.

@@ -6,6 +6,7 @@
 //! picks the sockets, and the `turmoil` feature swaps in turmoil's.
 
 pub mod agent;
+pub mod buggify;
 pub mod clock;
 pub mod cluster;
 pub mod codec;

@@ -16,6 +16,7 @@
 //! every change so a jump moves it once and a rate applies from then on. Timers are aimed in the
 //! node's time ([`crate::clock::Timer`]) and re-aimed when its clock changes.
 
+use crate::buggify::Buggify;
 use crate::sync::lock;
 use futures::task::AtomicWaker;
 use std::cell::RefCell;
@@ -69,6 +70,9 @@ struct Inner {
     /// What this machine sent to each peer (writes and connects), for the harness to tell what
     /// a fault on a link stood in the way of.
     sent: Mutex<BTreeMap<IpAddr, Arc<AtomicU64>>>,
+    /// Set once its fault points are on: until then a point costs one load.
+    buggified: AtomicBool,
+    buggify: Mutex<Option<Buggify>>,
 }
 
 /// Why a link delivers nothing to this machine.
@@ -106,6 +110,30 @@ impl Machine {
             machine: self.clone(),
             future,
         }
+    }
+
+    /// `f` of the machine whose task is running on this thread, if any, without cloning it.
+    pub(crate) fn with_current<T>(f: impl FnOnce(&Machine) -> T) -> Option<T> {
+        CURRENT.with(|current| current.borrow().as_ref().map(f))
+    }
+
+    /// Turns this machine's fault points on, drawn from `seed` (see [`crate::buggify`]).
+    pub fn buggify(&self, seed: u64) {
+        *lock(&self.0.buggify) = Some(Buggify::new(seed));
+        self.0.buggified.store(true, Ordering::Release);
+    }
+
+    /// Turns its fault points off for good.
+    pub fn unbuggify(&self) {
+        self.0.buggified.store(false, Ordering::Release);
+    }
+
+    /// `f` of its fault points, when they are on.
+    pub(crate) fn with_buggify<T>(&self, f: impl FnOnce(&mut Buggify) -> T) -> Option<T> {
+        if !self.0.buggified.load(Ordering::Acquire) {
+            return None;
+        }
+        lock(&self.0.buggify).as_mut().map(f)
     }
 
     /// Runs `f` as this machine (its clock, its spawns), now.

@@ -6,6 +6,7 @@
 //! submitted from outside) go through that session's signal: a close flag and a small mailbox,
 //! checked with two atomic loads, so the heartbeat path stays as cheap as a bare flag.
 
+use crate::buggify::{self, Point};
 use crate::clock::{now, sleep_until};
 use crate::codec::FrameCodec;
 use crate::disk::{Disk, LEDGER};
@@ -405,7 +406,12 @@ async fn serve_session(
                 Some(Ok(message)) => {
                     let mut shared = state.lock();
                     let now = shared.now_leading_checked();
-                    shared.registry.handle_message(now, session, message);
+                    match message {
+                        Message::Register(info) if buggify::fires(Point::SpuriousBusy).is_some() => {
+                            shared.registry.refuse_busy(now, session, &info);
+                        }
+                        message => shared.registry.handle_message(now, session, message),
+                    }
                     shared.dispatch(Some(session), &mut actions);
                 }
                 Some(Err(error)) => {

@@ -10,7 +10,9 @@
 //! opens, and a connect over a held link waits. Neither simulator can stall a link (madsim
 //! cannot hold one either), so both get it here, the same way.
 
+use crate::buggify::{self, Point};
 use crate::machine::Machine;
+use std::future::Future;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
@@ -53,6 +55,10 @@ pub struct TcpStream {
     gate: Option<(Machine, IpAddr)>,
     /// The machine's count of what it sent to the peer.
     sent: Option<Arc<AtomicU64>>,
+    /// A write held back by a fault point ([`buggify::Point::DelayedSend`]), and whether the
+    /// write under way already drew its chance.
+    delayed: Option<Pin<Box<tokio::time::Sleep>>>,
+    drawn: bool,
 }
 
 impl TcpStream {
@@ -62,6 +68,8 @@ impl TcpStream {
             inner,
             sent: machine.as_ref().map(|machine| machine.sent_counter(peer)),
             gate: machine.map(|machine| (machine, peer)),
+            delayed: None,
+            drawn: false,
         }
     }
 
@@ -74,6 +82,11 @@ impl TcpStream {
             std::future::poll_fn(|cx| machine.poll_connect_open(address.ip(), cx)).await;
         }
         let inner = raw::TcpStream::connect(address).await?;
+        if buggify::fires(Point::DroppedConnection).is_some() {
+            drop(inner);
+            let why = "dropped just after it opened (a fault point)";
+            return Err(io::Error::new(io::ErrorKind::ConnectionReset, why));
+        }
         Ok(TcpStream::new(inner, address.ip()))
     }
 
@@ -105,9 +118,21 @@ impl AsyncWrite for TcpStream {
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
+        if !this.drawn {
+            this.drawn = true;
+            let delay = buggify::fires(Point::DelayedSend);
+            this.delayed = delay.map(|delay| Box::pin(tokio::time::sleep(delay)));
+        }
+        if let Some(delayed) = &mut this.delayed {
+            std::task::ready!(delayed.as_mut().poll(cx));
+            this.delayed = None;
+        }
         let written = Pin::new(&mut this.inner).poll_write(cx, buf);
-        if let (Poll::Ready(_), Some(sent)) = (&written, &this.sent) {
-            sent.fetch_add(1, Ordering::Relaxed);
+        if let Poll::Ready(_) = &written {
+            this.drawn = false;
+            if let Some(sent) = &this.sent {
+                sent.fetch_add(1, Ordering::Relaxed);
+            }
         }
         written
     }

@@ -152,7 +152,10 @@ impl Template {
         let spec = scenario.explore.take().expect("a varied template explores");
         scenario.name = format!("{}-seed-{seed}", self.scenario.name);
         scenario.seed = seed;
-        scenario.buggify |= spec.buggify;
+        // The fault points stop with the faults: the liveness phase judges a quiet cluster.
+        if spec.buggify {
+            scenario.buggify = Some(spec.until);
+        }
         let mut steps = schedule.steps.clone();
         if schedule.liveness {
             steps.extend(ground.liveness_steps(schedule));
@@ -186,7 +189,7 @@ impl Template {
             .map_or(ground.spec.liveness, |spec| spec.liveness);
         document.remove("explore");
         if ground.spec.buggify {
-            document["buggify"] = value(true);
+            document["buggify"] = value(fmt_duration(ground.spec.until));
         }
         // The template's opening comment describes the template, not this run: the header does.
         let first = document.iter().next().map(|(key, _)| key.to_string());
@@ -378,7 +381,8 @@ liveness = "10s"
             let replayed = crate::parse("run.toml", &written).unwrap();
             assert_eq!(ran.scenario.heartbeat, replayed.scenario.heartbeat);
             assert_eq!(ran.scenario.cluster, replayed.scenario.cluster);
-            assert!(ran.scenario.buggify && replayed.scenario.buggify);
+            assert_eq!(ran.scenario.buggify, Some(Duration::from_secs(20)));
+            assert_eq!(replayed.scenario.buggify, ran.scenario.buggify);
             seen.insert((ran.scenario.heartbeat.max_miss, schedule.vary.clone()));
             // Shrinking tries each knob at its first value.
             let firsts = ground

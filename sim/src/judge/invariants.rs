@@ -237,7 +237,7 @@ fn one_lease_holder(evidence: &Evidence) -> Result<String, String> {
 }
 
 /// No raft master reports a term below one it reported before, across crashes and restarts
-/// (its term is on disk), unless its disk was wiped in between. Only the terms a node says it
+/// (its term is on disk), unless its disk was wiped or damaged in between. Only the terms a node says it
 /// is in count, not those it asked about or was asked for (pre-votes, denied votes).
 fn terms_never_go_back(evidence: &Evidence) -> Result<String, String> {
     let mut last: BTreeMap<&str, (u64, u64)> = BTreeMap::new();
@@ -245,7 +245,7 @@ fn terms_never_go_back(evidence: &Evidence) -> Result<String, String> {
     for entry in evidence.entries {
         match &entry.event {
             Happening::Fault(FaultEvent::Fired(fired))
-                if matches!(fired.action, FaultAction::Wipe(_)) =>
+                if matches!(fired.action, FaultAction::Wipe(_) | FaultAction::Corrupt(_)) =>
             {
                 for node in fired.nodes() {
                     last.retain(|kept, _| kept != node);

@@ -112,6 +112,18 @@ async fn harness<E: Engine>(
     if !operations.is_empty() {
         fleet_node::task::spawn(async move { commander.run(&operations, counted).await });
     }
+    if let Some(until) = scenario.buggify.filter(|until| *until < scenario.duration) {
+        let machines: Vec<_> = (injector.machines.values())
+            .map(|(m, _)| m.clone())
+            .collect();
+        let engine = engine.clone();
+        fleet_node::task::spawn(async move {
+            sleep_until(&engine, until).await;
+            machines
+                .iter()
+                .for_each(fleet_node::machine::Machine::unbuggify);
+        });
+    }
     faults::inject(&mut injector, &scenario.faults, scenario.duration).await;
     sleep_until(&engine, scenario.duration).await;
     injector.settle_effects();

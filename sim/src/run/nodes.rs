@@ -115,6 +115,7 @@ pub(crate) fn build(machines: &mut impl Machines, scenario: &Scenario, seed: u64
     let mut machines = OwnMachines {
         engine: machines,
         made: BTreeMap::new(),
+        buggify: scenario.buggify.map(|_| seed),
     };
     let machines = &mut machines;
     let topology = &scenario.topology;
@@ -182,7 +183,12 @@ pub(crate) fn build(machines: &mut impl Machines, scenario: &Scenario, seed: u64
 struct OwnMachines<'m, M> {
     engine: &'m mut M,
     made: BTreeMap<String, (Machine, IpAddr)>,
+    /// The run's seed, when its fault points are on (`buggify`).
+    buggify: Option<u64>,
 }
+
+/// Keeps a machine's fault points' draws apart from its node's other uses of the seed.
+const BUGGIFY_STREAM: u64 = 0x6275_6767_6966_7921;
 
 impl<M: Machines> Machines for OwnMachines<'_, M> {
     fn address(&mut self, name: &str, kind: NodeKind, index: u32) -> IpAddr {
@@ -194,6 +200,10 @@ impl<M: Machines> Machines for OwnMachines<'_, M> {
     }
 
     fn add(&mut self, name: &str, ip: IpAddr, machine: Machine, boot: Boot) {
+        if let Some(seed) = self.buggify {
+            // Incarnation 0: no boot of the node draws from this seed.
+            machine.buggify(node_seed(seed, name, 0) ^ BUGGIFY_STREAM);
+        }
         self.made.insert(name.to_string(), (machine.clone(), ip));
         self.engine.add(name, ip, machine, boot);
     }
@@ -305,8 +315,10 @@ impl MasterNode<'_> {
             let boot = (incarnation > 1).then(|| incarnation.to_string());
             let (disk, config, slot) = (Some(disk.clone()), config.clone(), slot.clone());
             let revoked = revoked.clone();
+            // A first start is one that finds a disk nothing was ever synced to: a node whose
+            // first start died before it wrote finds a new disk, not a lost one.
             let cluster = ClusterConfig {
-                first_start: incarnation == 1,
+                first_start: disk.as_ref().is_none_or(|disk| !disk.is_used()),
                 ..cluster.clone()
             };
             // The disk is read on the node, so what the read reports is the node's.

@@ -86,8 +86,9 @@ pub struct Scenario {
     pub explore: Option<ExploreSpec>,
     /// `[[sometimes]]`: states `sim explore` must see some run reach.
     pub sometimes: Vec<sometimes::Sometimes>,
-    /// `buggify = true`: the shell's fault points fire (`[explore] buggify` sets it for runs).
-    pub buggify: bool,
+    /// `buggify = true` (or `"20s"`): the shell's fault points fire, for the whole run (or
+    /// until then). `[explore] buggify` sets it for runs, until the faults stop.
+    pub buggify: Option<Duration>,
     /// The names faults capture with `as`, for checks that read `@NAME`.
     pub captures: BTreeSet<String>,
     /// The `--set` flags applied to the file, as a command line says them.
@@ -122,8 +123,7 @@ struct RawScenario {
     explore: Option<RawExplore>,
     #[serde(default)]
     sometimes: Vec<sometimes::RawSometimes>,
-    #[serde(default)]
-    buggify: bool,
+    buggify: Option<Spanned<toml::Value>>,
 }
 
 #[derive(Deserialize)]
@@ -248,10 +248,27 @@ impl RawScenario {
             expectations,
             explore,
             sometimes,
-            buggify: self.buggify,
+            buggify: check_buggify(self.buggify.as_ref(), duration, source)?,
             captures: captured,
             overrides: Vec::new(),
         })
+    }
+}
+
+/// `buggify = true` for the whole run, `"20s"` until then, `false` (or absent) never.
+fn check_buggify(
+    value: Option<&Spanned<toml::Value>>,
+    duration: Duration,
+    source: &Source,
+) -> Result<Option<Duration>, ScenarioError> {
+    let Some(value) = value else { return Ok(None) };
+    let what = "`buggify` is true, false, or how long the fault points fire, like \"20s\"";
+    match value.get_ref() {
+        toml::Value::Boolean(on) => Ok(on.then_some(duration)),
+        toml::Value::String(text) => duration::parse_duration(text)
+            .map(Some)
+            .map_err(|why| source.error(value.span(), format!("{what}: {why}"))),
+        _ => Err(source.error(value.span(), what)),
     }
 }
 

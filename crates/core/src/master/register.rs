@@ -116,6 +116,13 @@ impl Registry {
         }
     }
 
+    /// Refuses `info` as busy though admission would have taken it: a shell's fault point for a
+    /// master too loaded to answer (`buggify`), told the admission's `retry_after`.
+    pub fn refuse_busy(&mut self, now: Instant, session: SessionId, info: &Register) {
+        let retry_after = self.config.admission.and_then(|limit| limit.retry_after);
+        self.refuse(now, session, info, Refusal::Busy, retry_after);
+    }
+
     fn redirect(&mut self, session: SessionId, leader: String) {
         self.output
             .send(session, Message::Redirect(Redirect { leader }));

@@ -7,6 +7,7 @@ use super::handle::{ClusterHandle, Request};
 use super::peers::{Outbound, PeerFrame, PeerMessage, Undelivered};
 use super::store::StoreLink;
 use super::HARD_STATE;
+use crate::buggify::{self, Point};
 use crate::clock::{now, Timer};
 use crate::disk::{Disk, LEDGER};
 use crate::master::MasterState;
@@ -25,6 +26,15 @@ fn leadership(role: Role, leader: Option<&str>) -> Leadership {
         _ => Leadership::Follower {
             leader: leader.map(str::to_string),
         },
+    }
+}
+
+/// A write that takes its time, when a fault point says so: a slow fsync. It comes after the
+/// write is durable, so the messages that wait for it wait longer, and a crash meanwhile loses
+/// them, never a decision the timeline already reported.
+async fn slow_disk() {
+    if let Some(delay) = buggify::fires(Point::DelayedDiskWrite) {
+        crate::clock::sleep(delay).await;
     }
 }
 
@@ -113,16 +123,17 @@ impl ClusterLoop {
             match output {
                 // Durable before any vote or candidacy leaves.
                 Output::Save(state) => {
-                    if let Some(disk) = self.disk.as_ref().filter(|_| self.save_votes) {
+                    if let Some(disk) = self.disk.clone().filter(|_| self.save_votes) {
                         let bytes = serde_json::to_vec(&state).expect("a hard state serializes");
                         disk.write(HARD_STATE, bytes);
-                        self.sync(disk);
+                        self.sync(&disk);
+                        slow_disk().await;
                     }
                 }
                 // Durable before the messages that carry it, or acknowledge it, leave.
-                Output::Persist(snapshot) => self.write_ledger(&snapshot),
+                Output::Persist(snapshot) => self.write_ledger(&snapshot).await,
                 Output::Install(snapshot) => {
-                    self.write_ledger(&snapshot);
+                    self.write_ledger(&snapshot).await;
                     self.master.install(&snapshot);
                 }
                 Output::Peer { to, message } => {
@@ -150,10 +161,11 @@ impl ClusterLoop {
         next_periodic
     }
 
-    fn write_ledger(&self, snapshot: &fleet_core::cluster::Snapshot) {
+    async fn write_ledger(&self, snapshot: &fleet_core::cluster::Snapshot) {
         if let Some(disk) = &self.disk {
             disk.write(LEDGER, snapshot.to_record());
             self.sync(disk);
+            slow_disk().await;
         }
     }
 

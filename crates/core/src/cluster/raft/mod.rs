@@ -69,6 +69,15 @@ impl RaftConfig {
     }
 }
 
+/// A leader remembers when this many of its last heartbeat rounds left: an answer to an older
+/// one counts for nothing (one that late says little about now).
+const ROUNDS_KEPT: usize = 64;
+
+/// The part of the shortest election timeout a leader gives up of its authority
+/// ([`Membership::leading_until`]): its clock may run slow and a follower's fast, each within
+/// 5% of true time (lease mode's default `max_drift`).
+pub const CLOCK_MARGIN: f64 = 0.1;
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum RaftMessage {
     /// "Would you vote for me in `term`?" Changes nothing at the receiver.
@@ -95,11 +104,17 @@ pub enum RaftMessage {
         commit: Version,
         /// The leader's state, for a follower that has not acknowledged holding it.
         state: Option<Snapshot>,
+        /// Which of the leader's heartbeat rounds this is; the answer names it again.
+        #[serde(default)]
+        round: u64,
     },
     HeartbeatResponse {
         term: u64,
         /// The version the follower holds, on its disk.
         version: Version,
+        /// The round of the heartbeat it answers.
+        #[serde(default)]
+        round: u64,
     },
     /// The leader is leaving and hands over: start an election now, without a pre-vote
     /// (Raft's leadership transfer).
@@ -166,6 +181,16 @@ pub struct RaftNode<R> {
     last_leader_contact: Option<Instant>,
     /// When we last heard anything from each peer.
     last_heard: BTreeMap<String, Instant>,
+    /// Candidate: when it asked for votes in its term; it leads from then on, as its voters
+    /// count it.
+    election_started: Instant,
+    /// Leader: its heartbeat rounds, numbered, and when the last few left.
+    round: u64,
+    rounds: VecDeque<(u64, Instant)>,
+    /// Leader: for each peer, when the newest round it answered left. A peer that answered a
+    /// heartbeat sent at `t` starts no election before `t` plus its election timeout, however
+    /// late its answer arrives: check-quorum counts from there.
+    acked: BTreeMap<String, Instant>,
     closed: bool,
     /// The replicated state this node holds.
     state: Snapshot,
@@ -208,6 +233,10 @@ impl<R: RngCore> RaftNode<R> {
             votes: BTreeSet::new(),
             last_leader_contact: None,
             last_heard: BTreeMap::new(),
+            election_started: now,
+            round: 0,
+            rounds: VecDeque::new(),
+            acked: BTreeMap::new(),
             closed: false,
             state: Snapshot::default(),
             commit: Version::default(),
@@ -315,7 +344,7 @@ impl<R: RngCore> RaftNode<R> {
     fn quorum_until(&self) -> Option<Instant> {
         let window = self.config.election_timeout.0;
         let needed = self.majority().checked_sub(1).filter(|&n| n > 0)?;
-        let mut heard: Vec<Instant> = self.last_heard.values().copied().collect();
+        let mut heard: Vec<Instant> = self.acked.values().copied().collect();
         heard.sort_unstable_by(|a, b| b.cmp(a));
         let first = self.leading_since + window;
         Some(
@@ -340,6 +369,7 @@ impl<R: RngCore> RaftNode<R> {
     }
 
     fn start_election(&mut self, now: Instant) {
+        self.election_started = now;
         self.term += 1;
         self.role = Role::Candidate;
         self.voted_for = Some(self.me.clone());
@@ -371,7 +401,10 @@ impl<R: RngCore> RaftNode<R> {
         debug_assert_eq!(self.voted_for.as_deref(), Some(self.me.as_str()));
         self.role = Role::Leader;
         self.leader = Some(self.me.clone());
-        self.leading_since = now;
+        // Its voters granted their votes after it asked, and wait an election timeout from then.
+        self.leading_since = self.election_started;
+        self.acked.clear();
+        self.rounds.clear();
         self.events.push(RaftEvent::BecameLeader {
             term: self.term,
             votes: self.votes.len() as u64,
@@ -386,18 +419,24 @@ impl<R: RngCore> RaftNode<R> {
             .map(|peer| (peer.clone(), Version::default()))
             .collect();
         self.advance_commit();
-        self.send_heartbeats();
+        self.send_heartbeats(now);
         self.heartbeat_due = now + self.config.heartbeat_interval;
     }
 
     /// A heartbeat to every peer, carrying the state to those that have not acknowledged it.
-    fn send_heartbeats(&mut self) {
+    fn send_heartbeats(&mut self, now: Instant) {
+        self.round += 1;
+        self.rounds.push_back((self.round, now));
+        if self.rounds.len() > ROUNDS_KEPT {
+            self.rounds.pop_front();
+        }
         for peer in self.peers.clone() {
             let behind = self.matched.get(&peer) != Some(&self.state.version);
             let message = RaftMessage::Heartbeat {
                 term: self.term,
                 commit: self.commit,
                 state: behind.then(|| self.state.clone()),
+                round: self.round,
             };
             self.outbox.push_back((peer, message));
         }
@@ -481,8 +520,9 @@ impl<R: RngCore> RaftNode<R> {
                 term,
                 commit,
                 state,
+                round,
             } => {
-                self.handle_heartbeat(now, from, term, state);
+                self.handle_heartbeat(now, from, term, state, round);
                 self.learn_commit(commit);
             }
             RaftMessage::TimeoutNow { term } => {
@@ -495,15 +535,29 @@ impl<R: RngCore> RaftNode<R> {
                     self.start_election(now);
                 }
             }
-            RaftMessage::HeartbeatResponse { term, version } => {
+            RaftMessage::HeartbeatResponse {
+                term,
+                version,
+                round,
+            } => {
                 // Its latest word, not its highest: one that lost its disk holds less now.
                 if self.role == Role::Leader && term == self.term {
                     self.matched.insert(from.to_string(), version);
                     self.advance_commit();
+                    self.count_ack(from, round);
                 }
             }
         }
         self.check_recovery();
+    }
+
+    /// `from` answered heartbeat round `round`: it heard this leader when that round left.
+    fn count_ack(&mut self, from: &str, round: u64) {
+        let Some(&(_, sent)) = self.rounds.iter().find(|(r, _)| *r == round) else {
+            return;
+        };
+        let acked = self.acked.entry(from.to_string()).or_insert(sent);
+        *acked = (*acked).max(sent);
     }
 
     /// A follower learns what the leader knows committed: as far as its own state goes, when
@@ -564,7 +618,14 @@ impl<R: RngCore> RaftNode<R> {
     }
 
     /// A leader of our term: follow it, put off our own election, and take its state if newer.
-    fn handle_heartbeat(&mut self, now: Instant, from: &str, term: u64, state: Option<Snapshot>) {
+    fn handle_heartbeat(
+        &mut self,
+        now: Instant,
+        from: &str,
+        term: u64,
+        state: Option<Snapshot>,
+        round: u64,
+    ) {
         if term == self.term {
             debug_assert!(
                 self.role != Role::Leader,
@@ -593,7 +654,12 @@ impl<R: RngCore> RaftNode<R> {
         }
         // Says which version it holds, so a leader whose state it lacks sends it.
         let (term, version) = (self.term, self.state.version);
-        self.send(from, RaftMessage::HeartbeatResponse { term, version });
+        let answer = RaftMessage::HeartbeatResponse {
+            term,
+            version,
+            round,
+        };
+        self.send(from, answer);
     }
 
     fn send(&mut self, to: &str, message: RaftMessage) {
@@ -646,7 +712,7 @@ impl<R: RngCore + Send> Membership for RaftNode<R> {
                     if self.config.check_quorum && !self.has_quorum(now) {
                         return self.step_down(now, "lost quorum");
                     }
-                    self.send_heartbeats();
+                    self.send_heartbeats(now);
                     self.heartbeat_due = now + self.config.heartbeat_interval;
                 }
             }
@@ -671,7 +737,7 @@ impl<R: RngCore + Send> Membership for RaftNode<R> {
         self.state = snapshot;
     }
 
-    fn propose(&mut self, _now: Instant, index: u64, state: Vec<u8>) {
+    fn propose(&mut self, now: Instant, index: u64, state: Vec<u8>) {
         if self.role != Role::Leader || self.closed {
             return;
         }
@@ -683,7 +749,7 @@ impl<R: RngCore + Send> Membership for RaftNode<R> {
         self.state = Snapshot { version, state };
         self.snapshot_out = Some(Output::Persist(self.state.clone()));
         self.advance_commit();
-        self.send_heartbeats();
+        self.send_heartbeats(now);
     }
 
     fn committed(&self) -> Option<u64> {
@@ -749,10 +815,13 @@ impl<R: RngCore + Send> Membership for RaftNode<R> {
         self.events.pop()
     }
 
-    /// With check-quorum, a leader's authority lapses when its quorum does.
+    /// With check-quorum, a leader's authority lapses when its quorum does, less
+    /// [`CLOCK_MARGIN`] of the window for clocks that run at different rates.
     fn leading_until(&self) -> Option<Instant> {
         let leads = self.role == Role::Leader && self.config.check_quorum && !self.closed;
-        self.quorum_until().filter(|_| leads)
+        let margin = self.config.election_timeout.0.mul_f64(CLOCK_MARGIN);
+        let until = self.quorum_until().filter(|_| leads)?;
+        Some(until.checked_sub(margin).unwrap_or(until))
     }
 
     fn role(&self) -> Role {

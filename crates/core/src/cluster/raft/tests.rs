@@ -271,6 +271,31 @@ fn without_pre_vote_a_returning_node_disrupts_the_leader() {
 }
 
 #[test]
+fn a_late_answer_counts_from_when_its_heartbeat_left() {
+    let mut cluster = Cluster::new(3, RaftConfig::default(), 4);
+    cluster.run_fair(Duration::from_secs(10), LATENCY);
+    let leader = cluster.index(&cluster.agreed_leader().unwrap());
+    let until = cluster.nodes[leader].leading_until().unwrap();
+    let term = cluster.nodes[leader].term();
+    // An answer to the first round of its term, arriving now: it says nothing about now.
+    let later = cluster.now + Duration::from_secs(30);
+    let follower = name((leader + 1) % 3);
+    let node = &mut cluster.nodes[leader];
+    let version = node.state.version;
+    let stale = RaftMessage::HeartbeatResponse {
+        term,
+        version,
+        round: node.rounds.front().unwrap().0,
+    };
+    node.handle_message(later, &follower, stale);
+    assert!(
+        node.leading_until().unwrap() <= until,
+        "the stale answer gave it no time"
+    );
+    assert!(!node.has_quorum(later));
+}
+
+#[test]
 fn a_leaders_authority_lapses_with_its_quorum() {
     let mut cluster = Cluster::new(3, RaftConfig::default(), 4);
     cluster.run_fair(Duration::from_secs(10), LATENCY);
@@ -412,6 +437,7 @@ fn events_report_the_election_in_order() {
             term: 3,
             commit: Version::default(),
             state: None,
+            round: 1,
         },
     );
     assert_eq!(
@@ -688,6 +714,7 @@ fn a_node_that_lost_its_disk_votes_only_once_caught_up_and_past_its_old_terms() 
         term: 5,
         commit: state.version,
         state: Some(state),
+        round: 1,
     };
     node.handle_message(now, "c", heartbeat);
     let installed = std::iter::from_fn(|| node.poll_output())
