@@ -128,7 +128,7 @@ impl AsyncWrite for TcpStream {
             this.delayed = None;
         }
         let written = Pin::new(&mut this.inner).poll_write(cx, buf);
-        if let Poll::Ready(_) = &written {
+        if written.is_ready() {
             this.drawn = false;
             if let Some(sent) = &this.sent {
                 sent.fetch_add(1, Ordering::Relaxed);
