@@ -381,14 +381,15 @@ fn print_summary(summary: &summary::Summary, json: bool) -> i32 {
     if json {
         let text = serde_json::to_string_pretty(summary).expect("summaries serialize");
         println!("{text}");
+        let unreached = summary.unreached();
+        if !unreached.is_empty() {
+            eprintln!("never reached: {}", unreached.join(", "));
+        }
         let last = summary::last_line(summary.runs, summary.wall_ms, summary.failed.len());
         eprintln!("{last}");
     } else {
+        // The text says NEVER beside each entry no run reached.
         print!("{}", pool::text(summary));
-    }
-    let unreached = summary.unreached();
-    if !unreached.is_empty() {
-        eprintln!("never reached: {}", unreached.join(", "));
     }
     passed(summary.passed())
 }

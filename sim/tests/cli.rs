@@ -401,8 +401,7 @@ fn turmoil_only_faults_are_refused_on_madsim_naming_the_engine_that_has_them_and
         "{stderr}"
     );
     // A hold is no longer turmoil's alone: madsim holds at the shell's link gates.
-    let held =
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../scenarios/turmoil/hold-release.toml");
+    let held = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../scenarios/hold-release.toml");
     let output = sim(&["run", held.to_str().unwrap()]);
     assert_eq!(
         output.status.code(),

@@ -103,6 +103,28 @@ fn with_votes_on_disk_2000_runs_find_nothing() {
 }
 
 #[test]
+fn a_state_no_run_reaches_fails_exploration() {
+    let text = std::fs::read_to_string(RAFT).unwrap();
+    // Agents that retry for ever never give up.
+    let text = text.replace(
+        "[explore]",
+        "[[sometimes]]\nkind = \"gave_up\"\n\n[explore]",
+    );
+    let path = scratch().join("raft-never.toml");
+    std::fs::write(&path, text).unwrap();
+    let (code, summary) = explore_json(&path, &scratch().join("never"), &["--runs", "20"]);
+    assert_eq!(summary["failed"], Value::Array(Vec::new()), "{summary}");
+    let reached = summary["reached"].as_array().unwrap();
+    let gave_up = reached.last().unwrap();
+    assert_eq!(
+        (gave_up["sometimes"].as_str(), gave_up["runs"].as_u64()),
+        (Some("gave_up"), Some(0))
+    );
+    assert!(reached[0]["runs"].as_u64().unwrap() > 0, "{summary}");
+    assert_eq!(code, Some(1), "never reached, so exploration fails");
+}
+
+#[test]
 fn shards_cover_the_same_seeds_and_merge_into_the_whole() {
     let dir = scratch().join("shards");
     let file = forgetful();

@@ -62,14 +62,16 @@ impl Disk {
         lock(&self.0)
     }
 
-    /// The record as last written; `None` when there is none, or when it is damaged (reported
-    /// as a `bad_record`).
+    /// The record as last written; `None` when there is none, or when it is damaged: then it is
+    /// reported as a `bad_record` and discarded, as good as lost, so it is reported once.
     pub fn read(&self, record: &str) -> Option<Vec<u8>> {
-        let records = self.lock();
+        let mut records = self.lock();
         let stored = (records.unsynced.get(record)).or_else(|| records.synced.get(record))?;
         if stored.is_whole() {
             return Some(stored.bytes.clone());
         }
+        records.unsynced.remove(record);
+        records.synced.remove(record);
         drop(records);
         emit(ShellEvent::BadRecord {
             record: record.to_string(),
@@ -197,6 +199,11 @@ mod tests {
             disk.read("ledger"),
             Some(b"{}".to_vec()),
             "a new write is whole"
+        );
+        assert_eq!(
+            disk.wipe(),
+            1,
+            "the damaged records were discarded when read"
         );
     }
 }

@@ -324,18 +324,20 @@ impl Drop for Scope {
     }
 }
 
-/// The future of [`Machine::run`].
-pub struct Running<F> {
-    machine: Machine,
-    future: F,
+pin_project_lite::pin_project! {
+    /// The future of [`Machine::run`].
+    pub struct Running<F> {
+        machine: Machine,
+        #[pin]
+        future: F,
+    }
 }
 
 impl<F: Future> Future for Running<F> {
     type Output = F::Output;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
-        // SAFETY: `future` is pinned with `self` and never moved out; `machine` is not pinned.
-        let this = unsafe { self.get_unchecked_mut() };
+        let this = self.project();
         if this.machine.is_paused() {
             lock(&this.machine.0.parked).push(cx.waker().clone());
             // A resume between the check and the push must not be missed.
@@ -344,8 +346,7 @@ impl<F: Future> Future for Running<F> {
             }
         }
         let _scope = Scope::enter(this.machine.clone());
-        // SAFETY: as above.
-        unsafe { Pin::new_unchecked(&mut this.future) }.poll(cx)
+        this.future.poll(cx)
     }
 }
 

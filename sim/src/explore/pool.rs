@@ -323,29 +323,7 @@ pub fn explore(options: &Options) -> Result<Summary, String> {
     progress.finish();
     let wall = progress.start.elapsed();
 
-    let mut first_of_rule: BTreeMap<&str, u64> = BTreeMap::new();
-    for (seed, (broken, _)) in &ran {
-        if first_of_rule.len() < MAX_SHRUNK || first_of_rule.contains_key(broken.check.as_str()) {
-            first_of_rule.entry(&broken.check).or_insert(*seed);
-        }
-    }
-    let shrink_jobs: Vec<Job> = (first_of_rule.iter())
-        .map(|(check, seed)| Job::Shrink {
-            seed: *seed,
-            check: check.to_string(),
-        })
-        .collect();
-    let mut shrunk: BTreeMap<u64, String> = BTreeMap::new();
-    if !shrink_jobs.is_empty() {
-        let count = shrink_jobs.len();
-        let runs = if count == 1 { "run" } else { "runs" };
-        eprintln!("shrinking {count} failing {runs}, one per broken rule");
-        run_jobs(options, shrink_jobs, |line| {
-            if let WorkerLine::Shrunk { seed, file, .. } = line {
-                shrunk.insert(*seed, file.clone());
-            }
-        })?;
-    }
+    let mut shrunk = shrink_firsts(options, &ran)?;
     let failed = ran
         .into_iter()
         .map(|(seed, (broken, file))| Failed {
@@ -368,6 +346,38 @@ pub fn explore(options: &Options) -> Result<Summary, String> {
         wall_ms: wall.as_millis() as u64,
         reached,
     })
+}
+
+/// Has the first failing run of each broken rule shrunk (of the first [`MAX_SHRUNK`] rules);
+/// returns each shrunk file by seed.
+fn shrink_firsts(
+    options: &Options,
+    ran: &BTreeMap<u64, (crate::explore::summary::Broken, Option<String>)>,
+) -> Result<BTreeMap<u64, String>, String> {
+    let mut first_of_rule: BTreeMap<&str, u64> = BTreeMap::new();
+    for (seed, (broken, _)) in ran {
+        if first_of_rule.len() < MAX_SHRUNK || first_of_rule.contains_key(broken.check.as_str()) {
+            first_of_rule.entry(&broken.check).or_insert(*seed);
+        }
+    }
+    let shrink_jobs: Vec<Job> = (first_of_rule.iter())
+        .map(|(check, seed)| Job::Shrink {
+            seed: *seed,
+            check: check.to_string(),
+        })
+        .collect();
+    let mut shrunk: BTreeMap<u64, String> = BTreeMap::new();
+    if !shrink_jobs.is_empty() {
+        let count = shrink_jobs.len();
+        let runs = if count == 1 { "run" } else { "runs" };
+        eprintln!("shrinking {count} failing {runs}, one per broken rule");
+        run_jobs(options, shrink_jobs, |line| {
+            if let WorkerLine::Shrunk { seed, file, .. } = line {
+                shrunk.insert(*seed, file.clone());
+            }
+        })?;
+    }
+    Ok(shrunk)
 }
 
 /// The summary as text: each failing run (the first few of each rule), then the last line.

@@ -259,6 +259,18 @@ impl<E: Engine> FaultInjector<E> {
         let machines = &self.machines;
         self.effects
             .follow(line, &ops, |link| sent_across(machines, link));
+        self.act(line, &fired).await;
+        self.capture(fault, &fired);
+        if let FaultAction::Shutdown(_) = fired.action {
+            // The goodbyes go out; then the masters go down, as a crash would take them.
+            tokio::time::sleep(SHUTDOWN_GRACE).await;
+            fired.nodes().iter().for_each(|node| self.kill(node));
+        }
+    }
+
+    /// Does what `fired` does to processes, disks, clocks, the network's latency and loss, and
+    /// the masters, counting its effect on line `line` (its links are done already).
+    async fn act(&mut self, line: usize, fired: &Fired) {
         let nodes = fired.nodes().to_vec();
         match &fired.action {
             FaultAction::Crash(_) => self.stop(line, &nodes, false),
@@ -288,16 +300,7 @@ impl<E: Engine> FaultInjector<E> {
                 let paused = paused.count() as u64;
                 self.effects.add(line, "paused", paused);
             }
-            FaultAction::Resume(_) => {
-                let resumed = nodes.iter().filter(|node| self.machine(node).resume());
-                let resumed = resumed.count() as u64;
-                self.effects.add(line, "resumed", resumed);
-                for node in &nodes {
-                    for job in self.deferred.remove(node).unwrap_or_default() {
-                        let _ = self.engine.run_on(node, job).await;
-                    }
-                }
-            }
+            FaultAction::Resume(_) => self.resume(line, &nodes).await,
             FaultAction::Latency(low, high) => self.engine.latency(*low, *high),
             FaultAction::Loss(rate) => self.engine.loss(*rate),
             FaultAction::Revoke(_) => self.set_credentials(nodes, false).await,
@@ -316,7 +319,7 @@ impl<E: Engine> FaultInjector<E> {
                 self.on_masters(&nodes, MasterState::shutdown).await
             }
             FaultAction::Admin(op) => self.admin(op, nodes, fired.master.clone()).await,
-            // The links: carried out above.
+            // The links: carried out already.
             FaultAction::Partition { .. }
             | FaultAction::Heal(_)
             | FaultAction::Isolate(_)
@@ -326,11 +329,18 @@ impl<E: Engine> FaultInjector<E> {
             | FaultAction::Ring(_)
             | FaultAction::Stall { .. } => {}
         }
-        self.capture(fault, &fired);
-        if let FaultAction::Shutdown(_) = fired.action {
-            // The goodbyes go out; then the masters go down, as a crash would take them.
-            tokio::time::sleep(SHUTDOWN_GRACE).await;
-            fired.nodes().iter().for_each(|node| self.kill(node));
+    }
+
+    /// Lets `nodes` carry on, counting those that were paused as `resumed`, then runs in order
+    /// what the faults asked of them meanwhile.
+    async fn resume(&mut self, line: usize, nodes: &[String]) {
+        let resumed = nodes.iter().filter(|node| self.machine(node).resume());
+        let resumed = resumed.count() as u64;
+        self.effects.add(line, "resumed", resumed);
+        for node in nodes {
+            for job in self.deferred.remove(node).unwrap_or_default() {
+                let _ = self.engine.run_on(node, job).await;
+            }
         }
     }
 

@@ -218,20 +218,13 @@ impl RawScenario {
         let explore = (self.explore)
             .map(|raw| explore::check(raw, &topology, duration, &recovery, source))
             .transpose()?;
-        let sometimes = (self.sometimes.into_iter())
-            .map(|raw| sometimes::check(raw, &topology, source))
-            .collect::<Result<Vec<_>, _>>()?;
+        let sometimes = sometimes::check_all(self.sometimes, &topology, source)?;
         Ok(Scenario {
             path: source.path.to_string(),
             name,
             description,
             seed: self.seed,
-            seeds: match self.seeds {
-                Some(seeds) if seeds.get_ref().is_empty() => {
-                    return Err(source.error(seeds.span(), "`seeds` lists at least one seed"))
-                }
-                other => other.map(Spanned::into_inner),
-            },
+            seeds: check_seeds(self.seeds, source)?,
             duration,
             topology,
             cluster,
@@ -252,6 +245,19 @@ impl RawScenario {
             captures: captured,
             overrides: Vec::new(),
         })
+    }
+}
+
+/// `seeds = [...]`: at least one.
+fn check_seeds(
+    seeds: Option<Spanned<Vec<u64>>>,
+    source: &Source,
+) -> Result<Option<Vec<u64>>, ScenarioError> {
+    match seeds {
+        Some(seeds) if seeds.get_ref().is_empty() => {
+            Err(source.error(seeds.span(), "`seeds` lists at least one seed"))
+        }
+        other => Ok(other.map(Spanned::into_inner)),
     }
 }
 

@@ -28,7 +28,18 @@ pub(crate) struct RawSometimes {
     node: Option<Spanned<String>>,
 }
 
-pub(crate) fn check(
+/// Every `[[sometimes]]` entry, in file order.
+pub(crate) fn check_all(
+    raw: Vec<RawSometimes>,
+    topology: &Topology,
+    source: &Source,
+) -> Result<Vec<Sometimes>, ScenarioError> {
+    (raw.into_iter())
+        .map(|raw| check(raw, topology, source))
+        .collect()
+}
+
+fn check(
     raw: RawSometimes,
     topology: &Topology,
     source: &Source,
@@ -70,5 +81,55 @@ impl fmt::Display for Sometimes {
             Some(node) => write!(f, "{} on {node}", self.kind),
             None => f.write_str(self.kind),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::history::tests::fault;
+    use crate::history::{Entry, Happening};
+    use fleet_core::timeline::{Event, RaftEvent};
+
+    const MINIMAL: &str = "name = \"t\"\nduration = \"1m\"\n[topology]\nmasters = 3\nagents = 2\n";
+
+    fn parse(entries: &str) -> Result<Vec<super::Sometimes>, String> {
+        let text = format!("{MINIMAL}{entries}");
+        let scenario = crate::scenario::Scenario::parse("t.toml", &text);
+        scenario.map(|s| s.sometimes).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn an_entry_is_reached_by_its_kind_on_its_nodes() {
+        let entries = parse(
+            "[[sometimes]]\nkind = \"stepped_down\"\n\
+             [[sometimes]]\nkind = \"stepped_down\"\nnode = \"master-3\"\n",
+        )
+        .unwrap();
+        let stepped = Entry {
+            t_ms: 5,
+            node: "master-1".into(),
+            event: Happening::System(Event::Raft(RaftEvent::SteppedDown {
+                term: 2,
+                reason: "lost quorum".into(),
+            })),
+        };
+        let crash = fault(1, crate::history::tests::fired("crash = \"master-3\"", &[]));
+        let timeline = [crash, stepped];
+        assert!(entries[0].reached(&timeline));
+        assert!(!entries[1].reached(&timeline), "not on master-3");
+        assert_eq!(entries[1].to_string(), "stepped_down on master-3");
+    }
+
+    #[test]
+    fn an_unknown_kind_or_a_selector_known_only_in_the_run_is_refused() {
+        let error = parse("[[sometimes]]\nkind = \"steped_down\"\n").unwrap_err();
+        assert!(
+            error.contains("t.toml:7") && error.contains("steped_down"),
+            "{error}"
+        );
+        let error = parse("[[sometimes]]\nkind = \"stepped_down\"\nnode = \"leader\"\n");
+        assert!(error
+            .unwrap_err()
+            .contains("only known while the run goes on"));
     }
 }

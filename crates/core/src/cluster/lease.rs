@@ -385,7 +385,7 @@ impl LeaseNode {
         self.pending = None;
         match reply {
             Ok(reply) => {
-                self.take_reply(pending, reply);
+                self.take_reply(now, pending, reply);
                 self.send_state_request(now);
             }
             // A read or write that failed goes again after a request timeout, not at once: a
@@ -421,7 +421,10 @@ impl LeaseNode {
         self.next_request_at = sent_at + self.config.renew_interval;
     }
 
-    fn take_reply(&mut self, pending: Pending, reply: Value) {
+    fn take_reply(&mut self, now: Instant, pending: Pending, reply: Value) {
+        // A grant counts from when its request left: one that arrives after that time ran out
+        // (it waited out a pause in the socket) grants nothing.
+        let stale = now >= pending.sent_at + self.config.held_for();
         match (pending.kind, reply) {
             (Kind::Load, Value::Bulk(bytes)) => {
                 let Some((token, _)) = self.held else { return };
@@ -453,7 +456,10 @@ impl LeaseNode {
                 let Some((holder, token)) = parse_holder(&items[1]) else {
                     return;
                 };
-                if granted && holder == self.me {
+                if granted && holder == self.me && stale {
+                    // Ours at the store, for a while yet: the next request takes it back.
+                    self.leader = None;
+                } else if granted && holder == self.me {
                     self.take_lease(token, pending.sent_at);
                     self.events.push(LeaseEvent::LeaseAcquired { token });
                 } else if holder == self.me {
@@ -474,13 +480,15 @@ impl LeaseNode {
             }
             // Counted from when the request left, like any renewal. A 0 means the lease moved
             // on: no leader is known until the next request finds out.
-            (Kind::Resume { token }, Value::Integer(1)) => {
+            (Kind::Resume { token }, Value::Integer(1)) if !stale => {
                 self.take_lease(token, pending.sent_at);
                 self.events.push(LeaseEvent::LeaseResumed { token });
             }
             (Kind::Renew, Value::Integer(renewed)) => {
                 let Some((token, _)) = self.held else { return };
-                if renewed == 1 {
+                if renewed == 1 && stale {
+                    self.lose(token, "expired");
+                } else if renewed == 1 {
                     self.held = Some((token, pending.sent_at + self.config.held_for()));
                     self.events.push(LeaseEvent::LeaseRenewed { token });
                 } else {
@@ -754,6 +762,41 @@ mod tests {
             while node.poll_action().is_some() {}
         }
         assert_eq!(now, expiry);
+        assert_eq!(
+            reported(&mut node),
+            [LeaseEvent::LeaseLost {
+                token: 1,
+                reason: "expired".into()
+            }
+            .into()]
+        );
+    }
+
+    /// A grant or a renewal that arrives after its time ran out (it waited out a pause in the
+    /// socket) grants nothing: the holder never believes it holds an expired lease.
+    #[test]
+    fn a_grant_read_after_it_ran_out_grants_nothing() {
+        let t0 = Instant::now();
+        let config = LeaseConfig::default();
+        let late = t0 + config.held_for();
+        let mut node = LeaseNode::new("master-1", config.clone(), t0);
+        node.handle_timeout(t0);
+        let id = sent(&mut node);
+        node.handle_reply(late, id, grant(1, "master-1 1"));
+        assert_eq!(reported(&mut node), []);
+        assert_eq!((node.role(), node.leader()), (Role::Follower, None));
+
+        let mut node = LeaseNode::new("master-1", config.clone(), t0);
+        node.handle_timeout(t0);
+        let id = sent(&mut node);
+        node.handle_reply(t0, id, grant(1, "master-1 1"));
+        let load = sent(&mut node);
+        node.handle_reply(t0, load, Ok(Value::Bulk(None)));
+        let renew_at = node.poll_timeout().unwrap();
+        node.handle_timeout(renew_at);
+        let renewal = sent(&mut node);
+        reported(&mut node);
+        node.handle_reply(renew_at + config.held_for(), renewal, Ok(Value::Integer(1)));
         assert_eq!(
             reported(&mut node),
             [LeaseEvent::LeaseLost {
