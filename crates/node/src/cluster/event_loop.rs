@@ -131,9 +131,15 @@ impl ClusterLoop {
                     }
                 }
                 // Durable before the messages that carry it, or acknowledge it, leave.
-                Output::Persist(snapshot) => self.write_ledger(&snapshot).await,
+                Output::Persist(snapshot) => {
+                    if self.write_ledger(&snapshot) {
+                        slow_disk().await;
+                    }
+                }
                 Output::Install(snapshot) => {
-                    self.write_ledger(&snapshot).await;
+                    if self.write_ledger(&snapshot) {
+                        slow_disk().await;
+                    }
                     self.master.install(&snapshot);
                 }
                 Output::Peer { to, message } => {
@@ -161,12 +167,12 @@ impl ClusterLoop {
         next_periodic
     }
 
-    async fn write_ledger(&self, snapshot: &fleet_core::cluster::Snapshot) {
-        if let Some(disk) = &self.disk {
-            disk.write(LEDGER, snapshot.to_record());
-            self.sync(disk);
-            slow_disk().await;
-        }
+    /// Writes the ledger, if this master keeps one; returns whether it did.
+    fn write_ledger(&self, snapshot: &fleet_core::cluster::Snapshot) -> bool {
+        let Some(disk) = &self.disk else { return false };
+        disk.write(LEDGER, snapshot.to_record());
+        self.sync(disk);
+        true
     }
 
     /// Makes what was written survive a power failure, unless told not to.
