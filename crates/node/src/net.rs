@@ -8,7 +8,10 @@
 //! Each socket opened by a task of a [`Machine`] goes through that machine's link gates: a
 //! link held or stalled there (see [`Machine::gate`]) delivers nothing to this side until it
 //! opens, and a connect over a held link waits. Neither simulator can stall a link (madsim
-//! cannot hold one either), so both get it here, the same way.
+//! cannot hold one either), so both get it here, the same way. A socket also counts what its
+//! machine sends to the peer (for the faults' effects), and passes two of the shell's fault
+//! points ([`crate::buggify`]): a send held back, a connection dropped as it opens. Outside any
+//! machine (a deployment) it is the plain socket.
 
 use crate::buggify::{self, Point};
 use crate::machine::Machine;
