@@ -9,7 +9,9 @@
 use crate::explore::plan::Schedule;
 use crate::explore::summary::{Broken, WorkerLine};
 use crate::explore::Template;
+use crate::history::Entry;
 use crate::run::SIM;
+use crate::scenario::sometimes::Sometimes;
 use crate::scenario::ScenarioError;
 use std::io::Write;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -48,7 +50,7 @@ pub(crate) fn run_schedule(
         Ok(run) => {
             let entries = &run.output.timeline.entries;
             let reached = (loaded.scenario.sometimes.iter().enumerate())
-                .filter(|(_, sometimes)| sometimes.reached(entries))
+                .filter(|(_, sometimes)| reached(sometimes, entries))
                 .map(|(index, _)| index)
                 .collect();
             // A drawn fault that happened to do nothing is no failure.
@@ -74,6 +76,17 @@ pub(crate) fn run_schedule(
                 reached: Vec::new(),
             }
         }
+    })
+}
+
+/// Whether a run whose timeline is `entries` reached `sometimes`: an event of its kind, on its
+/// nodes.
+fn reached(sometimes: &Sometimes, entries: &[Entry]) -> bool {
+    entries.iter().any(|entry| {
+        let node = (sometimes.node.as_ref()).is_none_or(|node| node.contains(&entry.node));
+        node && entry
+            .system()
+            .is_some_and(|event| event.kind() == sometimes.kind)
     })
 }
 
@@ -237,6 +250,30 @@ pub fn shrink_seed(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_run_reaches_an_entry_by_its_kind_on_its_nodes() {
+        use crate::history::tests::{fault, fired};
+        use crate::history::Happening;
+        use fleet_core::timeline::{Event, RaftEvent};
+        let text = "name = \"t\"\nduration = \"1m\"\n[topology]\nmasters = 3\nagents = 2\n\
+                    [[sometimes]]\nkind = \"stepped_down\"\n\
+                    [[sometimes]]\nkind = \"stepped_down\"\nnode = \"master-3\"\n";
+        let entries = crate::scenario::Scenario::parse("t.toml", text)
+            .unwrap()
+            .sometimes;
+        let stepped = Entry {
+            t_ms: 5,
+            node: "master-1".into(),
+            event: Happening::System(Event::Raft(RaftEvent::SteppedDown {
+                term: 2,
+                reason: "lost quorum".into(),
+            })),
+        };
+        let timeline = [fault(1, fired("crash = \"master-3\"", &[])), stepped];
+        assert!(reached(&entries[0], &timeline));
+        assert!(!reached(&entries[1], &timeline), "not on master-3");
+    }
     use crate::explore::plan::{Ground, Step};
     use crate::scenario::faults::FaultAction;
     use crate::scenario::Scenario;
