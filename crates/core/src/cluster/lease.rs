@@ -452,31 +452,7 @@ impl LeaseNode {
                 self.commit = self.commit.max(Some(index));
             }
             (Kind::Acquire, Value::Array(Some(items))) if items.len() == 2 => {
-                let granted = items[0] == Value::Integer(1);
-                let Some((holder, token)) = parse_holder(&items[1]) else {
-                    return;
-                };
-                if granted && holder == self.me && stale {
-                    // Ours at the store, for a while yet: the next request takes it back.
-                    self.leader = None;
-                } else if granted && holder == self.me {
-                    self.take_lease(token, pending.sent_at);
-                    self.events.push(LeaseEvent::LeaseAcquired { token });
-                } else if holder == self.me {
-                    // Our own name: never follow ourselves. Take it back at once, under this
-                    // process's value; until then no leader is known.
-                    self.leader = None;
-                    let held_as = items[1].as_text().unwrap_or_default().to_string();
-                    self.resume = Some((token, held_as));
-                    self.next_request_at = pending.sent_at;
-                } else if self.leader.as_ref() != Some(&(holder.clone(), token)) {
-                    self.events.push(LeaseEvent::LeaseHolderSeen {
-                        holder: holder.clone(),
-                        token,
-                    });
-                    self.leader = Some((holder, token));
-                    self.changes.push_back(ClusterEvent::SignFollower);
-                }
+                self.take_grant(stale, pending.sent_at, &items);
             }
             // Counted from when the request left, like any renewal. A 0 means the lease moved
             // on: no leader is known until the next request finds out.
@@ -496,6 +472,35 @@ impl LeaseNode {
                 }
             }
             _ => {}
+        }
+    }
+
+    /// The store's answer to an acquire: `[granted, holder]`.
+    fn take_grant(&mut self, stale: bool, sent_at: Instant, items: &[Value]) {
+        let granted = items[0] == Value::Integer(1);
+        let Some((holder, token)) = parse_holder(&items[1]) else {
+            return;
+        };
+        if granted && holder == self.me && stale {
+            // Ours at the store, for a while yet: the next request takes it back.
+            self.leader = None;
+        } else if granted && holder == self.me {
+            self.take_lease(token, sent_at);
+            self.events.push(LeaseEvent::LeaseAcquired { token });
+        } else if holder == self.me {
+            // Our own name: never follow ourselves. Take it back at once, under this
+            // process's value; until then no leader is known.
+            self.leader = None;
+            let held_as = items[1].as_text().unwrap_or_default().to_string();
+            self.resume = Some((token, held_as));
+            self.next_request_at = sent_at;
+        } else if self.leader.as_ref() != Some(&(holder.clone(), token)) {
+            self.events.push(LeaseEvent::LeaseHolderSeen {
+                holder: holder.clone(),
+                token,
+            });
+            self.leader = Some((holder, token));
+            self.changes.push_back(ClusterEvent::SignFollower);
         }
     }
 
