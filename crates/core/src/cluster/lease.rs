@@ -758,8 +758,9 @@ mod tests {
         let id = sent(&mut node);
         node.handle_reply(t0, id, grant(1, "master-1 1"));
         reported(&mut node);
-        // Counted from when the request left, not from the reply.
-        let expiry = t0 + config.lease_period;
+        // Counted from when the request left, not from the reply, and short of the store's
+        // lease by the clocks' drift.
+        let expiry = t0 + config.held_for();
         let mut now = t0;
         while now < expiry {
             now = node.poll_timeout().unwrap();
