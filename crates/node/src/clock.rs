@@ -68,8 +68,13 @@ fn runtime_instant(at: Instant) -> tokio::time::Instant {
 /// Milliseconds since the Unix epoch by the same clock as [`now`]: simulated in a simulation,
 /// and as far off as the machine's clock is.
 pub fn unix_ms() -> u64 {
-    let offset_ms = Machine::current().map_or(0, |machine| machine.offset_ms(true_now()));
-    true_unix_ms().saturating_add_signed(offset_ms)
+    true_unix_ms().saturating_add_signed(offset_ms())
+}
+
+/// How far the current machine's clock is ahead of true time now, in milliseconds (negative:
+/// behind; 0 outside any machine). The timeline shows it beside a skewed node's events.
+pub fn offset_ms() -> i64 {
+    Machine::with_current(|machine| machine.offset_ms(true_now())).unwrap_or(0)
 }
 
 fn true_unix_ms() -> u64 {

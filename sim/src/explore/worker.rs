@@ -265,6 +265,7 @@ mod tests {
         let stepped = Entry {
             t_ms: 5,
             node: "master-1".into(),
+            clock_ms: 0,
             event: Happening::System(Event::Raft(RaftEvent::SteppedDown {
                 term: 2,
                 reason: "lost quorum".into(),

@@ -38,6 +38,9 @@ pub struct Entry {
     /// Simulated milliseconds since the start of the run.
     pub t_ms: u64,
     pub node: String,
+    /// How far the node's clock was from true time when it emitted the event, in milliseconds
+    /// (negative: behind): 0 unless a `clock` fault moved it. The harness's lines have none.
+    pub clock_ms: i64,
     pub event: Happening,
 }
 
@@ -62,6 +65,13 @@ impl Entry {
             fields.push_str(&key);
             fields.push('=');
             fields.push_str(&show_value(&value));
+        }
+        if self.clock_ms != 0 {
+            if !fields.is_empty() {
+                fields.push(' ');
+            }
+            fields.push_str("clock=");
+            fields.push_str(&fmt_offset(self.clock_ms));
         }
         (kind, fields)
     }
@@ -104,9 +114,13 @@ impl Serialize for Entry {
             Ok(serde_json::Value::Object(map)) => map,
             _ => serde_json::Map::new(),
         };
-        let mut map = serializer.serialize_map(Some(2 + fields.len()))?;
+        let clock = usize::from(self.clock_ms != 0);
+        let mut map = serializer.serialize_map(Some(2 + clock + fields.len()))?;
         map.serialize_entry("t_ms", &self.t_ms)?;
         map.serialize_entry("node", &self.node)?;
+        if self.clock_ms != 0 {
+            map.serialize_entry("clock_ms", &self.clock_ms)?;
+        }
         for (key, value) in &fields {
             map.serialize_entry(key, value)?;
         }
@@ -127,6 +141,17 @@ pub(crate) fn fmt_time(t_ms: u64) -> String {
     let (hours, rest) = (t_ms / 3_600_000, t_ms % 3_600_000);
     let (minutes, rest) = (rest / 60_000, rest % 60_000);
     format!("{hours}:{minutes:02}:{:02}.{:03}", rest / 1000, rest % 1000)
+}
+
+/// A clock's offset from true time, signed: `+2.000s`, `-512ms`.
+pub(crate) fn fmt_offset(offset_ms: i64) -> String {
+    let sign = if offset_ms < 0 { '-' } else { '+' };
+    let size = offset_ms.unsigned_abs();
+    if size < 1000 {
+        format!("{sign}{size}ms")
+    } else {
+        format!("{sign}{}.{:03}s", size / 1000, size % 1000)
+    }
 }
 
 /// `a, b, c` or `a, b, c and 7 more`.
@@ -153,6 +178,7 @@ pub(crate) mod tests {
         Entry {
             t_ms,
             node: node.into(),
+            clock_ms: 0,
             event: Happening::System(event.into()),
         }
     }
@@ -179,6 +205,7 @@ pub(crate) mod tests {
         Entry {
             t_ms,
             node: HARNESS.into(),
+            clock_ms: 0,
             event: Happening::Fault(event),
         }
     }
@@ -224,6 +251,27 @@ pub(crate) mod tests {
             serde_json::to_string(&entry).unwrap(),
             r#"{"t_ms":42,"node":"agent-1","kind":"connect_attempt","attempt":2,"delay_ms":1000,"target":"master-1"}"#
         );
+    }
+
+    #[test]
+    fn a_skewed_nodes_line_shows_its_clock_offset() {
+        let ahead = Entry {
+            clock_ms: 2_500,
+            ..attempt(42, 2, 1000)
+        };
+        assert_eq!(
+            ahead.parts().1,
+            "attempt=2 delay_ms=1000 target=master-1 clock=+2.500s"
+        );
+        assert_eq!(
+            serde_json::to_string(&ahead).unwrap(),
+            r#"{"t_ms":42,"node":"agent-1","clock_ms":2500,"kind":"connect_attempt","attempt":2,"delay_ms":1000,"target":"master-1"}"#
+        );
+        let behind = Entry {
+            clock_ms: -512,
+            ..attempt(42, 2, 1000)
+        };
+        assert!(behind.parts().1.ends_with(" clock=-512ms"));
     }
 
     #[test]

@@ -185,6 +185,7 @@ pub(crate) fn record_unsent(
         timeline.entries.push(Entry {
             t_ms: end.as_millis() as u64,
             node: HARNESS.to_string(),
+            clock_ms: 0,
             event: Happening::Fault(event),
         });
     }

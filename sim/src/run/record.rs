@@ -36,6 +36,7 @@ impl Recorder {
         entries.push(Entry {
             t_ms,
             node,
+            clock_ms: 0,
             event: Happening::Fault(event),
         });
         entries.len() - 1
@@ -124,11 +125,13 @@ impl<S: Subscriber> Layer<S> for CaptureLayer {
         let mut visitor = EventField::default();
         event.record(&mut visitor);
         let (t_ms, node) = (self.locate)();
+        let clock_ms = fleet_node::clock::offset_ms();
         let mut timeline = lock(&self.timeline);
         match Event::from_json(&visitor.json).map(Happening::System) {
             Ok(happening) => timeline.entries.push(Entry {
                 t_ms,
                 node,
+                clock_ms,
                 event: happening,
             }),
             Err(error) => timeline
@@ -188,8 +191,33 @@ mod tests {
             vec![Entry {
                 t_ms: 42,
                 node: "agent-1".into(),
+                clock_ms: 0,
                 event: Happening::System(Event::Agent(sent)),
             }]
+        );
+    }
+
+    #[test]
+    fn an_event_from_a_skewed_machine_carries_its_clock_offset() {
+        let locate: Locate = Arc::new(|| (42, "master-1".to_string()));
+        let (layer, recorder) = CaptureLayer::new(locate);
+        let timeline = recorder.timeline;
+        let subscriber = tracing_subscriber::registry().with(layer);
+        let machine = fleet_node::machine::Machine::default();
+        machine.adjust_clock(std::time::Instant::now(), 2_000, None);
+        let sent = AgentEvent::Registered {
+            instance_id: "agent-1-sim-101".into(),
+        };
+        tracing::subscriber::with_default(subscriber, || {
+            emit(sent.clone());
+            machine.enter(|| emit(sent.clone()));
+        });
+        let timeline = timeline.lock().unwrap();
+        let offsets: Vec<i64> = timeline.entries.iter().map(|e| e.clock_ms).collect();
+        assert_eq!(
+            offsets,
+            [0, 2_000],
+            "true time outside the machine, its clock inside"
         );
     }
 
