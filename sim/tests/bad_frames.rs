@@ -26,7 +26,7 @@ fn garbage_closes_only_its_own_connection() {
         .build();
 
     let locate: Locate = Arc::new(|| (0, String::new()));
-    let (layer, recorder) = CaptureLayer::new(locate);
+    let (layer, recorder) = CaptureLayer::new(locate, sim::run::budget::Budget::unlimited());
     let events = recorder.timeline;
     let subscriber = tracing_subscriber::registry().with(layer);
     let submitter = state.clone();

@@ -21,7 +21,7 @@ fn a_submitted_command_runs_on_its_agent_and_its_result_comes_back() {
     let state = common::master_and_agent(&runtime);
 
     let locate: Locate = Arc::new(|| (0, String::new()));
-    let (layer, recorder) = CaptureLayer::new(locate);
+    let (layer, recorder) = CaptureLayer::new(locate, sim::run::budget::Budget::unlimited());
     let events = recorder.timeline;
     let subscriber = tracing_subscriber::registry().with(layer);
     let submitted = state.clone();

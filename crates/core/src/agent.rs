@@ -19,6 +19,7 @@
 //! did.
 
 use crate::backoff::{Backoff, BackoffPolicy, Next};
+use crate::bugs::{Bug, Bugs};
 use crate::command::{Executor, ExecutorConfig, Step};
 pub use crate::timeline::DisconnectReason;
 use crate::timeline::{AgentEvent, CommandEvent, Event, Events};
@@ -48,6 +49,8 @@ pub struct AgentConfig {
     /// After the master refused its credentials, the agent tries again after this long: a
     /// fixed delay, never the exponential schedule.
     pub reauth_delay: Duration,
+    /// Bugs planted for the harness to find (none outside a `bugs` build).
+    pub bugs: Bugs,
 }
 
 /// How an agent comes back after a connection ended; [`strategy`] picks one by the reason.
@@ -188,9 +191,12 @@ impl<R: RngCore> Connector<R> {
     /// A connector whose first attempt goes out at `now`.
     pub fn new(config: AgentConfig, rng: R, now: Instant) -> Self {
         debug_assert!(!config.masters.is_empty(), "an agent needs a master");
-        let backoff = Backoff::new(config.backoff.clone());
+        let backoff = Backoff::new(config.backoff.clone()).with_bugs(config.bugs);
         let heartbeat_interval = config.heartbeat_interval;
-        let executor = Executor::new(config.commands.clone());
+        let executor = Executor::new(ExecutorConfig {
+            bugs: config.bugs,
+            ..config.commands.clone()
+        });
         Connector {
             config,
             rng,
@@ -528,7 +534,7 @@ impl<R: RngCore> Connector<R> {
         self.actions.push_back(AgentAction::Close);
         self.unacked.clear();
         let was_online = matches!(self.state, State::Online { .. });
-        match strategy(reason) {
+        match self.strategy(reason) {
             Reconnect::Never => self.state = State::Stopped,
             Reconnect::NextMasterNow => {
                 self.target = (self.target + 1) % self.config.masters.len();
@@ -544,7 +550,11 @@ impl<R: RngCore> Connector<R> {
                     delay,
                 };
             }
-            Reconnect::ServerDelay => self.retry(now, |delay| retry_after.unwrap_or(delay * 2)),
+            Reconnect::ServerDelay => {
+                let retry_after =
+                    retry_after.filter(|_| !self.config.bugs.has(Bug::ReconnectIgnoreRetryAfter));
+                self.retry(now, |delay| retry_after.unwrap_or(delay * 2));
+            }
             Reconnect::AwaitLeader => {
                 let delay = retry_after.unwrap_or(self.config.backoff.base);
                 self.target = (self.target + 1) % self.config.masters.len();
@@ -560,6 +570,18 @@ impl<R: RngCore> Connector<R> {
                 self.start_cycle(now, delay);
             }
             Reconnect::Backoff => self.schedule_retry(now),
+        }
+    }
+
+    /// How to come back after `reason`: the reason table, unless a bug is planted in it.
+    fn strategy(&self, reason: DisconnectReason) -> Reconnect {
+        let bugs = self.config.bugs;
+        match strategy(reason) {
+            Reconnect::Reauthenticate if bugs.has(Bug::ReconnectAuthBackoff) => Reconnect::Backoff,
+            Reconnect::NextMasterNow if bugs.has(Bug::ReconnectGoingAwayWaits) => {
+                Reconnect::Backoff
+            }
+            how => how,
         }
     }
 

@@ -5,6 +5,7 @@
 //! a whole number of milliseconds, which is what the trace records and what
 //! [`BackoffPolicy::bounds`] checks against.
 
+use crate::bugs::{Bug, Bugs};
 use rand::Rng;
 use std::time::Duration;
 
@@ -227,6 +228,7 @@ pub struct Backoff {
     policy: BackoffPolicy,
     failures: u32,
     previous: Duration,
+    bugs: Bugs,
 }
 
 impl Backoff {
@@ -236,7 +238,13 @@ impl Backoff {
             policy,
             failures: 0,
             previous,
+            bugs: Bugs::NONE,
         }
+    }
+
+    /// The same, with these bugs planted (see [`crate::bugs`]).
+    pub fn with_bugs(self, bugs: Bugs) -> Self {
+        Backoff { bugs, ..self }
     }
 
     pub fn policy(&self) -> &BackoffPolicy {
@@ -262,7 +270,11 @@ impl Backoff {
                 }
             };
         }
-        let delay = self.policy.delay(self.failures - 1, self.previous, rng);
+        let mut retry = self.failures - 1;
+        if self.bugs.has(Bug::BackoffExponentOffByOne) {
+            retry = self.failures;
+        }
+        let delay = self.policy.delay(retry, self.previous, rng);
         self.previous = delay;
         Next::Retry(delay)
     }
@@ -281,7 +293,9 @@ impl Backoff {
 
     /// A successful connection: the next failure starts the schedule from the beginning.
     pub fn reset(&mut self) {
-        self.failures = 0;
+        if !self.bugs.has(Bug::BackoffNotReset) {
+            self.failures = 0;
+        }
         self.previous = self.policy.base;
     }
 }

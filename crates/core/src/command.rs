@@ -14,6 +14,7 @@
 //! takes time (`sleep`) is [`Work::Wait`]: the executor finishes it when [`Executor::poll`]
 //! comes at or after its end, so the shell only has to wake it at [`Executor::next_deadline`].
 
+use crate::bugs::{Bug, Bugs};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
@@ -121,6 +122,9 @@ pub struct ExecutorConfig {
     pub queue_limit: usize,
     /// How many finished commands' results are kept to answer duplicates.
     pub remember: usize,
+    /// Bugs planted for the harness to find (none outside a `bugs` build).
+    #[serde(skip)]
+    pub bugs: Bugs,
 }
 
 impl Default for ExecutorConfig {
@@ -129,6 +133,7 @@ impl Default for ExecutorConfig {
             max_concurrent: 4,
             queue_limit: 64,
             remember: 1024,
+            bugs: Bugs::NONE,
         }
     }
 }
@@ -225,7 +230,8 @@ impl Executor {
             let stored = Some(stored.clone());
             return vec![Step::Duplicate { request_id, stored }];
         }
-        if self.seen(&command.request_id) {
+        let once = !self.config.bugs.has(Bug::CommandsRunDuplicate);
+        if self.seen(&command.request_id) && once {
             let request_id = command.request_id;
             return vec![Step::Duplicate {
                 request_id,

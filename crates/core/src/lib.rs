@@ -7,6 +7,7 @@ pub mod agent;
 pub mod attempts;
 pub mod auth;
 pub mod backoff;
+pub mod bugs;
 pub mod cluster;
 pub mod command;
 pub mod master;

@@ -21,7 +21,7 @@ pub fn now() -> Instant {
 }
 
 #[cfg(all(not(madsim), not(feature = "turmoil")))]
-fn true_now() -> Instant {
+pub(crate) fn true_now() -> Instant {
     Instant::now()
 }
 
@@ -31,7 +31,7 @@ fn true_now() -> Instant {
 /// the one clock all hosts share, so `now` is a fixed origin plus that. Outside a simulation it
 /// is the real clock.
 #[cfg(all(not(madsim), feature = "turmoil"))]
-fn true_now() -> Instant {
+pub(crate) fn true_now() -> Instant {
     static ORIGIN: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
     match turmoil::sim_elapsed() {
         Some(elapsed) => *ORIGIN.get_or_init(Instant::now) + elapsed,
@@ -42,7 +42,7 @@ fn true_now() -> Instant {
 /// The simulated clock, read directly: `Instant::now()` gets the same value through madsim's
 /// `clock_gettime`, at several times the cost, and the shell reads the clock on every event.
 #[cfg(madsim)]
-fn true_now() -> Instant {
+pub(crate) fn true_now() -> Instant {
     match tokio::time::TimeHandle::try_current() {
         Some(time) => time.now_instant(),
         None => Instant::now(),

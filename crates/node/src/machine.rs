@@ -60,6 +60,12 @@ struct Inner {
     /// The timers to wake when the clock changes.
     timers: Mutex<Vec<Weak<AtomicWaker>>>,
     paused: AtomicBool,
+    /// How many times its tasks were polled, and how often they may be (see [`PollBudget`]).
+    polls: AtomicU64,
+    poll_budget: Mutex<Option<PollBudget>>,
+    /// Went over its poll budget: its tasks are never polled again.
+    frozen: AtomicBool,
+    overrun: Mutex<Option<Overrun>>,
     /// The tasks that were woken while paused, to wake again on resume.
     parked: Mutex<Vec<Waker>>,
     /// Set while any gate is closed: until then a read costs one load.
@@ -74,6 +80,40 @@ struct Inner {
     buggified: AtomicBool,
     buggify: Mutex<Option<Buggify>>,
 }
+
+/// How often a machine's tasks may be polled: `base` times, and `per_second` more for each
+/// second of true time since they were first polled. A node that spins (a loop that wakes
+/// itself at once, forever) goes over it and is frozen, so a livelock cannot take the process
+/// running the simulation down with it; the harness reports it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PollBudget {
+    pub base: u64,
+    pub per_second: u64,
+    /// When its tasks were first polled.
+    since: Option<Instant>,
+}
+
+impl PollBudget {
+    pub fn new(base: u64, per_second: u64) -> PollBudget {
+        PollBudget {
+            base,
+            per_second,
+            since: None,
+        }
+    }
+}
+
+/// A machine frozen for going over its [`PollBudget`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Overrun {
+    pub polls: u64,
+    pub limit: u64,
+    /// The true time of the freeze.
+    pub at: Instant,
+}
+
+/// The budget is checked once every this many polls, so it costs next to nothing.
+const POLLS_CHECKED_EVERY: u64 = 1024;
 
 /// Why a link delivers nothing to this machine.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -211,6 +251,50 @@ impl Machine {
         });
     }
 
+    /// How many times its tasks were polled so far.
+    pub fn polls(&self) -> u64 {
+        self.0.polls.load(Ordering::Relaxed)
+    }
+
+    /// Limits how often its tasks are polled from now on.
+    pub fn limit_polls(&self, budget: PollBudget) {
+        *lock(&self.0.poll_budget) = Some(budget);
+    }
+
+    /// Whether it went over its poll budget, and when.
+    pub fn overrun(&self) -> Option<Overrun> {
+        *lock(&self.0.overrun)
+    }
+
+    /// Counts a poll; false once the machine is over its budget, and from then on.
+    fn count_poll(&self) -> bool {
+        if self.0.frozen.load(Ordering::Relaxed) {
+            return false;
+        }
+        let polls = self.0.polls.fetch_add(1, Ordering::Relaxed) + 1;
+        if polls % POLLS_CHECKED_EVERY != 1 {
+            return true;
+        }
+        let mut budget = lock(&self.0.poll_budget);
+        let Some(budget) = budget.as_mut() else {
+            return true;
+        };
+        let now = crate::clock::true_now();
+        let since = *budget.since.get_or_insert(now);
+        let seconds = now.saturating_duration_since(since).as_secs();
+        let limit = budget.base + budget.per_second * seconds;
+        if polls <= limit {
+            return true;
+        }
+        self.0.frozen.store(true, Ordering::Relaxed);
+        *lock(&self.0.overrun) = Some(Overrun {
+            polls,
+            limit,
+            at: now,
+        });
+        false
+    }
+
     /// The rate the clock runs at, of true time.
     pub fn rate(&self) -> f64 {
         lock(&self.0.skew).map_or(1.0, |skew| skew.rate)
@@ -344,6 +428,10 @@ impl<F: Future> Future for Running<F> {
             if this.machine.is_paused() {
                 return Poll::Pending;
             }
+        }
+        if !this.machine.count_poll() {
+            // Frozen: never woken, never polled again.
+            return Poll::Pending;
         }
         let _scope = Scope::enter(this.machine.clone());
         this.future.poll(cx)

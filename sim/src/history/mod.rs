@@ -134,6 +134,48 @@ impl Serialize for Entry {
 pub struct Timeline {
     pub entries: Vec<Entry>,
     pub unreadable: Vec<String>,
+    /// The run went over its budget (see `run::budget`) and was stopped there: nothing after
+    /// was recorded.
+    pub runaway: Option<Runaway>,
+}
+
+/// A run stopped for going over its budget.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Runaway {
+    /// When it was stopped, in simulated ms.
+    pub t_ms: u64,
+    /// What went over, and by how much: `events` or `polls of master-2`.
+    pub what: String,
+    pub spent: u64,
+    pub limit: u64,
+    /// The commonest (node, kind) of the last stretch of the timeline, most frequent first.
+    pub hottest: Vec<(String, String, u64)>,
+}
+
+impl Runaway {
+    /// One line: `stopped at 0:00:12.345: 81,234 events over the budget of 80,000; the last
+    /// 2,000 were mostly lease_renewed on master-2 (1,990)`.
+    pub fn detail(&self) -> String {
+        let mut text = format!(
+            "stopped at {}: {} {} over the budget of {}",
+            fmt_time(self.t_ms),
+            self.spent,
+            self.what,
+            self.limit
+        );
+        if self.hottest.is_empty() {
+            text.push_str("; nothing was recorded: a node spun without a word");
+        } else {
+            let busiest: Vec<String> = (self.hottest.iter())
+                .map(|(node, kind, count)| format!("{kind} on {node} ×{count}"))
+                .collect();
+            text.push_str(&format!(
+                "; the last events were mostly {}",
+                busiest.join(", ")
+            ));
+        }
+        text
+    }
 }
 
 /// `h:mm:ss.mmm`, the timeline's clock.

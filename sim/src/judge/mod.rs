@@ -239,6 +239,17 @@ pub fn evaluate(
     expectations: &[Expectation],
     timeline: &Timeline,
 ) -> Vec<Verdict> {
+    // What a stopped run recorded ends mid-story: judged by it, every check would fail for
+    // want of an ending. The runaway is the finding.
+    if let Some(runaway) = &timeline.runaway {
+        return vec![Verdict {
+            check: RUNAWAY.into(),
+            args: serde_json::Map::new(),
+            ok: false,
+            detail: runaway.detail(),
+            value: Some(runaway.spent.into()),
+        }];
+    }
     let evidence = Evidence::new(scenario, &timeline.entries);
     let mut verdicts: Vec<Verdict> = expectations
         .iter()
@@ -270,6 +281,9 @@ fn unfired(entries: &[Entry]) -> Option<Verdict> {
         value: Some(never.len().into()),
     })
 }
+
+/// The verdict on a run stopped for going over its budget (see `run::budget`).
+pub const RUNAWAY: &str = "runaway";
 
 /// The verdict on faults that did nothing: exploration, which draws faults blind, leaves it out.
 pub const IDLE_FAULTS: &str = "faults took effect";

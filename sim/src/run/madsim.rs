@@ -163,8 +163,11 @@ pub fn run_watched(scenario: &Scenario, seed: u64, progress: Option<Arc<AtomicU6
             .map_or_else(|| HARNESS.to_string(), String::clone);
         (t_ms, node)
     });
-    let (subscriber, recorder) =
-        super::subscriber(locate, tracing_subscriber::layer::Identity::new());
+    let (subscriber, recorder) = super::subscriber(
+        locate,
+        super::budget::Budget::of(scenario),
+        tracing_subscriber::layer::Identity::new(),
+    );
     let engine = Madsim {
         ids: Arc::new(ids.clone()),
         machines: Arc::new(machines),

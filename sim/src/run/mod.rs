@@ -3,6 +3,7 @@
 //! turmoil, the second engine. Both build the same machines ([`nodes`]), fire the same faults
 //! ([`faults`]) and send the same operations ([`commands`]) through an [`engine::Engine`].
 
+pub mod budget;
 pub mod commands;
 mod effects;
 pub mod engine;
@@ -63,9 +64,10 @@ pub fn run(scenario: &Scenario, seed: u64) -> RunOutput {
 /// and the simulator's own logging on stderr, stamped with simulated time and node.
 fn subscriber(
     locate: Locate,
+    budget: budget::Budget,
     extra: impl Layer<tracing_subscriber::Registry> + Send + Sync,
 ) -> (impl tracing::Subscriber + Send + Sync, Recorder) {
-    let (layer, recorder) = CaptureLayer::new(locate.clone());
+    let (layer, recorder) = CaptureLayer::new(locate.clone(), budget);
     let logging = std::env::var_os("RUST_LOG").map(|_| {
         tracing_subscriber::fmt::layer()
             .with_writer(std::io::stderr)
@@ -127,6 +129,10 @@ async fn harness<E: Engine>(
     faults::inject(&mut injector, &scenario.faults, scenario.duration).await;
     sleep_until(&engine, scenario.duration).await;
     injector.settle_effects();
+    // Outside any machine the clock reads true time: the run began this long ago.
+    let start = fleet_node::clock::now() - engine.elapsed();
+    let machines = (injector.machines.iter()).map(|(name, (machine, _))| (name, machine));
+    budget::record_overruns(&mut lock(&timeline), machines, start);
     sent
 }
 

@@ -13,6 +13,8 @@ use crate::run::store::{self, Store};
 use crate::scenario::selector::{NodeKind, Topology, STORE};
 use crate::scenario::{ClusterSpec, Scenario};
 use fleet_core::agent::{AgentConfig, Connector};
+use fleet_core::cluster::lease::LeaseConfig;
+use fleet_core::cluster::raft::RaftConfig;
 use fleet_core::master::{Leadership, MasterConfig};
 use fleet_core::timeline::ShellEvent;
 use fleet_node::cluster::{ClusterConfig, ClusterHandle, ClusterMode};
@@ -231,7 +233,7 @@ fn build_store(machines: &mut impl Machines, address: SocketAddr) {
             }
         })
     });
-    machines.add(STORE, address.ip(), Machine::default(), boot);
+    machines.add(STORE, address.ip(), super::budget::machine(), boot);
 }
 
 /// Every master's view of the cluster, in index order.
@@ -250,9 +252,15 @@ fn cluster_configs(
         .collect();
     let mode = match (&scenario.cluster, store) {
         (ClusterSpec::Single, _) => ClusterMode::Single,
-        (ClusterSpec::Raft { config, .. }, _) => ClusterMode::Raft(config.clone()),
+        (ClusterSpec::Raft { config, .. }, _) => ClusterMode::Raft(RaftConfig {
+            bugs: scenario.bugs,
+            ..config.clone()
+        }),
         (ClusterSpec::Lease(config), Some(store)) => ClusterMode::Lease {
-            config: config.clone(),
+            config: LeaseConfig {
+                bugs: scenario.bugs,
+                ..config.clone()
+            },
             store,
         },
         (ClusterSpec::Lease(_), None) => unreachable!("a lease cluster's topology has a store"),
@@ -302,6 +310,7 @@ impl MasterNode<'_> {
             admission: scenario.master.admission,
             attempts: scenario.master.attempts,
             leader_wait: leader_wait(&scenario.cluster),
+            bugs: scenario.bugs,
         };
         let ip = machines.address(&cluster.me, NodeKind::Master, index);
         let name = cluster.me.clone();
@@ -336,7 +345,7 @@ impl MasterNode<'_> {
                 run_master(listen, state, cluster, rng).await
             })
         });
-        machines.add(&name, ip, Machine::default(), boot);
+        machines.add(&name, ip, super::budget::machine(), boot);
     }
 }
 
@@ -402,7 +411,7 @@ impl Agent<'_> {
         let (interval, timeout, backoff) = (heartbeat.interval, heartbeat.timeout, backoff.clone());
         let (masters, addresses) = (self.masters.to_vec(), self.addresses.to_vec());
         let commands = self.scenario.executor.clone();
-        let reauth_delay = self.scenario.reauth_delay;
+        let (reauth_delay, bugs) = (self.scenario.reauth_delay, self.scenario.bugs);
         let token = (self.scenario.auth.as_ref())
             .map(|auth| fleet_core::auth::token(&auth.secret, &self.name))
             .unwrap_or_default();
@@ -430,11 +439,12 @@ impl Agent<'_> {
                     register: fleet_node::registration(&name, "sim", pid, start_time_ms, token),
                     commands: commands.clone(),
                     reauth_delay,
+                    bugs,
                 };
                 let connector = Connector::new(config, rng, fleet_node::clock::now());
                 fleet_node::run_agent(connector, addresses, &control).await;
             })
         });
-        machines.add(&node, ip, Machine::default(), boot);
+        machines.add(&node, ip, super::budget::machine(), boot);
     }
 }

@@ -3,9 +3,11 @@
 //! `tracing` events, the simulator's own logging, are never even built); and the harness's
 //! faults, which it records typed, with the nodes they hit.
 
+use super::budget::{self, Budget};
 use crate::history::{Entry, FaultEvent, Happening, Timeline};
 use fleet_core::timeline::{Event, FIELD, TARGET};
 use fleet_node::sync::lock;
+use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::{Arc, Mutex};
 use tracing::field::{Field, Visit};
@@ -47,13 +49,17 @@ impl Recorder {
 pub struct CaptureLayer {
     timeline: Arc<Mutex<Timeline>>,
     locate: Locate,
+    /// What the run may record; once over it, it records nothing more.
+    budget: Budget,
+    /// How many events each node recorded.
+    spent: Mutex<BTreeMap<String, u64>>,
     /// Another layer logs too (`RUST_LOG`): let every event through and pick ours in
     /// `on_event`, since a layer that disables an event disables it for all.
     shared: bool,
 }
 
 impl CaptureLayer {
-    pub fn new(locate: Locate) -> (CaptureLayer, Recorder) {
+    pub fn new(locate: Locate, budget: Budget) -> (CaptureLayer, Recorder) {
         let timeline = Arc::new(Mutex::new(Timeline::default()));
         let recorder = Recorder {
             timeline: timeline.clone(),
@@ -63,6 +69,8 @@ impl CaptureLayer {
             CaptureLayer {
                 timeline,
                 locate,
+                budget,
+                spent: Mutex::default(),
                 shared: false,
             },
             recorder,
@@ -122,11 +130,23 @@ impl<S: Subscriber> Layer<S> for CaptureLayer {
         if self.shared && !wanted(event.metadata()) {
             return;
         }
+        let (t_ms, node) = (self.locate)();
+        let mut timeline = lock(&self.timeline);
+        if timeline.runaway.is_some() {
+            return;
+        }
+        let spent = {
+            let mut spent = lock(&self.spent);
+            let count = spent.entry(node.clone()).or_default();
+            *count += 1;
+            *count
+        };
+        if let Some(runaway) = (self.budget).check(t_ms, &node, spent, &timeline.entries) {
+            return budget::stop(&mut timeline, runaway);
+        }
         let mut visitor = EventField::default();
         event.record(&mut visitor);
-        let (t_ms, node) = (self.locate)();
         let clock_ms = fleet_node::clock::offset_ms();
-        let mut timeline = lock(&self.timeline);
         match Event::from_json(&visitor.json).map(Happening::System) {
             Ok(happening) => timeline.entries.push(Entry {
                 t_ms,
@@ -171,7 +191,7 @@ mod tests {
     #[test]
     fn events_are_parsed_back_with_time_and_node() {
         let locate: Locate = Arc::new(|| (42, "agent-1".to_string()));
-        let (layer, recorder) = CaptureLayer::new(locate);
+        let (layer, recorder) = CaptureLayer::new(locate, Budget::unlimited());
         let timeline = recorder.timeline;
         let subscriber = tracing_subscriber::registry().with(layer);
         let sent = AgentEvent::ConnectAttempt {
@@ -200,7 +220,7 @@ mod tests {
     #[test]
     fn an_event_from_a_skewed_machine_carries_its_clock_offset() {
         let locate: Locate = Arc::new(|| (42, "master-1".to_string()));
-        let (layer, recorder) = CaptureLayer::new(locate);
+        let (layer, recorder) = CaptureLayer::new(locate, Budget::unlimited());
         let timeline = recorder.timeline;
         let subscriber = tracing_subscriber::registry().with(layer);
         let machine = fleet_node::machine::Machine::default();
@@ -224,7 +244,7 @@ mod tests {
     #[test]
     fn an_unreadable_event_is_kept_aside() {
         let locate: Locate = Arc::new(|| (7, "master-1".to_string()));
-        let (layer, recorder) = CaptureLayer::new(locate);
+        let (layer, recorder) = CaptureLayer::new(locate, Budget::unlimited());
         let timeline = recorder.timeline;
         let subscriber = tracing_subscriber::registry().with(layer);
         tracing::subscriber::with_default(subscriber, || {

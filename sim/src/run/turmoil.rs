@@ -325,7 +325,8 @@ pub fn run_watched(scenario: &Scenario, seed: u64, progress: Option<Arc<AtomicU6
             (t_ms, host.get().unwrap_or_else(|| HARNESS.to_string()))
         })
     };
-    let (subscriber, recorder) = super::subscriber(locate, host);
+    let (subscriber, recorder) =
+        super::subscriber(locate, super::budget::Budget::of(scenario), host);
     let engine = Turmoil {
         effects: Arc::default(),
         hosts: hosts.clone(),

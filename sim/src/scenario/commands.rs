@@ -267,6 +267,7 @@ pub(crate) fn check_executor(
         )?,
         queue_limit: at_least_one(raw.queue_limit, "queue_limit", defaults.queue_limit)?,
         remember: defaults.remember,
+        ..defaults
     };
     // An agent must remember a result at least as long as a copy of its command can still
     // arrive: every command it holds (running or queued) may come again on one registration.

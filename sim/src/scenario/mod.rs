@@ -32,6 +32,7 @@ use crate::scenario::protection::{AuthParams, MasterParams};
 use crate::scenario::selector::Topology;
 use crate::scenario::source::{printable, Source};
 use fleet_core::backoff::BackoffPolicy;
+use fleet_core::bugs::{Bug, Bugs};
 use fleet_core::command::ExecutorConfig;
 use fleet_core::fmt_duration;
 use serde::Deserialize;
@@ -89,6 +90,9 @@ pub struct Scenario {
     /// `buggify = true` (or `"20s"`): the shell's fault points fire, for the whole run (or
     /// until then). `[explore] buggify` sets it for runs, until the faults stop.
     pub buggify: Option<Duration>,
+    /// `bugs = ["raft_vote_twice"]`: bugs planted in the control plane for this run (a build
+    /// with the `bugs` feature only; `--bug NAME` sets it), for `sim zoo` and its reproductions.
+    pub bugs: Bugs,
     /// The names faults capture with `as`, for checks that read `@NAME`.
     pub captures: BTreeSet<String>,
     /// The `--set` flags applied to the file, as a command line says them.
@@ -124,6 +128,7 @@ struct RawScenario {
     #[serde(default)]
     sometimes: Vec<sometimes::RawSometimes>,
     buggify: Option<Spanned<toml::Value>>,
+    bugs: Option<Spanned<Vec<Spanned<String>>>>,
 }
 
 #[derive(Deserialize)]
@@ -242,6 +247,7 @@ impl RawScenario {
             explore,
             sometimes,
             buggify: check_buggify(self.buggify.as_ref(), duration, source)?,
+            bugs: check_bugs(self.bugs, source)?,
             captures: captured,
             overrides: Vec::new(),
         })
@@ -276,6 +282,26 @@ fn check_buggify(
             .map_err(|why| source.error(value.span(), format!("{what}: {why}"))),
         _ => Err(source.error(value.span(), what)),
     }
+}
+
+/// `bugs = [NAME, ...]`: each a bug of the zoo, in a build that can plant them.
+fn check_bugs(
+    bugs: Option<Spanned<Vec<Spanned<String>>>>,
+    source: &Source,
+) -> Result<Bugs, ScenarioError> {
+    let Some(bugs) = bugs else {
+        return Ok(Bugs::NONE);
+    };
+    let span = bugs.span();
+    let named = (bugs.into_inner().into_iter())
+        .map(|name| {
+            let span = name.span();
+            name.into_inner()
+                .parse::<Bug>()
+                .map_err(|why| source.error(span, why))
+        })
+        .collect::<Result<Vec<Bug>, _>>()?;
+    Bugs::of(&named).map_err(|why| source.error(span, why))
 }
 
 /// `preset = "NAME"`: the design document whose defaults the file starts from.

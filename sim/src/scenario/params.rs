@@ -201,6 +201,7 @@ fn spec(parsed: RawCluster, masters: u32, defaults: &Defaults) -> Result<Cluster
                 heartbeat_interval: heartbeat_interval.map_or(raft.heartbeat_interval, |d| d.0),
                 pre_vote: pre_vote.unwrap_or(raft.pre_vote),
                 check_quorum: check_quorum.unwrap_or(raft.check_quorum),
+                bugs: raft.bugs,
             };
             config.validate().map_err(invalid)?;
             let persist = persist.unwrap_or(true);

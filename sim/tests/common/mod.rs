@@ -54,6 +54,7 @@ pub fn master_and_agent(runtime: &Runtime) -> Exposed {
                 register: registration("agent-1", "sim", 101, 0, String::new()),
                 commands: Default::default(),
                 reauth_delay: Duration::from_secs(5),
+                bugs: Default::default(),
             };
             let rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
             let connector = Connector::new(config, rng, Instant::now());

@@ -18,6 +18,7 @@
 //! and the simulated store runs exactly these texts.
 
 use super::{ClusterEvent, Membership, Output, Role, Snapshot, Version};
+use crate::bugs::{Bug, Bugs};
 use crate::resp::Value;
 use crate::timeline::{Event, Events, LeaseEvent};
 use std::collections::VecDeque;
@@ -85,6 +86,8 @@ pub struct LeaseConfig {
     /// max_drift) / (1 + max_drift)` of its own clock after it sent the request: with every
     /// clock within the bound, that ends before the store's TTL runs out.
     pub max_drift: f64,
+    /// Bugs planted for the harness to find (none outside a `bugs` build).
+    pub bugs: Bugs,
 }
 
 /// The rate error a lease tolerates unless told otherwise.
@@ -109,12 +112,16 @@ impl LeaseConfig {
             renew_interval,
             sync_interval,
             max_drift: DEFAULT_MAX_DRIFT,
+            bugs: Bugs::NONE,
         }
     }
 
     /// How long after sending its request the holder believes it holds the lease, by its own
     /// clock (see [`LeaseConfig::max_drift`]).
     pub fn held_for(&self) -> Duration {
+        if self.bugs.has(Bug::LeaseNoDriftMargin) {
+            return self.lease_period;
+        }
         let drift = self.max_drift;
         self.lease_period.mul_f64((1.0 - drift) / (1.0 + drift))
     }
@@ -424,7 +431,8 @@ impl LeaseNode {
     fn take_reply(&mut self, now: Instant, pending: Pending, reply: Value) {
         // A grant counts from when its request left: one that arrives after that time ran out
         // (it waited out a pause in the socket) grants nothing.
-        let stale = now >= pending.sent_at + self.config.held_for();
+        let stale = now >= pending.sent_at + self.config.held_for()
+            && !self.config.bugs.has(Bug::LeaseStaleGrant);
         match (pending.kind, reply) {
             (Kind::Load, Value::Bulk(bytes)) => {
                 let Some((token, _)) = self.held else { return };
@@ -465,7 +473,14 @@ impl LeaseNode {
                 if renewed == 1 && stale {
                     self.lose(token, "expired");
                 } else if renewed == 1 {
-                    self.held = Some((token, pending.sent_at + self.config.held_for()));
+                    let mut from = pending.sent_at;
+                    if self.config.bugs.has(Bug::LeaseFromReply) {
+                        from = now;
+                    }
+                    self.held = Some((token, from + self.config.held_for()));
+                    if self.config.bugs.has(Bug::LeaseRenewLoop) {
+                        self.next_request_at = now;
+                    }
                     self.events.push(LeaseEvent::LeaseRenewed { token });
                 } else {
                     self.lose(token, "taken");

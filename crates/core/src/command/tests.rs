@@ -103,6 +103,7 @@ fn a_full_agent_queues_then_refuses_and_is_busy() {
         max_concurrent: 1,
         queue_limit: 2,
         remember: 16,
+        ..ExecutorConfig::default()
     };
     let mut executor = Executor::new(config);
     let sleep = |id: &str| command(id, "sleep", &[("ms", "100")]);
@@ -278,7 +279,12 @@ proptest! {
         let mut now = start;
         let mut outbox = Outbox::new("master-1");
         let mut leaders = 1;
-        let config = ExecutorConfig { max_concurrent: 2, queue_limit: 16, remember: 64 };
+        let config = ExecutorConfig {
+            max_concurrent: 2,
+            queue_limit: 16,
+            remember: 64,
+            ..ExecutorConfig::default()
+        };
         let mut executor = Executor::new(config);
         // Messages in flight, either way, in order.
         let mut to_agent: VecDeque<Command> = VecDeque::new();

@@ -6,6 +6,7 @@
 //! counted.
 
 use super::{Leadership, Registry};
+use crate::bugs::Bug;
 use crate::command::Outbox;
 use crate::timeline::{CommandEvent, MasterEvent};
 use crate::wire::{ConfigId, ConfigPush, Message};
@@ -108,8 +109,17 @@ impl Registry {
             config: &'a ConfigPush,
             config_index: u64,
         }
+        let mut dropped = None;
+        if self.config.bugs.has(Bug::CommandsReplicateDropsLast) {
+            let mut outbox = ledger.outbox.clone();
+            let newest = (outbox.pending_commands())
+                .max_by_key(|pending| pending.order)
+                .map(|pending| pending.command.request_id.clone());
+            outbox.withdraw(&newest.unwrap_or_default());
+            dropped = Some(outbox);
+        }
         let state = ReplicatedRef {
-            outbox: &ledger.outbox,
+            outbox: dropped.as_ref().unwrap_or(&ledger.outbox),
             config: &ledger.fleet_config,
             config_index: ledger.config_index,
         };
@@ -175,7 +185,11 @@ impl Registry {
         let mut accepted = Vec::new();
         for pending in ledger.outbox.pending_commands() {
             let newly = pending.index > after || first;
-            if !newly || pending.index > through {
+            let mut due = pending.index <= through;
+            if self.config.bugs.has(Bug::CommandsCommitOffByOne) {
+                due = pending.index < through;
+            }
+            if !newly || !due {
                 continue;
             }
             let own = pending.index > inherited;

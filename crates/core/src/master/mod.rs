@@ -21,6 +21,7 @@ pub use ledger::Replicated;
 pub use nodes::NodeEntry;
 
 use crate::attempts::{Admission, AttemptPolicy};
+use crate::bugs::{Bug, Bugs};
 use crate::timeline::{Event, Events};
 use crate::wire::Message;
 use ledger::Ledger;
@@ -49,6 +50,8 @@ pub struct MasterConfig {
     /// Told to an agent a follower turns away for want of a leader, as when to come back:
     /// about how long its cluster takes to elect one.
     pub leader_wait: Duration,
+    /// Bugs planted for the harness to find (none outside a `bugs` build).
+    pub bugs: Bugs,
 }
 
 impl Default for MasterConfig {
@@ -64,6 +67,7 @@ impl Default for MasterConfig {
             admission: None,
             attempts: AttemptPolicy::default(),
             leader_wait: Duration::from_millis(1500),
+            bugs: Bugs::NONE,
         }
     }
 }
@@ -71,6 +75,9 @@ impl Default for MasterConfig {
 impl MasterConfig {
     /// How long an agent may stay silent before it is marked offline.
     pub fn offline_after(&self) -> Duration {
+        if self.bugs.has(Bug::LivenessOneMissEarly) {
+            return self.heartbeat_interval * self.max_miss.saturating_sub(1);
+        }
         self.heartbeat_interval * self.max_miss
     }
 }

@@ -4,7 +4,8 @@
 use super::nodes::{Agents, NodeEntry};
 use super::{Leadership, Liveness, MasterConfig, Output, Registry, SessionId};
 use crate::attempts::{AttemptManager, Refuse, TokenBucket};
-use crate::auth::Credentials;
+use crate::auth::{AuthError, Credentials};
+use crate::bugs::{Bug, Bugs};
 use crate::timeline::{Events, MasterEvent};
 use crate::wire::{ConfigId, Message, NodeStatus, Redirect, Refusal, Register, RegisterAck};
 use std::collections::BTreeMap;
@@ -24,6 +25,8 @@ pub(super) struct Gate {
     /// Registrations that came while no leader was known, held until one is (then admitted or
     /// redirected) or until their deadline (then refused `no_leader`), oldest first.
     pub(super) waiting: Vec<(SessionId, Box<Register>, Instant)>,
+    /// Bugs planted for the harness to find (none outside a `bugs` build).
+    bugs: Bugs,
 }
 
 impl Gate {
@@ -35,6 +38,7 @@ impl Gate {
             shutting_down: false,
             successor: None,
             waiting: Vec::new(),
+            bugs: config.bugs,
         }
     }
 
@@ -50,12 +54,15 @@ impl Gate {
     ) -> Result<(), (Refusal, Option<Duration>)> {
         let id = &info.instance_id;
         if let Some(bucket) = &mut self.admission {
-            if !bucket.try_take(now) {
+            if !bucket.try_take(now) && !self.bugs.has(Bug::AdmissionUnlimited) {
                 return self.refused(now, id, Refusal::Busy, retry_after);
             }
         }
         if let Some(credentials) = &self.credentials {
-            if credentials.verify(&info.node_name, &info.token).is_err() {
+            let verified = credentials.verify(&info.node_name, &info.token);
+            let revoked = matches!(verified, Err(AuthError::Revoked));
+            let let_in = revoked && self.bugs.has(Bug::AuthRevocationIgnored);
+            if verified.is_err() && !let_in {
                 return self.refused(now, id, Refusal::Unauthorized, None);
             }
         }
@@ -198,7 +205,16 @@ impl Registry {
         let instance_id = info.instance_id.clone();
         let agent = info.node_name.clone();
         let events = &mut self.output.events;
+        let heard_before =
+            existing.and_then(|slot| Some(self.agents.nodes.get_mut(slot)?.last_heard));
         let (slot, superseded) = self.agents.place(now, session, info, existing, events);
+        if let Some(heard) =
+            heard_before.filter(|_| self.config.bugs.has(Bug::LivenessKeepsLastHeard))
+        {
+            if let Some(entry) = self.agents.nodes.get_mut(slot) {
+                entry.last_heard = heard;
+            }
+        }
         self.agents.sessions.insert(session, slot);
         if let Some(old) = superseded {
             // The newest session wins; the old one is closed so its agent cannot linger.

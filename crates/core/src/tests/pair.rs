@@ -100,5 +100,6 @@ pub(crate) fn agent_config_with(backoff: BackoffPolicy) -> AgentConfig {
         },
         commands: ExecutorConfig::default(),
         reauth_delay: Duration::from_secs(5),
+        bugs: Default::default(),
     }
 }

@@ -26,6 +26,7 @@
 mod recovery;
 
 use super::{ClusterEvent, Membership, Output, Role, Snapshot, Version};
+use crate::bugs::{Bug, Bugs};
 use crate::timeline::{Event, Events, RaftEvent};
 use rand::{Rng, RngCore};
 use recovery::Recovery;
@@ -40,6 +41,8 @@ pub struct RaftConfig {
     pub heartbeat_interval: Duration,
     pub pre_vote: bool,
     pub check_quorum: bool,
+    /// Bugs planted for the harness to find (none outside a `bugs` build).
+    pub bugs: Bugs,
 }
 
 impl Default for RaftConfig {
@@ -49,6 +52,7 @@ impl Default for RaftConfig {
             heartbeat_interval: Duration::from_millis(500),
             pre_vote: true,
             check_quorum: true,
+            bugs: Bugs::NONE,
         }
     }
 }
@@ -258,6 +262,9 @@ impl<R: RngCore> RaftNode<R> {
             voted_for: saved.voted_for.clone(),
         });
         self.term = saved.term;
+        if self.config.bugs.has(Bug::RaftTermNotRestored) {
+            self.term = 0;
+        }
         self.voted_for = saved.voted_for.clone();
         self.saved = saved;
     }
@@ -301,6 +308,9 @@ impl<R: RngCore> RaftNode<R> {
     #[must_use]
     pub fn poll_hard_state(&mut self) -> Option<HardState> {
         if self.saved.term == self.term && self.saved.voted_for == self.voted_for {
+            return None;
+        }
+        if self.saved.term == self.term && self.config.bugs.has(Bug::RaftVoteNotSaved) {
             return None;
         }
         self.saved = HardState {
@@ -575,9 +585,10 @@ impl<R: RngCore> RaftNode<R> {
             || self
                 .last_leader_contact
                 .is_some_and(|at| now.duration_since(at) < self.config.election_timeout.0);
+        let restricted = !self.config.bugs.has(Bug::RaftNoElectionRestriction);
         let granted = term > self.term
             && !leader_is_fresh
-            && version >= self.state.version
+            && (version >= self.state.version || !restricted)
             && self.may_vote(term);
         let term = if granted { term } else { self.term };
         self.send(from, RaftMessage::PreVoteResponse { term, granted });
@@ -590,12 +601,15 @@ impl<R: RngCore> RaftNode<R> {
             Some("stale term".to_string())
         } else if let Some(recovery) = self.recovery.as_ref().filter(|r| !r.may_vote(term)) {
             Some(recovery.refusal(term))
-        } else if version < self.state.version {
+        } else if version < self.state.version
+            && !self.config.bugs.has(Bug::RaftNoElectionRestriction)
+        {
             let Version { term, index } = self.state.version;
             Some(format!("candidate's state is behind ({term}.{index})"))
         } else {
+            let once = !self.config.bugs.has(Bug::RaftVoteTwice);
             match &self.voted_for {
-                Some(other) if other != from => Some(format!("voted for {other}")),
+                Some(other) if other != from && once => Some(format!("voted for {other}")),
                 _ => None,
             }
         };
