@@ -40,6 +40,7 @@ pub mod run;
 pub mod scenario;
 pub mod seeds;
 pub mod sweep;
+pub mod zoo;
 
 pub use builder::ScenarioBuilder;
 pub use scenario::Scenario;

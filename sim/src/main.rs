@@ -7,12 +7,13 @@
 //! failed (or they differ), 2 bad input, 3 an output file could not be written.
 
 use clap::{Args, Parser, Subcommand};
+use fleet_core::bugs::Bug;
 use sim::exit::{self, passed, Error};
 use sim::explore::pool::{self, Options, Seeds};
 use sim::explore::{summary, worker, Template};
 use sim::scenario::{overrides::Override, Scenario};
 use sim::seeds::{seed_list, Choice, ManyRuns, SeedList};
-use sim::{check, progress, report, sweep, Loaded};
+use sim::{check, progress, report, sweep, zoo, Loaded};
 use std::path::{Path, PathBuf};
 
 /// `--version`: the crate's, and the engine this build runs scenarios on.
@@ -55,13 +56,38 @@ struct ScenarioFile {
     overrides: Overrides,
 }
 
-/// `--set KEY=VALUE`, repeatable.
+/// `--set KEY=VALUE` and `--bug NAME`, repeatable.
 #[derive(Args)]
 struct Overrides {
     /// Change the file before it is checked: a dotted KEY into it and a VALUE, like
     /// params.heartbeat.max_miss=2 or cluster.election_timeout=150ms..300ms. Repeatable.
     #[arg(long = "set", value_name = "KEY=VALUE", value_parser = Override::parse)]
     set: Vec<Override>,
+    /// Plant this bug of the zoo in the control plane (a build with `--features bugs`
+    /// only; `sim zoo --list` names them). Repeatable.
+    #[arg(long = "bug", value_name = "NAME", value_parser = parse_bug)]
+    bugs: Vec<Bug>,
+}
+
+fn parse_bug(name: &str) -> Result<Bug, String> {
+    name.parse()
+}
+
+impl Overrides {
+    /// The `--set` flags, and `--bug` as one more: `bugs = [...]`.
+    fn all(&self) -> Vec<Override> {
+        let mut all = self.set.clone();
+        if !self.bugs.is_empty() {
+            let names: Vec<String> = self
+                .bugs
+                .iter()
+                .map(|bug| format!("{:?}", bug.name()))
+                .collect();
+            let planted = Override::parse(&format!("bugs=[{}]", names.join(",")));
+            all.extend(planted);
+        }
+        all
+    }
 }
 
 /// The seeds to run; without either flag, madsim's variables, else the scenario's seed.
@@ -127,6 +153,15 @@ enum Command {
   sim explore scenarios/explore/raft.toml --runs 10000 --shard 2/4 --json > shard-2.json
   sim explore --merge shard-*.json")]
     Explore(ExploreFlags),
+    /// How fast exploration finds each bug planted in the control plane: for each, the
+    /// templates that apply run with it until one run fails or the budget is spent; prints
+    /// runs and seconds to the first failure, the rule it broke and its shrunk size. Needs a
+    /// build with the planted bugs: cargo run --release -p sim --features bugs -- zoo
+    #[command(after_help = "Examples:
+  cargo run --release -p sim --features bugs -- zoo
+  cargo run --release -p sim --features bugs -- zoo --bug raft_vote_twice --budget 2000
+  cargo run --release -p sim --features bugs -- zoo --list")]
+    Zoo(ZooFlags),
     /// One worker process of `sim explore` (internal).
     #[command(hide = true)]
     ExploreWorker(WorkerFlags),
@@ -203,6 +238,31 @@ struct SweepFlags {
 }
 
 #[derive(Args)]
+struct ZooFlags {
+    /// Only these bugs [default: every one]. Repeatable.
+    #[arg(long = "bug", value_name = "NAME", value_parser = parse_bug)]
+    bugs: Vec<Bug>,
+    /// Runs per template before a bug counts as not found.
+    #[arg(long, default_value_t = 20_000)]
+    budget: u64,
+    /// The first seed of every search.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Worker processes at once [default: the number of CPUs].
+    #[arg(long)]
+    jobs: Option<usize>,
+    /// Print one JSON report instead of the table.
+    #[arg(long)]
+    json: bool,
+    /// Where failing runs' scenario files go, a folder per bug.
+    #[arg(long, default_value = "target/zoo")]
+    out: PathBuf,
+    /// Name every bug, its area and what a user would see, and stop.
+    #[arg(long)]
+    list: bool,
+}
+
+#[derive(Args)]
 struct ExploreFlags {
     /// The template; not needed with --merge.
     #[arg(required_unless_present = "merge")]
@@ -239,6 +299,7 @@ fn main() {
         Command::Sweep(flags) => ended(sweep(flags)),
         Command::Bench { scenario, runs } => ended(bench(&scenario, runs)),
         Command::Explore(flags) => ended(explore(flags)),
+        Command::Zoo(flags) => ended(zoo(flags)),
         Command::ExploreWorker(flags) => ended(explore_worker(flags)),
     };
     std::process::exit(code);
@@ -253,7 +314,7 @@ fn ended(result: Result<i32, Error>) -> i32 {
 }
 
 fn load(scenario: &ScenarioFile) -> Result<Loaded, Error> {
-    Ok(sim::load_with(&scenario.file, &scenario.overrides.set)?)
+    Ok(sim::load_with(&scenario.file, &scenario.overrides.all())?)
 }
 
 /// The seeds `choice` means for `scenario`, saying so when the scenario pins its own.
@@ -288,7 +349,8 @@ fn run(flags: RunFlags) -> Result<i32, Error> {
         Error::write(path, report::html::page(scenario, seed, entries))?;
     }
     if !run.passed() {
-        let (file, overrides) = (&flags.scenario.file, &flags.scenario.overrides.set);
+        let (file, overrides) = (&flags.scenario.file, flags.scenario.overrides.all());
+        let overrides = &overrides;
         let reproduce = sim::seeds::reproduce(file, overrides, seed);
         eprintln!("reproduce: {reproduce}");
     }
@@ -296,7 +358,8 @@ fn run(flags: RunFlags) -> Result<i32, Error> {
 }
 
 fn run_many(flags: &RunFlags, loaded: &Loaded, choice: &Choice) -> Result<i32, Error> {
-    let (file, overrides) = (&flags.scenario.file, &flags.scenario.overrides.set);
+    let (file, overrides) = (&flags.scenario.file, flags.scenario.overrides.all());
+    let overrides = &overrides;
     let many = ManyRuns::run(loaded, &seeds_for(choice, &loaded.scenario), flags.json);
     print!("{}", many.text(file, overrides));
     if flags.json {
@@ -310,7 +373,7 @@ fn run_many(flags: &RunFlags, loaded: &Loaded, choice: &Choice) -> Result<i32, E
 fn check(flags: CheckFlags) -> i32 {
     let choice = flags.seeds.choice();
     (flags.files.iter())
-        .map(|file| ended(check_file(file, &flags.overrides.set, &choice)))
+        .map(|file| ended(check_file(file, &flags.overrides.all(), &choice)))
         .max()
         .unwrap_or(exit::OK)
 }
@@ -333,7 +396,7 @@ fn bench(scenario: &ScenarioFile, runs: usize) -> Result<i32, Error> {
 
 fn sweep(flags: SweepFlags) -> Result<i32, Error> {
     let (file, seeds, grids) = (&flags.scenario.file, &flags.seeds.0, &flags.grid);
-    let swept = sweep::Sweep::load(file, &flags.scenario.overrides.set, grids)?;
+    let swept = sweep::Sweep::load(file, &flags.scenario.overrides.all(), grids)?;
     let bar = progress::runs_bar((swept.points.len() * seeds.len()) as u64);
     let start = std::time::Instant::now();
     let runs = swept.run(seeds, || bar.inc(1));
@@ -355,7 +418,7 @@ fn explore(flags: ExploreFlags) -> Result<i32, Error> {
         let merged = summary::merge(&flags.merge).map_err(Error::BadFlag)?;
         return Ok(print_summary(&merged, flags.json));
     };
-    let template = Template::load_with(&file, &flags.overrides.set)?;
+    let template = Template::load_with(&file, &flags.overrides.all())?;
     let (first, runs) = (flags.seed.unwrap_or(template.scenario.seed), flags.runs);
     sim::seeds::check_range(first, runs).map_err(Error::BadFlag)?;
     let sometimes = (template.scenario.sometimes.iter())
@@ -364,7 +427,7 @@ fn explore(flags: ExploreFlags) -> Result<i32, Error> {
     let options = Options {
         file,
         sometimes,
-        overrides: flags.overrides.set,
+        overrides: flags.overrides.all(),
         seeds: Seeds {
             first,
             runs,
@@ -394,11 +457,47 @@ fn print_summary(summary: &summary::Summary, json: bool) -> i32 {
     passed(summary.passed())
 }
 
+fn zoo(flags: ZooFlags) -> Result<i32, Error> {
+    if flags.list {
+        for bug in Bug::ALL {
+            println!("{:34} {:13} {}", bug.name(), bug.area(), bug.seen());
+        }
+        return Ok(exit::OK);
+    }
+    fleet_core::bugs::Bugs::of(Bug::ALL).map_err(Error::BadFlag)?;
+    let zoo = zoo::Zoo {
+        bugs: match flags.bugs.is_empty() {
+            true => Bug::ALL.to_vec(),
+            false => flags.bugs,
+        },
+        budget: flags.budget,
+        first_seed: flags.seed,
+        jobs: flags.jobs.unwrap_or_else(sim::seeds::cores),
+        out: flags.out,
+    };
+    let report = zoo
+        .run(|found| {
+            let outcome = match &found.rule {
+                Some(rule) => format!("found in {} runs: {rule}", found.random.runs),
+                None => format!("NOT found in {} runs", found.random.runs),
+            };
+            eprintln!("zoo: {} {outcome}", found.name);
+        })
+        .map_err(Error::Explore)?;
+    if flags.json {
+        let text = serde_json::to_string_pretty(&report).expect("reports serialize");
+        println!("{text}");
+    } else {
+        print!("{}", zoo::table(&report));
+    }
+    Ok(passed(report.found == report.bugs.len()))
+}
+
 fn explore_worker(flags: WorkerFlags) -> Result<i32, Error> {
     // A panic inside a run is reported as a broken rule, not printed.
     std::panic::set_hook(Box::new(|_| {}));
     let scenario = &flags.scenario;
-    let template = Template::load_with(&scenario.file, &scenario.overrides.set)?;
+    let template = Template::load_with(&scenario.file, &scenario.overrides.all())?;
     match flags.shrink.zip(flags.check) {
         Some((seed, check)) => worker::shrink_seed(&template, seed, &check, &flags.out)?,
         None => worker::run_seeds(&template, &flags.seeds, &flags.out, pool::WORKER_MAX_RSS)?,

@@ -50,7 +50,7 @@ zoo! {
     RaftVoteTwice "raft_vote_twice" "raft"
         "a node grants a second vote in a term it already voted in: two leaders in one term";
     RaftVoteNotSaved "raft_vote_not_saved" "raft"
-        "the vote is saved only when the term changes: a node that restarts votes again in the same term";
+        "the hard state saved holds the term but not the vote: a node that restarts votes again in the same term";
     RaftTermNotRestored "raft_term_not_restored" "raft"
         "a restarted node restores its vote but not its term: it starts over from term 0";
     RaftNoElectionRestriction "raft_no_election_restriction" "raft"

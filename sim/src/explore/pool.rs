@@ -337,7 +337,8 @@ pub fn explore(options: &Options) -> Result<Summary, String> {
                     options.file.display()
                 ),
             },
-            shrunk: shrunk.remove(&seed),
+            shrunk_faults: shrunk.get(&seed).map(|(_, faults)| *faults),
+            shrunk: shrunk.remove(&seed).map(|(file, _)| file),
         })
         .collect();
     Ok(Summary {
@@ -349,11 +350,11 @@ pub fn explore(options: &Options) -> Result<Summary, String> {
 }
 
 /// Has the first failing run of each broken rule shrunk (of the first [`MAX_SHRUNK`] rules);
-/// returns each shrunk file by seed.
+/// returns each shrunk file, and the faults it kept, by seed.
 fn shrink_firsts(
     options: &Options,
     ran: &BTreeMap<u64, (crate::explore::summary::Broken, Option<String>)>,
-) -> Result<BTreeMap<u64, String>, String> {
+) -> Result<BTreeMap<u64, (String, usize)>, String> {
     let mut first_of_rule: BTreeMap<&str, u64> = BTreeMap::new();
     for (seed, (broken, _)) in ran {
         if first_of_rule.len() < MAX_SHRUNK || first_of_rule.contains_key(broken.check.as_str()) {
@@ -366,14 +367,17 @@ fn shrink_firsts(
             check: check.to_string(),
         })
         .collect();
-    let mut shrunk: BTreeMap<u64, String> = BTreeMap::new();
+    let mut shrunk: BTreeMap<u64, (String, usize)> = BTreeMap::new();
     if !shrink_jobs.is_empty() {
         let count = shrink_jobs.len();
         let runs = if count == 1 { "run" } else { "runs" };
         eprintln!("shrinking {count} failing {runs}, one per broken rule");
         run_jobs(options, shrink_jobs, |line| {
-            if let WorkerLine::Shrunk { seed, file, .. } = line {
-                shrunk.insert(*seed, file.clone());
+            if let WorkerLine::Shrunk {
+                seed, file, faults, ..
+            } = line
+            {
+                shrunk.insert(*seed, (file.clone(), *faults));
             }
         })?;
     }

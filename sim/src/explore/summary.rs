@@ -45,6 +45,9 @@ pub struct Failed {
     pub reproduce: String,
     /// The shrunk scenario file, for the first failure of each rule; `null` for the others.
     pub shrunk: Option<String>,
+    /// How many faults the shrunk file kept.
+    #[serde(default)]
+    pub shrunk_faults: Option<usize>,
 }
 
 /// How many runs reached one `[[sometimes]]` entry.
@@ -148,6 +151,7 @@ mod tests {
             detail: "seen".into(),
             reproduce: "sim run f.toml".into(),
             shrunk: None,
+            shrunk_faults: None,
         };
         let shards = [
             Summary {

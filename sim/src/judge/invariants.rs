@@ -10,15 +10,21 @@
 //!   time, so the holder lets go before the store expires the lease.
 //! - `fencing_tokens_increase` (lease mode): each grant's token is above every earlier one, and
 //!   a renewal carries the token of its grant.
+//! - `backoff_follows_policy` (with agents): every delay an agent chose before a connect
+//!   attempt is one its reason's strategy allows, by the README's formulas (written again in
+//!   the harness, not taken from the policy's code).
+//! - `offline_not_early` (with agents): no master marks an agent offline before `max_miss`
+//!   heartbeat intervals of silence, counted from its registration at the latest.
+//! - `revoked_agents_refused`, `admission_within_capacity`: the gate's (see `gate`).
 //! - `timeline_readable` (only shown when broken): every event an emitter sent parses back.
 
 use crate::history::leaders::LeaderSpan;
 use crate::history::terms::raft_term;
 use crate::history::{fmt_time, Entry, FaultEvent, Happening};
-use crate::judge::{commands, Check, CheckSpec, Evidence, Verdict};
+use crate::judge::{attempts, commands, gate, ms, Check, CheckSpec, Evidence, Verdict};
 use crate::scenario::faults::FaultAction;
 use crate::scenario::{ClusterSpec, Scenario};
-use fleet_core::timeline::{Event, LeaseEvent};
+use fleet_core::timeline::{Event, LeaseEvent, MasterEvent};
 use std::collections::BTreeMap;
 
 fn rule(name: &str, result: Result<String, String>) -> Verdict {
@@ -44,6 +50,8 @@ const TERMS_KEPT: &str = "terms_never_go_back";
 const RUNS_ONCE: &str = "no_command_runs_twice";
 const SENT_FIRST: &str = "no_result_without_command";
 const CONFIG_FORWARD: &str = "config_versions_monotonic";
+const BACKOFF: &str = "backoff_follows_policy";
+const OFFLINE_LATE: &str = "offline_not_early";
 
 /// The rules every run of this cluster mode is held to, and those of commands and config when
 /// the scenario sends any. A raft master that keeps its term on disk never goes back to an
@@ -59,6 +67,15 @@ pub(crate) fn rules(scenario: &Scenario) -> Vec<&'static str> {
     if !scenario.operations.is_empty() {
         rules.extend([RUNS_ONCE, SENT_FIRST, CONFIG_FORWARD]);
     }
+    if scenario.topology.agents > 0 {
+        rules.extend([BACKOFF, OFFLINE_LATE]);
+    }
+    if scenario.auth.is_some() {
+        rules.push(gate::REVOKED);
+    }
+    if scenario.master.admission.is_some() {
+        rules.push(gate::ADMISSION);
+    }
     rules
 }
 
@@ -72,6 +89,13 @@ pub(crate) fn judge_rule(name: &str, evidence: &Evidence) -> Option<Result<Strin
         RUNS_ONCE => commands::no_command_runs_twice(&evidence.commands),
         SENT_FIRST => commands::no_result_without_command(&evidence.commands),
         CONFIG_FORWARD => commands::config_versions_monotonic(&evidence.commands),
+        BACKOFF => backoff_follows_policy(evidence),
+        OFFLINE_LATE => offline_not_early(evidence),
+        gate::REVOKED => gate::revoked_agents_refused(evidence),
+        gate::ADMISSION => {
+            let admission = evidence.scenario.master.admission?;
+            gate::admission_within_capacity(evidence, admission.capacity)
+        }
         _ => return None,
     })
 }
@@ -167,6 +191,64 @@ fn one_leader_per_term(spans: &[LeaderSpan]) -> Result<String, String> {
         }
     }
     Ok(format!("{} terms with a leader, one each", leaders.len()))
+}
+
+/// Every delay an agent chose before a connect attempt is one the reason table and the
+/// strategy's formula allow (see `attempts::judge_backoff`).
+fn backoff_follows_policy(evidence: &Evidence) -> Result<String, String> {
+    let scenario = evidence.scenario;
+    let rules = attempts::Rules {
+        policy: &scenario.backoff,
+        reauth_delay: scenario.reauth_delay,
+        masters: scenario.topology.masters as usize,
+    };
+    let agents = scenario.topology.agents();
+    let strict = attempts::Strictness::Invariant;
+    attempts::judge_backoff(&rules, &agents, 0, evidence.entries, strict)
+}
+
+/// No master marks an agent offline before `max_miss` heartbeat intervals of silence: not
+/// sooner than that after the instance registered with it (a registration is word from it),
+/// by the master's own clock, and never saying it was silent for less.
+fn offline_not_early(evidence: &Evidence) -> Result<String, String> {
+    let heartbeat = &evidence.scenario.heartbeat;
+    let least_ms = ms(heartbeat.interval) * u64::from(heartbeat.max_miss);
+    // When each (master, instance) last registered, by the master's clock.
+    let mut registered: BTreeMap<(&str, &str), i64> = BTreeMap::new();
+    let mut offline = 0;
+    for entry in evidence.entries {
+        let local_ms = entry.t_ms as i64 + entry.clock_ms;
+        match entry.system() {
+            Some(Event::Master(MasterEvent::NodeRegistered { instance_id, .. })) => {
+                registered.insert((&entry.node, instance_id), local_ms);
+            }
+            Some(Event::Master(MasterEvent::NodeOffline {
+                agent,
+                instance_id,
+                silent_ms,
+            })) => {
+                offline += 1;
+                let since = registered.get(&(entry.node.as_str(), instance_id.as_str()));
+                // The clock offset is whole milliseconds, rounded down: allow one each way.
+                let heard_ms = since.map_or(i64::MAX, |at| local_ms - at + 2);
+                if *silent_ms < least_ms || heard_ms < least_ms as i64 {
+                    let silence = since.map_or(String::new(), |at| {
+                        format!(", {}ms after it registered there", local_ms - at)
+                    });
+                    return Err(format!(
+                        "{} marked {agent} offline at {} after {silent_ms}ms of silence{silence}; \
+                         max_miss × interval is {least_ms}ms",
+                        entry.node,
+                        fmt_time(entry.t_ms)
+                    ));
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(format!(
+        "{offline} agents marked offline, none before {least_ms}ms of silence"
+    ))
 }
 
 fn describe(entry: &Entry) -> String {

@@ -10,6 +10,7 @@ pub mod attempts;
 pub mod commands;
 pub mod failover;
 pub mod fields;
+mod gate;
 pub mod invariants;
 pub mod leaders;
 pub mod reconnect;

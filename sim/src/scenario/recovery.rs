@@ -6,7 +6,8 @@
 //!   for a split vote) and two heartbeats of round trips; lease mode a whole lease period (a
 //!   renewal held on a cut link may reach the store at the heal and restart its TTL then) and
 //!   two sync intervals; single mode nothing;
-//! - an agent noticing its session is dead: the heartbeat timeout;
+//! - an agent noticing its session is dead: the heartbeat timeout, then the longest delay
+//!   `first_delay` may draw before the new cycle's first attempt;
 //! - an agent's longest wait: twice the backoff's largest delay with its jitter (a busy master
 //!   that names no `retry_after` doubles it);
 //! - one of the fixed waits it may meet on the way: the re-auth delay (with credentials), the
@@ -49,8 +50,13 @@ pub fn bound(p: &Parameters) -> Duration {
             Duration::ZERO
         },
     ];
+    let first_delay = p
+        .backoff
+        .first_delay
+        .map_or(Duration::ZERO, |(_, high)| high);
     election
         + p.heartbeat.timeout
+        + first_delay
         + largest_delay(p.backoff) * 2
         + fixed.into_iter().max().unwrap_or_default()
         + leader_wait * 2

@@ -310,13 +310,16 @@ impl<R: RngCore> RaftNode<R> {
         if self.saved.term == self.term && self.saved.voted_for == self.voted_for {
             return None;
         }
-        if self.saved.term == self.term && self.config.bugs.has(Bug::RaftVoteNotSaved) {
-            return None;
-        }
         self.saved = HardState {
             term: self.term,
             voted_for: self.voted_for.clone(),
         };
+        if self.config.bugs.has(Bug::RaftVoteNotSaved) {
+            return Some(HardState {
+                voted_for: None,
+                ..self.saved.clone()
+            });
+        }
         Some(self.saved.clone())
     }
 
