@@ -10,6 +10,7 @@ use clap::{Args, Parser, Subcommand};
 use fleet_core::bugs::Bug;
 use sim::exit::{self, passed, Error};
 use sim::explore::pool::{self, Options, Seeds};
+use sim::explore::worker::RunSpec;
 use sim::explore::{summary, worker, Template};
 use sim::scenario::{overrides::Override, Scenario};
 use sim::seeds::{seed_list, Choice, ManyRuns, SeedList};
@@ -183,12 +184,16 @@ struct WorkerFlags {
     scenario: ScenarioFile,
     #[arg(long)]
     out: PathBuf,
-    #[arg(long, value_delimiter = ',')]
-    seeds: Vec<u64>,
-    #[arg(long, requires = "check")]
-    shrink: Option<u64>,
+    /// Each run: SEED, or SEED/RECIPE for a guided run's mutated schedule.
+    #[arg(long, value_delimiter = ',', value_parser = RunSpec::parse)]
+    seeds: Vec<RunSpec>,
+    #[arg(long, requires = "check", value_parser = RunSpec::parse)]
+    shrink: Option<RunSpec>,
     #[arg(long)]
     check: Option<String>,
+    /// Report the abstract states each run reached.
+    #[arg(long)]
+    states: bool,
 }
 
 #[derive(Args)]
@@ -245,9 +250,12 @@ struct ZooFlags {
     /// Runs per template before a bug counts as not found.
     #[arg(long, default_value_t = 20_000)]
     budget: u64,
-    /// The first seed of every search.
-    #[arg(long, default_value_t = 1)]
-    seed: u64,
+    /// The first seeds each search starts from, like 1..5; the table gives the median.
+    #[arg(long, value_parser = seed_list, default_value = "1")]
+    seeds: SeedList,
+    /// Only random search, not guided beside it.
+    #[arg(long)]
+    random_only: bool,
     /// Worker processes at once [default: the number of CPUs].
     #[arg(long)]
     jobs: Option<usize>,
@@ -285,6 +293,13 @@ struct ExploreFlags {
     /// Where failing runs' scenario files go.
     #[arg(long, default_value = "target/explore")]
     out: PathBuf,
+    /// Steer by what the runs reached: keep the schedules that reached a new state, and spend
+    /// half the runs on mutations of them (the same runs whatever --jobs is).
+    #[arg(long)]
+    guided: bool,
+    /// Count the distinct abstract states the runs reached, and print how that grew.
+    #[arg(long)]
+    coverage: bool,
     /// Add up the JSON summaries of shards into one, instead of exploring.
     #[arg(long, num_args = 1.., conflicts_with = "file")]
     merge: Vec<PathBuf>,
@@ -435,6 +450,9 @@ fn explore(flags: ExploreFlags) -> Result<i32, Error> {
         },
         jobs: flags.jobs.unwrap_or_else(sim::seeds::cores),
         out: flags.out,
+        guided: flags.guided,
+        coverage: flags.coverage,
+        stop_early: false,
     };
     let summary = pool::explore(&options).map_err(Error::Explore)?;
     Ok(print_summary(&summary, flags.json))
@@ -471,7 +489,8 @@ fn zoo(flags: ZooFlags) -> Result<i32, Error> {
             false => flags.bugs,
         },
         budget: flags.budget,
-        first_seed: flags.seed,
+        first_seeds: flags.seeds.0,
+        guided: !flags.random_only,
         jobs: flags.jobs.unwrap_or_else(sim::seeds::cores),
         out: flags.out,
     };
@@ -499,8 +518,11 @@ fn explore_worker(flags: WorkerFlags) -> Result<i32, Error> {
     let scenario = &flags.scenario;
     let template = Template::load_with(&scenario.file, &scenario.overrides.all())?;
     match flags.shrink.zip(flags.check) {
-        Some((seed, check)) => worker::shrink_seed(&template, seed, &check, &flags.out)?,
-        None => worker::run_seeds(&template, &flags.seeds, &flags.out, pool::WORKER_MAX_RSS)?,
+        Some((run, check)) => worker::shrink_seed(&template, &run, &check, &flags.out)?,
+        None => {
+            let (runs, out, states) = (&flags.seeds, &flags.out, flags.states);
+            worker::run_seeds(&template, runs, out, pool::WORKER_MAX_RSS, states)?
+        }
     }
     Ok(exit::OK)
 }

@@ -5,7 +5,7 @@
 //! before it (over the templates tried before, too), so they do not depend on `--jobs`.
 
 use crate::explore::pool::{self, Options, Seeds};
-use crate::explore::summary::Summary;
+use crate::explore::summary::Failed;
 use crate::explore::Template;
 use crate::scenario::overrides::Override;
 use fleet_core::bugs::Bug;
@@ -15,7 +15,10 @@ use std::path::{Path, PathBuf};
 /// The templates a bug of `area` can show in, in the order they are tried.
 pub fn templates(bug: Bug) -> &'static [&'static str] {
     match bug.area() {
-        "raft" => &["scenarios/explore/raft.toml"],
+        "raft" => &[
+            "scenarios/explore/raft.toml",
+            "scenarios/explore/raft-elections.toml",
+        ],
         "lease" => &["scenarios/explore/lease.toml"],
         _ => &[
             "scenarios/explore/single.toml",
@@ -25,27 +28,32 @@ pub fn templates(bug: Bug) -> &'static [&'static str] {
     }
 }
 
-/// The first round's runs; each round after runs twice as many, up to the budget.
-const FIRST_ROUND: u64 = 100;
-
 /// What the zoo was asked.
 pub struct Zoo {
     pub bugs: Vec<Bug>,
     /// Runs per template before a bug counts as not found.
     pub budget: u64,
-    pub first_seed: u64,
+    /// Each search starts at each of these seeds; the table gives the median.
+    pub first_seeds: Vec<u64>,
+    /// Search guided too, beside random.
+    pub guided: bool,
     pub jobs: usize,
     pub out: PathBuf,
 }
 
-/// How one search for a bug went.
+/// How one way of searching did on one bug, over the first seeds.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct Search {
-    /// Runs up to and including the first that failed (all runs made, when none did).
+    /// Found from every first seed within the budget.
+    pub found: bool,
+    /// The median over the first seeds of the runs up to and including the first that failed
+    /// (all the runs made, when none did).
     pub runs: u64,
-    /// Wall time of those runs, shrinking left out (the round that found the bug counts up to
-    /// the failing run's share of it).
+    /// The median wall time of those runs, shrinking left out (the last generation counts up
+    /// to the failing run's share of it).
     pub wall_ms: u64,
+    /// The runs from each first seed.
+    pub per_seed: Vec<u64>,
 }
 
 /// One bug's line of the table.
@@ -55,25 +63,37 @@ pub struct Found {
     pub area: String,
     /// What a user would have seen.
     pub seen: String,
+    /// Found by random search from every first seed.
     pub found: bool,
-    /// The rule the first failing run broke.
+    /// The rule the first failing run broke (random, first seed), its template and seed, and
+    /// the shrunk file with the faults it kept.
     pub rule: Option<String>,
-    /// The template that found it.
     pub template: Option<String>,
     pub seed: Option<u64>,
-    /// How many faults the shrunk file kept.
     pub shrunk_faults: Option<usize>,
     pub shrunk: Option<String>,
     pub random: Search,
+    pub guided: Option<Search>,
 }
 
 /// What `--json` prints.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Report {
     pub bugs: Vec<Found>,
     pub budget: u64,
-    pub first_seed: u64,
+    pub first_seeds: Vec<u64>,
     pub found: usize,
+    /// Guided runs to each bug over random runs, the median over the bugs (below 1: guided
+    /// finds them in fewer runs).
+    pub guided_over_random: Option<f64>,
+}
+
+/// What one search (one bug, one way, one first seed) came to.
+#[derive(Clone, Debug, Default)]
+struct Trial {
+    runs: u64,
+    wall_ms: u64,
+    first: Option<(String, Failed)>,
 }
 
 impl Zoo {
@@ -86,116 +106,160 @@ impl Zoo {
             bugs.push(found);
         }
         let found = bugs.iter().filter(|bug| bug.found).count();
+        let ratios: Vec<f64> = (bugs.iter())
+            .filter_map(|bug| {
+                let guided = bug.guided.as_ref()?;
+                Some(guided.runs as f64 / bug.random.runs.max(1) as f64)
+            })
+            .collect();
         Ok(Report {
             bugs,
             budget: self.budget,
-            first_seed: self.first_seed,
+            first_seeds: self.first_seeds.clone(),
             found,
+            guided_over_random: median_f64(ratios),
         })
     }
 
-    /// Random exploration of each template that applies, until a run fails.
     fn search(&self, bug: Bug) -> Result<Found, String> {
-        let mut found = Found {
+        let random: Vec<Trial> = (self.first_seeds.iter())
+            .map(|&seed| self.trial(bug, seed, false))
+            .collect::<Result<_, _>>()?;
+        let guided = match self.guided {
+            true => Some(
+                (self.first_seeds.iter())
+                    .map(|&seed| self.trial(bug, seed, true))
+                    .collect::<Result<Vec<Trial>, _>>()?,
+            ),
+            false => None,
+        };
+        let first = random.first().and_then(|trial| trial.first.clone());
+        Ok(Found {
             name: bug.name().into(),
             area: bug.area().into(),
             seen: bug.seen().into(),
-            found: false,
-            rule: None,
-            template: None,
-            seed: None,
-            shrunk_faults: None,
-            shrunk: None,
-            random: Search::default(),
-        };
-        for template in templates(bug) {
-            if self.search_template(bug, Path::new(template), &mut found)? {
-                break;
-            }
-        }
-        Ok(found)
+            found: random.iter().all(|trial| trial.first.is_some()),
+            rule: first.as_ref().map(|(_, failed)| failed.check.clone()),
+            template: first.as_ref().map(|(template, _)| template.clone()),
+            seed: first.as_ref().map(|(_, failed)| failed.seed),
+            shrunk_faults: first.as_ref().and_then(|(_, failed)| failed.shrunk_faults),
+            shrunk: first.as_ref().and_then(|(_, failed)| failed.shrunk.clone()),
+            random: summed(&random),
+            guided: guided.as_deref().map(summed),
+        })
     }
 
-    /// Explores `template` with `bug` in rounds; true once a run failed.
-    fn search_template(
-        &self,
-        bug: Bug,
-        template: &Path,
-        found: &mut Found,
-    ) -> Result<bool, String> {
+    /// Explores the templates that apply to `bug` in turn from `first_seed`, until a run
+    /// fails or each has had the budget.
+    fn trial(&self, bug: Bug, first_seed: u64, guided: bool) -> Result<Trial, String> {
         let planted = Override::parse(&format!("bugs=[\"{}\"]", bug.name()))?;
-        // Checked once here, so a template the bug cannot load in is an error, not a failure.
-        Template::load_with(template, std::slice::from_ref(&planted))
-            .map_err(|error| error.to_string())?;
-        let (mut done, mut round) = (0, FIRST_ROUND);
-        while done < self.budget {
-            let runs = round.min(self.budget - done);
+        let mut trial = Trial::default();
+        for template in templates(bug) {
+            let template = Path::new(template);
+            // Checked once here, so a template the bug cannot load in is an error, not a
+            // failure.
+            Template::load_with(template, std::slice::from_ref(&planted))
+                .map_err(|error| error.to_string())?;
             let options = Options {
                 file: template.to_path_buf(),
                 sometimes: Vec::new(),
                 overrides: vec![planted.clone()],
                 seeds: Seeds {
-                    first: self.first_seed + done,
-                    runs,
+                    first: first_seed,
+                    runs: self.budget,
                     shard: (1, 1),
                 },
                 jobs: self.jobs,
                 out: self.out.join(bug.name()),
+                guided,
+                coverage: false,
+                stop_early: true,
             };
             let summary = pool::explore(&options)?;
-            if let Some(first) = summary.failed.first() {
-                let before = first.seed - options.seeds.first;
-                found.random.runs += before + 1;
-                found.random.wall_ms += share(&summary, before + 1);
-                found.found = true;
-                found.rule = Some(first.check.clone());
-                found.template = Some(template.display().to_string());
-                found.seed = Some(first.seed);
-                found.shrunk_faults = first.shrunk_faults;
-                found.shrunk = first.shrunk.clone();
-                return Ok(true);
-            }
-            found.random.runs += runs;
-            found.random.wall_ms += summary.wall_ms;
-            done += runs;
-            round *= 2;
+            let Some(first) = summary.failed.first() else {
+                trial.runs += summary.runs;
+                trial.wall_ms += summary.wall_ms;
+                continue;
+            };
+            let upto = first.seed - first_seed + 1;
+            trial.runs += upto;
+            trial.wall_ms += summary.wall_ms * upto / summary.runs.max(1);
+            trial.first = Some((template.display().to_string(), first.clone()));
+            break;
         }
-        Ok(false)
+        Ok(trial)
     }
 }
 
-/// The wall time of the first `runs` of a round, pro rata.
-fn share(summary: &Summary, runs: u64) -> u64 {
-    summary.wall_ms * runs / summary.runs.max(1)
+/// The median of the trials.
+fn summed(trials: &[Trial]) -> Search {
+    let per_seed: Vec<u64> = trials.iter().map(|trial| trial.runs).collect();
+    let walls: Vec<u64> = trials.iter().map(|trial| trial.wall_ms).collect();
+    Search {
+        found: trials.iter().all(|trial| trial.first.is_some()),
+        runs: median(per_seed.clone()),
+        wall_ms: median(walls),
+        per_seed,
+    }
+}
+
+fn median(mut values: Vec<u64>) -> u64 {
+    values.sort_unstable();
+    values.get(values.len() / 2).copied().unwrap_or_default()
+}
+
+fn median_f64(mut values: Vec<f64>) -> Option<f64> {
+    values.sort_by(f64::total_cmp);
+    values.get(values.len() / 2).copied()
 }
 
 /// The table: a line per bug.
 pub fn table(report: &Report) -> String {
     let mut out = format!(
-        "{:34} {:13} {:>6} {:>8}  {:>6}  rule\n",
-        "bug", "area", "found", "runs", "secs"
+        "{:30} {:12} {:>5} {:>7} {:>6} {:>7} {:>6}  rule (shrunk faults)\n",
+        "bug", "area", "found", "random", "secs", "guided", "secs"
     );
     for bug in &report.bugs {
         let found = if bug.found { "yes" } else { "NO" };
         let rule = bug.rule.as_deref().unwrap_or("-");
-        let faults = bug.shrunk_faults.map_or(String::new(), |faults| {
-            format!(" (shrunk to {faults} faults)")
-        });
+        let faults = bug
+            .shrunk_faults
+            .map_or(String::new(), |faults| format!(" ({faults})"));
+        let (guided, guided_secs) = match &bug.guided {
+            Some(search) => (
+                format!("{}{}", search.runs, if search.found { "" } else { "+" }),
+                format!("{:.1}", search.wall_ms as f64 / 1000.0),
+            ),
+            None => ("-".into(), "-".into()),
+        };
+        let random = format!(
+            "{}{}",
+            bug.random.runs,
+            if bug.random.found { "" } else { "+" }
+        );
         out.push_str(&format!(
-            "{:34} {:13} {:>6} {:>8}  {:>6.1}  {rule}{faults}\n",
+            "{:30} {:12} {:>5} {:>7} {:>6.1} {:>7} {:>6}  {rule}{faults}\n",
             bug.name,
             bug.area,
             found,
-            bug.random.runs,
-            bug.random.wall_ms as f64 / 1000.0
+            random,
+            bug.random.wall_ms as f64 / 1000.0,
+            guided,
+            guided_secs,
         ));
     }
+    let seeds: Vec<String> = report.first_seeds.iter().map(u64::to_string).collect();
     out.push_str(&format!(
-        "found {} of {} bugs (budget {} runs per template, seeds from {})\n",
+        "found {} of {} bugs (median runs over first seeds {}; budget {} runs a template; + not found)\n",
         report.found,
         report.bugs.len(),
+        seeds.join(","),
         report.budget,
-        report.first_seed
     ));
+    if let Some(ratio) = report.guided_over_random {
+        out.push_str(&format!(
+            "guided runs to bug / random, median over bugs: {ratio:.2}\n"
+        ));
+    }
     out
 }

@@ -443,6 +443,36 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_machine_that_spins_past_its_poll_budget_is_frozen_and_says_so() {
+        let machine = Machine::default();
+        machine.limit_polls(PollBudget::new(10, 0));
+        let inner = Arc::new(AtomicU64::new(0));
+        let counted = inner.clone();
+        // A task that wakes itself at once, forever: a livelock.
+        let spin = std::future::poll_fn(move |cx| {
+            counted.fetch_add(1, Ordering::Relaxed);
+            cx.waker().wake_by_ref();
+            Poll::<()>::Pending
+        });
+        let mut running = Box::pin(machine.run(spin));
+        let mut cx = Context::from_waker(Waker::noop());
+        for _ in 0..5_000 {
+            assert!(running.as_mut().poll(&mut cx).is_pending());
+        }
+        let overrun = machine.overrun().expect("over its budget");
+        assert_eq!(
+            (overrun.polls, overrun.limit),
+            (POLLS_CHECKED_EVERY + 1, 10)
+        );
+        let ran = inner.load(Ordering::Relaxed);
+        assert_eq!(ran, POLLS_CHECKED_EVERY, "not polled again once frozen");
+        assert!(
+            Machine::default().overrun().is_none(),
+            "no budget, no overrun"
+        );
+    }
+
+    #[test]
     fn a_clock_jumps_once_and_runs_at_its_rate_from_then_on() {
         let machine = Machine::default();
         let t0 = Instant::now();

@@ -7,6 +7,9 @@
 //! - [`pool`] hands seeds to worker processes and gathers what they find;
 //! - [`summary`] is what they say to each other and to the user.
 
+pub mod coverage;
+pub mod guide;
+pub mod mutate;
 pub mod plan;
 pub mod pool;
 pub mod summary;

@@ -1,7 +1,9 @@
 //! The parent side of `sim explore`: hands seeds to worker processes (`sim explore-worker`),
 //! reads their lines, shows progress on stderr, then has the first failure of each rule shrunk.
 
-use crate::explore::summary::{last_line, Failed, Reach, Summary, WorkerLine};
+use crate::explore::guide::{Guide, GENERATION};
+use crate::explore::summary::{last_line, Broken, Coverage, Failed, Reach, Summary, WorkerLine};
+use crate::explore::worker::RunSpec;
 use crate::run::SIM;
 use fleet_node::sync::lock;
 use std::collections::{BTreeMap, VecDeque};
@@ -54,12 +56,19 @@ pub struct Options {
     pub seeds: Seeds,
     pub jobs: usize,
     pub out: PathBuf,
+    /// Steer by what runs reached (see [`guide`](crate::explore::guide)) instead of drawing
+    /// every schedule afresh.
+    pub guided: bool,
+    /// Count the abstract states the runs reached, and how that grew.
+    pub coverage: bool,
+    /// Stop after the generation in which a run first fails (`sim zoo`).
+    pub stop_early: bool,
 }
 
 #[derive(Clone, Debug)]
 enum Job {
-    Runs(Vec<u64>),
-    Shrink { seed: u64, check: String },
+    Runs(Vec<RunSpec>),
+    Shrink { run: RunSpec, check: String },
 }
 
 impl Options {
@@ -74,6 +83,9 @@ impl Options {
             args.push("--set".into());
             args.push(one.to_string());
         }
+        if self.guided || self.coverage {
+            args.push("--states".into());
+        }
         args
     }
 }
@@ -82,12 +94,12 @@ impl Job {
     fn args(&self) -> Vec<String> {
         let mut args = Vec::new();
         match self {
-            Job::Runs(seeds) => {
-                let seeds: Vec<String> = seeds.iter().map(u64::to_string).collect();
-                args.extend(["--seeds".into(), seeds.join(",")]);
+            Job::Runs(runs) => {
+                let runs: Vec<String> = runs.iter().map(RunSpec::to_string).collect();
+                args.extend(["--seeds".into(), runs.join(",")]);
             }
-            Job::Shrink { seed, check } => {
-                args.extend(["--shrink".into(), seed.to_string()]);
+            Job::Shrink { run, check } => {
+                args.extend(["--shrink".into(), run.to_string()]);
                 args.extend(["--check".into(), check.clone()]);
             }
         }
@@ -105,8 +117,8 @@ struct Board {
 /// How a worker process ended.
 enum Ended {
     Done,
-    /// Left early, past its memory budget: these seeds go to a fresh worker.
-    Left(Vec<u64>),
+    /// Left early, past its memory budget: these runs go to a fresh worker.
+    Left(Vec<RunSpec>),
     Failed(String),
 }
 
@@ -196,8 +208,8 @@ fn run_worker(exe: &Path, args: &[String], job: &Job, tx: &mpsc::Sender<WorkerLi
         let _ = stderr.read_to_string(&mut text);
         text
     });
-    let mut remaining: Vec<u64> = match job {
-        Job::Runs(seeds) => seeds.clone(),
+    let mut remaining: Vec<RunSpec> = match job {
+        Job::Runs(runs) => runs.clone(),
         Job::Shrink { .. } => Vec::new(),
     };
     let mut shrunk = false;
@@ -207,7 +219,7 @@ fn run_worker(exe: &Path, args: &[String], job: &Job, tx: &mpsc::Sender<WorkerLi
             continue;
         };
         match &parsed {
-            WorkerLine::Ran { seed, .. } => remaining.retain(|s| s != seed),
+            WorkerLine::Ran { seed, .. } => remaining.retain(|run| run.seed != *seed),
             WorkerLine::Shrunk { .. } => shrunk = true,
         }
         let _ = tx.send(parsed);
@@ -286,47 +298,106 @@ impl Progress {
     }
 }
 
-/// Explores: every seed in its own run, spread over worker processes, then the first failure
-/// of each broken rule shrunk. Returns the summary, failures by seed.
-pub fn explore(options: &Options) -> Result<Summary, String> {
-    let seeds = options.seeds.list();
-    let jobs = options.jobs.max(1);
-    let batch = (seeds.len() / (jobs * 4)).clamp(1, 200);
-    let mut progress = Progress::new(seeds.len());
-    let mut ran: BTreeMap<u64, (crate::explore::summary::Broken, Option<String>)> = BTreeMap::new();
-    let mut reached: Vec<Reach> = (options.sometimes.iter())
-        .map(|sometimes| Reach {
-            sometimes: sometimes.clone(),
-            runs: 0,
-        })
-        .collect();
-    let batches = seeds.chunks(batch).map(|seeds| Job::Runs(seeds.to_vec()));
-    run_jobs(options, batches.collect(), |line| {
-        if let WorkerLine::Ran {
-            seed,
-            broken,
-            file,
-            reached: reached_by_run,
-        } = line
-        {
-            for &index in reached_by_run {
-                if let Some(reach) = reached.get_mut(index) {
+/// What exploration saw of each run, read in seed order.
+struct Seen {
+    progress: Progress,
+    /// Each failing run: the rule, its file, and what it ran.
+    ran: BTreeMap<u64, (Broken, Option<String>, RunSpec)>,
+    reached: Vec<Reach>,
+    guide: Guide,
+    /// Distinct states after so many runs.
+    growth: Vec<[u64; 2]>,
+    done: u64,
+}
+
+impl Seen {
+    /// Takes one generation's results, in seed order.
+    fn take(&mut self, runs: &[RunSpec], lines: BTreeMap<u64, WorkerLine>, total: u64) {
+        for run in runs {
+            let Some(WorkerLine::Ran {
+                broken,
+                file,
+                reached,
+                states,
+                ..
+            }) = lines.get(&run.seed)
+            else {
+                continue;
+            };
+            for &index in reached {
+                if let Some(reach) = self.reached.get_mut(index) {
                     reach.runs += 1;
                 }
             }
-            progress.ran(broken.is_some());
             if let Some(broken) = broken {
-                ran.insert(*seed, (broken.clone(), file.clone()));
+                (self.ran).insert(run.seed, (broken.clone(), file.clone(), run.clone()));
+            }
+            self.guide.learn(run, states);
+            self.done += 1;
+            // Ten points of growth, and the last.
+            if self.done * 10 % total.max(1) < 10 || self.done == total {
+                let point = [self.done, self.guide.states() as u64];
+                if self.growth.last() != Some(&point) {
+                    self.growth.push(point);
+                }
             }
         }
-    })?;
-    progress.finish();
-    let wall = progress.start.elapsed();
+    }
+}
 
-    let mut shrunk = shrink_firsts(options, &ran)?;
-    let failed = ran
-        .into_iter()
-        .map(|(seed, (broken, file))| Failed {
+/// Explores: every seed in its own run, spread over worker processes, then the first failure
+/// of each broken rule shrunk. Returns the summary, failures by seed. Guided, each generation
+/// of runs is chosen from what the ones before reached.
+pub fn explore(options: &Options) -> Result<Summary, String> {
+    let seeds = options.seeds.list();
+    let jobs = options.jobs.max(1);
+    let total = seeds.len() as u64;
+    let mut seen = Seen {
+        progress: Progress::new(seeds.len()),
+        ran: BTreeMap::new(),
+        reached: (options.sometimes.iter())
+            .map(|sometimes| Reach {
+                sometimes: sometimes.clone(),
+                runs: 0,
+            })
+            .collect(),
+        guide: Guide::default(),
+        growth: Vec::new(),
+        done: 0,
+    };
+    // Random runs need no barrier but for counting coverage in seed order.
+    let generation = match (options.guided, options.coverage || options.stop_early) {
+        (true, _) => GENERATION,
+        (false, true) => GENERATION,
+        (false, false) => seeds.len().max(1),
+    };
+    for generation in seeds.chunks(generation) {
+        let runs: Vec<RunSpec> = (generation.iter())
+            .map(|&seed| match options.guided {
+                true => seen.guide.choose(seed),
+                false => RunSpec::drawn(seed),
+            })
+            .collect();
+        let batch = (runs.len() / (jobs * 4)).clamp(1, 200);
+        let batches = runs.chunks(batch).map(|runs| Job::Runs(runs.to_vec()));
+        let mut lines: BTreeMap<u64, WorkerLine> = BTreeMap::new();
+        run_jobs(options, batches.collect(), |line| {
+            if let WorkerLine::Ran { seed, broken, .. } = line {
+                seen.progress.ran(broken.is_some());
+                lines.insert(*seed, line.clone());
+            }
+        })?;
+        seen.take(&runs, lines, total);
+        if options.stop_early && !seen.ran.is_empty() {
+            break;
+        }
+    }
+    seen.progress.finish();
+    let wall = seen.progress.start.elapsed();
+
+    let mut shrunk = shrink_firsts(options, &seen.ran)?;
+    let failed = (seen.ran.into_iter())
+        .map(|(seed, (broken, file, _))| Failed {
             seed,
             check: broken.check,
             detail: broken.detail,
@@ -341,11 +412,17 @@ pub fn explore(options: &Options) -> Result<Summary, String> {
             shrunk: shrunk.remove(&seed).map(|(file, _)| file),
         })
         .collect();
+    let coverage = (options.guided || options.coverage).then(|| Coverage {
+        states: seen.guide.states() as u64,
+        corpus: seen.guide.corpus() as u64,
+        growth: seen.growth,
+    });
     Ok(Summary {
-        runs: seeds.len() as u64,
+        runs: seen.done,
         failed,
         wall_ms: wall.as_millis() as u64,
-        reached,
+        reached: seen.reached,
+        coverage,
     })
 }
 
@@ -353,17 +430,17 @@ pub fn explore(options: &Options) -> Result<Summary, String> {
 /// returns each shrunk file, and the faults it kept, by seed.
 fn shrink_firsts(
     options: &Options,
-    ran: &BTreeMap<u64, (crate::explore::summary::Broken, Option<String>)>,
+    ran: &BTreeMap<u64, (Broken, Option<String>, RunSpec)>,
 ) -> Result<BTreeMap<u64, (String, usize)>, String> {
-    let mut first_of_rule: BTreeMap<&str, u64> = BTreeMap::new();
-    for (seed, (broken, _)) in ran {
+    let mut first_of_rule: BTreeMap<&str, &RunSpec> = BTreeMap::new();
+    for (broken, _, run) in ran.values() {
         if first_of_rule.len() < MAX_SHRUNK || first_of_rule.contains_key(broken.check.as_str()) {
-            first_of_rule.entry(&broken.check).or_insert(*seed);
+            first_of_rule.entry(&broken.check).or_insert(run);
         }
     }
     let shrink_jobs: Vec<Job> = (first_of_rule.iter())
-        .map(|(check, seed)| Job::Shrink {
-            seed: *seed,
+        .map(|(check, run)| Job::Shrink {
+            run: (*run).clone(),
             check: check.to_string(),
         })
         .collect();
@@ -410,6 +487,17 @@ pub fn text(summary: &Summary) -> String {
                 count - SHOWN_PER_RULE
             ));
         }
+    }
+    if let Some(coverage) = &summary.coverage {
+        let growth: Vec<String> = (coverage.growth.iter())
+            .map(|[runs, states]| format!("{states} by {runs}"))
+            .collect();
+        out.push_str(&format!(
+            "coverage: {} distinct states ({} schedules kept for reaching a new one); grew {}\n",
+            coverage.states,
+            coverage.corpus,
+            growth.join(", ")
+        ));
     }
     if !summary.reached.is_empty() {
         out.push_str("reached\n");

@@ -23,6 +23,9 @@ pub(crate) enum WorkerLine {
         /// The template's `[[sometimes]]` entries it reached, by index.
         #[serde(default)]
         reached: Vec<usize>,
+        /// The abstract states it reached, when the parent asked for them.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        states: Vec<u64>,
     },
     /// A failing run's schedule, shrunk while `check` kept breaking.
     Shrunk {
@@ -69,6 +72,20 @@ pub struct Summary {
     /// Each `[[sometimes]]` entry of the template, in file order, with the runs that reached it.
     #[serde(default)]
     pub reached: Vec<Reach>,
+    /// The abstract states the runs reached (`--coverage`, and always when guided); not added
+    /// up by `--merge`, since shards' states overlap.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub coverage: Option<Coverage>,
+}
+
+/// How many distinct abstract states the runs reached, and how that grew.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Coverage {
+    pub states: u64,
+    /// Schedules kept because they reached something new (guided runs mutate them).
+    pub corpus: u64,
+    /// `[runs, states]` after each tenth of the runs.
+    pub growth: Vec<[u64; 2]>,
 }
 
 impl Summary {
@@ -159,12 +176,14 @@ mod tests {
                 failed: vec![failed(9)],
                 wall_ms: 800,
                 reached: vec![reach("stepped_down", 0), reach("gave_up", 0)],
+                coverage: None,
             },
             Summary {
                 runs: 50,
                 failed: vec![failed(4)],
                 wall_ms: 1200,
                 reached: vec![reach("stepped_down", 7), reach("gave_up", 0)],
+                coverage: None,
             },
         ];
         let paths: Vec<_> = (shards.iter().enumerate())

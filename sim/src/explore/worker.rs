@@ -6,6 +6,8 @@
 //! worker's memory stays flat; should anything grow it anyway, the worker leaves past its
 //! memory budget and the parent starts a fresh one for the seeds it did not get to.
 
+use crate::explore::coverage;
+use crate::explore::mutate::Recipe;
 use crate::explore::plan::Schedule;
 use crate::explore::summary::{Broken, WorkerLine};
 use crate::explore::Template;
@@ -26,6 +28,50 @@ pub(crate) struct Outcome {
     pub broken: Vec<Broken>,
     /// The template's `[[sometimes]]` entries it reached, by index.
     pub reached: Vec<usize>,
+    /// The abstract states it reached (see [`coverage`]), when asked for.
+    pub states: Vec<u64>,
+}
+
+/// One run for a worker: its seed, and the recipe of its schedule.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RunSpec {
+    pub seed: u64,
+    pub recipe: Recipe,
+}
+
+impl RunSpec {
+    /// A fresh run: the schedule drawn from its own seed.
+    pub fn drawn(seed: u64) -> RunSpec {
+        RunSpec {
+            seed,
+            recipe: Recipe::drawn(seed),
+        }
+    }
+
+    /// Reads `SEED` (a fresh run) or `SEED/RECIPE`, as [`Display`](std::fmt::Display) writes it.
+    pub fn parse(text: &str) -> Result<RunSpec, String> {
+        let bad = || format!("{text:?} is not a run like 7 or 7/3+912");
+        let (seed, recipe) = match text.split_once('/') {
+            Some((seed, recipe)) => (seed, Some(recipe)),
+            None => (text, None),
+        };
+        let seed: u64 = seed.parse().map_err(|_| bad())?;
+        let recipe = match recipe {
+            Some(recipe) => Recipe::parse(recipe)?,
+            None => Recipe::drawn(seed),
+        };
+        Ok(RunSpec { seed, recipe })
+    }
+}
+
+impl std::fmt::Display for RunSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.recipe == Recipe::drawn(self.seed) {
+            write!(f, "{}", self.seed)
+        } else {
+            write!(f, "{}/{}", self.seed, self.recipe)
+        }
+    }
 }
 
 /// Runs `schedule` as run `seed` of `template`, and returns every rule it broke. A panic
@@ -35,7 +81,7 @@ pub(crate) fn judge_schedule(
     seed: u64,
     schedule: &Schedule,
 ) -> Result<Vec<Broken>, ScenarioError> {
-    Ok(run_schedule(template, seed, schedule)?.broken)
+    Ok(run_schedule(template, seed, schedule, false)?.broken)
 }
 
 /// [`judge_schedule`], and which `[[sometimes]]` entries the run reached.
@@ -43,6 +89,7 @@ pub(crate) fn run_schedule(
     template: &Template,
     seed: u64,
     schedule: &Schedule,
+    with_states: bool,
 ) -> Result<Outcome, ScenarioError> {
     let loaded = template.loaded(seed, schedule)?;
     let ran = catch_unwind(AssertUnwindSafe(|| loaded.run(seed)));
@@ -61,7 +108,15 @@ pub(crate) fn run_schedule(
                     detail: verdict.detail,
                 })
                 .collect();
-            Outcome { broken, reached }
+            let states = match with_states {
+                true => coverage::states(entries),
+                false => Vec::new(),
+            };
+            Outcome {
+                broken,
+                reached,
+                states,
+            }
         }
         Err(payload) => {
             let message = (payload.downcast_ref::<String>().cloned())
@@ -74,6 +129,7 @@ pub(crate) fn run_schedule(
             Outcome {
                 broken,
                 reached: Vec::new(),
+                states: Vec::new(),
             }
         }
     })
@@ -109,44 +165,69 @@ fn resident_bytes() -> Option<u64> {
     Some(pages * 4096)
 }
 
-/// Runs each seed and reports it; writes a failing run's scenario file into `out`. Stops early
-/// once the process holds more than `max_rss` bytes.
+/// Runs each run and reports it, with the states it reached if `with_states`; writes a failing
+/// run's scenario file into `out`. Stops early once the process holds more than `max_rss`
+/// bytes.
 pub fn run_seeds(
     template: &Template,
-    seeds: &[u64],
+    runs: &[RunSpec],
     out: &Path,
     max_rss: u64,
+    with_states: bool,
 ) -> Result<(), ScenarioError> {
     let ground = template.ground();
-    for &seed in seeds {
-        let schedule = ground.draw(seed);
-        let Outcome { broken, reached } = run_schedule(template, seed, &schedule)?;
+    for run in runs {
+        let seed = run.recipe.sim_seed(run.seed);
+        let schedule = run.recipe.schedule(&ground);
+        let outcome = run_schedule(template, seed, &schedule, with_states)?;
+        let Outcome {
+            broken,
+            reached,
+            states,
+        } = outcome;
         let first = broken.into_iter().next();
         let file = match &first {
             None => None,
             Some(broken) => {
                 let header = [
-                    format!("Drawn by `sim explore {}` for seed {seed}.", template.path),
+                    drawn_by(template, run),
                     format!("Breaks: {}", broken.check),
                     format!("  {}", broken.detail),
                 ];
                 Some(write(
-                    &file_for(template, out, seed, ""),
+                    &file_for(template, out, run.seed, ""),
                     &template.render(seed, &schedule, &header),
                 )?)
             }
         };
         say(&WorkerLine::Ran {
-            seed,
+            seed: run.seed,
             broken: first,
             file,
             reached,
+            states,
         });
         if resident_bytes().is_some_and(|bytes| bytes > max_rss) {
             break;
         }
     }
     Ok(())
+}
+
+/// The header line that says where a run's schedule came from.
+fn drawn_by(template: &Template, run: &RunSpec) -> String {
+    match run.recipe.mutations.is_empty() {
+        true => format!("Drawn by `sim explore {}` for seed {}.", template.path, run.seed),
+        false => format!(
+            "Drawn by `sim explore --guided {}` (run {}): seed {}'s schedule mutated {} times ({}), run with seed {}.",
+            template.path,
+            run.seed,
+            run.recipe.base,
+            run.recipe.mutations.len(),
+            run.recipe,
+            run.recipe.sim_seed(run.seed)
+        ),
+    }
 }
 
 fn write(path: &Path, text: &str) -> Result<String, ScenarioError> {
@@ -196,12 +277,13 @@ pub fn shrink(
 /// reports it.
 pub fn shrink_seed(
     template: &Template,
-    seed: u64,
+    run: &RunSpec,
     check: &str,
     out: &Path,
 ) -> Result<(), ScenarioError> {
+    let seed = run.recipe.sim_seed(run.seed);
     let ground = template.ground();
-    let drawn = ground.draw(seed);
+    let drawn = run.recipe.schedule(&ground);
     let from = drawn.steps.len();
     // Only an invariant holds at every moment. Any other check judges how the run recovered,
     // and without the liveness phase that undoes the faults, a fault that lasts (a revoked
@@ -221,7 +303,7 @@ pub fn shrink_seed(
         .map_or("(no longer breaks: the shrinker's last run differs)", |b| {
             b.detail.as_str()
         });
-    let path = file_for(template, out, seed, "-shrunk");
+    let path = file_for(template, out, run.seed, "-shrunk");
     let faults = schedule.steps.len();
     let header = [
         format!("Breaks: {check}"),
@@ -237,7 +319,7 @@ pub fn shrink_seed(
     ];
     let file = write(&path, &template.render(seed, &schedule, &header))?;
     say(&WorkerLine::Shrunk {
-        seed,
+        seed: run.seed,
         check: check.to_string(),
         file,
         faults,

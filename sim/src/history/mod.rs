@@ -71,7 +71,7 @@ impl Entry {
                 fields.push(' ');
             }
             fields.push_str("clock=");
-            fields.push_str(&fmt_offset(self.clock_ms));
+            fields.push_str(&crate::scenario::faults::fmt_offset(self.clock_ms));
         }
         (kind, fields)
     }
@@ -185,17 +185,6 @@ pub(crate) fn fmt_time(t_ms: u64) -> String {
     format!("{hours}:{minutes:02}:{:02}.{:03}", rest / 1000, rest % 1000)
 }
 
-/// A clock's offset from true time, signed: `+2.000s`, `-512ms`.
-pub(crate) fn fmt_offset(offset_ms: i64) -> String {
-    let sign = if offset_ms < 0 { '-' } else { '+' };
-    let size = offset_ms.unsigned_abs();
-    if size < 1000 {
-        format!("{sign}{size}ms")
-    } else {
-        format!("{sign}{}.{:03}s", size / 1000, size % 1000)
-    }
-}
-
 /// `a, b, c` or `a, b, c and 7 more`.
 pub(crate) fn abbreviate(names: &[&str]) -> String {
     const SHOWN: usize = 5;
@@ -303,7 +292,7 @@ pub(crate) mod tests {
         };
         assert_eq!(
             ahead.parts().1,
-            "attempt=2 delay_ms=1000 target=master-1 clock=+2.500s"
+            "attempt=2 delay_ms=1000 target=master-1 clock=+2s500ms"
         );
         assert_eq!(
             serde_json::to_string(&ahead).unwrap(),
