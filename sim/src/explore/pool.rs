@@ -395,8 +395,29 @@ pub fn explore(options: &Options) -> Result<Summary, String> {
     seen.progress.finish();
     let wall = seen.progress.start.elapsed();
 
-    let mut shrunk = shrink_firsts(options, &seen.ran)?;
-    let failed = (seen.ran.into_iter())
+    let shrunk = shrink_firsts(options, &seen.ran)?;
+    let failed = failures(options, seen.ran, shrunk);
+    let coverage = (options.guided || options.coverage).then(|| Coverage {
+        states: seen.guide.states() as u64,
+        corpus: seen.guide.corpus() as u64,
+        growth: seen.growth,
+    });
+    Ok(Summary {
+        runs: seen.done,
+        failed,
+        wall_ms: wall.as_millis() as u64,
+        reached: seen.reached,
+        coverage,
+    })
+}
+
+/// The summary's failing runs, by seed, with the files their shrinking wrote.
+fn failures(
+    options: &Options,
+    ran: BTreeMap<u64, (Broken, Option<String>, RunSpec)>,
+    mut shrunk: BTreeMap<u64, (String, usize)>,
+) -> Vec<Failed> {
+    (ran.into_iter())
         .map(|(seed, (broken, file, _))| Failed {
             seed,
             check: broken.check,
@@ -411,19 +432,7 @@ pub fn explore(options: &Options) -> Result<Summary, String> {
             shrunk_faults: shrunk.get(&seed).map(|(_, faults)| *faults),
             shrunk: shrunk.remove(&seed).map(|(file, _)| file),
         })
-        .collect();
-    let coverage = (options.guided || options.coverage).then(|| Coverage {
-        states: seen.guide.states() as u64,
-        corpus: seen.guide.corpus() as u64,
-        growth: seen.growth,
-    });
-    Ok(Summary {
-        runs: seen.done,
-        failed,
-        wall_ms: wall.as_millis() as u64,
-        reached: seen.reached,
-        coverage,
-    })
+        .collect()
 }
 
 /// Has the first failing run of each broken rule shrunk (of the first [`MAX_SHRUNK`] rules);

@@ -305,19 +305,8 @@ pub(crate) fn judge_backoff(
         if entry.t_ms < after_ms {
             continue;
         }
-        // The delay an attempt reports must be the one it waited, as the timeline shows it
-        // (to the millisecond both are rounded to): a timer that fired early would pass the
-        // bounds on its reported delay alone.
-        if let Some(failed_at) = failed_at.filter(|_| strictness == Strictness::Scenario) {
-            let waited = entry.t_ms - failed_at;
-            if waited.abs_diff(delay_ms) > 1 {
-                return Err(format!(
-                    "{} attempt {attempt} at {} reports a {delay_ms}ms delay but came {waited}ms after its failure at {}",
-                    entry.node,
-                    fmt_time(entry.t_ms),
-                    fmt_time(failed_at)
-                ));
-            }
+        if strictness == Strictness::Scenario {
+            waited_as_reported(entry, attempt, delay_ms, failed_at)?;
         }
         if !allowed.contains(&delay_ms) {
             return Err(format!(
@@ -342,6 +331,30 @@ pub(crate) fn judge_backoff(
     Ok(format!(
         "{checked} retry delays within bounds; longest {}ms (attempt {})",
         longest.0, longest.1
+    ))
+}
+
+/// The delay an attempt reports must be the one it waited since the failure at `failed_at`,
+/// as the timeline shows it (to the millisecond both are rounded to): a timer that fired early
+/// would pass the bounds on its reported delay alone.
+fn waited_as_reported(
+    entry: &Entry,
+    attempt: u32,
+    delay_ms: u64,
+    failed_at: Option<u64>,
+) -> Result<(), String> {
+    let Some(failed_at) = failed_at else {
+        return Ok(());
+    };
+    let waited = entry.t_ms - failed_at;
+    if waited.abs_diff(delay_ms) <= 1 {
+        return Ok(());
+    }
+    Err(format!(
+        "{} attempt {attempt} at {} reports a {delay_ms}ms delay but came {waited}ms after its failure at {}",
+        entry.node,
+        fmt_time(entry.t_ms),
+        fmt_time(failed_at)
     ))
 }
 

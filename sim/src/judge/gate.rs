@@ -141,3 +141,99 @@ fn over_capacity(seen: &[i64], capacity: f64, entry: &Entry) -> Result<(), Strin
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::history::tests::{fault, fired, registered};
+    use crate::history::{FaultEvent, Fired};
+    use crate::scenario::Scenario;
+
+    /// A fault that fired, written as a `[[faults]]` entry's action, where agents have
+    /// credentials.
+    fn with_auth(action: &str) -> FaultEvent {
+        let text = format!(
+            "name = \"t\"\nduration = \"1h\"\n[topology]\nmasters = 3\nagents = 10\n\
+             [params.auth]\n[[faults]]\nat = \"1s\"\n{action}\n"
+        );
+        let scenario = Scenario::parse("t.toml", &text).unwrap();
+        FaultEvent::Fired(Box::new(Fired::fixed(scenario.faults[0].action.clone())))
+    }
+
+    fn scenario() -> Scenario {
+        Scenario::parse(
+            "t.toml",
+            "name = \"t\"\nduration = \"1m\"\n[topology]\nmasters = 3\nagents = 10\n\
+             [params.auth]\n[params.master]\ncapacity = 2\n",
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn a_revoked_agent_registered_is_caught_and_a_restored_one_is_not() {
+        let scenario = scenario();
+        let judge = |entries: &[Entry]| revoked_agents_refused(&Evidence::new(&scenario, entries));
+        let revoke = fault(100, with_auth(r#"revoke = "agent-1""#));
+        let restore = fault(900, with_auth(r#"restore = "agent-1""#));
+        let error = judge(&[revoke.clone(), registered(500, "master-2", "agent-1")]).unwrap_err();
+        assert!(error.contains("master-2 registered agent-1"), "{error}");
+        assert!(judge(&[revoke.clone(), registered(500, "master-2", "agent-2")]).is_ok());
+        let back = [
+            revoke.clone(),
+            restore,
+            registered(950, "master-2", "agent-1"),
+        ];
+        assert!(judge(&back).is_ok());
+        // Paused when it fired, a master learns of it when it wakes.
+        let pause = fault(50, fired(r#"pause = "master-2""#, &[]));
+        let resume = fault(700, fired(r#"resume = "master-2""#, &[]));
+        let asleep = [
+            pause.clone(),
+            revoke.clone(),
+            registered(700, "master-2", "agent-1"),
+        ];
+        assert!(judge(&asleep).is_ok());
+        let woke = [
+            pause,
+            revoke,
+            resume,
+            registered(701, "master-2", "agent-1"),
+        ];
+        assert!(judge(&woke).is_err());
+    }
+
+    #[test]
+    fn a_master_admitting_past_its_bucket_is_caught() {
+        let scenario = scenario();
+        let judge = |times: &[u64]| {
+            let entries: Vec<Entry> = (times.iter().enumerate())
+                .map(|(i, &t)| registered(t, "master-1", &format!("agent-{}", i + 1)))
+                .collect();
+            admission_within_capacity(&Evidence::new(&scenario, &entries), 2)
+        };
+        assert!(judge(&[0, 0]).is_ok(), "a burst of the capacity");
+        assert!(
+            judge(&[0, 0, 500, 1000, 1500, 2000]).is_ok(),
+            "then two a second"
+        );
+        let error = judge(&[0, 0, 10]).unwrap_err();
+        assert!(
+            error.contains("master-1 admitted 3 registrations in 10ms"),
+            "{error}"
+        );
+        assert!(
+            judge(&[0, 0, 400, 450]).is_err(),
+            "three in 450ms after a burst"
+        );
+        let restart = fault(600, fired(r#"restart = "master-1""#, &[]));
+        let entries = vec![
+            registered(0, "master-1", "agent-1"),
+            registered(0, "master-1", "agent-2"),
+            restart,
+            registered(600, "master-1", "agent-3"),
+            registered(600, "master-1", "agent-4"),
+        ];
+        let fresh = admission_within_capacity(&Evidence::new(&scenario, &entries), 2);
+        assert!(fresh.is_ok(), "a new process, a full bucket: {fresh:?}");
+    }
+}

@@ -458,6 +458,42 @@ mod tests {
     }
 
     #[test]
+    fn an_agent_marked_offline_too_soon_after_registering_is_caught() {
+        use crate::history::tests::registered;
+        let scenario = crate::scenario::Scenario::parse(
+            "t.toml",
+            "name = \"t\"\nduration = \"1m\"\n[topology]\nagents = 1\n",
+        )
+        .unwrap();
+        let offline = |t, silent_ms| {
+            let event = MasterEvent::NodeOffline {
+                agent: "agent-1".into(),
+                instance_id: "agent-1-sim-101".into(),
+                silent_ms,
+            };
+            entry(t, "master-1", event)
+        };
+        let judge = |entries: &[Entry]| offline_not_early(&Evidence::new(&scenario, entries));
+        // max_miss 3 × 1s.
+        assert!(judge(&[
+            registered(1_000, "master-1", "agent-1"),
+            offline(4_000, 3_000)
+        ])
+        .is_ok());
+        let early = judge(&[
+            registered(1_000, "master-1", "agent-1"),
+            offline(3_500, 3_000),
+        ]);
+        assert!(early.unwrap_err().contains("2500ms after it registered"));
+        let short = judge(&[offline(9_000, 2_000)]).unwrap_err();
+        assert!(short.contains("after 2000ms of silence"), "{short}");
+        // By the master's clock: 3s on a clock 500ms ahead is 2.5s of true time.
+        let mut skewed = offline(3_500, 3_000);
+        skewed.clock_ms = 500;
+        assert!(judge(&[registered(1_000, "master-1", "agent-1"), skewed]).is_ok());
+    }
+
+    #[test]
     fn two_leaders_in_one_term_are_named() {
         let entries = vec![
             became_leader(1, "master-1", 2),

@@ -137,9 +137,13 @@ impl<S: Subscriber> Layer<S> for CaptureLayer {
         }
         let spent = {
             let mut spent = lock(&self.spent);
-            let count = spent.entry(node.clone()).or_default();
-            *count += 1;
-            *count
+            match spent.get_mut(node.as_str()) {
+                Some(count) => {
+                    *count += 1;
+                    *count
+                }
+                None => *spent.entry(node.clone()).or_insert(1),
+            }
         };
         if let Some(runaway) = (self.budget).check(t_ms, &node, spent, &timeline.entries) {
             return budget::stop(&mut timeline, runaway);

@@ -680,6 +680,28 @@ mod tests {
     }
 
     #[test]
+    fn bugs_are_planted_by_name_and_only_in_a_build_that_has_them() {
+        let with = |bugs: &str| {
+            let text =
+                format!("name = \"t\"\nduration = \"1m\"\nbugs = {bugs}\n[topology]\nagents = 1\n");
+            Scenario::parse("t.toml", &text)
+        };
+        let unknown = with(r#"["no_such_bug"]"#).unwrap_err().to_string();
+        assert!(
+            unknown.contains("t.toml:3:") && unknown.contains("raft_vote_twice"),
+            "{unknown}"
+        );
+        let planted = with(r#"["raft_vote_twice"]"#);
+        if fleet_core::bugs::PLANTABLE {
+            assert!(planted.unwrap().bugs.has(Bug::RaftVoteTwice));
+        } else {
+            let error = planted.unwrap_err().to_string();
+            assert!(error.contains("--features bugs"), "{error}");
+        }
+        assert_eq!(with("[]").unwrap().bugs, Bugs::NONE);
+    }
+
+    #[test]
     fn control_characters_in_names_and_descriptions_are_refused() {
         let name = error("name = \"t\\u001b[2J\"\nduration = \"1m\"\n[topology]\nagents = 1\n");
         assert_eq!((name.line, name.column), (1, 8));
