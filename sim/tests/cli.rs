@@ -128,7 +128,23 @@ fn json_output_is_one_document_with_the_documented_keys() {
         assert!(!first[key].is_null(), "event lacks {key}: {first}");
     }
     assert_eq!(document["stats"]["sim_ms"], 20_000);
-    assert!(document["expectations"].as_array().unwrap().is_empty());
+    // No [[expect]]: only the rules every run with agents is held to, each holding.
+    let verdicts = document["expectations"].as_array().unwrap();
+    let rules: Vec<&str> = verdicts
+        .iter()
+        .map(|v| v["check"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        rules,
+        [
+            "invariant backoff_follows_policy",
+            "invariant offline_not_early"
+        ]
+    );
+    assert!(
+        verdicts.iter().all(|verdict| verdict["ok"] == true),
+        "{verdicts:?}"
+    );
 }
 
 #[test]
