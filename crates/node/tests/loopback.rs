@@ -63,6 +63,7 @@ async fn an_agent_registers_and_comes_back_after_the_master_restarts() {
         register: registration("agent-1", "loopback", std::process::id(), 0, String::new()),
         commands: Default::default(),
         reauth_delay: Duration::from_secs(1),
+        bugs: Default::default(),
     };
     let connector = Connector::new(
         config,
