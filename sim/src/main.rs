@@ -307,6 +307,29 @@ struct ExploreFlags {
     overrides: Overrides,
 }
 
+/// `print!`, but a reader that went away (`sim run --json | head -c 100`) ends the command
+/// quietly instead of in a panic: what it would have printed has no one to read it.
+macro_rules! out {
+    ($($arg:tt)*) => { write_out(format_args!($($arg)*)) };
+}
+
+/// `println!`, likewise.
+macro_rules! outln {
+    ($($arg:tt)*) => { write_out(format_args!("{}\n", format_args!($($arg)*))) };
+}
+
+fn write_out(text: std::fmt::Arguments) {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    if let Err(error) = stdout.write_fmt(text).and_then(|()| stdout.flush()) {
+        if error.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(exit::OK);
+        }
+        eprintln!("error: cannot write the output: {error}");
+        std::process::exit(exit::CANNOT_WRITE);
+    }
+}
+
 fn main() {
     let code = match Cli::parse().command {
         Command::Check(flags) => check(flags),
@@ -356,7 +379,7 @@ fn run(flags: RunFlags) -> Result<i32, Error> {
     let run = progress::run_with_progress(&loaded, seed);
     let (only, entries) = (flags.verdicts_only, &run.output.timeline.entries);
     let printed = report::run_printed(scenario, &run, flags.json, filter.as_ref(), only);
-    print!("{printed}");
+    out!("{printed}");
     if let Some(dir) = &flags.plot {
         report::plot::run_plots(dir, scenario, entries).map_err(Error::Plot)?;
     }
@@ -376,7 +399,7 @@ fn run_many(flags: &RunFlags, loaded: &Loaded, choice: &Choice) -> Result<i32, E
     let (file, overrides) = (&flags.scenario.file, flags.scenario.overrides.all());
     let overrides = &overrides;
     let many = ManyRuns::run(loaded, &seeds_for(choice, &loaded.scenario), flags.json);
-    print!("{}", many.text(file, overrides));
+    out!("{}", many.text(file, overrides));
     if flags.json {
         // Stdout is only the documents.
         eprintln!("{}", many.summary(file));
@@ -396,16 +419,16 @@ fn check(flags: CheckFlags) -> i32 {
 fn check_file(file: &Path, overrides: &[Override], choice: &Choice) -> Result<i32, Error> {
     let scenario = sim::load_with(file, overrides)?.scenario;
     let checked = check::check(&scenario, &seeds_for(choice, &scenario));
-    print!("{}", check::text(file, &checked));
+    out!("{}", check::text(file, &checked));
     Ok(passed(check::deterministic(&checked)))
 }
 
 fn bench(scenario: &ScenarioFile, runs: usize) -> Result<i32, Error> {
     let scenario = load(scenario)?.scenario;
     let walls = sim::bench::bench(&scenario, runs, |number, wall| {
-        println!("{}", sim::bench::run_line(&scenario, number, wall));
+        outln!("{}", sim::bench::run_line(&scenario, number, wall));
     });
-    println!("{}", sim::bench::median_line(&scenario, &walls));
+    outln!("{}", sim::bench::median_line(&scenario, &walls));
     Ok(exit::OK)
 }
 
@@ -416,14 +439,14 @@ fn sweep(flags: SweepFlags) -> Result<i32, Error> {
     let start = std::time::Instant::now();
     let runs = swept.run(seeds, || bar.inc(1));
     bar.finish_and_clear();
-    print!("{}", sweep::table(grids, &swept.points, &runs));
-    println!("{}", swept.summary(file, seeds.len(), start.elapsed()));
+    out!("{}", sweep::table(grids, &swept.points, &runs));
+    outln!("{}", swept.summary(file, seeds.len(), start.elapsed()));
     if let Some(path) = &flags.csv {
         Error::write(path, sweep::csv(grids, &swept.points, &runs))?;
     }
     if let Some(dir) = &flags.plot {
         let files = sweep::plot(dir, grids, &swept.points, &runs).map_err(Error::Plot)?;
-        println!("plots: {} files in {}", files.len(), dir.display());
+        outln!("plots: {} files in {}", files.len(), dir.display());
     }
     Ok(exit::OK)
 }
@@ -461,7 +484,7 @@ fn explore(flags: ExploreFlags) -> Result<i32, Error> {
 fn print_summary(summary: &summary::Summary, json: bool) -> i32 {
     if json {
         let text = serde_json::to_string_pretty(summary).expect("summaries serialize");
-        println!("{text}");
+        outln!("{text}");
         let unreached = summary.unreached();
         if !unreached.is_empty() {
             eprintln!("never reached: {}", unreached.join(", "));
@@ -470,7 +493,7 @@ fn print_summary(summary: &summary::Summary, json: bool) -> i32 {
         eprintln!("{last}");
     } else {
         // The text says NEVER beside each entry no run reached.
-        print!("{}", pool::text(summary));
+        out!("{}", pool::text(summary));
     }
     passed(summary.passed())
 }
@@ -478,7 +501,7 @@ fn print_summary(summary: &summary::Summary, json: bool) -> i32 {
 fn zoo(flags: ZooFlags) -> Result<i32, Error> {
     if flags.list {
         for bug in Bug::ALL {
-            println!("{:34} {:13} {}", bug.name(), bug.area(), bug.seen());
+            outln!("{:34} {:13} {}", bug.name(), bug.area(), bug.seen());
         }
         return Ok(exit::OK);
     }
@@ -505,9 +528,9 @@ fn zoo(flags: ZooFlags) -> Result<i32, Error> {
         .map_err(Error::Explore)?;
     if flags.json {
         let text = serde_json::to_string_pretty(&report).expect("reports serialize");
-        println!("{text}");
+        outln!("{text}");
     } else {
-        print!("{}", zoo::table(&report));
+        out!("{}", zoo::table(&report));
     }
     Ok(passed(report.found == report.bugs.len()))
 }

@@ -116,6 +116,23 @@ fn an_endless_file_is_refused_at_the_size_limit() {
 }
 
 #[test]
+fn a_reader_that_goes_away_ends_the_command_quietly() {
+    let path = scratch_file("pipe.toml", SMALL);
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_sim"))
+        .args(["run", path.to_str().unwrap(), "--json"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // `| head -c0`: the reader closes its end before anything is written.
+    drop(child.stdout.take());
+    let output = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+}
+
+#[test]
 fn json_output_is_one_document_with_the_documented_keys() {
     let path = scratch_file("json.toml", SMALL);
     let output = sim(&["run", path.to_str().unwrap(), "--json"]);
