@@ -193,10 +193,10 @@ fn draw(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::scenario::Scenario;
+    use crate::explore::Template;
 
-    fn template() -> Scenario {
-        Scenario::parse(
+    fn template() -> Template {
+        Template::parse(
             "t.toml",
             "name = \"t\"\nduration = \"40s\"\n[topology]\nmasters = 3\nagents = 2\n\
              [explore]\nfaults = [\"crash\", \"restart\", \"wipe\", \"partition\", \"pause\"]\n\
@@ -206,15 +206,6 @@ mod tests {
         .unwrap()
     }
 
-    fn ground(scenario: &Scenario) -> Ground<'_> {
-        Ground {
-            spec: scenario.explore.as_ref().unwrap(),
-            topology: &scenario.topology,
-            latency: scenario.network.latency,
-            loss: scenario.network.loss,
-        }
-    }
-
     #[test]
     fn a_recipe_reads_back_as_written_and_builds_the_same_schedule() {
         let recipe = Recipe::drawn(7).then(912, false).then(33, true);
@@ -222,8 +213,8 @@ mod tests {
         assert_eq!(Recipe::parse("7+912+33~"), Ok(recipe.clone()));
         assert_eq!(Recipe::parse("7"), Ok(Recipe::drawn(7)));
         assert!(Recipe::parse("7+x").is_err());
-        let scenario = template();
-        let ground = ground(&scenario);
+        let template = template();
+        let ground = template.ground();
         assert_eq!(recipe.schedule(&ground), recipe.schedule(&ground));
         assert_eq!(recipe.sim_seed(40), 40, "reseeded: the run's own seed");
         assert_eq!(
@@ -235,8 +226,8 @@ mod tests {
 
     #[test]
     fn mutations_change_the_schedule_but_never_break_its_rules() {
-        let scenario = template();
-        let ground = ground(&scenario);
+        let template = template();
+        let ground = template.ground();
         let mut changed = 0;
         for seed in 0..200 {
             let base = ground.draw(seed);
