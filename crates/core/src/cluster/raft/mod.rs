@@ -181,6 +181,16 @@ pub struct RaftNode<R> {
     leading_since: Instant,
     /// Votes (or pre-votes) collected in the current attempt, including our own.
     votes: BTreeSet<String>,
+    /// (Pre-)candidate: the peers that answered the current attempt, yes or no. Those that
+    /// did not are asked again every heartbeat interval (Raft retries an RPC that got no
+    /// answer): a request lost to a peer that was down or cut off is not the end of it.
+    answered: BTreeSet<String>,
+    /// (Pre-)candidate: when to ask again those that did not answer.
+    ask_again: Instant,
+    /// The term each candidate last asked for our vote in, and whether it got it: the same
+    /// request again, answered the same way, is no news for the timeline (its answer may have
+    /// been lost, or it waited on a held link with the others it sent).
+    last_asked: BTreeMap<String, (u64, bool)>,
     /// When we last heard from a leader of the current term.
     last_leader_contact: Option<Instant>,
     /// When we last heard anything from each peer.
@@ -235,6 +245,9 @@ impl<R: RngCore> RaftNode<R> {
             heartbeat_due: now,
             leading_since: now,
             votes: BTreeSet::new(),
+            answered: BTreeSet::new(),
+            ask_again: now,
+            last_asked: BTreeMap::new(),
             last_leader_contact: None,
             last_heard: BTreeMap::new(),
             election_started: now,
@@ -373,10 +386,9 @@ impl<R: RngCore> RaftNode<R> {
         self.events.push(RaftEvent::PreVoteStarted {
             term: self.term + 1,
         });
-        self.broadcast(RaftMessage::PreVote {
-            term: self.term + 1,
-            version: self.state.version,
-        });
+        self.answered.clear();
+        self.ask_again = now + self.config.heartbeat_interval;
+        self.broadcast(self.request());
         self.reset_election_deadline(now);
         self.check_votes(now);
     }
@@ -391,12 +403,39 @@ impl<R: RngCore> RaftNode<R> {
         self.events
             .push(RaftEvent::ElectionStarted { term: self.term });
         self.changes.push_back(ClusterEvent::ElectionStart);
-        self.broadcast(RaftMessage::RequestVote {
-            term: self.term,
-            version: self.state.version,
-        });
+        self.answered.clear();
+        self.ask_again = now + self.config.heartbeat_interval;
+        self.broadcast(self.request());
         self.reset_election_deadline(now);
         self.check_votes(now);
+    }
+
+    /// What a (pre-)candidate asks its peers for.
+    fn request(&self) -> RaftMessage {
+        let version = self.state.version;
+        match self.role {
+            Role::PreCandidate => RaftMessage::PreVote {
+                term: self.term + 1,
+                version,
+            },
+            _ => RaftMessage::RequestVote {
+                term: self.term,
+                version,
+            },
+        }
+    }
+
+    /// Asks again the peers that have not answered this attempt.
+    fn ask_again(&mut self, now: Instant) {
+        let request = self.request();
+        let silent: Vec<String> = (self.peers.iter())
+            .filter(|peer| !self.answered.contains(*peer))
+            .cloned()
+            .collect();
+        for peer in silent {
+            self.outbox.push_back((peer, request.clone()));
+        }
+        self.ask_again = now + self.config.heartbeat_interval;
     }
 
     fn check_votes(&mut self, now: Instant) {
@@ -515,18 +554,24 @@ impl<R: RngCore> RaftNode<R> {
                 self.handle_pre_vote(now, from, term, version)
             }
             RaftMessage::PreVoteResponse { term, granted } => {
-                if granted && self.role == Role::PreCandidate && term == self.term + 1 {
-                    self.votes.insert(from.to_string());
-                    self.check_votes(now);
+                if self.role == Role::PreCandidate && term == self.term + 1 {
+                    self.answered.insert(from.to_string());
+                    if granted {
+                        self.votes.insert(from.to_string());
+                        self.check_votes(now);
+                    }
                 }
             }
             RaftMessage::RequestVote { term, version } => {
                 self.handle_request_vote(now, from, term, version)
             }
             RaftMessage::VoteResponse { term, granted } => {
-                if granted && self.role == Role::Candidate && term == self.term {
-                    self.votes.insert(from.to_string());
-                    self.check_votes(now);
+                if self.role == Role::Candidate && term == self.term {
+                    self.answered.insert(from.to_string());
+                    if granted {
+                        self.votes.insert(from.to_string());
+                        self.check_votes(now);
+                    }
                 }
             }
             RaftMessage::Heartbeat {
@@ -618,17 +663,22 @@ impl<R: RngCore> RaftNode<R> {
         };
         let granted = denial.is_none();
         let candidate = from.to_string();
+        let news =
+            self.last_asked.insert(candidate.clone(), (term, granted)) != Some((term, granted));
         match denial {
             None => {
                 self.voted_for = Some(from.to_string());
                 self.reset_election_deadline(now);
-                self.events.push(RaftEvent::VoteGranted { term, candidate });
+                if news {
+                    self.events.push(RaftEvent::VoteGranted { term, candidate });
+                }
             }
-            Some(reason) => self.events.push(RaftEvent::VoteDenied {
+            Some(reason) if news => self.events.push(RaftEvent::VoteDenied {
                 term,
                 candidate,
                 reason,
             }),
+            Some(_) => {}
         }
         let term = self.term;
         self.send(from, RaftMessage::VoteResponse { term, granted });
@@ -745,6 +795,8 @@ impl<R: RngCore + Send> Membership for RaftNode<R> {
                     } else {
                         self.start_election(now);
                     }
+                } else if self.role != Role::Follower && now >= self.ask_again {
+                    self.ask_again(now);
                 }
             }
         }
@@ -819,7 +871,8 @@ impl<R: RngCore + Send> Membership for RaftNode<R> {
         }
         Some(match self.role {
             Role::Leader => self.heartbeat_due,
-            _ => self.election_deadline,
+            Role::Follower => self.election_deadline,
+            Role::PreCandidate | Role::Candidate => self.election_deadline.min(self.ask_again),
         })
     }
 

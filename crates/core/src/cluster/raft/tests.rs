@@ -730,3 +730,40 @@ fn a_node_that_lost_its_disk_votes_only_once_caught_up_and_past_its_old_terms() 
     assert!(events.contains(&RaftEvent::Recovering {}.into()));
     assert!(events.contains(&RaftEvent::Recovered { floor: 5 }.into()));
 }
+
+/// Raft retries an RPC that got no answer: a candidate asks again, every heartbeat interval,
+/// the peers that have not answered its request, and only those.
+#[test]
+fn a_candidate_asks_again_only_those_that_did_not_answer() {
+    let members: Vec<String> = ["a", "b", "c", "d", "e"].map(String::from).to_vec();
+    let now = Instant::now();
+    let config = RaftConfig {
+        pre_vote: false,
+        ..RaftConfig::default()
+    };
+    let rng = ChaCha8Rng::seed_from_u64(1);
+    let mut a = RaftNode::new("a", &members, config.clone(), rng, now);
+    let start = a.poll_timeout().unwrap();
+    a.handle_timeout(start);
+    let sent = |node: &mut RaftNode<ChaCha8Rng>| -> Vec<String> {
+        std::iter::from_fn(|| node.poll_message())
+            .filter(|(_, message)| matches!(message, RaftMessage::RequestVote { term: 1, .. }))
+            .map(|(to, _)| to)
+            .collect()
+    };
+    assert_eq!(sent(&mut a), ["b", "c", "d", "e"]);
+    let answer = |granted| RaftMessage::VoteResponse { term: 1, granted };
+    a.handle_message(start, "b", answer(false));
+    a.handle_message(start, "c", answer(true));
+    let again = a.poll_timeout().unwrap();
+    assert_eq!(
+        again,
+        start + config.heartbeat_interval,
+        "before its election times out"
+    );
+    a.handle_timeout(again);
+    assert_eq!(sent(&mut a), ["d", "e"], "b and c answered");
+    a.handle_message(again, "d", answer(true));
+    assert_eq!(a.role(), Role::Leader, "d's late answer makes a majority");
+    assert_eq!(sent(&mut a), Vec::<String>::new());
+}
