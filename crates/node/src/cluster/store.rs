@@ -45,17 +45,27 @@ impl StoreLink {
         match action {
             LeaseAction::Reconnect => self.fail_all(node, "store timed out"),
             LeaseAction::Send(request) => {
+                // The core's next deadline (its request's timeout, its lease's expiry) bounds
+                // the wait: a store that takes a write no sooner must not keep the holder from
+                // noticing, on time, that its lease ran out.
+                let left = (node.poll_timeout()).map(|at| at.saturating_duration_since(now()));
                 if self.connection.is_none() {
                     let connect = TcpStream::connect(self.address);
-                    self.connection = crate::clock::timeout(self.connect_timeout, connect)
+                    let wait =
+                        left.map_or(self.connect_timeout, |left| left.min(self.connect_timeout));
+                    self.connection = crate::clock::timeout(wait, connect)
                         .await
                         .ok()
                         .and_then(Result::ok)
                         .map(|stream| Framed::new(stream, RespCodec));
                 }
-                let sent = match &mut self.connection {
-                    Some(framed) => framed.send(request.command).await.is_ok(),
-                    None => false,
+                let sent = match (&mut self.connection, left) {
+                    (Some(framed), Some(left)) => {
+                        let send = framed.send(request.command);
+                        matches!(crate::clock::timeout(left, send).await, Ok(Ok(())))
+                    }
+                    (Some(framed), None) => framed.send(request.command).await.is_ok(),
+                    (None, _) => false,
                 };
                 if sent {
                     self.in_flight.push_back(request.id);
