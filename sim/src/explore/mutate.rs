@@ -4,10 +4,12 @@
 //! then each mutation's own seed, so a worker rebuilds exactly the schedule the parent chose,
 //! and a file written for it replays it.
 
-use crate::explore::plan::{Ground, Schedule, Step};
+use crate::explore::plan::{turnable, Ground, Schedule, Step};
+use crate::explore::Template;
 use crate::scenario::faults::kinds::{DrawSpec, Drawing};
 use crate::scenario::faults::FaultAction;
 use crate::scenario::selector::NodeKind;
+use crate::scenario::source::ScenarioError;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::fmt;
@@ -59,12 +61,15 @@ impl Recipe {
         }
     }
 
-    /// Its schedule in `ground`.
-    pub(crate) fn schedule(&self, ground: &Ground) -> Schedule {
-        let drawn = ground.draw(self.base);
-        (self.mutations.iter()).fold(drawn, |schedule, &mutation| {
-            mutate(ground, &schedule, mutation)
-        })
+    /// Its schedule in `template`: the knobs drawn first, then the faults on the scenario
+    /// they make, then each mutation on the scenario its schedule's knobs make.
+    pub(crate) fn schedule(&self, template: &Template) -> Result<Schedule, ScenarioError> {
+        let vary = template.ground().draw_vary(self.base);
+        let mut schedule = template.ground_at(&vary)?.draw(self.base);
+        for &mutation in &self.mutations {
+            schedule = mutate(&template.ground_at(&schedule.vary)?, &schedule, mutation);
+        }
+        Ok(schedule)
     }
 
     /// Reads `BASE` or `BASE+M1+M2` (`~` at the end: reseeded), as
@@ -133,8 +138,9 @@ pub(crate) fn mutate(ground: &Ground, schedule: &Schedule, mutation: u64) -> Sch
                 steps[index].action = action;
             }
         }
-        3 if !schedule.vary.is_empty() => {
-            let knob = rng.gen_range(0..next.vary.len());
+        3 if !turnable_knobs(ground).is_empty() => {
+            let knobs = turnable_knobs(ground);
+            let knob = knobs[rng.gen_range(0..knobs.len())];
             let values = ground.spec.vary[knob].1.len();
             next.vary[knob] = rng.gen_range(0..values);
         }
@@ -144,7 +150,10 @@ pub(crate) fn mutate(ground: &Ground, schedule: &Schedule, mutation: u64) -> Sch
                 let kind = kinds[rng.gen_range(0..kinds.len())];
                 let at = Duration::from_millis(rng.gen_range(0..until_ms.max(1)));
                 if let Some(action) = draw(ground, kind, &mut rng, schedule) {
+                    let back = (ground.back_up(kind, &action, at, &mut rng))
+                        .filter(|step| !touches_gone(&step.action, &schedule.gone));
                     steps.push(Step { at, action });
+                    steps.extend(back);
                 }
             }
         }
@@ -152,6 +161,13 @@ pub(crate) fn mutate(ground: &Ground, schedule: &Schedule, mutation: u64) -> Sch
     // Stable: what happens at one moment keeps its order (a wipe before its restart).
     next.steps.sort_by_key(|step| step.at);
     next
+}
+
+/// The knobs a mutation may turn, by index: not those that shape the topology.
+fn turnable_knobs(ground: &Ground) -> Vec<usize> {
+    (0..ground.spec.vary.len())
+        .filter(|&knob| turnable(&ground.spec.vary[knob].0))
+        .collect()
 }
 
 /// Whether `action` crashes or restarts a master the run loses for good.
@@ -174,7 +190,7 @@ fn draw(
 ) -> Option<FaultAction> {
     let mut drawing = Drawing {
         targets: ground.spec.targets.nodes(),
-        topology: ground.topology,
+        topology: &ground.topology,
         latency: ground.latency,
         rng,
     };
@@ -193,7 +209,6 @@ fn draw(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::explore::Template;
 
     fn template() -> Template {
         Template::parse(
@@ -214,8 +229,7 @@ mod tests {
         assert_eq!(Recipe::parse("7"), Ok(Recipe::drawn(7)));
         assert!(Recipe::parse("7+x").is_err());
         let template = template();
-        let ground = template.ground();
-        assert_eq!(recipe.schedule(&ground), recipe.schedule(&ground));
+        assert_eq!(recipe.schedule(&template), recipe.schedule(&template));
         assert_eq!(recipe.sim_seed(40), 40, "reseeded: the run's own seed");
         assert_eq!(
             Recipe::drawn(7).then(912, false).sim_seed(40),

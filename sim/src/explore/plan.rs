@@ -6,6 +6,7 @@ use crate::scenario::explore::ExploreSpec;
 use crate::scenario::faults::kinds::{DrawSpec, Drawing};
 use crate::scenario::faults::FaultAction;
 use crate::scenario::selector::{NodeKind, Topology};
+use crate::scenario::Scenario;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::collections::BTreeSet;
@@ -47,14 +48,34 @@ struct Loss {
 }
 
 /// What a template gives the schedule: the explore table, the nodes, the network's latency.
-pub(crate) struct Ground<'a> {
-    pub spec: &'a ExploreSpec,
-    pub topology: &'a Topology,
+/// A run whose knobs change the template (its topology among them) draws on its own.
+pub(crate) struct Ground {
+    pub spec: ExploreSpec,
+    pub topology: Topology,
     pub latency: (Duration, Duration),
     pub loss: f64,
 }
 
-impl Ground<'_> {
+impl Ground {
+    /// What `scenario`, a template with an `[explore]` table, gives the schedule.
+    pub(crate) fn of(scenario: &Scenario) -> Ground {
+        Ground {
+            spec: scenario.explore.clone().expect("a template explores"),
+            topology: scenario.topology,
+            latency: scenario.network.latency,
+            loss: scenario.network.loss,
+        }
+    }
+
+    /// The value each `[explore.vary]` knob takes in run `seed`, by its index in the knob's
+    /// list: drawn apart from the faults, which are drawn on the scenario these values make.
+    pub fn draw_vary(&self, seed: u64) -> Vec<usize> {
+        let mut knobs = ChaCha8Rng::seed_from_u64(seed ^ VARY_STREAM);
+        (self.spec.vary.iter())
+            .map(|(_, values)| knobs.gen_range(0..values.len()))
+            .collect()
+    }
+
     /// The schedule of run `seed`. Like swarm testing, each run first draws which of the
     /// listed kinds it uses (each with even odds, at least one), then faults at exponential gaps
     /// of mean `mean_gap` until `until`.
@@ -83,31 +104,51 @@ impl Ground<'_> {
             let kind = kinds[rng.gen_range(0..kinds.len())];
             let mut drawing = Drawing {
                 targets: self.spec.targets.nodes(),
-                topology: self.topology,
+                topology: &self.topology,
                 latency: self.latency,
                 rng: &mut rng,
             };
-            steps.push(Step {
-                at: Duration::from_millis((at * 1000.0) as u64),
-                action: (kind.draw)(&mut drawing),
-            });
+            let at = Duration::from_millis((at * 1000.0) as u64);
+            let action = (kind.draw)(&mut drawing);
+            let back = self.back_up(kind, &action, at, &mut rng);
+            steps.push(Step { at, action });
+            steps.extend(back);
         }
+        // Stable: a reboot's restart moves after the faults drawn before it comes.
+        steps.sort_by_key(|step| step.at);
         let losses = self.draw_losses(&mut rng);
         let steps = self.keep_losses(steps, &losses, &mut rng);
         let gone = (losses.iter())
             .filter(|loss| !loss.wiped)
             .map(|loss| loss.node.clone())
             .collect();
-        let mut knobs = ChaCha8Rng::seed_from_u64(seed ^ VARY_STREAM);
-        let vary = (self.spec.vary.iter())
-            .map(|(_, values)| knobs.gen_range(0..values.len()))
-            .collect();
         Schedule {
             steps,
             liveness: true,
             gone,
-            vary,
+            vary: self.draw_vary(seed),
         }
+    }
+
+    /// The restart that brings back what a kind like `reboot` took down, within its
+    /// `back_within`, if that is before the faults stop.
+    pub(crate) fn back_up(
+        &self,
+        kind: &DrawSpec,
+        action: &FaultAction,
+        at: Duration,
+        rng: &mut ChaCha8Rng,
+    ) -> Option<Step> {
+        let within = kind.back_within?.as_millis() as u64;
+        let target = match action {
+            FaultAction::Crash(target) | FaultAction::PowerFail(target) => target.clone(),
+            _ => return None,
+        };
+        let at = at + Duration::from_millis(rng.gen_range(0..=within));
+        (at < self.spec.until).then_some(Step {
+            at,
+            action: FaultAction::Restart(target),
+        })
     }
 
     /// Up to `lose` masters (how many drawn from 0..=lose), each at a drawn time before
@@ -296,8 +337,11 @@ impl Ground<'_> {
                 ..schedule.clone()
             });
         }
-        // Each knob at its first value.
+        // Each knob at its first value, but those that shape the topology the faults name.
         for (i, _) in schedule.vary.iter().enumerate().filter(|(_, &v)| v != 0) {
+            if !turnable(&self.spec.vary[i].0) {
+                continue;
+            }
             let mut vary = schedule.vary.clone();
             vary[i] = 0;
             out.push(Schedule {
@@ -320,6 +364,12 @@ impl Ground<'_> {
         }
         out
     }
+}
+
+/// Whether a drawn schedule may take another value of knob `key`: not when it shapes the
+/// topology, since the drawn faults name the nodes the first value made.
+pub(crate) fn turnable(key: &str) -> bool {
+    !key.starts_with("topology.")
 }
 
 /// What a schedule's faults leave for the liveness phase to undo.
@@ -405,13 +455,8 @@ mod tests {
         .unwrap()
     }
 
-    fn ground(scenario: &Scenario) -> Ground<'_> {
-        Ground {
-            spec: scenario.explore.as_ref().unwrap(),
-            topology: &scenario.topology,
-            latency: scenario.network.latency,
-            loss: scenario.network.loss,
-        }
+    fn ground(scenario: &Scenario) -> Ground {
+        Ground::of(scenario)
     }
 
     #[test]

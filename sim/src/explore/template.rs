@@ -127,14 +127,15 @@ impl Template {
         Ok(scenario)
     }
 
-    pub(crate) fn ground(&self) -> Ground<'_> {
-        let scenario = &self.scenario;
-        Ground {
-            spec: scenario.explore.as_ref().expect("checked in parse"),
-            topology: &scenario.topology,
-            latency: scenario.network.latency,
-            loss: scenario.network.loss,
-        }
+    /// What the template, its knobs at their first values, gives a schedule.
+    pub(crate) fn ground(&self) -> Ground {
+        Ground::of(&self.scenario)
+    }
+
+    /// What the template with its knobs at `choices` gives a schedule: a knob may change the
+    /// topology the faults are drawn on.
+    pub(crate) fn ground_at(&self, choices: &[usize]) -> Result<Ground, ScenarioError> {
+        Ok(Ground::of(&self.varied(choices)?))
     }
 
     /// The name a run's files start with: the template's file name without `.toml`.
@@ -147,8 +148,8 @@ impl Template {
     /// Run `seed` with `schedule`, ready to run: the scenario [`render`](Self::render) writes,
     /// without the round trip through its text.
     pub fn loaded(&self, seed: u64, schedule: &Schedule) -> Result<Loaded, ScenarioError> {
-        let ground = self.ground();
         let mut scenario = self.varied(&schedule.vary)?;
+        let ground = Ground::of(&scenario);
         let spec = scenario.explore.take().expect("a varied template explores");
         scenario.name = format!("{}-seed-{seed}", self.scenario.name);
         scenario.seed = seed;
@@ -178,15 +179,16 @@ impl Template {
 
     /// Run `seed` with `schedule`, as a scenario file that starts with `header` (comment lines).
     pub(crate) fn render(&self, seed: u64, schedule: &Schedule, header: &[String]) -> String {
-        let ground = self.ground();
+        // A run that ran had its knobs' scenario made: it is cached.
+        let ground = self
+            .ground_at(&schedule.vary)
+            .unwrap_or_else(|_| self.ground());
         let mut document = self.document.clone();
         // Checked when the template was read, so they write.
         for knob in self.knobs(&schedule.vary).unwrap_or_default() {
             let _ = knob.write(&mut document);
         }
-        let liveness = (self.varied(&schedule.vary).ok())
-            .and_then(|scenario| scenario.explore)
-            .map_or(ground.spec.liveness, |spec| spec.liveness);
+        let liveness = ground.spec.liveness;
         document.remove("explore");
         if ground.spec.buggify {
             document["buggify"] = value(fmt_duration(ground.spec.until));
@@ -269,7 +271,9 @@ fn fault_table(step: &Step, note: Option<&str>) -> Table {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::explore::mutate::Recipe;
     use crate::scenario::faults::FaultAction;
+    use std::collections::BTreeSet;
     use std::time::Duration;
 
     const TEMPLATE: &str = r#"# a template
@@ -404,6 +408,52 @@ liveness = "10s"
             "{}",
             error.message
         );
+    }
+
+    /// A knob may draw the topology: the faults are drawn on the nodes its value makes, and
+    /// neither shrinking nor a mutation turns it once they are.
+    #[test]
+    fn a_knob_may_draw_the_topology_and_faults_name_only_its_nodes() {
+        let text = format!("{TEMPLATE}lose = 1\n[explore.vary]\n\"topology.masters\" = [3, 5]\n");
+        let template = Template::parse("t.toml", &text).unwrap();
+        let mut named = std::collections::BTreeMap::<u32, BTreeSet<String>>::new();
+        for seed in 0..60 {
+            let recipe = Recipe::drawn(seed).then(seed + 1000, false);
+            for schedule in [Recipe::drawn(seed), recipe].map(|r| r.schedule(&template).unwrap()) {
+                let ran = template.loaded(seed, &schedule).unwrap();
+                let masters = ran.scenario.topology.masters;
+                let written = template.render(seed, &schedule, &[]);
+                let replayed = crate::parse("run.toml", &written).unwrap();
+                assert_eq!(ran.scenario.faults, replayed.scenario.faults, "seed {seed}");
+                assert_eq!(replayed.scenario.topology.masters, masters);
+                let nodes = named.entry(masters).or_default();
+                for fault in &ran.scenario.faults {
+                    nodes.extend(
+                        fault
+                            .action
+                            .to_string()
+                            .split(['"', ' ', ',', '[', ']'])
+                            .filter(|word| word.starts_with("master-"))
+                            .map(String::from),
+                    );
+                }
+                let ground = template.ground_at(&schedule.vary).unwrap();
+                assert!(ground
+                    .simpler(&schedule)
+                    .iter()
+                    .all(|s| s.vary == schedule.vary));
+            }
+        }
+        assert!(named[&5].contains("master-5"), "{named:?}");
+        assert!(
+            !named[&3].iter().any(|n| n == "master-4" || n == "master-5"),
+            "{named:?}"
+        );
+        // A value the template's other keys refuse is refused when it is read.
+        let too_few =
+            format!("{TEMPLATE}lose = 1\n[explore.vary]\n\"topology.masters\" = [3, 1]\n");
+        let error = Template::parse("t.toml", &too_few).err().unwrap();
+        assert!(error.message.contains("lose"), "{}", error.message);
     }
 
     #[test]
