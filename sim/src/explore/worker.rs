@@ -175,10 +175,9 @@ pub fn run_seeds(
     max_rss: u64,
     with_states: bool,
 ) -> Result<(), ScenarioError> {
-    let ground = template.ground();
     for run in runs {
         let seed = run.recipe.sim_seed(run.seed);
-        let schedule = run.recipe.schedule(&ground);
+        let schedule = run.recipe.schedule(template)?;
         let outcome = run_schedule(template, seed, &schedule, with_states)?;
         let Outcome {
             broken,
@@ -273,6 +272,65 @@ pub fn shrink(
     Ok((current, runs))
 }
 
+/// The shortest prefix of `start`'s faults that still breaks, found by bisection, and the runs
+/// it took. A failure at some moment needs nothing drawn after it, and most runs fail well
+/// before their faults stop: cutting the tail first leaves the slower one-by-one shrinking
+/// only the faults that came before.
+pub fn shortest_prefix(
+    start: Schedule,
+    mut breaks: impl FnMut(&Schedule) -> Result<bool, ScenarioError>,
+) -> Result<(Schedule, usize), ScenarioError> {
+    let prefix = |length: usize| Schedule {
+        steps: start.steps[..length].to_vec(),
+        ..start.clone()
+    };
+    // `high` breaks (the whole schedule does); every length below `low` was found not to.
+    let (mut low, mut high, mut runs) = (0, start.steps.len(), 0);
+    while low < high {
+        let middle = (low + high) / 2;
+        runs += 1;
+        match breaks(&prefix(middle))? {
+            true => high = middle,
+            false => low = middle + 1,
+        }
+    }
+    Ok((prefix(high), runs))
+}
+
+/// What a failure's detail says, without its numbers: "term 2 has two leaders: master-5 took
+/// office at 0:00:12.587" reads "term # has two leaders: master-# took office at #". A number
+/// takes its unit and separators with it (`2s500ms`, `15/23`, `0..0ms`).
+pub(crate) fn reason(detail: &str) -> String {
+    const UNITS: [&str; 6] = ["ms", "µs", "ns", "s", "m", "h"];
+    let mut out = String::new();
+    let mut rest = detail;
+    while let Some(c) = rest.chars().next() {
+        if !c.is_ascii_digit() {
+            out.push(c);
+            rest = &rest[c.len_utf8()..];
+            continue;
+        }
+        out.push('#');
+        loop {
+            rest = rest.trim_start_matches(|c: char| c.is_ascii_digit() || ".:/".contains(c));
+            let unit = UNITS.iter().find(|unit| {
+                rest.strip_prefix(**unit).is_some_and(|after| {
+                    !after.starts_with(|c: char| c.is_alphabetic())
+                        || after.starts_with(|c: char| c.is_ascii_digit())
+                })
+            });
+            match unit {
+                Some(unit) => rest = &rest[unit.len()..],
+                None => break,
+            }
+            if !rest.starts_with(|c: char| c.is_ascii_digit()) {
+                break;
+            }
+        }
+    }
+    out
+}
+
 /// Shrinks run `seed` of `template` while `check` breaks, writes the result into `out` and
 /// reports it.
 pub fn shrink_seed(
@@ -282,9 +340,13 @@ pub fn shrink_seed(
     out: &Path,
 ) -> Result<(), ScenarioError> {
     let seed = run.recipe.sim_seed(run.seed);
-    let ground = template.ground();
-    let drawn = run.recipe.schedule(&ground);
+    let drawn = run.recipe.schedule(template)?;
+    let ground = template.ground_at(&drawn.vary)?;
     let from = drawn.steps.len();
+    // The same rule, for the same reason: a simpler schedule that breaks it some other way
+    // (a partition never healed where a vote was counted twice) is another failure.
+    let first = judge_schedule(template, seed, &drawn)?;
+    let why = (first.iter().find(|broken| broken.check == check)).map(|b| reason(&b.detail));
     // Only an invariant holds at every moment. Any other check judges how the run recovered,
     // and without the liveness phase that undoes the faults, a fault that lasts (a revoked
     // agent, a node left down) breaks it trivially: a different failure, not a simpler one.
@@ -294,10 +356,18 @@ pub fn shrink_seed(
         simpler.retain(|candidate| candidate.liveness || !needs_liveness);
         simpler
     };
-    let (schedule, runs) = shrink(drawn, SHRINK_BUDGET, simpler, |candidate| {
+    let mut breaks = |candidate: &Schedule| -> Result<bool, ScenarioError> {
         let broken = judge_schedule(template, seed, candidate)?;
-        Ok(broken.iter().any(|broken| broken.check == check))
-    })?;
+        Ok((broken.iter()).any(|broken| {
+            broken.check == check
+                && why
+                    .as_ref()
+                    .is_none_or(|why| *why == reason(&broken.detail))
+        }))
+    };
+    let (prefix, cut) = shortest_prefix(drawn, &mut breaks)?;
+    let (schedule, runs) = shrink(prefix, SHRINK_BUDGET - cut, simpler, breaks)?;
+    let runs = runs + cut;
     let broken = judge_schedule(template, seed, &schedule)?;
     let detail = (broken.iter().find(|broken| broken.check == check))
         .map_or("(no longer breaks: the shrinker's last run differs)", |b| {
@@ -373,14 +443,27 @@ mod tests {
     }
 
     #[test]
+    fn a_reason_is_the_detail_without_its_numbers() {
+        let reason = super::reason;
+        assert_eq!(
+            reason("term 2 has two leaders: master-5 took office at 0:00:12.587"),
+            "term # has two leaders: master-# took office at #"
+        );
+        assert_eq!(
+            reason("agent-4 attempt 1 waited 2s500ms; the policy allows 0..0ms"),
+            reason("agent-1 attempt 12 waited 349ms; the policy allows 0..0ms"),
+        );
+        assert_eq!(reason("15/23 completed, 1st"), "# completed, #st");
+        assert_ne!(
+            reason("master-1-3 to agent-2: accepted, never sent, never reported lost"),
+            reason("master-1-3 to agent-2: completed twice"),
+        );
+    }
+
+    #[test]
     fn shrinking_keeps_only_what_the_failure_needs() {
         let scenario = template();
-        let ground = Ground {
-            spec: scenario.explore.as_ref().unwrap(),
-            topology: &scenario.topology,
-            latency: scenario.network.latency,
-            loss: scenario.network.loss,
-        };
+        let ground = Ground::of(&scenario);
         let crash = |node: &str| FaultAction::Crash(scenario.topology.select(node).unwrap());
         let step = |at: u64, node: &str| Step {
             at: Duration::from_secs(at),
@@ -408,7 +491,13 @@ mod tests {
         assert_eq!(shrunk.steps, vec![step(2, "master-2"), step(4, "master-3")]);
         assert!(!shrunk.liveness);
         assert!(runs < 30, "{runs}");
-        let (_, capped) = shrink(start, 3, simpler, needs).unwrap();
+        let (_, capped) = shrink(start.clone(), 3, simpler, needs).unwrap();
         assert_eq!(capped, 3);
+        // The tail after the last fault it needs goes first, in a logarithm of runs.
+        let (prefix, runs) = shortest_prefix(start.clone(), needs).unwrap();
+        assert_eq!(prefix.steps, start.steps[..4]);
+        assert_eq!(runs, 3);
+        let (none, _) = shortest_prefix(start, |_| Ok(true)).unwrap();
+        assert!(none.steps.is_empty());
     }
 }
