@@ -37,6 +37,9 @@ pub struct DrawSpec {
     pub auth: bool,
     /// The fewest nodes the targets must have for it.
     pub nodes: usize,
+    /// The node it takes down is restarted within this long, as a supervisor restarts a
+    /// crashed process: drawn with the fault, up to this gap.
+    pub back_within: Option<Duration>,
 }
 
 /// Kinds are told apart by name.
@@ -61,6 +64,7 @@ impl DrawSpec {
             link: false,
             auth: false,
             nodes: 0,
+            back_within: None,
         }
     }
 
@@ -83,7 +87,13 @@ pub(crate) const FAULTS: &[FaultSpec] = &[
         fields: &[],
         parse: |f| Ok(FaultAction::Crash(f.selector("crash")?)),
         captures: true,
-        draws: &[DrawSpec::new("crash", |d| FaultAction::Crash(d.pick(None)))],
+        draws: &[
+            DrawSpec::new("crash", |d| FaultAction::Crash(d.pick(None))),
+            DrawSpec {
+                back_within: Some(REBOOT_WITHIN),
+                ..DrawSpec::new("reboot", |d| FaultAction::Crash(d.pick(None)))
+            },
+        ],
     },
     FaultSpec {
         name: "restart",
@@ -293,6 +303,10 @@ pub(crate) const FAULTS: &[FaultSpec] = &[
         draws: &[DrawSpec::new("stall", |d| d.stall()).link()],
     },
 ];
+
+/// How soon a rebooted node is back at the latest: a supervisor's restart, and the election
+/// it lands in.
+const REBOOT_WITHIN: Duration = Duration::from_secs(1);
 
 /// The largest rate error exploration draws for a clock: the lease's default bound.
 pub(crate) const DRAWN_DRIFT: f64 = 0.05;
