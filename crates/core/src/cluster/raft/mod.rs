@@ -438,6 +438,15 @@ impl<R: RngCore> RaftNode<R> {
         self.ask_again = now + self.config.heartbeat_interval;
     }
 
+    /// An answer to the current attempt's request: `from` is not asked again, and a yes counts.
+    fn count_answer(&mut self, now: Instant, from: &str, granted: bool) {
+        self.answered.insert(from.to_string());
+        if granted {
+            self.votes.insert(from.to_string());
+            self.check_votes(now);
+        }
+    }
+
     fn check_votes(&mut self, now: Instant) {
         if self.votes.len() < self.majority() {
             return;
@@ -555,11 +564,7 @@ impl<R: RngCore> RaftNode<R> {
             }
             RaftMessage::PreVoteResponse { term, granted } => {
                 if self.role == Role::PreCandidate && term == self.term + 1 {
-                    self.answered.insert(from.to_string());
-                    if granted {
-                        self.votes.insert(from.to_string());
-                        self.check_votes(now);
-                    }
+                    self.count_answer(now, from, granted);
                 }
             }
             RaftMessage::RequestVote { term, version } => {
@@ -567,11 +572,7 @@ impl<R: RngCore> RaftNode<R> {
             }
             RaftMessage::VoteResponse { term, granted } => {
                 if self.role == Role::Candidate && term == self.term {
-                    self.answered.insert(from.to_string());
-                    if granted {
-                        self.votes.insert(from.to_string());
-                        self.check_votes(now);
-                    }
+                    self.count_answer(now, from, granted);
                 }
             }
             RaftMessage::Heartbeat {
