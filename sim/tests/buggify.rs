@@ -12,6 +12,10 @@ buggify = true
 [topology]
 masters = 3
 agents = 1
+# Elections that time out well within the longest held send (3s).
+[cluster]
+election_timeout = "300ms..600ms"
+heartbeat_interval = "100ms"
 [[faults]]
 at = "5s"
 isolate = "leader"
@@ -24,26 +28,30 @@ every = "8s"
 until = "50s"
 "#;
 
-/// Whether some node granted a vote in term T, its next send was held back, and the candidate
-/// started a later election before the held reply could arrive.
+/// Whether some node granted a vote in term T while its sends were held back (a delayed send
+/// fired on it at the grant or before, and lasts past it: the reply waits behind it), and the
+/// candidate started a later election before the hold ended.
 fn late_vote_across_terms(run: &sim::Judged) -> bool {
     let events: Vec<(u64, &str, &Event)> = run.events().collect();
     events.iter().enumerate().any(|(i, (t, voter, event))| {
         let Event::Raft(RaftEvent::VoteGranted { term, candidate }) = event else {
             return false;
         };
-        let held = (events[i + 1..].iter())
-            .take_while(|(later, _, _)| later == t)
-            .find_map(|(_, node, event)| match event {
+        let same_moment = (events[i + 1..].iter()).take_while(|(later, _, _)| later == t);
+        let held_until = (events[..i].iter().chain(same_moment))
+            .filter_map(|(at, node, event)| match event {
                 Event::Shell(ShellEvent::FaultPoint {
                     point,
                     delay_ms: Some(ms),
-                }) if node == voter && point == "delayed_send" => Some(*ms),
+                }) if node == voter && point == "delayed_send" && at + ms > *t => Some(at + ms),
                 _ => None,
-            });
-        let Some(ms) = held else { return false };
+            })
+            .max();
+        let Some(until) = held_until else {
+            return false;
+        };
         events[i..].iter().any(|(later, node, event)| {
-            *later < t + ms
+            *later < until
                 && node == candidate
                 && matches!(event, Event::Raft(RaftEvent::ElectionStarted { term: next }) if next > term)
         })
