@@ -459,6 +459,44 @@ mod tests {
         Ground::of(scenario)
     }
 
+    /// A reboot is a crash and, within a second and before the faults stop, a restart of the
+    /// same node.
+    #[test]
+    fn a_reboot_restarts_what_it_crashed_within_a_second() {
+        let scenario = template(r#"["reboot"]"#);
+        let ground = ground(&scenario);
+        let (mut crashes, mut back) = (0, 0);
+        for seed in 0..50 {
+            let steps = ground.draw(seed).steps;
+            assert!(
+                steps.windows(2).all(|w| w[0].at <= w[1].at),
+                "in time order"
+            );
+            for (i, step) in steps.iter().enumerate() {
+                let FaultAction::Crash(target) = &step.action else {
+                    continue;
+                };
+                crashes += 1;
+                let restart = (steps[i + 1..].iter()).find(|later| {
+                    later.action == FaultAction::Restart(target.clone())
+                        && later.at <= step.at + Duration::from_secs(1)
+                });
+                match restart {
+                    Some(_) => back += 1,
+                    None => assert!(
+                        step.at + Duration::from_secs(1) >= ground.spec.until,
+                        "seed {seed}: {step:?} never restarted"
+                    ),
+                }
+            }
+            assert!(steps.iter().all(|step| step.at < ground.spec.until));
+        }
+        assert!(
+            back > 0 && back * 10 >= crashes * 9,
+            "{back} of {crashes} back"
+        );
+    }
+
     #[test]
     fn a_seed_always_draws_the_same_schedule_and_seeds_differ() {
         let scenario = template(r#"["crash", "restart", "partition", "oneway", "latency"]"#);
