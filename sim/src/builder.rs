@@ -24,7 +24,7 @@
 //! [`ScenarioBuilder::to_toml`] shows the document, which is also a scenario file.
 
 use crate::scenario::overrides::{read_value, Override};
-use crate::scenario::source::{error_at, Position, ScenarioError};
+use crate::scenario::source::{error_at, ConfigError, Position};
 use crate::scenario::Scenario;
 use crate::{Judged, Loaded};
 use std::fmt::{Debug, Display};
@@ -140,7 +140,7 @@ pub struct ScenarioBuilder {
     /// The list and index of the last fault, command or expectation, for [`Self::with`].
     last_entry: Option<(&'static str, usize)>,
     /// The first call that could not write its key; [`Self::build`] returns it.
-    refused: Option<ScenarioError>,
+    refused: Option<ConfigError>,
 }
 
 #[derive(Clone, Debug)]
@@ -475,7 +475,7 @@ impl ScenarioBuilder {
     }
 
     /// Parses and checks the scenario as a file is checked, and compiles its expectations.
-    pub fn build(&self) -> Result<Loaded, ScenarioError> {
+    pub fn build(&self) -> Result<Loaded, ConfigError> {
         if let Some(refused) = &self.refused {
             return Err(refused.clone());
         }
@@ -484,7 +484,7 @@ impl ScenarioBuilder {
     }
 
     /// [`Self::build`], then [`Loaded::run`] with `seed`.
-    pub fn run(&self, seed: u64) -> Result<Judged, ScenarioError> {
+    pub fn run(&self, seed: u64) -> Result<Judged, ConfigError> {
         Ok(self.build()?.run(seed))
     }
 
@@ -540,7 +540,7 @@ impl ScenarioBuilder {
     /// A file's error about the built document, told as the call that wrote the value it is
     /// about (the most specific one), or else the last call that wrote into the table it is
     /// about; without a line and column in a text nobody wrote.
-    fn explain(&self, error: ScenarioError, text: &str) -> ScenarioError {
+    fn explain(&self, error: ConfigError, text: &str) -> ConfigError {
         let about = (error.line > 0)
             .then(|| key_at(text, error.line, error.column))
             .flatten()

@@ -8,7 +8,7 @@
 //! - [`CANNOT_WRITE`], 3: the runs happened and were printed, but an output file (`--csv`,
 //!   `--html`, `--plot`) could not be written.
 
-use crate::scenario::ScenarioError;
+use crate::scenario::ConfigError;
 use std::path::PathBuf;
 
 pub const OK: i32 = 0;
@@ -30,7 +30,7 @@ pub fn passed(passed: bool) -> i32 {
 pub enum Error {
     /// A scenario file or `--set` override the checks refuse, with where.
     #[error(transparent)]
-    Scenario(#[from] ScenarioError),
+    Scenario(#[from] ConfigError),
     /// A flag's value the command cannot use (`--filter`, a seed range, shards to merge).
     #[error("{0}")]
     BadFlag(String),

@@ -47,7 +47,7 @@ pub use scenario::Scenario;
 
 use judge::Expectation;
 use scenario::overrides::Override;
-use scenario::ScenarioError;
+use scenario::ConfigError;
 use std::path::Path;
 
 /// A scenario ready to run: its file checked and its expectations compiled.
@@ -58,19 +58,19 @@ pub struct Loaded {
 }
 
 /// Reads, checks and compiles a scenario file.
-pub fn load(path: &Path) -> Result<Loaded, ScenarioError> {
+pub fn load(path: &Path) -> Result<Loaded, ConfigError> {
     load_with(path, &[])
 }
 
 /// [`load`], with `--set` overrides applied to the file's text first; an override the checks
 /// refuse is named in the error.
-pub fn load_with(path: &Path, overrides: &[Override]) -> Result<Loaded, ScenarioError> {
+pub fn load_with(path: &Path, overrides: &[Override]) -> Result<Loaded, ConfigError> {
     let text = scenario::source::read(path)?;
     parse_with(&path.display().to_string(), &text, overrides).map(|(_, loaded)| loaded)
 }
 
 /// [`load`] for text in hand; `path` only labels errors.
-pub fn parse(path: &str, text: &str) -> Result<Loaded, ScenarioError> {
+pub fn parse(path: &str, text: &str) -> Result<Loaded, ConfigError> {
     let scenario = Scenario::parse(path, text)?;
     let expectations = judge::compile(&scenario)?;
     Ok(Loaded {
@@ -84,7 +84,7 @@ pub(crate) fn parse_with(
     path: &str,
     text: &str,
     overrides: &[Override],
-) -> Result<(String, Loaded), ScenarioError> {
+) -> Result<(String, Loaded), ConfigError> {
     let (text, mut loaded) =
         scenario::overrides::apply(path, text, overrides, |text| parse(path, text))?;
     loaded.scenario.overrides = overrides.iter().map(Override::flag).collect();

@@ -7,7 +7,7 @@ use crate::judge::Verdict;
 use crate::report::plot::{self, Spread};
 use crate::report::spread::{numbers, show_spread};
 use crate::scenario::overrides::Override;
-use crate::scenario::ScenarioError;
+use crate::scenario::ConfigError;
 use crate::seeds::{cores, parallel};
 use crate::{report, Loaded};
 use std::fmt::Write;
@@ -68,11 +68,7 @@ pub struct Sweep {
 
 impl Sweep {
     /// Loads `file` once per grid point; the first point the checks refuse is the error.
-    pub fn load(
-        file: &Path,
-        overrides: &[Override],
-        grids: &[Grid],
-    ) -> Result<Sweep, ScenarioError> {
+    pub fn load(file: &Path, overrides: &[Override], grids: &[Grid]) -> Result<Sweep, ConfigError> {
         let points = points(grids);
         let loaded = (points.iter())
             .map(|point| {

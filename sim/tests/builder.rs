@@ -3,7 +3,7 @@
 #![cfg(madsim)]
 
 use sim::scenario::source::Position;
-use sim::scenario::ScenarioError;
+use sim::scenario::ConfigError;
 use sim::{Scenario, ScenarioBuilder};
 use std::path::Path;
 
@@ -47,7 +47,7 @@ fn unplaced(mut scenario: Scenario) -> Scenario {
 }
 
 #[test]
-fn the_builder_makes_the_scenario_its_file_makes() -> Result<(), ScenarioError> {
+fn the_builder_makes_the_scenario_its_file_makes() -> Result<(), ConfigError> {
     let path = concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/../scenarios/raft-leader-crash.toml"
@@ -82,7 +82,7 @@ fn the_builder_makes_the_scenario_its_file_makes() -> Result<(), ScenarioError> 
 /// Every kind of call writes the key a file would: topology, cluster, heartbeat and backoff,
 /// network, each fault, commands, config and expectations.
 #[test]
-fn each_call_writes_the_key_a_file_would() -> Result<(), ScenarioError> {
+fn each_call_writes_the_key_a_file_would() -> Result<(), ConfigError> {
     let built = Scenario::builder("everything")
         .description("every kind of call")
         .seed(3)
@@ -210,7 +210,7 @@ fn an_error_names_the_call_that_made_it() {
 
 /// The README's example, run.
 #[test]
-fn a_new_leader_within_5s() -> Result<(), ScenarioError> {
+fn a_new_leader_within_5s() -> Result<(), ConfigError> {
     let run = Scenario::builder("leader-crash")
         .masters(3)
         .agents(10)
@@ -242,7 +242,7 @@ fn a_new_leader_within_5s() -> Result<(), ScenarioError> {
 /// Typed values write exactly what their text does: a `Duration` as a file writes one, a
 /// `Sel` as the selector it spells.
 #[test]
-fn typed_durations_and_selectors_write_what_their_text_does() -> Result<(), ScenarioError> {
+fn typed_durations_and_selectors_write_what_their_text_does() -> Result<(), ConfigError> {
     use sim::builder::Sel;
     use std::time::Duration;
     let typed = Scenario::builder("typed")

@@ -5,7 +5,7 @@
 use fleet_core::timeline::{Event, MasterEvent};
 
 #[test]
-fn a_crashed_agent_is_marked_offline_once() -> Result<(), sim::scenario::ScenarioError> {
+fn a_crashed_agent_is_marked_offline_once() -> Result<(), sim::scenario::ConfigError> {
     let loaded = sim::parse(
         "mine.toml",
         r#"

@@ -9,7 +9,7 @@ use crate::explore::Template;
 use crate::scenario::faults::kinds::{DrawSpec, Drawing};
 use crate::scenario::faults::FaultAction;
 use crate::scenario::selector::NodeKind;
-use crate::scenario::source::ScenarioError;
+use crate::scenario::source::ConfigError;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::fmt;
@@ -63,7 +63,7 @@ impl Recipe {
 
     /// Its schedule in `template`: the knobs drawn first, then the faults on the scenario
     /// they make, then each mutation on the scenario its schedule's knobs make.
-    pub(crate) fn schedule(&self, template: &Template) -> Result<Schedule, ScenarioError> {
+    pub(crate) fn schedule(&self, template: &Template) -> Result<Schedule, ConfigError> {
         let vary = template.ground().draw_vary(self.base);
         let mut schedule = template.ground_at(&vary)?.draw(self.base);
         for &mutation in &self.mutations {

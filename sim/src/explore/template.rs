@@ -12,7 +12,7 @@ use crate::scenario::expect::ExpectSpec;
 use crate::scenario::explore::ExploreSpec;
 use crate::scenario::faults::Fault;
 use crate::scenario::overrides::Override;
-use crate::scenario::source::{error_at, Located, Position, ScenarioError};
+use crate::scenario::source::{error_at, ConfigError, Located, Position};
 use crate::scenario::Scenario;
 use crate::Loaded;
 use fleet_core::fmt_duration;
@@ -35,12 +35,12 @@ pub struct Template {
 
 impl Template {
     /// Reads a template: an ordinary scenario file that has an `[explore]` table.
-    pub fn load(path: &Path) -> Result<Template, ScenarioError> {
+    pub fn load(path: &Path) -> Result<Template, ConfigError> {
         Template::load_with(path, &[])
     }
 
     /// [`Template::load`] with `--set` overrides applied first: every run's file carries them.
-    pub fn load_with(path: &Path, overrides: &[Override]) -> Result<Template, ScenarioError> {
+    pub fn load_with(path: &Path, overrides: &[Override]) -> Result<Template, ConfigError> {
         let shown = path.display().to_string();
         let text = crate::scenario::source::read(path)?;
         let (text, _) = crate::parse_with(&shown, &text, overrides)?;
@@ -48,7 +48,7 @@ impl Template {
     }
 
     /// [`Template::load`] for text in hand; `path` only labels errors.
-    pub fn parse(path: &str, text: &str) -> Result<Template, ScenarioError> {
+    pub fn parse(path: &str, text: &str) -> Result<Template, ConfigError> {
         let loaded = crate::parse(path, text)?;
         let whole = |message: &str| error_at(path, Position::default(), message);
         if loaded.scenario.explore.is_none() {
@@ -82,7 +82,7 @@ impl Template {
     }
 
     /// Every `[explore.vary]` value must make a valid file: refused now, not in some run.
-    fn check_vary(&self) -> Result<(), ScenarioError> {
+    fn check_vary(&self) -> Result<(), ConfigError> {
         let vary = &self.ground().spec.vary;
         for (key, values) in vary {
             for value in 0..values.len() {
@@ -95,7 +95,7 @@ impl Template {
     }
 
     /// The `--set` each knob's chosen value is.
-    fn knobs(&self, choices: &[usize]) -> Result<Vec<Override>, ScenarioError> {
+    fn knobs(&self, choices: &[usize]) -> Result<Vec<Override>, ConfigError> {
         let vary = &self.ground().spec.vary;
         (vary.iter().zip(choices))
             .map(|((key, values), &choice)| {
@@ -108,7 +108,7 @@ impl Template {
     }
 
     /// The template's scenario with the knobs at `choices`.
-    fn varied(&self, choices: &[usize]) -> Result<Scenario, ScenarioError> {
+    fn varied(&self, choices: &[usize]) -> Result<Scenario, ConfigError> {
         if choices.is_empty() {
             return Ok(self.scenario.clone());
         }
@@ -119,7 +119,7 @@ impl Template {
         let (_, loaded) = crate::parse_with(&self.path, &self.text, &knobs).map_err(|error| {
             let shown: Vec<String> = knobs.iter().map(ToString::to_string).collect();
             let message = format!("[explore.vary] {}: {}", shown.join(" "), error.message);
-            ScenarioError { message, ..error }
+            ConfigError { message, ..error }
         })?;
         let mut scenario = loaded.scenario;
         scenario.overrides = self.scenario.overrides.clone();
@@ -134,7 +134,7 @@ impl Template {
 
     /// What the template with its knobs at `choices` gives a schedule: a knob may change the
     /// topology the faults are drawn on.
-    pub(crate) fn ground_at(&self, choices: &[usize]) -> Result<Ground, ScenarioError> {
+    pub(crate) fn ground_at(&self, choices: &[usize]) -> Result<Ground, ConfigError> {
         Ok(Ground::of(&self.varied(choices)?))
     }
 
@@ -147,7 +147,7 @@ impl Template {
 
     /// Run `seed` with `schedule`, ready to run: the scenario [`render`](Self::render) writes,
     /// without the round trip through its text.
-    pub fn loaded(&self, seed: u64, schedule: &Schedule) -> Result<Loaded, ScenarioError> {
+    pub fn loaded(&self, seed: u64, schedule: &Schedule) -> Result<Loaded, ConfigError> {
         let mut scenario = self.varied(&schedule.vary)?;
         let ground = Ground::of(&scenario);
         let spec = scenario.explore.take().expect("a varied template explores");

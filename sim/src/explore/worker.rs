@@ -14,7 +14,7 @@ use crate::explore::Template;
 use crate::history::Entry;
 use crate::run::SIM;
 use crate::scenario::sometimes::Sometimes;
-use crate::scenario::ScenarioError;
+use crate::scenario::ConfigError;
 use std::io::Write;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
@@ -80,7 +80,7 @@ pub(crate) fn judge_schedule(
     template: &Template,
     seed: u64,
     schedule: &Schedule,
-) -> Result<Vec<Broken>, ScenarioError> {
+) -> Result<Vec<Broken>, ConfigError> {
     Ok(run_schedule(template, seed, schedule, false)?.broken)
 }
 
@@ -90,7 +90,7 @@ pub(crate) fn run_schedule(
     seed: u64,
     schedule: &Schedule,
     with_states: bool,
-) -> Result<Outcome, ScenarioError> {
+) -> Result<Outcome, ConfigError> {
     let loaded = template.loaded(seed, schedule)?;
     let ran = catch_unwind(AssertUnwindSafe(|| loaded.run(seed)));
     Ok(match ran {
@@ -174,7 +174,7 @@ pub fn run_seeds(
     out: &Path,
     max_rss: u64,
     with_states: bool,
-) -> Result<(), ScenarioError> {
+) -> Result<(), ConfigError> {
     for run in runs {
         let seed = run.recipe.sim_seed(run.seed);
         let schedule = run.recipe.schedule(template)?;
@@ -229,7 +229,7 @@ fn drawn_by(template: &Template, run: &RunSpec) -> String {
     }
 }
 
-fn write(path: &Path, text: &str) -> Result<String, ScenarioError> {
+fn write(path: &Path, text: &str) -> Result<String, ConfigError> {
     let shown = path.display().to_string();
     let failed = |error: std::io::Error| {
         crate::scenario::source::error_at(
@@ -252,8 +252,8 @@ pub fn shrink(
     start: Schedule,
     budget: usize,
     simpler: impl Fn(&Schedule) -> Vec<Schedule>,
-    mut breaks: impl FnMut(&Schedule) -> Result<bool, ScenarioError>,
-) -> Result<(Schedule, usize), ScenarioError> {
+    mut breaks: impl FnMut(&Schedule) -> Result<bool, ConfigError>,
+) -> Result<(Schedule, usize), ConfigError> {
     let mut current = start;
     let mut runs = 0;
     'simpler: while runs < budget {
@@ -278,8 +278,8 @@ pub fn shrink(
 /// only the faults that came before.
 pub fn shortest_prefix(
     start: Schedule,
-    mut breaks: impl FnMut(&Schedule) -> Result<bool, ScenarioError>,
-) -> Result<(Schedule, usize), ScenarioError> {
+    mut breaks: impl FnMut(&Schedule) -> Result<bool, ConfigError>,
+) -> Result<(Schedule, usize), ConfigError> {
     let prefix = |length: usize| Schedule {
         steps: start.steps[..length].to_vec(),
         ..start.clone()
@@ -338,7 +338,7 @@ pub fn shrink_seed(
     run: &RunSpec,
     check: &str,
     out: &Path,
-) -> Result<(), ScenarioError> {
+) -> Result<(), ConfigError> {
     let seed = run.recipe.sim_seed(run.seed);
     let drawn = run.recipe.schedule(template)?;
     let ground = template.ground_at(&drawn.vary)?;
@@ -356,7 +356,7 @@ pub fn shrink_seed(
         simpler.retain(|candidate| candidate.liveness || !needs_liveness);
         simpler
     };
-    let mut breaks = |candidate: &Schedule| -> Result<bool, ScenarioError> {
+    let mut breaks = |candidate: &Schedule| -> Result<bool, ConfigError> {
         let broken = judge_schedule(template, seed, candidate)?;
         Ok((broken.iter()).any(|broken| {
             broken.check == check

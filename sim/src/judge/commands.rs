@@ -27,9 +27,7 @@ use fleet_core::wire::ConfigId;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-fn within(
-    fields: &crate::judge::fields::Fields,
-) -> Result<Duration, crate::scenario::ScenarioError> {
+fn within(fields: &crate::judge::fields::Fields) -> Result<Duration, crate::scenario::ConfigError> {
     let (text, at) = (fields.text("within", r#"a duration like "10s""#)?)
         .ok_or_else(|| fields.missing("within"))?;
     parse_duration(text).map_err(|why| fields.error(at, why))

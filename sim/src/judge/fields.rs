@@ -5,7 +5,7 @@ use crate::scenario::duration::{parse_duration, parse_range};
 use crate::scenario::expect::ExpectSpec;
 use crate::scenario::selector::Selector;
 use crate::scenario::source::{error_at, Located, Position};
-use crate::scenario::{Scenario, ScenarioError};
+use crate::scenario::{ConfigError, Scenario};
 use fleet_core::fmt_duration;
 use std::time::Duration;
 
@@ -27,7 +27,7 @@ impl<'a> Fields<'a> {
 
     /// The first moment the check reads: its `at`, `after` or the start of `during`; 0 when
     /// it has none.
-    pub(crate) fn first_moment(&self) -> Result<Duration, ScenarioError> {
+    pub(crate) fn first_moment(&self) -> Result<Duration, ConfigError> {
         if let Some(at) = self.time("at")? {
             return Ok(at);
         }
@@ -42,7 +42,7 @@ impl<'a> Fields<'a> {
 
     /// The moments a repeated check starts at, as offsets: 0, `every`, ... while the check
     /// starts before `until` (the end of the run by default).
-    pub(crate) fn repetitions(&self) -> Result<Vec<Duration>, ScenarioError> {
+    pub(crate) fn repetitions(&self) -> Result<Vec<Duration>, ConfigError> {
         let duration_of = |located: &Located<toml::Value>, name: &str| match &located.value {
             toml::Value::String(text) => {
                 parse_duration(text).map_err(|why| self.error(located.at, why))
@@ -77,7 +77,7 @@ impl<'a> Fields<'a> {
         Ok(offsets)
     }
 
-    pub fn error(&self, at: Position, message: impl Into<String>) -> ScenarioError {
+    pub fn error(&self, at: Position, message: impl Into<String>) -> ConfigError {
         error_at(&self.scenario.path, at, message)
     }
 
@@ -86,7 +86,7 @@ impl<'a> Fields<'a> {
     }
 
     /// The error for a field the check needs and did not get.
-    pub fn missing(&self, name: &str) -> ScenarioError {
+    pub fn missing(&self, name: &str) -> ConfigError {
         self.error(
             self.spec.at,
             format!("check {:?} needs `{name}`", self.spec.check.value),
@@ -98,11 +98,7 @@ impl<'a> Fields<'a> {
     }
 
     /// A string field, and where it was written.
-    pub fn text(
-        &self,
-        name: &str,
-        what: &str,
-    ) -> Result<Option<(&'a str, Position)>, ScenarioError> {
+    pub fn text(&self, name: &str, what: &str) -> Result<Option<(&'a str, Position)>, ConfigError> {
         match self.get(name) {
             None => Ok(None),
             Some(Located {
@@ -113,7 +109,7 @@ impl<'a> Fields<'a> {
         }
     }
 
-    fn within_run(&self, name: &str, at: Position, end: Duration) -> Result<(), ScenarioError> {
+    fn within_run(&self, name: &str, at: Position, end: Duration) -> Result<(), ConfigError> {
         if end > self.scenario.duration {
             return Err(self.error(
                 at,
@@ -128,7 +124,7 @@ impl<'a> Fields<'a> {
     }
 
     /// A moment of the run: at most its duration.
-    pub fn time(&self, name: &str) -> Result<Option<Duration>, ScenarioError> {
+    pub fn time(&self, name: &str) -> Result<Option<Duration>, ConfigError> {
         let Some((text, at)) = self.text(name, r#"a duration like "10s""#)? else {
             return Ok(None);
         };
@@ -137,12 +133,12 @@ impl<'a> Fields<'a> {
         Ok(Some(time))
     }
 
-    pub(crate) fn required_time(&self, name: &str) -> Result<Duration, ScenarioError> {
+    pub(crate) fn required_time(&self, name: &str) -> Result<Duration, ConfigError> {
         self.time(name)?.ok_or_else(|| self.missing(name))
     }
 
     /// `after` (default 0) and `within`, which must end within the run.
-    pub(crate) fn window(&self) -> Result<(Duration, Duration), ScenarioError> {
+    pub(crate) fn window(&self) -> Result<(Duration, Duration), ConfigError> {
         let after = self.time("after")?.unwrap_or(Duration::ZERO);
         let Some((text, at)) = self.text("within", r#"a duration like "5s""#)? else {
             return Err(self.missing("within"));
@@ -154,7 +150,7 @@ impl<'a> Fields<'a> {
     }
 
     /// A `low..high` span of the run; the whole run when absent and not required.
-    pub fn during(&self, required: bool) -> Result<(Duration, Duration), ScenarioError> {
+    pub fn during(&self, required: bool) -> Result<(Duration, Duration), ConfigError> {
         let Some((text, at)) = self.text("during", r#"a range like "10s..20s""#)? else {
             if required {
                 return Err(self.missing("during"));
@@ -169,7 +165,7 @@ impl<'a> Fields<'a> {
 
     /// A whole number of at least 0, and where it was written.
     /// A yes-or-no field; `false` when absent.
-    pub fn flag(&self, name: &str) -> Result<bool, ScenarioError> {
+    pub fn flag(&self, name: &str) -> Result<bool, ConfigError> {
         match self.get(name) {
             None => Ok(false),
             Some(Located {
@@ -180,7 +176,7 @@ impl<'a> Fields<'a> {
         }
     }
 
-    pub fn count(&self, name: &str) -> Result<Option<(u64, Position)>, ScenarioError> {
+    pub fn count(&self, name: &str) -> Result<Option<(u64, Position)>, ConfigError> {
         match self.get(name) {
             None => Ok(None),
             Some(Located {
@@ -195,7 +191,7 @@ impl<'a> Fields<'a> {
     }
 
     /// The agents a check is about: `agents` by default. Named before the run, so no `leader`.
-    pub fn agents(&self) -> Result<Selector, ScenarioError> {
+    pub fn agents(&self) -> Result<Selector, ConfigError> {
         let topology = &self.scenario.topology;
         match self.text("agents", r#"a selector like "agents" or "agent-1..3""#)? {
             None => Ok(topology.select("agents").expect("`agents` always selects")),
@@ -208,7 +204,7 @@ impl<'a> Fields<'a> {
     /// `among`: the masters a cluster check is about (all of them by default), resolved at
     /// the moment the check looks. Captures must exist; `any` is refused, since a check draws
     /// nothing.
-    pub fn among(&self) -> Result<Selector, ScenarioError> {
+    pub fn among(&self) -> Result<Selector, ConfigError> {
         let topology = &self.scenario.topology;
         let Some((text, at)) = self.text("among", r#"a selector like "masters - @old""#)? else {
             return Ok(topology
@@ -236,7 +232,7 @@ impl<'a> Fields<'a> {
     }
 
     /// A free text, shown as written (`reference`).
-    pub fn note(&self, name: &str) -> Result<Option<String>, ScenarioError> {
+    pub fn note(&self, name: &str) -> Result<Option<String>, ConfigError> {
         let text = self.text(name, "a text")?;
         match text {
             None => Ok(None),
@@ -249,7 +245,7 @@ impl<'a> Fields<'a> {
     }
 
     /// One master, by name.
-    pub fn master(&self, name: &str) -> Result<String, ScenarioError> {
+    pub fn master(&self, name: &str) -> Result<String, ConfigError> {
         let (text, at) = self
             .text(name, r#"a master's name, like "master-2""#)?
             .ok_or_else(|| self.missing(name))?;

@@ -24,7 +24,7 @@ use crate::history::{Entry, FaultEvent, Timeline};
 use crate::scenario::expect::ExpectSpec;
 use crate::scenario::selector::{Scope, Selector};
 use crate::scenario::source::error_at;
-use crate::scenario::{Scenario, ScenarioError};
+use crate::scenario::{ConfigError, Scenario};
 use fields::Fields;
 use serde::Serialize;
 
@@ -120,7 +120,7 @@ pub trait Check: std::fmt::Debug + Send + Sync {
 pub(crate) struct CheckSpec {
     pub name: &'static str,
     pub fields: &'static [&'static str],
-    pub parse: fn(&Fields) -> Result<Box<dyn Check>, ScenarioError>,
+    pub parse: fn(&Fields) -> Result<Box<dyn Check>, ConfigError>,
 }
 
 /// Every check a scenario can name.
@@ -162,7 +162,7 @@ pub struct Expectation {
 }
 
 /// Compiles a scenario's `[[expect]]` entries; errors point into the scenario file.
-pub(crate) fn compile(scenario: &Scenario) -> Result<Vec<Expectation>, ScenarioError> {
+pub(crate) fn compile(scenario: &Scenario) -> Result<Vec<Expectation>, ConfigError> {
     let mut compiled = Vec::new();
     for spec in &scenario.expectations {
         compiled.extend(compile_one(scenario, spec)?);
@@ -171,7 +171,7 @@ pub(crate) fn compile(scenario: &Scenario) -> Result<Vec<Expectation>, ScenarioE
 }
 
 /// One `[[expect]]` entry: one expectation, or one per repetition.
-fn compile_one(scenario: &Scenario, spec: &ExpectSpec) -> Result<Vec<Expectation>, ScenarioError> {
+fn compile_one(scenario: &Scenario, spec: &ExpectSpec) -> Result<Vec<Expectation>, ConfigError> {
     let name = spec.check.value.as_str();
     let Some(check) = CHECKS.iter().find(|check| check.name == name) else {
         let names: Vec<&str> = CHECKS.iter().map(|check| check.name).collect();
@@ -345,11 +345,11 @@ mod tests {
 
     const MINIMAL: &str = "name = \"t\"\nduration = \"1m\"\n[topology]\nagents = 3\n";
 
-    pub(crate) fn compile_text(text: &str) -> Result<Vec<Expectation>, ScenarioError> {
+    pub(crate) fn compile_text(text: &str) -> Result<Vec<Expectation>, ConfigError> {
         compile(&Scenario::parse("t.toml", text)?)
     }
 
-    fn error(expect: &str) -> ScenarioError {
+    fn error(expect: &str) -> ConfigError {
         compile_text(&format!("{MINIMAL}[[expect]]\n{expect}")).unwrap_err()
     }
 

@@ -9,8 +9,8 @@ use crate::scenario::duration::Dur;
 use crate::scenario::faults::{captured_before, repetition};
 use crate::scenario::selector::{NodeKind, Selector, Topology};
 use crate::scenario::source::Source;
-use crate::scenario::ScenarioError;
-use fleet_core::command::{Command, ExecutorConfig};
+use crate::scenario::ConfigError;
+use fleet_core::command::Command;
 use fleet_core::fmt_duration;
 use fleet_core::wire::{payload_len, ConfigId, ConfigPush, Message, MAX_FRAME_DEFAULT};
 use serde::Deserialize;
@@ -101,20 +101,12 @@ pub(crate) struct RawConfig {
     values: Spanned<BTreeMap<String, toml::Value>>,
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct RawExecutor {
-    max_concurrent: Option<Spanned<usize>>,
-    queue_limit: Option<Spanned<usize>>,
-    remember: Option<Spanned<usize>>,
-}
-
 fn check_at(
     at: &Spanned<Dur>,
     what: &str,
     duration: Duration,
     source: &Source,
-) -> Result<Duration, ScenarioError> {
+) -> Result<Duration, ConfigError> {
     let value = at.get_ref().0;
     if value > duration {
         return Err(source.error(
@@ -133,7 +125,7 @@ fn check_at(
 fn texts(
     table: &Spanned<BTreeMap<String, toml::Value>>,
     source: &Source,
-) -> Result<BTreeMap<String, String>, ScenarioError> {
+) -> Result<BTreeMap<String, String>, ConfigError> {
     table
         .get_ref()
         .iter()
@@ -165,7 +157,7 @@ pub(crate) fn check_command(
     duration: Duration,
     captured: &BTreeSet<String>,
     source: &Source,
-) -> Result<Vec<Operation>, ScenarioError> {
+) -> Result<Vec<Operation>, ConfigError> {
     let raw = raw.into_inner();
     let at = check_at(&raw.at, "a command", duration, source)?;
     let to = topology
@@ -223,7 +215,7 @@ pub(crate) fn check_config(
     raw: Spanned<RawConfig>,
     duration: Duration,
     source: &Source,
-) -> Result<Operation, ScenarioError> {
+) -> Result<Operation, ConfigError> {
     let raw = raw.into_inner();
     let at = check_at(&raw.at, "a config", duration, source)?;
     let values = texts(&raw.values, source)?;
@@ -242,50 +234,6 @@ pub(crate) fn check_config(
         ));
     }
     Ok(Operation::Config(ConfigSpec { at, values }))
-}
-
-pub(crate) fn check_executor(
-    raw: Option<RawExecutor>,
-    source: &Source,
-) -> Result<ExecutorConfig, ScenarioError> {
-    let defaults = ExecutorConfig::default();
-    let Some(raw) = raw else {
-        return Ok(defaults);
-    };
-    let at_least_one = |value: Option<Spanned<usize>>, name: &str, default: usize| match value {
-        Some(n) if *n.get_ref() == 0 => {
-            Err(source.error(n.span(), format!("`{name}` must be at least 1")))
-        }
-        Some(n) => Ok(n.into_inner()),
-        None => Ok(default),
-    };
-    let config = ExecutorConfig {
-        max_concurrent: at_least_one(
-            raw.max_concurrent,
-            "max_concurrent",
-            defaults.max_concurrent,
-        )?,
-        queue_limit: at_least_one(raw.queue_limit, "queue_limit", defaults.queue_limit)?,
-        remember: defaults.remember,
-        ..defaults
-    };
-    // An agent must remember a result at least as long as a copy of its command can still
-    // arrive: every command it holds (running or queued) may come again on one registration.
-    let floor = config.max_concurrent + config.queue_limit;
-    let remember = match raw.remember {
-        Some(n) if *n.get_ref() < floor => {
-            return Err(source.error(
-                n.span(),
-                format!(
-                    "`remember` must be at least max_concurrent + queue_limit ({floor}), or a \
-                     copy of a command could run again"
-                ),
-            ))
-        }
-        Some(n) => n.into_inner(),
-        None => defaults.remember.max(floor),
-    };
-    Ok(ExecutorConfig { remember, ..config })
 }
 
 #[cfg(test)]

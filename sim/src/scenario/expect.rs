@@ -1,7 +1,7 @@
 //! `[[expect]]` entries as written: the check's name, whether it should hold, and its other
 //! fields with their positions. The judge stage owns the checks and compiles these.
 
-use crate::scenario::source::{error_at, Located, Position, ScenarioError, Source};
+use crate::scenario::source::{error_at, ConfigError, Located, Position, Source};
 use std::collections::BTreeMap;
 use toml::Spanned;
 
@@ -22,7 +22,7 @@ pub struct ExpectSpec {
     pub fields: BTreeMap<String, Located<toml::Value>>,
 }
 
-pub(crate) fn check(raw: Spanned<RawExpect>, source: &Source) -> Result<ExpectSpec, ScenarioError> {
+pub(crate) fn check(raw: Spanned<RawExpect>, source: &Source) -> Result<ExpectSpec, ConfigError> {
     let at = source.position(raw.span());
     let span = raw.span();
     let mut fields: BTreeMap<String, Located<toml::Value>> = raw

@@ -20,7 +20,7 @@ use crate::scenario::duration::{parse_duration, Dur};
 use crate::scenario::faults::kinds::{draw_specs, DrawSpec};
 use crate::scenario::recovery::{bound, Parameters};
 use crate::scenario::selector::{NodeKind, Selector, Topology};
-use crate::scenario::source::{ScenarioError, Source};
+use crate::scenario::source::{ConfigError, Source};
 use fleet_core::fmt_duration;
 use serde::Deserialize;
 use std::time::Duration;
@@ -68,7 +68,7 @@ pub(crate) fn check(
     duration: Duration,
     recovery: &Parameters,
     source: &Source,
-) -> Result<ExploreSpec, ScenarioError> {
+) -> Result<ExploreSpec, ConfigError> {
     let authenticates = recovery.reauth.is_some();
     let kinds = check_kinds(&raw.faults, source)?;
     let targets = topology
@@ -138,7 +138,7 @@ fn check_lose(
     lose: Option<&Spanned<u64>>,
     topology: &Topology,
     source: &Source,
-) -> Result<usize, ScenarioError> {
+) -> Result<usize, ConfigError> {
     let Some(lose) = lose else { return Ok(0) };
     let masters = topology.masters as u64;
     let majority = masters / 2 + 1;
@@ -160,7 +160,7 @@ fn check_lose(
 fn check_kinds(
     faults: &Spanned<Vec<Spanned<String>>>,
     source: &Source,
-) -> Result<Vec<&'static DrawSpec>, ScenarioError> {
+) -> Result<Vec<&'static DrawSpec>, ConfigError> {
     let mut kinds: Vec<&'static DrawSpec> = Vec::new();
     for name in faults.get_ref() {
         let kind = draw_specs()
@@ -195,7 +195,7 @@ fn check_needs(
     authenticates: bool,
     raw: &RawExplore,
     source: &Source,
-) -> Result<(), ScenarioError> {
+) -> Result<(), ConfigError> {
     for kind in kinds {
         if kind.auth && !authenticates {
             return Err(source.error(

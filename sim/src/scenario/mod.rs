@@ -7,30 +7,28 @@
 //! compiles them. Nothing here runs anything.
 
 pub mod commands;
-pub mod duration;
 pub mod expect;
 pub mod explore;
 pub mod faults;
+pub mod network;
 pub mod overrides;
-pub mod params;
-pub mod preset;
-pub mod protection;
 pub mod recovery;
 pub mod selector;
 pub mod sometimes;
-pub mod source;
+
+// The parameters' schema and parser, shared with the `fleet` binaries' config files.
+pub use fleet_config::{duration, params, preset, protection, source};
 
 use crate::scenario::commands::{Operation, RawCommand, RawConfig};
 use crate::scenario::duration::Dur;
 use crate::scenario::expect::{ExpectSpec, RawExpect};
 use crate::scenario::explore::{ExploreSpec, RawExplore};
 use crate::scenario::faults::{Fault, RawFault};
-use crate::scenario::params::{check_cluster, check_network, parse_backoff, parse_heartbeat};
-use crate::scenario::params::{RawNetwork, RawParams};
-use crate::scenario::preset::Defaults;
+use crate::scenario::network::{check_network, RawNetwork};
 use crate::scenario::protection::{AuthParams, MasterParams};
 use crate::scenario::selector::Topology;
 use crate::scenario::source::{printable, Source};
+use fleet_config::{Params, RawParams, RawParts};
 use fleet_core::backoff::BackoffPolicy;
 use fleet_core::bugs::{Bug, Bugs};
 use fleet_core::command::ExecutorConfig;
@@ -41,9 +39,10 @@ use std::path::Path;
 use std::time::Duration;
 use toml::Spanned;
 
-pub(crate) use params::check_loss;
-pub use params::{ClusterSpec, HeartbeatParams, Network, DEFAULT_TICK};
-pub use source::ScenarioError;
+pub(crate) use network::check_loss;
+pub use network::{Network, DEFAULT_TICK};
+pub use params::{ClusterSpec, HeartbeatParams};
+pub use source::ConfigError;
 
 /// At most this many masters: the address plan gives each one address in 10.0.0.0/24.
 pub(crate) const MAX_MASTERS: u32 = 254;
@@ -144,13 +143,13 @@ fn one() -> Spanned<u32> {
 }
 
 impl Scenario {
-    pub fn load(path: &Path) -> Result<Scenario, ScenarioError> {
+    pub fn load(path: &Path) -> Result<Scenario, ConfigError> {
         let text = source::read(path)?;
         Scenario::parse(&path.display().to_string(), &text)
     }
 
     /// Parses and checks a scenario; `path` only labels errors.
-    pub fn parse(path: &str, text: &str) -> Result<Scenario, ScenarioError> {
+    pub fn parse(path: &str, text: &str) -> Result<Scenario, ConfigError> {
         let source = Source { path, text };
         let raw: RawScenario = toml::from_str(text).map_err(|error| {
             source.error(
@@ -170,7 +169,7 @@ fn check_operations(
     duration: Duration,
     captured: &BTreeSet<String>,
     source: &Source,
-) -> Result<Vec<Operation>, ScenarioError> {
+) -> Result<Vec<Operation>, ConfigError> {
     let mut operations = Vec::new();
     for command in commands {
         operations.extend(commands::check_command(
@@ -185,13 +184,24 @@ fn check_operations(
 }
 
 impl RawScenario {
-    fn check(self, source: &Source) -> Result<Scenario, ScenarioError> {
+    fn check(self, source: &Source) -> Result<Scenario, ConfigError> {
         let (name, description) = check_texts(self.name, self.description, source)?;
         let topology = check_topology(&self.topology, source)?;
-        let defaults = check_preset(self.preset.as_ref(), source)?;
-        let cluster = check_cluster(self.cluster, topology.masters, &defaults, source)?;
-        let (auth, reauth_delay) = protection::check_auth(self.params.auth, source)?;
-        let master = protection::check_master(self.params.master, defaults.attempts, source)?;
+        let parts = RawParts {
+            preset: self.preset,
+            cluster: self.cluster,
+            params: self.params,
+        };
+        let Params {
+            preset,
+            cluster,
+            heartbeat,
+            backoff,
+            auth,
+            reauth_delay,
+            master,
+            executor,
+        } = parts.check(topology.masters, source)?;
         let topology = Topology {
             store: matches!(cluster, ClusterSpec::Lease(_)),
             ..topology
@@ -211,8 +221,6 @@ impl RawScenario {
         let expectations = (self.expect.into_iter())
             .map(|expect| expect::check(expect, source))
             .collect::<Result<Vec<_>, _>>()?;
-        let heartbeat = parse_heartbeat(self.params.heartbeat, &defaults, source)?;
-        let backoff = parse_backoff(self.params.backoff, &defaults, source)?;
         let recovery = recovery::Parameters {
             cluster: &cluster,
             heartbeat: &heartbeat,
@@ -233,7 +241,7 @@ impl RawScenario {
             duration,
             topology,
             cluster,
-            preset: self.preset.map(Spanned::into_inner),
+            preset,
             heartbeat,
             backoff,
             auth,
@@ -242,7 +250,7 @@ impl RawScenario {
             network,
             faults,
             operations,
-            executor: commands::check_executor(self.params.executor, source)?,
+            executor,
             expectations,
             explore,
             sometimes,
@@ -258,7 +266,7 @@ impl RawScenario {
 fn check_seeds(
     seeds: Option<Spanned<Vec<u64>>>,
     source: &Source,
-) -> Result<Option<Vec<u64>>, ScenarioError> {
+) -> Result<Option<Vec<u64>>, ConfigError> {
     match seeds {
         Some(seeds) if seeds.get_ref().is_empty() => {
             Err(source.error(seeds.span(), "`seeds` lists at least one seed"))
@@ -272,7 +280,7 @@ fn check_buggify(
     value: Option<&Spanned<toml::Value>>,
     duration: Duration,
     source: &Source,
-) -> Result<Option<Duration>, ScenarioError> {
+) -> Result<Option<Duration>, ConfigError> {
     let Some(value) = value else { return Ok(None) };
     let what = "`buggify` is true, false, or how long the fault points fire, like \"20s\"";
     match value.get_ref() {
@@ -288,7 +296,7 @@ fn check_buggify(
 fn check_bugs(
     bugs: Option<Spanned<Vec<Spanned<String>>>>,
     source: &Source,
-) -> Result<Bugs, ScenarioError> {
+) -> Result<Bugs, ConfigError> {
     let Some(bugs) = bugs else {
         return Ok(Bugs::NONE);
     };
@@ -304,26 +312,6 @@ fn check_bugs(
     Bugs::of(&named).map_err(|why| source.error(span, why))
 }
 
-/// `preset = "NAME"`: the design document whose defaults the file starts from.
-fn check_preset(
-    name: Option<&Spanned<String>>,
-    source: &Source,
-) -> Result<Defaults, ScenarioError> {
-    let Some(name) = name else {
-        return Ok(Defaults::project());
-    };
-    Defaults::preset(name.get_ref()).ok_or_else(|| {
-        source.error(
-            name.span(),
-            format!(
-                "unknown preset {:?}; expected one of {}",
-                name.get_ref(),
-                preset::NAMES.join(", ")
-            ),
-        )
-    })
-}
-
 /// Every `[[faults]]` entry in firing order, and the names they capture.
 fn check_faults(
     raw: Vec<Spanned<RawFault>>,
@@ -331,7 +319,7 @@ fn check_faults(
     duration: Duration,
     authenticates: bool,
     source: &Source,
-) -> Result<(Vec<Fault>, BTreeSet<String>), ScenarioError> {
+) -> Result<(Vec<Fault>, BTreeSet<String>), ConfigError> {
     let mut faults = Vec::new();
     let mut captured = BTreeSet::new();
     for fault in raw {
@@ -354,7 +342,7 @@ fn check_texts(
     name: Spanned<String>,
     description: Option<Spanned<String>>,
     source: &Source,
-) -> Result<(String, String), ScenarioError> {
+) -> Result<(String, String), ConfigError> {
     printable(name.get_ref(), false).map_err(|why| source.error(name.span(), why))?;
     if name.get_ref().trim().is_empty() {
         return Err(source.error(name.span(), "a scenario needs a name"));
@@ -370,7 +358,7 @@ fn check_texts(
 }
 
 /// The counts; whether there is a store is decided by the cluster mode.
-fn check_topology(raw: &RawTopology, source: &Source) -> Result<Topology, ScenarioError> {
+fn check_topology(raw: &RawTopology, source: &Source) -> Result<Topology, ConfigError> {
     let masters = *raw.masters.get_ref();
     if masters == 0 || masters > MAX_MASTERS {
         return Err(source.error(
@@ -392,7 +380,7 @@ fn check_topology(raw: &RawTopology, source: &Source) -> Result<Topology, Scenar
     })
 }
 
-fn check_duration(duration: &Spanned<Dur>, source: &Source) -> Result<Duration, ScenarioError> {
+fn check_duration(duration: &Spanned<Dur>, source: &Source) -> Result<Duration, ConfigError> {
     let value = duration.get_ref().0;
     if value.is_zero() {
         return Err(source.error(duration.span(), "duration must be greater than 0"));
@@ -417,7 +405,7 @@ mod tests {
 
     const MINIMAL: &str = "name = \"t\"\nduration = \"1m\"\n[topology]\nagents = 3\n";
 
-    fn error(text: &str) -> ScenarioError {
+    fn error(text: &str) -> ConfigError {
         Scenario::parse("t.toml", text).unwrap_err()
     }
 

@@ -5,7 +5,7 @@
 //! `faults.2.at` for the third `[[faults]]` entry); missing tables are created. VALUE is read as
 //! TOML (`2`, `0.25`, `true`, `"1s"`), and as a string when it is not TOML (`150ms..300ms`).
 
-use crate::scenario::source::{error_at, Position, ScenarioError};
+use crate::scenario::source::{error_at, ConfigError, Position};
 use std::fmt;
 use toml_edit::{DocumentMut, Item, Table, Value};
 
@@ -138,8 +138,8 @@ pub(crate) fn apply<T>(
     path: &str,
     text: &str,
     overrides: &[Override],
-    check: impl Fn(&str) -> Result<T, ScenarioError>,
-) -> Result<(String, T), ScenarioError> {
+    check: impl Fn(&str) -> Result<T, ConfigError>,
+) -> Result<(String, T), ConfigError> {
     let mut checked = check(text)?;
     if overrides.is_empty() {
         return Ok((text.to_string(), checked));
@@ -172,7 +172,7 @@ mod tests {
     const BASE: &str =
         "name = \"t\"\nduration = \"1m\"\n[topology]\nagents = 3\n[[faults]]\nat = \"10s\"\ncrash = \"agent-1\"\n";
 
-    fn with(sets: &[&str]) -> Result<Scenario, ScenarioError> {
+    fn with(sets: &[&str]) -> Result<Scenario, ConfigError> {
         let overrides: Vec<Override> = sets.iter().map(|s| Override::parse(s).unwrap()).collect();
         apply("t.toml", BASE, &overrides, |text| {
             Scenario::parse("t.toml", text)

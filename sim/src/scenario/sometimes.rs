@@ -9,7 +9,7 @@
 //! ```
 
 use crate::scenario::selector::{Selector, Topology};
-use crate::scenario::source::{ScenarioError, Source};
+use crate::scenario::source::{ConfigError, Source};
 use serde::Deserialize;
 use std::fmt;
 use toml::Spanned;
@@ -32,7 +32,7 @@ pub(crate) fn check_all(
     raw: Vec<RawSometimes>,
     topology: &Topology,
     source: &Source,
-) -> Result<Vec<Sometimes>, ScenarioError> {
+) -> Result<Vec<Sometimes>, ConfigError> {
     (raw.into_iter())
         .map(|raw| check(raw, topology, source))
         .collect()
@@ -42,7 +42,7 @@ fn check(
     raw: RawSometimes,
     topology: &Topology,
     source: &Source,
-) -> Result<Sometimes, ScenarioError> {
+) -> Result<Sometimes, ConfigError> {
     let kind = fleet_core::timeline::kinds()
         .find(|kind| kind == raw.kind.get_ref())
         .ok_or_else(|| {

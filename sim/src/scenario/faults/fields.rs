@@ -3,7 +3,7 @@
 
 use crate::scenario::duration::{parse_duration, parse_range, Dur};
 use crate::scenario::selector::{NodeKind, Selector, Topology};
-use crate::scenario::source::{ScenarioError, Source};
+use crate::scenario::source::{ConfigError, Source};
 use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Range;
 use std::time::Duration;
@@ -25,12 +25,12 @@ pub(crate) struct FaultFields<'a> {
 }
 
 impl FaultFields<'_> {
-    pub fn error(&self, span: Range<usize>, message: impl Into<String>) -> ScenarioError {
+    pub fn error(&self, span: Range<usize>, message: impl Into<String>) -> ConfigError {
         self.source.error(span, message)
     }
 
     /// The error about the entry as a whole.
-    pub fn whole(&self, message: impl Into<String>) -> ScenarioError {
+    pub fn whole(&self, message: impl Into<String>) -> ConfigError {
         self.error(self.span.clone(), message)
     }
 
@@ -44,7 +44,7 @@ impl FaultFields<'_> {
     }
 
     /// A string field, with its span.
-    pub fn text(&self, key: &str, what: &str) -> Result<Option<Spanned<String>>, ScenarioError> {
+    pub fn text(&self, key: &str, what: &str) -> Result<Option<Spanned<String>>, ConfigError> {
         match self.get(key) {
             None => Ok(None),
             Some(value) => match value.get_ref() {
@@ -59,20 +59,20 @@ impl FaultFields<'_> {
         &self,
         key: &str,
         what: &str,
-    ) -> Result<Spanned<String>, ScenarioError> {
+    ) -> Result<Spanned<String>, ConfigError> {
         self.text(key, what)?
             .ok_or_else(|| self.whole(format!("this fault needs `{key}`")))
     }
 
     /// A selector, whose captures must be defined by an earlier fault.
-    pub fn select(&self, text: &Spanned<String>) -> Result<Selector, ScenarioError> {
+    pub fn select(&self, text: &Spanned<String>) -> Result<Selector, ConfigError> {
         let selector = (self.topology.select(text.get_ref()))
             .map_err(|message| self.error(text.span(), message))?;
         super::captured_before(selector, self.defined, text, self.source)
     }
 
     /// The selector under `key`.
-    pub fn selector(&self, key: &str) -> Result<Selector, ScenarioError> {
+    pub fn selector(&self, key: &str) -> Result<Selector, ConfigError> {
         let text = self.required_text(key, r#"a selector like "master-1" or "leader""#)?;
         self.select(&text)
     }
@@ -83,7 +83,7 @@ impl FaultFields<'_> {
         key: &str,
         kind: NodeKind,
         what: &str,
-    ) -> Result<Selector, ScenarioError> {
+    ) -> Result<Selector, ConfigError> {
         let selector = self.selector(key)?;
         (selector.only_of(kind, what)).map_err(|message| self.error(self.span_of(key), message))?;
         Ok(selector)
@@ -97,7 +97,7 @@ impl FaultFields<'_> {
         span: Range<usize>,
         spans: &mut impl Iterator<Item = Range<usize>>,
         what: &str,
-    ) -> Result<Vec<Spanned<String>>, ScenarioError> {
+    ) -> Result<Vec<Spanned<String>>, ConfigError> {
         let toml::Value::Array(items) = value else {
             return Err(self.error(span, what.to_string()));
         };
@@ -135,12 +135,12 @@ impl FaultFields<'_> {
         spans
     }
 
-    pub(crate) fn duration_range(&self, key: &str) -> Result<(Duration, Duration), ScenarioError> {
+    pub(crate) fn duration_range(&self, key: &str) -> Result<(Duration, Duration), ConfigError> {
         let text = self.required_text(key, r#"a range like "1ms..10ms""#)?;
         parse_range(text.get_ref()).map_err(|why| self.error(text.span(), why))
     }
 
-    pub fn flag(&self, key: &str) -> Result<bool, ScenarioError> {
+    pub fn flag(&self, key: &str) -> Result<bool, ConfigError> {
         match self.get(key) {
             None => Ok(false),
             Some(value) => match value.get_ref() {
@@ -151,7 +151,7 @@ impl FaultFields<'_> {
     }
 
     /// A number, integer or float.
-    pub fn number(&self, key: &str) -> Result<Spanned<f64>, ScenarioError> {
+    pub fn number(&self, key: &str) -> Result<Spanned<f64>, ConfigError> {
         let value =
             (self.get(key)).ok_or_else(|| self.whole(format!("this fault needs `{key}`")))?;
         match value.get_ref() {
@@ -162,7 +162,7 @@ impl FaultFields<'_> {
     }
 
     /// A duration field, as the shared repetition reads it.
-    pub fn duration(&self, key: &str) -> Result<Option<Spanned<Dur>>, ScenarioError> {
+    pub fn duration(&self, key: &str) -> Result<Option<Spanned<Dur>>, ConfigError> {
         let Some(text) = self.text(key, r#"a duration like "10s""#)? else {
             return Ok(None);
         };

@@ -5,7 +5,7 @@
 use super::fields::FaultFields;
 use super::{AdminOp, FaultAction};
 use crate::scenario::selector::{NodeKind, Selector, Topology};
-use crate::scenario::source::ScenarioError;
+use crate::scenario::source::ConfigError;
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 use std::collections::BTreeSet;
@@ -17,7 +17,7 @@ pub(crate) struct FaultSpec {
     pub name: &'static str,
     /// The other keys this kind takes, besides `at`, `as`, `when`, `every` and `until`.
     pub fields: &'static [&'static str],
-    pub parse: fn(&FaultFields) -> Result<FaultAction, ScenarioError>,
+    pub parse: fn(&FaultFields) -> Result<FaultAction, ConfigError>,
     /// `as = "NAME"` captures the nodes it hits (a partition: one name per group).
     pub captures: bool,
     /// The kinds `[explore] faults` may list that draw this fault.
@@ -423,7 +423,7 @@ impl Drawing<'_> {
     }
 }
 
-fn parse_partition(f: &FaultFields) -> Result<FaultAction, ScenarioError> {
+fn parse_partition(f: &FaultFields) -> Result<FaultAction, ConfigError> {
     let value = f.get("partition").expect("the table names the action");
     let span = value.span();
     let what = r#"`partition` takes groups of selectors, like [["agent-1"], ["master-1"]]"#;
@@ -439,7 +439,7 @@ fn parse_partition(f: &FaultFields) -> Result<FaultAction, ScenarioError> {
     Ok(FaultAction::Partition { groups, oneway })
 }
 
-fn parse_latency(f: &FaultFields) -> Result<FaultAction, ScenarioError> {
+fn parse_latency(f: &FaultFields) -> Result<FaultAction, ConfigError> {
     let (low, high) = f.duration_range("latency")?;
     match f.get("between") {
         None => Ok(FaultAction::Latency(low, high)),
@@ -456,7 +456,7 @@ fn parse_latency(f: &FaultFields) -> Result<FaultAction, ScenarioError> {
 }
 
 /// `clock = SEL` with `offset = "+2s"` and/or `rate = 1.05`.
-fn parse_clock(f: &FaultFields) -> Result<FaultAction, ScenarioError> {
+fn parse_clock(f: &FaultFields) -> Result<FaultAction, ConfigError> {
     let target = f.selector("clock")?;
     let offset = f.text("offset", r#"a signed duration like "+2s" or "-500ms""#)?;
     let offset_ms = match &offset {
@@ -500,7 +500,7 @@ fn parse_offset(text: &str) -> Result<i64, String> {
 }
 
 /// `ring = SEL`: at least [`RING_NODES`] nodes, in the topology's order around the ring.
-fn parse_ring(f: &FaultFields) -> Result<FaultAction, ScenarioError> {
+fn parse_ring(f: &FaultFields) -> Result<FaultAction, ConfigError> {
     let target = f.selector("ring")?;
     if !target.is_dynamic() && target.nodes().len() < RING_NODES {
         return Err(f.error(
@@ -516,7 +516,7 @@ fn parse_ring(f: &FaultFields) -> Result<FaultAction, ScenarioError> {
 }
 
 /// `stall = SEL`, with `from = SEL` for only the links with those nodes.
-fn parse_stall(f: &FaultFields) -> Result<FaultAction, ScenarioError> {
+fn parse_stall(f: &FaultFields) -> Result<FaultAction, ConfigError> {
     let target = f.selector("stall")?;
     let from = match f.get("from") {
         Some(_) => {
@@ -535,13 +535,13 @@ fn parse_stall(f: &FaultFields) -> Result<FaultAction, ScenarioError> {
 }
 
 /// A loss rate: a probability.
-fn check_rate(f: &FaultFields) -> Result<f64, ScenarioError> {
+fn check_rate(f: &FaultFields) -> Result<f64, ConfigError> {
     let rate = f.number("loss")?;
     crate::scenario::check_loss(rate, f.source)
 }
 
 /// The agents whose credentials a fault changes.
-fn credentials(f: &FaultFields, key: &str) -> Result<Selector, ScenarioError> {
+fn credentials(f: &FaultFields, key: &str) -> Result<Selector, ConfigError> {
     if !f.authenticates {
         return Err(f.error(
             f.span_of(key),
@@ -554,7 +554,7 @@ fn credentials(f: &FaultFields, key: &str) -> Result<Selector, ScenarioError> {
 const ADMIN_OPS: &str = "status, active, cleanup, force or decommission";
 
 /// `admin = "OP"`, with `agent = SEL` for the operations on agents.
-fn parse_admin(f: &FaultFields) -> Result<FaultAction, ScenarioError> {
+fn parse_admin(f: &FaultFields) -> Result<FaultAction, ConfigError> {
     let op = f.required_text("admin", "an operation's name, like \"force\"")?;
     let name = op.get_ref().as_str();
     let agent = f.get("agent");
@@ -589,7 +589,7 @@ fn parse_admin(f: &FaultFields) -> Result<FaultAction, ScenarioError> {
 }
 
 /// Refuses a fault only turmoil can do in the simulation build, which runs madsim.
-fn turmoil_only(f: &FaultFields, key: &str, what: &str) -> Result<(), ScenarioError> {
+fn turmoil_only(f: &FaultFields, key: &str, what: &str) -> Result<(), ConfigError> {
     if cfg!(madsim) {
         return Err(f.error(
             f.span_of(key),
@@ -603,7 +603,7 @@ fn turmoil_only(f: &FaultFields, key: &str, what: &str) -> Result<(), ScenarioEr
 }
 
 /// `KEY = [SEL, SEL]`: the two ends of a link fault, which may not share a node.
-fn check_pair(f: &FaultFields, key: &str) -> Result<[Selector; 2], ScenarioError> {
+fn check_pair(f: &FaultFields, key: &str) -> Result<[Selector; 2], ConfigError> {
     let value = f.get(key).expect("the caller found the key");
     let what = format!("`{key}` names the two ends of the links, like [\"master-1\", \"agents\"]");
     let mut spans = f.string_spans(value.span()).into_iter();

@@ -6,7 +6,7 @@ pub mod kinds;
 
 use crate::scenario::duration::Dur;
 use crate::scenario::selector::{check_capture_name, Selector, Topology};
-use crate::scenario::source::{ScenarioError, Source};
+use crate::scenario::source::{ConfigError, Source};
 use fields::FaultFields;
 pub(crate) use fields::RawFault;
 use fleet_core::fmt_duration;
@@ -350,7 +350,7 @@ pub(crate) fn repetition(
     until: Option<&Spanned<Dur>>,
     duration: Duration,
     source: &Source,
-) -> Result<Vec<Duration>, ScenarioError> {
+) -> Result<Vec<Duration>, ConfigError> {
     let Some(every) = every else {
         if let Some(until) = until {
             return Err(source.error(until.span(), "`until` only goes with `every`"));
@@ -390,7 +390,7 @@ pub(crate) fn captured_before(
     defined: &BTreeSet<String>,
     text: &Spanned<String>,
     source: &Source,
-) -> Result<Selector, ScenarioError> {
+) -> Result<Selector, ConfigError> {
     match selector.captures().into_iter().find(|name| !defined.contains(name)) {
         None => Ok(selector),
         Some(name) => Err(source.error(
@@ -408,7 +408,7 @@ pub(crate) fn check(
     authenticates: bool,
     defined: &mut BTreeSet<String>,
     source: &Source,
-) -> Result<Vec<Fault>, ScenarioError> {
+) -> Result<Vec<Fault>, ConfigError> {
     let span = fault.span();
     let raw = fault.into_inner();
     let fields = FaultFields {
@@ -456,7 +456,7 @@ pub(crate) fn check(
 }
 
 /// The one kind an entry names, once every key it has is one that kind takes.
-fn action_of(fields: &FaultFields) -> Result<&'static FaultSpec, ScenarioError> {
+fn action_of(fields: &FaultFields) -> Result<&'static FaultSpec, ConfigError> {
     let named: Vec<&'static FaultSpec> = (FAULTS.iter())
         .filter(|spec| fields.get(spec.name).is_some())
         .collect();
@@ -499,7 +499,7 @@ fn action_of(fields: &FaultFields) -> Result<&'static FaultSpec, ScenarioError> 
 }
 
 /// `when = "CONDITION"`.
-fn check_when(fields: &FaultFields) -> Result<Option<Condition>, ScenarioError> {
+fn check_when(fields: &FaultFields) -> Result<Option<Condition>, ConfigError> {
     let Some(name) = fields.text("when", "a condition's name")? else {
         return Ok(None);
     };
@@ -523,7 +523,7 @@ fn check_captures(
     action: &FaultAction,
     span: std::ops::Range<usize>,
     source: &Source,
-) -> Result<Vec<String>, ScenarioError> {
+) -> Result<Vec<String>, ConfigError> {
     let Some(raw) = raw else {
         return Ok(Vec::new());
     };
@@ -574,7 +574,7 @@ fn check_partition(
     groups: &[Vec<Spanned<String>>],
     span: std::ops::Range<usize>,
     fields: &FaultFields,
-) -> Result<Vec<Vec<Selector>>, ScenarioError> {
+) -> Result<Vec<Vec<Selector>>, ConfigError> {
     if groups.len() < 2 {
         return Err(fields.error(
             span,

@@ -1,8 +1,8 @@
 //! `[params.auth]` and `[params.master]`: how masters check and limit the agents that
 //! register with them.
 
-use crate::scenario::duration::Dur;
-use crate::scenario::source::{ScenarioError, Source};
+use crate::duration::Dur;
+use crate::source::{ConfigError, Source};
 use fleet_core::attempts::{Admission, AttemptPolicy};
 use serde::Deserialize;
 use std::time::Duration;
@@ -23,18 +23,18 @@ pub struct MasterParams {
 
 /// An agent whose credentials were refused tries again after this long, unless
 /// `[params.auth] reauth_delay` says otherwise.
-pub(crate) const REAUTH_DELAY: Duration = Duration::from_secs(5);
+pub const REAUTH_DELAY: Duration = Duration::from_secs(5);
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-pub(crate) struct RawAuth {
+pub struct RawAuth {
     secret: Option<Spanned<String>>,
     reauth_delay: Option<Spanned<Dur>>,
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-pub(crate) struct RawMaster {
+pub struct RawMaster {
     capacity: Option<Spanned<u32>>,
     retry_after: Option<Spanned<Dur>>,
     attempts: Option<Spanned<RawAttempts>>,
@@ -50,7 +50,7 @@ struct RawAttempts {
     expiry: Option<Dur>,
 }
 
-fn positive(value: &Spanned<Dur>, what: &str, source: &Source) -> Result<Duration, ScenarioError> {
+fn positive(value: &Spanned<Dur>, what: &str, source: &Source) -> Result<Duration, ConfigError> {
     if value.get_ref().0.is_zero() {
         return Err(source.error(value.span(), format!("`{what}` must be greater than 0")));
     }
@@ -58,10 +58,10 @@ fn positive(value: &Spanned<Dur>, what: &str, source: &Source) -> Result<Duratio
 }
 
 /// The auth settings, and the agents' re-auth delay (which applies only with auth).
-pub(crate) fn check_auth(
+pub fn check_auth(
     raw: Option<RawAuth>,
     source: &Source,
-) -> Result<(Option<AuthParams>, Duration), ScenarioError> {
+) -> Result<(Option<AuthParams>, Duration), ConfigError> {
     let Some(raw) = raw else {
         return Ok((None, REAUTH_DELAY));
     };
@@ -79,11 +79,11 @@ pub(crate) fn check_auth(
     Ok((Some(AuthParams { secret }), reauth_delay))
 }
 
-pub(crate) fn check_master(
+pub fn check_master(
     raw: Option<RawMaster>,
     defaults: AttemptPolicy,
     source: &Source,
-) -> Result<MasterParams, ScenarioError> {
+) -> Result<MasterParams, ConfigError> {
     let Some(raw) = raw else {
         return Ok(MasterParams {
             admission: None,

@@ -3,16 +3,16 @@
 //! Each preset takes what its design document states and keeps the project's default where the
 //! document says nothing (the README's presets table shows which is which).
 
-use crate::scenario::HeartbeatParams;
+use crate::params::HeartbeatParams;
 use fleet_core::attempts::AttemptPolicy;
 use fleet_core::backoff::{BackoffPolicy, Strategy, WhenExhausted};
 use fleet_core::cluster::lease::LeaseConfig;
 use fleet_core::cluster::raft::RaftConfig;
 use std::time::Duration;
 
-/// What a scenario gets for every key it leaves out.
+/// What a file gets for every key it leaves out.
 #[derive(Clone, Debug, PartialEq)]
-pub(crate) struct Defaults {
+pub struct Defaults {
     pub heartbeat: HeartbeatParams,
     pub backoff: BackoffPolicy,
     pub raft: RaftConfig,
@@ -20,7 +20,7 @@ pub(crate) struct Defaults {
     pub attempts: AttemptPolicy,
 }
 
-pub(crate) const NAMES: [&str; 5] = ["connector", "grpc", "mqtt", "cluster", "reconnection"];
+pub const NAMES: [&str; 5] = ["connector", "grpc", "mqtt", "cluster", "reconnection"];
 
 const fn secs(n: u64) -> Duration {
     Duration::from_secs(n)
@@ -28,7 +28,7 @@ const fn secs(n: u64) -> Duration {
 
 impl Defaults {
     /// The project's own defaults.
-    pub(crate) fn project() -> Defaults {
+    pub fn project() -> Defaults {
         Defaults {
             heartbeat: HeartbeatParams {
                 interval: secs(1),
@@ -43,7 +43,7 @@ impl Defaults {
     }
 
     /// The defaults of the design document `name`, or `None` if there is no such preset.
-    pub(crate) fn preset(name: &str) -> Option<Defaults> {
+    pub fn preset(name: &str) -> Option<Defaults> {
         let project = Defaults::project();
         let exponential = |base, max, jitter, max_retries| BackoffPolicy {
             strategy: Strategy::Exponential,

@@ -1,11 +1,9 @@
-//! A scenario's parameters: heartbeats, backoff, the network and the cluster, as the file
-//! writes them (`Raw*`, read by serde) and as the run takes them, after defaults and checks.
+//! Heartbeats, backoff and the cluster, as a file writes them (`Raw*`, read by serde) and as
+//! masters and agents take them, after defaults and checks.
 
-use crate::scenario::commands::RawExecutor;
-use crate::scenario::duration::{Dur, DurRange};
-use crate::scenario::preset::Defaults;
-use crate::scenario::protection::{RawAuth, RawMaster};
-use crate::scenario::source::{ScenarioError, Source};
+use crate::duration::{Dur, DurRange};
+use crate::preset::Defaults;
+use crate::source::{ConfigError, Source};
 use fleet_core::backoff::{BackoffPolicy, Strategy, WhenExhausted};
 use fleet_core::cluster::lease::LeaseConfig;
 use fleet_core::cluster::raft::RaftConfig;
@@ -20,18 +18,6 @@ pub struct HeartbeatParams {
     pub max_miss: u32,
     pub timeout: Duration,
 }
-
-#[derive(Clone, Debug, PartialEq)]
-pub struct Network {
-    pub latency: (Duration, Duration),
-    pub loss: f64,
-    /// turmoil's step: every host runs this long per step, so no timer or message resolves
-    /// finer. madsim has no steps and ignores it.
-    pub tick: Duration,
-}
-
-/// turmoil's step unless `[network] tick` says otherwise: turmoil's own default.
-pub const DEFAULT_TICK: Duration = Duration::from_millis(1);
 
 /// How the masters agree on a leader.
 #[derive(Clone, Debug, PartialEq)]
@@ -58,16 +44,6 @@ impl ClusterSpec {
     }
 }
 
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct RawParams {
-    pub(crate) heartbeat: Option<Spanned<RawHeartbeat>>,
-    pub(crate) backoff: Option<Spanned<RawBackoff>>,
-    pub(crate) executor: Option<RawExecutor>,
-    pub(crate) auth: Option<RawAuth>,
-    pub(crate) master: Option<RawMaster>,
-}
-
 /// `[cluster]`, one mode's keys each: serde refuses a key of another mode. `mode` is `raft`
 /// when the table leaves it out.
 #[derive(Deserialize)]
@@ -92,7 +68,7 @@ enum RawCluster {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-pub(crate) struct RawHeartbeat {
+pub struct RawHeartbeat {
     interval: Option<Dur>,
     max_miss: Option<u32>,
     timeout: Option<Dur>,
@@ -100,7 +76,7 @@ pub(crate) struct RawHeartbeat {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-pub(crate) struct RawBackoff {
+pub struct RawBackoff {
     strategy: Option<Spanned<String>>,
     base: Option<Dur>,
     multiplier: Option<f64>,
@@ -111,42 +87,14 @@ pub(crate) struct RawBackoff {
     first_delay: Option<DurRange>,
 }
 
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct RawNetwork {
-    latency: Option<DurRange>,
-    loss: Option<Spanned<f64>>,
-    tick: Option<Spanned<Dur>>,
-}
-
-pub(crate) fn check_network(raw: RawNetwork, source: &Source) -> Result<Network, ScenarioError> {
-    Ok(Network {
-        latency: raw.latency.map_or(
-            (Duration::from_millis(1), Duration::from_millis(10)),
-            |range| (range.0, range.1),
-        ),
-        loss: match raw.loss {
-            Some(loss) => check_loss(loss, source)?,
-            None => 0.0,
-        },
-        tick: match raw.tick {
-            Some(tick) if tick.get_ref().0.is_zero() => {
-                return Err(source.error(tick.span(), "`tick` must be greater than 0"))
-            }
-            Some(tick) => tick.get_ref().0,
-            None => DEFAULT_TICK,
-        },
-    })
-}
-
 /// The cluster as `[cluster]` says, or by default: one master leads alone, several elect a
 /// leader by raft.
-pub(crate) fn check_cluster(
+pub fn check_cluster(
     raw: Option<Spanned<toml::Table>>,
     masters: u32,
     defaults: &Defaults,
     source: &Source,
-) -> Result<ClusterSpec, ScenarioError> {
+) -> Result<ClusterSpec, ConfigError> {
     let Some(raw) = raw else {
         return Ok(if masters == 1 {
             ClusterSpec::Single
@@ -232,23 +180,11 @@ fn spec(parsed: RawCluster, masters: u32, defaults: &Defaults) -> Result<Cluster
     }
 }
 
-pub(crate) fn check_loss(loss: Spanned<f64>, source: &Source) -> Result<f64, ScenarioError> {
-    let value = *loss.get_ref();
-    if (0.0..=1.0).contains(&value) {
-        Ok(value)
-    } else {
-        Err(source.error(
-            loss.span(),
-            format!("loss is a probability from 0.0 to 1.0, got {value}"),
-        ))
-    }
-}
-
-pub(crate) fn parse_heartbeat(
+pub fn parse_heartbeat(
     raw: Option<Spanned<RawHeartbeat>>,
     defaults: &Defaults,
     source: &Source,
-) -> Result<HeartbeatParams, ScenarioError> {
+) -> Result<HeartbeatParams, ConfigError> {
     let defaults = defaults.heartbeat.clone();
     let Some(raw) = raw else {
         return Ok(defaults);
@@ -269,11 +205,11 @@ pub(crate) fn parse_heartbeat(
     Ok(heartbeat)
 }
 
-pub(crate) fn parse_backoff(
+pub fn parse_backoff(
     raw: Option<Spanned<RawBackoff>>,
     defaults: &Defaults,
     source: &Source,
-) -> Result<BackoffPolicy, ScenarioError> {
+) -> Result<BackoffPolicy, ConfigError> {
     let defaults = defaults.backoff.clone();
     let Some(raw) = raw else {
         return Ok(defaults);

@@ -1,4 +1,5 @@
-//! Durations and ranges as scenario files write them: `250ms`, `1s`, `2m`, `1h30m`, `1ms..10ms`.
+//! Durations and ranges as scenario and config files write them: `250ms`, `1s`, `2m`, `1h30m`,
+//! `1ms..10ms`.
 
 use serde::de::{self, Deserializer, Visitor};
 use serde::Deserialize;
@@ -8,7 +9,7 @@ use std::time::Duration;
 const DURATION_FORMS: &str = r#"a duration like "250ms", "1s", "2m", "1h" or "1m30s""#;
 
 /// Parses `250ms`, `1s`, `2m`, `1h`, and sums like `1m30s`.
-pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let bad = || format!("expected {DURATION_FORMS}, got {text:?}");
     let mut rest = text.trim();
     if rest.is_empty() {
@@ -43,7 +44,7 @@ pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
 }
 
 /// Parses `low..high` with two durations, `low <= high`.
-pub(crate) fn parse_range(text: &str) -> Result<(Duration, Duration), String> {
+pub fn parse_range(text: &str) -> Result<(Duration, Duration), String> {
     let Some((low, high)) = text.split_once("..") else {
         return Err(format!(
             r#"expected a range like "1ms..10ms", got {text:?}"#
@@ -56,13 +57,13 @@ pub(crate) fn parse_range(text: &str) -> Result<(Duration, Duration), String> {
     Ok((low, high))
 }
 
-/// A duration field of a scenario file.
+/// A duration field of a file.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub(crate) struct Dur(pub Duration);
+pub struct Dur(pub Duration);
 
-/// A `low..high` field of a scenario file.
+/// A `low..high` field of a file.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct DurRange(pub Duration, pub Duration);
+pub struct DurRange(pub Duration, pub Duration);
 
 struct TextVisitor<F>(&'static str, F);
 

@@ -1,16 +1,16 @@
-//! Where a value came from in a scenario file, and the error that points there.
+//! Where a value came from in a file (a scenario, a config), and the error that points there.
 
 use std::fmt;
 use std::io::Read;
 use std::ops::Range;
 use std::path::Path;
 
-/// A scenario file larger than this is refused before it is parsed (scenarios are a few KiB).
-pub(crate) const MAX_FILE_BYTES: u64 = 1024 * 1024;
+/// A file larger than this is refused before it is parsed (scenarios and configs are a few KiB).
+pub const MAX_FILE_BYTES: u64 = 1024 * 1024;
 
-/// A scenario file that cannot be used, with where and why.
+/// A file that cannot be used, with where and why.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ScenarioError {
+pub struct ConfigError {
     pub path: String,
     /// 1-based; 0 when the error is about the file as a whole.
     pub line: usize,
@@ -18,7 +18,7 @@ pub struct ScenarioError {
     pub message: String,
 }
 
-impl fmt::Display for ScenarioError {
+impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if self.line == 0 {
             write!(f, "{}: {}", self.path, self.message)
@@ -32,9 +32,9 @@ impl fmt::Display for ScenarioError {
     }
 }
 
-impl std::error::Error for ScenarioError {}
+impl std::error::Error for ConfigError {}
 
-/// A place in a scenario file: 1-based line and column, or 0:0 for the file as a whole.
+/// A place in a file: 1-based line and column, or 0:0 for the file as a whole.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Position {
     pub line: usize,
@@ -49,7 +49,7 @@ pub struct Located<T> {
 }
 
 /// Turns byte offsets into positions and positions into errors, for one file.
-pub(crate) struct Source<'a> {
+pub struct Source<'a> {
     pub path: &'a str,
     pub text: &'a str,
 }
@@ -66,7 +66,7 @@ impl Source<'_> {
         }
     }
 
-    pub fn error(&self, span: Range<usize>, message: impl Into<String>) -> ScenarioError {
+    pub fn error(&self, span: Range<usize>, message: impl Into<String>) -> ConfigError {
         error_at(self.path, self.position(span), message)
     }
 
@@ -79,8 +79,8 @@ impl Source<'_> {
     }
 }
 
-pub(crate) fn error_at(path: &str, at: Position, message: impl Into<String>) -> ScenarioError {
-    ScenarioError {
+pub fn error_at(path: &str, at: Position, message: impl Into<String>) -> ConfigError {
+    ConfigError {
         path: path.to_string(),
         line: at.line,
         column: at.column,
@@ -88,19 +88,19 @@ pub(crate) fn error_at(path: &str, at: Position, message: impl Into<String>) -> 
     }
 }
 
-/// Reads a scenario file: at most [`MAX_FILE_BYTES`], and UTF-8.
-pub fn read(path: &Path) -> Result<String, ScenarioError> {
+/// Reads a scenario or config file: at most [`MAX_FILE_BYTES`], and UTF-8.
+pub fn read(path: &Path) -> Result<String, ConfigError> {
     let shown = path.display().to_string();
     let whole = |message: String| error_at(&shown, Position::default(), message);
     let file = std::fs::File::open(path)
-        .map_err(|error| whole(format!("cannot read the scenario file: {error}")))?;
+        .map_err(|error| whole(format!("cannot read the file: {error}")))?;
     let mut bytes = Vec::new();
     file.take(MAX_FILE_BYTES + 1)
         .read_to_end(&mut bytes)
-        .map_err(|error| whole(format!("cannot read the scenario file: {error}")))?;
+        .map_err(|error| whole(format!("cannot read the file: {error}")))?;
     if bytes.len() as u64 > MAX_FILE_BYTES {
         return Err(whole(format!(
-            "the file is larger than {} KiB; a scenario file is a few KiB of TOML",
+            "the file is larger than {} KiB; scenario and config files are a few KiB of TOML",
             MAX_FILE_BYTES / 1024
         )));
     }
@@ -114,7 +114,7 @@ pub fn read(path: &Path) -> Result<String, ScenarioError> {
 
 /// Refuses control characters, which would otherwise reach the terminal raw. `multiline`
 /// allows line breaks and tabs (a description).
-pub(crate) fn printable(text: &str, multiline: bool) -> Result<(), String> {
+pub fn printable(text: &str, multiline: bool) -> Result<(), String> {
     let allowed = |c: char| multiline && (c == '\n' || c == '\t');
     match text.chars().find(|&c| c.is_control() && !allowed(c)) {
         None => Ok(()),

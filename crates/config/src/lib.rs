@@ -1,0 +1,206 @@
+//! The control plane's parameters, as files write them: one schema and one parser for the
+//! simulator's scenario files and the `fleet` binaries' config files. A scenario's `preset`,
+//! `[cluster]` and `[params.*]` mean the same in a config file, with the same defaults and the
+//! same errors, which point at the offending value (`path:line:col`).
+
+pub mod duration;
+pub mod executor;
+pub mod params;
+pub mod preset;
+pub mod protection;
+pub mod source;
+
+use fleet_core::backoff::BackoffPolicy;
+use fleet_core::command::ExecutorConfig;
+use params::{RawBackoff, RawHeartbeat};
+use preset::Defaults;
+use protection::{RawAuth, RawMaster};
+use serde::Deserialize;
+use std::path::Path;
+use std::time::Duration;
+use toml::Spanned;
+
+pub use params::{ClusterSpec, HeartbeatParams};
+pub use protection::{AuthParams, MasterParams};
+pub use source::{ConfigError, Source};
+
+/// `[params]`, as serde reads it.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawParams {
+    heartbeat: Option<Spanned<RawHeartbeat>>,
+    backoff: Option<Spanned<RawBackoff>>,
+    executor: Option<executor::RawExecutor>,
+    auth: Option<RawAuth>,
+    master: Option<RawMaster>,
+}
+
+/// Everything a master or an agent is tuned by, after the preset's defaults and every check.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Params {
+    /// `preset`: the design document whose defaults it starts from.
+    pub preset: Option<String>,
+    pub cluster: ClusterSpec,
+    pub heartbeat: HeartbeatParams,
+    pub backoff: BackoffPolicy,
+    /// `[params.auth]`: agents must present a token; `None`, no authentication.
+    pub auth: Option<AuthParams>,
+    /// How long an agent whose credentials were refused waits before it tries again.
+    pub reauth_delay: Duration,
+    /// `[params.master]`: admission capacity and the attempt manager.
+    pub master: MasterParams,
+    /// `[params.executor]`: how agents run commands.
+    pub executor: ExecutorConfig,
+}
+
+/// The parts of a file that hold parameters, as serde read them.
+pub struct RawParts {
+    pub preset: Option<Spanned<String>>,
+    pub cluster: Option<Spanned<toml::Table>>,
+    pub params: RawParams,
+}
+
+impl RawParts {
+    /// Checks them for a cluster of `masters` masters.
+    pub fn check(self, masters: u32, source: &Source) -> Result<Params, ConfigError> {
+        let defaults = check_preset(self.preset.as_ref(), source)?;
+        let cluster = params::check_cluster(self.cluster, masters, &defaults, source)?;
+        let (auth, reauth_delay) = protection::check_auth(self.params.auth, source)?;
+        let master = protection::check_master(self.params.master, defaults.attempts, source)?;
+        let heartbeat = params::parse_heartbeat(self.params.heartbeat, &defaults, source)?;
+        let backoff = params::parse_backoff(self.params.backoff, &defaults, source)?;
+        let executor = executor::check_executor(self.params.executor, source)?;
+        Ok(Params {
+            preset: self.preset.map(Spanned::into_inner),
+            cluster,
+            heartbeat,
+            backoff,
+            auth,
+            reauth_delay,
+            master,
+            executor,
+        })
+    }
+}
+
+/// A `fleet` config file: `preset`, `[cluster]` and `[params.*]`, nothing else.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFile {
+    preset: Option<Spanned<String>>,
+    cluster: Option<Spanned<toml::Table>>,
+    #[serde(default)]
+    params: RawParams,
+}
+
+impl Params {
+    /// The parameters of a cluster of `masters` masters that sets none: the project's defaults.
+    pub fn defaults(masters: u32) -> Params {
+        Params::parse("(defaults)", "", masters).expect("the defaults are valid")
+    }
+
+    /// Reads and checks the config file at `path`, for a cluster of `masters` masters.
+    pub fn load(path: &Path, masters: u32) -> Result<Params, ConfigError> {
+        let text = source::read(path)?;
+        Params::parse(&path.display().to_string(), &text, masters)
+    }
+
+    /// Parses and checks a config file's text; `path` only labels errors.
+    pub fn parse(path: &str, text: &str, masters: u32) -> Result<Params, ConfigError> {
+        let source = Source { path, text };
+        let raw: RawFile = toml::from_str(text).map_err(|error| {
+            source.error(
+                error.span().unwrap_or(0..0),
+                error.message().trim_end().to_string(),
+            )
+        })?;
+        let parts = RawParts {
+            preset: raw.preset,
+            cluster: raw.cluster,
+            params: raw.params,
+        };
+        parts.check(masters, &source)
+    }
+}
+
+/// The preset's defaults, or the project's.
+fn check_preset(name: Option<&Spanned<String>>, source: &Source) -> Result<Defaults, ConfigError> {
+    let Some(name) = name else {
+        return Ok(Defaults::project());
+    };
+    Defaults::preset(name.get_ref()).ok_or_else(|| {
+        source.error(
+            name.span(),
+            format!(
+                "unknown preset {:?}; expected one of {}",
+                name.get_ref(),
+                preset::NAMES.join(", ")
+            ),
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_config_file_takes_a_scenarios_keys_with_the_same_defaults() {
+        let text = "preset = \"grpc\"\n[cluster]\nmode = \"raft\"\nelection_timeout = \"1500ms..3000ms\"\n\
+                    [params.backoff]\nmax = \"10s\"\n[params.executor]\nmax_concurrent = 2\n";
+        let params = Params::parse("fleet.toml", text, 3).unwrap();
+        assert_eq!(params.preset.as_deref(), Some("grpc"));
+        assert_eq!(
+            params.heartbeat.interval,
+            Duration::from_secs(10),
+            "the preset's"
+        );
+        assert_eq!(
+            params.backoff.max,
+            Duration::from_secs(10),
+            "the file's, over the preset"
+        );
+        assert_eq!(params.executor.max_concurrent, 2);
+        let ClusterSpec::Raft { config, .. } = &params.cluster else {
+            panic!("{:?}", params.cluster)
+        };
+        assert_eq!(config.election_timeout.0, Duration::from_millis(1500));
+        assert_eq!(Params::defaults(1).cluster, ClusterSpec::Single);
+        assert!(matches!(
+            Params::defaults(3).cluster,
+            ClusterSpec::Raft { .. }
+        ));
+    }
+
+    #[test]
+    fn a_bad_config_file_names_the_place() {
+        for (text, masters, at, says) in [
+            (
+                "[params.heartbeat]\ninterval = \"1 s\"\n",
+                1,
+                (2, 12),
+                "duration",
+            ),
+            ("[params.heartbat]\n", 1, (1, 9), "unknown field `heartbat`"),
+            ("topology = 3\n", 1, (1, 1), "unknown field `topology`"),
+            ("preset = \"websocket\"\n", 1, (1, 10), "unknown preset"),
+            (
+                "[cluster]\nmode = \"single\"\n",
+                3,
+                (1, 1),
+                "exactly one master",
+            ),
+            (
+                "[params.backoff]\nstrategy = \"random\"\n",
+                1,
+                (2, 12),
+                "unknown backoff",
+            ),
+        ] {
+            let error = Params::parse("fleet.toml", text, masters).unwrap_err();
+            assert!(error.message.contains(says), "{text:?}: {error}");
+            assert_eq!((error.line, error.column), at, "{text:?}: {error}");
+            assert!(error.to_string().starts_with("fleet.toml:"), "{error}");
+        }
+    }
+}
