@@ -711,12 +711,16 @@ impl<R: RngCore> RaftNode<R> {
                 self.changes.push_back(ClusterEvent::ElectionFinish);
                 self.changes.push_back(ClusterEvent::SignFollower);
             }
+            // A leader sends its state to a follower that has not acknowledged holding it, as
+            // one that lost its disk has not since it came back.
+            let brought_up = state.is_some();
             if let Some(state) = state.filter(|state| state.version > self.state.version) {
                 self.state = state;
                 self.snapshot_out = Some(Output::Install(self.state.clone()));
             }
-            // Holding its leader's newest state, it is up to date again.
-            if let Some(recovery) = &mut self.recovery {
+            // Holding its leader's state, it is up to date again; a heartbeat without it (the
+            // leader still counts what this node acknowledged before it lost its disk) is not.
+            if let Some(recovery) = self.recovery.as_mut().filter(|_| brought_up) {
                 recovery.caught_up = true;
             }
         }

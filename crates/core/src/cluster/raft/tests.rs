@@ -705,7 +705,28 @@ fn a_node_that_lost_its_disk_votes_only_once_caught_up_and_past_its_old_terms() 
     // No election of its own either, however long it waits.
     node.handle_timeout(now + Duration::from_secs(60));
     assert!(!matches!(node.role(), Role::Candidate | Role::PreCandidate));
-    // c leads term 5 and brings it up to date; with a and c heard, its floor is 5.
+    // c leads term 5. A heartbeat without c's state (c thinks b still holds what it acked
+    // before b lost its disk) does not bring b up to date: its vote could elect a candidate
+    // that lacks what b had helped commit (exploration: raft template, seed 4621).
+    let bare = RaftMessage::Heartbeat {
+        term: 5,
+        commit: Version { term: 5, index: 3 },
+        state: None,
+        round: 1,
+    };
+    node.handle_message(now, "c", bare);
+    assert_eq!(ask(&mut node, 5), Some(false));
+    let mut events = reported(&mut node);
+    let refusal = events.iter().find_map(|event| match event {
+        Event::Raft(RaftEvent::VoteDenied { reason, .. }) => Some(reason),
+        _ => None,
+    });
+    assert_eq!(
+        refusal.map(String::as_str),
+        Some("lost its disk; no leader has brought it up to date"),
+        "heard a leader, holds nothing"
+    );
+    // c sends its state; with a and c heard, b's floor is 5.
     let state = Snapshot {
         version: Version { term: 5, index: 3 },
         state: b"ledger".to_vec(),
@@ -714,7 +735,7 @@ fn a_node_that_lost_its_disk_votes_only_once_caught_up_and_past_its_old_terms() 
         term: 5,
         commit: state.version,
         state: Some(state),
-        round: 1,
+        round: 2,
     };
     node.handle_message(now, "c", heartbeat);
     let installed = std::iter::from_fn(|| node.poll_output())
@@ -726,7 +747,7 @@ fn a_node_that_lost_its_disk_votes_only_once_caught_up_and_past_its_old_terms() 
         "term 5 it may have voted in"
     );
     assert_eq!(ask(&mut node, 6), Some(true), "past it");
-    let events = reported(&mut node);
+    events.extend(reported(&mut node));
     assert!(events.contains(&RaftEvent::Recovering {}.into()));
     assert!(events.contains(&RaftEvent::Recovered { floor: 5 }.into()));
 }
