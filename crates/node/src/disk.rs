@@ -12,6 +12,8 @@ use crate::sync::lock;
 use fleet_core::timeline::ShellEvent;
 use std::collections::BTreeMap;
 use std::fmt;
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 /// The record a master's replicated commands and config live in (a
@@ -51,6 +53,8 @@ struct Records {
     unsynced: BTreeMap<String, Stored>,
     /// Something was synced to it once: wiped since or not, it is no new disk.
     used: bool,
+    /// Where a deployed node keeps its records; `None` in the simulator, which keeps them here.
+    dir: Option<PathBuf>,
 }
 
 /// Cheap to clone; every clone is the same disk.
@@ -80,17 +84,62 @@ impl Disk {
         None
     }
 
+    /// A deployed node's disk: the records in directory `dir` (created if missing), each in a
+    /// file of its own. A file that is not a record's is left alone.
+    pub fn open(dir: &Path) -> io::Result<Disk> {
+        std::fs::create_dir_all(dir)?;
+        let mut synced = BTreeMap::new();
+        for entry in std::fs::read_dir(dir)? {
+            let path = entry?.path();
+            let Some(record) = path
+                .file_name()
+                .and_then(|name| record_of_file(name.to_str()?))
+            else {
+                continue;
+            };
+            let bytes = std::fs::read(&path)?;
+            // A file cut short is damaged: its checksum will not match what is left.
+            let (sum, bytes) = match bytes.split_first_chunk::<8>() {
+                Some((sum, rest)) => (u64::from_le_bytes(*sum), rest.to_vec()),
+                None => (!checksum(&bytes), bytes),
+            };
+            synced.insert(record, Stored { bytes, sum });
+        }
+        Ok(Disk(Arc::new(Mutex::new(Records {
+            used: !synced.is_empty(),
+            synced,
+            unsynced: BTreeMap::new(),
+            dir: Some(dir.to_path_buf()),
+        }))))
+    }
+
     /// Replaces `record`; it survives a crash of the process, and a power failure once synced.
+    ///
+    /// # Panics
+    /// When a deployed node cannot write its directory: it must not answer as if it had.
     pub fn write(&self, record: &str, bytes: Vec<u8>) {
-        self.lock()
-            .unsynced
-            .insert(record.to_string(), Stored::new(bytes));
+        let mut records = self.lock();
+        let stored = Stored::new(bytes);
+        if let Some(dir) = &records.dir {
+            if let Err(error) = write_file(dir, record, &stored) {
+                panic!("disk {}: cannot write {record:?}: {error}", dir.display());
+            }
+        }
+        records.unsynced.insert(record.to_string(), stored);
     }
 
     /// Makes every write so far survive a power failure.
+    ///
+    /// # Panics
+    /// When a deployed node cannot flush its directory to the device.
     pub fn sync(&self) {
         let mut records = self.lock();
         let written = std::mem::take(&mut records.unsynced);
+        if let Some(dir) = &records.dir {
+            if let Err(error) = sync_files(dir, written.keys()) {
+                panic!("disk {}: cannot sync: {error}", dir.display());
+            }
+        }
         records.used |= !written.is_empty();
         records.synced.extend(written);
     }
@@ -139,6 +188,34 @@ impl Disk {
     }
 }
 
+/// A record's file: its name with `%` and `/` escaped, then `.rec`.
+fn file_of_record(record: &str) -> String {
+    format!("{}.rec", record.replace('%', "%25").replace('/', "%2F"))
+}
+
+fn record_of_file(file: &str) -> Option<String> {
+    let name = file.strip_suffix(".rec")?;
+    Some(name.replace("%2F", "/").replace("%25", "%"))
+}
+
+/// Replaces the record's file: its checksum, then its bytes, written aside and renamed over it.
+fn write_file(dir: &Path, record: &str, stored: &Stored) -> io::Result<()> {
+    let path = dir.join(file_of_record(record));
+    let aside = path.with_extension("rec.new");
+    let mut file = std::fs::File::create(&aside)?;
+    file.write_all(&stored.sum.to_le_bytes())?;
+    file.write_all(&stored.bytes)?;
+    std::fs::rename(&aside, &path)
+}
+
+/// Flushes the files of `records`, and the directory that names them, to the device.
+fn sync_files<'a>(dir: &Path, records: impl Iterator<Item = &'a String>) -> io::Result<()> {
+    for record in records {
+        std::fs::File::open(dir.join(file_of_record(record)))?.sync_all()?;
+    }
+    std::fs::File::open(dir)?.sync_all()
+}
+
 impl fmt::Debug for Disk {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let records = self.lock();
@@ -154,6 +231,32 @@ impl fmt::Debug for Disk {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_deployed_disk_keeps_its_records_in_files_across_restarts() {
+        let dir = std::env::temp_dir().join(format!("fleet-disk-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let disk = Disk::open(&dir).unwrap();
+        assert!(!disk.is_used(), "a new directory is a new disk");
+        disk.write("raft/hard_state", b"{\"term\":3}".to_vec());
+        disk.write("ledger", b"L".to_vec());
+        disk.sync();
+        std::fs::write(dir.join("notes.txt"), "an operator's file").unwrap();
+        let again = Disk::open(&dir).unwrap();
+        assert!(again.is_used());
+        assert_eq!(
+            again.read("raft/hard_state"),
+            Some(b"{\"term\":3}".to_vec())
+        );
+        assert_eq!(again.read("ledger"), Some(b"L".to_vec()));
+        // A file damaged on the device reads as missing.
+        let file = dir.join("ledger.rec");
+        let mut bytes = std::fs::read(&file).unwrap();
+        *bytes.last_mut().unwrap() ^= 0x5a;
+        std::fs::write(&file, bytes).unwrap();
+        assert_eq!(Disk::open(&dir).unwrap().read("ledger"), None);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 
     #[test]
     fn records_outlive_a_clone_and_a_wipe_erases_them() {
