@@ -220,10 +220,18 @@ impl<E: Engine> FaultInjector<E> {
         self.operate(master.as_slice(), move |registry| {
             let now = fleet_node::clock::now();
             match &op {
-                AdminOp::Status(_) => agents.iter().for_each(|a| registry.admin_status(now, a)),
-                AdminOp::Active => registry.admin_active(now),
-                AdminOp::Cleanup => registry.admin_cleanup(now),
-                AdminOp::Force(_) => agents.iter().for_each(|a| registry.admin_force(a)),
+                AdminOp::Status(_) => agents.iter().for_each(|a| {
+                    registry.admin_status(now, a);
+                }),
+                AdminOp::Active => {
+                    registry.admin_active(now);
+                }
+                AdminOp::Cleanup => {
+                    registry.admin_cleanup(now);
+                }
+                AdminOp::Force(_) => agents.iter().for_each(|a| {
+                    registry.admin_force(a);
+                }),
                 AdminOp::Decommission(_) => {
                     agents.iter().for_each(|a| registry.admin_decommission(a))
                 }

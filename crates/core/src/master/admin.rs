@@ -6,6 +6,19 @@ use crate::timeline::MasterEvent;
 use crate::wire::{CloseCode, Goodbye, Message};
 use std::time::Instant;
 
+/// What a master knows of one agent's reconnection (the reconnection design's status).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Reconnection {
+    /// It has a session and is online.
+    pub connected: bool,
+    /// Failed attempts on its record.
+    pub attempts: u32,
+    /// How long until the master lets it in again; `None` without a record.
+    pub next_retry_ms: Option<u64>,
+    /// Why its last connection ended, by its record.
+    pub reason: String,
+}
+
 impl Registry {
     /// Ends `agent`'s session on purpose, telling it why; no attempt record starts, since the
     /// master chose this. Returns whether it had one.
@@ -44,8 +57,8 @@ impl Registry {
         }
     }
 
-    /// Admin `status`: what the master knows of `agent`'s reconnection.
-    pub fn admin_status(&mut self, now: Instant, agent: &str) {
+    /// What the master knows of `agent`'s reconnection, now.
+    pub fn reconnection(&self, now: Instant, agent: &str) -> Reconnection {
         let connected = (self.agents.nodes.slot_of_agent(agent))
             .and_then(|slot| self.agents.nodes.get(slot))
             .is_some_and(|entry| entry.session.is_some() && entry.liveness == Liveness::Online);
@@ -56,38 +69,56 @@ impl Registry {
             }
             None => (0, None, String::new()),
         };
-        self.output.events.push(MasterEvent::AdminStatus {
-            agent: agent.to_string(),
+        Reconnection {
             connected,
             attempts,
             next_retry_ms,
             reason,
+        }
+    }
+
+    /// Admin `status`: reports [`reconnection`](Self::reconnection), and returns it.
+    pub fn admin_status(&mut self, now: Instant, agent: &str) -> Reconnection {
+        let status = self.reconnection(now, agent);
+        self.output.events.push(MasterEvent::AdminStatus {
+            agent: agent.to_string(),
+            connected: status.connected,
+            attempts: status.attempts,
+            next_retry_ms: status.next_retry_ms,
+            reason: status.reason.clone(),
         });
+        status
     }
 
     /// Admin `active`: the agents reconnecting, by the master's records.
-    pub fn admin_active(&mut self, now: Instant) {
+    pub fn admin_active(&mut self, now: Instant) -> Vec<String> {
         let agents = self.gate.attempts.active(now);
-        self.output.events.push(MasterEvent::AdminActive { agents });
+        self.output.events.push(MasterEvent::AdminActive {
+            agents: agents.clone(),
+        });
+        agents
     }
 
-    /// Admin `cleanup`: drops expired records.
-    pub fn admin_cleanup(&mut self, now: Instant) {
+    /// Admin `cleanup`: drops expired records; returns how many.
+    pub fn admin_cleanup(&mut self, now: Instant) -> u64 {
         let removed = self.gate.attempts.cleanup(now) as u64;
         self.output
             .events
             .push(MasterEvent::AdminCleanup { removed });
+        removed
     }
 
     /// Admin `force`: forgets `agent`'s attempts and ends its session as going away, so it
     /// reconnects at once and is let in.
-    pub fn admin_force(&mut self, agent: &str) {
+    /// Returns whether it had a session.
+    pub fn admin_force(&mut self, agent: &str) -> bool {
         self.gate.attempts.forget(agent);
         let had_session = self.end_session(agent, CloseCode::GoingAway, "forced by an operator");
         self.output.events.push(MasterEvent::AdminForce {
             agent: agent.to_string(),
             had_session,
         });
+        had_session
     }
 
     /// Admin `decommission`: ends `agent`'s session with a normal close (it does not come

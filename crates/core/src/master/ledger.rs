@@ -13,6 +13,18 @@ use crate::wire::{ConfigId, ConfigPush, Message};
 use serde::{Deserialize, Serialize};
 use std::time::Instant;
 
+/// What a master knows of one command (see [`Registry::command_state`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CommandState {
+    Pending {
+        agent: String,
+        name: String,
+        /// The cluster committed it (as far as this master knows).
+        accepted: bool,
+    },
+    Completed,
+}
+
 /// The ledger as it is replicated and kept on disk.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Replicated {
@@ -252,6 +264,26 @@ impl Registry {
             Some(pending) => self.ledger.is_committed(pending.index),
             None => self.ledger.outbox.knows(request_id),
         }
+    }
+
+    /// What this master knows of command `request_id`: pending (accepted or proposed, not yet
+    /// answered), answered, or nothing (never held, or answered too long ago to remember).
+    pub fn command_state(&self, request_id: &str) -> Option<CommandState> {
+        let outbox = &self.ledger.outbox;
+        match outbox.get(request_id) {
+            Some(pending) => Some(CommandState::Pending {
+                agent: pending.agent.clone(),
+                name: pending.command.name.clone(),
+                accepted: self.ledger.is_committed(pending.index),
+            }),
+            None if outbox.knows(request_id) => Some(CommandState::Completed),
+            None => None,
+        }
+    }
+
+    /// The newest config the cluster committed: what agents are brought to.
+    pub fn announced_config(&self) -> &ConfigPush {
+        &self.ledger.announced
     }
 
     /// What became of config `id`, pushed by this master: `Some(true)` once the cluster

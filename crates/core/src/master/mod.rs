@@ -17,7 +17,8 @@ mod register;
 #[cfg(test)]
 mod tests;
 
-pub use ledger::Replicated;
+pub use admin::Reconnection;
+pub use ledger::{CommandState, Replicated};
 pub use nodes::NodeEntry;
 
 use crate::attempts::{Admission, AttemptPolicy};
