@@ -1,0 +1,182 @@
+//! What a running `fleet` process writes to stderr: one line per timeline event (the same events
+//! the simulator's timeline shows), as text or JSON, and whatever else `RUST_LOG` asks for. It
+//! also counts the events by kind, for `/metrics`.
+
+use fleet_core::timeline::{Event, FIELD, TARGET};
+use std::collections::BTreeMap;
+use std::fmt;
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+use tracing::field::{Field, Visit};
+use tracing::{Metadata, Subscriber};
+use tracing_subscriber::layer::{Context, SubscriberExt};
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{EnvFilter, Layer};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    /// `2026-12-06T10:00:00.123Z master-1 became_leader term=2 votes=3`
+    Text,
+    /// `{"time":"2026-12-06T10:00:00.123Z","node":"master-1","kind":"became_leader",...}`
+    Json,
+}
+
+/// How many events of each kind this process emitted. Cheap to clone; every clone is the same.
+#[derive(Clone, Default)]
+pub struct Counters(Arc<Mutex<BTreeMap<String, u64>>>);
+
+impl Counters {
+    fn count(&self, kind: &str) {
+        let mut counts = fleet_node::sync::lock(&self.0);
+        match counts.get_mut(kind) {
+            Some(count) => *count += 1,
+            None => {
+                counts.insert(kind.to_string(), 1);
+            }
+        }
+    }
+
+    /// How many `kind` events so far.
+    pub fn get(&self, kind: &str) -> u64 {
+        fleet_node::sync::lock(&self.0)
+            .get(kind)
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// `fleet_events_total{kind="..."} N`, one line per kind seen.
+    pub fn prometheus(&self) -> String {
+        let counts = fleet_node::sync::lock(&self.0);
+        let mut text = String::from(
+            "# HELP fleet_events_total Timeline events this process emitted, by kind.\n\
+             # TYPE fleet_events_total counter\n",
+        );
+        for (kind, count) in counts.iter() {
+            text.push_str(&format!("fleet_events_total{{kind=\"{kind}\"}} {count}\n"));
+        }
+        text
+    }
+}
+
+/// Installs the process's subscriber: timeline events as lines on stderr, counted in
+/// `counters`; other events as `RUST_LOG` says (warnings and errors by default).
+pub fn init(node: &str, format: Format, counters: Counters) {
+    let timeline = TimelineLines {
+        node: node.to_string(),
+        format,
+        counters,
+    };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn"));
+    let others = tracing_subscriber::fmt::layer()
+        .with_writer(std::io::stderr)
+        .with_filter(filter)
+        .with_filter(tracing_subscriber::filter::filter_fn(|metadata| {
+            metadata.target() != TARGET
+        }));
+    let _ = tracing_subscriber::registry()
+        .with(timeline)
+        .with(others)
+        .try_init();
+}
+
+struct TimelineLines {
+    node: String,
+    format: Format,
+    counters: Counters,
+}
+
+fn is_timeline(metadata: &Metadata<'_>) -> bool {
+    metadata.target() == TARGET && metadata.fields().field(FIELD).is_some()
+}
+
+impl<S: Subscriber> Layer<S> for TimelineLines {
+    fn on_event(&self, event: &tracing::Event<'_>, _: Context<'_, S>) {
+        if !is_timeline(event.metadata()) {
+            return;
+        }
+        let mut visitor = EventField::default();
+        event.record(&mut visitor);
+        let Ok(parsed) = Event::from_json(&visitor.json) else {
+            return;
+        };
+        self.counters.count(parsed.kind());
+        let line = match self.format {
+            Format::Text => text_line(&self.node, &visitor.json),
+            Format::Json => json_line(&self.node, &visitor.json),
+        };
+        let _ = writeln!(std::io::stderr().lock(), "{line}");
+    }
+}
+
+/// Now, in UTC, to the millisecond: `2026-12-06T10:00:00.123Z`.
+fn timestamp() -> String {
+    humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string()
+}
+
+fn text_line(node: &str, json: &str) -> String {
+    let Ok(serde_json::Value::Object(fields)) = serde_json::from_str(json) else {
+        return format!("{} {node} {json}", timestamp());
+    };
+    let mut line = format!("{} {node}", timestamp());
+    for (key, value) in fields {
+        let shown = match value {
+            serde_json::Value::String(text) => text,
+            other => other.to_string(),
+        };
+        if key == "kind" {
+            line.push(' ');
+        } else {
+            line.push_str(&format!(" {key}="));
+        }
+        line.push_str(&shown);
+    }
+    line
+}
+
+fn json_line(node: &str, json: &str) -> String {
+    let mut line = serde_json::Map::new();
+    line.insert("time".into(), timestamp().into());
+    line.insert("node".into(), node.into());
+    if let Ok(serde_json::Value::Object(fields)) = serde_json::from_str(json) {
+        line.extend(fields);
+    }
+    serde_json::Value::Object(line).to_string()
+}
+
+#[derive(Default)]
+struct EventField {
+    json: String,
+}
+
+impl Visit for EventField {
+    fn record_str(&mut self, field: &Field, value: &str) {
+        if field.name() == FIELD {
+            self.json = value.to_string();
+        }
+    }
+
+    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        if field.name() == FIELD {
+            self.json = format!("{value:?}");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_event_becomes_a_line_of_its_fields() {
+        let json = r#"{"kind":"became_leader","term":2,"votes":3}"#;
+        let text = text_line("master-1", json);
+        assert!(
+            text.ends_with(" master-1 became_leader term=2 votes=3"),
+            "{text}"
+        );
+        let line: serde_json::Value = serde_json::from_str(&json_line("master-1", json)).unwrap();
+        assert_eq!(line["node"], "master-1");
+        assert_eq!(line["kind"], "became_leader");
+        assert_eq!(line["votes"], 3);
+    }
+}
