@@ -300,9 +300,14 @@ async fn command(State(admin): Shared, Path(request_id): Path<String>) -> Respon
             "accepted": accepted,
         }))
         .into_response(),
-        Some(CommandState::Completed) => Json(json!({
+        Some(CommandState::Completed(result)) => Json(json!({
             "request_id": request_id,
             "state": "completed",
+            "result": result.map(|result| json!({
+                "outcome": result.outcome.name(),
+                "output": result.output,
+                "duration_ms": result.duration_ms,
+            })),
         }))
         .into_response(),
         None => error(

@@ -59,11 +59,12 @@ pub struct MasterArgs {
     /// Where the master keeps its term, vote, commands and config across restarts.
     #[arg(long, value_name = "DIR")]
     pub data: PathBuf,
-    /// Another master of the cluster, by its cluster address: NAME=ADDR. Repeatable.
+    /// A master of the cluster, by its cluster address: NAME=ADDR. Repeatable; it may list this
+    /// master too (at its --cluster-listen), so every master can be given the same list.
     #[arg(long, value_name = "NAME=ADDR", value_parser = named_address)]
     pub peer: Vec<(String, SocketAddr)>,
-    /// Another master's admin address, where this one sends writes when that one leads:
-    /// NAME=ADDR. Repeatable.
+    /// A master's admin address, where this one sends writes when that one leads: NAME=ADDR.
+    /// Repeatable; it may list this master too (at its --admin).
     #[arg(long, value_name = "NAME=ADDR", value_parser = named_address)]
     pub peer_admin: Vec<(String, SocketAddr)>,
     /// How the masters agree on a leader; over the config file's `[cluster] mode`. Default:

@@ -8,9 +8,11 @@ use std::process::ExitCode;
 fn main() -> ExitCode {
     // clap exits 2, naming the flag, on a bad one.
     let cli = Cli::parse();
-    if cfg!(madsim) {
+    if !fleet_node::net::REAL_SOCKETS {
+        // A simulation build, or a native one made together with the harness, whose turmoil
+        // engine turns the shell's sockets into turmoil's for every crate built with it.
         eprintln!(
-            "fleet: this is the simulation build; the binary runs on real sockets: \
+            "fleet: this build's sockets are a simulator's; build the binary on its own: \
              cargo native build --release -p fleet"
         );
         return ExitCode::from(2);

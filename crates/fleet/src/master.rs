@@ -27,8 +27,32 @@ struct Plan {
     disk: Disk,
 }
 
+/// The other masters of `list` (which may name this one too, so every master can be given
+/// the same list, if it names it at `mine`), by name; each named once.
+fn others(
+    list: &[(String, SocketAddr)],
+    me: &str,
+    mine: Option<SocketAddr>,
+    flag: &str,
+) -> Result<BTreeMap<String, SocketAddr>, StartError> {
+    let mut others = BTreeMap::new();
+    for (name, address) in list {
+        if name == me {
+            if mine.is_some_and(|mine| mine != *address) {
+                return Err(StartError::Usage(format!(
+                    "{flag} {name}={address} names this master at another address than its own"
+                )));
+            }
+        } else if others.insert(name.clone(), *address).is_some() {
+            return Err(StartError::Usage(format!("{flag} names {name} twice")));
+        }
+    }
+    Ok(others)
+}
+
 fn plan(args: &MasterArgs) -> Result<Plan, StartError> {
-    let masters = 1 + args.peer.len() as u32;
+    let mut members = others(&args.peer, &args.name, args.cluster_listen, "--peer")?;
+    let masters = 1 + members.len() as u32;
     let params = cli::params(&args.common, masters, args.mode.as_deref())?;
     let mode = match &params.cluster {
         ClusterSpec::Single => ClusterMode::Single,
@@ -49,12 +73,6 @@ fn plan(args: &MasterArgs) -> Result<Plan, StartError> {
             ))
         }
     };
-    let mut members: BTreeMap<String, SocketAddr> = args.peer.iter().cloned().collect();
-    if members.len() != args.peer.len() || members.contains_key(&args.name) {
-        return Err(StartError::Usage(
-            "every --peer names another master, once".into(),
-        ));
-    }
     members.insert(args.name.clone(), cluster_listen);
     let (save_votes, fsync) = match &params.cluster {
         ClusterSpec::Raft { persist, fsync, .. } => (*persist, *fsync),
@@ -144,9 +162,15 @@ pub async fn run(args: MasterArgs, counters: Counters) -> Result<(), StartError>
         state.set_leadership(Leadership::Follower { leader: None }, None);
     }
     let handle = ClusterHandle::new(&args.name);
-    let mut admins: BTreeMap<String, String> = (args.peer_admin.iter())
-        .map(|(name, address)| (name.clone(), address.to_string()))
-        .collect();
+    let mut admins: BTreeMap<String, String> = others(
+        &args.peer_admin,
+        &args.name,
+        Some(args.admin),
+        "--peer-admin",
+    )?
+    .into_iter()
+    .map(|(name, address)| (name, address.to_string()))
+    .collect();
     admins.insert(args.name.clone(), args.admin.to_string());
     let api = Arc::new(Admin {
         name: args.name.clone(),

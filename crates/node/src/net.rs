@@ -24,6 +24,9 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
+/// Whether this build's sockets are the operating system's: neither simulator's.
+pub const REAL_SOCKETS: bool = cfg!(all(not(madsim), not(feature = "turmoil")));
+
 #[cfg(any(madsim, not(feature = "turmoil")))]
 use tokio::net as raw;
 

@@ -111,10 +111,11 @@ impl Registry {
         if let Received::First { agent } = self.ledger.outbox.receive(&result) {
             self.changed();
             self.output.events.push(CommandEvent::CommandResult {
-                request_id: result.request_id,
+                request_id: result.request_id.clone(),
                 agent,
                 outcome: result.outcome.name().to_string(),
             });
+            self.ledger.results.keep(result);
         }
     }
 

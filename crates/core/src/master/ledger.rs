@@ -7,10 +7,11 @@
 
 use super::{Leadership, Registry};
 use crate::bugs::Bug;
-use crate::command::Outbox;
+use crate::command::{CommandResult, Outbox};
 use crate::timeline::{CommandEvent, MasterEvent};
 use crate::wire::{ConfigId, ConfigPush, Message};
 use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, VecDeque};
 use std::time::Instant;
 
 /// What a master knows of one command (see [`Registry::command_state`]).
@@ -22,7 +23,8 @@ pub enum CommandState {
         /// The cluster committed it (as far as this master knows).
         accepted: bool,
     },
-    Completed,
+    /// Answered: with the result, if this master received it.
+    Completed(Option<CommandResult>),
 }
 
 /// The ledger as it is replicated and kept on disk.
@@ -59,6 +61,35 @@ pub(super) struct Ledger {
     /// Commits its own changes at once, with no cluster to replicate them: a registry run
     /// alone (tests, a shell without a cluster loop).
     pub(super) standalone: bool,
+    /// The results this master received, for an operator who asks. Not replicated: a
+    /// successor knows that a command completed, not what it answered.
+    pub(super) results: Results,
+}
+
+/// The newest [`RESULTS_KEPT`] results, by request id.
+#[derive(Debug, Default)]
+pub(super) struct Results {
+    by_id: BTreeMap<String, CommandResult>,
+    order: VecDeque<String>,
+}
+
+/// As many results as an outbox remembers answered ids.
+const RESULTS_KEPT: usize = 4096;
+
+impl Results {
+    pub(super) fn keep(&mut self, result: CommandResult) {
+        self.order.push_back(result.request_id.clone());
+        self.by_id.insert(result.request_id.clone(), result);
+        if self.order.len() > RESULTS_KEPT {
+            if let Some(oldest) = self.order.pop_front() {
+                self.by_id.remove(&oldest);
+            }
+        }
+    }
+
+    pub(super) fn get(&self, request_id: &str) -> Option<&CommandResult> {
+        self.by_id.get(request_id)
+    }
 }
 
 impl Ledger {
@@ -74,6 +105,7 @@ impl Ledger {
             committed: Some(0),
             inherited: 0,
             standalone: true,
+            results: Results::default(),
         }
     }
 
@@ -276,8 +308,11 @@ impl Registry {
                 name: pending.command.name.clone(),
                 accepted: self.ledger.is_committed(pending.index),
             }),
-            None if outbox.knows(request_id) => Some(CommandState::Completed),
-            None => None,
+            None => match self.ledger.results.get(request_id) {
+                Some(result) => Some(CommandState::Completed(Some(result.clone()))),
+                None if outbox.knows(request_id) => Some(CommandState::Completed(None)),
+                None => None,
+            },
         }
     }
 

@@ -184,3 +184,39 @@ fn an_unreadable_state_is_refused_and_changes_nothing() {
     assert!(registry.install(7, b"{not json").is_err());
     assert_eq!(registry.replicated(), before);
 }
+
+/// What an operator reads of a command: pending and accepted, then answered with its result on
+/// the master that received it, and answered without one on a successor.
+#[test]
+fn a_commands_state_is_pending_then_completed_with_its_result() {
+    let mut leader = master("master-1");
+    let id = (leader.submit("agent-1", "echo", BTreeMap::new(), Duration::from_secs(1))).unwrap();
+    assert_eq!(
+        leader.command_state(&id),
+        Some(CommandState::Pending {
+            agent: "agent-1".into(),
+            name: "echo".into(),
+            accepted: true,
+        })
+    );
+    assert_eq!(leader.command_state("master-1-99"), None);
+    registered(&mut leader, "agent-1", 1);
+    let result = crate::command::CommandResult {
+        request_id: id.clone(),
+        outcome: crate::command::Outcome::Ok,
+        output: "hi".into(),
+        duration_ms: 3,
+    };
+    leader.handle_message(Instant::now(), 1, Message::CommandResult(result.clone()));
+    assert_eq!(
+        leader.command_state(&id),
+        Some(CommandState::Completed(Some(result)))
+    );
+    let state = serde_json::to_vec(&leader.replicated()).unwrap();
+    let mut successor = master("master-2");
+    successor.install(1, &state).unwrap();
+    assert_eq!(
+        successor.command_state(&id),
+        Some(CommandState::Completed(None))
+    );
+}

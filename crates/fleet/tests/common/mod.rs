@@ -1,0 +1,399 @@
+//! A fleet of real `fleet` processes on loopback for the tests: free ports, a directory of
+//! data and logs, the admin API as the only window, and every process killed on drop.
+
+#![allow(dead_code)]
+
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub const FLEET: &str = env!("CARGO_BIN_EXE_fleet");
+
+#[derive(Clone, Copy)]
+pub enum MasterMode {
+    Raft,
+    Lease(SocketAddr),
+}
+
+/// One master's addresses.
+#[derive(Clone, Copy)]
+struct Ports {
+    agents: SocketAddr,
+    cluster: SocketAddr,
+    admin: SocketAddr,
+}
+
+/// Who leads, how long after the wait began it was seen, and in which term.
+#[derive(Clone, Debug)]
+pub struct Leader {
+    pub name: String,
+    pub after: Duration,
+    pub term: u64,
+}
+
+pub struct Fleet {
+    dir: PathBuf,
+    mode: MasterMode,
+    config: Option<PathBuf>,
+    masters: BTreeMap<String, Ports>,
+    processes: BTreeMap<String, Child>,
+    http: ureq::Agent,
+}
+
+/// `n` free loopback addresses, held until all are chosen so none repeats.
+fn free_addresses(n: usize) -> Vec<SocketAddr> {
+    let listeners: Vec<TcpListener> = (0..n)
+        .map(|_| TcpListener::bind("127.0.0.1:0").expect("a free port"))
+        .collect();
+    listeners
+        .iter()
+        .map(|listener| listener.local_addr().unwrap())
+        .collect()
+}
+
+impl Fleet {
+    /// `masters` masters, started; agents come with [`start_agent`](Self::start_agent).
+    pub fn new(name: &str, masters: usize, mode: MasterMode, config: Option<&str>) -> Fleet {
+        let dir = std::env::temp_dir().join(format!("fleet-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let config = config.map(|text| {
+            let path = dir.join("fleet.toml");
+            std::fs::write(&path, text).unwrap();
+            path
+        });
+        let addresses = free_addresses(3 * masters);
+        let masters: BTreeMap<String, Ports> = (0..masters)
+            .map(|i| {
+                let ports = Ports {
+                    agents: addresses[3 * i],
+                    cluster: addresses[3 * i + 1],
+                    admin: addresses[3 * i + 2],
+                };
+                (format!("master-{}", i + 1), ports)
+            })
+            .collect();
+        let http = ureq::AgentBuilder::new()
+            .redirects(0)
+            .timeout(Duration::from_secs(2))
+            .build();
+        let mut fleet = Fleet {
+            dir,
+            mode,
+            config,
+            masters,
+            processes: BTreeMap::new(),
+            http,
+        };
+        for name in fleet.masters.keys().cloned().collect::<Vec<_>>() {
+            fleet.start_master(&name);
+        }
+        fleet
+    }
+
+    fn spawn(&mut self, name: &str, args: Vec<String>) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join(format!("{name}.log")))
+            .unwrap();
+        let child = Command::new(FLEET)
+            .args(&args)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("the fleet binary starts");
+        if let Some(mut old) = self.processes.insert(name.to_string(), child) {
+            let _ = old.kill();
+            let _ = old.wait();
+        }
+    }
+
+    /// Starts (or restarts, from its data directory) master `name`.
+    pub fn start_master(&mut self, name: &str) {
+        let ports = self.masters[name];
+        let mut args: Vec<String> = [
+            "master",
+            "--name",
+            name,
+            "--listen",
+            &ports.agents.to_string(),
+            "--cluster-listen",
+            &ports.cluster.to_string(),
+            "--admin",
+            &ports.admin.to_string(),
+            "--data",
+            &self.dir.join(name).display().to_string(),
+        ]
+        .map(String::from)
+        .to_vec();
+        // Every master gets the same list, itself included, as an operator's script would.
+        for (peer, peer_ports) in &self.masters {
+            args.push("--peer".into());
+            args.push(format!("{peer}={}", peer_ports.cluster));
+            args.push("--peer-admin".into());
+            args.push(format!("{peer}={}", peer_ports.admin));
+        }
+        if let MasterMode::Lease(store) = self.mode {
+            args.extend([
+                "--mode".into(),
+                "lease".into(),
+                "--store".into(),
+                store.to_string(),
+            ]);
+        }
+        if let Some(config) = &self.config {
+            args.extend(["--config".into(), config.display().to_string()]);
+        }
+        self.spawn(name, args);
+    }
+
+    pub fn start_agent(&mut self, name: &str) {
+        let mut args: Vec<String> = vec!["agent".into(), "--name".into(), name.into()];
+        for (master, ports) in &self.masters {
+            args.push("--master".into());
+            args.push(format!("{master}={}", ports.agents));
+        }
+        if let Some(config) = &self.config {
+            args.extend(["--config".into(), config.display().to_string()]);
+        }
+        self.spawn(name, args);
+    }
+
+    /// Sends `signal` (KILL, TERM, STOP, CONT) to process `name`.
+    pub fn signal(&mut self, name: &str, signal: &str) {
+        let pid = self.processes[name].id();
+        let status = Command::new("kill")
+            .args([format!("-{signal}"), pid.to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success(), "kill -{signal} {name}");
+        if signal == "KILL" {
+            let _ = self.processes.get_mut(name).unwrap().wait();
+        }
+    }
+
+    /// The exit code of `name` once it exits within `within`; `None` if it did not.
+    pub fn wait_for_exit(&mut self, name: &str, within: Duration) -> Option<i32> {
+        let started = Instant::now();
+        let child = self.processes.get_mut(name)?;
+        while started.elapsed() < within {
+            if let Some(status) = child.try_wait().unwrap() {
+                return status.code();
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+
+    fn is_running(&mut self, name: &str) -> bool {
+        self.processes
+            .get_mut(name)
+            .is_some_and(|child| matches!(child.try_wait(), Ok(None)))
+    }
+
+    /// GET `path` of master `name`'s admin API; `None` if it does not answer 200.
+    pub fn get(&self, name: &str, path: &str) -> Option<Value> {
+        let url = format!("http://{}{path}", self.masters[name].admin);
+        self.http.get(&url).call().ok()?.into_json().ok()
+    }
+
+    /// POST `body` to `path` of master `name`: the status and the JSON body, whatever the status.
+    pub fn post(&self, name: &str, path: &str, body: &Value) -> (u16, Value) {
+        let url = format!("http://{}{path}", self.masters[name].admin);
+        match self.http.post(&url).send_json(body.clone()) {
+            Ok(response) => (
+                response.status(),
+                response.into_json().unwrap_or(Value::Null),
+            ),
+            Err(ureq::Error::Status(status, response)) => {
+                (status, response.into_json().unwrap_or(Value::Null))
+            }
+            Err(error) => (0, json!({ "transport": error.to_string() })),
+        }
+    }
+
+    /// Submits an `echo` for `agent` at master `name`, following its redirect to the leader,
+    /// as a client does; the request id.
+    pub fn submit(&self, name: &str, agent: &str) -> String {
+        let body = json!({ "agent": agent, "name": "echo", "args": { "from": name } });
+        let (status, answer) = self.post(name, "/api/commands", &body);
+        let (status, answer) = match status {
+            307 => {
+                let leader = answer["leader"]
+                    .as_str()
+                    .expect("a redirect names the leader");
+                self.post(leader, "/api/commands", &body)
+            }
+            _ => (status, answer),
+        };
+        assert_eq!(status, 202, "submit at {name}: {answer}\n{}", self.logs());
+        answer["request_id"].as_str().unwrap().to_string()
+    }
+
+    /// The result of command `id`, once a master answers it completed within `within`.
+    pub fn wait_for_result(&self, id: &str, within: Duration) -> Value {
+        self.wait(within, &format!("command {id} completed"), || {
+            self.masters.keys().find_map(|name| {
+                let state = self.get(name, &format!("/api/commands/{id}"))?;
+                (state["state"] == "completed" && !state["result"].is_null())
+                    .then(|| state["result"].clone())
+            })
+        })
+        .0
+    }
+
+    /// The leader, once exactly one running master says it leads and no other running master
+    /// names another, other than `not` (the leader before).
+    pub fn wait_for_leader(&mut self, within: Duration, not: Option<&Leader>) -> Leader {
+        let running: Vec<String> = (self.masters.keys().cloned().collect::<Vec<_>>())
+            .into_iter()
+            .filter(|name| self.is_running(name))
+            .collect();
+        let (leader, after) = self.wait(within, "one leader", || {
+            let views: Vec<Value> = running
+                .iter()
+                .filter_map(|name| self.get(name, "/api/cluster"))
+                .collect();
+            let leaders: Vec<&Value> = views.iter().filter(|v| v["role"] == "leader").collect();
+            let [leader] = leaders[..] else { return None };
+            let name = leader["name"].as_str()?.to_string();
+            let agreed = views
+                .iter()
+                .all(|view| view["leader"].is_null() || view["leader"] == name.as_str());
+            let new = not.is_none_or(|before| before.name != name);
+            (agreed && new).then(|| (name, leader["term"].as_u64().unwrap_or(0)))
+        });
+        Leader {
+            name: leader.0,
+            after,
+            term: leader.1,
+        }
+    }
+
+    /// How long until `count` agents are online and connected at `leader`.
+    pub fn wait_for_agents_at(&self, leader: &Leader, count: usize, within: Duration) -> Duration {
+        let what = format!("{count} agents online at {}", leader.name);
+        self.wait(within, &what, || {
+            let nodes = self.get(&leader.name, "/api/nodes")?;
+            let online = (nodes.as_array()?.iter())
+                .filter(|node| node["status"] == "online" && node["connected"] == true)
+                .count();
+            (online >= count).then_some(())
+        })
+        .1
+    }
+
+    /// How long until `leader` shows `agent` with `status`.
+    pub fn wait_for_agent_status(
+        &self,
+        leader: &str,
+        agent: &str,
+        status: &str,
+        within: Duration,
+    ) -> Duration {
+        let what = format!("{agent} {status} at {leader}");
+        self.wait(within, &what, || {
+            let nodes = self.get(leader, "/api/nodes")?;
+            let node = nodes
+                .as_array()?
+                .iter()
+                .find(|node| node["name"] == agent)?;
+            (node["status"] == status).then_some(())
+        })
+        .1
+    }
+
+    /// Until master `name` follows `leader`.
+    pub fn wait_for_follower(&self, name: &str, leader: &str, within: Duration) {
+        self.wait(within, &format!("{name} follows {leader}"), || {
+            let view = self.get(name, "/api/cluster")?;
+            (view["role"] == "follower" && view["leader"] == leader).then_some(())
+        });
+    }
+
+    /// Polls `probe` until it answers, within `within`: its answer and how long it took; a
+    /// failure names `what` and shows every process's log.
+    fn wait<T>(
+        &self,
+        within: Duration,
+        what: &str,
+        mut probe: impl FnMut() -> Option<T>,
+    ) -> (T, Duration) {
+        let started = Instant::now();
+        loop {
+            if let Some(answer) = probe() {
+                return (answer, started.elapsed());
+            }
+            assert!(
+                started.elapsed() < within,
+                "no {what} within {within:?}\n{}",
+                self.logs()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// The last lines of every process's log.
+    pub fn logs(&self) -> String {
+        let mut shown = String::new();
+        for name in self.processes.keys() {
+            let text =
+                std::fs::read_to_string(self.dir.join(format!("{name}.log"))).unwrap_or_default();
+            let lines: Vec<&str> = text.lines().collect();
+            let tail = &lines[lines.len().saturating_sub(15)..];
+            shown.push_str(&format!("--- {name}\n{}\n", tail.join("\n")));
+        }
+        shown
+    }
+}
+
+impl Drop for Fleet {
+    fn drop(&mut self) {
+        for child in self.processes.values_mut() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+/// A redis-server for one test, stopped when dropped.
+pub struct Redis {
+    child: Child,
+    pub address: SocketAddr,
+}
+
+impl Redis {
+    pub fn start() -> Redis {
+        let address = free_addresses(1)[0];
+        let child = Command::new("redis-server")
+            .args(["--port", &address.port().to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("redis-server must be installed (Debian: apt-get install redis-server)");
+        let started = Instant::now();
+        while TcpStream::connect(address).is_err() {
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "redis-server did not start"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Redis { child, address }
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
