@@ -61,7 +61,24 @@ pub fn router(admin: Arc<Admin>) -> Router {
             )
         })
         .layer(DefaultBodyLimit::max(MAX_BODY))
+        .layer(axum::middleware::map_response(errors_as_json))
         .with_state(admin)
+}
+
+/// Every error answers JSON: one axum made itself (a method not allowed, a path it could not
+/// read) has its text put in `{"error": ...}`.
+async fn errors_as_json(response: Response) -> Response {
+    let status = response.status();
+    let is_json = (response.headers().get(header::CONTENT_TYPE))
+        .is_some_and(|value| value.as_bytes().starts_with(b"application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return response;
+    }
+    let text = match axum::body::to_bytes(response.into_body(), MAX_BODY).await {
+        Ok(bytes) if !bytes.is_empty() => String::from_utf8_lossy(&bytes).into_owned(),
+        _ => status.canonical_reason().unwrap_or("error").to_lowercase(),
+    };
+    error(status, text)
 }
 
 type Shared = State<Arc<Admin>>;
