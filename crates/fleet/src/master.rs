@@ -153,7 +153,7 @@ pub async fn run(args: MasterArgs, counters: Counters) -> Result<(), StartError>
     let peers = TcpListener::bind(peers_at)
         .await
         .map_err(|error| bind("--cluster-listen", peers_at, error))?;
-    let admin_listener = tokio_rt::net::TcpListener::bind(args.admin)
+    let admin_listener = TcpListener::bind(args.admin)
         .await
         .map_err(|error| bind("--admin", args.admin, error))?;
     let state = MasterState::open(config, Some(disk), Some(&crate::boot_id()));
@@ -181,7 +181,7 @@ pub async fn run(args: MasterArgs, counters: Counters) -> Result<(), StartError>
         counters,
     });
     tokio_rt::spawn(async move {
-        if let Err(error) = axum::serve(admin_listener, admin::router(api)).await {
+        if let Err(error) = admin::serve(admin_listener, admin::router(api)).await {
             tracing::error!("the admin API stopped: {error}");
         }
     });

@@ -289,10 +289,12 @@ impl MasterState {
 
     /// Changes the registry through `f` and sends what it produced (goodbyes, closes):
     /// credentials, admin operations, shutdown.
-    pub fn operate(&self, f: impl FnOnce(&mut Registry)) {
+    /// Returns what `f` returned.
+    pub fn operate<T>(&self, f: impl FnOnce(&mut Registry) -> T) -> T {
         let mut shared = self.lock();
-        f(&mut shared.registry);
+        let answer = f(&mut shared.registry);
         shared.dispatch(None, &mut Vec::new());
+        answer
     }
 }
 

@@ -9,18 +9,20 @@ use crate::history::online::OnlineHistory;
 use crate::history::{Effect, FaultEvent, Fired, Timeline};
 use crate::run::effects::Effects;
 use crate::run::engine::{sleep_until, Engine};
-use crate::run::nodes::{AgentSlot, Built, MasterSlot, Revoked};
+use crate::run::nodes::{AgentSlot, Built, MasterSlot, Revoked, ADMIN_PORT};
 use crate::run::record::Recorder;
 use crate::scenario::faults::{AdminOp, Condition, Fault, FaultAction};
 use crate::scenario::selector::{Scope, Selector, Topology};
+use fleet::admin::Method;
 use fleet_node::disk::Disk;
 use fleet_node::machine::{Gate, Machine};
 use fleet_node::sync::lock;
 use fleet_node::MasterState;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -213,29 +215,45 @@ impl<E: Engine> FaultInjector<E> {
         .await;
     }
 
-    /// Sends `op` about `agents` to `master`, the leader of the moment; with none, it goes
-    /// nowhere (and the record says so).
+    /// Sends `op` about `agents` to `master`, the leader of the moment (with none, it goes
+    /// nowhere, and the record says so), through its admin API: HTTP requests from the master's
+    /// own machine to its admin port, as an operator's `curl` on that host, one after another.
+    /// What the master does, its registry reports on the timeline.
     async fn admin(&mut self, op: &AdminOp, agents: Vec<String>, master: Option<String>) {
-        let op = op.clone();
-        self.operate(master.as_slice(), move |registry| {
-            let now = fleet_node::clock::now();
-            match &op {
-                AdminOp::Status(_) => agents.iter().for_each(|a| {
-                    registry.admin_status(now, a);
-                }),
-                AdminOp::Active => {
-                    registry.admin_active(now);
+        let Some((master, &(_, ip))) = master.and_then(|m| self.machines.get_key_value(&m)) else {
+            return;
+        };
+        let address = SocketAddr::new(ip, ADMIN_PORT);
+        let requests: Vec<(Method, String, Option<Value>)> = match op {
+            AdminOp::Status(_) => (agents.iter())
+                .map(|a| {
+                    (
+                        Method::GET,
+                        format!("/api/reconnection/status?agent={a}"),
+                        None,
+                    )
+                })
+                .collect(),
+            AdminOp::Active => vec![(Method::GET, "/api/reconnection/active".into(), None)],
+            AdminOp::Cleanup => vec![(Method::POST, "/api/reconnection/cleanup".into(), None)],
+            AdminOp::Force(_) => (agents.iter())
+                .map(|a| {
+                    let body = Some(json!({ "agent": a }));
+                    (Method::POST, "/api/reconnection/force".into(), body)
+                })
+                .collect(),
+            AdminOp::Decommission(_) => (agents.iter())
+                .map(|a| (Method::DELETE, format!("/api/nodes/{a}"), None))
+                .collect(),
+        };
+        let master = master.clone();
+        self.on_masters(&[master], move |_| {
+            let requests = requests.clone();
+            fleet_node::task::spawn(async move {
+                for (method, path, body) in requests {
+                    let _ = fleet::admin::request(address, method, &path, body).await;
                 }
-                AdminOp::Cleanup => {
-                    registry.admin_cleanup(now);
-                }
-                AdminOp::Force(_) => agents.iter().for_each(|a| {
-                    registry.admin_force(a);
-                }),
-                AdminOp::Decommission(_) => {
-                    agents.iter().for_each(|a| registry.admin_decommission(a))
-                }
-            }
+            });
         })
         .await;
     }

@@ -10,6 +10,7 @@
 
 use crate::run::engine::{Boot, Machines};
 use crate::run::store::{self, Store};
+use crate::scenario::faults::FaultAction;
 use crate::scenario::selector::{NodeKind, Topology, STORE};
 use crate::scenario::{ClusterSpec, Scenario};
 use fleet_core::agent::{AgentConfig, Connector};
@@ -31,6 +32,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 pub(crate) const MASTER_PORT: u16 = 7000;
+/// Where every master answers the operators' admin API (the `fleet` binary's router).
+pub(crate) const ADMIN_PORT: u16 = 8080;
 pub(crate) const CLUSTER_PORT: u16 = 7001;
 pub(crate) const STORE_PORT: u16 = 6379;
 /// Agents start this long after the masters, so the first attempt finds a listener.
@@ -317,13 +320,28 @@ impl MasterNode<'_> {
         let listen = Listen {
             agents: machines.listen(SocketAddr::new(ip, MASTER_PORT)),
             peers: machines.listen(cluster.members[&cluster.me]),
+            admin: machines.listen(SocketAddr::new(ip, ADMIN_PORT)),
         };
+        // Every master's admin address, where a follower sends writes.
+        let admins: BTreeMap<String, String> = (cluster.members.iter())
+            .map(|(name, peers)| {
+                (
+                    name.clone(),
+                    SocketAddr::new(peers.ip(), ADMIN_PORT).to_string(),
+                )
+            })
+            .collect();
+        // Served only where the harness will ask it something: binding a socket draws from
+        // madsim's random stream, and would shift every run that never uses the API.
+        let api = (scenario.faults.iter())
+            .any(|fault| matches!(fault.action, FaultAction::Admin(_)))
+            .then_some((scenario.cluster.mode(), admins));
         let incarnations = Incarnations::new(seed, &cluster.me);
         let boot: Boot = Arc::new(move || {
             let (incarnation, rng) = incarnations.next();
             let boot = (incarnation > 1).then(|| incarnation.to_string());
             let (disk, config, slot) = (Some(disk.clone()), config.clone(), slot.clone());
-            let revoked = revoked.clone();
+            let (revoked, api) = (revoked.clone(), api.clone());
             // A first start is one that finds a disk nothing was ever synced to: a node whose
             // first start died before it wrote finds a new disk, not a lost one.
             let cluster = ClusterConfig {
@@ -342,7 +360,7 @@ impl MasterNode<'_> {
                     }
                 });
                 *lock(&slot) = Some(state.clone());
-                run_master(listen, state, cluster, rng).await
+                run_master(listen, state, cluster, rng, api).await
             })
         });
         machines.add(&name, ip, super::budget::machine(), boot);
@@ -359,18 +377,22 @@ fn leader_wait(cluster: &ClusterSpec) -> Duration {
     }
 }
 
-/// Where a master binds: for its agents, and for its cluster peers.
+/// Where a master binds: for its agents, its cluster peers and the admin API.
 #[derive(Clone, Copy)]
 struct Listen {
     agents: SocketAddr,
     peers: SocketAddr,
+    admin: SocketAddr,
 }
 
+/// A master as the `fleet` binary runs one: the agent server, the cluster loop and, with `api`
+/// (its mode, and every master's admin address, for redirects), the admin API.
 async fn run_master(
     listen: Listen,
     state: fleet_node::MasterState,
     cluster: ClusterConfig,
     rng: ChaCha8Rng,
+    api: Option<(&'static str, BTreeMap<String, String>)>,
 ) {
     if !matches!(cluster.mode, ClusterMode::Single) {
         // Until elected, a cluster member serves no agents.
@@ -382,16 +404,34 @@ async fn run_master(
     );
     let (agents, peers) = match listeners {
         (Ok(agents), Ok(peers)) => (agents, peers),
-        (Err(error), _) | (_, Err(error)) => {
-            return emit(ShellEvent::BindFailed {
-                error: error.to_string(),
-            })
-        }
+        (Err(error), _) | (_, Err(error)) => return bind_failed(error),
     };
-    // The agent server's tasks end with this node, like everything else here.
+    // The servers' tasks end with this node, like everything else here.
     fleet_node::task::spawn(fleet_node::run_master(agents, state.clone()));
     let handle = ClusterHandle::new(&cluster.me);
+    if let Some((mode, admins)) = api {
+        let admin = match fleet_node::net::TcpListener::bind(listen.admin).await {
+            Ok(admin) => admin,
+            Err(error) => return bind_failed(error),
+        };
+        let api = fleet::admin::Admin {
+            name: cluster.me.clone(),
+            mode,
+            master: state.clone(),
+            cluster: handle.clone(),
+            admins,
+            counters: Default::default(),
+        };
+        let router = fleet::admin::router(Arc::new(api));
+        fleet_node::task::spawn(fleet::admin::serve(admin, router));
+    }
     fleet_node::cluster::run_cluster(cluster, peers, rng, state, handle).await;
+}
+
+fn bind_failed(error: std::io::Error) {
+    emit(ShellEvent::BindFailed {
+        error: error.to_string(),
+    });
 }
 
 /// One agent, before it is built.

@@ -5,6 +5,11 @@
 //! `307` and a `Location` at the leader's admin address. Every error is a 4xx or 5xx with a JSON
 //! body `{"error": ...}`, and a request that fails changes nothing.
 
+mod http;
+
+pub use axum::http::Method;
+pub use http::{request, serve};
+
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::{header, HeaderValue, StatusCode, Uri};
@@ -47,6 +52,7 @@ pub fn router(admin: Arc<Admin>) -> Router {
         .route("/metrics", get(metrics))
         .route("/api/cluster", get(cluster))
         .route("/api/nodes", get(nodes))
+        .route("/api/nodes/{agent}", axum::routing::delete(decommission))
         .route("/api/commands", post(submit_command))
         .route("/api/commands/{request_id}", get(command))
         .route("/api/config", get(config).post(push_config))
@@ -406,9 +412,7 @@ async fn reconnection_status(
         return error(StatusCode::BAD_REQUEST, "give the agent: ?agent=NAME");
     };
     let now = fleet_node::clock::now();
-    let status = admin
-        .master
-        .with_registry(|registry| registry.reconnection(now, &agent));
+    let status = (admin.master).operate(|registry| registry.admin_status(now, &agent));
     Json(json!({
         "agent": agent,
         "connected": status.connected,
@@ -421,10 +425,7 @@ async fn reconnection_status(
 
 async fn reconnection_active(State(admin): Shared) -> Response {
     let now = fleet_node::clock::now();
-    let mut agents = Vec::new();
-    admin
-        .master
-        .operate(|registry| agents = registry.admin_active(now));
+    let agents = (admin.master).operate(|registry| registry.admin_active(now));
     Json(json!({ "agents": agents })).into_response()
 }
 
@@ -433,10 +434,7 @@ async fn reconnection_cleanup(State(admin): Shared, uri: Uri) -> Response {
         return elsewhere;
     }
     let now = fleet_node::clock::now();
-    let mut removed = 0;
-    admin
-        .master
-        .operate(|registry| removed = registry.admin_cleanup(now));
+    let removed = (admin.master).operate(|registry| registry.admin_cleanup(now));
     Json(json!({ "removed": removed })).into_response()
 }
 
@@ -458,11 +456,23 @@ async fn reconnection_force(
     if let Some(elsewhere) = to_leader(&admin, &uri) {
         return elsewhere;
     }
-    let mut had_session = false;
+    let had_session = (admin.master).operate(|registry| registry.admin_force(&agent));
+    Json(json!({ "agent": agent, "had_session": had_session })).into_response()
+}
+
+/// The reconnection design's `decommission`: ends the agent's session for good and drops it
+/// from the registry.
+async fn decommission(State(admin): Shared, uri: Uri, Path(agent): Path<String>) -> Response {
+    if let Some(elsewhere) = to_leader(&admin, &uri) {
+        return elsewhere;
+    }
+    let known = admin
+        .master
+        .with_registry(|registry| knows_agent(registry, &agent));
     admin
         .master
-        .operate(|registry| had_session = registry.admin_force(&agent));
-    Json(json!({ "agent": agent, "had_session": had_session })).into_response()
+        .operate(|registry| registry.admin_decommission(&agent));
+    Json(json!({ "agent": agent, "was_registered": known })).into_response()
 }
 
 /// Prometheus' text format: gauges read now, and counts of the timeline's events by kind.
