@@ -20,7 +20,7 @@
 
 use crate::backoff::{Backoff, BackoffPolicy, Next};
 use crate::bugs::{Bug, Bugs};
-use crate::command::{Executor, ExecutorConfig, Step};
+use crate::command::{Command, Executor, ExecutorConfig, Outcome, Step};
 pub use crate::timeline::DisconnectReason;
 use crate::timeline::{AgentEvent, CommandEvent, Event, Events};
 use crate::wire::{
@@ -115,6 +115,13 @@ pub enum AgentAction {
     Send(Message),
     /// Drop the current connection.
     Close,
+    /// The master refused this agent's token: fetch a new one, if there is a source of them,
+    /// and hand it to [`Connector::set_token`] before the agent registers again.
+    RefreshToken,
+    /// Run this command with the deployment's handler for its name (see
+    /// [`ExecutorConfig::external`](crate::command::ExecutorConfig::external)), and hand its
+    /// outcome to [`Connector::handle_external_result`].
+    RunExternal(Command),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -274,6 +281,10 @@ impl<R: RngCore> Connector<R> {
                         .push(CommandEvent::CommandDuplicate { request_id });
                     stored
                 }
+                Step::RunExternal(command) => {
+                    self.actions.push_back(AgentAction::RunExternal(command));
+                    None
+                }
             };
             if let Some(result) = send.filter(|_| online) {
                 let message = Message::CommandResult(result);
@@ -281,6 +292,23 @@ impl<R: RngCore> Connector<R> {
             }
         }
         self.update_status();
+    }
+
+    /// The token the next registrations carry.
+    pub fn set_token(&mut self, token: String) {
+        self.config.register.token = token;
+    }
+
+    /// An external command ([`AgentAction::RunExternal`]) ended.
+    pub fn handle_external_result(
+        &mut self,
+        now: Instant,
+        request_id: &str,
+        outcome: Outcome,
+        output: String,
+    ) {
+        let steps = self.executor.complete(now, request_id, outcome, output);
+        self.apply(steps);
     }
 
     pub fn handle_timeout(&mut self, now: Instant) {
@@ -543,6 +571,8 @@ impl<R: RngCore> Connector<R> {
             }
             Reconnect::Reauthenticate => {
                 let delay = self.config.reauth_delay;
+                // The reconnection design's "fetch a new token" before trying again.
+                self.actions.push_back(AgentAction::RefreshToken);
                 self.redirects_in_a_row = 0;
                 self.attempt += 1;
                 self.state = State::Waiting {

@@ -16,7 +16,7 @@
 
 use crate::bugs::{Bug, Bugs};
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::{Duration, Instant};
 
 /// One command, as the master sends it.
@@ -78,12 +78,15 @@ impl NodeStatus {
     }
 }
 
-/// What a handler does with a command: answer at once, or take time and then answer.
+/// What a handler does with a command: answer at once, take time and then answer, or leave it
+/// to the shell.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Work {
     Done(Outcome, String),
     /// Take this long, then finish `ok` with this output.
     Wait(Duration, String),
+    /// The shell does it (see [`ExecutorConfig::external`]).
+    External,
 }
 
 /// The built-in handlers, by command name.
@@ -122,6 +125,12 @@ pub struct ExecutorConfig {
     pub queue_limit: usize,
     /// How many finished commands' results are kept to answer duplicates.
     pub remember: usize,
+    /// Commands the shell runs (a deployment's own handlers: a program, a library's code)
+    /// rather than a built-in: the executor says when to start one ([`Step::RunExternal`]) and
+    /// takes its result back ([`Executor::complete`]), under the same slots, queue, timeout and
+    /// duplicate suppression.
+    #[serde(skip_serializing_if = "BTreeSet::is_empty")]
+    pub external: BTreeSet<String>,
     /// Bugs planted for the harness to find (none outside a `bugs` build).
     #[serde(skip)]
     pub bugs: Bugs,
@@ -133,6 +142,7 @@ impl Default for ExecutorConfig {
             max_concurrent: 4,
             queue_limit: 64,
             remember: 1024,
+            external: BTreeSet::new(),
             bugs: Bugs::NONE,
         }
     }
@@ -151,15 +161,27 @@ pub enum Step {
         request_id: String,
         stored: Option<CommandResult>,
     },
+    /// Start this external command (see [`ExecutorConfig::external`]); hand its outcome to
+    /// [`Executor::complete`]. Past its timeout the executor answers `timeout` itself, and
+    /// what comes later is ignored: stop the work then.
+    RunExternal(Command),
 }
 
 struct Running {
     started: Instant,
-    /// When its work is done.
-    done_at: Instant,
+    /// When its work is done; `None` for external work, done when the shell says.
+    done_at: Option<Instant>,
     /// When it times out, if its work is not done by then.
     deadline: Instant,
     output: String,
+}
+
+impl Running {
+    /// When it ends: its work done, or its timeout.
+    fn due(&self) -> Instant {
+        self.done_at
+            .map_or(self.deadline, |done| done.min(self.deadline))
+    }
 }
 
 /// The agent's side: handlers, a concurrency limit, a queue, timeouts and duplicate
@@ -254,7 +276,9 @@ impl Executor {
             let Some((command, _)) = self.queued.pop_front() else {
                 break;
             };
+            let external = self.config.external.contains(&command.name);
             let work = match Handler::named(&command.name) {
+                _ if external => Work::External,
                 None => Work::Done(
                     Outcome::UnknownCommand,
                     format!("no handler {:?}", command.name),
@@ -262,26 +286,49 @@ impl Executor {
                 Some(handler) => self.work(handler, &command),
             };
             let deadline = now + Duration::from_millis(command.timeout_ms);
-            let id = command.request_id;
+            let id = command.request_id.clone();
             steps.push(Step::Started {
                 request_id: id.clone(),
-                name: command.name,
+                name: command.name.clone(),
             });
-            match work {
+            let (done_at, output) = match work {
                 Work::Done(outcome, output) => {
                     steps.push(self.finish(&id, now, now, outcome, output));
+                    continue;
                 }
-                Work::Wait(wait, output) => {
-                    let running = Running {
-                        started: now,
-                        done_at: now + wait,
-                        deadline,
-                        output,
-                    };
-                    self.running.insert(id, running);
+                Work::Wait(wait, output) => (Some(now + wait), output),
+                Work::External => {
+                    steps.push(Step::RunExternal(command));
+                    (None, String::new())
                 }
-            }
+            };
+            let running = Running {
+                started: now,
+                done_at,
+                deadline,
+                output,
+            };
+            self.running.insert(id, running);
         }
+        steps
+    }
+
+    /// The shell's external command `request_id` ended with `outcome` and `output`; nothing if
+    /// it had already timed out (or is no external command running).
+    pub fn complete(
+        &mut self,
+        now: Instant,
+        request_id: &str,
+        outcome: Outcome,
+        output: String,
+    ) -> Vec<Step> {
+        let external = (self.running.get(request_id)).is_some_and(|r| r.done_at.is_none());
+        if !external {
+            return Vec::new();
+        }
+        let running = self.running.remove(request_id).expect("checked above");
+        let mut steps = vec![self.finish(request_id, running.started, now, outcome, output)];
+        steps.extend(self.start_ready(now));
         steps
     }
 
@@ -346,19 +393,20 @@ impl Executor {
     /// timeout finishes `timeout`; freed slots start queued commands.
     pub fn poll(&mut self, now: Instant) -> Vec<Step> {
         let due: Vec<String> = (self.running.iter())
-            .filter(|(_, running)| running.done_at.min(running.deadline) <= now)
+            .filter(|(_, running)| running.due() <= now)
             .map(|(id, _)| id.clone())
             .collect();
         let mut steps = Vec::new();
         for id in due {
             let running = self.running.remove(&id).expect("listed above");
-            let (outcome, output) = if running.done_at <= running.deadline {
+            let end = running.due();
+            let (outcome, output) = if running.done_at.is_some_and(|done| done <= running.deadline)
+            {
                 (Outcome::Ok, running.output)
             } else {
                 let limit = (running.deadline - running.started).as_millis();
                 (Outcome::Timeout, format!("no result within {limit}ms"))
             };
-            let end = running.done_at.min(running.deadline);
             steps.push(self.finish(&id, running.started, end, outcome, output));
         }
         if !steps.is_empty() {
@@ -369,9 +417,7 @@ impl Executor {
 
     /// When [`Executor::poll`] next has something to do.
     pub fn next_deadline(&self) -> Option<Instant> {
-        (self.running.values())
-            .map(|running| running.done_at.min(running.deadline))
-            .min()
+        self.running.values().map(Running::due).min()
     }
 }
 

@@ -1,8 +1,11 @@
 //! `fleet agent`: the reconnecting agent over real sockets.
 
 use crate::cli::{self, AgentArgs, StartError};
+use crate::exec::Exec;
 use fleet_core::agent::{AgentConfig, Connector};
+use fleet_core::command::ExecutorConfig;
 use fleet_node::AgentControl;
+use fleet_node::{AgentHooks, Handlers};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -13,12 +16,7 @@ const UNREGISTER_GRACE: Duration = Duration::from_secs(2);
 pub async fn run(args: AgentArgs) -> Result<(), StartError> {
     let params = cli::params(&args.common, args.master.len() as u32, None)?;
     let token = match &args.token_file {
-        Some(path) => std::fs::read_to_string(path)
-            .map_err(|error| {
-                StartError::Usage(format!("--token-file {}: {error}", path.display()))
-            })?
-            .trim()
-            .to_string(),
+        Some(path) => read_token(path).map_err(StartError::Usage)?,
         None => String::new(),
     };
     let hostname = std::fs::read_to_string("/etc/hostname")
@@ -37,18 +35,56 @@ pub async fn run(args: AgentArgs) -> Result<(), StartError> {
             fleet_node::clock::unix_ms(),
             token,
         ),
-        commands: params.executor,
+        commands: ExecutorConfig {
+            external: args.exec.iter().map(|(name, _)| name.clone()).collect(),
+            ..params.executor
+        },
         reauth_delay: params.reauth_delay,
         bugs: Default::default(),
     };
+    // Read again each time a master refuses the token: the reconnection design's "fetch a new
+    // token". An unreadable file keeps the old one.
+    let token_file = args.token_file.clone();
+    let fetch = token_file.map(|path| {
+        let fetch: Arc<dyn Fn() -> Option<String> + Send + Sync> =
+            Arc::new(move || match read_token(&path) {
+                Ok(token) => Some(token),
+                Err(error) => {
+                    tracing::warn!("{error}; keeping the token it had");
+                    None
+                }
+            });
+        fetch
+    });
+    let handlers: Handlers = (args.exec.iter())
+        .map(|(name, program)| {
+            let exec: Arc<dyn fleet_node::Handler> = Arc::new(Exec {
+                program: program.clone(),
+            });
+            (name.clone(), exec)
+        })
+        .collect();
     let connector = Connector::new(config, crate::rng(), fleet_node::clock::now());
     let control = Arc::new(AgentControl::default());
     let running = {
         let control = control.clone();
-        tokio_rt::spawn(async move { fleet_node::run_agent(connector, addresses, &control).await })
+        tokio_rt::spawn(async move {
+            let hooks = AgentHooks {
+                handlers,
+                token: fetch,
+            };
+            fleet_node::run_agent(connector, addresses, &control, &hooks).await
+        })
     };
     crate::stop_signal().await;
     control.stop();
     let _ = tokio_rt::time::timeout(UNREGISTER_GRACE, running).await;
     Ok(())
+}
+
+/// The token in `path`, trimmed.
+fn read_token(path: &std::path::Path) -> Result<String, String> {
+    std::fs::read_to_string(path)
+        .map(|text| text.trim().to_string())
+        .map_err(|error| format!("--token-file {}: {error}", path.display()))
 }

@@ -93,6 +93,10 @@ pub struct AgentArgs {
     /// A file holding this agent's token, read again after every refusal of it.
     #[arg(long, value_name = "FILE")]
     pub token_file: Option<PathBuf>,
+    /// A command named NAME runs PROGRAM, its args as JSON on stdin, its stdout the result,
+    /// under the command's timeout. Repeatable; only the names listed run anything.
+    #[arg(long, value_name = "NAME=PROGRAM", value_parser = crate::exec::parse)]
+    pub exec: Vec<(String, PathBuf)>,
     #[command(flatten)]
     pub common: Common,
 }

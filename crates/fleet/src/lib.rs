@@ -5,6 +5,7 @@
 pub mod admin;
 pub mod agent;
 pub mod cli;
+pub mod exec;
 pub mod logs;
 pub mod master;
 

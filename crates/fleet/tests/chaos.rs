@@ -105,3 +105,67 @@ fn lease_masters_hand_over_when_the_holder_dies() {
         "ok"
     );
 }
+
+/// `--exec NAME=PROGRAM`: the program gets the args as JSON on stdin and its stdout is the
+/// result; past the command's timeout the agent answers `timeout`; names not listed run nothing.
+#[test]
+fn an_agent_runs_the_programs_its_operator_listed_under_each_commands_timeout() {
+    use serde_json::json;
+    use std::os::unix::fs::PermissionsExt;
+    let mut fleet = Fleet::new("exec", 1, MasterMode::Raft, None);
+    let script = |name: &str, body: &str| {
+        let path = fleet.dir().join(name);
+        std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        format!("{}={}", name.trim_end_matches(".sh"), path.display())
+    };
+    let upper = script("upper.sh", "tr a-z A-Z");
+    let slow = script("slow.sh", "sleep 5");
+    let fails = script("fails.sh", "echo 'no disk' >&2; exit 3");
+    let flags: Vec<String> = [&upper, &slow, &fails]
+        .iter()
+        .flat_map(|exec| ["--exec".to_string(), exec.to_string()])
+        .collect();
+    fleet.start_agent_with("agent-1", &flags);
+    let leader = fleet.wait_for_leader(Duration::from_secs(10), None);
+    fleet.wait_for_agents_at(&leader, 1, Duration::from_secs(10));
+    let run = |name: &str, timeout_ms: u64| {
+        let body = json!({"agent": "agent-1", "name": name, "args": {"text": "hi"}, "timeout_ms": timeout_ms});
+        let id = fleet.submit_body(&leader.name, &body);
+        fleet.wait_for_result(&id, Duration::from_secs(5))
+    };
+    let answer = run("upper", 5000);
+    assert_eq!(
+        (&answer["outcome"], &answer["output"]),
+        (&json!("ok"), &json!("{\"TEXT\":\"HI\"}"))
+    );
+    let answer = run("slow", 300);
+    assert_eq!(answer["outcome"], "timeout", "{answer}");
+    let answer = run("fails", 5000);
+    assert_eq!(answer["outcome"], "error", "{answer}");
+    assert!(
+        answer["output"].as_str().unwrap().contains("no disk"),
+        "{answer}"
+    );
+    let answer = run("rm", 5000);
+    assert_eq!(answer["outcome"], "unknown_command", "{answer}");
+}
+
+/// `--token-file` is read again each time a master refuses the token, so an operator who
+/// fixes the file lets the agent in on its next try, with no restart.
+#[test]
+fn an_agent_refused_its_token_reads_the_file_again() {
+    let config = "[params.auth]\nsecret = \"s3cret\"\nreauth_delay = \"300ms\"\n";
+    let mut fleet = Fleet::new("token", 1, MasterMode::Raft, Some(config));
+    let file = fleet.dir().join("agent-1.token");
+    std::fs::write(&file, "not-the-token\n").unwrap();
+    let flags = ["--token-file".to_string(), file.display().to_string()];
+    fleet.start_agent_with("agent-1", &flags);
+    let leader = fleet.wait_for_leader(Duration::from_secs(10), None);
+    std::thread::sleep(Duration::from_secs(1));
+    let nodes = fleet.get(&leader.name, "/api/nodes").unwrap();
+    assert_eq!(nodes, serde_json::json!([]), "refused: {nodes}");
+    std::fs::write(&file, fleet_core::auth::token("s3cret", "agent-1")).unwrap();
+    let back = fleet.wait_for_agents_at(&leader, 1, Duration::from_secs(5));
+    eprintln!("token fixed: agent-1 online {back:?} later");
+}

@@ -5,6 +5,7 @@ use crate::codec::{CodecError, FrameCodec};
 use crate::net::TcpStream;
 use crate::report::emit_from;
 use fleet_core::agent::{AgentAction, Connector, DisconnectReason};
+use fleet_core::command::{Command, Outcome};
 use fleet_core::wire::{BuildInfo, Message, Register};
 use futures::task::AtomicWaker;
 use futures::{SinkExt, StreamExt};
@@ -15,7 +16,10 @@ use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::task::Poll;
+use std::time::Duration;
+use tokio::sync::mpsc;
 use tokio_util::codec::Framed;
 
 /// The registration an agent of this build sends.
@@ -137,17 +141,67 @@ pub fn classify(error: &io::Error) -> DisconnectReason {
     }
 }
 
+/// A deployment's own command: what an agent runs for the commands named in its config's
+/// [`external`](fleet_core::command::ExecutorConfig::external) set. The agent gives it the
+/// command (name, args, timeout) and sends back what it answers; past the command's timeout it
+/// drops the future (stop the work then: a child process killed on drop, say) and answers
+/// `timeout` itself.
+pub trait Handler: Send + Sync {
+    fn run(&self, command: Command) -> Pin<Box<dyn Future<Output = (Outcome, String)> + Send>>;
+}
+
+/// The handlers, by command name.
+pub type Handlers = BTreeMap<String, Arc<dyn Handler>>;
+
+/// What a deployment plugs into its agent; the default, nothing.
+#[derive(Clone, Default)]
+pub struct AgentHooks {
+    /// Run the commands its config calls external, by name.
+    pub handlers: Handlers,
+    /// A fresh token, asked for each time a master refuses the one it has (`None`: keep it).
+    #[allow(clippy::type_complexity)]
+    pub token: Option<Arc<dyn Fn() -> Option<String> + Send + Sync>>,
+}
+
+/// Runs `command` with its handler (one missing answers `unknown_command`), under its timeout,
+/// and sends its id and outcome to `done`.
+fn spawn_external(handlers: &Handlers, command: Command, done: &ExternalResults) {
+    let done = done.clone();
+    let id = command.request_id.clone();
+    let timeout = Duration::from_millis(command.timeout_ms);
+    let work = match handlers.get(&command.name) {
+        Some(handler) => handler.run(command),
+        None => {
+            let answer = (
+                Outcome::UnknownCommand,
+                format!("no handler {:?}", command.name),
+            );
+            Box::pin(std::future::ready(answer))
+        }
+    };
+    crate::task::spawn(async move {
+        // The core answers `timeout` at the deadline; this only stops the work.
+        if let Ok((outcome, output)) = crate::clock::timeout(timeout, work).await {
+            let _ = done.send((id, outcome, output));
+        }
+    });
+}
+
+type ExternalResults = mpsc::UnboundedSender<(String, Outcome, String)>;
+
 /// Drives `connector` against `masters` (indexed like its config's master names) until it
-/// gives up, a master closes it for good, or `control` stops it.
+/// gives up, a master closes it for good, or `control` stops it, with what `hooks` plug in.
 pub async fn run_agent<R: RngCore>(
     mut connector: Connector<R>,
     masters: Vec<SocketAddr>,
     control: &AgentControl,
+    hooks: &AgentHooks,
 ) {
     let mut link = Link::Idle;
     let mut timer = Timer::default();
     let stopped = control.stopped();
     tokio::pin!(stopped);
+    let (external_done, mut external_results) = mpsc::unbounded_channel();
     loop {
         emit_from(|| connector.poll_event());
         while let Some(action) = connector.poll_action() {
@@ -168,6 +222,14 @@ pub async fn run_agent<R: RngCore>(
                     }
                 }
                 AgentAction::Close => link = Link::Idle,
+                AgentAction::RunExternal(command) => {
+                    spawn_external(&hooks.handlers, command, &external_done)
+                }
+                AgentAction::RefreshToken => {
+                    if let Some(token) = hooks.token.as_ref().and_then(|fetch| fetch()) {
+                        connector.set_token(token);
+                    }
+                }
             }
         }
         if connector.is_finished() {
@@ -192,6 +254,10 @@ pub async fn run_agent<R: RngCore>(
                 }
             },
             _ = timer.expired() => connector.handle_timeout(now()),
+            // The sender lives as long as this loop: `None` never comes.
+            Some((id, outcome, output)) = external_results.recv() => {
+                connector.handle_external_result(now(), &id, outcome, output);
+            }
             // A stopped connector is finished: the loop returns before polling this again.
             _ = &mut stopped => connector.disconnect(),
         }

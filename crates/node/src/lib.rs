@@ -18,5 +18,5 @@ pub mod report;
 pub mod sync;
 pub mod task;
 
-pub use agent::{registration, run_agent, AgentControl};
+pub use agent::{registration, run_agent, AgentControl, AgentHooks, Handler, Handlers};
 pub use master::{run_master, MasterState};

@@ -75,6 +75,7 @@ async fn an_agent_registers_and_comes_back_after_the_master_restarts() {
             connector,
             vec![address],
             &fleet_node::AgentControl::default(),
+            &Default::default(),
         )
         .await
     });

@@ -482,7 +482,7 @@ impl Agent<'_> {
                     bugs,
                 };
                 let connector = Connector::new(config, rng, fleet_node::clock::now());
-                fleet_node::run_agent(connector, addresses, &control).await;
+                fleet_node::run_agent(connector, addresses, &control, &Default::default()).await;
             })
         });
         machines.add(&node, ip, super::budget::machine(), boot);

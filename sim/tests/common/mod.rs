@@ -58,7 +58,13 @@ pub fn master_and_agent(runtime: &Runtime) -> Exposed {
             };
             let rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
             let connector = Connector::new(config, rng, Instant::now());
-            run_agent(connector, vec![MASTER], &Default::default()).await;
+            run_agent(
+                connector,
+                vec![MASTER],
+                &Default::default(),
+                &Default::default(),
+            )
+            .await;
         })
         .build();
     state

@@ -310,6 +310,7 @@ proptest! {
                     Step::Reply(result) => to_master.push_back(result),
                     Step::Duplicate { stored: Some(result), .. } => to_master.push_back(result),
                     Step::Duplicate { stored: None, .. } => {}
+                    Step::RunExternal(command) => panic!("no external commands here: {command:?}"),
                 }
             }
         };
@@ -363,4 +364,67 @@ proptest! {
         prop_assert_eq!(started.len(), commands);
         prop_assert_eq!(taken.len(), commands);
     }
+}
+
+/// A deployment's own command: the executor says when to start it, takes its result back, and
+/// holds it to the same slot, timeout and duplicate suppression as a built-in.
+#[test]
+fn an_external_command_runs_in_the_shell_under_the_executors_rules() {
+    let now = Instant::now();
+    let config = ExecutorConfig {
+        max_concurrent: 1,
+        external: BTreeSet::from(["upper".to_string()]),
+        ..ExecutorConfig::default()
+    };
+    let mut executor = Executor::new(config);
+    let upper = command("m-1", "upper", &[("text", "hi")]);
+    let steps = executor.receive(now, upper.clone());
+    assert_eq!(
+        steps,
+        [
+            Step::Started {
+                request_id: "m-1".into(),
+                name: "upper".into()
+            },
+            Step::RunExternal(upper.clone()),
+        ]
+    );
+    assert_eq!(executor.next_deadline(), Some(now + Duration::from_secs(1)));
+    // Its slot is taken: an echo waits for it.
+    assert!(executor
+        .receive(now, command("m-2", "echo", &[]))
+        .is_empty());
+    let copy = executor.receive(now, upper.clone());
+    assert!(
+        matches!(&copy[..], [Step::Duplicate { stored: None, .. }]),
+        "{copy:?}"
+    );
+    let later = now + Duration::from_millis(10);
+    let steps = executor.complete(later, "m-1", Outcome::Ok, "HI".into());
+    assert_eq!(
+        replies(&steps),
+        [("m-1".into(), Outcome::Ok), ("m-2".into(), Outcome::Ok)]
+    );
+    let Step::Reply(result) = &steps[0] else {
+        panic!("{steps:?}")
+    };
+    assert_eq!((result.output.as_str(), result.duration_ms), ("HI", 10));
+    // One that outlives its timeout is answered `timeout`; its late result is ignored.
+    let slow = Command {
+        timeout_ms: 100,
+        ..command("m-3", "upper", &[])
+    };
+    executor.receive(later, slow);
+    let due = later + Duration::from_millis(100);
+    assert_eq!(
+        replies(&executor.poll(due)),
+        [("m-3".into(), Outcome::Timeout)]
+    );
+    assert!(executor
+        .complete(due, "m-3", Outcome::Ok, "late".into())
+        .is_empty());
+    // Without it in `external`, the name is no handler's.
+    let mut plain = Executor::new(ExecutorConfig::default());
+    let steps = plain.receive(now, command("m-4", "upper", &[]));
+    assert_eq!(replies(&steps), [("m-4".into(), Outcome::UnknownCommand)]);
 }

@@ -57,6 +57,8 @@ impl Pair {
                 AgentAction::Connect { .. } => agent.handle_connected(now),
                 AgentAction::Send(message) => master.handle_message(now, SESSION, message),
                 AgentAction::Close => panic!("the session should hold"),
+                AgentAction::RunExternal(command) => panic!("no external commands: {command:?}"),
+                AgentAction::RefreshToken => {}
             }
             while let Some(MasterAction::Send { message, .. }) = master.poll_action() {
                 agent.handle_message(now, message);

@@ -153,7 +153,13 @@ impl Fleet {
     }
 
     pub fn start_agent(&mut self, name: &str) {
+        self.start_agent_with(name, &[]);
+    }
+
+    /// Starts agent `name` with `extra` flags.
+    pub fn start_agent_with(&mut self, name: &str, extra: &[String]) {
         let mut args: Vec<String> = vec!["agent".into(), "--name".into(), name.into()];
+        args.extend(extra.iter().cloned());
         for (master, ports) in &self.masters {
             args.push("--master".into());
             args.push(format!("{master}={}", ports.agents));
@@ -221,6 +227,12 @@ impl Fleet {
     /// as a client does; the request id.
     pub fn submit(&self, name: &str, agent: &str) -> String {
         let body = json!({ "agent": agent, "name": "echo", "args": { "from": name } });
+        self.submit_body(name, &body)
+    }
+
+    /// Submits `body` at master `name`, following its redirect to the leader; the request id.
+    pub fn submit_body(&self, name: &str, body: &Value) -> String {
+        let body = body.clone();
         let (status, answer) = self.post(name, "/api/commands", &body);
         let (status, answer) = match status {
             307 => {
@@ -233,6 +245,11 @@ impl Fleet {
         };
         assert_eq!(status, 202, "submit at {name}: {answer}\n{}", self.logs());
         answer["request_id"].as_str().unwrap().to_string()
+    }
+
+    /// The directory of the fleet's data and logs.
+    pub fn dir(&self) -> &std::path::Path {
+        &self.dir
     }
 
     /// The result of command `id`, once a master answers it completed within `within`.
