@@ -189,6 +189,19 @@ fn spawn_external(handlers: &Handlers, command: Command, done: &ExternalResults)
 
 type ExternalResults = mpsc::UnboundedSender<(String, Outcome, String)>;
 
+/// Sends `message` on the open link, if there is one; a send that fails breaks the connection.
+async fn send<R: RngCore>(link: &mut Link, connector: &mut Connector<R>, message: Message) {
+    let Link::Open(framed) = link else { return };
+    if let Err(error) = framed.send(message).await {
+        let reason = match error {
+            CodecError::Io(error) => classify(&error),
+            CodecError::Wire(_) => DisconnectReason::ProtocolError,
+        };
+        connector.handle_disconnected(now(), reason);
+        emit_from(|| connector.poll_event());
+    }
+}
+
 /// Drives `connector` against `masters` (indexed like its config's master names) until it
 /// gives up, a master closes it for good, or `control` stops it, with what `hooks` plug in.
 pub async fn run_agent<R: RngCore>(
@@ -209,18 +222,7 @@ pub async fn run_agent<R: RngCore>(
                 AgentAction::Connect { target } => {
                     link = Link::Connecting(Box::pin(TcpStream::connect(masters[target])));
                 }
-                AgentAction::Send(message) => {
-                    if let Link::Open(framed) = &mut link {
-                        if let Err(error) = framed.send(message).await {
-                            let reason = match error {
-                                CodecError::Io(error) => classify(&error),
-                                CodecError::Wire(_) => DisconnectReason::ProtocolError,
-                            };
-                            connector.handle_disconnected(now(), reason);
-                            emit_from(|| connector.poll_event());
-                        }
-                    }
-                }
+                AgentAction::Send(message) => send(&mut link, &mut connector, message).await,
                 AgentAction::Close => link = Link::Idle,
                 AgentAction::RunExternal(command) => {
                     spawn_external(&hooks.handlers, command, &external_done)

@@ -192,16 +192,8 @@ impl RawScenario {
             cluster: self.cluster,
             params: self.params,
         };
-        let Params {
-            preset,
-            cluster,
-            heartbeat,
-            backoff,
-            auth,
-            reauth_delay,
-            master,
-            executor,
-        } = parts.check(topology.masters, source)?;
+        let params = parts.check(topology.masters, source)?;
+        let Params { cluster, auth, .. } = &params;
         let topology = Topology {
             store: matches!(cluster, ClusterSpec::Lease(_)),
             ..topology
@@ -222,11 +214,11 @@ impl RawScenario {
             .map(|expect| expect::check(expect, source))
             .collect::<Result<Vec<_>, _>>()?;
         let recovery = recovery::Parameters {
-            cluster: &cluster,
-            heartbeat: &heartbeat,
-            backoff: &backoff,
-            reauth: auth.as_ref().map(|_| reauth_delay),
-            attempts: &master.attempts,
+            cluster,
+            heartbeat: &params.heartbeat,
+            backoff: &params.backoff,
+            reauth: auth.as_ref().map(|_| params.reauth_delay),
+            attempts: &params.master.attempts,
         };
         let explore = (self.explore)
             .map(|raw| explore::check(raw, &topology, duration, &recovery, source))
@@ -240,17 +232,17 @@ impl RawScenario {
             seeds: check_seeds(self.seeds, source)?,
             duration,
             topology,
-            cluster,
-            preset,
-            heartbeat,
-            backoff,
-            auth,
-            reauth_delay,
-            master,
+            cluster: params.cluster,
+            preset: params.preset,
+            heartbeat: params.heartbeat,
+            backoff: params.backoff,
+            auth: params.auth,
+            reauth_delay: params.reauth_delay,
+            master: params.master,
             network,
             faults,
             operations,
-            executor,
+            executor: params.executor,
             expectations,
             explore,
             sometimes,

@@ -227,13 +227,10 @@ async fn submit_command(
             "`agent` and `name` must not be empty",
         );
     }
-    let mut args = BTreeMap::new();
-    for (name, value) in &request.args {
-        match arg_text(name, value) {
-            Ok(text) => args.insert(name.clone(), text),
-            Err(why) => return error(StatusCode::BAD_REQUEST, why),
-        };
-    }
+    let args = match texts(&request.args) {
+        Ok(args) => args,
+        Err(refusal) => return refusal,
+    };
     let timeout = match request.timeout_ms {
         Some(0) => return error(StatusCode::BAD_REQUEST, "`timeout_ms` must be above 0"),
         Some(ms) => Duration::from_millis(ms),
@@ -258,18 +255,7 @@ async fn submit_command(
     );
     let request_id = match submitted {
         Ok(id) => id,
-        Err(SubmitError::NotLeader) => {
-            return error(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "this master just stopped leading; try again",
-            )
-        }
-        Err(too_large @ SubmitError::TooLarge { .. }) => {
-            return error(StatusCode::PAYLOAD_TOO_LARGE, too_large.to_string())
-        }
-        Err(full @ SubmitError::OutboxFull { .. }) => {
-            return error(StatusCode::TOO_MANY_REQUESTS, full.to_string())
-        }
+        Err(refused) => return submit_error(refused),
     };
     let master = admin.master.clone();
     let id = request_id.clone();
@@ -286,6 +272,27 @@ async fn submit_command(
         });
         (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response()
     }
+}
+
+/// A write the registry refused.
+fn submit_error(refused: SubmitError) -> Response {
+    let status = match refused {
+        SubmitError::NotLeader => StatusCode::SERVICE_UNAVAILABLE,
+        SubmitError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+        SubmitError::OutboxFull { .. } => StatusCode::TOO_MANY_REQUESTS,
+    };
+    error(status, refused.to_string())
+}
+
+/// JSON values as the wire carries them (see [`arg_text`]), or a `400` naming the first
+/// that is not a string, number or boolean.
+fn texts(values: &BTreeMap<String, Value>) -> Result<BTreeMap<String, String>, Response> {
+    (values.iter())
+        .map(|(name, value)| match arg_text(name, value) {
+            Ok(text) => Ok((name.clone(), text)),
+            Err(why) => Err(error(StatusCode::BAD_REQUEST, why)),
+        })
+        .collect()
 }
 
 fn knows_agent(registry: &Registry, agent: &str) -> bool {
@@ -370,22 +377,13 @@ async fn push_config(
     if let Some(elsewhere) = to_leader(&admin, &uri) {
         return elsewhere;
     }
-    let mut values = BTreeMap::new();
-    for (name, value) in &request.values {
-        match arg_text(name, value) {
-            Ok(text) => values.insert(name.clone(), text),
-            Err(why) => return error(StatusCode::BAD_REQUEST, why),
-        };
-    }
+    let values = match texts(&request.values) {
+        Ok(values) => values,
+        Err(refusal) => return refusal,
+    };
     let id = match admin.master.push_config(values) {
         Ok(id) => id,
-        Err(SubmitError::NotLeader) => {
-            return error(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "this master just stopped leading; try again",
-            )
-        }
-        Err(other) => return error(StatusCode::PAYLOAD_TOO_LARGE, other.to_string()),
+        Err(refused) => return submit_error(refused),
     };
     let master = admin.master.clone();
     if wait_until(move || master.config_accepted(id) == Some(true)).await {
