@@ -9,7 +9,15 @@
 mod common;
 
 use common::{Fleet, MasterMode};
+use serde_json::json;
 use std::time::{Duration, Instant};
+
+/// The value of Prometheus metric `name` in `text`.
+fn metric(text: &str, name: &str) -> u64 {
+    (text.lines())
+        .find_map(|line| line.strip_prefix(name)?.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in {text}"))
+}
 
 #[test]
 fn raft_masters_survive_kills_pauses_restarts_and_a_graceful_stop() {
@@ -29,6 +37,25 @@ fn raft_masters_survive_kills_pauses_restarts_and_a_graceful_stop() {
         let result = fleet.wait_for_result(&id, Duration::from_secs(5));
         assert_eq!(result["outcome"], "ok", "{id}: {result}");
     }
+
+    // Config through the API; the leader's metrics count what it saw.
+    let (status, answer) = fleet.post(
+        &leader.name,
+        "/api/config",
+        &json!({"values": {"level": "debug"}}),
+    );
+    assert_eq!(status, 200, "{answer}");
+    let started = Instant::now();
+    let metrics = loop {
+        // Agents beat every second; the first beats come a second after they registered.
+        let metrics = fleet.text(&leader.name, "/metrics");
+        if metric(&metrics, "fleet_heartbeats_total") >= 5 || started.elapsed().as_secs() > 5 {
+            break metrics;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(metric(&metrics, "fleet_heartbeats_total") >= 5, "{metrics}");
+    assert_eq!(metric(&metrics, "fleet_agents_online"), 5, "{metrics}");
 
     // SIGKILL the leader: a new one, and every agent following it, within 10 s.
     let killed_at = Instant::now();
@@ -54,6 +81,8 @@ fn raft_masters_survive_kills_pauses_restarts_and_a_graceful_stop() {
     // The killed master, restarted from its data directory, follows.
     fleet.start_master(&leader.name);
     fleet.wait_for_follower(&leader.name, &next.name, Duration::from_secs(10));
+    let config = fleet.get(&leader.name, "/api/config").unwrap();
+    assert_eq!(config["values"], json!({"level": "debug"}), "{config}");
 
     // SIGTERM the leader: it exits 0, and a new leader exists within 2 s.
     let stopped_at = Instant::now();
@@ -110,7 +139,6 @@ fn lease_masters_hand_over_when_the_holder_dies() {
 /// result; past the command's timeout the agent answers `timeout`; names not listed run nothing.
 #[test]
 fn an_agent_runs_the_programs_its_operator_listed_under_each_commands_timeout() {
-    use serde_json::json;
     use std::os::unix::fs::PermissionsExt;
     let mut fleet = Fleet::new("exec", 1, MasterMode::Raft, None);
     let script = |name: &str, body: &str| {

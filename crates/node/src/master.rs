@@ -93,6 +93,8 @@ struct Shared {
     /// When this master's leadership lapses unless its cluster core renews it (see
     /// [`Membership::leading_until`](fleet_core::cluster::Membership::leading_until)).
     leading_until: Option<Instant>,
+    /// Heartbeats received, for an operator's metrics.
+    heartbeats: u64,
 }
 
 impl Shared {
@@ -220,6 +222,11 @@ impl MasterState {
         self.lock().registry.config_accepted(id)
     }
 
+    /// How many heartbeats this master received since it started.
+    pub fn heartbeats(&self) -> u64 {
+        self.lock().heartbeats
+    }
+
     /// Whether `other` is this same master process (not a later incarnation of it).
     pub fn is(&self, other: &MasterState) -> bool {
         Arc::ptr_eq(&self.0, &other.0)
@@ -330,6 +337,7 @@ impl MasterState {
             clustered: false,
             shutdown: false,
             leading_until: None,
+            heartbeats: 0,
         })))
     }
 }
@@ -412,7 +420,10 @@ async fn serve_session(
                         Message::Register(info) if buggify::fires(Point::SpuriousBusy).is_some() => {
                             shared.registry.refuse_busy(now, session, &info);
                         }
-                        message => shared.registry.handle_message(now, session, message),
+                        message => {
+                            shared.heartbeats += u64::from(matches!(message, Message::Heartbeat(_)));
+                            shared.registry.handle_message(now, session, message)
+                        }
                     }
                     shared.dispatch(Some(session), &mut actions);
                 }

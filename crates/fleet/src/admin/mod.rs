@@ -505,6 +505,11 @@ async fn metrics(State(admin): Shared) -> Response {
         "1 if this master leads.",
         u64::from(status.as_ref().is_some_and(Status::is_leader)),
     );
+    text.push_str(&format!(
+        "# HELP fleet_heartbeats_total Heartbeats this master received.\n\
+         # TYPE fleet_heartbeats_total counter\nfleet_heartbeats_total {}\n",
+        admin.master.heartbeats()
+    ));
     text.push_str(&admin.counters.prometheus());
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
 }

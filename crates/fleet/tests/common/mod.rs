@@ -208,6 +208,14 @@ impl Fleet {
         self.http.get(&url).call().ok()?.into_json().ok()
     }
 
+    /// GET `path` of master `name` as text (`/metrics`); empty if it does not answer.
+    pub fn text(&self, name: &str, path: &str) -> String {
+        let url = format!("http://{}{path}", self.masters[name].admin);
+        (self.http.get(&url).call().ok())
+            .and_then(|response| response.into_string().ok())
+            .unwrap_or_default()
+    }
+
     /// POST `body` to `path` of master `name`: the status and the JSON body, whatever the status.
     pub fn post(&self, name: &str, path: &str, body: &Value) -> (u16, Value) {
         let url = format!("http://{}{path}", self.masters[name].admin);
