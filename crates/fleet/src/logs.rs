@@ -3,11 +3,10 @@
 //! also counts the events by kind, for `/metrics`.
 
 use fleet_core::timeline::{Event, FIELD, TARGET};
+use fleet_node::report::EventJson;
 use std::collections::BTreeMap;
-use std::fmt;
 use std::io::Write;
 use std::sync::{Arc, Mutex};
-use tracing::field::{Field, Visit};
 use tracing::{Metadata, Subscriber};
 use tracing_subscriber::layer::{Context, SubscriberExt};
 use tracing_subscriber::util::SubscriberInitExt;
@@ -94,7 +93,7 @@ impl<S: Subscriber> Layer<S> for TimelineLines {
         if !is_timeline(event.metadata()) {
             return;
         }
-        let mut visitor = EventField::default();
+        let mut visitor = EventJson::default();
         event.record(&mut visitor);
         let Ok(parsed) = Event::from_json(&visitor.json) else {
             return;
@@ -141,25 +140,6 @@ fn json_line(node: &str, json: &str) -> String {
         line.extend(fields);
     }
     serde_json::Value::Object(line).to_string()
-}
-
-#[derive(Default)]
-struct EventField {
-    json: String,
-}
-
-impl Visit for EventField {
-    fn record_str(&mut self, field: &Field, value: &str) {
-        if field.name() == FIELD {
-            self.json = value.to_string();
-        }
-    }
-
-    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
-        if field.name() == FIELD {
-            self.json = format!("{value:?}");
-        }
-    }
 }
 
 #[cfg(test)]

@@ -3,6 +3,8 @@
 //! subscriber can log and the simulator parses back into the same types.
 
 use fleet_core::timeline::{Event, Json, FIELD, TARGET};
+use std::fmt;
+use tracing::field::{Field, Visit};
 
 /// Reports `event` to whoever listens (the simulator's timeline, a log). Costs nothing beyond
 /// building the event when nobody does.
@@ -17,5 +19,28 @@ pub fn emit(event: impl Into<Event>) {
 pub fn emit_from(mut poll: impl FnMut() -> Option<Event>) {
     while let Some(event) = poll() {
         emit(event);
+    }
+}
+
+/// Reads back what [`emit`] wrote: the JSON text of the event's one field, from a `tracing`
+/// event (`event.record(&mut visitor)`), for any subscriber that wants the events (the
+/// simulator's timeline, the binaries' log lines). Empty for any other event.
+#[derive(Default)]
+pub struct EventJson {
+    pub json: String,
+}
+
+impl Visit for EventJson {
+    fn record_str(&mut self, field: &Field, value: &str) {
+        if field.name() == FIELD {
+            self.json = value.to_string();
+        }
+    }
+
+    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        if field.name() == FIELD {
+            // `%Json(..)` records a display value, whose Debug is the JSON text.
+            self.json = format!("{value:?}");
+        }
     }
 }

@@ -6,11 +6,11 @@
 use super::budget::{self, Budget};
 use crate::history::{Entry, FaultEvent, Happening, Timeline};
 use fleet_core::timeline::{Event, FIELD, TARGET};
+use fleet_node::report::EventJson;
 use fleet_node::sync::lock;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::{Arc, Mutex};
-use tracing::field::{Field, Visit};
 use tracing::subscriber::Interest;
 use tracing::{Level, Metadata, Subscriber};
 use tracing_subscriber::layer::Context;
@@ -148,7 +148,7 @@ impl<S: Subscriber> Layer<S> for CaptureLayer {
         if let Some(runaway) = (self.budget).check(t_ms, &node, spent, &timeline.entries) {
             return budget::stop(&mut timeline, runaway);
         }
-        let mut visitor = EventField::default();
+        let mut visitor = EventJson::default();
         event.record(&mut visitor);
         let clock_ms = fleet_node::clock::offset_ms();
         match Event::from_json(&visitor.json).map(Happening::System) {
@@ -161,26 +161,6 @@ impl<S: Subscriber> Layer<S> for CaptureLayer {
             Err(error) => timeline
                 .unreadable
                 .push(format!("{node} at {t_ms}ms: {error}: {}", visitor.json)),
-        }
-    }
-}
-
-#[derive(Default)]
-struct EventField {
-    json: String,
-}
-
-impl Visit for EventField {
-    fn record_str(&mut self, field: &Field, value: &str) {
-        if field.name() == FIELD {
-            self.json = value.to_string();
-        }
-    }
-
-    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
-        if field.name() == FIELD {
-            // `%Json(..)` records a display value, whose Debug is the JSON text.
-            self.json = format!("{value:?}");
         }
     }
 }

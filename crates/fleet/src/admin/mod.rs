@@ -182,6 +182,20 @@ fn to_leader(admin: &Admin, uri: &Uri) -> Option<Response> {
     Some(response)
 }
 
+/// A write's body, if it reads, and this master leads; else the answer: the body's error
+/// first, so a malformed request is refused wherever it is sent.
+fn for_leader<T>(
+    admin: &Admin,
+    uri: &Uri,
+    body: Result<Json<T>, JsonRejection>,
+) -> Result<T, Response> {
+    let Json(request) = body.map_err(bad_body)?;
+    match to_leader(admin, uri) {
+        Some(elsewhere) => Err(elsewhere),
+        None => Ok(request),
+    }
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct CommandRequest {
@@ -214,13 +228,10 @@ async fn submit_command(
     uri: Uri,
     body: Result<Json<CommandRequest>, JsonRejection>,
 ) -> Response {
-    let Json(request) = match body {
-        Ok(body) => body,
-        Err(rejection) => return bad_body(rejection),
+    let request = match for_leader(&admin, &uri, body) {
+        Ok(request) => request,
+        Err(answer) => return answer,
     };
-    if let Some(elsewhere) = to_leader(&admin, &uri) {
-        return elsewhere;
-    }
     if request.name.trim().is_empty() || request.agent.trim().is_empty() {
         return error(
             StatusCode::BAD_REQUEST,
@@ -370,13 +381,10 @@ async fn push_config(
     uri: Uri,
     body: Result<Json<ConfigRequest>, JsonRejection>,
 ) -> Response {
-    let Json(request) = match body {
-        Ok(body) => body,
-        Err(rejection) => return bad_body(rejection),
+    let request = match for_leader(&admin, &uri, body) {
+        Ok(request) => request,
+        Err(answer) => return answer,
     };
-    if let Some(elsewhere) = to_leader(&admin, &uri) {
-        return elsewhere;
-    }
     let values = match texts(&request.values) {
         Ok(values) => values,
         Err(refusal) => return refusal,
@@ -447,13 +455,10 @@ async fn reconnection_force(
     uri: Uri,
     body: Result<Json<ForceRequest>, JsonRejection>,
 ) -> Response {
-    let Json(ForceRequest { agent }) = match body {
-        Ok(body) => body,
-        Err(rejection) => return bad_body(rejection),
+    let ForceRequest { agent } = match for_leader(&admin, &uri, body) {
+        Ok(request) => request,
+        Err(answer) => return answer,
     };
-    if let Some(elsewhere) = to_leader(&admin, &uri) {
-        return elsewhere;
-    }
     let had_session = (admin.master).operate(|registry| registry.admin_force(&agent));
     Json(json!({ "agent": agent, "had_session": had_session })).into_response()
 }
