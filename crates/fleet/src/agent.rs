@@ -2,8 +2,10 @@
 
 use crate::cli::{self, AgentArgs, StartError};
 use crate::exec::Exec;
+use crate::metrics::Metrics;
 use fleet_core::agent::{AgentConfig, Connector};
 use fleet_core::command::ExecutorConfig;
+use fleet_node::net::TcpListener;
 use fleet_node::AgentControl;
 use fleet_node::{AgentHooks, Handlers};
 use std::sync::Arc;
@@ -13,7 +15,7 @@ use std::time::Duration;
 const UNREGISTER_GRACE: Duration = Duration::from_secs(2);
 
 /// Runs the agent until SIGTERM or SIGINT, then unregisters and returns.
-pub async fn run(args: AgentArgs) -> Result<(), StartError> {
+pub async fn run(args: AgentArgs, metrics: Metrics) -> Result<(), StartError> {
     let params = cli::params(&args.common, args.master.len() as u32, None)?;
     let token = match &args.token_file {
         Some(path) => read_token(path).map_err(StartError::Usage)?,
@@ -64,6 +66,15 @@ pub async fn run(args: AgentArgs) -> Result<(), StartError> {
             (name.clone(), exec)
         })
         .collect();
+    if let Some(address) = args.metrics {
+        let listener = TcpListener::bind(address).await.map_err(|error| {
+            StartError::Io(format!("--metrics {address}: cannot listen: {error}"))
+        })?;
+        tokio_rt::spawn(crate::admin::serve(
+            listener,
+            crate::admin::agent_router(metrics),
+        ));
+    }
     let connector = Connector::new(config, crate::rng(), fleet_node::clock::now());
     let control = Arc::new(AgentControl::default());
     let running = {

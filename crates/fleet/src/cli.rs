@@ -97,6 +97,9 @@ pub struct AgentArgs {
     /// under the command's timeout. Repeatable; only the names listed run anything.
     #[arg(long, value_name = "NAME=PROGRAM", value_parser = crate::exec::parse)]
     pub exec: Vec<(String, PathBuf)>,
+    /// Where the agent answers `GET /metrics` (Prometheus) and `GET /healthz`.
+    #[arg(long, value_name = "ADDR")]
+    pub metrics: Option<SocketAddr>,
     #[command(flatten)]
     pub common: Common,
 }

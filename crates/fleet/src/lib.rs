@@ -8,6 +8,7 @@ pub mod cli;
 pub mod exec;
 pub mod logs;
 pub mod master;
+pub mod metrics;
 
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;

@@ -1,12 +1,11 @@
 //! What a running `fleet` process writes to stderr: one line per timeline event (the same events
 //! the simulator's timeline shows), as text or JSON, and whatever else `RUST_LOG` asks for. It
-//! also counts the events by kind, for `/metrics`.
+//! also hands each event to the process's [`Metrics`].
 
+use crate::metrics::Metrics;
 use fleet_core::timeline::{Event, FIELD, TARGET};
 use fleet_node::report::EventJson;
-use std::collections::BTreeMap;
 use std::io::Write;
-use std::sync::{Arc, Mutex};
 use tracing::{Metadata, Subscriber};
 use tracing_subscriber::layer::{Context, SubscriberExt};
 use tracing_subscriber::util::SubscriberInitExt;
@@ -20,50 +19,13 @@ pub enum Format {
     Json,
 }
 
-/// How many events of each kind this process emitted. Cheap to clone; every clone is the same.
-#[derive(Clone, Default)]
-pub struct Counters(Arc<Mutex<BTreeMap<String, u64>>>);
-
-impl Counters {
-    fn count(&self, kind: &str) {
-        let mut counts = fleet_node::sync::lock(&self.0);
-        match counts.get_mut(kind) {
-            Some(count) => *count += 1,
-            None => {
-                counts.insert(kind.to_string(), 1);
-            }
-        }
-    }
-
-    /// How many `kind` events so far.
-    pub fn get(&self, kind: &str) -> u64 {
-        fleet_node::sync::lock(&self.0)
-            .get(kind)
-            .copied()
-            .unwrap_or(0)
-    }
-
-    /// `fleet_events_total{kind="..."} N`, one line per kind seen.
-    pub fn prometheus(&self) -> String {
-        let counts = fleet_node::sync::lock(&self.0);
-        let mut text = String::from(
-            "# HELP fleet_events_total Timeline events this process emitted, by kind.\n\
-             # TYPE fleet_events_total counter\n",
-        );
-        for (kind, count) in counts.iter() {
-            text.push_str(&format!("fleet_events_total{{kind=\"{kind}\"}} {count}\n"));
-        }
-        text
-    }
-}
-
 /// Installs the process's subscriber: timeline events as lines on stderr, counted in
-/// `counters`; other events as `RUST_LOG` says (warnings and errors by default).
-pub fn init(node: &str, format: Format, counters: Counters) {
+/// `metrics`; other events as `RUST_LOG` says (warnings and errors by default).
+pub fn init(node: &str, format: Format, metrics: Metrics) {
     let timeline = TimelineLines {
         node: node.to_string(),
         format,
-        counters,
+        metrics,
     };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn"));
     let others = tracing_subscriber::fmt::layer()
@@ -81,7 +43,7 @@ pub fn init(node: &str, format: Format, counters: Counters) {
 struct TimelineLines {
     node: String,
     format: Format,
-    counters: Counters,
+    metrics: Metrics,
 }
 
 fn is_timeline(metadata: &Metadata<'_>) -> bool {
@@ -98,7 +60,8 @@ impl<S: Subscriber> Layer<S> for TimelineLines {
         let Ok(parsed) = Event::from_json(&visitor.json) else {
             return;
         };
-        self.counters.count(parsed.kind());
+        self.metrics
+            .count(&self.node, &parsed, std::time::Instant::now());
         let line = match self.format {
             Format::Text => text_line(&self.node, &visitor.json),
             Format::Json => json_line(&self.node, &visitor.json),

@@ -2,7 +2,8 @@
 
 use clap::Parser;
 use fleet::cli::{Cli, Command};
-use fleet::logs::{self, Counters};
+use fleet::logs;
+use fleet::metrics::Metrics;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
@@ -28,15 +29,15 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    let counters = Counters::default();
+    let metrics = Metrics::default();
     let result = match cli.command {
         Command::Master(args) => {
-            logs::init(&args.name, args.common.log_format, counters.clone());
-            runtime.block_on(fleet::master::run(args, counters))
+            logs::init(&args.name, args.common.log_format, metrics.clone());
+            runtime.block_on(fleet::master::run(args, metrics))
         }
         Command::Agent(args) => {
-            logs::init(&args.name, args.common.log_format, counters);
-            runtime.block_on(fleet::agent::run(args))
+            logs::init(&args.name, args.common.log_format, metrics.clone());
+            runtime.block_on(fleet::agent::run(args, metrics))
         }
     };
     // Tasks still running (sessions lingering, the admin server) end with the runtime.

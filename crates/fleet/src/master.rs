@@ -3,7 +3,7 @@
 
 use crate::admin::{self, Admin};
 use crate::cli::{self, MasterArgs, StartError};
-use crate::logs::Counters;
+use crate::metrics::Metrics;
 use fleet_config::{ClusterSpec, Params};
 use fleet_core::master::{Leadership, MasterConfig};
 use fleet_node::cluster::{ClusterConfig, ClusterHandle, ClusterMode};
@@ -136,7 +136,7 @@ fn read_secret(path: &std::path::Path) -> Result<String, StartError> {
 
 /// Runs the master until SIGTERM or SIGINT, then stops gracefully: hands leadership over if it
 /// leads, says goodbye to its agents, and returns.
-pub async fn run(args: MasterArgs, counters: Counters) -> Result<(), StartError> {
+pub async fn run(args: MasterArgs, metrics: Metrics) -> Result<(), StartError> {
     let Plan {
         params,
         cluster,
@@ -178,7 +178,7 @@ pub async fn run(args: MasterArgs, counters: Counters) -> Result<(), StartError>
         master: state.clone(),
         cluster: handle.clone(),
         admins,
-        counters,
+        metrics,
     });
     tokio_rt::spawn(async move {
         if let Err(error) = admin::serve(admin_listener, admin::router(api)).await {

@@ -22,7 +22,9 @@ fn metric(text: &str, name: &str) -> u64 {
 #[test]
 fn raft_masters_survive_kills_pauses_restarts_and_a_graceful_stop() {
     let mut fleet = Fleet::new("raft", 3, MasterMode::Raft, None);
-    for agent in 1..=5 {
+    let agent_metrics = common::free_addresses(1)[0];
+    fleet.start_agent_with("agent-1", &["--metrics".into(), agent_metrics.to_string()]);
+    for agent in 2..=5 {
         fleet.start_agent(&format!("agent-{agent}"));
     }
     let leader = fleet.wait_for_leader(Duration::from_secs(10), None);
@@ -68,6 +70,27 @@ fn raft_masters_survive_kills_pauses_restarts_and_a_graceful_stop() {
         next.name, next.after
     );
     assert!(followed < Duration::from_secs(10), "{followed:?}");
+    let metrics = fleet.text(&next.name, "/metrics");
+    assert!(
+        metric(&metrics, "fleet_leader_changes_total") >= 2,
+        "{metrics}"
+    );
+    assert!(metrics.contains("\nfleet_failover_seconds "), "{metrics}");
+    let metrics = fleet.text_at(agent_metrics, "/metrics");
+    assert!(
+        metrics.contains("fleet_connect_attempts_total{reason=\"start\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("fleet_connect_attempts_total{reason=\""),
+        "{metrics}"
+    );
+    assert!(
+        (metrics.lines())
+            .any(|line| line.starts_with("fleet_connect_attempts_total")
+                && !line.contains("\"start\"")),
+        "an attempt after the leader died, by its reason: {metrics}"
+    );
 
     // SIGSTOP an agent past its timeout: offline; SIGCONT: online again.
     fleet.signal("agent-1", "STOP");

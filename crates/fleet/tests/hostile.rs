@@ -204,7 +204,7 @@ async fn hostile_requests_get_4xx_and_change_nothing() {
         master: master.clone(),
         cluster: handle,
         admins: BTreeMap::new(),
-        counters: Default::default(),
+        metrics: Default::default(),
     }));
     let methods = [
         Method::GET,

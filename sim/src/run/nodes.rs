@@ -420,7 +420,7 @@ async fn run_master(
             master: state.clone(),
             cluster: handle.clone(),
             admins,
-            counters: Default::default(),
+            metrics: Default::default(),
         };
         let router = fleet::admin::router(Arc::new(api));
         fleet_node::task::spawn(fleet::admin::serve(admin, router));

@@ -41,8 +41,8 @@ pub struct Admin {
     pub cluster: ClusterHandle,
     /// Every master's admin address (`host:port`), by name: where a follower sends writes.
     pub admins: BTreeMap<String, String>,
-    /// Counts of timeline events by kind, for `/metrics`.
-    pub counters: crate::logs::Counters,
+    /// What the process's events counted, for `/metrics`.
+    pub metrics: crate::metrics::Metrics,
 }
 
 /// The API's routes over `admin`.
@@ -86,6 +86,22 @@ async fn errors_as_json(response: Response) -> Response {
     };
     error(status, text)
 }
+
+/// An agent's HTTP (`fleet agent --metrics ADDR`): its metrics and its health.
+pub fn agent_router(metrics: crate::metrics::Metrics) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route(
+            "/metrics",
+            get(move || {
+                let text = metrics.prometheus();
+                async move { ([(header::CONTENT_TYPE, PROMETHEUS)], text) }
+            }),
+        )
+}
+
+/// The content type of Prometheus' text format.
+const PROMETHEUS: &str = "text/plain; version=0.0.4";
 
 type Shared = State<Arc<Admin>>;
 
@@ -515,6 +531,6 @@ async fn metrics(State(admin): Shared) -> Response {
          # TYPE fleet_heartbeats_total counter\nfleet_heartbeats_total {}\n",
         admin.master.heartbeats()
     ));
-    text.push_str(&admin.counters.prometheus());
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
+    text.push_str(&admin.metrics.prometheus());
+    ([(header::CONTENT_TYPE, PROMETHEUS)], text).into_response()
 }

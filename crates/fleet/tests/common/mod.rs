@@ -44,7 +44,7 @@ pub struct Fleet {
 }
 
 /// `n` free loopback addresses, held until all are chosen so none repeats.
-fn free_addresses(n: usize) -> Vec<SocketAddr> {
+pub fn free_addresses(n: usize) -> Vec<SocketAddr> {
     let listeners: Vec<TcpListener> = (0..n)
         .map(|_| TcpListener::bind("127.0.0.1:0").expect("a free port"))
         .collect();
@@ -210,7 +210,12 @@ impl Fleet {
 
     /// GET `path` of master `name` as text (`/metrics`); empty if it does not answer.
     pub fn text(&self, name: &str, path: &str) -> String {
-        let url = format!("http://{}{path}", self.masters[name].admin);
+        self.text_at(self.masters[name].admin, path)
+    }
+
+    /// GET `path` at `address` as text; empty if it does not answer.
+    pub fn text_at(&self, address: SocketAddr, path: &str) -> String {
+        let url = format!("http://{address}{path}");
         (self.http.get(&url).call().ok())
             .and_then(|response| response.into_string().ok())
             .unwrap_or_default()
