@@ -204,3 +204,39 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod example {
+    use super::*;
+
+    /// `docs/fleet.toml`, the example the README points to, parses and says the defaults.
+    #[test]
+    fn the_example_config_file_is_the_defaults() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/fleet.toml");
+        let example = Params::load(Path::new(path), 3).unwrap();
+        assert_eq!(example, Params::defaults(3));
+        let single = "[cluster]\nmode = \"single\"\n";
+        assert_eq!(Params::parse("t", single, 1).unwrap(), Params::defaults(1));
+        // Its commented lease keys are lease mode's defaults too.
+        let text = std::fs::read_to_string(path).unwrap();
+        let lease_keys: String = (text.lines())
+            .filter_map(|line| line.strip_prefix("# "))
+            .filter(|line| {
+                [
+                    "lease_period",
+                    "renew_interval",
+                    "sync_interval",
+                    "max_drift",
+                ]
+                .iter()
+                .any(|key| line.starts_with(key))
+            })
+            .map(|line| format!("{line}\n"))
+            .collect();
+        assert_eq!(lease_keys.lines().count(), 4, "{lease_keys}");
+        let lease = format!("[cluster]\nmode = \"lease\"\n{lease_keys}");
+        let parsed = Params::parse("t", &lease, 3).unwrap();
+        let lease_defaults = fleet_core::cluster::lease::LeaseConfig::default();
+        assert_eq!(parsed.cluster, ClusterSpec::Lease(lease_defaults));
+    }
+}
