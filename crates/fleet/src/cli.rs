@@ -77,6 +77,12 @@ pub struct MasterArgs {
     /// A file holding the cluster's secret: agents must then present a token made with it.
     #[arg(long, value_name = "FILE")]
     pub secret_file: Option<PathBuf>,
+    /// Raft: this master starts a new cluster, so an empty --data is its first start. Without
+    /// it, an empty --data is a lost disk: the master rejoins carefully, voting only once a
+    /// leader brought it up to date, so it never votes twice in a term it forgot. Ignored when
+    /// --data holds records.
+    #[arg(long)]
+    pub initial: bool,
     #[command(flatten)]
     pub common: Common,
 }

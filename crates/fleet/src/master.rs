@@ -98,11 +98,20 @@ fn plan(args: &MasterArgs) -> Result<Plan, StartError> {
         me: args.name.clone(),
         members,
         mode,
-        first_start: !disk.is_used(),
+        first_start: args.initial && !disk.is_used(),
         disk: Some(disk.clone()),
         save_votes,
         fsync,
     };
+    if matches!(cluster.mode, ClusterMode::Raft(_)) && !args.initial && !disk.is_used() {
+        tracing::warn!(
+            "--data {} is empty and --initial was not given: {} rejoins as a master that lost \
+             its disk, and votes only once a leader brought it up to date (start a new cluster \
+             with --initial)",
+            args.data.display(),
+            args.name
+        );
+    }
     Ok(Plan {
         params,
         cluster,

@@ -220,3 +220,28 @@ fn an_agent_refused_its_token_reads_the_file_again() {
     let back = fleet.wait_for_agents_at(&leader, 1, Duration::from_secs(5));
     eprintln!("token fixed: agent-1 online {back:?} later");
 }
+
+/// A raft master whose `--data` was lost rejoins carefully: without `--initial` an empty
+/// directory is a lost disk, so it votes only once a leader brought it up to date, then follows.
+#[test]
+fn a_master_that_lost_its_data_rejoins_without_voting_blind() {
+    let mut fleet = Fleet::new("wiped", 3, MasterMode::Raft, None);
+    let leader = fleet.wait_for_leader(Duration::from_secs(10), None);
+    let follower = ["master-1", "master-2", "master-3"]
+        .into_iter()
+        .find(|name| *name != leader.name)
+        .unwrap();
+    fleet.signal(follower, "KILL");
+    let data = fleet.dir().join(follower);
+    std::fs::remove_dir_all(&data).unwrap();
+    // The directory is there and empty, as after a disk replaced: no --initial this time.
+    std::fs::create_dir_all(&data).unwrap();
+    fleet.start_master(follower);
+    fleet.wait_for_follower(follower, &leader.name, Duration::from_secs(10));
+    let log = std::fs::read_to_string(fleet.dir().join(format!("{follower}.log"))).unwrap();
+    assert!(
+        log.contains("rejoins as a master that lost its disk"),
+        "{log}"
+    );
+    assert!(log.contains(" recovering"), "{log}");
+}

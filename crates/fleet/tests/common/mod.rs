@@ -138,6 +138,10 @@ impl Fleet {
             args.push("--peer-admin".into());
             args.push(format!("{peer}={}", peer_ports.admin));
         }
+        // A new cluster's first start; a restart finds its records (or, lost, must not).
+        if !self.dir.join(name).exists() {
+            args.push("--initial".into());
+        }
         if let MasterMode::Lease(store) = self.mode {
             args.extend([
                 "--mode".into(),
