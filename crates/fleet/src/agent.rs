@@ -44,10 +44,35 @@ pub async fn run(args: AgentArgs, metrics: Metrics) -> Result<(), StartError> {
         reauth_delay: params.reauth_delay,
         bugs: Default::default(),
     };
-    // Read again each time a master refuses the token: the reconnection design's "fetch a new
-    // token". An unreadable file keeps the old one.
-    let token_file = args.token_file.clone();
-    let fetch = token_file.map(|path| {
+    if let Some(address) = args.metrics {
+        let listener = TcpListener::bind(address).await.map_err(|error| {
+            StartError::Io(format!("--metrics {address}: cannot listen: {error}"))
+        })?;
+        tokio_rt::spawn(crate::admin::serve(
+            listener,
+            crate::admin::agent_router(metrics),
+        ));
+    }
+    let connector = Connector::new(config, crate::rng(), fleet_node::clock::now());
+    let control = Arc::new(AgentControl::default());
+    let running = {
+        let control = control.clone();
+        let hooks = hooks(&args);
+        tokio_rt::spawn(async move {
+            fleet_node::run_agent(connector, addresses, &control, &hooks).await
+        })
+    };
+    crate::stop_signal().await;
+    control.stop();
+    let _ = tokio_rt::time::timeout(UNREGISTER_GRACE, running).await;
+    Ok(())
+}
+
+/// What the flags plug into the agent: `--exec` programs, and `--token-file` read again each
+/// time a master refuses the token (the reconnection design's "fetch a new token"; an
+/// unreadable file keeps the old one).
+fn hooks(args: &AgentArgs) -> AgentHooks {
+    let token = args.token_file.clone().map(|path| {
         let fetch: Arc<dyn Fn() -> Option<String> + Send + Sync> =
             Arc::new(move || match read_token(&path) {
                 Ok(token) => Some(token),
@@ -66,31 +91,7 @@ pub async fn run(args: AgentArgs, metrics: Metrics) -> Result<(), StartError> {
             (name.clone(), exec)
         })
         .collect();
-    if let Some(address) = args.metrics {
-        let listener = TcpListener::bind(address).await.map_err(|error| {
-            StartError::Io(format!("--metrics {address}: cannot listen: {error}"))
-        })?;
-        tokio_rt::spawn(crate::admin::serve(
-            listener,
-            crate::admin::agent_router(metrics),
-        ));
-    }
-    let connector = Connector::new(config, crate::rng(), fleet_node::clock::now());
-    let control = Arc::new(AgentControl::default());
-    let running = {
-        let control = control.clone();
-        tokio_rt::spawn(async move {
-            let hooks = AgentHooks {
-                handlers,
-                token: fetch,
-            };
-            fleet_node::run_agent(connector, addresses, &control, &hooks).await
-        })
-    };
-    crate::stop_signal().await;
-    control.stop();
-    let _ = tokio_rt::time::timeout(UNREGISTER_GRACE, running).await;
-    Ok(())
+    AgentHooks { handlers, token }
 }
 
 /// The token in `path`, trimmed.
