@@ -1,9 +1,9 @@
 //! The agent's shell: runs the connector core over one TCP connection at a time.
 
 use crate::clock::{now, Timer};
-use crate::codec::{CodecError, FrameCodec};
-use crate::net::TcpStream;
+use crate::codec::CodecError;
 use crate::report::emit_from;
+use crate::transport::{self, BoxChannel};
 use fleet_core::agent::{AgentAction, Connector, DisconnectReason};
 use fleet_core::command::{Command, Outcome};
 use fleet_core::wire::{BuildInfo, Message, Register};
@@ -20,7 +20,6 @@ use std::sync::Arc;
 use std::task::Poll;
 use std::time::Duration;
 use tokio::sync::mpsc;
-use tokio_util::codec::Framed;
 
 /// The registration an agent of this build sends.
 /// `token` proves who it is ([`fleet_core::auth::token`]); empty when the cluster does not
@@ -93,16 +92,16 @@ impl AgentControl {
     }
 }
 
-type Connecting = Pin<Box<dyn Future<Output = io::Result<TcpStream>> + Send>>;
+type Connecting = Pin<Box<dyn Future<Output = io::Result<BoxChannel>> + Send>>;
 
 enum Link {
     Idle,
     Connecting(Connecting),
-    Open(Box<Framed<TcpStream, FrameCodec>>),
+    Open(BoxChannel),
 }
 
 enum LinkEvent {
-    Connected(TcpStream),
+    Connected(BoxChannel),
     ConnectFailed(DisconnectReason),
     Frame(Message),
     Broken(DisconnectReason),
@@ -110,12 +109,12 @@ enum LinkEvent {
 
 impl Link {
     /// The next thing that happens on the link; never resolves while idle. Cancel-safe: the
-    /// pending connect lives in `self`, and `Framed::next` keeps partial frames.
+    /// pending connect lives in `self`, and a channel's `next` keeps partial messages.
     async fn next_event(&mut self) -> LinkEvent {
         match self {
             Link::Idle => std::future::pending().await,
             Link::Connecting(connecting) => match connecting.as_mut().await {
-                Ok(stream) => LinkEvent::Connected(stream),
+                Ok(channel) => LinkEvent::Connected(channel),
                 Err(error) => LinkEvent::ConnectFailed(classify(&error)),
             },
             Link::Open(framed) => match framed.next().await {
@@ -220,7 +219,7 @@ pub async fn run_agent<R: RngCore>(
         while let Some(action) = connector.poll_action() {
             match action {
                 AgentAction::Connect { target } => {
-                    link = Link::Connecting(Box::pin(TcpStream::connect(masters[target])));
+                    link = Link::Connecting(Box::pin(transport::connect(masters[target])));
                 }
                 AgentAction::Send(message) => send(&mut link, &mut connector, message).await,
                 AgentAction::Close => link = Link::Idle,
@@ -240,9 +239,8 @@ pub async fn run_agent<R: RngCore>(
         timer.set(connector.poll_timeout());
         crate::select_in_order! {
             event = link.next_event() => match event {
-                LinkEvent::Connected(stream) => {
-                    let _ = stream.set_nodelay(true);
-                    link = Link::Open(Box::new(Framed::new(stream, FrameCodec::default())));
+                LinkEvent::Connected(channel) => {
+                    link = Link::Open(channel);
                     connector.handle_connected(now());
                 }
                 LinkEvent::ConnectFailed(reason) => {

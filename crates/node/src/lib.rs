@@ -17,6 +17,7 @@ pub mod net;
 pub mod report;
 pub mod sync;
 pub mod task;
+pub mod transport;
 
 pub use agent::{registration, run_agent, AgentControl, AgentHooks, Handler, Handlers};
 pub use master::{run_master, MasterState};

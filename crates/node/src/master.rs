@@ -8,11 +8,11 @@
 
 use crate::buggify::{self, Point};
 use crate::clock::{now, sleep_until};
-use crate::codec::FrameCodec;
 use crate::disk::{Disk, LEDGER};
-use crate::net::{TcpListener, TcpStream};
+use crate::net::TcpListener;
 use crate::report::{emit, emit_from};
 use crate::sync::lock;
+use crate::transport::{self, BoxChannel};
 use fleet_core::cluster::Snapshot;
 use fleet_core::master::{
     Leadership, MasterAction, MasterConfig, Registry, SessionId, SubmitError,
@@ -29,7 +29,6 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::Poll;
 use std::time::Instant;
 use tokio::sync::{watch, Notify};
-use tokio_util::codec::Framed;
 
 /// Reaches one session task from outside it: close it, or hand it messages to send. Cheap to
 /// poll on every frame: two atomic flags and a waker.
@@ -358,7 +357,12 @@ pub async fn run_master(listener: TcpListener, state: MasterState) -> io::Result
         next_session += 1;
         let signal = Arc::new(SessionSignal::default());
         state.lock().sessions.insert(next_session, signal.clone());
-        crate::task::spawn(serve_session(state.clone(), next_session, stream, signal));
+        crate::task::spawn(serve_session(
+            state.clone(),
+            next_session,
+            transport::framed(stream),
+            signal,
+        ));
     }
 }
 
@@ -401,10 +405,9 @@ async fn sweep_liveness(state: MasterState, fallback: std::time::Duration) {
 async fn serve_session(
     state: MasterState,
     session: SessionId,
-    stream: TcpStream,
+    mut channel: BoxChannel,
     signal: Arc<SessionSignal>,
 ) {
-    let mut framed = Framed::new(stream, FrameCodec::default());
     // Reused for every frame: a heartbeat's reply costs no allocation.
     let mut actions = Vec::new();
     // The last frame sent was one the agent must read before the connection goes (a refusal,
@@ -412,7 +415,7 @@ async fn serve_session(
     let mut final_words = false;
     'session: loop {
         crate::select_in_order! {
-            frame = framed.next() => match frame {
+            frame = channel.next() => match frame {
                 Some(Ok(message)) => {
                     let mut shared = state.lock();
                     let now = shared.now_leading_checked();
@@ -448,7 +451,7 @@ async fn serve_session(
                 MasterAction::Send { message, .. } => {
                     final_words = matches!(&message, Message::Goodbye(_) | Message::Redirect(_))
                         || matches!(&message, Message::RegisterAck(ack) if !ack.accepted());
-                    if send(&mut framed, message).await.is_err() {
+                    if send(&mut channel, message).await.is_err() {
                         break 'session;
                     }
                 }
@@ -457,7 +460,7 @@ async fn serve_session(
         }
     }
     if final_words {
-        linger(&mut framed).await;
+        linger(&mut channel).await;
     }
     let mut shared = state.lock();
     shared.sessions.remove(&session);
@@ -472,13 +475,13 @@ const LINGER: std::time::Duration = std::time::Duration::from_secs(1);
 /// Waits for the agent to close the connection (whatever else it sends is not read), or
 /// [`LINGER`]: a close sent at once can overtake the frame before it (as a simulated network's
 /// independent delays allow), and the agent would see a reset instead of the reason.
-async fn linger(framed: &mut Framed<TcpStream, FrameCodec>) {
-    let drain = async { while let Some(Ok(_)) = framed.next().await {} };
+async fn linger(channel: &mut BoxChannel) {
+    let drain = async { while let Some(Ok(_)) = channel.next().await {} };
     let _ = crate::clock::timeout(LINGER, drain).await;
 }
 
-async fn send(framed: &mut Framed<TcpStream, FrameCodec>, message: Message) -> io::Result<()> {
-    framed.send(message).await.map_err(|error| match error {
+async fn send(channel: &mut BoxChannel, message: Message) -> io::Result<()> {
+    channel.send(message).await.map_err(|error| match error {
         crate::codec::CodecError::Io(error) => error,
         other => io::Error::new(io::ErrorKind::InvalidData, other),
     })
