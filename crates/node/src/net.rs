@@ -65,6 +65,10 @@ pub struct TcpStream {
     /// write under way already drew its chance.
     delayed: Option<Pin<Box<tokio::time::Sleep>>>,
     drawn: bool,
+    /// Something was written since the last flush. madsim sends a packet on every flush, even
+    /// an empty one, and the peer's task wakes for it: hyper flushes on every turn of its
+    /// loop, so two idle HTTP peers would wake each other for ever.
+    unflushed: bool,
 }
 
 impl TcpStream {
@@ -76,6 +80,7 @@ impl TcpStream {
             gate: machine.map(|machine| (machine, peer)),
             delayed: None,
             drawn: false,
+            unflushed: false,
         }
     }
 
@@ -136,6 +141,7 @@ impl AsyncWrite for TcpStream {
         let written = Pin::new(&mut this.inner).poll_write(cx, buf);
         if written.is_ready() {
             this.drawn = false;
+            this.unflushed = true;
             if let Some(sent) = &this.sent {
                 sent.fetch_add(1, Ordering::Relaxed);
             }
@@ -144,7 +150,15 @@ impl AsyncWrite for TcpStream {
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+        let this = self.get_mut();
+        if !this.unflushed {
+            return Poll::Ready(Ok(()));
+        }
+        let flushed = Pin::new(&mut this.inner).poll_flush(cx);
+        if flushed.is_ready() {
+            this.unflushed = false;
+        }
+        flushed
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
