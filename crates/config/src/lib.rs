@@ -12,7 +12,8 @@ pub mod source;
 
 use fleet_core::backoff::BackoffPolicy;
 use fleet_core::command::ExecutorConfig;
-use params::{RawBackoff, RawHeartbeat};
+use fleet_core::transport::Transport;
+use params::{RawBackoff, RawHeartbeat, RawTransport};
 use preset::Defaults;
 use protection::{RawAuth, RawMaster};
 use serde::Deserialize;
@@ -33,6 +34,7 @@ pub struct RawParams {
     executor: Option<executor::RawExecutor>,
     auth: Option<RawAuth>,
     master: Option<RawMaster>,
+    transport: Option<RawTransport>,
 }
 
 /// Everything a master or an agent is tuned by, after the preset's defaults and every check.
@@ -51,6 +53,8 @@ pub struct Params {
     pub master: MasterParams,
     /// `[params.executor]`: how agents run commands.
     pub executor: ExecutorConfig,
+    /// `[params.transport]`: what carries the messages between agents and masters.
+    pub transport: Transport,
 }
 
 /// The parts of a file that hold parameters, as serde read them.
@@ -70,6 +74,7 @@ impl RawParts {
         let heartbeat = params::parse_heartbeat(self.params.heartbeat, &defaults, source)?;
         let backoff = params::parse_backoff(self.params.backoff, &defaults, source)?;
         let executor = executor::check_executor(self.params.executor, source)?;
+        let transport = params::check_transport(self.params.transport, &defaults, source)?;
         Ok(Params {
             preset: self.preset.map(Spanned::into_inner),
             cluster,
@@ -79,6 +84,7 @@ impl RawParts {
             reauth_delay,
             master,
             executor,
+            transport,
         })
     }
 }

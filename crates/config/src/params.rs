@@ -7,6 +7,7 @@ use crate::source::{ConfigError, Source};
 use fleet_core::backoff::{BackoffPolicy, Strategy, WhenExhausted};
 use fleet_core::cluster::lease::LeaseConfig;
 use fleet_core::cluster::raft::RaftConfig;
+use fleet_core::transport::{HttpTransport, Transport};
 use serde::Deserialize;
 use std::time::Duration;
 use toml::Spanned;
@@ -85,6 +86,64 @@ pub struct RawBackoff {
     max_retries: Option<u32>,
     long_wait: Option<Dur>,
     first_delay: Option<DurRange>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTransport {
+    kind: Option<Spanned<String>>,
+    poll: Option<Spanned<Dur>>,
+}
+
+/// `[params.transport]`: a kind, and that kind's settings over its defaults. The preset picks
+/// the kind when the table does not.
+pub fn check_transport(
+    raw: Option<RawTransport>,
+    defaults: &Defaults,
+    source: &Source,
+) -> Result<Transport, ConfigError> {
+    let Some(raw) = raw else {
+        return Ok(defaults.transport.clone());
+    };
+    let kind = match &raw.kind {
+        None => defaults.transport.name(),
+        Some(kind) => (Transport::NAMES.iter())
+            .find(|name| *name == kind.get_ref())
+            .ok_or_else(|| {
+                let why = format!(
+                    "[params.transport]: unknown kind {:?}; expected one of {}",
+                    kind.get_ref(),
+                    Transport::NAMES.join(", ")
+                );
+                source.error(kind.span(), why)
+            })?,
+    };
+    match kind {
+        "http" => {
+            let default = match &defaults.transport {
+                Transport::Http(http) => http.clone(),
+                _ => HttpTransport::default(),
+            };
+            let poll = raw.poll.map_or(Ok(default.poll), |poll| {
+                let span = poll.span();
+                match poll.into_inner().0 {
+                    poll if poll.is_zero() => {
+                        Err(source.error(span, "[params.transport]: poll must be greater than 0"))
+                    }
+                    poll => Ok(poll),
+                }
+            })?;
+            Ok(Transport::Http(HttpTransport { poll }))
+        }
+        _ => match raw.poll {
+            Some(poll) => {
+                let why =
+                    format!("[params.transport]: poll is a setting of kind \"http\", not {kind:?}");
+                Err(source.error(poll.span(), why))
+            }
+            None => Ok(Transport::Tcp),
+        },
+    }
 }
 
 /// The cluster as `[cluster]` says, or by default: one master leads alone, several elect a

@@ -8,6 +8,7 @@ use fleet_core::attempts::AttemptPolicy;
 use fleet_core::backoff::{BackoffPolicy, Strategy, WhenExhausted};
 use fleet_core::cluster::lease::LeaseConfig;
 use fleet_core::cluster::raft::RaftConfig;
+use fleet_core::transport::{HttpTransport, Transport};
 use std::time::Duration;
 
 /// What a file gets for every key it leaves out.
@@ -18,6 +19,7 @@ pub struct Defaults {
     pub raft: RaftConfig,
     pub lease: LeaseConfig,
     pub attempts: AttemptPolicy,
+    pub transport: Transport,
 }
 
 pub const NAMES: [&str; 5] = ["connector", "grpc", "mqtt", "cluster", "reconnection"];
@@ -39,6 +41,7 @@ impl Defaults {
             raft: RaftConfig::default(),
             lease: LeaseConfig::default(),
             attempts: AttemptPolicy::default(),
+            transport: Transport::Tcp,
         }
     }
 
@@ -56,9 +59,11 @@ impl Defaults {
             first_delay: None,
         };
         Some(match name {
-            // The connector design: ×2 to 60s, ±25 % jitter, 10 retries; no heartbeat timings.
+            // The connector design: its HTTP API; ×2 to 60s, ±25 % jitter, 10 retries; no
+            // heartbeat timings.
             "connector" => Defaults {
                 backoff: exponential(secs(1), secs(60), 0.25, 10),
+                transport: Transport::Http(HttpTransport::default()),
                 ..project
             },
             // The gRPC design: heartbeats every 10s, 30s timeout, offline after 3 missed;

@@ -13,6 +13,7 @@ pub mod command;
 pub mod master;
 pub mod resp;
 pub mod timeline;
+pub mod transport;
 pub mod wire;
 
 use std::time::Duration;

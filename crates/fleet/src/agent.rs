@@ -25,6 +25,10 @@ pub async fn run(args: AgentArgs, metrics: Metrics) -> Result<(), StartError> {
         .map(|name| name.trim().to_string())
         .unwrap_or_else(|_| "localhost".to_string());
     let (names, addresses): (Vec<String>, Vec<_>) = args.master.iter().cloned().unzip();
+    let masters = fleet_node::Masters {
+        addresses,
+        transport: params.transport.clone(),
+    };
     let config = AgentConfig {
         masters: names,
         heartbeat_interval: params.heartbeat.interval,
@@ -58,9 +62,9 @@ pub async fn run(args: AgentArgs, metrics: Metrics) -> Result<(), StartError> {
     let running = {
         let control = control.clone();
         let hooks = hooks(&args);
-        tokio_rt::spawn(async move {
-            fleet_node::run_agent(connector, addresses, &control, &hooks).await
-        })
+        tokio_rt::spawn(
+            async move { fleet_node::run_agent(connector, masters, &control, &hooks).await },
+        )
     };
     crate::stop_signal().await;
     control.stop();

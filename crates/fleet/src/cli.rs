@@ -4,6 +4,7 @@
 use crate::logs::Format;
 use clap::{Args, Parser, Subcommand};
 use fleet_config::{ConfigError, Params};
+use fleet_core::transport::Transport;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
@@ -37,6 +38,11 @@ pub struct Common {
     /// flags win over it.
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
+    /// What carries the messages between agents and masters, over the config file's
+    /// `[params.transport] kind` (its settings kept when the kinds agree). Masters and their
+    /// agents must agree. Default: tcp.
+    #[arg(long, value_parser = clap::builder::PossibleValuesParser::new(Transport::NAMES))]
+    pub transport: Option<String>,
     /// How timeline events are logged to stderr.
     #[arg(long, value_enum, default_value = "text")]
     pub log_format: Format,
@@ -159,7 +165,12 @@ pub fn params(common: &Common, masters: u32, mode: Option<&str>) -> Result<Param
             .map_err(|why| StartError::Usage(format!("--mode {mode}: {why}")))?,
         None => text,
     };
-    Ok(Params::parse(&shown, &text, masters)?)
+    let mut params = Params::parse(&shown, &text, masters)?;
+    let flag = common.transport.as_deref().and_then(Transport::named);
+    if let Some(transport) = flag.filter(|flag| flag.name() != params.transport.name()) {
+        params.transport = transport;
+    }
+    Ok(params)
 }
 
 /// The config text with `[cluster] mode = mode` added, where the file has no `[cluster]`; a

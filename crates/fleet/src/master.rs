@@ -9,6 +9,7 @@ use fleet_core::master::{Leadership, MasterConfig};
 use fleet_node::cluster::{ClusterConfig, ClusterHandle, ClusterMode};
 use fleet_node::disk::Disk;
 use fleet_node::net::TcpListener;
+use fleet_node::transport::Acceptor;
 use fleet_node::MasterState;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -194,6 +195,7 @@ pub async fn run(args: MasterArgs, metrics: Metrics) -> Result<(), StartError> {
             tracing::error!("the admin API stopped: {error}");
         }
     });
+    let agents = Acceptor::new(&params.transport, agents);
     tokio_rt::spawn(fleet_node::run_master(agents, state.clone()));
     let rng = crate::rng();
     tokio_rt::spawn(fleet_node::cluster::run_cluster(

@@ -6,6 +6,7 @@ use crate::report::emit_from;
 use crate::transport::{self, BoxChannel};
 use fleet_core::agent::{AgentAction, Connector, DisconnectReason};
 use fleet_core::command::{Command, Outcome};
+use fleet_core::transport::Transport;
 use fleet_core::wire::{BuildInfo, Message, Register};
 use futures::task::AtomicWaker;
 use futures::{SinkExt, StreamExt};
@@ -201,11 +202,19 @@ async fn send<R: RngCore>(link: &mut Link, connector: &mut Connector<R>, message
     }
 }
 
-/// Drives `connector` against `masters` (indexed like its config's master names) until it
-/// gives up, a master closes it for good, or `control` stops it, with what `hooks` plug in.
+/// Where an agent's masters are, and how it talks to them.
+#[derive(Clone, Debug)]
+pub struct Masters {
+    /// Indexed like its config's master names.
+    pub addresses: Vec<SocketAddr>,
+    pub transport: Transport,
+}
+
+/// Drives `connector` against `masters` until it gives up, a master closes it for good, or
+/// `control` stops it, with what `hooks` plug in.
 pub async fn run_agent<R: RngCore>(
     mut connector: Connector<R>,
-    masters: Vec<SocketAddr>,
+    masters: Masters,
     control: &AgentControl,
     hooks: &AgentHooks,
 ) {
@@ -219,10 +228,18 @@ pub async fn run_agent<R: RngCore>(
         while let Some(action) = connector.poll_action() {
             match action {
                 AgentAction::Connect { target } => {
-                    link = Link::Connecting(Box::pin(transport::connect(masters[target])));
+                    let (transport, address) =
+                        (masters.transport.clone(), masters.addresses[target]);
+                    let connect = async move { transport::connect(&transport, address).await };
+                    link = Link::Connecting(Box::pin(connect));
                 }
                 AgentAction::Send(message) => send(&mut link, &mut connector, message).await,
-                AgentAction::Close => link = Link::Idle,
+                AgentAction::Close => {
+                    if let Link::Open(channel) = &mut link {
+                        channel.finish().await;
+                    }
+                    link = Link::Idle;
+                }
                 AgentAction::RunExternal(command) => {
                     spawn_external(&hooks.handlers, command, &external_done)
                 }

@@ -3,10 +3,10 @@
 //! simulated ones in the harness, so the operators' admin API and the agents' HTTP transport
 //! run over the same stack in every build.
 
+use crate::net::{TcpListener, TcpStream};
 use axum::body::Body;
 use axum::http::{Method, Request};
 use axum::Router;
-use crate::net::{TcpListener, TcpStream};
 use hyper_util::rt::TokioIo;
 use hyper_util::service::TowerToHyperService;
 use std::io;

@@ -11,6 +11,7 @@ pub mod clock;
 pub mod cluster;
 pub mod codec;
 pub mod disk;
+pub mod http;
 pub mod machine;
 pub mod master;
 pub mod net;
@@ -19,5 +20,5 @@ pub mod sync;
 pub mod task;
 pub mod transport;
 
-pub use agent::{registration, run_agent, AgentControl, AgentHooks, Handler, Handlers};
+pub use agent::{registration, run_agent, AgentControl, AgentHooks, Handler, Handlers, Masters};
 pub use master::{run_master, MasterState};

@@ -9,10 +9,9 @@
 use crate::buggify::{self, Point};
 use crate::clock::{now, sleep_until};
 use crate::disk::{Disk, LEDGER};
-use crate::net::TcpListener;
 use crate::report::{emit, emit_from};
 use crate::sync::lock;
-use crate::transport::{self, BoxChannel};
+use crate::transport::{Acceptor, BoxChannel};
 use fleet_core::cluster::Snapshot;
 use fleet_core::master::{
     Leadership, MasterAction, MasterConfig, Registry, SessionId, SubmitError,
@@ -341,9 +340,9 @@ impl MasterState {
     }
 }
 
-/// Serves agents on `listener` with `state` until this future is dropped (or the simulated node
-/// ends): every task it started ends with it.
-pub async fn run_master(listener: TcpListener, state: MasterState) -> io::Result<()> {
+/// Serves the agents `acceptor` brings with `state` until this future is dropped (or the
+/// simulated node ends): every task it started ends with it.
+pub async fn run_master(mut acceptor: Acceptor, state: MasterState) -> io::Result<()> {
     let fallback_sweep = state.with_registry(|registry| registry.config().heartbeat_interval);
     let (_alive, master_alive) = watch::channel(());
     crate::task::spawn(until_closed(
@@ -353,16 +352,11 @@ pub async fn run_master(listener: TcpListener, state: MasterState) -> io::Result
     let _sessions = CloseSessionsOnDrop(state.clone());
     let mut next_session: SessionId = 0;
     loop {
-        let (stream, _) = listener.accept().await?;
+        let channel = acceptor.accept().await?;
         next_session += 1;
         let signal = Arc::new(SessionSignal::default());
         state.lock().sessions.insert(next_session, signal.clone());
-        crate::task::spawn(serve_session(
-            state.clone(),
-            next_session,
-            transport::framed(stream),
-            signal,
-        ));
+        crate::task::spawn(serve_session(state.clone(), next_session, channel, signal));
     }
 }
 

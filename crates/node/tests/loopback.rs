@@ -1,5 +1,6 @@
-//! The shell over real sockets on loopback: an agent registers with a master, keeps it updated
-//! with heartbeats, and when the master goes away, redials until a new master answers.
+//! The shell over real sockets on loopback, on each transport: an agent registers with a
+//! master, keeps it updated with heartbeats, and when the master goes away, redials until a new
+//! master answers.
 //! Native build only (`cargo native test -p fleet-node`); the simulated build covers the same
 //! code through the scenarios.
 #![cfg(all(not(madsim), not(feature = "turmoil")))]
@@ -7,8 +8,10 @@
 use fleet_core::agent::{AgentConfig, Connector};
 use fleet_core::backoff::BackoffPolicy;
 use fleet_core::master::MasterConfig;
+use fleet_core::transport::{HttpTransport, Transport};
 use fleet_node::net::TcpListener;
-use fleet_node::{registration, run_agent, run_master, MasterState};
+use fleet_node::transport::Acceptor;
+use fleet_node::{registration, run_agent, run_master, MasterState, Masters};
 use rand::SeedableRng;
 use std::time::Duration;
 
@@ -17,17 +20,21 @@ const INTERVAL: Duration = Duration::from_millis(20);
 /// loaded CI machine may stall for a while.
 const TOLERANCE: u32 = 10;
 
-async fn start_master(listener: TcpListener) -> (MasterState, tokio::task::JoinHandle<()>) {
+async fn start_master(
+    listener: TcpListener,
+    transport: &Transport,
+) -> (MasterState, tokio::task::JoinHandle<()>) {
     let state = MasterState::new(MasterConfig {
         name: "master-1".into(),
         heartbeat_interval: INTERVAL,
         max_miss: TOLERANCE,
         ..MasterConfig::default()
     });
+    let acceptor = Acceptor::new(transport, listener);
     let task = tokio::spawn({
         let state = state.clone();
         async move {
-            let _ = run_master(listener, state).await;
+            let _ = run_master(acceptor, state).await;
         }
     });
     (state, task)
@@ -45,11 +52,21 @@ async fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
 
 #[tokio::test]
 async fn an_agent_registers_and_comes_back_after_the_master_restarts() {
+    comes_back(Transport::Tcp).await;
+}
+
+#[tokio::test]
+async fn over_http_too() {
+    let poll = Duration::from_millis(200);
+    comes_back(Transport::Http(HttpTransport { poll })).await;
+}
+
+async fn comes_back(transport: Transport) {
     let listener = TcpListener::bind("127.0.0.1:0".parse().unwrap())
         .await
         .unwrap();
     let address = listener.local_addr().unwrap();
-    let (state, master) = start_master(listener).await;
+    let (state, master) = start_master(listener, &transport).await;
 
     let config = AgentConfig {
         masters: vec!["master-1".into()],
@@ -70,10 +87,14 @@ async fn an_agent_registers_and_comes_back_after_the_master_restarts() {
         rand_chacha::ChaCha8Rng::seed_from_u64(1),
         std::time::Instant::now(),
     );
+    let masters = Masters {
+        addresses: vec![address],
+        transport: transport.clone(),
+    };
     tokio::spawn(async move {
         run_agent(
             connector,
-            vec![address],
+            masters,
             &fleet_node::AgentControl::default(),
             &Default::default(),
         )
@@ -92,7 +113,7 @@ async fn an_agent_registers_and_comes_back_after_the_master_restarts() {
     let _ = master.await;
     // The listener was dropped with the task; a new master on the same port gets the agent back.
     let listener = TcpListener::bind(address).await.unwrap();
-    let (state, _master) = start_master(listener).await;
+    let (state, _master) = start_master(listener, &transport).await;
     wait_until("the agent re-registers", || {
         state.with_registry(|r| r.online_count() == 1)
     })

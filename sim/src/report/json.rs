@@ -6,6 +6,7 @@ use crate::scenario::commands::Operation;
 use crate::scenario::selector::Topology;
 use crate::scenario::{ClusterSpec, Scenario};
 use fleet_core::command::ExecutorConfig;
+use fleet_core::transport::Transport;
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -75,6 +76,8 @@ pub struct Params<'a> {
     network: Network,
     faults: Vec<Fault>,
     executor: &'a ExecutorConfig,
+    /// `tcp`, or `http` with its `poll_ms`.
+    transport: serde_json::Value,
     operations: Vec<JsonOperation<'a>>,
 }
 
@@ -219,6 +222,12 @@ pub fn params(scenario: &Scenario) -> Params<'_> {
             })
             .collect(),
         executor: &scenario.executor,
+        transport: match &scenario.transport {
+            Transport::Tcp => serde_json::json!({ "kind": "tcp" }),
+            Transport::Http(http) => {
+                serde_json::json!({ "kind": "http", "poll_ms": http.poll.as_millis() as u64 })
+            }
+        },
         operations: scenario.operations.iter().map(operation).collect(),
     }
 }

@@ -45,6 +45,10 @@ pub fn header(scenario: &Scenario, seed: u64) -> String {
             "preset     {preset}: its design document's defaults, under the file's keys"
         );
     }
+    // Said where it is not the default, which every scenario written before it used.
+    if scenario.transport != fleet_core::transport::Transport::Tcp {
+        let _ = writeln!(out, "transport  {}", scenario.transport.describe());
+    }
     if scenario.auth.is_some() {
         let reauth = show(scenario.reauth_delay);
         let _ = writeln!(

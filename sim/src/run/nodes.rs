@@ -18,6 +18,7 @@ use fleet_core::cluster::lease::LeaseConfig;
 use fleet_core::cluster::raft::RaftConfig;
 use fleet_core::master::{Leadership, MasterConfig};
 use fleet_core::timeline::ShellEvent;
+use fleet_core::transport::Transport;
 use fleet_node::cluster::{ClusterConfig, ClusterHandle, ClusterMode};
 use fleet_node::disk::Disk;
 use fleet_node::machine::Machine;
@@ -337,11 +338,13 @@ impl MasterNode<'_> {
             .any(|fault| matches!(fault.action, FaultAction::Admin(_)))
             .then_some((scenario.cluster.mode(), admins));
         let incarnations = Incarnations::new(seed, &cluster.me);
+        let transport = scenario.transport.clone();
         let boot: Boot = Arc::new(move || {
             let (incarnation, rng) = incarnations.next();
             let boot = (incarnation > 1).then(|| incarnation.to_string());
             let (disk, config, slot) = (Some(disk.clone()), config.clone(), slot.clone());
             let (revoked, api) = (revoked.clone(), api.clone());
+            let transport = transport.clone();
             // A first start is one that finds a disk nothing was ever synced to: a node whose
             // first start died before it wrote finds a new disk, not a lost one.
             let cluster = ClusterConfig {
@@ -360,7 +363,7 @@ impl MasterNode<'_> {
                     }
                 });
                 *lock(&slot) = Some(state.clone());
-                run_master(listen, state, cluster, rng, api).await
+                run_master(listen, &transport, state, cluster, rng, api).await
             })
         });
         machines.add(&name, ip, super::budget::machine(), boot);
@@ -389,6 +392,7 @@ struct Listen {
 /// (its mode, and every master's admin address, for redirects), the admin API.
 async fn run_master(
     listen: Listen,
+    transport: &Transport,
     state: fleet_node::MasterState,
     cluster: ClusterConfig,
     rng: ChaCha8Rng,
@@ -407,6 +411,7 @@ async fn run_master(
         (Err(error), _) | (_, Err(error)) => return bind_failed(error),
     };
     // The servers' tasks end with this node, like everything else here.
+    let agents = fleet_node::transport::Acceptor::new(transport, agents);
     fleet_node::task::spawn(fleet_node::run_master(agents, state.clone()));
     let handle = ClusterHandle::new(&cluster.me);
     if let Some((mode, admins)) = api {
@@ -451,6 +456,7 @@ impl Agent<'_> {
         let (interval, timeout, backoff) = (heartbeat.interval, heartbeat.timeout, backoff.clone());
         let (masters, addresses) = (self.masters.to_vec(), self.addresses.to_vec());
         let commands = self.scenario.executor.clone();
+        let transport = self.scenario.transport.clone();
         let (reauth_delay, bugs) = (self.scenario.reauth_delay, self.scenario.bugs);
         let token = (self.scenario.auth.as_ref())
             .map(|auth| fleet_core::auth::token(&auth.secret, &self.name))
@@ -462,6 +468,7 @@ impl Agent<'_> {
             let (incarnation, rng) = incarnations.next();
             let (name, masters, addresses) = (name.clone(), masters.clone(), addresses.clone());
             let (backoff, commands, token) = (backoff.clone(), commands.clone(), token.clone());
+            let transport = transport.clone();
             let control = Arc::new(fleet_node::AgentControl::default());
             *lock(&slot) = Some(control.clone());
             Box::pin(async move {
@@ -482,7 +489,11 @@ impl Agent<'_> {
                     bugs,
                 };
                 let connector = Connector::new(config, rng, fleet_node::clock::now());
-                fleet_node::run_agent(connector, addresses, &control, &Default::default()).await;
+                let masters = fleet_node::Masters {
+                    addresses,
+                    transport,
+                };
+                fleet_node::run_agent(connector, masters, &control, &Default::default()).await;
             })
         });
         machines.add(&node, ip, super::budget::machine(), boot);

@@ -33,6 +33,7 @@ use fleet_core::backoff::BackoffPolicy;
 use fleet_core::bugs::{Bug, Bugs};
 use fleet_core::command::ExecutorConfig;
 use fleet_core::fmt_duration;
+use fleet_core::transport::Transport;
 use serde::Deserialize;
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -80,6 +81,8 @@ pub struct Scenario {
     pub operations: Vec<Operation>,
     /// How agents run commands.
     pub executor: ExecutorConfig,
+    /// `[params.transport]`: what carries the messages between agents and masters.
+    pub transport: Transport,
     /// The `[[expect]]` entries, for the judge to compile.
     pub expectations: Vec<ExpectSpec>,
     /// What `sim explore` may break; `sim run` ignores it.
@@ -243,6 +246,7 @@ impl RawScenario {
             faults,
             operations,
             executor: params.executor,
+            transport: params.transport,
             expectations,
             explore,
             sometimes,

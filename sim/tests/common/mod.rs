@@ -4,7 +4,9 @@
 use fleet_core::agent::{AgentConfig, Connector};
 use fleet_core::backoff::BackoffPolicy;
 use fleet_core::master::MasterConfig;
-use fleet_node::{registration, run_agent, run_master, MasterState};
+use fleet_core::transport::Transport;
+use fleet_node::transport::Acceptor;
+use fleet_node::{registration, run_agent, run_master, MasterState, Masters};
 use madsim::runtime::Runtime;
 use rand::SeedableRng;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -36,7 +38,8 @@ pub fn master_and_agent(runtime: &Runtime) -> Exposed {
                 });
                 *exposed.lock().unwrap() = Some(master_state.clone());
                 let listener = fleet_node::net::TcpListener::bind(MASTER).await.unwrap();
-                let _ = run_master(listener, master_state).await;
+                let acceptor = Acceptor::new(&Transport::Tcp, listener);
+                let _ = run_master(acceptor, master_state).await;
             }
         })
         .build();
@@ -60,7 +63,10 @@ pub fn master_and_agent(runtime: &Runtime) -> Exposed {
             let connector = Connector::new(config, rng, Instant::now());
             run_agent(
                 connector,
-                vec![MASTER],
+                Masters {
+                    addresses: vec![MASTER],
+                    transport: Transport::Tcp,
+                },
                 &Default::default(),
                 &Default::default(),
             )

@@ -5,10 +5,8 @@
 //! `307` and a `Location` at the leader's admin address. Every error is a 4xx or 5xx with a JSON
 //! body `{"error": ...}`, and a request that fails changes nothing.
 
-mod http;
-
 pub use axum::http::Method;
-pub use http::{request, serve};
+pub use fleet_node::http::{request, serve};
 
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{DefaultBodyLimit, Path, Query, State};

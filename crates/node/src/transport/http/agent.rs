@@ -1,0 +1,346 @@
+//! The agent's side: a [`Channel`](crate::transport::Channel) that sends each message as its
+//! request, one at a time and in order, on one keep-alive connection, and once registered keeps
+//! a long poll open on a second one. Every answer's messages come out of the channel in the
+//! order they arrived.
+//!
+//! The channel does its work as it is polled, with no task of its own: the agent's loop polls it
+//! whenever its link is open, and dropping it drops both connections and whatever was under way.
+//! A failure ends the channel with an I/O error the agent classifies as it would a TCP one: a
+//! refused connect is `refused`, a cut connection or a `5xx` is `reset`, a `410 Gone` (the
+//! master ended the session) is `closed`, and an answer that is not messages is
+//! `protocol_error`.
+
+use super::{Route, SESSION};
+use crate::codec::CodecError;
+use crate::net::TcpStream;
+use crate::transport::{BoxChannel, Channel};
+use axum::body::Body;
+use axum::http::{header, Method, Request, StatusCode};
+use fleet_core::transport::HttpTransport;
+use fleet_core::wire::Message;
+use futures::{Sink, Stream};
+use hyper::client::conn::http1::SendRequest;
+use hyper_util::rt::TokioIo;
+use std::collections::VecDeque;
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+/// The largest answer read: a long poll's batch of commands and config pushes.
+const MAX_ANSWER: usize = 4 * 1024 * 1024;
+
+type Client = SendRequest<Body>;
+
+/// A request under way, with the connection it goes out on.
+type Exchange = Pin<Box<dyn Future<Output = (Client, io::Result<Answer>)> + Send>>;
+
+type Opening = Pin<Box<dyn Future<Output = io::Result<Client>> + Send>>;
+
+struct Answer {
+    session: Option<String>,
+    messages: Vec<Message>,
+}
+
+/// One connection's state.
+enum Line {
+    Opening(Opening),
+    Idle(Client),
+    Busy(Exchange),
+    /// Not opened yet (the long poll before registration), or failed.
+    None,
+}
+
+/// An agent's session with the master at `address`: the first connection opens here, so a
+/// refused or unreachable master fails the connect as it does over TCP.
+pub async fn connect(address: SocketAddr, http: &HttpTransport) -> io::Result<BoxChannel> {
+    let client = open(address).await?;
+    Ok(Box::new(HttpChannel {
+        address,
+        poll: http.poll,
+        agent: String::new(),
+        session: None,
+        outgoing: VecDeque::new(),
+        requests: Line::Idle(client),
+        poller: Line::None,
+        received: VecDeque::new(),
+        failed: None,
+        ended: false,
+        leaving: false,
+    }))
+}
+
+/// A keep-alive HTTP/1.1 connection to `address`.
+async fn open(address: SocketAddr) -> io::Result<Client> {
+    let stream = TcpStream::connect(address).await?;
+    let _ = stream.set_nodelay(true);
+    let (client, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(io::Error::other)?;
+    // Ends when the channel drops its client.
+    crate::task::spawn(async move {
+        let _ = connection.await;
+    });
+    Ok(client)
+}
+
+struct HttpChannel {
+    address: SocketAddr,
+    poll: Duration,
+    /// The agent's name, from its registration: the paths name it.
+    agent: String,
+    /// The session its registration's answer named.
+    session: Option<String>,
+    /// Messages to send, in order, one request each.
+    outgoing: VecDeque<Message>,
+    requests: Line,
+    poller: Line,
+    received: VecDeque<Message>,
+    failed: Option<io::Error>,
+    ended: bool,
+    /// The agent unregistered: [`Channel::finish`] waits for the master to have it.
+    leaving: bool,
+}
+
+/// How long a leaving agent waits for its unregister's answer.
+const FINISH: Duration = Duration::from_secs(1);
+
+impl Channel for HttpChannel {
+    fn finish(&mut self) -> Pin<Box<dyn Future<Output = ()> + Send + '_>> {
+        Box::pin(async move {
+            if !self.leaving {
+                return;
+            }
+            let delivered = std::future::poll_fn(|cx| {
+                self.drive(cx);
+                let idle = self.outgoing.is_empty() && matches!(self.requests, Line::Idle(_));
+                match idle || self.ended || self.failed.is_some() {
+                    true => Poll::Ready(()),
+                    false => Poll::Pending,
+                }
+            });
+            let _ = crate::clock::timeout(FINISH, delivered).await;
+        })
+    }
+}
+
+impl HttpChannel {
+    /// Moves every request along as far as it goes without waiting.
+    fn drive(&mut self, cx: &mut Context<'_>) {
+        while !self.ended
+            && self.failed.is_none()
+            && (self.drive_requests(cx) | self.drive_poller(cx))
+        {}
+    }
+
+    /// Whether the request line moved.
+    fn drive_requests(&mut self, cx: &mut Context<'_>) -> bool {
+        match std::mem::replace(&mut self.requests, Line::None) {
+            Line::Busy(mut exchange) => match exchange.as_mut().poll(cx) {
+                Poll::Ready((client, answer)) => {
+                    self.requests = Line::Idle(client);
+                    self.take(answer);
+                    true
+                }
+                Poll::Pending => {
+                    self.requests = Line::Busy(exchange);
+                    false
+                }
+            },
+            Line::Idle(client) => match self.outgoing.pop_front() {
+                Some(message) => {
+                    let request = self.request(&message);
+                    self.requests = Line::Busy(exchange(client, request));
+                    true
+                }
+                None => {
+                    self.requests = Line::Idle(client);
+                    false
+                }
+            },
+            other => {
+                self.requests = other;
+                false
+            }
+        }
+    }
+
+    /// Whether the long poll moved: it opens its connection once the session is registered,
+    /// and asks again as soon as an answer came.
+    fn drive_poller(&mut self, cx: &mut Context<'_>) -> bool {
+        let Some(session) = self.session.clone() else {
+            return false;
+        };
+        match std::mem::replace(&mut self.poller, Line::None) {
+            Line::None => {
+                self.poller = Line::Opening(Box::pin(open(self.address)));
+                true
+            }
+            Line::Opening(mut opening) => match opening.as_mut().poll(cx) {
+                Poll::Ready(Ok(client)) => {
+                    self.poller = Line::Idle(client);
+                    true
+                }
+                Poll::Ready(Err(error)) => {
+                    self.failed = Some(error);
+                    true
+                }
+                Poll::Pending => {
+                    self.poller = Line::Opening(opening);
+                    false
+                }
+            },
+            Line::Idle(client) => {
+                let wait_ms = self.poll.as_millis() as u64;
+                let request = Request::builder()
+                    .method(Method::GET)
+                    .uri(super::commands(&self.agent, wait_ms))
+                    .header(header::HOST, self.address.to_string())
+                    .header(SESSION, session)
+                    .body(Body::empty());
+                self.poller = Line::Busy(exchange(client, request));
+                true
+            }
+            Line::Busy(mut exchange) => match exchange.as_mut().poll(cx) {
+                Poll::Ready((client, answer)) => {
+                    self.poller = Line::Idle(client);
+                    self.take(answer);
+                    true
+                }
+                Poll::Pending => {
+                    self.poller = Line::Busy(exchange);
+                    false
+                }
+            },
+        }
+    }
+
+    fn take(&mut self, answer: io::Result<Answer>) {
+        match answer {
+            Ok(answer) => {
+                if answer.session.is_some() {
+                    self.session = answer.session;
+                }
+                self.received.extend(answer.messages);
+            }
+            Err(error) => self.failed = Some(error),
+        }
+    }
+
+    /// The request that carries `message`.
+    fn request(&mut self, message: &Message) -> axum::http::Result<Request<Body>> {
+        if let Message::Register(register) = message {
+            self.agent = register.node_name.clone();
+        }
+        // Only what an agent sends reaches here: the agent's core sends nothing else.
+        let path = Route::of(message).map_or_else(|| "/".into(), |route| route.path(&self.agent));
+        let mut request = Request::builder()
+            .method(Method::POST)
+            .uri(path)
+            .header(header::HOST, self.address.to_string())
+            .header(header::CONTENT_TYPE, "application/json");
+        if let Some(session) = &self.session {
+            request = request.header(SESSION, session);
+        }
+        let body = serde_json::to_vec(message).unwrap_or_default();
+        request.body(Body::from(body))
+    }
+}
+
+/// Sends `request` on `client`, and reads the answer whole.
+fn exchange(mut client: Client, request: axum::http::Result<Request<Body>>) -> Exchange {
+    Box::pin(async move {
+        let answer = async {
+            let request =
+                request.map_err(|error| io::Error::new(io::ErrorKind::InvalidData, error))?;
+            client.ready().await.map_err(broken)?;
+            let response = client.send_request(request).await.map_err(broken)?;
+            let status = response.status();
+            let session = (response.headers().get(SESSION))
+                .and_then(|value| value.to_str().ok())
+                .map(str::to_string);
+            let body = axum::body::to_bytes(Body::new(response.into_body()), MAX_ANSWER)
+                .await
+                .map_err(|error| io::Error::new(io::ErrorKind::ConnectionReset, error))?;
+            read(status, session, &body)
+        }
+        .await;
+        (client, answer)
+    })
+}
+
+/// An answer's messages; a refused registration's are in its body too.
+fn read(status: StatusCode, session: Option<String>, body: &[u8]) -> io::Result<Answer> {
+    if status == StatusCode::GONE {
+        return Err(io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            "the master ended the session",
+        ));
+    }
+    if status.is_server_error() && status != StatusCode::SERVICE_UNAVAILABLE {
+        let why = format!("the master answered {status}");
+        return Err(io::Error::new(io::ErrorKind::ConnectionReset, why));
+    }
+    match serde_json::from_slice::<Vec<Message>>(body) {
+        Ok(messages) => Ok(Answer { session, messages }),
+        Err(error) => {
+            let why = format!("the master answered {status} and no messages: {error}");
+            Err(io::Error::new(io::ErrorKind::InvalidData, why))
+        }
+    }
+}
+
+/// A request that failed: the master closed the connection before it answered (as a TCP
+/// session sees the end of its stream: `closed`), or something else broke it (`reset`).
+fn broken(error: hyper::Error) -> io::Error {
+    let kind = match error.is_incomplete_message() || error.is_closed() {
+        true => io::ErrorKind::UnexpectedEof,
+        false => io::ErrorKind::ConnectionReset,
+    };
+    io::Error::new(kind, error)
+}
+
+impl Stream for HttpChannel {
+    type Item = Result<Message, CodecError>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        self.drive(cx);
+        if let Some(message) = self.received.pop_front() {
+            return Poll::Ready(Some(Ok(message)));
+        }
+        if let Some(error) = self.failed.take() {
+            self.ended = true;
+            return Poll::Ready(Some(Err(CodecError::Io(error))));
+        }
+        if self.ended {
+            return Poll::Ready(None);
+        }
+        Poll::Pending
+    }
+}
+
+impl Sink<Message> for HttpChannel {
+    type Error = CodecError;
+
+    fn poll_ready(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Result<(), CodecError>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn start_send(mut self: Pin<&mut Self>, message: Message) -> Result<(), CodecError> {
+        self.leaving |= matches!(message, Message::Unregister(_));
+        self.outgoing.push_back(message);
+        Ok(())
+    }
+
+    /// Starts what was queued; the answers come through the stream.
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), CodecError>> {
+        self.drive(cx);
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_close(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Result<(), CodecError>> {
+        Poll::Ready(Ok(()))
+    }
+}
