@@ -158,6 +158,48 @@ fn lease_masters_hand_over_when_the_holder_dies() {
     );
 }
 
+/// `--transport http`: one master and three agents over the connector design's HTTP API.
+/// Commands go through the admin API; the master is killed and restarted on its data, and the
+/// agents, cut from their long polls, come back to it and run what they are sent.
+#[test]
+fn over_http_agents_come_back_to_a_restarted_master_and_run_its_commands() {
+    let flags = ["--transport", "http"];
+    let mut fleet = Fleet::with_flags("http", 1, MasterMode::Raft, None, &flags);
+    for agent in 1..=3 {
+        fleet.start_agent(&format!("agent-{agent}"));
+    }
+    let master = fleet.wait_for_leader(Duration::from_secs(10), None);
+    fleet.wait_for_agents_at(&master, 3, Duration::from_secs(10));
+    let id = fleet.submit(&master.name, "agent-1");
+    assert_eq!(
+        fleet.wait_for_result(&id, Duration::from_secs(5))["outcome"],
+        "ok"
+    );
+    fleet.signal(&master.name, "KILL");
+    let _ = fleet.wait_for_exit(&master.name, Duration::from_secs(5));
+    let killed_at = Instant::now();
+    fleet.start_master(&master.name);
+    let master = fleet.wait_for_leader(Duration::from_secs(10), None);
+    let back = fleet.wait_for_agents_at(&master, 3, Duration::from_secs(15));
+    eprintln!(
+        "over http: 3 agents back {back:?} after the restart ({:?} after the kill)",
+        killed_at.elapsed()
+    );
+    for agent in 1..=3 {
+        let id = fleet.submit(&master.name, &format!("agent-{agent}"));
+        assert_eq!(
+            fleet.wait_for_result(&id, Duration::from_secs(5))["outcome"],
+            "ok",
+            "agent-{agent} ran a command after the restart"
+        );
+    }
+    let log = fleet.log_of("agent-1");
+    let cut = log
+        .lines()
+        .any(|line| line.contains("disconnected") && line.contains("closed"));
+    assert!(cut, "agent-1 saw its long poll cut by the kill: {log}");
+}
+
 /// `--exec NAME=PROGRAM`: the program gets the args as JSON on stdin and its stdout is the
 /// result; past the command's timeout the agent answers `timeout`; names not listed run nothing.
 #[test]

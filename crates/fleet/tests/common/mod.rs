@@ -41,6 +41,8 @@ pub struct Fleet {
     masters: BTreeMap<String, Ports>,
     processes: BTreeMap<String, Child>,
     http: ureq::Agent,
+    /// Given to every master and agent.
+    flags: Vec<String>,
 }
 
 /// `n` free loopback addresses, held until all are chosen so none repeats.
@@ -57,6 +59,17 @@ pub fn free_addresses(n: usize) -> Vec<SocketAddr> {
 impl Fleet {
     /// `masters` masters, started; agents come with [`start_agent`](Self::start_agent).
     pub fn new(name: &str, masters: usize, mode: MasterMode, config: Option<&str>) -> Fleet {
+        Fleet::with_flags(name, masters, mode, config, &[])
+    }
+
+    /// The same, with `flags` on every process's command line.
+    pub fn with_flags(
+        name: &str,
+        masters: usize,
+        mode: MasterMode,
+        config: Option<&str>,
+        flags: &[&str],
+    ) -> Fleet {
         let dir = std::env::temp_dir().join(format!("fleet-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
@@ -87,6 +100,7 @@ impl Fleet {
             masters,
             processes: BTreeMap::new(),
             http,
+            flags: flags.iter().map(|flag| flag.to_string()).collect(),
         };
         for name in fleet.masters.keys().cloned().collect::<Vec<_>>() {
             fleet.start_master(&name);
@@ -153,6 +167,7 @@ impl Fleet {
         if let Some(config) = &self.config {
             args.extend(["--config".into(), config.display().to_string()]);
         }
+        args.extend(self.flags.iter().cloned());
         self.spawn(name, args);
     }
 
@@ -164,6 +179,7 @@ impl Fleet {
     pub fn start_agent_with(&mut self, name: &str, extra: &[String]) {
         let mut args: Vec<String> = vec!["agent".into(), "--name".into(), name.into()];
         args.extend(extra.iter().cloned());
+        args.extend(self.flags.iter().cloned());
         for (master, ports) in &self.masters {
             args.push("--master".into());
             args.push(format!("{master}={}", ports.agents));
@@ -373,6 +389,11 @@ impl Fleet {
     }
 
     /// The last lines of every process's log.
+    /// Everything process `name` logged.
+    pub fn log_of(&self, name: &str) -> String {
+        std::fs::read_to_string(self.dir.join(format!("{name}.log"))).unwrap_or_default()
+    }
+
     pub fn logs(&self) -> String {
         let mut shown = String::new();
         for name in self.processes.keys() {

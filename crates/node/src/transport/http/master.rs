@@ -34,6 +34,14 @@ use tokio::sync::{mpsc, oneshot, Notify};
 /// The largest request body taken: a registration with its metadata, a command's result.
 const MAX_BODY: usize = 256 * 1024;
 
+/// How long a session lasts with no request: three poll intervals (a live agent's long poll
+/// comes back within one), and never under a minute. It frees what an agent that vanished left
+/// behind; liveness marks the agent offline long before, by its missed heartbeats, so a slow
+/// agent loses nothing to it.
+fn idle_limit(poll: Duration) -> Duration {
+    (poll * 3).max(Duration::from_secs(60))
+}
+
 /// An agent's message, and where its answer goes.
 type Request = (Message, oneshot::Sender<Vec<Message>>);
 
@@ -118,10 +126,10 @@ impl Sessions {
         }
     }
 
-    /// Ends the sessions no request came for in two poll intervals (a live agent's long poll
-    /// comes back within one), and forgets those the master closed.
+    /// Ends the sessions no request came for in [`idle_limit`], and forgets those the master
+    /// closed.
     fn sweep(&self, now: Instant) {
-        let idle = self.poll * 2;
+        let idle = idle_limit(self.poll);
         lock(&self.table).retain(|_, session| {
             let seen = *lock(&session.last_seen);
             let keep = now.duration_since(seen) < idle && !session.closed.load(Ordering::Acquire);

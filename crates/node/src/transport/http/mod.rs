@@ -13,7 +13,8 @@
 //!
 //! A registration opens a session: its answer names it in a `fleet-session` header, and every
 //! later request carries it. A session is what one TCP connection is to framed TCP: it ends when
-//! the agent unregisters, the master closes it, or no request came for two poll intervals, and
+//! the agent unregisters, the master closes it, or no request came for three poll intervals (a
+//! minute at least), and
 //! a request on an ended session gets `410 Gone` (to the agent, a closed connection). A refused
 //! registration answers `401` (unauthorized), `429` with `Retry-After` (busy, or retrying too
 //! soon) or `503` (no leader, shutting down), its ack in the body either way.

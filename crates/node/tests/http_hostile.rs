@@ -1,0 +1,417 @@
+//! Hostile input on the HTTP transport, both ways, over real sockets on loopback.
+//!
+//! - A master gets 100,000 requests mangled from the agents' own (cut, flipped bytes, wrong
+//!   methods, paths, headers, lengths and bodies, messages of the wrong kind): each answers
+//!   below 500 or closes its own connection, nothing panics, and an agent registered before
+//!   keeps its one session, online, all along.
+//! - An agent gets 100,000 mangled answers to its registration: each ends only that channel,
+//!   with an error the agent classifies, or yields messages; nothing panics.
+//!
+//! Native build only (`cargo native test -p fleet-node`). Seeded: the same inputs every run.
+#![cfg(all(not(madsim), not(feature = "turmoil")))]
+
+use fleet_core::agent::{AgentConfig, Connector};
+use fleet_core::command::{CommandResult, NodeStatus, Outcome};
+use fleet_core::master::MasterConfig;
+use fleet_core::transport::{HttpTransport, Transport};
+use fleet_core::wire::{
+    ConfigAck, ConfigId, ConfigPull, Heartbeat, HeartbeatAck, Message, Redirect, Refusal,
+    RegisterAck, Unregister,
+};
+use fleet_node::transport::{self, Acceptor};
+use fleet_node::{registration, run_agent, run_master, MasterState, Masters};
+use futures::{SinkExt, StreamExt};
+use rand::{Rng, RngCore, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use std::collections::{BTreeMap, VecDeque};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener as RawListener, TcpStream as RawStream};
+
+const INPUTS: usize = 100_000;
+/// Connections under way at once.
+const WORKERS: usize = 32;
+
+fn http() -> Transport {
+    Transport::Http(HttpTransport {
+        poll: Duration::from_millis(300),
+    })
+}
+
+/// Counts panics on any thread: a panic in a connection's task would end only that task, and
+/// no test would see it.
+fn count_panics() -> Arc<AtomicUsize> {
+    let panics = Arc::new(AtomicUsize::new(0));
+    let counted = panics.clone();
+    let previous = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        counted.fetch_add(1, Ordering::SeqCst);
+        previous(info);
+    }));
+    panics
+}
+
+fn message_json(message: &Message) -> Vec<u8> {
+    serde_json::to_vec(message).unwrap()
+}
+
+/// The agents' own requests, well formed: what the mangling starts from.
+fn requests() -> Vec<Vec<u8>> {
+    let register = Message::Register(Box::new(registration(
+        "intruder",
+        "fuzz",
+        1,
+        0,
+        String::new(),
+    )));
+    let heartbeat = Message::Heartbeat(Heartbeat {
+        seq: 7,
+        status: NodeStatus::Online,
+        uptime_ms: 1,
+        metrics: BTreeMap::new(),
+    });
+    let result = Message::CommandResult(CommandResult {
+        request_id: "r-1".into(),
+        outcome: Outcome::UnknownCommand,
+        output: String::new(),
+        duration_ms: 1,
+    });
+    let config = Message::ConfigPull(ConfigPull {
+        have: ConfigId::default(),
+    });
+    let ack = Message::ConfigAck(ConfigAck {
+        id: ConfigId::default(),
+    });
+    let unregister = Message::Unregister(Unregister {
+        reason: "fuzz".into(),
+    });
+    let post = |path: &str, message: &Message, session: &str| {
+        let body = message_json(message);
+        let mut head = format!(
+            "POST {path} HTTP/1.1\r\nhost: m\r\ncontent-type: application/json\r\ncontent-length: {}\r\n",
+            body.len()
+        );
+        if !session.is_empty() {
+            head.push_str(&format!("fleet-session: {session}\r\n"));
+        }
+        head.push_str("\r\n");
+        [head.into_bytes(), body].concat()
+    };
+    vec![
+        post("/api/master/nodes/register", &register, ""),
+        post("/api/master/heartbeat", &heartbeat, "1-1"),
+        post("/api/master/command/result", &result, "x"),
+        post("/api/master/nodes/intruder/config", &config, "1-2"),
+        post("/api/master/nodes/intruder/config", &ack, ""),
+        post("/api/master/nodes/intruder/unregister", &unregister, "9"),
+        // A message of the wrong kind for its path.
+        post("/api/master/heartbeat", &register, ""),
+        b"GET /api/master/nodes/intruder/commands?wait=50 HTTP/1.1\r\nhost: m\r\nfleet-session: 1-1\r\n\r\n"
+            .to_vec(),
+        b"GET /api/master/nodes/intruder/commands?wait=abc HTTP/1.1\r\nhost: m\r\n\r\n".to_vec(),
+    ]
+}
+
+const JUNK: &[&[u8]] = &[
+    b"\r\n",
+    b"\0",
+    b"{",
+    b"}}}}",
+    b"[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[",
+    b"null",
+    b"\"Register\"",
+    b"{\"Register\":{}}",
+    b"{\"Heartbeat\":{\"seq\":-1}}",
+    b"transfer-encoding: chunked\r\n",
+    b"content-length: 99999999999\r\n",
+    b"content-length: -1\r\n",
+    b"fleet-session: \xff\xfe\r\n",
+    b"DELETE",
+    b"/../../etc/passwd",
+    b"%00%2F",
+    b"HTTP/2.0",
+    b"\xf0\x28\x8c\x28",
+];
+
+/// The next of the [`INPUTS`] inputs made from `bases`, each from its own seeded generator, so
+/// the inputs are the same whichever worker makes them (and none is made before it is sent:
+/// making them all first would stall the runtime the agent beats on).
+fn hostile(bases: &[Vec<u8>], seed: u64, next: &AtomicUsize) -> Option<Vec<u8>> {
+    let index = next.fetch_add(1, Ordering::Relaxed);
+    if index >= INPUTS {
+        return None;
+    }
+    let mut rng = ChaCha8Rng::seed_from_u64(seed << 32 | index as u64);
+    Some(mangle(&bases[rng.gen_range(0..bases.len())], &mut rng))
+}
+
+/// One hostile input made from `base`: a few of the manglings, stacked.
+fn mangle(base: &[u8], rng: &mut ChaCha8Rng) -> Vec<u8> {
+    let mut input = base.to_vec();
+    for _ in 0..rng.gen_range(1..=3) {
+        let at = rng.gen_range(0..=input.len());
+        match rng.gen_range(0..8) {
+            0 => input.truncate(at),
+            1 if !input.is_empty() => {
+                let i = rng.gen_range(0..input.len());
+                input[i] ^= 1 << rng.gen_range(0..8);
+            }
+            2 => {
+                let junk = JUNK[rng.gen_range(0..JUNK.len())];
+                input.splice(at..at, junk.iter().copied());
+            }
+            3 => {
+                let end = rng.gen_range(at..=input.len());
+                input.drain(at..end);
+            }
+            4 => {
+                let mut noise = vec![0u8; rng.gen_range(1..64)];
+                rng.fill_bytes(&mut noise);
+                input.splice(at..at, noise);
+            }
+            // An oversized body, past the master's limit.
+            5 if rng.gen_ratio(1, 64) => input.extend(std::iter::repeat_n(b'a', 300 * 1024)),
+            6 => {
+                let copy = input[at..].to_vec();
+                input.extend(copy);
+            }
+            _ => {
+                let method: &[u8] =
+                    [&b"PUT"[..], b"PATCH", b"OPTIONS", b"GET", b"BREW"][rng.gen_range(0..5)];
+                if let Some(space) = input.iter().position(|&b| b == b' ') {
+                    input.splice(..space, method.iter().copied());
+                }
+            }
+        }
+    }
+    input
+}
+
+/// Sends `input` on a connection of its own and reads what comes back until the master closes
+/// it: the status, or `None` if it closed without answering.
+async fn send_raw(address: SocketAddr, input: &[u8]) -> Option<u16> {
+    let mut stream = RawStream::connect(address).await.unwrap();
+    let _ = stream.write_all(input).await;
+    // Half-closed: the master reads to the end, answers, and closes.
+    let _ = stream.shutdown().await;
+    let mut answer = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut answer)).await;
+    assert!(read.is_ok(), "a hostile request held its connection open");
+    let status = answer.strip_prefix(b"HTTP/1.1 ")?.get(..3)?;
+    std::str::from_utf8(status).ok()?.parse().ok()
+}
+
+#[tokio::test]
+async fn hostile_requests_end_only_their_own_connection() {
+    let panics = count_panics();
+    let listener = fleet_node::net::TcpListener::bind("127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let address = listener.local_addr().unwrap();
+    let state = MasterState::new(MasterConfig {
+        name: "master-1".into(),
+        heartbeat_interval: Duration::from_millis(100),
+        max_miss: 30,
+        ..MasterConfig::default()
+    });
+    tokio::spawn(run_master(Acceptor::new(&http(), listener), state.clone()));
+
+    let config = AgentConfig {
+        masters: vec!["master-1".into()],
+        heartbeat_interval: Duration::from_millis(100),
+        heartbeat_timeout: Duration::from_secs(3),
+        register: registration("agent-1", "loopback", 1, 0, String::new()),
+        ..fleet_test_agent_config()
+    };
+    let connector = Connector::new(
+        config,
+        ChaCha8Rng::seed_from_u64(1),
+        std::time::Instant::now(),
+    );
+    let masters = Masters {
+        addresses: vec![address],
+        transport: http(),
+    };
+    tokio::spawn(async move {
+        run_agent(connector, masters, &Default::default(), &Default::default()).await
+    });
+    let session_of_agent = || {
+        state.with_registry(|registry| {
+            (registry.nodes())
+                .find(|(_, node)| node.info.node_name == "agent-1")
+                .and_then(|(_, node)| node.session)
+        })
+    };
+    for _ in 0..300 {
+        if session_of_agent().is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let session = session_of_agent().expect("agent-1 registered");
+    let beats_before = state.heartbeats();
+
+    let bases = Arc::new(requests());
+    let next = Arc::new(AtomicUsize::new(0));
+    let statuses = Arc::new(Mutex::new(BTreeMap::<Option<u16>, usize>::new()));
+    let workers: Vec<_> = (0..WORKERS)
+        .map(|_| {
+            let (bases, next, statuses) = (bases.clone(), next.clone(), statuses.clone());
+            tokio::spawn(async move {
+                loop {
+                    let Some(input) = hostile(&bases, 24, &next) else {
+                        return;
+                    };
+                    let status = send_raw(address, &input).await;
+                    *statuses.lock().unwrap().entry(status).or_default() += 1;
+                }
+            })
+        })
+        .collect();
+    for worker in workers {
+        worker.await.unwrap();
+    }
+    let statuses = statuses.lock().unwrap().clone();
+    eprintln!("answers by status (None: closed without one): {statuses:?}");
+    assert_eq!(statuses.values().sum::<usize>(), INPUTS);
+    let server_errors: usize = (statuses.iter())
+        .filter(|(status, _)| status.is_some_and(|status| status >= 500 && status != 503))
+        .map(|(_, count)| count)
+        .sum();
+    assert_eq!(server_errors, 0, "no hostile request makes the master fail");
+    assert_eq!(panics.load(Ordering::SeqCst), 0, "nothing panicked");
+    assert_eq!(
+        session_of_agent(),
+        Some(session),
+        "agent-1 kept its session"
+    );
+    assert!(state.heartbeats() > beats_before, "agent-1 kept beating");
+}
+
+/// Everything but the names and timings: defaults.
+fn fleet_test_agent_config() -> AgentConfig {
+    AgentConfig {
+        masters: Vec::new(),
+        heartbeat_interval: Duration::from_secs(1),
+        heartbeat_timeout: Duration::from_secs(3),
+        backoff: Default::default(),
+        register: registration("", "", 0, 0, String::new()),
+        commands: Default::default(),
+        reauth_delay: Duration::from_secs(1),
+        bugs: Default::default(),
+    }
+}
+
+/// A master's own answers, well formed.
+fn answers() -> Vec<Vec<u8>> {
+    let ack = |refusal| {
+        Message::RegisterAck(Box::new(RegisterAck {
+            instance_id: "agent-1-fuzz-1".into(),
+            reason: String::new(),
+            heartbeat_interval_ms: 1000,
+            refusal,
+            retry_after_ms: 0,
+        }))
+    };
+    let bodies = [
+        vec![ack(Refusal::None)],
+        vec![ack(Refusal::Busy)],
+        vec![Message::Redirect(Redirect {
+            leader: "master-2".into(),
+        })],
+        vec![Message::HeartbeatAck(HeartbeatAck {
+            seq: 1,
+            config: ConfigId::default(),
+        })],
+    ];
+    bodies
+        .iter()
+        .map(|messages| {
+            let body = serde_json::to_vec(messages).unwrap();
+            let head = format!(
+                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\nfleet-session: 1-1\r\ncontent-length: {}\r\n\r\n",
+                body.len()
+            );
+            [head.into_bytes(), body].concat()
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn hostile_answers_end_only_their_own_channel() {
+    let panics = count_panics();
+    let bases = answers();
+    let next = AtomicUsize::new(0);
+    let answers: VecDeque<Vec<u8>> = std::iter::from_fn(|| hostile(&bases, 25, &next)).collect();
+    let answers = Arc::new(Mutex::new(answers));
+    // A master that answers each connection's first request with the next hostile answer.
+    let listener = RawListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    tokio::spawn({
+        let answers = answers.clone();
+        async move {
+            loop {
+                let (mut stream, _) = listener.accept().await.unwrap();
+                let answer = answers.lock().unwrap().pop_front().unwrap_or_default();
+                tokio::spawn(async move {
+                    let mut request = vec![0u8; 64 * 1024];
+                    let _ = stream.read(&mut request).await;
+                    let _ = stream.write_all(&answer).await;
+                    let _ = stream.shutdown().await;
+                });
+            }
+        }
+    });
+    let register = Message::Register(Box::new(registration(
+        "agent-1",
+        "fuzz",
+        1,
+        0,
+        String::new(),
+    )));
+    let outcomes = Arc::new(Mutex::new(BTreeMap::<String, usize>::new()));
+    let workers: Vec<_> = (0..WORKERS)
+        .map(|_| {
+            let (answers, outcomes, register) =
+                (answers.clone(), outcomes.clone(), register.clone());
+            tokio::spawn(async move {
+                while !answers.lock().unwrap().is_empty() {
+                    let mut channel = transport::connect(&http(), address).await.unwrap();
+                    channel.send(register.clone()).await.unwrap();
+                    // A well-formed answer that carries no message leaves the channel quiet, as a
+                    // master that says nothing would; the agent's core times that out.
+                    let outcome =
+                        tokio::time::timeout(Duration::from_secs(1), channel.next()).await;
+                    let outcome = match outcome {
+                        Ok(Some(Ok(message))) => message.kind().to_string(),
+                        Ok(Some(Err(error))) => {
+                            format!("{:?}", fleet_node::agent::classify(&io_error(error)))
+                        }
+                        Ok(None) => "ended".to_string(),
+                        Err(_) => "quiet".to_string(),
+                    };
+                    *outcomes.lock().unwrap().entry(outcome).or_default() += 1;
+                }
+            })
+        })
+        .collect();
+    for worker in workers {
+        worker.await.unwrap();
+    }
+    let outcomes = outcomes.lock().unwrap().clone();
+    eprintln!("the agent's channel after each answer: {outcomes:?}");
+    // A channel that took a well-formed session reads its long poll's answer too: every
+    // answer was read, by fewer channels.
+    assert!(answers.lock().unwrap().is_empty(), "every answer was read");
+    assert_eq!(panics.load(Ordering::SeqCst), 0, "nothing panicked");
+}
+
+fn io_error(error: fleet_node::codec::CodecError) -> std::io::Error {
+    match error {
+        fleet_node::codec::CodecError::Io(error) => error,
+        other => std::io::Error::new(std::io::ErrorKind::InvalidData, other),
+    }
+}
