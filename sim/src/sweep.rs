@@ -94,7 +94,8 @@ impl Sweep {
             );
             let one = &self.loaded[point];
             let crate::Judged { output, verdicts } = one.run(seed);
-            let metrics = report::measure(&one.scenario, &output.timeline.entries);
+            let mut metrics = report::measure(&one.scenario, &output.timeline.entries);
+            metrics.wire_bytes = output.timeline.wire_bytes;
             done();
             Run {
                 point,
@@ -127,7 +128,9 @@ pub struct Run {
 }
 
 /// The metrics a sweep's table shows, as `(column, values of one run)`.
-fn metric_columns(metrics: &Metrics) -> [(&'static str, Vec<f64>); 5] {
+const METRIC_COLUMNS: usize = 7;
+
+fn metric_columns(metrics: &Metrics) -> [(&'static str, Vec<f64>); METRIC_COLUMNS] {
     let each = |values: &[u64]| values.iter().map(|&v| v as f64).collect::<Vec<_>>();
     [
         ("detection ms", each(&metrics.detection_ms)),
@@ -145,6 +148,8 @@ fn metric_columns(metrics: &Metrics) -> [(&'static str, Vec<f64>); 5] {
             vec![metrics.peak_connect_attempts as f64],
         ),
         ("failover ms", each(&metrics.failover_ms)),
+        ("command start ms", each(&metrics.command_start_ms)),
+        ("wire bytes", vec![metrics.wire_bytes as f64]),
     ]
 }
 
@@ -203,7 +208,7 @@ pub fn table(grids: &[Grid], points: &[Vec<Override>], runs: &[Run]) -> String {
         for (check, field, _) in &checks {
             row.push(show_spread(check_values(&mine, *check, field), "/"));
         }
-        let mut metrics: Vec<Vec<f64>> = vec![Vec::new(); 5];
+        let mut metrics: Vec<Vec<f64>> = vec![Vec::new(); METRIC_COLUMNS];
         for run in &mine {
             for (column, (_, values)) in metric_columns(&run.metrics).into_iter().enumerate() {
                 metrics[column].extend(values);
@@ -273,6 +278,8 @@ fn csv_header(grids: &[Grid], runs: &[Run], checks: &[(usize, String, String)]) 
             "peak_registrations",
             "failover_ms_median",
             "terms",
+            "command_start_ms_median",
+            "wire_bytes",
         ]
         .map(str::to_string),
     );
@@ -305,6 +312,8 @@ fn csv_row(point: &[Override], run: &Run, checks: &[(usize, String, String)]) ->
         metrics.peak_registrations.to_string(),
         median(&metrics.failover_ms),
         metrics.terms.to_string(),
+        median(&metrics.command_start_ms),
+        metrics.wire_bytes.to_string(),
     ]);
     row
 }

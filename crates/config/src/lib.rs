@@ -179,6 +179,18 @@ mod tests {
     }
 
     #[test]
+    fn the_transport_is_the_presets_unless_the_file_says() {
+        let http = |poll| Transport::Http(fleet_core::transport::HttpTransport { poll });
+        let parse = |text: &str| Params::parse("t", text, 1).unwrap().transport;
+        assert_eq!(parse(""), Transport::Tcp);
+        assert_eq!(parse("preset = \"connector\"\n"), http(Duration::from_secs(5)));
+        let slower = "preset = \"connector\"\n[params.transport]\npoll = \"30s\"\n";
+        assert_eq!(parse(slower), http(Duration::from_secs(30)));
+        let tcp = "preset = \"connector\"\n[params.transport]\nkind = \"tcp\"\n";
+        assert_eq!(parse(tcp), Transport::Tcp);
+    }
+
+    #[test]
     fn a_bad_config_file_names_the_place() {
         for (text, masters, at, says) in [
             (
@@ -201,6 +213,24 @@ mod tests {
                 1,
                 (2, 12),
                 "unknown backoff",
+            ),
+            (
+                "[params.transport]\nkind = \"carrier-pigeon\"\n",
+                1,
+                (2, 8),
+                "unknown kind \"carrier-pigeon\"; expected one of tcp, http",
+            ),
+            (
+                "[params.transport]\npoll = \"2s\"\n",
+                1,
+                (2, 8),
+                "poll is a setting of kind \"http\", not \"tcp\"",
+            ),
+            (
+                "[params.transport]\nkind = \"http\"\npoll = \"0s\"\n",
+                1,
+                (3, 8),
+                "poll must be greater than 0",
             ),
         ] {
             let error = Params::parse("fleet.toml", text, masters).unwrap_err();

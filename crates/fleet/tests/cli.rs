@@ -62,6 +62,18 @@ fn a_bad_flag_exits_2_and_names_it() {
             ],
             "--log-format",
         ),
+        (
+            vec![
+                "agent",
+                "--name",
+                "a",
+                "--master",
+                "m=127.0.0.1:1",
+                "--transport",
+                "smoke-signals",
+            ],
+            "possible values: tcp, http",
+        ),
     ] {
         let (code, stderr) = fleet(&args);
         assert_eq!(code, Some(2), "{args:?}: {stderr}");

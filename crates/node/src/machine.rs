@@ -76,6 +76,8 @@ struct Inner {
     /// What this machine sent to each peer (writes and connects), for the harness to tell what
     /// a fault on a link stood in the way of.
     sent: Mutex<BTreeMap<IpAddr, Arc<AtomicU64>>>,
+    /// The bytes its sockets wrote, to anyone: what a transport costs on the wire.
+    bytes: Arc<AtomicU64>,
     /// Set once its fault points are on: until then a point costs one load.
     buggified: AtomicBool,
     buggify: Mutex<Option<Buggify>>,
@@ -362,6 +364,16 @@ impl Machine {
     /// one for each write.
     pub(crate) fn sent_counter(&self, peer: IpAddr) -> Arc<AtomicU64> {
         lock(&self.0.sent).entry(peer).or_default().clone()
+    }
+
+    /// The count of the bytes this machine's sockets write.
+    pub(crate) fn bytes_counter(&self) -> Arc<AtomicU64> {
+        self.0.bytes.clone()
+    }
+
+    /// The bytes this machine's sockets wrote so far.
+    pub fn bytes_sent(&self) -> u64 {
+        self.0.bytes.load(Ordering::Relaxed)
     }
 
     /// How many writes and connects this machine has sent towards `peer` so far.

@@ -59,8 +59,8 @@ pub struct TcpStream {
     inner: raw::TcpStream,
     /// The machine whose gates it goes through, and the peer's address.
     gate: Option<(Machine, IpAddr)>,
-    /// The machine's count of what it sent to the peer.
-    sent: Option<Arc<AtomicU64>>,
+    /// The machine's count of what it sent to the peer, and of the bytes its sockets wrote.
+    sent: Option<(Arc<AtomicU64>, Arc<AtomicU64>)>,
     /// A write held back by a fault point ([`buggify::Point::DelayedSend`]), and whether the
     /// write under way already drew its chance.
     delayed: Option<Pin<Box<tokio::time::Sleep>>>,
@@ -76,7 +76,8 @@ impl TcpStream {
         let machine = Machine::current();
         TcpStream {
             inner,
-            sent: machine.as_ref().map(|machine| machine.sent_counter(peer)),
+            sent: (machine.as_ref())
+                .map(|machine| (machine.sent_counter(peer), machine.bytes_counter())),
             gate: machine.map(|machine| (machine, peer)),
             delayed: None,
             drawn: false,
@@ -142,8 +143,11 @@ impl AsyncWrite for TcpStream {
         if written.is_ready() {
             this.drawn = false;
             this.unflushed = true;
-            if let Some(sent) = &this.sent {
+            if let Some((sent, bytes)) = &this.sent {
                 sent.fetch_add(1, Ordering::Relaxed);
+                if let Poll::Ready(Ok(written)) = &written {
+                    bytes.fetch_add(*written as u64, Ordering::Relaxed);
+                }
             }
         }
         written

@@ -18,7 +18,7 @@ use crate::history::online::OnlineHistory;
 use crate::history::{Entry, FaultEvent, Happening};
 use crate::scenario::faults::FaultAction;
 use crate::scenario::selector::{NodeKind, Topology};
-use fleet_core::timeline::{AgentEvent, Event, MasterEvent};
+use fleet_core::timeline::{AgentEvent, CommandEvent, Event, MasterEvent};
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -41,6 +41,12 @@ pub struct Metrics {
     /// Each raft election that made a leader: from its candidate starting it to winning, in ms.
     pub election_ms: Vec<u64>,
     pub terms: u64,
+    /// Each command's start on an agent: from its master first sending it there to the agent
+    /// starting it, in ms.
+    pub command_start_ms: Vec<u64>,
+    /// What every node's sockets wrote (the harness fills it in from the run, not the
+    /// timeline).
+    pub wire_bytes: u64,
 }
 
 /// Per agent, as the walk through the timeline goes.
@@ -94,8 +100,32 @@ impl Metrics {
         metrics.failover_ms = failovers(leaders);
         metrics.election_ms = elections(leaders);
         metrics.terms = leaders.highest_term().map_or(0, |started| started.term);
+        metrics.command_start_ms = command_starts(entries);
         metrics
     }
+}
+
+/// Each command's start: from the first time a master sent it to an agent to that agent
+/// starting it (a copy sent again after a failover counts from the first sending).
+fn command_starts(entries: &[Entry]) -> Vec<u64> {
+    let mut sent: BTreeMap<(&str, &str), u64> = BTreeMap::new();
+    let mut starts = Vec::new();
+    for entry in entries {
+        match &entry.event {
+            Happening::System(Event::Command(CommandEvent::CommandSent {
+                request_id, agent, ..
+            })) => {
+                sent.entry((agent, request_id)).or_insert(entry.t_ms);
+            }
+            Happening::System(Event::Command(CommandEvent::CommandStarted { request_id, .. })) => {
+                if let Some(at) = sent.remove(&(entry.node.as_str(), request_id.as_str())) {
+                    starts.push(entry.t_ms - at);
+                }
+            }
+            _ => {}
+        }
+    }
+    starts
 }
 
 /// The walk through a timeline: what is cut, who is dead or stopped, what was measured so far.

@@ -137,6 +137,9 @@ pub struct Timeline {
     /// The run went over its budget (see `run::budget`) and was stopped there: nothing after
     /// was recorded.
     pub runaway: Option<Runaway>,
+    /// The bytes every node's sockets wrote over the run: what its transport cost on the wire
+    /// (a cluster's own traffic too).
+    pub wire_bytes: u64,
 }
 
 /// A run stopped for going over its budget.
