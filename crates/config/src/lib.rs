@@ -183,7 +183,10 @@ mod tests {
         let http = |poll| Transport::Http(fleet_core::transport::HttpTransport { poll });
         let parse = |text: &str| Params::parse("t", text, 1).unwrap().transport;
         assert_eq!(parse(""), Transport::Tcp);
-        assert_eq!(parse("preset = \"connector\"\n"), http(Duration::from_secs(5)));
+        assert_eq!(
+            parse("preset = \"connector\"\n"),
+            http(Duration::from_secs(5))
+        );
         let slower = "preset = \"connector\"\n[params.transport]\npoll = \"30s\"\n";
         assert_eq!(parse(slower), http(Duration::from_secs(30)));
         let tcp = "preset = \"connector\"\n[params.transport]\nkind = \"tcp\"\n";

@@ -113,11 +113,15 @@ fn command_starts(entries: &[Entry]) -> Vec<u64> {
     for entry in entries {
         match &entry.event {
             Happening::System(Event::Command(CommandEvent::CommandSent {
-                request_id, agent, ..
+                request_id,
+                agent,
+                ..
             })) => {
                 sent.entry((agent, request_id)).or_insert(entry.t_ms);
             }
-            Happening::System(Event::Command(CommandEvent::CommandStarted { request_id, .. })) => {
+            Happening::System(Event::Command(CommandEvent::CommandStarted {
+                request_id, ..
+            })) => {
                 if let Some(at) = sent.remove(&(entry.node.as_str(), request_id.as_str())) {
                     starts.push(entry.t_ms - at);
                 }

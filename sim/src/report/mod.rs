@@ -38,27 +38,7 @@ pub fn header(scenario: &Scenario, seed: u64) -> String {
         heartbeat.max_miss,
         show(heartbeat.timeout)
     );
-    let _ = writeln!(out, "backoff    {}", scenario.backoff.describe());
-    if let Some(preset) = &scenario.preset {
-        let _ = writeln!(
-            out,
-            "preset     {preset}: its design document's defaults, under the file's keys"
-        );
-    }
-    // Said where it is not the default, which every scenario written before it used.
-    if scenario.transport != fleet_core::transport::Transport::Tcp {
-        let _ = writeln!(out, "transport  {}", scenario.transport.describe());
-    }
-    if scenario.auth.is_some() {
-        let reauth = show(scenario.reauth_delay);
-        let _ = writeln!(
-            out,
-            "auth       a token per agent · refused agents retry after {reauth}"
-        );
-    }
-    if let Some(line) = protection(scenario) {
-        let _ = writeln!(out, "master     {line}");
-    }
+    params_lines(scenario, &mut out);
     let network = &scenario.network;
     let (low, high) = (show(network.latency.0), show(network.latency.1));
     // madsim is the default engine; a turmoil run says so, with its step.
@@ -90,6 +70,32 @@ pub fn header(scenario: &Scenario, seed: u64) -> String {
         }
     }
     out
+}
+
+/// The header's lines for the parameters past the heartbeat: backoff, and the preset, the
+/// transport, authentication and the masters' protection where a scenario sets them.
+fn params_lines(scenario: &Scenario, out: &mut String) {
+    let _ = writeln!(out, "backoff    {}", scenario.backoff.describe());
+    if let Some(preset) = &scenario.preset {
+        let _ = writeln!(
+            out,
+            "preset     {preset}: its design document's defaults, under the file's keys"
+        );
+    }
+    // Said where it is not the default, which every scenario written before it used.
+    if scenario.transport != fleet_core::transport::Transport::Tcp {
+        let _ = writeln!(out, "transport  {}", scenario.transport.describe());
+    }
+    if scenario.auth.is_some() {
+        let reauth = show(scenario.reauth_delay);
+        let _ = writeln!(
+            out,
+            "auth       a token per agent · refused agents retry after {reauth}"
+        );
+    }
+    if let Some(line) = protection(scenario) {
+        let _ = writeln!(out, "master     {line}");
+    }
 }
 
 /// How the masters protect themselves, when they do.

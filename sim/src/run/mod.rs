@@ -132,7 +132,10 @@ async fn harness<E: Engine>(
     // Outside any machine the clock reads true time: the run began this long ago.
     let start = fleet_node::clock::now() - engine.elapsed();
     let machines = (injector.machines.iter()).map(|(name, (machine, _))| (name, machine));
-    let wire_bytes = machines.clone().map(|(_, machine)| machine.bytes_sent()).sum();
+    let wire_bytes = machines
+        .clone()
+        .map(|(_, machine)| machine.bytes_sent())
+        .sum();
     let mut recorded = lock(&timeline);
     recorded.wire_bytes = wire_bytes;
     budget::record_overruns(&mut recorded, machines, start);

@@ -323,20 +323,7 @@ impl MasterNode<'_> {
             peers: machines.listen(cluster.members[&cluster.me]),
             admin: machines.listen(SocketAddr::new(ip, ADMIN_PORT)),
         };
-        // Every master's admin address, where a follower sends writes.
-        let admins: BTreeMap<String, String> = (cluster.members.iter())
-            .map(|(name, peers)| {
-                (
-                    name.clone(),
-                    SocketAddr::new(peers.ip(), ADMIN_PORT).to_string(),
-                )
-            })
-            .collect();
-        // Served only where the harness will ask it something: binding a socket draws from
-        // madsim's random stream, and would shift every run that never uses the API.
-        let api = (scenario.faults.iter())
-            .any(|fault| matches!(fault.action, FaultAction::Admin(_)))
-            .then_some((scenario.cluster.mode(), admins));
+        let api = admin_api(scenario, &cluster);
         let incarnations = Incarnations::new(seed, &cluster.me);
         let transport = scenario.transport.clone();
         let boot: Boot = Arc::new(move || {
@@ -368,6 +355,27 @@ impl MasterNode<'_> {
         });
         machines.add(&name, ip, super::budget::machine(), boot);
     }
+}
+
+/// What a master's admin API needs (its mode, and every master's admin address, where a
+/// follower sends writes), if the scenario uses the API.
+fn admin_api(
+    scenario: &Scenario,
+    cluster: &ClusterConfig,
+) -> Option<(&'static str, BTreeMap<String, String>)> {
+    let admins: BTreeMap<String, String> = (cluster.members.iter())
+        .map(|(name, peers)| {
+            (
+                name.clone(),
+                SocketAddr::new(peers.ip(), ADMIN_PORT).to_string(),
+            )
+        })
+        .collect();
+    // Served only where the harness will ask it something: binding a socket draws from
+    // madsim's random stream, and would shift every run that never uses the API.
+    (scenario.faults.iter())
+        .any(|fault| matches!(fault.action, FaultAction::Admin(_)))
+        .then_some((scenario.cluster.mode(), admins))
 }
 
 /// How long a follower that knows no leader tells agents to stay away: about as long as its
