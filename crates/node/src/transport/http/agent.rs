@@ -53,6 +53,28 @@ enum Line {
     None,
 }
 
+impl Line {
+    /// Polls the request under way: its answer once it came, the line idle again.
+    fn answer(&mut self, cx: &mut Context<'_>) -> Option<io::Result<Answer>> {
+        let Line::Busy(exchange) = self else {
+            return None;
+        };
+        let Poll::Ready((client, answer)) = exchange.as_mut().poll(cx) else {
+            return None;
+        };
+        *self = Line::Idle(client);
+        Some(answer)
+    }
+
+    /// Sends `request`, if the line is idle.
+    fn send(&mut self, request: axum::http::Result<Request<Body>>) {
+        *self = match std::mem::replace(self, Line::None) {
+            Line::Idle(client) => Line::Busy(exchange(client, request)),
+            other => other,
+        };
+    }
+}
+
 /// An agent's session with the master at `address`: the first connection opens here, so a
 /// refused or unreachable master fails the connect as it does over TCP.
 pub async fn connect(address: SocketAddr, http: &HttpTransport) -> io::Result<BoxChannel> {
@@ -135,36 +157,21 @@ impl HttpChannel {
         {}
     }
 
-    /// Whether the request line moved.
+    /// Whether the request line moved: an answer came, or the next message went out.
     fn drive_requests(&mut self, cx: &mut Context<'_>) -> bool {
-        match std::mem::replace(&mut self.requests, Line::None) {
-            Line::Busy(mut exchange) => match exchange.as_mut().poll(cx) {
-                Poll::Ready((client, answer)) => {
-                    self.requests = Line::Idle(client);
-                    self.take(answer);
-                    true
-                }
-                Poll::Pending => {
-                    self.requests = Line::Busy(exchange);
-                    false
-                }
-            },
-            Line::Idle(client) => match self.outgoing.pop_front() {
-                Some(message) => {
-                    let request = self.request(&message);
-                    self.requests = Line::Busy(exchange(client, request));
-                    true
-                }
-                None => {
-                    self.requests = Line::Idle(client);
-                    false
-                }
-            },
-            other => {
-                self.requests = other;
-                false
-            }
+        if let Some(answer) = self.requests.answer(cx) {
+            self.take(answer);
+            return true;
         }
+        if !matches!(self.requests, Line::Idle(_)) {
+            return false;
+        }
+        let Some(message) = self.outgoing.pop_front() else {
+            return false;
+        };
+        let request = self.request(&message);
+        self.requests.send(request);
+        true
     }
 
     /// Whether the long poll moved: it opens its connection once the session is registered,
@@ -173,6 +180,10 @@ impl HttpChannel {
         let Some(session) = self.session.clone() else {
             return false;
         };
+        if let Some(answer) = self.poller.answer(cx) {
+            self.take(answer);
+            return true;
+        }
         match std::mem::replace(&mut self.poller, Line::None) {
             Line::None => {
                 self.poller = Line::Opening(Box::pin(open(self.address)));
@@ -192,7 +203,7 @@ impl HttpChannel {
                     false
                 }
             },
-            Line::Idle(client) => {
+            idle @ Line::Idle(_) => {
                 let wait_ms = self.poll.as_millis() as u64;
                 let request = Request::builder()
                     .method(Method::GET)
@@ -200,20 +211,14 @@ impl HttpChannel {
                     .header(header::HOST, self.address.to_string())
                     .header(SESSION, session)
                     .body(Body::empty());
-                self.poller = Line::Busy(exchange(client, request));
+                self.poller = idle;
+                self.poller.send(request);
                 true
             }
-            Line::Busy(mut exchange) => match exchange.as_mut().poll(cx) {
-                Poll::Ready((client, answer)) => {
-                    self.poller = Line::Idle(client);
-                    self.take(answer);
-                    true
-                }
-                Poll::Pending => {
-                    self.poller = Line::Busy(exchange);
-                    false
-                }
-            },
+            busy @ Line::Busy(_) => {
+                self.poller = busy;
+                false
+            }
         }
     }
 
