@@ -15,9 +15,9 @@ use crate::codec::CodecError;
 use crate::net::TcpStream;
 use crate::transport::{BoxChannel, Channel};
 use axum::body::Body;
-use axum::http::{header, Method, Request, StatusCode};
+use axum::http::{header, HeaderValue, Method, Request, StatusCode};
 use fleet_core::transport::HttpTransport;
-use fleet_core::wire::Message;
+use fleet_core::wire::{Message, Refusal, RegisterAck};
 use futures::{Sink, Stream};
 use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
@@ -256,6 +256,8 @@ impl HttpChannel {
 
 /// Sends `request` on `client`, and reads the answer whole.
 fn exchange(mut client: Client, request: axum::http::Result<Request<Body>>) -> Exchange {
+    let registering = (request.as_ref().ok())
+        .is_some_and(|request| request.uri().path() == Route::Register.path(""));
     Box::pin(async move {
         let answer = async {
             let request =
@@ -263,21 +265,50 @@ fn exchange(mut client: Client, request: axum::http::Result<Request<Body>>) -> E
             client.ready().await.map_err(broken)?;
             let response = client.send_request(request).await.map_err(broken)?;
             let status = response.status();
-            let session = (response.headers().get(SESSION))
-                .and_then(|value| value.to_str().ok())
-                .map(str::to_string);
+            let header = |name| {
+                (response.headers().get(name))
+                    .and_then(|value: &HeaderValue| value.to_str().ok())
+                    .map(str::to_string)
+            };
+            let session = header(SESSION);
+            let retry_after = header(header::RETRY_AFTER.as_str()).and_then(|s| s.parse().ok());
             let body = axum::body::to_bytes(Body::new(response.into_body()), MAX_ANSWER)
                 .await
                 .map_err(|error| io::Error::new(io::ErrorKind::ConnectionReset, error))?;
-            read(status, session, &body)
+            let refused = registering.then(|| refusal(status, retry_after)).flatten();
+            read(status, session, &body, refused)
         }
         .await;
         (client, answer)
     })
 }
 
-/// An answer's messages; a refused registration's are in its body too.
-fn read(status: StatusCode, session: Option<String>, body: &[u8]) -> io::Result<Answer> {
+/// What a registration's status says when its body does not (a proxy's answer, say): 401 is
+/// unauthorized, 429 busy for its `Retry-After` seconds, 503 no leader.
+fn refusal(status: StatusCode, retry_after_s: Option<u64>) -> Option<Message> {
+    let refusal = match status {
+        StatusCode::UNAUTHORIZED => Refusal::Unauthorized,
+        StatusCode::TOO_MANY_REQUESTS => Refusal::Busy,
+        StatusCode::SERVICE_UNAVAILABLE => Refusal::NoLeader,
+        _ => return None,
+    };
+    Some(Message::RegisterAck(Box::new(RegisterAck {
+        instance_id: String::new(),
+        reason: format!("the master answered {status}"),
+        heartbeat_interval_ms: 0,
+        refusal,
+        retry_after_ms: retry_after_s.unwrap_or(0).saturating_mul(1000),
+    })))
+}
+
+/// An answer's messages; a refused registration's are in its body too, and where the body says
+/// nothing its status stands for the ack (`refused`).
+fn read(
+    status: StatusCode,
+    session: Option<String>,
+    body: &[u8],
+    refused: Option<Message>,
+) -> io::Result<Answer> {
     if status == StatusCode::GONE {
         return Err(io::Error::new(
             io::ErrorKind::UnexpectedEof,
@@ -290,6 +321,10 @@ fn read(status: StatusCode, session: Option<String>, body: &[u8]) -> io::Result<
     }
     match serde_json::from_slice::<Vec<Message>>(body) {
         Ok(messages) => Ok(Answer { session, messages }),
+        Err(_) if refused.is_some() => Ok(Answer {
+            session,
+            messages: refused.into_iter().collect(),
+        }),
         Err(error) => {
             let why = format!("the master answered {status} and no messages: {error}");
             Err(io::Error::new(io::ErrorKind::InvalidData, why))
@@ -347,5 +382,66 @@ impl Sink<Message> for HttpChannel {
 
     fn poll_close(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Result<(), CodecError>> {
         Poll::Ready(Ok(()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn refused_as(answer: io::Result<Answer>) -> (Refusal, u64) {
+        match answer.unwrap().messages.as_slice() {
+            [Message::RegisterAck(ack)] => (ack.refusal, ack.retry_after_ms),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_registrations_status_stands_for_its_ack_where_the_body_says_nothing() {
+        let status = |code| StatusCode::from_u16(code).unwrap();
+        let answer = |code, body: &[u8], retry_after| {
+            read(status(code), None, body, refusal(status(code), retry_after))
+        };
+        assert_eq!(
+            refused_as(answer(429, b"slow down", Some(7))),
+            (Refusal::Busy, 7000)
+        );
+        assert_eq!(
+            refused_as(answer(401, b"", None)),
+            (Refusal::Unauthorized, 0)
+        );
+        assert_eq!(
+            refused_as(answer(503, b"<html>", Some(2))),
+            (Refusal::NoLeader, 2000)
+        );
+        // The master's own body wins over its status.
+        let ack = Message::RegisterAck(Box::new(RegisterAck {
+            instance_id: "a-1".into(),
+            reason: "full".into(),
+            heartbeat_interval_ms: 0,
+            refusal: Refusal::RetryLimit,
+            retry_after_ms: 30_000,
+        }));
+        let body = serde_json::to_vec(&[ack]).unwrap();
+        assert_eq!(
+            refused_as(answer(429, &body, Some(1))),
+            (Refusal::RetryLimit, 30_000)
+        );
+    }
+
+    #[test]
+    fn an_answer_that_is_not_messages_breaks_the_channel_by_kind() {
+        let kind = |code, body: &[u8]| {
+            let status = StatusCode::from_u16(code).unwrap();
+            read(status, None, body, None)
+                .err()
+                .map(|error| error.kind())
+        };
+        assert_eq!(kind(410, b"[]"), Some(io::ErrorKind::UnexpectedEof));
+        assert_eq!(kind(500, b"[]"), Some(io::ErrorKind::ConnectionReset));
+        assert_eq!(kind(200, b"{"), Some(io::ErrorKind::InvalidData));
+        // Not a registration: a bare 429 is no message.
+        assert_eq!(kind(429, b"slow down"), Some(io::ErrorKind::InvalidData));
+        assert_eq!(kind(200, b"[]"), None);
     }
 }
