@@ -213,10 +213,10 @@ impl Drop for SessionChannel {
     }
 }
 
-/// Ends the server's task with the acceptor.
-struct AbortOnDrop(tokio::task::JoinHandle<io::Result<()>>);
+/// Ends a task with the acceptor.
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
 
-impl Drop for AbortOnDrop {
+impl<T> Drop for AbortOnDrop<T> {
     fn drop(&mut self) {
         self.0.abort();
     }
@@ -224,9 +224,9 @@ impl Drop for AbortOnDrop {
 
 /// A master's agents over HTTP: the server, and the sessions it opened.
 pub struct Acceptor {
-    sessions: Arc<Sessions>,
     opened: mpsc::UnboundedReceiver<BoxChannel>,
-    _server: AbortOnDrop,
+    _server: AbortOnDrop<io::Result<()>>,
+    _sweeper: AbortOnDrop<()>,
 }
 
 impl Acceptor {
@@ -241,24 +241,23 @@ impl Acceptor {
             poll: http.poll,
         });
         let server = crate::task::spawn(crate::http::serve(listener, router(sessions.clone())));
+        let sweeper = crate::task::spawn(async move {
+            loop {
+                crate::clock::sleep(sessions.poll).await;
+                sessions.sweep(now());
+            }
+        });
         Acceptor {
-            sessions,
             opened: sessions_opened,
             _server: AbortOnDrop(server),
+            _sweeper: AbortOnDrop(sweeper),
         }
     }
 
     /// The next session an agent's registration opened.
     pub async fn accept(&mut self) -> io::Result<BoxChannel> {
-        loop {
-            crate::select_in_order! {
-                opened = self.opened.recv() => match opened {
-                    Some(channel) => return Ok(channel),
-                    None => return Err(io::Error::other("the agents' HTTP server stopped")),
-                },
-                _ = crate::clock::sleep(self.sessions.poll) => self.sessions.sweep(now()),
-            }
-        }
+        (self.opened.recv().await)
+            .ok_or_else(|| io::Error::other("the agents' HTTP server stopped"))
     }
 }
 
