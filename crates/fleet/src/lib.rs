@@ -24,6 +24,15 @@ pub fn rng() -> ChaCha8Rng {
     ChaCha8Rng::seed_from_u64(entropy())
 }
 
+/// A seed nobody outside the process can guess (HTTP session tokens): the operating system's
+/// randomness, as std draws it for its hash maps' keys.
+pub fn secret_seed() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    std::collections::hash_map::RandomState::new()
+        .build_hasher()
+        .finish()
+}
+
 /// The wall clock's nanoseconds and the process id, mixed.
 fn entropy() -> u64 {
     let nanos = std::time::SystemTime::now()

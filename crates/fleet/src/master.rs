@@ -195,7 +195,7 @@ pub async fn run(args: MasterArgs, metrics: Metrics) -> Result<(), StartError> {
             tracing::error!("the admin API stopped: {error}");
         }
     });
-    let agents = Acceptor::new(&params.transport, agents);
+    let agents = Acceptor::new(&params.transport, agents, crate::secret_seed());
     tokio_rt::spawn(fleet_node::run_master(agents, state.clone()));
     let rng = crate::rng();
     tokio_rt::spawn(fleet_node::cluster::run_cluster(

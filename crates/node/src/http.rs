@@ -16,7 +16,16 @@ use std::net::SocketAddr;
 /// fails (or the node ends).
 pub async fn serve(listener: TcpListener, router: Router) -> io::Result<()> {
     loop {
-        let (stream, _) = listener.accept().await?;
+        let stream = match listener.accept().await {
+            Ok((stream, _)) => stream,
+            // Out of file descriptors, say: the connections it serves go on, and new ones are
+            // taken again once some close.
+            Err(error) => {
+                tracing::warn!("accepting a connection failed, trying again in 100ms: {error}");
+                crate::clock::sleep(std::time::Duration::from_millis(100)).await;
+                continue;
+            }
+        };
         let service = TowerToHyperService::new(router.clone());
         crate::task::spawn(async move {
             let connection = hyper::server::conn::http1::Builder::new()

@@ -217,7 +217,10 @@ async fn hostile_requests_end_only_their_own_connection() {
         max_miss: 30,
         ..MasterConfig::default()
     });
-    tokio::spawn(run_master(Acceptor::new(&http(), listener), state.clone()));
+    tokio::spawn(run_master(
+        Acceptor::new(&http(), listener, 1),
+        state.clone(),
+    ));
 
     let config = AgentConfig {
         masters: vec!["master-1".into()],

@@ -30,7 +30,7 @@ async fn start_master(
         max_miss: TOLERANCE,
         ..MasterConfig::default()
     });
-    let acceptor = Acceptor::new(transport, listener);
+    let acceptor = Acceptor::new(transport, listener, 1);
     let task = tokio::spawn({
         let state = state.clone();
         async move {

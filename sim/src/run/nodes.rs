@@ -86,6 +86,11 @@ impl Incarnations {
         }
     }
 
+    /// A seed for one `part` of incarnation `incarnation` other than its RNG's.
+    fn seed_of(&self, incarnation: u32, part: &str) -> u64 {
+        node_seed(self.seed, &format!("{}/{part}", self.name), incarnation)
+    }
+
     /// The next incarnation's number (1 at boot) and RNG.
     fn next(&self) -> (u32, ChaCha8Rng) {
         let incarnation = self.count.fetch_add(1, Ordering::Relaxed) + 1;
@@ -328,6 +333,7 @@ impl MasterNode<'_> {
         let transport = scenario.transport.clone();
         let boot: Boot = Arc::new(move || {
             let (incarnation, rng) = incarnations.next();
+            let tokens = incarnations.seed_of(incarnation, "sessions");
             let boot = (incarnation > 1).then(|| incarnation.to_string());
             let (disk, config, slot) = (Some(disk.clone()), config.clone(), slot.clone());
             let (revoked, api) = (revoked.clone(), api.clone());
@@ -350,7 +356,8 @@ impl MasterNode<'_> {
                     }
                 });
                 *lock(&slot) = Some(state.clone());
-                run_master(listen, &transport, state, cluster, rng, api).await
+                let agents = (&transport, tokens);
+                run_master(listen, agents, state, cluster, rng, api).await
             })
         });
         machines.add(&name, ip, super::budget::machine(), boot);
@@ -398,9 +405,10 @@ struct Listen {
 
 /// A master as the `fleet` binary runs one: the agent server, the cluster loop and, with `api`
 /// (its mode, and every master's admin address, for redirects), the admin API.
+/// `agents`: the transport it serves agents over, and the seed of its session tokens.
 async fn run_master(
     listen: Listen,
-    transport: &Transport,
+    agents: (&Transport, u64),
     state: fleet_node::MasterState,
     cluster: ClusterConfig,
     rng: ChaCha8Rng,
@@ -410,6 +418,7 @@ async fn run_master(
         // Until elected, a cluster member serves no agents.
         state.set_leadership(Leadership::Follower { leader: None }, None);
     }
+    let (transport, tokens) = agents;
     let listeners = (
         fleet_node::net::TcpListener::bind(listen.agents).await,
         fleet_node::net::TcpListener::bind(listen.peers).await,
@@ -419,7 +428,7 @@ async fn run_master(
         (Err(error), _) | (_, Err(error)) => return bind_failed(error),
     };
     // The servers' tasks end with this node, like everything else here.
-    let agents = fleet_node::transport::Acceptor::new(transport, agents);
+    let agents = fleet_node::transport::Acceptor::new(transport, agents, tokens);
     fleet_node::task::spawn(fleet_node::run_master(agents, state.clone()));
     let handle = ClusterHandle::new(&cluster.me);
     if let Some((mode, admins)) = api {

@@ -38,7 +38,7 @@ pub fn master_and_agent(runtime: &Runtime) -> Exposed {
                 });
                 *exposed.lock().unwrap() = Some(master_state.clone());
                 let listener = fleet_node::net::TcpListener::bind(MASTER).await.unwrap();
-                let acceptor = Acceptor::new(&Transport::Tcp, listener);
+                let acceptor = Acceptor::new(&Transport::Tcp, listener, 1);
                 let _ = run_master(acceptor, master_state).await;
             }
         })

@@ -65,11 +65,12 @@ pub enum Acceptor {
 }
 
 impl Acceptor {
-    /// Serves agents on `listener` over `transport`.
-    pub fn new(transport: &Transport, listener: TcpListener) -> Acceptor {
+    /// Serves agents on `listener` over `transport`; `seed` draws what a transport keeps
+    /// secret (HTTP's session tokens).
+    pub fn new(transport: &Transport, listener: TcpListener, seed: u64) -> Acceptor {
         match transport {
             Transport::Tcp => Acceptor::Tcp(listener),
-            Transport::Http(http) => Acceptor::Http(http::Acceptor::new(listener, http)),
+            Transport::Http(http) => Acceptor::Http(http::Acceptor::new(listener, http, seed)),
         }
     }
 

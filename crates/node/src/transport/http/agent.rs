@@ -11,6 +11,7 @@
 //! `protocol_error`.
 
 use super::{Route, SESSION};
+use crate::clock::{now, Timer};
 use crate::codec::CodecError;
 use crate::net::TcpStream;
 use crate::transport::{BoxChannel, Channel};
@@ -91,6 +92,7 @@ pub async fn connect(address: SocketAddr, http: &HttpTransport) -> io::Result<Bo
         failed: None,
         ended: false,
         leaving: false,
+        poll_deadline: Timer::default(),
     }))
 }
 
@@ -124,6 +126,16 @@ struct HttpChannel {
     ended: bool,
     /// The agent unregistered: [`Channel::finish`] waits for the master to have it.
     leaving: bool,
+    /// When the long poll under way must have had its answer: a poll connection that died
+    /// silently (no reset reaches the agent) would otherwise leave it deaf while its heartbeats
+    /// still go through.
+    poll_deadline: Timer,
+}
+
+/// How long after it is sent a long poll must be answered: its wait, and as long again (three
+/// seconds at least) for the network and a busy master.
+fn poll_deadline(poll: Duration) -> Duration {
+    poll + poll.max(Duration::from_secs(3))
 }
 
 /// How long a leaving agent waits for its unregister's answer.
@@ -181,7 +193,17 @@ impl HttpChannel {
             return false;
         };
         if let Some(answer) = self.poller.answer(cx) {
+            self.poll_deadline.set(None);
             self.take(answer);
+            return true;
+        }
+        if matches!(self.poller, Line::Busy(_))
+            && Pin::new(&mut self.poll_deadline.expired())
+                .poll(cx)
+                .is_ready()
+        {
+            let why = "the long poll had no answer long past its wait";
+            self.failed = Some(io::Error::new(io::ErrorKind::ConnectionReset, why));
             return true;
         }
         match std::mem::replace(&mut self.poller, Line::None) {
@@ -213,6 +235,8 @@ impl HttpChannel {
                     .body(Body::empty());
                 self.poller = idle;
                 self.poller.send(request);
+                self.poll_deadline
+                    .set(Some(now() + poll_deadline(self.poll)));
                 true
             }
             busy @ Line::Busy(_) => {

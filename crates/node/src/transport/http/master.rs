@@ -14,7 +14,7 @@ use crate::net::TcpListener;
 use crate::sync::lock;
 use crate::transport::{BoxChannel, Channel};
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, Query, State};
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -22,10 +22,12 @@ use axum::Router;
 use fleet_core::transport::HttpTransport;
 use fleet_core::wire::{Message, Refusal};
 use futures::{Sink, Stream};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
 use std::collections::{BTreeMap, VecDeque};
 use std::io;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -47,6 +49,8 @@ type Request = (Message, oneshot::Sender<Vec<Message>>);
 
 /// One agent's session, as its requests see it.
 struct Session {
+    /// The agent that registered it: the paths that name an agent must name this one.
+    agent: String,
     /// Hands the master the agent's messages; `None` once the session ended.
     inbound: Mutex<Option<mpsc::UnboundedSender<Request>>>,
     /// What the master sent outside an answer, for the next long poll.
@@ -78,25 +82,21 @@ impl Session {
 /// Every open session, by the token its requests carry.
 struct Sessions {
     table: Mutex<BTreeMap<String, Arc<Session>>>,
-    /// Tokens are this server's start time and a count: a restarted master hands out none of
-    /// the tokens its last run did.
-    epoch: u64,
-    next: AtomicU64,
+    /// Draws the tokens: 128 random bits each, so one agent's token tells nothing of another's
+    /// (seeded by the caller: the simulator's from the run's seed).
+    tokens: Mutex<ChaCha8Rng>,
     /// Where the master takes new sessions from.
     opened: mpsc::UnboundedSender<BoxChannel>,
     poll: Duration,
 }
 
 impl Sessions {
-    /// A new session, its channel handed to the master.
-    fn open(&self) -> Option<(String, Arc<Session>)> {
-        let token = format!(
-            "{}-{}",
-            self.epoch,
-            self.next.fetch_add(1, Ordering::Relaxed) + 1
-        );
+    /// A new session for `agent`, its channel handed to the master.
+    fn open(&self, agent: &str) -> Option<(String, Arc<Session>)> {
+        let token = format!("{:032x}", lock(&self.tokens).gen::<u128>());
         let (inbound, requests) = mpsc::unbounded_channel();
         let session = Arc::new(Session {
+            agent: agent.to_string(),
             inbound: Mutex::new(Some(inbound)),
             mailbox: Mutex::default(),
             mail: Notify::new(),
@@ -113,16 +113,26 @@ impl Sessions {
         Some((token, session))
     }
 
-    /// The session `headers` name, if it is open.
-    fn find(&self, headers: &HeaderMap) -> Option<(String, Arc<Session>)> {
+    /// The session `headers` name, if it is open, and belongs to `agent` where the path
+    /// names one.
+    fn find(&self, headers: &HeaderMap, agent: Option<&str>) -> Option<(String, Arc<Session>)> {
         let token = headers.get(SESSION)?.to_str().ok()?;
         let session = lock(&self.table).get(token)?.clone();
+        if agent.is_some_and(|agent| agent != session.agent) {
+            return None;
+        }
         Some((token.to_string(), session))
     }
 
+    /// Ends the session `token` names. One the master closed stays while it holds mail (its
+    /// final words), for the next request to carry.
     fn remove(&self, token: &str) {
-        if let Some(session) = lock(&self.table).remove(token) {
+        let mut table = lock(&self.table);
+        if let Some(session) = table.get(token) {
             session.end();
+            if lock(&session.mailbox).is_empty() {
+                table.remove(token);
+            }
         }
     }
 
@@ -132,11 +142,12 @@ impl Sessions {
         let idle = idle_limit(self.poll);
         lock(&self.table).retain(|_, session| {
             let seen = *lock(&session.last_seen);
-            let keep = now.duration_since(seen) < idle && !session.closed.load(Ordering::Acquire);
-            if !keep {
+            let idle = now.duration_since(seen) >= idle;
+            let done = session.closed.load(Ordering::Acquire) && lock(&session.mailbox).is_empty();
+            if idle || done {
                 session.end();
             }
-            keep
+            !(idle || done)
         });
     }
 }
@@ -230,13 +241,12 @@ pub struct Acceptor {
 }
 
 impl Acceptor {
-    /// Serves the agents' API on `listener`.
-    pub fn new(listener: TcpListener, http: &HttpTransport) -> Acceptor {
+    /// Serves the agents' API on `listener`, its session tokens drawn from `seed`.
+    pub fn new(listener: TcpListener, http: &HttpTransport, seed: u64) -> Acceptor {
         let (opened, sessions_opened) = mpsc::unbounded_channel();
         let sessions = Arc::new(Sessions {
             table: Mutex::default(),
-            epoch: crate::clock::unix_ms(),
-            next: AtomicU64::new(0),
+            tokens: Mutex::new(ChaCha8Rng::seed_from_u64(seed)),
             opened,
             poll: http.poll,
         });
@@ -262,22 +272,31 @@ impl Acceptor {
 }
 
 fn router(sessions: Arc<Sessions>) -> Router {
-    let deliver = |route: Route| {
+    let to = |route: Route| {
         move |State(sessions): State<Arc<Sessions>>, headers: HeaderMap, body: Bytes| async move {
-            deliver(&sessions, route, &headers, &body).await
+            deliver(&sessions, route, None, &headers, &body).await
+        }
+    };
+    // The routes that name the agent: its session must be that agent's.
+    let to_agent = |route: Route| {
+        move |State(sessions): State<Arc<Sessions>>,
+              Path(agent): Path<String>,
+              headers: HeaderMap,
+              body: Bytes| async move {
+            deliver(&sessions, route, Some(&agent), &headers, &body).await
         }
     };
     Router::new()
-        .route("/api/master/nodes/register", post(deliver(Route::Register)))
-        .route("/api/master/heartbeat", post(deliver(Route::Heartbeat)))
-        .route("/api/master/command/result", post(deliver(Route::Result)))
+        .route("/api/master/nodes/register", post(to(Route::Register)))
+        .route("/api/master/heartbeat", post(to(Route::Heartbeat)))
+        .route("/api/master/command/result", post(to(Route::Result)))
         .route(
             "/api/master/nodes/{id}/config",
-            post(deliver(Route::Config)),
+            post(to_agent(Route::Config)),
         )
         .route(
             "/api/master/nodes/{id}/unregister",
-            post(deliver(Route::Unregister)),
+            post(to_agent(Route::Unregister)),
         )
         .route("/api/master/nodes/{id}/commands", get(long_poll))
         .fallback(|| async { error(StatusCode::NOT_FOUND, "no such endpoint") })
@@ -285,8 +304,15 @@ fn router(sessions: Arc<Sessions>) -> Router {
         .with_state(sessions)
 }
 
-/// One of the agent's messages, to the session it names (a registration may open one).
-async fn deliver(sessions: &Sessions, route: Route, headers: &HeaderMap, body: &[u8]) -> Response {
+/// One of the agent's messages, to the session it names (a registration may open one), for
+/// `agent` where the path names one.
+async fn deliver(
+    sessions: &Sessions,
+    route: Route,
+    agent: Option<&str>,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Response {
     let message: Message = match serde_json::from_slice(body) {
         Ok(message) => message,
         Err(why) => return error(StatusCode::BAD_REQUEST, &format!("not a message: {why}")),
@@ -295,23 +321,36 @@ async fn deliver(sessions: &Sessions, route: Route, headers: &HeaderMap, body: &
         let why = format!("a {} does not go to {}", message.kind(), route.path("{id}"));
         return error(StatusCode::BAD_REQUEST, &why);
     }
-    let found = match (sessions.find(headers), route) {
+    let found = match (sessions.find(headers, agent), &message) {
         (Some(found), _) => Some(found),
-        (None, Route::Register) => sessions.open(),
+        (None, Message::Register(register)) => sessions.open(&register.node_name),
         (None, _) => None,
     };
     let Some((token, session)) = found else {
         return gone();
     };
     let Some(answer) = session.exchange(message).await else {
+        // The master ended the session: what it said last, if the long poll did not take it.
+        let mail: Vec<Message> = lock(&session.mailbox).drain(..).collect();
         sessions.remove(&token);
-        return gone();
+        return if mail.is_empty() {
+            gone()
+        } else {
+            respond(mail)
+        };
     };
     if route == Route::Unregister {
         sessions.remove(&token);
     }
+    // Only a registration the master kept (accepted, or held for the leader to decide) names
+    // its session: a refused or redirected agent has none to poll.
+    let kept = !answer.iter().any(|message| match message {
+        Message::RegisterAck(ack) => !ack.accepted(),
+        Message::Redirect(_) => true,
+        _ => false,
+    });
     let mut response = respond(answer);
-    if route == Route::Register {
+    if route == Route::Register && kept {
         if let Ok(value) = HeaderValue::from_str(&token) {
             response.headers_mut().insert(SESSION, value);
         }
@@ -328,32 +367,55 @@ struct Wait {
 /// (at most this server's poll interval) for something.
 async fn long_poll(
     State(sessions): State<Arc<Sessions>>,
+    Path(agent): Path<String>,
     headers: HeaderMap,
     Query(wait): Query<Wait>,
 ) -> Response {
-    let Some((token, session)) = sessions.find(&headers) else {
+    let Some((token, session)) = sessions.find(&headers, Some(&agent)) else {
         return gone();
     };
     session.touch();
+    // An agent that hangs up on its long poll dropped its session, as one that closes its TCP
+    // connection does: the master hears of it at once.
+    let mut hung_up = HangUp {
+        sessions: &sessions,
+        token: &token,
+        armed: true,
+    };
     let wait = Duration::from_millis(wait.wait.unwrap_or(0)).min(sessions.poll);
     let deadline = now() + wait;
     loop {
         let mail: Vec<Message> = lock(&session.mailbox).drain(..).collect();
         if !mail.is_empty() {
             session.touch();
+            hung_up.armed = false;
             return respond(mail);
         }
         if session.closed.load(Ordering::Acquire) {
-            sessions.remove(&token);
             return gone();
         }
         let left = deadline.saturating_duration_since(now());
-        if crate::clock::timeout(left, session.mail.notified())
-            .await
-            .is_err()
-        {
+        let notified = crate::clock::timeout(left, session.mail.notified()).await;
+        if notified.is_err() {
             session.touch();
+            hung_up.armed = false;
             return respond(Vec::new());
+        }
+    }
+}
+
+/// Ends a session when its long poll is dropped unanswered: the agent hung up (or the poll
+/// found the session closed, which ends it too).
+struct HangUp<'a> {
+    sessions: &'a Sessions,
+    token: &'a str,
+    armed: bool,
+}
+
+impl Drop for HangUp<'_> {
+    fn drop(&mut self) {
+        if self.armed {
+            self.sessions.remove(self.token);
         }
     }
 }
