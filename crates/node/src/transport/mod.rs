@@ -11,6 +11,7 @@
 //! An agent opens a channel with [`connect`]; a master takes them from an [`Acceptor`].
 
 pub mod http;
+mod session;
 
 use crate::codec::{CodecError, FrameCodec};
 use crate::net::{TcpListener, TcpStream};

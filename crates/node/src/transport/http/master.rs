@@ -9,10 +9,10 @@
 
 use super::{Route, SESSION};
 use crate::clock::now;
-use crate::codec::CodecError;
 use crate::net::TcpListener;
 use crate::sync::lock;
-use crate::transport::{BoxChannel, Channel};
+use crate::transport::session::Session;
+use crate::transport::BoxChannel;
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
@@ -21,17 +21,13 @@ use axum::routing::{get, post};
 use axum::Router;
 use fleet_core::transport::HttpTransport;
 use fleet_core::wire::{Message, Refusal};
-use futures::{Sink, Stream};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::BTreeMap;
 use std::io;
-use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
-use tokio::sync::{mpsc, oneshot, Notify};
+use tokio::sync::mpsc;
 
 /// The largest request body taken: a registration with its metadata, a command's result.
 const MAX_BODY: usize = 256 * 1024;
@@ -42,41 +38,6 @@ const MAX_BODY: usize = 256 * 1024;
 /// agent loses nothing to it.
 fn idle_limit(poll: Duration) -> Duration {
     (poll * 3).max(Duration::from_secs(60))
-}
-
-/// An agent's message, and where its answer goes.
-type Request = (Message, oneshot::Sender<Vec<Message>>);
-
-/// One agent's session, as its requests see it.
-struct Session {
-    /// The agent that registered it: the paths that name an agent must name this one.
-    agent: String,
-    /// Hands the master the agent's messages; `None` once the session ended.
-    inbound: Mutex<Option<mpsc::UnboundedSender<Request>>>,
-    /// What the master sent outside an answer, for the next long poll.
-    mailbox: Mutex<VecDeque<Message>>,
-    mail: Notify,
-    /// The master dropped its side of the session.
-    closed: AtomicBool,
-    last_seen: Mutex<Instant>,
-}
-
-impl Session {
-    fn touch(&self) {
-        *lock(&self.last_seen) = now();
-    }
-
-    /// Hands `message` to the master and waits for its answer; `None` if the session ended.
-    async fn exchange(&self, message: Message) -> Option<Vec<Message>> {
-        self.touch();
-        let (slot, answer) = oneshot::channel();
-        lock(&self.inbound).as_ref()?.send((message, slot)).ok()?;
-        answer.await.ok()
-    }
-
-    fn end(&self) {
-        lock(&self.inbound).take();
-    }
 }
 
 /// Every open session, by the token its requests carry.
@@ -94,20 +55,7 @@ impl Sessions {
     /// A new session for `agent`, its channel handed to the master.
     fn open(&self, agent: &str) -> Option<(String, Arc<Session>)> {
         let token = format!("{:032x}", lock(&self.tokens).gen::<u128>());
-        let (inbound, requests) = mpsc::unbounded_channel();
-        let session = Arc::new(Session {
-            agent: agent.to_string(),
-            inbound: Mutex::new(Some(inbound)),
-            mailbox: Mutex::default(),
-            mail: Notify::new(),
-            closed: AtomicBool::new(false),
-            last_seen: Mutex::new(now()),
-        });
-        let channel = SessionChannel {
-            session: session.clone(),
-            requests,
-            answering: None,
-        };
+        let (session, channel) = Session::open(agent);
         self.opened.send(Box::new(channel)).ok()?;
         lock(&self.table).insert(token.clone(), session.clone());
         Some((token, session))
@@ -143,84 +91,12 @@ impl Sessions {
         lock(&self.table).retain(|_, session| {
             let seen = *lock(&session.last_seen);
             let idle = now.duration_since(seen) >= idle;
-            let done = session.closed.load(Ordering::Acquire) && lock(&session.mailbox).is_empty();
+            let done = session.is_closed() && lock(&session.mailbox).is_empty();
             if idle || done {
                 session.end();
             }
             !(idle || done)
         });
-    }
-}
-
-/// The master's end of one session.
-struct SessionChannel {
-    session: Arc<Session>,
-    requests: mpsc::UnboundedReceiver<Request>,
-    /// The request being handled, and the answer so far.
-    answering: Option<(oneshot::Sender<Vec<Message>>, Vec<Message>)>,
-}
-
-impl SessionChannel {
-    fn answer(&mut self) {
-        if let Some((slot, messages)) = self.answering.take() {
-            let _ = slot.send(messages);
-        }
-    }
-}
-
-impl Channel for SessionChannel {}
-
-impl Stream for SessionChannel {
-    type Item = Result<Message, CodecError>;
-
-    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        // Asked for the next message: the master sent all it had to say to the last one.
-        self.answer();
-        match self.requests.poll_recv(cx) {
-            Poll::Ready(Some((message, slot))) => {
-                self.answering = Some((slot, Vec::new()));
-                Poll::Ready(Some(Ok(message)))
-            }
-            Poll::Ready(None) => Poll::Ready(None),
-            Poll::Pending => Poll::Pending,
-        }
-    }
-}
-
-impl Sink<Message> for SessionChannel {
-    type Error = CodecError;
-
-    fn poll_ready(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Result<(), CodecError>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn start_send(mut self: Pin<&mut Self>, message: Message) -> Result<(), CodecError> {
-        match &mut self.answering {
-            Some((_, answer)) => answer.push(message),
-            None => {
-                lock(&self.session.mailbox).push_back(message);
-                self.session.mail.notify_one();
-            }
-        }
-        Ok(())
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Result<(), CodecError>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn poll_close(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Result<(), CodecError>> {
-        Poll::Ready(Ok(()))
-    }
-}
-
-impl Drop for SessionChannel {
-    /// The master ended the session: the answer it was giving goes out, its mailbox is still
-    /// read by the next long poll, and every request after that is told the session is gone.
-    fn drop(&mut self) {
-        self.answer();
-        self.session.closed.store(true, Ordering::Release);
-        self.session.mail.notify_one();
     }
 }
 
@@ -331,7 +207,7 @@ async fn deliver(
     };
     let Some(answer) = session.exchange(message).await else {
         // The master ended the session: what it said last, if the long poll did not take it.
-        let mail: Vec<Message> = lock(&session.mailbox).drain(..).collect();
+        let mail = session.take_mail();
         sessions.remove(&token);
         return if mail.is_empty() {
             gone()
@@ -385,13 +261,13 @@ async fn long_poll(
     let wait = Duration::from_millis(wait.wait.unwrap_or(0)).min(sessions.poll);
     let deadline = now() + wait;
     loop {
-        let mail: Vec<Message> = lock(&session.mailbox).drain(..).collect();
+        let mail = session.take_mail();
         if !mail.is_empty() {
             session.touch();
             hung_up.armed = false;
             return respond(mail);
         }
-        if session.closed.load(Ordering::Acquire) {
+        if session.is_closed() {
             return gone();
         }
         let left = deadline.saturating_duration_since(now());
