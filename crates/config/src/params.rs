@@ -7,7 +7,7 @@ use crate::source::{ConfigError, Source};
 use fleet_core::backoff::{BackoffPolicy, Strategy, WhenExhausted};
 use fleet_core::cluster::lease::LeaseConfig;
 use fleet_core::cluster::raft::RaftConfig;
-use fleet_core::transport::{HttpTransport, Transport};
+use fleet_core::transport::{GrpcTransport, HttpTransport, Transport};
 use serde::Deserialize;
 use std::time::Duration;
 use toml::Spanned;
@@ -93,6 +93,8 @@ pub struct RawBackoff {
 pub struct RawTransport {
     kind: Option<Spanned<String>>,
     poll: Option<Spanned<Dur>>,
+    gzip: Option<Spanned<bool>>,
+    keepalive: Option<Spanned<Dur>>,
 }
 
 /// `[params.transport]`: a kind, and that kind's settings over its defaults. The preset picks
@@ -118,32 +120,55 @@ pub fn check_transport(
                 source.error(kind.span(), why)
             })?,
     };
-    match kind {
+    let not_of = |key: &str, owner: &str, span: std::ops::Range<usize>| {
+        let why = format!("[params.transport]: {key} is a setting of kind {owner:?}, not {kind:?}");
+        Err(source.error(span, why))
+    };
+    if let (Some(poll), false) = (&raw.poll, kind == "http") {
+        return not_of("poll", "http", poll.span());
+    }
+    for (key, span) in [
+        ("gzip", raw.gzip.as_ref().map(Spanned::span)),
+        ("keepalive", raw.keepalive.as_ref().map(Spanned::span)),
+    ] {
+        if let (Some(span), false) = (span, kind == "grpc") {
+            return not_of(key, "grpc", span);
+        }
+    }
+    let positive = |value: Option<Spanned<Dur>>, key: &str, default: Duration| {
+        let Some(value) = value else {
+            return Ok(default);
+        };
+        let span = value.span();
+        match value.into_inner().0 {
+            zero if zero.is_zero() => {
+                let why = format!("[params.transport]: {key} must be greater than 0");
+                Err(source.error(span, why))
+            }
+            duration => Ok(duration),
+        }
+    };
+    Ok(match kind {
         "http" => {
             let default = match &defaults.transport {
                 Transport::Http(http) => http.clone(),
                 _ => HttpTransport::default(),
             };
-            let poll = raw.poll.map_or(Ok(default.poll), |poll| {
-                let span = poll.span();
-                match poll.into_inner().0 {
-                    poll if poll.is_zero() => {
-                        Err(source.error(span, "[params.transport]: poll must be greater than 0"))
-                    }
-                    poll => Ok(poll),
-                }
-            })?;
-            Ok(Transport::Http(HttpTransport { poll }))
+            let poll = positive(raw.poll, "poll", default.poll)?;
+            Transport::Http(HttpTransport { poll })
         }
-        _ => match raw.poll {
-            Some(poll) => {
-                let why =
-                    format!("[params.transport]: poll is a setting of kind \"http\", not {kind:?}");
-                Err(source.error(poll.span(), why))
-            }
-            None => Ok(Transport::Tcp),
-        },
-    }
+        "grpc" => {
+            let default = match &defaults.transport {
+                Transport::Grpc(grpc) => grpc.clone(),
+                _ => GrpcTransport::default(),
+            };
+            Transport::Grpc(GrpcTransport {
+                gzip: raw.gzip.map_or(default.gzip, Spanned::into_inner),
+                keepalive: positive(raw.keepalive, "keepalive", default.keepalive)?,
+            })
+        }
+        _ => Transport::Tcp,
+    })
 }
 
 /// The cluster as `[cluster]` says, or by default: one master leads alone, several elect a

@@ -8,7 +8,7 @@ use fleet_core::attempts::AttemptPolicy;
 use fleet_core::backoff::{BackoffPolicy, Strategy, WhenExhausted};
 use fleet_core::cluster::lease::LeaseConfig;
 use fleet_core::cluster::raft::RaftConfig;
-use fleet_core::transport::{HttpTransport, Transport};
+use fleet_core::transport::{GrpcTransport, HttpTransport, Transport};
 use std::time::Duration;
 
 /// What a file gets for every key it leaves out.
@@ -75,6 +75,7 @@ impl Defaults {
                     timeout: secs(30),
                 },
                 backoff: exponential(Duration::from_millis(100), secs(30), 0.3, 3),
+                transport: Transport::Grpc(GrpcTransport::default()),
                 ..project
             },
             "mqtt" => mqtt(project),

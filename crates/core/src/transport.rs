@@ -11,6 +11,33 @@ pub enum Transport {
     /// The connector design's HTTP API: a request per message the agent sends, and a long poll
     /// for what the master sends.
     Http(HttpTransport),
+    /// The gRPC design's `AgentService`: unary Register and Heartbeat, and a bidirectional
+    /// stream for the rest, over one HTTP/2 connection per session.
+    Grpc(GrpcTransport),
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct GrpcTransport {
+    /// Messages compressed with gzip, both ways.
+    pub gzip: bool,
+    /// How often an idle connection is pinged; it is dead when a ping goes unanswered for
+    /// [`GrpcTransport::KEEPALIVE_TIMEOUT`]. The gRPC design: 10s (the agent's side).
+    pub keepalive: Duration,
+}
+
+impl GrpcTransport {
+    /// How long a keepalive ping may go unanswered (the gRPC design's agent side: 30s... its
+    /// master's: 20s).
+    pub const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(20);
+}
+
+impl Default for GrpcTransport {
+    fn default() -> Self {
+        GrpcTransport {
+            gzip: true,
+            keepalive: Duration::from_secs(10),
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -29,13 +56,14 @@ impl Default for HttpTransport {
 
 impl Transport {
     /// The names scenario files and flags give the transports.
-    pub const NAMES: [&'static str; 2] = ["tcp", "http"];
+    pub const NAMES: [&'static str; 3] = ["tcp", "http", "grpc"];
 
     /// The transport named `name`, with its defaults.
     pub fn named(name: &str) -> Option<Transport> {
         match name {
             "tcp" => Some(Transport::Tcp),
             "http" => Some(Transport::Http(HttpTransport::default())),
+            "grpc" => Some(Transport::Grpc(GrpcTransport::default())),
             _ => None,
         }
     }
@@ -47,6 +75,11 @@ impl Transport {
             Transport::Http(http) => {
                 format!("http · long poll {}", crate::fmt_duration(http.poll))
             }
+            Transport::Grpc(grpc) => format!(
+                "grpc · gzip {} · keepalive {}",
+                if grpc.gzip { "on" } else { "off" },
+                crate::fmt_duration(grpc.keepalive)
+            ),
         }
     }
 
@@ -54,6 +87,7 @@ impl Transport {
         match self {
             Transport::Tcp => "tcp",
             Transport::Http(_) => "http",
+            Transport::Grpc(_) => "grpc",
         }
     }
 }

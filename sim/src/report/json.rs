@@ -227,6 +227,11 @@ pub fn params(scenario: &Scenario) -> Params<'_> {
             Transport::Http(http) => {
                 serde_json::json!({ "kind": "http", "poll_ms": http.poll.as_millis() as u64 })
             }
+            Transport::Grpc(grpc) => serde_json::json!({
+                "kind": "grpc",
+                "gzip": grpc.gzip,
+                "keepalive_ms": grpc.keepalive.as_millis() as u64,
+            }),
         },
         operations: scenario.operations.iter().map(operation).collect(),
     }

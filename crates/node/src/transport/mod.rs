@@ -10,6 +10,7 @@
 //!
 //! An agent opens a channel with [`connect`]; a master takes them from an [`Acceptor`].
 
+pub mod grpc;
 pub mod http;
 mod session;
 
@@ -56,6 +57,7 @@ pub async fn connect(transport: &Transport, address: SocketAddr) -> io::Result<B
             Ok(framed(stream))
         }
         Transport::Http(http) => http::connect(address, http).await,
+        Transport::Grpc(grpc) => grpc::connect(address, grpc).await,
     }
 }
 
@@ -63,6 +65,7 @@ pub async fn connect(transport: &Transport, address: SocketAddr) -> io::Result<B
 pub enum Acceptor {
     Tcp(TcpListener),
     Http(http::Acceptor),
+    Grpc(grpc::Acceptor),
 }
 
 impl Acceptor {
@@ -72,6 +75,7 @@ impl Acceptor {
         match transport {
             Transport::Tcp => Acceptor::Tcp(listener),
             Transport::Http(http) => Acceptor::Http(http::Acceptor::new(listener, http, seed)),
+            Transport::Grpc(grpc) => Acceptor::Grpc(grpc::Acceptor::new(listener, grpc)),
         }
     }
 
@@ -80,6 +84,16 @@ impl Acceptor {
         match self {
             Acceptor::Tcp(listener) => Ok(framed(listener.accept().await?.0)),
             Acceptor::Http(acceptor) => acceptor.accept().await,
+            Acceptor::Grpc(acceptor) => acceptor.accept().await,
         }
+    }
+}
+
+/// Ends a task with the acceptor.
+pub(crate) struct AbortOnDrop<T>(pub(crate) tokio::task::JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }

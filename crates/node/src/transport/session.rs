@@ -60,6 +60,30 @@ impl Session {
         lock(&self.mailbox).drain(..).collect()
     }
 
+    /// Adds `messages` to the mail, as the master's own.
+    pub(crate) fn post(&self, messages: Vec<Message>) {
+        if messages.is_empty() {
+            return;
+        }
+        lock(&self.mailbox).extend(messages);
+        self.mail.notify_one();
+    }
+
+    /// The next mail, waiting for some; `None` once the master dropped its side and all its
+    /// mail was taken.
+    pub(crate) async fn next_mail(&self) -> Option<Vec<Message>> {
+        loop {
+            let mail = self.take_mail();
+            if !mail.is_empty() {
+                return Some(mail);
+            }
+            if self.is_closed() {
+                return None;
+            }
+            self.mail.notified().await;
+        }
+    }
+
     /// The master dropped its side.
     pub(crate) fn is_closed(&self) -> bool {
         self.closed.load(Ordering::Acquire)

@@ -12,7 +12,7 @@ use crate::clock::now;
 use crate::net::TcpListener;
 use crate::sync::lock;
 use crate::transport::session::Session;
-use crate::transport::BoxChannel;
+use crate::transport::{AbortOnDrop, BoxChannel};
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
@@ -97,15 +97,6 @@ impl Sessions {
             }
             !(idle || done)
         });
-    }
-}
-
-/// Ends a task with the acceptor.
-struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
-
-impl<T> Drop for AbortOnDrop<T> {
-    fn drop(&mut self) {
-        self.0.abort();
     }
 }
 
