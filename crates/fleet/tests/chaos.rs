@@ -163,8 +163,19 @@ fn lease_masters_hand_over_when_the_holder_dies() {
 /// agents, cut from their long polls, come back to it and run what they are sent.
 #[test]
 fn over_http_agents_come_back_to_a_restarted_master_and_run_its_commands() {
-    let flags = ["--transport", "http"];
-    let mut fleet = Fleet::with_flags("http", 1, MasterMode::Raft, None, &flags);
+    agents_come_back_to_a_restarted_master("http");
+}
+
+/// The same over `--transport grpc`: the gRPC design's AgentService, the agents cut from their
+/// HTTP/2 connections.
+#[test]
+fn over_grpc_agents_come_back_to_a_restarted_master_and_run_its_commands() {
+    agents_come_back_to_a_restarted_master("grpc");
+}
+
+fn agents_come_back_to_a_restarted_master(transport: &str) {
+    let flags = ["--transport", transport];
+    let mut fleet = Fleet::with_flags(transport, 1, MasterMode::Raft, None, &flags);
     for agent in 1..=3 {
         fleet.start_agent(&format!("agent-{agent}"));
     }
@@ -182,7 +193,7 @@ fn over_http_agents_come_back_to_a_restarted_master_and_run_its_commands() {
     let master = fleet.wait_for_leader(Duration::from_secs(10), None);
     let back = fleet.wait_for_agents_at(&master, 3, Duration::from_secs(15));
     eprintln!(
-        "over http: 3 agents back {back:?} after the restart ({:?} after the kill)",
+        "over {transport}: 3 agents back {back:?} after the restart ({:?} after the kill)",
         killed_at.elapsed()
     );
     for agent in 1..=3 {
@@ -197,7 +208,7 @@ fn over_http_agents_come_back_to_a_restarted_master_and_run_its_commands() {
     let cut = log
         .lines()
         .any(|line| line.contains("disconnected") && line.contains("closed"));
-    assert!(cut, "agent-1 saw its long poll cut by the kill: {log}");
+    assert!(cut, "agent-1 saw its session cut by the kill: {log}");
 }
 
 /// `--exec NAME=PROGRAM`: the program gets the args as JSON on stdin and its stdout is the

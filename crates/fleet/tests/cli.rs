@@ -72,7 +72,7 @@ fn a_bad_flag_exits_2_and_names_it() {
                 "--transport",
                 "smoke-signals",
             ],
-            "possible values: tcp, http",
+            "possible values: tcp, http, grpc",
         ),
     ] {
         let (code, stderr) = fleet(&args);

@@ -8,7 +8,7 @@
 use fleet_core::agent::{AgentConfig, Connector};
 use fleet_core::backoff::BackoffPolicy;
 use fleet_core::master::MasterConfig;
-use fleet_core::transport::{HttpTransport, Transport};
+use fleet_core::transport::{GrpcTransport, HttpTransport, Transport};
 use fleet_node::net::TcpListener;
 use fleet_node::transport::Acceptor;
 use fleet_node::{registration, run_agent, run_master, MasterState, Masters};
@@ -59,6 +59,11 @@ async fn an_agent_registers_and_comes_back_after_the_master_restarts() {
 async fn over_http_too() {
     let poll = Duration::from_millis(200);
     comes_back(Transport::Http(HttpTransport { poll })).await;
+}
+
+#[tokio::test]
+async fn over_grpc_too() {
+    comes_back(Transport::Grpc(GrpcTransport::default())).await;
 }
 
 async fn comes_back(transport: Transport) {

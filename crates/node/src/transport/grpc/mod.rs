@@ -76,6 +76,8 @@ impl hyper::rt::Timer for Timer {
         self.sleep(from_now)
     }
 
+    // The runtime's clock, as the sleeps above count it (a type of its own in some builds).
+    #[allow(clippy::useless_conversion)]
     fn now(&self) -> Instant {
         tokio::time::Instant::now().into()
     }
