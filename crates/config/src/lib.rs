@@ -74,7 +74,8 @@ impl RawParts {
         let heartbeat = params::parse_heartbeat(self.params.heartbeat, &defaults, source)?;
         let backoff = params::parse_backoff(self.params.backoff, &defaults, source)?;
         let executor = executor::check_executor(self.params.executor, source)?;
-        let transport = params::check_transport(self.params.transport, &defaults, source)?;
+        let transport =
+            params::check_transport(self.params.transport, &defaults, heartbeat.interval, source)?;
         Ok(Params {
             preset: self.preset.map(Spanned::into_inner),
             cluster,
@@ -194,6 +195,27 @@ mod tests {
     }
 
     #[test]
+    fn an_mqtt_keepalive_follows_the_heartbeat_unless_set() {
+        use fleet_core::transport::MqttTransport;
+        let mqtt = |secs, qos| {
+            Transport::Mqtt(MqttTransport {
+                keepalive: Duration::from_secs(secs),
+                qos,
+            })
+        };
+        let parse = |text: &str| Params::parse("t", text, 1).unwrap().transport;
+        // Two intervals: a silent agent's will comes after three, as missed heartbeats would.
+        assert_eq!(parse("[params.transport]\nkind = \"mqtt\"\n"), mqtt(2, 1));
+        let slow =
+            "[params.heartbeat]\ninterval = \"750ms\"\n[params.transport]\nkind = \"mqtt\"\n";
+        assert_eq!(parse(slow), mqtt(2, 1), "whole seconds, rounded up");
+        // The MQTT design's own: 30s.
+        assert_eq!(parse("preset = \"mqtt\"\n"), mqtt(30, 1));
+        let set = "[params.transport]\nkind = \"mqtt\"\nkeepalive = \"7s\"\nqos = 0\n";
+        assert_eq!(parse(set), mqtt(7, 0));
+    }
+
+    #[test]
     fn a_bad_config_file_names_the_place() {
         for (text, masters, at, says) in [
             (
@@ -221,7 +243,25 @@ mod tests {
                 "[params.transport]\nkind = \"carrier-pigeon\"\n",
                 1,
                 (2, 8),
-                "unknown kind \"carrier-pigeon\"; expected one of tcp, http",
+                "unknown kind \"carrier-pigeon\"; expected one of tcp, http, grpc, mqtt",
+            ),
+            (
+                "[params.transport]\nkind = \"mqtt\"\nqos = 2\n",
+                1,
+                (3, 7),
+                "qos must be 0 or 1",
+            ),
+            (
+                "[params.transport]\nkind = \"mqtt\"\nkeepalive = \"1500ms\"\n",
+                1,
+                (3, 13),
+                "whole seconds",
+            ),
+            (
+                "[params.transport]\nkind = \"http\"\nqos = 1\n",
+                1,
+                (3, 7),
+                "qos is a setting of kind \"mqtt\", not \"http\"",
             ),
             (
                 "[params.transport]\npoll = \"2s\"\n",

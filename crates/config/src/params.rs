@@ -7,7 +7,7 @@ use crate::source::{ConfigError, Source};
 use fleet_core::backoff::{BackoffPolicy, Strategy, WhenExhausted};
 use fleet_core::cluster::lease::LeaseConfig;
 use fleet_core::cluster::raft::RaftConfig;
-use fleet_core::transport::{GrpcTransport, HttpTransport, Transport};
+use fleet_core::transport::{GrpcTransport, HttpTransport, MqttTransport, Transport};
 use serde::Deserialize;
 use std::time::Duration;
 use toml::Spanned;
@@ -95,13 +95,33 @@ pub struct RawTransport {
     poll: Option<Spanned<Dur>>,
     gzip: Option<Spanned<bool>>,
     keepalive: Option<Spanned<Dur>>,
+    qos: Option<Spanned<u8>>,
 }
+
+impl RawTransport {
+    /// Each setting given, the kinds it belongs to, and where it was written.
+    fn settings(&self) -> [(&'static str, &'static [&'static str], Option<Span>); 4] {
+        [
+            ("poll", &["http"], self.poll.as_ref().map(Spanned::span)),
+            ("gzip", &["grpc"], self.gzip.as_ref().map(Spanned::span)),
+            (
+                "keepalive",
+                &["grpc", "mqtt"],
+                (self.keepalive.as_ref()).map(Spanned::span),
+            ),
+            ("qos", &["mqtt"], self.qos.as_ref().map(Spanned::span)),
+        ]
+    }
+}
+
+type Span = std::ops::Range<usize>;
 
 /// `[params.transport]`: a kind, and that kind's settings over its defaults. The preset picks
 /// the kind when the table does not.
 pub fn check_transport(
     raw: Option<RawTransport>,
     defaults: &Defaults,
+    interval: Duration,
     source: &Source,
 ) -> Result<Transport, ConfigError> {
     let Some(raw) = raw else {
@@ -120,21 +140,36 @@ pub fn check_transport(
                 source.error(kind.span(), why)
             })?,
     };
-    let not_of = |key: &str, owner: &str, span: std::ops::Range<usize>| {
-        let why = format!("[params.transport]: {key} is a setting of kind {owner:?}, not {kind:?}");
-        Err(source.error(span, why))
-    };
-    if let (Some(poll), false) = (&raw.poll, kind == "http") {
-        return not_of("poll", "http", poll.span());
-    }
-    for (key, span) in [
-        ("gzip", raw.gzip.as_ref().map(Spanned::span)),
-        ("keepalive", raw.keepalive.as_ref().map(Spanned::span)),
-    ] {
-        if let (Some(span), false) = (span, kind == "grpc") {
-            return not_of(key, "grpc", span);
+    for (key, owners, span) in raw.settings() {
+        if let (Some(span), false) = (span, owners.contains(&kind)) {
+            let owners = owners.join("\" or \"");
+            let why = format!(
+                "[params.transport]: {key} is a setting of kind \"{owners}\", not {kind:?}"
+            );
+            return Err(source.error(span, why));
         }
     }
+    let defaults = named(kind, interval)
+        .filter(|named| named.name() != defaults.transport.name())
+        .unwrap_or_else(|| defaults.transport.clone());
+    kind_settings(raw, defaults, source)
+}
+
+/// The transport `kind` with its defaults beside a heartbeat `interval` (MQTT's keepalive
+/// follows it; see [`MqttTransport::beside`]).
+pub fn named(kind: &str, interval: Duration) -> Option<Transport> {
+    match kind {
+        "mqtt" => Some(Transport::Mqtt(MqttTransport::beside(interval))),
+        kind => Transport::named(kind),
+    }
+}
+
+/// `defaults` (of the kind the table names) with the table's settings.
+fn kind_settings(
+    raw: RawTransport,
+    defaults: Transport,
+    source: &Source,
+) -> Result<Transport, ConfigError> {
     let positive = |value: Option<Spanned<Dur>>, key: &str, default: Duration| {
         let Some(value) = value else {
             return Ok(default);
@@ -148,26 +183,35 @@ pub fn check_transport(
             duration => Ok(duration),
         }
     };
-    Ok(match kind {
-        "http" => {
-            let default = match &defaults.transport {
-                Transport::Http(http) => http.clone(),
-                _ => HttpTransport::default(),
+    Ok(match defaults {
+        Transport::Tcp => Transport::Tcp,
+        Transport::Http(http) => Transport::Http(HttpTransport {
+            poll: positive(raw.poll, "poll", http.poll)?,
+        }),
+        Transport::Grpc(grpc) => Transport::Grpc(GrpcTransport {
+            gzip: raw.gzip.map_or(grpc.gzip, Spanned::into_inner),
+            keepalive: positive(raw.keepalive, "keepalive", grpc.keepalive)?,
+        }),
+        Transport::Mqtt(mqtt) => {
+            let span = raw
+                .keepalive
+                .as_ref()
+                .map(Spanned::span)
+                .unwrap_or_default();
+            let keepalive = positive(raw.keepalive, "keepalive", mqtt.keepalive)?;
+            if keepalive.subsec_nanos() != 0 || keepalive.as_secs() > u64::from(u16::MAX) {
+                let why = "[params.transport]: an MQTT keepalive is whole seconds, at most 65535s";
+                return Err(source.error(span, why.to_string()));
+            }
+            let qos = match raw.qos {
+                Some(qos) if *qos.get_ref() > 1 => {
+                    let why = "[params.transport]: qos must be 0 or 1 (QoS 2 is not supported)";
+                    return Err(source.error(qos.span(), why.to_string()));
+                }
+                qos => qos.map_or(mqtt.qos, Spanned::into_inner),
             };
-            let poll = positive(raw.poll, "poll", default.poll)?;
-            Transport::Http(HttpTransport { poll })
+            Transport::Mqtt(MqttTransport { keepalive, qos })
         }
-        "grpc" => {
-            let default = match &defaults.transport {
-                Transport::Grpc(grpc) => grpc.clone(),
-                _ => GrpcTransport::default(),
-            };
-            Transport::Grpc(GrpcTransport {
-                gzip: raw.gzip.map_or(default.gzip, Spanned::into_inner),
-                keepalive: positive(raw.keepalive, "keepalive", default.keepalive)?,
-            })
-        }
-        _ => Transport::Tcp,
     })
 }
 

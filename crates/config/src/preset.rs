@@ -8,7 +8,7 @@ use fleet_core::attempts::AttemptPolicy;
 use fleet_core::backoff::{BackoffPolicy, Strategy, WhenExhausted};
 use fleet_core::cluster::lease::LeaseConfig;
 use fleet_core::cluster::raft::RaftConfig;
-use fleet_core::transport::{GrpcTransport, HttpTransport, Transport};
+use fleet_core::transport::{GrpcTransport, HttpTransport, MqttTransport, Transport};
 use std::time::Duration;
 
 /// What a file gets for every key it leaves out.
@@ -95,8 +95,9 @@ impl Defaults {
     }
 }
 
-/// The MQTT design: heartbeats every 30s; a lost broker is retried every 15 minutes, for ever.
-/// It states no timeout: three intervals, as everywhere else here.
+/// The MQTT design: its topics on a broker, QoS 1; heartbeats every 30s; a lost broker is
+/// retried every 15 minutes, for ever. It states no timeout: three intervals, as everywhere
+/// else here.
 fn mqtt(project: Defaults) -> Defaults {
     Defaults {
         heartbeat: HeartbeatParams {
@@ -112,6 +113,7 @@ fn mqtt(project: Defaults) -> Defaults {
             max_retries: 0,
             ..project.backoff.clone()
         },
+        transport: Transport::Mqtt(MqttTransport::default()),
         ..project
     }
 }

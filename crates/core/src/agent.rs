@@ -228,6 +228,11 @@ impl<R: RngCore> Connector<R> {
         }
     }
 
+    /// Its own settings: its name, its masters'.
+    pub fn agent_config(&self) -> &AgentConfig {
+        &self.config
+    }
+
     /// The config it runs with.
     pub fn fleet_config(&self) -> &ConfigPush {
         &self.fleet_config

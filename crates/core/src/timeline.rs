@@ -246,6 +246,10 @@ pub enum MasterEvent {
         agent: String,
         instance_id: String,
         silent_ms: u64,
+        /// Marked by the transport's word that the agent is gone (an MQTT broker published its
+        /// will), not by missed heartbeats.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        will: bool,
     },
     /// A new instance of `agent` registered; its old instance `instance_id` was dropped.
     InstanceReplaced {
@@ -499,6 +503,14 @@ pub enum ShellEvent {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         delay_ms: Option<u64>,
     },
+    /// The MQTT broker lost `client` and published its will: its connection `closed` without
+    /// a DISCONNECT, it was `silent` for 1.5 keepalives (`silent_ms` by the broker's clock), a
+    /// new connection `took_over` its client id, or it broke the protocol (`protocol_error`).
+    WillPublished {
+        client: String,
+        cause: String,
+        silent_ms: u64,
+    },
 }
 
 macro_rules! into_event {
@@ -629,6 +641,7 @@ mod tests {
                 agent: s("agent-1"),
                 instance_id: s("agent-1-sim-101"),
                 silent_ms: 3000,
+                will: false,
             }
             .into(),
             MasterEvent::InstanceReplaced {
@@ -723,6 +736,12 @@ mod tests {
             }
             .into(),
             ShellEvent::LeadershipLapsed { overdue_ms: 5000 }.into(),
+            ShellEvent::WillPublished {
+                client: s("agent-1"),
+                cause: s("silent"),
+                silent_ms: 1500,
+            }
+            .into(),
             ShellEvent::FaultPoint {
                 point: s("delayed_send"),
                 delay_ms: Some(1200),
@@ -851,6 +870,7 @@ mod tests {
                 ShellEvent::BadRecord { .. } => 51,
                 ShellEvent::LeadershipLapsed { .. } => 56,
                 ShellEvent::FaultPoint { .. } => 57,
+                ShellEvent::WillPublished { .. } => 58,
             },
             Event::Command(event) => match event {
                 CommandEvent::CommandStarted { .. } => 33,
@@ -888,7 +908,7 @@ mod tests {
     fn every_kind_has_a_sample() {
         let mut seen: Vec<usize> = samples().iter().map(number).collect();
         seen.sort();
-        assert_eq!(seen, (0..58).collect::<Vec<_>>());
+        assert_eq!(seen, (0..59).collect::<Vec<_>>());
     }
 
     fn kind(event: &Event) -> String {

@@ -14,6 +14,42 @@ pub enum Transport {
     /// The gRPC design's `AgentService`: unary Register and Heartbeat, and a bidirectional
     /// stream for the rest, over one HTTP/2 connection per session.
     Grpc(GrpcTransport),
+    /// The MQTT design's topics on a broker: agents and masters are its clients, and every
+    /// message is a publish, addressed to one master.
+    Mqtt(MqttTransport),
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct MqttTransport {
+    /// The MQTT keepalive every client asks of the broker: a client that sends nothing for
+    /// 1.5 times this is lost, and the broker publishes its will. Whole seconds on the wire.
+    pub keepalive: Duration,
+    /// 0 (at most once) or 1 (at least once, the MQTT design's), for every publish.
+    pub qos: u8,
+}
+
+impl MqttTransport {
+    /// The defaults beside a heartbeat `interval` other than the MQTT design's: a keepalive of
+    /// two intervals (whole seconds, at least 1s), so the broker's will for a silent client
+    /// comes after three intervals, when missed heartbeats would say the same, and a client
+    /// cut from the broker finds out as soon.
+    pub fn beside(interval: Duration) -> MqttTransport {
+        let keepalive = (interval * 2).as_secs_f64().ceil().max(1.0) as u64;
+        MqttTransport {
+            keepalive: Duration::from_secs(keepalive),
+            ..MqttTransport::default()
+        }
+    }
+}
+
+impl Default for MqttTransport {
+    /// The MQTT design: QoS 1, and a keepalive of its heartbeat's 30s.
+    fn default() -> Self {
+        MqttTransport {
+            keepalive: Duration::from_secs(30),
+            qos: 1,
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -56,7 +92,7 @@ impl Default for HttpTransport {
 
 impl Transport {
     /// The names scenario files and flags give the transports.
-    pub const NAMES: [&'static str; 3] = ["tcp", "http", "grpc"];
+    pub const NAMES: [&'static str; 4] = ["tcp", "http", "grpc", "mqtt"];
 
     /// The transport named `name`, with its defaults.
     pub fn named(name: &str) -> Option<Transport> {
@@ -64,6 +100,7 @@ impl Transport {
             "tcp" => Some(Transport::Tcp),
             "http" => Some(Transport::Http(HttpTransport::default())),
             "grpc" => Some(Transport::Grpc(GrpcTransport::default())),
+            "mqtt" => Some(Transport::Mqtt(MqttTransport::default())),
             _ => None,
         }
     }
@@ -80,6 +117,11 @@ impl Transport {
                 if grpc.gzip { "on" } else { "off" },
                 crate::fmt_duration(grpc.keepalive)
             ),
+            Transport::Mqtt(mqtt) => format!(
+                "mqtt · through broker-1 · QoS {} · keepalive {}",
+                mqtt.qos,
+                crate::fmt_duration(mqtt.keepalive)
+            ),
         }
     }
 
@@ -88,6 +130,7 @@ impl Transport {
             Transport::Tcp => "tcp",
             Transport::Http(_) => "http",
             Transport::Grpc(_) => "grpc",
+            Transport::Mqtt(_) => "mqtt",
         }
     }
 }

@@ -8,8 +8,29 @@ use fleet_core::command::ExecutorConfig;
 use fleet_node::net::TcpListener;
 use fleet_node::AgentControl;
 use fleet_node::{AgentHooks, Handlers};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
+
+/// The masters' names, and where each is reached: its address, or the broker's for all.
+fn master_addresses(
+    masters: &[(String, Option<SocketAddr>)],
+    broker: Option<SocketAddr>,
+) -> Result<(Vec<String>, Vec<SocketAddr>), StartError> {
+    (masters.iter())
+        .map(|(name, address)| match (address, broker) {
+            (None, Some(broker)) => Ok((name.clone(), broker)),
+            (Some(address), None) => Ok((name.clone(), *address)),
+            (Some(_), Some(_)) => Err(StartError::Usage(format!(
+                "--master {name}: over mqtt a master is reached through --broker; give its name alone"
+            ))),
+            (None, None) => Err(StartError::Usage(format!(
+                "--master {name}: give its address, NAME=ADDR"
+            ))),
+        })
+        .collect::<Result<Vec<_>, _>>()
+        .map(|pairs| pairs.into_iter().unzip())
+}
 
 /// How long a stopping agent may take to unregister before the process ends anyway.
 const UNREGISTER_GRACE: Duration = Duration::from_secs(2);
@@ -24,7 +45,8 @@ pub async fn run(args: AgentArgs, metrics: Metrics) -> Result<(), StartError> {
     let hostname = std::fs::read_to_string("/etc/hostname")
         .map(|name| name.trim().to_string())
         .unwrap_or_else(|_| "localhost".to_string());
-    let (names, addresses): (Vec<String>, Vec<_>) = args.master.iter().cloned().unzip();
+    let broker = cli::broker(&args.common, &params.transport)?;
+    let (names, addresses) = master_addresses(&args.master, broker)?;
     let masters = fleet_node::Masters {
         addresses,
         transport: params.transport.clone(),

@@ -43,6 +43,10 @@ pub struct Common {
     /// agents must agree. Default: tcp.
     #[arg(long, value_parser = clap::builder::PossibleValuesParser::new(Transport::NAMES))]
     pub transport: Option<String>,
+    /// The MQTT broker agents and masters meet at (--transport mqtt): in place of the master's
+    /// --listen and the agent's master addresses.
+    #[arg(long, value_name = "ADDR")]
+    pub broker: Option<SocketAddr>,
     /// How timeline events are logged to stderr.
     #[arg(long, value_enum, default_value = "text")]
     pub log_format: Format,
@@ -53,9 +57,9 @@ pub struct MasterArgs {
     /// This master's name, as its peers and agents know it.
     #[arg(long)]
     pub name: String,
-    /// Where agents connect.
+    /// Where agents connect (over mqtt, through --broker instead).
     #[arg(long, value_name = "ADDR")]
-    pub listen: SocketAddr,
+    pub listen: Option<SocketAddr>,
     /// Where peers connect (raft and lease mode).
     #[arg(long, value_name = "ADDR")]
     pub cluster_listen: Option<SocketAddr>,
@@ -99,9 +103,10 @@ pub struct AgentArgs {
     #[arg(long)]
     pub name: String,
     /// A master, NAME=ADDR, in the order they are tried; repeat for each. A master's redirect
-    /// names the leader, so name them as the masters name themselves.
-    #[arg(long, value_name = "NAME=ADDR", value_parser = named_address, required = true)]
-    pub master: Vec<(String, SocketAddr)>,
+    /// names the leader, so name them as the masters name themselves. Over mqtt, NAME alone:
+    /// every master is reached through --broker.
+    #[arg(long, value_name = "NAME=ADDR", value_parser = master_entry, required = true)]
+    pub master: Vec<(String, Option<SocketAddr>)>,
     /// A file holding this agent's token, read again after every refusal of it.
     #[arg(long, value_name = "FILE")]
     pub token_file: Option<PathBuf>,
@@ -127,6 +132,29 @@ fn named_address(text: &str) -> Result<(String, SocketAddr), String> {
         .parse()
         .map_err(|error| format!("{address:?} is not an address like 127.0.0.1:7000: {error}"))?;
     Ok((name.to_string(), address))
+}
+
+fn master_entry(text: &str) -> Result<(String, Option<SocketAddr>), String> {
+    match text.contains('=') {
+        true => named_address(text).map(|(name, address)| (name, Some(address))),
+        false if text.is_empty() => Err("a master needs a name".to_string()),
+        false => Ok((text.to_string(), None)),
+    }
+}
+
+/// The broker, when `transport` needs one: --broker must be given exactly then.
+pub fn broker(common: &Common, transport: &Transport) -> Result<Option<SocketAddr>, StartError> {
+    match (transport, common.broker) {
+        (Transport::Mqtt(_), Some(broker)) => Ok(Some(broker)),
+        (Transport::Mqtt(_), None) => Err(StartError::Usage(
+            "--transport mqtt needs --broker ADDR: where agents and masters meet".into(),
+        )),
+        (_, Some(_)) => Err(StartError::Usage(format!(
+            "--broker is for --transport mqtt, and the transport is {}",
+            transport.name()
+        ))),
+        (_, None) => Ok(None),
+    }
 }
 
 /// Why a process could not start: a bad flag or file (exit 2), or a failure to run (exit 1).
@@ -166,7 +194,8 @@ pub fn params(common: &Common, masters: u32, mode: Option<&str>) -> Result<Param
         None => text,
     };
     let mut params = Params::parse(&shown, &text, masters)?;
-    let flag = common.transport.as_deref().and_then(Transport::named);
+    let flag = (common.transport.as_deref())
+        .and_then(|kind| fleet_config::params::named(kind, params.heartbeat.interval));
     if let Some(transport) = flag.filter(|flag| flag.name() != params.transport.name()) {
         params.transport = transport;
     }

@@ -9,7 +9,7 @@ use fleet_core::master::{Leadership, MasterConfig};
 use fleet_node::cluster::{ClusterConfig, ClusterHandle, ClusterMode};
 use fleet_node::disk::Disk;
 use fleet_node::net::TcpListener;
-use fleet_node::transport::Acceptor;
+use fleet_node::transport::{Acceptor, Serve};
 use fleet_node::MasterState;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -144,6 +144,32 @@ fn read_secret(path: &std::path::Path) -> Result<String, StartError> {
     Ok(secret)
 }
 
+/// Where the master meets its agents: its `--listen`, bound, or over mqtt the `--broker`.
+async fn agents_at<'a>(args: &'a MasterArgs, params: &Params) -> Result<Serve<'a>, StartError> {
+    let broker = cli::broker(&args.common, &params.transport)?;
+    match (broker, args.listen) {
+        (Some(_), Some(_)) => Err(StartError::Usage(
+            "over mqtt agents come through --broker: drop --listen".into(),
+        )),
+        (Some(address), None) => Ok(Serve::Broker {
+            address,
+            name: &args.name,
+        }),
+        (None, Some(listen)) => match TcpListener::bind(listen).await {
+            Ok(listener) => Ok(Serve::Listen {
+                listener,
+                seed: crate::secret_seed(),
+            }),
+            Err(error) => Err(StartError::Io(format!(
+                "--listen {listen}: cannot listen: {error}"
+            ))),
+        },
+        (None, None) => Err(StartError::Usage(
+            "--listen ADDR is needed: where agents connect".into(),
+        )),
+    }
+}
+
 /// Runs the master until SIGTERM or SIGINT, then stops gracefully: hands leadership over if it
 /// leads, says goodbye to its agents, and returns.
 pub async fn run(args: MasterArgs, metrics: Metrics) -> Result<(), StartError> {
@@ -156,9 +182,7 @@ pub async fn run(args: MasterArgs, metrics: Metrics) -> Result<(), StartError> {
     let bind = |what: &str, address: SocketAddr, error: std::io::Error| {
         StartError::Io(format!("{what} {address}: cannot listen: {error}"))
     };
-    let agents = TcpListener::bind(args.listen)
-        .await
-        .map_err(|error| bind("--listen", args.listen, error))?;
+    let serve = agents_at(&args, &params).await?;
     let peers_at = cluster.members[&args.name];
     let peers = TcpListener::bind(peers_at)
         .await
@@ -195,7 +219,7 @@ pub async fn run(args: MasterArgs, metrics: Metrics) -> Result<(), StartError> {
             tracing::error!("the admin API stopped: {error}");
         }
     });
-    let agents = Acceptor::new(&params.transport, agents, crate::secret_seed());
+    let agents = Acceptor::new(&params.transport, serve);
     tokio_rt::spawn(fleet_node::run_master(agents, state.clone()));
     let rng = crate::rng();
     tokio_rt::spawn(fleet_node::cluster::run_cluster(

@@ -8,7 +8,7 @@
 
 mod common;
 
-use common::{Fleet, MasterMode};
+use common::{Fleet, MasterMode, Mosquitto};
 use serde_json::json;
 use std::time::{Duration, Instant};
 
@@ -173,8 +173,25 @@ fn over_grpc_agents_come_back_to_a_restarted_master_and_run_its_commands() {
     agents_come_back_to_a_restarted_master("grpc");
 }
 
+/// The same over `--transport mqtt` through a real mosquitto: the MQTT design's topics, the
+/// killed master's will telling its agents at once.
+#[test]
+fn over_mqtt_agents_come_back_to_a_restarted_master_and_run_its_commands() {
+    let dir = std::env::temp_dir().join(format!("fleet-mosquitto-{}", std::process::id()));
+    let Some(mosquitto) = Mosquitto::start(&dir) else {
+        return;
+    };
+    let broker = mosquitto.address.to_string();
+    agents_come_back_to_a_restarted_master_with("mqtt", &["--broker", &broker]);
+}
+
 fn agents_come_back_to_a_restarted_master(transport: &str) {
-    let flags = ["--transport", transport];
+    agents_come_back_to_a_restarted_master_with(transport, &[]);
+}
+
+fn agents_come_back_to_a_restarted_master_with(transport: &str, more: &[&str]) {
+    let mut flags = vec!["--transport", transport];
+    flags.extend(more);
     let mut fleet = Fleet::with_flags(transport, 1, MasterMode::Raft, None, &flags);
     for agent in 1..=3 {
         fleet.start_agent(&format!("agent-{agent}"));
@@ -204,11 +221,20 @@ fn agents_come_back_to_a_restarted_master(transport: &str) {
             "agent-{agent} ran a command after the restart"
         );
     }
+    // Through a broker the master's will says it went away (`reset`); on a connection of its
+    // own, the kill closes it.
+    let reason = match transport {
+        "mqtt" => "reason=reset",
+        _ => "reason=closed",
+    };
     let log = fleet.log_of("agent-1");
     let cut = log
         .lines()
-        .any(|line| line.contains("disconnected") && line.contains("closed"));
-    assert!(cut, "agent-1 saw its session cut by the kill: {log}");
+        .any(|line| line.contains("disconnected") && line.contains(reason));
+    assert!(
+        cut,
+        "agent-1 saw its session cut by the kill ({reason}): {log}"
+    );
 }
 
 /// `--exec NAME=PROGRAM`: the program gets the args as JSON on stdin and its stdout is the

@@ -72,7 +72,49 @@ fn a_bad_flag_exits_2_and_names_it() {
                 "--transport",
                 "smoke-signals",
             ],
-            "possible values: tcp, http, grpc",
+            "possible values: tcp, http, grpc, mqtt",
+        ),
+        (
+            vec![
+                "agent",
+                "--name",
+                "a",
+                "--master",
+                "m",
+                "--transport",
+                "mqtt",
+            ],
+            "--transport mqtt needs --broker",
+        ),
+        (
+            vec![
+                "agent",
+                "--name",
+                "a",
+                "--master",
+                "m=127.0.0.1:1",
+                "--transport",
+                "mqtt",
+                "--broker",
+                "127.0.0.1:1883",
+            ],
+            "give its name alone",
+        ),
+        (
+            vec![
+                "agent",
+                "--name",
+                "a",
+                "--master",
+                "m",
+                "--broker",
+                "127.0.0.1:1883",
+            ],
+            "--broker is for --transport mqtt",
+        ),
+        (
+            vec!["agent", "--name", "a", "--master", "m"],
+            "give its address, NAME=ADDR",
         ),
     ] {
         let (code, stderr) = fleet(&args);

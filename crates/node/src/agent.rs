@@ -4,7 +4,7 @@ use crate::clock::{now, Timer};
 use crate::codec::CodecError;
 use crate::report::emit_from;
 use crate::transport::{self, BoxChannel};
-use fleet_core::agent::{AgentAction, Connector, DisconnectReason};
+use fleet_core::agent::{AgentAction, AgentConfig, Connector, DisconnectReason};
 use fleet_core::command::{Command, Outcome};
 use fleet_core::transport::Transport;
 use fleet_core::wire::{BuildInfo, Message, Register};
@@ -202,6 +202,31 @@ async fn send<R: RngCore>(link: &mut Link, connector: &mut Connector<R>, message
     }
 }
 
+/// Names each session the agent opens, for a transport through a broker: this process's
+/// start, and a count.
+struct Sessions {
+    process: u64,
+    opened: u64,
+}
+
+/// Starts connecting to master `target`.
+fn dial(masters: &Masters, config: &AgentConfig, target: usize, sessions: &mut Sessions) -> Link {
+    let (transport, address) = (masters.transport.clone(), masters.addresses[target]);
+    let agent = config.register.node_name.clone();
+    let master = config.masters[target].clone();
+    sessions.opened += 1;
+    let session = format!("{}.{}", sessions.process, sessions.opened);
+    let connect = async move {
+        let ends = transport::Ends {
+            agent: &agent,
+            master: &master,
+            session: &session,
+        };
+        transport::connect(&transport, address, &ends).await
+    };
+    Link::Connecting(Box::pin(connect))
+}
+
 /// Where an agent's masters are, and how it talks to them.
 #[derive(Clone, Debug)]
 pub struct Masters {
@@ -220,6 +245,10 @@ pub async fn run_agent<R: RngCore>(
 ) {
     let mut link = Link::Idle;
     let mut timer = Timer::default();
+    let mut sessions = Sessions {
+        process: crate::clock::unix_ms(),
+        opened: 0,
+    };
     let stopped = control.stopped();
     tokio::pin!(stopped);
     let (external_done, mut external_results) = mpsc::unbounded_channel();
@@ -228,10 +257,7 @@ pub async fn run_agent<R: RngCore>(
         while let Some(action) = connector.poll_action() {
             match action {
                 AgentAction::Connect { target } => {
-                    let (transport, address) =
-                        (masters.transport.clone(), masters.addresses[target]);
-                    let connect = async move { transport::connect(&transport, address).await };
-                    link = Link::Connecting(Box::pin(connect));
+                    link = dial(&masters, connector.agent_config(), target, &mut sessions);
                 }
                 AgentAction::Send(message) => send(&mut link, &mut connector, message).await,
                 AgentAction::Close => {

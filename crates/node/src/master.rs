@@ -458,7 +458,10 @@ async fn serve_session(
     }
     let mut shared = state.lock();
     shared.sessions.remove(&session);
-    shared.registry.handle_session_closed(now(), session);
+    match channel.lost() {
+        true => shared.registry.handle_agent_lost(now(), session),
+        false => shared.registry.handle_session_closed(now(), session),
+    }
     emit_from(|| shared.registry.poll_event());
 }
 

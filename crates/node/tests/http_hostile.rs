@@ -18,7 +18,13 @@ use fleet_core::wire::{
     ConfigAck, ConfigId, ConfigPull, Heartbeat, HeartbeatAck, Message, Redirect, Refusal,
     RegisterAck, Unregister,
 };
-use fleet_node::transport::{self, Acceptor};
+use fleet_node::transport::{self, Acceptor, Ends, Serve};
+
+const ENDS: Ends<'static> = Ends {
+    agent: "agent-1",
+    master: "master-1",
+    session: "1",
+};
 use fleet_node::{registration, run_agent, run_master, MasterState, Masters};
 use futures::{SinkExt, StreamExt};
 use rand::{Rng, RngCore, SeedableRng};
@@ -218,7 +224,7 @@ async fn hostile_requests_end_only_their_own_connection() {
         ..MasterConfig::default()
     });
     tokio::spawn(run_master(
-        Acceptor::new(&http(), listener, 1),
+        Acceptor::new(&http(), Serve::Listen { listener, seed: 1 }),
         state.clone(),
     ));
 
@@ -382,7 +388,7 @@ async fn hostile_answers_end_only_their_own_channel() {
                 (answers.clone(), outcomes.clone(), register.clone());
             tokio::spawn(async move {
                 while !answers.lock().unwrap().is_empty() {
-                    let mut channel = transport::connect(&http(), address).await.unwrap();
+                    let mut channel = transport::connect(&http(), address, &ENDS).await.unwrap();
                     channel.send(register.clone()).await.unwrap();
                     // A well-formed answer that carries no message leaves the channel quiet, as a
                     // master that says nothing would; the agent's core times that out.

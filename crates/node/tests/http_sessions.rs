@@ -8,7 +8,13 @@ use fleet_core::master::{Leadership, MasterConfig};
 use fleet_core::transport::{HttpTransport, Transport};
 use fleet_core::wire::Message;
 use fleet_node::net::TcpListener;
-use fleet_node::transport::{self, Acceptor};
+use fleet_node::transport::{self, Acceptor, Ends, Serve};
+
+const ENDS: Ends<'static> = Ends {
+    agent: "agent-1",
+    master: "master-1",
+    session: "1",
+};
 use fleet_node::{registration, run_master, MasterState};
 use futures::{SinkExt, StreamExt};
 use std::net::SocketAddr;
@@ -34,7 +40,7 @@ async fn master(leadership: Option<Leadership>) -> (MasterState, SocketAddr) {
         state.set_leadership(leadership, None);
     }
     tokio::spawn(run_master(
-        Acceptor::new(&http(), listener, 7),
+        Acceptor::new(&http(), Serve::Listen { listener, seed: 7 }),
         state.clone(),
     ));
     (state, address)
@@ -99,7 +105,7 @@ async fn only_a_kept_registration_names_a_session_and_no_token_tells_another() {
 #[tokio::test]
 async fn an_agent_that_hangs_up_ends_its_session_at_once() {
     let (state, address) = master(None).await;
-    let mut channel = transport::connect(&http(), address).await.unwrap();
+    let mut channel = transport::connect(&http(), address, &ENDS).await.unwrap();
     let register = registration("agent-1", "t", 1, 0, String::new());
     channel
         .send(Message::Register(Box::new(register)))

@@ -8,9 +8,9 @@
 use fleet_core::agent::{AgentConfig, Connector};
 use fleet_core::backoff::BackoffPolicy;
 use fleet_core::master::MasterConfig;
-use fleet_core::transport::{GrpcTransport, HttpTransport, Transport};
+use fleet_core::transport::{GrpcTransport, HttpTransport, MqttTransport, Transport};
 use fleet_node::net::TcpListener;
-use fleet_node::transport::Acceptor;
+use fleet_node::transport::{Acceptor, Serve};
 use fleet_node::{registration, run_agent, run_master, MasterState, Masters};
 use rand::SeedableRng;
 use std::time::Duration;
@@ -21,7 +21,7 @@ const INTERVAL: Duration = Duration::from_millis(20);
 const TOLERANCE: u32 = 10;
 
 async fn start_master(
-    listener: TcpListener,
+    serve: Serve<'_>,
     transport: &Transport,
 ) -> (MasterState, tokio::task::JoinHandle<()>) {
     let state = MasterState::new(MasterConfig {
@@ -30,7 +30,7 @@ async fn start_master(
         max_miss: TOLERANCE,
         ..MasterConfig::default()
     });
-    let acceptor = Acceptor::new(transport, listener, 1);
+    let acceptor = Acceptor::new(transport, serve);
     let task = tokio::spawn({
         let state = state.clone();
         async move {
@@ -52,26 +52,60 @@ async fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
 
 #[tokio::test]
 async fn an_agent_registers_and_comes_back_after_the_master_restarts() {
-    comes_back(Transport::Tcp).await;
+    comes_back_on(Transport::Tcp).await;
 }
 
 #[tokio::test]
 async fn over_http_too() {
     let poll = Duration::from_millis(200);
-    comes_back(Transport::Http(HttpTransport { poll })).await;
+    comes_back_on(Transport::Http(HttpTransport { poll })).await;
 }
 
 #[tokio::test]
 async fn over_grpc_too() {
-    comes_back(Transport::Grpc(GrpcTransport::default())).await;
+    comes_back_on(Transport::Grpc(GrpcTransport::default())).await;
 }
 
-async fn comes_back(transport: Transport) {
+/// Through our broker on loopback: the master's will tells the agent it went away.
+#[tokio::test]
+async fn over_mqtt_too() {
+    let listener = TcpListener::bind("127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let broker = listener.local_addr().unwrap();
+    tokio::spawn(fleet_node::transport::mqtt::broker::serve(listener));
+    let keepalive = Duration::from_secs(1);
+    comes_back(Transport::Mqtt(MqttTransport { keepalive, qos: 1 }), broker).await;
+}
+
+async fn listen(address: std::net::SocketAddr) -> Serve<'static> {
+    let listener = TcpListener::bind(address).await.unwrap();
+    Serve::Listen { listener, seed: 1 }
+}
+
+/// [`comes_back`] on a free port.
+async fn comes_back_on(transport: Transport) {
     let listener = TcpListener::bind("127.0.0.1:0".parse().unwrap())
         .await
         .unwrap();
     let address = listener.local_addr().unwrap();
-    let (state, master) = start_master(listener, &transport).await;
+    drop(listener);
+    comes_back(transport, address).await;
+}
+
+/// An agent registers with a master at `address` (its listener, or the broker's), and comes back
+/// to a new master after the first one is gone.
+async fn comes_back(transport: Transport, address: std::net::SocketAddr) {
+    let serve = || async {
+        match &transport {
+            Transport::Mqtt(_) => Serve::Broker {
+                address,
+                name: "master-1",
+            },
+            _ => listen(address).await,
+        }
+    };
+    let (state, master) = start_master(serve().await, &transport).await;
 
     let config = AgentConfig {
         masters: vec!["master-1".into()],
@@ -117,8 +151,7 @@ async fn comes_back(transport: Transport) {
     master.abort();
     let _ = master.await;
     // The listener was dropped with the task; a new master on the same port gets the agent back.
-    let listener = TcpListener::bind(address).await.unwrap();
-    let (state, _master) = start_master(listener, &transport).await;
+    let (state, _master) = start_master(serve().await, &transport).await;
     wait_until("the agent re-registers", || {
         state.with_registry(|r| r.online_count() == 1)
     })

@@ -314,6 +314,7 @@ oneway = true"#,
             masters: 3,
             agents: 1,
             store: false,
+            broker: false,
         };
         let ends = || ["master-2", "master-3"].map(|node| topology.select(node).unwrap());
         let direct = |links: &mut Links, action: FaultAction| {

@@ -270,6 +270,7 @@ mod tests {
             masters: 1,
             agents: 2,
             store: false,
+            broker: false,
         }
     }
 
@@ -278,6 +279,7 @@ mod tests {
             agent: agent.into(),
             instance_id: format!("{agent}-sim-101"),
             silent_ms: 3000,
+            will: false,
         };
         entry(t, "master-1", event)
     }

@@ -171,6 +171,7 @@ mod tests {
                     agent: "agent-2".into(),
                     instance_id: "agent-2-sim-101".into(),
                     silent_ms: 3000,
+                    will: false,
                 },
             ),
             fault(9000, fired(r#"crash = "master-1""#, &[])),
@@ -203,6 +204,7 @@ mod tests {
                 agent: "agent-1".into(),
                 instance_id: "agent-1-sim-101".into(),
                 silent_ms: 3000,
+                will: false,
             },
         );
         let entries = vec![

@@ -181,6 +181,7 @@ mod tests {
             masters: 3,
             agents: 2,
             store: false,
+            broker: false,
         };
         let cut = fired(
             r#"partition = [["leader", "agent-1"], ["followers", "agent-2"]]"#,

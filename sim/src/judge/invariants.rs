@@ -14,7 +14,9 @@
 //!   attempt is one its reason's strategy allows, by the README's formulas (written again in
 //!   the harness, not taken from the policy's code).
 //! - `offline_not_early` (with agents): no master marks an agent offline before `max_miss`
-//!   heartbeat intervals of silence, counted from its registration at the latest.
+//!   heartbeat intervals of silence, counted from its registration at the latest; over MQTT,
+//!   sooner only on a will the broker published, and the broker publishes one for a silent
+//!   client only after 1.5 keepalives of silence (its connection closing needs no wait).
 //! - `revoked_agents_refused`, `admission_within_capacity`: the gate's (see `gate`).
 //! - `timeline_readable` (only shown when broken): every event an emitter sent parses back.
 
@@ -24,7 +26,8 @@ use crate::history::{fmt_time, Entry, FaultEvent, Happening};
 use crate::judge::{attempts, commands, gate, ms, Check, CheckSpec, Evidence, Verdict};
 use crate::scenario::faults::FaultAction;
 use crate::scenario::{ClusterSpec, Scenario};
-use fleet_core::timeline::{Event, LeaseEvent, MasterEvent};
+use fleet_core::timeline::{Event, LeaseEvent, MasterEvent, ShellEvent};
+use fleet_core::transport::Transport;
 use std::collections::BTreeMap;
 
 fn rule(name: &str, result: Result<String, String>) -> Verdict {
@@ -210,15 +213,78 @@ fn backoff_follows_policy(evidence: &Evidence) -> Result<String, String> {
 /// No master marks an agent offline before `max_miss` heartbeat intervals of silence: not
 /// sooner than that after the instance registered with it (a registration is word from it),
 /// by the master's own clock, and never saying it was silent for less.
+/// The broker's wills (over MQTT), against the rules: one for a silent client only after 1.5
+/// keepalives of silence by the broker's clock, and each offline a master marks by a will
+/// backed by a will of its own.
+struct Wills<'a> {
+    /// 1.5 keepalives.
+    silent_ms: u64,
+    published: BTreeMap<&'a str, u32>,
+    heeded: BTreeMap<(&'a str, &'a str), u32>,
+}
+
+impl<'a> Wills<'a> {
+    fn new(transport: &Transport) -> Wills<'a> {
+        let silent_ms = match transport {
+            Transport::Mqtt(mqtt) => ms(mqtt.keepalive) * 3 / 2,
+            _ => u64::MAX,
+        };
+        Wills {
+            silent_ms,
+            published: BTreeMap::new(),
+            heeded: BTreeMap::new(),
+        }
+    }
+
+    fn published(
+        &mut self,
+        entry: &Entry,
+        client: &'a str,
+        cause: &str,
+        silent_ms: u64,
+    ) -> Result<(), String> {
+        if cause == "silent" && silent_ms + 1 < self.silent_ms {
+            return Err(format!(
+                "{} published {client}'s will at {} after {silent_ms}ms of silence; 1.5 × \
+                 keepalive is {}ms",
+                entry.node,
+                fmt_time(entry.t_ms),
+                self.silent_ms
+            ));
+        }
+        *self.published.entry(client).or_default() += 1;
+        Ok(())
+    }
+
+    fn heeded(&mut self, entry: &'a Entry, agent: &'a str) -> Result<(), String> {
+        let heeded = self.heeded.entry((&entry.node, agent)).or_default();
+        *heeded += 1;
+        if *heeded > self.published.get(agent).copied().unwrap_or(0) {
+            return Err(format!(
+                "{} marked {agent} offline by a will at {} that the broker never published",
+                entry.node,
+                fmt_time(entry.t_ms)
+            ));
+        }
+        Ok(())
+    }
+}
+
 fn offline_not_early(evidence: &Evidence) -> Result<String, String> {
     let heartbeat = &evidence.scenario.heartbeat;
     let least_ms = ms(heartbeat.interval) * u64::from(heartbeat.max_miss);
+    let mut wills = Wills::new(&evidence.scenario.transport);
     // When each (master, instance) last registered, by the master's clock.
     let mut registered: BTreeMap<(&str, &str), i64> = BTreeMap::new();
-    let mut offline = 0;
+    let (mut offline, mut by_will) = (0, 0);
     for entry in evidence.entries {
         let local_ms = entry.t_ms as i64 + entry.clock_ms;
         match entry.system() {
+            Some(Event::Shell(ShellEvent::WillPublished {
+                client,
+                cause,
+                silent_ms,
+            })) => wills.published(entry, client, cause, *silent_ms)?,
             Some(Event::Master(MasterEvent::NodeRegistered { instance_id, .. })) => {
                 registered.insert((&entry.node, instance_id), local_ms);
             }
@@ -226,8 +292,14 @@ fn offline_not_early(evidence: &Evidence) -> Result<String, String> {
                 agent,
                 instance_id,
                 silent_ms,
+                will,
             })) => {
                 offline += 1;
+                if *will {
+                    by_will += 1;
+                    wills.heeded(entry, agent)?;
+                    continue;
+                }
                 let since = registered.get(&(entry.node.as_str(), instance_id.as_str()));
                 // The clock offset is whole milliseconds, rounded down: allow one each way.
                 let heard_ms = since.map_or(i64::MAX, |at| local_ms - at + 2);
@@ -246,9 +318,13 @@ fn offline_not_early(evidence: &Evidence) -> Result<String, String> {
             _ => {}
         }
     }
-    Ok(format!(
-        "{offline} agents marked offline, none before {least_ms}ms of silence"
-    ))
+    Ok(match by_will {
+        0 => format!("{offline} agents marked offline, none before {least_ms}ms of silence"),
+        _ => format!(
+            "{offline} agents marked offline: {by_will} on a will the broker published, the \
+             rest none before {least_ms}ms of silence"
+        ),
+    })
 }
 
 fn describe(entry: &Entry) -> String {
@@ -470,6 +546,7 @@ mod tests {
                 agent: "agent-1".into(),
                 instance_id: "agent-1-sim-101".into(),
                 silent_ms,
+                will: false,
             };
             entry(t, "master-1", event)
         };

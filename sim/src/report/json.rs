@@ -232,6 +232,11 @@ pub fn params(scenario: &Scenario) -> Params<'_> {
                 "gzip": grpc.gzip,
                 "keepalive_ms": grpc.keepalive.as_millis() as u64,
             }),
+            Transport::Mqtt(mqtt) => serde_json::json!({
+                "kind": "mqtt",
+                "qos": mqtt.qos,
+                "keepalive_ms": mqtt.keepalive.as_millis() as u64,
+            }),
         },
         operations: scenario.operations.iter().map(operation).collect(),
     }

@@ -1,7 +1,8 @@
 //! The machines of a run: where each node lives on the network and what it runs.
 //!
 //! Address plan (madsim): `master-i` is 10.0.0.i, serving agents on port 7000 and its cluster
-//! peers on 7001; `agent-i` is 10.1.(i / 256).(i % 256); `store-1` is 10.2.0.1, port 6379.
+//! peers on 7001; `agent-i` is 10.1.(i / 256).(i % 256); `store-1` is 10.2.0.1, port 6379;
+//! `broker-1` (MQTT) is 10.3.0.1, port 1883.
 //! turmoil hands out its own addresses by name, on the same ports. Every node's RNG is seeded
 //! from the scenario seed, the node's name and its incarnation (1 at boot, +1 per restart).
 //! Agents boot at 100ms, once the masters listen. Each master has a disk that outlives its
@@ -11,7 +12,7 @@
 use crate::run::engine::{Boot, Machines};
 use crate::run::store::{self, Store};
 use crate::scenario::faults::FaultAction;
-use crate::scenario::selector::{NodeKind, Topology, STORE};
+use crate::scenario::selector::{NodeKind, Topology, BROKER, STORE};
 use crate::scenario::{ClusterSpec, Scenario};
 use fleet_core::agent::{AgentConfig, Connector};
 use fleet_core::cluster::lease::LeaseConfig;
@@ -24,6 +25,7 @@ use fleet_node::disk::Disk;
 use fleet_node::machine::Machine;
 use fleet_node::report::emit;
 use fleet_node::sync::lock;
+use fleet_node::transport::{Acceptor, Serve};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use std::collections::{BTreeMap, BTreeSet};
@@ -41,7 +43,7 @@ pub(crate) const STORE_PORT: u16 = 6379;
 pub(crate) const AGENT_BOOT_DELAY: Duration = Duration::from_millis(100);
 
 /// The address plan madsim's nodes get (turmoil picks its own): `master-i` 10.0.0.i,
-/// `agent-i` 10.1.(i/256).(i%256), `store-1` 10.2.0.1.
+/// `agent-i` 10.1.(i/256).(i%256), `store-1` 10.2.0.1, `broker-1` 10.3.0.1.
 #[cfg(madsim)]
 pub(crate) fn node_ip(kind: NodeKind, index: u32) -> IpAddr {
     use std::net::Ipv4Addr;
@@ -51,6 +53,7 @@ pub(crate) fn node_ip(kind: NodeKind, index: u32) -> IpAddr {
         NodeKind::Master => IpAddr::V4(Ipv4Addr::new(10, 0, high, low)),
         NodeKind::Agent => IpAddr::V4(Ipv4Addr::new(10, 1, high, low)),
         NodeKind::Store => IpAddr::V4(Ipv4Addr::new(10, 2, high, low)),
+        NodeKind::Broker => IpAddr::V4(Ipv4Addr::new(10, 3, high, low)),
     }
 }
 
@@ -133,12 +136,7 @@ pub(crate) fn build(machines: &mut impl Machines, scenario: &Scenario, seed: u64
     let mut disks = BTreeMap::new();
     let mut slots = BTreeMap::new();
     let revoked = Revoked::default();
-    let store = topology
-        .store
-        .then(|| store_address(machines.address(STORE, NodeKind::Store, 1)));
-    if let Some(address) = store {
-        build_store(machines, address);
-    }
+    let (store, broker) = build_services(machines, topology);
     let cluster = cluster_configs(machines, scenario, store);
     for (index, config) in (1..).zip(cluster) {
         let name = config.me.clone();
@@ -155,14 +153,17 @@ pub(crate) fn build(machines: &mut impl Machines, scenario: &Scenario, seed: u64
             disk,
             slot,
             revoked: revoked.clone(),
+            broker,
         };
         master.build(machines);
     }
     let masters = topology.masters();
+    // Through a broker, every master is reached at the broker's address.
     let addresses: Vec<SocketAddr> = (1..=topology.masters)
         .map(|i| {
             let name = Topology::node_name(NodeKind::Master, i);
-            SocketAddr::new(machines.address(&name, NodeKind::Master, i), MASTER_PORT)
+            let ip = machines.address(&name, NodeKind::Master, i);
+            broker.unwrap_or(SocketAddr::new(ip, MASTER_PORT))
         })
         .collect();
     let mut agents = BTreeMap::new();
@@ -220,6 +221,28 @@ impl<M: Machines> Machines for OwnMachines<'_, M> {
     }
 }
 
+/// The nodes that serve the others, if the scenario has them: the lease store and the MQTT
+/// broker, and their addresses.
+fn build_services(
+    machines: &mut impl Machines,
+    topology: &Topology,
+) -> (Option<SocketAddr>, Option<SocketAddr>) {
+    let store = topology
+        .store
+        .then(|| store_address(machines.address(STORE, NodeKind::Store, 1)));
+    if let Some(address) = store {
+        build_store(machines, address);
+    }
+    let broker = topology.broker.then(|| {
+        let ip = machines.address(BROKER, NodeKind::Broker, 1);
+        SocketAddr::new(ip, fleet_node::transport::mqtt::PORT)
+    });
+    if let Some(address) = broker {
+        build_broker(machines, address);
+    }
+    (store, broker)
+}
+
 fn store_address(ip: IpAddr) -> SocketAddr {
     SocketAddr::new(ip, STORE_PORT)
 }
@@ -243,6 +266,22 @@ fn build_store(machines: &mut impl Machines, address: SocketAddr) {
         })
     });
     machines.add(STORE, address.ip(), super::budget::machine(), boot);
+}
+
+/// The MQTT broker: nothing outlives a crash (mosquitto with `persistence false`).
+fn build_broker(machines: &mut impl Machines, address: SocketAddr) {
+    let listen = machines.listen(address);
+    let boot: Boot = Arc::new(move || {
+        Box::pin(async move {
+            match fleet_node::net::TcpListener::bind(listen).await {
+                Ok(listener) => fleet_node::transport::mqtt::broker::serve(listener).await,
+                Err(error) => emit(ShellEvent::BindFailed {
+                    error: error.to_string(),
+                }),
+            }
+        })
+    });
+    machines.add(BROKER, address.ip(), super::budget::machine(), boot);
 }
 
 /// Every master's view of the cluster, in index order.
@@ -298,6 +337,8 @@ struct MasterNode<'a> {
     disk: Disk,
     slot: MasterSlot,
     revoked: Revoked,
+    /// The MQTT broker's address, when agents come through one.
+    broker: Option<SocketAddr>,
 }
 
 impl MasterNode<'_> {
@@ -310,6 +351,7 @@ impl MasterNode<'_> {
             disk,
             slot,
             revoked,
+            broker,
         } = self;
         let config = MasterConfig {
             name: cluster.me.clone(),
@@ -356,7 +398,11 @@ impl MasterNode<'_> {
                     }
                 });
                 *lock(&slot) = Some(state.clone());
-                let agents = (&transport, tokens);
+                let agents = Agents {
+                    transport: &transport,
+                    tokens,
+                    broker,
+                };
                 run_master(listen, agents, state, cluster, rng, api).await
             })
         });
@@ -403,12 +449,20 @@ struct Listen {
     admin: SocketAddr,
 }
 
+/// How a master serves its agents.
+struct Agents<'a> {
+    transport: &'a Transport,
+    /// The seed of its session tokens (HTTP).
+    tokens: u64,
+    /// Where its agents' broker is (MQTT).
+    broker: Option<SocketAddr>,
+}
+
 /// A master as the `fleet` binary runs one: the agent server, the cluster loop and, with `api`
 /// (its mode, and every master's admin address, for redirects), the admin API.
-/// `agents`: the transport it serves agents over, and the seed of its session tokens.
 async fn run_master(
     listen: Listen,
-    agents: (&Transport, u64),
+    agents: Agents<'_>,
     state: fleet_node::MasterState,
     cluster: ClusterConfig,
     rng: ChaCha8Rng,
@@ -418,17 +472,26 @@ async fn run_master(
         // Until elected, a cluster member serves no agents.
         state.set_leadership(Leadership::Follower { leader: None }, None);
     }
-    let (transport, tokens) = agents;
     let listeners = (
         fleet_node::net::TcpListener::bind(listen.agents).await,
         fleet_node::net::TcpListener::bind(listen.peers).await,
     );
-    let (agents, peers) = match listeners {
+    let (listener, peers) = match listeners {
         (Ok(agents), Ok(peers)) => (agents, peers),
         (Err(error), _) | (_, Err(error)) => return bind_failed(error),
     };
     // The servers' tasks end with this node, like everything else here.
-    let agents = fleet_node::transport::Acceptor::new(transport, agents, tokens);
+    let serve = match agents.broker {
+        Some(address) => Serve::Broker {
+            address,
+            name: &cluster.me,
+        },
+        None => Serve::Listen {
+            listener,
+            seed: agents.tokens,
+        },
+    };
+    let agents = Acceptor::new(agents.transport, serve);
     fleet_node::task::spawn(fleet_node::run_master(agents, state.clone()));
     let handle = ClusterHandle::new(&cluster.me);
     if let Some((mode, admins)) = api {

@@ -213,6 +213,7 @@ fn check_needs(
                 NodeKind::Master => "a master",
                 NodeKind::Agent => "an agent",
                 NodeKind::Store => "the store",
+                NodeKind::Broker => "the broker",
             };
             return Err(source.error(
                 raw.targets.span(),

@@ -28,7 +28,7 @@ use crate::scenario::network::{check_network, RawNetwork};
 use crate::scenario::protection::{AuthParams, MasterParams};
 use crate::scenario::selector::Topology;
 use crate::scenario::source::{printable, Source};
-use fleet_config::{Params, RawParams, RawParts};
+use fleet_config::{RawParams, RawParts};
 use fleet_core::backoff::BackoffPolicy;
 use fleet_core::bugs::{Bug, Bugs};
 use fleet_core::command::ExecutorConfig;
@@ -196,9 +196,10 @@ impl RawScenario {
             params: self.params,
         };
         let params = parts.check(topology.masters, source)?;
-        let Params { cluster, auth, .. } = &params;
+        let (cluster, auth) = (&params.cluster, &params.auth);
         let topology = Topology {
             store: matches!(cluster, ClusterSpec::Lease(_)),
+            broker: matches!(params.transport, Transport::Mqtt(_)),
             ..topology
         };
         let duration = check_duration(&self.duration, source)?;
@@ -373,6 +374,7 @@ fn check_topology(raw: &RawTopology, source: &Source) -> Result<Topology, Config
         masters,
         agents,
         store: false,
+        broker: false,
     })
 }
 
@@ -413,7 +415,8 @@ mod tests {
             Topology {
                 masters: 1,
                 agents: 3,
-                store: false
+                store: false,
+                broker: false,
             }
         );
         assert_eq!(scenario.cluster, ClusterSpec::Single);

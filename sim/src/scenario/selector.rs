@@ -1,17 +1,19 @@
 //! Which nodes a fault or an expectation names: `agent-3`, `agent-1..5` (or `agent-1..agent-5`),
-//! `agents`, `masters`, `all`, `store`; those resolved when they are used: `leader`,
+//! `agents`, `masters`, `all`, `store`, `broker`; those resolved when they are used: `leader`,
 //! `followers`, `@NAME` (what an earlier fault captured) and `any(SEL, K)` (drawn from the
 //! seed); and expressions of them with ` + ` and ` - `, read left to right.
 
 use std::fmt;
 
-/// The nodes of a scenario: `master-1..=masters`, `agent-1..=agents`, and `store-1` when the
-/// cluster keeps its lease in a store.
+/// The nodes of a scenario: `master-1..=masters`, `agent-1..=agents`, `store-1` when the
+/// cluster keeps its lease in a store, and `broker-1` when the transport is MQTT.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct Topology {
     pub masters: u32,
     pub agents: u32,
     pub store: bool,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub broker: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -20,6 +22,7 @@ pub enum NodeKind {
     Master,
     Agent,
     Store,
+    Broker,
 }
 
 impl NodeKind {
@@ -28,11 +31,13 @@ impl NodeKind {
             NodeKind::Master => "master",
             NodeKind::Agent => "agent",
             NodeKind::Store => "store",
+            NodeKind::Broker => "broker",
         }
     }
 }
 
 pub(crate) const STORE: &str = "store-1";
+pub(crate) const BROKER: &str = "broker-1";
 
 /// A node's index: decimal digits with no sign and no leading zero, so `agent-+1` and
 /// `agent-001` are not read as `agent-1`.
@@ -202,6 +207,7 @@ impl Topology {
             NodeKind::Master => self.masters,
             NodeKind::Agent => self.agents,
             NodeKind::Store => u32::from(self.store),
+            NodeKind::Broker => u32::from(self.broker),
         }
     }
 
@@ -211,11 +217,12 @@ impl Topology {
             .collect()
     }
 
-    /// Every node: masters, then agents, then the store.
+    /// Every node: masters, then agents, then the store and the broker.
     pub fn nodes(&self) -> Vec<String> {
         let mut nodes = self.all(NodeKind::Master);
         nodes.extend(self.all(NodeKind::Agent));
         nodes.extend(self.all(NodeKind::Store));
+        nodes.extend(self.all(NodeKind::Broker));
         nodes
     }
 
@@ -304,6 +311,11 @@ impl Topology {
             "store" => {
                 return Err("there is no store: only `[cluster] mode = \"lease\"` has one".into())
             }
+            "broker" if self.broker => Term::Nodes(self.all(NodeKind::Broker)),
+            "broker" => {
+                let why = "there is no broker: only `[params.transport] kind = \"mqtt\"` has one";
+                return Err(why.into());
+            }
             _ => Term::Nodes(self.select_named(text)?),
         })
     }
@@ -345,12 +357,18 @@ impl Topology {
         let unknown = || {
             format!(
                 "unknown node {text:?}: this scenario has {}; a target is a node name, \
-                 \"agents\", \"masters\", \"all\", \"leader\", \"followers\", \"store\", a \
+                 \"agents\", \"masters\", \"all\", \"leader\", \"followers\", \"store\", \"broker\", a \
                  range like \"agent-1..5\", \"@NAME\" or \"any(SEL, K)\", joined by + and -",
                 self.describe()
             )
         };
-        let (kind, rest) = [NodeKind::Master, NodeKind::Agent, NodeKind::Store]
+        let kinds = [
+            NodeKind::Master,
+            NodeKind::Agent,
+            NodeKind::Store,
+            NodeKind::Broker,
+        ];
+        let (kind, rest) = kinds
             .into_iter()
             .find_map(|kind| {
                 text.strip_prefix(kind.prefix())
@@ -385,15 +403,11 @@ impl Topology {
             1 => format!("{}-1", kind.prefix()),
             n => format!("{0}-1..{0}-{n}", kind.prefix()),
         };
-        let mut text = format!("{} and {}", part(NodeKind::Master), part(NodeKind::Agent));
-        if self.store {
-            text = format!(
-                "{}, {} and {STORE}",
-                part(NodeKind::Master),
-                part(NodeKind::Agent)
-            );
-        }
-        text
+        let mut parts = vec![part(NodeKind::Master), part(NodeKind::Agent)];
+        parts.extend(self.store.then(|| STORE.to_string()));
+        parts.extend(self.broker.then(|| BROKER.to_string()));
+        let last = parts.pop().expect("masters and agents");
+        format!("{} and {last}", parts.join(", "))
     }
 }
 
@@ -532,6 +546,7 @@ mod tests {
         masters: 3,
         agents: 20,
         store: false,
+        broker: false,
     };
 
     #[test]
@@ -577,6 +592,21 @@ mod tests {
         };
         assert_eq!(with_store.select("store").unwrap().nodes(), [STORE]);
         assert_eq!(with_store.select("all").unwrap().nodes().len(), 24);
+    }
+
+    #[test]
+    fn the_broker_exists_only_over_mqtt() {
+        assert!(TOPOLOGY.select("broker").unwrap_err().contains("mqtt"));
+        assert!(TOPOLOGY.select("broker-1").is_err());
+        let with_broker = Topology {
+            broker: true,
+            ..TOPOLOGY
+        };
+        for name in ["broker", "broker-1"] {
+            assert_eq!(with_broker.select(name).unwrap().nodes(), [BROKER]);
+        }
+        assert_eq!(with_broker.select("all").unwrap().nodes().len(), 24);
+        assert!(with_broker.describe().ends_with("and broker-1"));
     }
 
     #[test]

@@ -5,7 +5,7 @@ use fleet_core::agent::{AgentConfig, Connector};
 use fleet_core::backoff::BackoffPolicy;
 use fleet_core::master::MasterConfig;
 use fleet_core::transport::Transport;
-use fleet_node::transport::Acceptor;
+use fleet_node::transport::{Acceptor, Serve};
 use fleet_node::{registration, run_agent, run_master, MasterState, Masters};
 use madsim::runtime::Runtime;
 use rand::SeedableRng;
@@ -38,7 +38,7 @@ pub fn master_and_agent(runtime: &Runtime) -> Exposed {
                 });
                 *exposed.lock().unwrap() = Some(master_state.clone());
                 let listener = fleet_node::net::TcpListener::bind(MASTER).await.unwrap();
-                let acceptor = Acceptor::new(&Transport::Tcp, listener, 1);
+                let acceptor = Acceptor::new(&Transport::Tcp, Serve::Listen { listener, seed: 1 });
                 let _ = run_master(acceptor, master_state).await;
             }
         })

@@ -72,6 +72,7 @@ impl Registry {
                     agent: entry.info.node_name.clone(),
                     instance_id: entry.info.instance_id.clone(),
                     silent_ms,
+                    will: false,
                 });
             } else {
                 next_sweep = Some(next_sweep.map_or(deadline, |at| at.min(deadline)));
@@ -83,6 +84,27 @@ impl Registry {
             let attempts = &mut self.gate.attempts;
             attempts.record_disconnection(&instance, &agent, now, "missed heartbeats");
         }
+    }
+
+    /// The transport says the agent behind `session` is gone: an MQTT broker published its
+    /// will, having lost its connection, or heard nothing for 1.5 keepalives. It goes offline
+    /// at once, without waiting out its heartbeats, and its session closes.
+    pub fn handle_agent_lost(&mut self, now: Instant, session: SessionId) {
+        let slot = self.agents.sessions.get(&session).copied();
+        let entry = slot.and_then(|slot| self.agents.nodes.get_mut(slot));
+        if let Some(entry) = entry.filter(|entry| entry.session == Some(session)) {
+            if entry.liveness == Liveness::Online {
+                entry.liveness = Liveness::Offline;
+                let silent_ms = now.duration_since(entry.last_heard).as_millis() as u64;
+                self.output.events.push(MasterEvent::NodeOffline {
+                    agent: entry.info.node_name.clone(),
+                    instance_id: entry.info.instance_id.clone(),
+                    silent_ms,
+                    will: true,
+                });
+            }
+        }
+        self.handle_session_closed(now, session);
     }
 
     pub fn online_count(&self) -> usize {

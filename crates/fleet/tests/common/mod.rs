@@ -134,8 +134,6 @@ impl Fleet {
             "master",
             "--name",
             name,
-            "--listen",
-            &ports.agents.to_string(),
             "--cluster-listen",
             &ports.cluster.to_string(),
             "--admin",
@@ -145,6 +143,10 @@ impl Fleet {
         ]
         .map(String::from)
         .to_vec();
+        // Through a broker, agents come by way of it, not to a listener of the master's.
+        if !self.through_broker() {
+            args.extend(["--listen".into(), ports.agents.to_string()]);
+        }
         // Every master gets the same list, itself included, as an operator's script would.
         for (peer, peer_ports) in &self.masters {
             args.push("--peer".into());
@@ -171,6 +173,11 @@ impl Fleet {
         self.spawn(name, args);
     }
 
+    /// Whether every process meets at a broker (`--broker`).
+    fn through_broker(&self) -> bool {
+        self.flags.iter().any(|flag| flag == "--broker")
+    }
+
     pub fn start_agent(&mut self, name: &str) {
         self.start_agent_with(name, &[]);
     }
@@ -180,9 +187,13 @@ impl Fleet {
         let mut args: Vec<String> = vec!["agent".into(), "--name".into(), name.into()];
         args.extend(extra.iter().cloned());
         args.extend(self.flags.iter().cloned());
+        let through_broker = self.through_broker();
         for (master, ports) in &self.masters {
             args.push("--master".into());
-            args.push(format!("{master}={}", ports.agents));
+            match through_broker {
+                true => args.push(master.clone()),
+                false => args.push(format!("{master}={}", ports.agents)),
+            }
         }
         if let Some(config) = &self.config {
             args.extend(["--config".into(), config.display().to_string()]);
@@ -450,5 +461,57 @@ impl Drop for Redis {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// A real mosquitto on a free loopback port (Debian's, which `.ci/run` installs), killed on
+/// drop; `None` where it is not installed, which fails under CI.
+pub struct Mosquitto {
+    pub address: SocketAddr,
+    process: Child,
+}
+
+impl Mosquitto {
+    pub fn start(dir: &std::path::Path) -> Option<Mosquitto> {
+        const MOSQUITTO: &str = "/usr/sbin/mosquitto";
+        if !std::path::Path::new(MOSQUITTO).exists() {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "{MOSQUITTO} is missing: .ci/run installs Debian's mosquitto"
+            );
+            eprintln!("skipped: {MOSQUITTO} is missing");
+            return None;
+        }
+        let address = free_addresses(1)[0];
+        std::fs::create_dir_all(dir).unwrap();
+        let config = dir.join("mosquitto.conf");
+        let text = format!(
+            "listener {} 127.0.0.1\nallow_anonymous true\npersistence false\nlog_dest none\n",
+            address.port()
+        );
+        std::fs::write(&config, text).unwrap();
+        let process = Command::new(MOSQUITTO)
+            .arg("-c")
+            .arg(&config)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("mosquitto starts");
+        let started = Instant::now();
+        while std::net::TcpStream::connect(address).is_err() {
+            assert!(
+                started.elapsed() < Duration::from_secs(5),
+                "mosquitto did not listen"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Some(Mosquitto { address, process })
+    }
+}
+
+impl Drop for Mosquitto {
+    fn drop(&mut self) {
+        let _ = self.process.kill();
+        let _ = self.process.wait();
     }
 }

@@ -6,12 +6,15 @@
 //! - framed TCP ([`framed`]: a length prefix and a bincode body per message, see
 //!   [`crate::codec`]), the default;
 //! - [`http`]: the connector design's HTTP API, a request per message from the agent and a long
-//!   poll for the master's.
+//!   poll for the master's;
+//! - [`grpc`]: the gRPC design's `AgentService`, unary calls and a bidirectional stream;
+//! - [`mqtt`]: the MQTT design's topics, through a broker both sides are clients of.
 //!
 //! An agent opens a channel with [`connect`]; a master takes them from an [`Acceptor`].
 
 pub mod grpc;
 pub mod http;
+pub mod mqtt;
 mod session;
 
 use crate::codec::{CodecError, FrameCodec};
@@ -36,6 +39,12 @@ pub trait Channel:
     fn finish(&mut self) -> Pin<Box<dyn Future<Output = ()> + Send + '_>> {
         Box::pin(std::future::ready(()))
     }
+
+    /// Whether the channel ended because the transport declared the agent gone (an MQTT
+    /// broker's will), not merely its connection closed.
+    fn lost(&self) -> bool {
+        false
+    }
 }
 
 impl Channel for Framed<TcpStream, FrameCodec> {}
@@ -47,8 +56,22 @@ pub fn framed(stream: TcpStream) -> BoxChannel {
     Box::new(Framed::new(stream, FrameCodec::default()))
 }
 
-/// An agent's session with the master at `address`, over `transport`.
-pub async fn connect(transport: &Transport, address: SocketAddr) -> io::Result<BoxChannel> {
+/// Who a session is between, and which of the agent's sessions it is: what a transport
+/// through a broker has to say (the others' connections say it).
+#[derive(Clone, Copy, Debug)]
+pub struct Ends<'a> {
+    pub agent: &'a str,
+    pub master: &'a str,
+    /// Distinct for each session the agent's process opens.
+    pub session: &'a str,
+}
+
+/// An agent's session with the master at `address` (a broker's, for MQTT), over `transport`.
+pub async fn connect(
+    transport: &Transport,
+    address: SocketAddr,
+    ends: &Ends<'_>,
+) -> io::Result<BoxChannel> {
     match transport {
         Transport::Tcp => {
             let stream = TcpStream::connect(address).await?;
@@ -58,7 +81,17 @@ pub async fn connect(transport: &Transport, address: SocketAddr) -> io::Result<B
         }
         Transport::Http(http) => http::connect(address, http).await,
         Transport::Grpc(grpc) => grpc::connect(address, grpc).await,
+        Transport::Mqtt(mqtt) => mqtt::connect(address, mqtt, ends).await,
     }
+}
+
+/// Where a master meets its agents.
+pub enum Serve<'a> {
+    /// Its own listener (tcp, http, grpc); `seed` draws what a transport keeps secret (HTTP's
+    /// session tokens).
+    Listen { listener: TcpListener, seed: u64 },
+    /// The broker at `address`, as the master `name` (mqtt).
+    Broker { address: SocketAddr, name: &'a str },
 }
 
 /// Where a master's sessions come from.
@@ -66,16 +99,29 @@ pub enum Acceptor {
     Tcp(TcpListener),
     Http(http::Acceptor),
     Grpc(grpc::Acceptor),
+    Mqtt(mqtt::Acceptor),
 }
 
 impl Acceptor {
-    /// Serves agents on `listener` over `transport`; `seed` draws what a transport keeps
-    /// secret (HTTP's session tokens).
-    pub fn new(transport: &Transport, listener: TcpListener, seed: u64) -> Acceptor {
-        match transport {
-            Transport::Tcp => Acceptor::Tcp(listener),
-            Transport::Http(http) => Acceptor::Http(http::Acceptor::new(listener, http, seed)),
-            Transport::Grpc(grpc) => Acceptor::Grpc(grpc::Acceptor::new(listener, grpc)),
+    /// Serves agents over `transport`, as `serve` says.
+    pub fn new(transport: &Transport, serve: Serve) -> Acceptor {
+        match (transport, serve) {
+            (Transport::Tcp, Serve::Listen { listener, .. }) => Acceptor::Tcp(listener),
+            (Transport::Http(http), Serve::Listen { listener, seed }) => {
+                Acceptor::Http(http::Acceptor::new(listener, http, seed))
+            }
+            (Transport::Grpc(grpc), Serve::Listen { listener, .. }) => {
+                Acceptor::Grpc(grpc::Acceptor::new(listener, grpc))
+            }
+            (Transport::Mqtt(mqtt), Serve::Broker { address, name }) => {
+                Acceptor::Mqtt(mqtt::Acceptor::new(address, name, mqtt))
+            }
+            (transport, Serve::Listen { .. }) => {
+                unreachable!("{} is served through a broker", transport.name())
+            }
+            (transport, Serve::Broker { .. }) => {
+                unreachable!("{} is served on a listener", transport.name())
+            }
         }
     }
 
@@ -85,6 +131,7 @@ impl Acceptor {
             Acceptor::Tcp(listener) => Ok(framed(listener.accept().await?.0)),
             Acceptor::Http(acceptor) => acceptor.accept().await,
             Acceptor::Grpc(acceptor) => acceptor.accept().await,
+            Acceptor::Mqtt(acceptor) => acceptor.accept().await,
         }
     }
 }

@@ -121,7 +121,8 @@ fn events_report_each_registration_silence_return_and_goodbye() {
         [MasterEvent::NodeOffline {
             agent: "agent-1".into(),
             instance_id: instance_id.clone(),
-            silent_ms: 3000
+            silent_ms: 3000,
+            will: false,
         }
         .into()]
     );
@@ -153,4 +154,40 @@ fn events_report_each_registration_silence_return_and_goodbye() {
         }
         .into()]
     );
+}
+
+/// A transport's word that the agent is gone (an MQTT will) marks it offline at once, but
+/// only for the session it is on: an older session's will says nothing of the new one.
+#[test]
+fn a_lost_agent_goes_offline_at_once_and_only_for_its_own_session() {
+    use crate::timeline::{Event, MasterEvent};
+    let reported = |registry: &mut Registry| -> Vec<Event> {
+        std::iter::from_fn(|| registry.poll_event()).collect()
+    };
+    let t0 = Instant::now();
+    let mut registry = Registry::new(config());
+    registry.handle_message(t0, 1, register("agent-1", 7));
+    reported(&mut registry);
+    // Session 1's will, after the agent moved to session 2: nothing happens to it.
+    registry.handle_message(t0, 2, register("agent-1", 7));
+    reported(&mut registry);
+    registry.handle_agent_lost(t0 + Duration::from_millis(100), 1);
+    assert_eq!(reported(&mut registry), []);
+    assert_eq!(registry.online_count(), 1);
+    // Its own session's will: offline now, not after 3s of silence.
+    registry.handle_agent_lost(t0 + Duration::from_millis(200), 2);
+    assert_eq!(
+        reported(&mut registry),
+        [MasterEvent::NodeOffline {
+            agent: "agent-1".into(),
+            instance_id: "agent-1-host-7".into(),
+            silent_ms: 200,
+            will: true,
+        }
+        .into()]
+    );
+    assert_eq!(registry.online_count(), 0);
+    // The sweep later finds nothing more to say.
+    registry.handle_timeout(t0 + Duration::from_secs(10));
+    assert_eq!(reported(&mut registry), []);
 }
