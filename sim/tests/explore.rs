@@ -54,12 +54,13 @@ fn explore_json(file: &Path, out: &Path, extra: &[&str]) -> (Option<i32>, Value)
 
 const RULE: &str = "invariant at_most_one_leader_per_term";
 
+/// The forgotten vote breaks about one run in 375 (4 in 1,500 measured): 1,000 runs find it.
 #[test]
-fn a_forgotten_vote_is_found_within_300_runs_and_shrinks_to_a_scenario_that_fails_alike() {
+fn a_forgotten_vote_is_found_within_1000_runs_and_shrinks_to_a_scenario_that_fails_alike() {
     let out = scratch().join("found");
-    let (code, summary) = explore_json(&forgetful(), &out, &["--runs", "300"]);
+    let (code, summary) = explore_json(&forgetful(), &out, &["--runs", "1000"]);
     assert_eq!(code, Some(1), "{summary}");
-    assert_eq!(summary["runs"], 300);
+    assert_eq!(summary["runs"], 1000);
     assert!(summary["wall_ms"].is_u64());
     let failed = summary["failed"].as_array().unwrap();
     let found = (failed.iter())

@@ -19,15 +19,9 @@ use fleet_core::wire::{
     RegisterAck, Unregister,
 };
 use fleet_node::transport::{self, Acceptor, Ends, Serve};
-
-const ENDS: Ends<'static> = Ends {
-    agent: "agent-1",
-    master: "master-1",
-    session: "1",
-};
 use fleet_node::{registration, run_agent, run_master, MasterState, Masters};
 use futures::{SinkExt, StreamExt};
-use rand::{Rng, RngCore, SeedableRng};
+use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddr;
@@ -37,27 +31,19 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener as RawListener, TcpStream as RawStream};
 
-const INPUTS: usize = 100_000;
-/// Connections under way at once.
-const WORKERS: usize = 32;
+mod hostile;
+use hostile::{agent_config, count_panics, hostile, io_error, INPUTS, WORKERS};
+
+const ENDS: Ends<'static> = Ends {
+    agent: "agent-1",
+    master: "master-1",
+    session: "1",
+};
 
 fn http() -> Transport {
     Transport::Http(HttpTransport {
         poll: Duration::from_millis(300),
     })
-}
-
-/// Counts panics on any thread: a panic in a connection's task would end only that task, and
-/// no test would see it.
-fn count_panics() -> Arc<AtomicUsize> {
-    let panics = Arc::new(AtomicUsize::new(0));
-    let counted = panics.clone();
-    let previous = std::panic::take_hook();
-    std::panic::set_hook(Box::new(move |info| {
-        counted.fetch_add(1, Ordering::SeqCst);
-        previous(info);
-    }));
-    panics
 }
 
 fn message_json(message: &Message) -> Vec<u8> {
@@ -142,60 +128,6 @@ const JUNK: &[&[u8]] = &[
     b"\xf0\x28\x8c\x28",
 ];
 
-/// The next of the [`INPUTS`] inputs made from `bases`, each from its own seeded generator, so
-/// the inputs are the same whichever worker makes them (and none is made before it is sent:
-/// making them all first would stall the runtime the agent beats on).
-fn hostile(bases: &[Vec<u8>], seed: u64, next: &AtomicUsize) -> Option<Vec<u8>> {
-    let index = next.fetch_add(1, Ordering::Relaxed);
-    if index >= INPUTS {
-        return None;
-    }
-    let mut rng = ChaCha8Rng::seed_from_u64(seed << 32 | index as u64);
-    Some(mangle(&bases[rng.gen_range(0..bases.len())], &mut rng))
-}
-
-/// One hostile input made from `base`: a few of the manglings, stacked.
-fn mangle(base: &[u8], rng: &mut ChaCha8Rng) -> Vec<u8> {
-    let mut input = base.to_vec();
-    for _ in 0..rng.gen_range(1..=3) {
-        let at = rng.gen_range(0..=input.len());
-        match rng.gen_range(0..8) {
-            0 => input.truncate(at),
-            1 if !input.is_empty() => {
-                let i = rng.gen_range(0..input.len());
-                input[i] ^= 1 << rng.gen_range(0..8);
-            }
-            2 => {
-                let junk = JUNK[rng.gen_range(0..JUNK.len())];
-                input.splice(at..at, junk.iter().copied());
-            }
-            3 => {
-                let end = rng.gen_range(at..=input.len());
-                input.drain(at..end);
-            }
-            4 => {
-                let mut noise = vec![0u8; rng.gen_range(1..64)];
-                rng.fill_bytes(&mut noise);
-                input.splice(at..at, noise);
-            }
-            // An oversized body, past the master's limit.
-            5 if rng.gen_ratio(1, 64) => input.extend(std::iter::repeat_n(b'a', 300 * 1024)),
-            6 => {
-                let copy = input[at..].to_vec();
-                input.extend(copy);
-            }
-            _ => {
-                let method: &[u8] =
-                    [&b"PUT"[..], b"PATCH", b"OPTIONS", b"GET", b"BREW"][rng.gen_range(0..5)];
-                if let Some(space) = input.iter().position(|&b| b == b' ') {
-                    input.splice(..space, method.iter().copied());
-                }
-            }
-        }
-    }
-    input
-}
-
 /// Sends `input` on a connection of its own and reads what comes back until the master closes
 /// it: the status, or `None` if it closed without answering.
 async fn send_raw(address: SocketAddr, input: &[u8]) -> Option<u16> {
@@ -233,7 +165,7 @@ async fn hostile_requests_end_only_their_own_connection() {
         heartbeat_interval: Duration::from_millis(100),
         heartbeat_timeout: Duration::from_secs(3),
         register: registration("agent-1", "loopback", 1, 0, String::new()),
-        ..fleet_test_agent_config()
+        ..agent_config()
     };
     let connector = Connector::new(
         config,
@@ -271,7 +203,7 @@ async fn hostile_requests_end_only_their_own_connection() {
             let (bases, next, statuses) = (bases.clone(), next.clone(), statuses.clone());
             tokio::spawn(async move {
                 loop {
-                    let Some(input) = hostile(&bases, 24, &next) else {
+                    let Some(input) = hostile(&bases, JUNK, 24, &next) else {
                         return;
                     };
                     let status = send_raw(address, &input).await;
@@ -298,20 +230,6 @@ async fn hostile_requests_end_only_their_own_connection() {
         "agent-1 kept its session"
     );
     assert!(state.heartbeats() > beats_before, "agent-1 kept beating");
-}
-
-/// Everything but the names and timings: defaults.
-fn fleet_test_agent_config() -> AgentConfig {
-    AgentConfig {
-        masters: Vec::new(),
-        heartbeat_interval: Duration::from_secs(1),
-        heartbeat_timeout: Duration::from_secs(3),
-        backoff: Default::default(),
-        register: registration("", "", 0, 0, String::new()),
-        commands: Default::default(),
-        reauth_delay: Duration::from_secs(1),
-        bugs: Default::default(),
-    }
 }
 
 /// A master's own answers, well formed.
@@ -354,7 +272,8 @@ async fn hostile_answers_end_only_their_own_channel() {
     let panics = count_panics();
     let bases = answers();
     let next = AtomicUsize::new(0);
-    let answers: VecDeque<Vec<u8>> = std::iter::from_fn(|| hostile(&bases, 25, &next)).collect();
+    let answers: VecDeque<Vec<u8>> =
+        std::iter::from_fn(|| hostile(&bases, JUNK, 25, &next)).collect();
     let answers = Arc::new(Mutex::new(answers));
     // A master that answers each connection's first request with the next hostile answer.
     let listener = RawListener::bind("127.0.0.1:0").await.unwrap();
@@ -416,11 +335,4 @@ async fn hostile_answers_end_only_their_own_channel() {
     // answer was read, by fewer channels.
     assert!(answers.lock().unwrap().is_empty(), "every answer was read");
     assert_eq!(panics.load(Ordering::SeqCst), 0, "nothing panicked");
-}
-
-fn io_error(error: fleet_node::codec::CodecError) -> std::io::Error {
-    match error {
-        fleet_node::codec::CodecError::Io(error) => error,
-        other => std::io::Error::new(std::io::ErrorKind::InvalidData, other),
-    }
 }
