@@ -12,18 +12,12 @@
 //! Native build only (`cargo native test -p fleet-node`). Seeded: the same inputs every run.
 #![cfg(all(not(madsim), not(feature = "turmoil")))]
 
-use fleet_core::agent::{AgentConfig, Connector};
-use fleet_core::command::{CommandResult, NodeStatus, Outcome};
-use fleet_core::master::MasterConfig;
 use fleet_core::transport::{GrpcTransport, Transport};
-use fleet_core::wire::{Heartbeat, Message};
-use fleet_node::transport::{self, Acceptor, Ends, Serve};
-use fleet_node::{registration, run_agent, run_master, MasterState, Masters};
+use fleet_core::wire::Message;
+use fleet_node::registration;
+use fleet_node::transport::{self, Ends};
 use futures::{SinkExt, StreamExt};
-use rand::SeedableRng;
-use rand_chacha::ChaCha8Rng;
-use std::collections::{BTreeMap, VecDeque};
-use std::net::SocketAddr;
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -31,7 +25,10 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener as RawListener, TcpStream as RawStream};
 
 mod hostile;
-use hostile::{agent_config, count_panics, hostile, io_error, INPUTS, WORKERS};
+use hostile::{
+    agent_messages, count_panics, drain, exchange, flood, hang_up, hostile, hostile_master,
+    master_with_an_agent, session_of_agent, AgentMessages,
+};
 
 const ENDS: Ends<'static> = Ends {
     agent: "agent-1",
@@ -98,25 +95,12 @@ async fn agent_bytes(message: &Message) -> Vec<u8> {
 
 /// What an agent sends, well formed, as bytes: what the mangling starts from.
 async fn requests() -> Vec<Vec<u8>> {
-    let register = Message::Register(Box::new(registration(
-        "intruder",
-        "fuzz",
-        1,
-        0,
-        String::new(),
-    )));
-    let heartbeat = Message::Heartbeat(Heartbeat {
-        seq: 7,
-        status: NodeStatus::Online,
-        uptime_ms: 1,
-        metrics: BTreeMap::new(),
-    });
-    let result = Message::CommandResult(CommandResult {
-        request_id: "r-1".into(),
-        outcome: Outcome::UnknownCommand,
-        output: String::new(),
-        duration_ms: 1,
-    });
+    let AgentMessages {
+        register,
+        heartbeat,
+        result,
+        ..
+    } = agent_messages();
     let mut bases = Vec::new();
     for message in [register, heartbeat, result] {
         bases.push(agent_bytes(&message).await);
@@ -124,100 +108,16 @@ async fn requests() -> Vec<Vec<u8>> {
     bases
 }
 
-/// A master serving gRPC, with agent-1 registered and beating on it.
-async fn master_with_an_agent() -> (MasterState, SocketAddr) {
-    let listener = fleet_node::net::TcpListener::bind("127.0.0.1:0".parse().unwrap())
-        .await
-        .unwrap();
-    let address = listener.local_addr().unwrap();
-    let state = MasterState::new(MasterConfig {
-        name: "master-1".into(),
-        heartbeat_interval: Duration::from_millis(100),
-        max_miss: 30,
-        ..MasterConfig::default()
-    });
-    tokio::spawn(run_master(
-        Acceptor::new(&grpc(), Serve::Listen { listener, seed: 1 }),
-        state.clone(),
-    ));
-    let config = AgentConfig {
-        masters: vec!["master-1".into()],
-        heartbeat_interval: Duration::from_millis(100),
-        heartbeat_timeout: Duration::from_secs(3),
-        register: registration("agent-1", "loopback", 1, 0, String::new()),
-        ..agent_config()
-    };
-    let connector = Connector::new(
-        config,
-        ChaCha8Rng::seed_from_u64(1),
-        std::time::Instant::now(),
-    );
-    let masters = Masters {
-        addresses: vec![address],
-        transport: grpc(),
-    };
-    tokio::spawn(async move {
-        run_agent(connector, masters, &Default::default(), &Default::default()).await
-    });
-    (state, address)
-}
-
-fn session_of_agent(state: &MasterState) -> Option<u64> {
-    state.with_registry(|registry| {
-        (registry.nodes())
-            .find(|(_, node)| node.info.node_name == "agent-1")
-            .and_then(|(_, node)| node.session)
-    })
-}
-
-/// Sends `input` on a connection of its own, half-closes it, and reads until the master ends
-/// it: whether the master wrote anything back.
-async fn send_raw(address: SocketAddr, input: &[u8]) -> &'static str {
-    let mut stream = RawStream::connect(address).await.unwrap();
-    let _ = stream.write_all(input).await;
-    let _ = stream.shutdown().await;
-    let mut answer = Vec::new();
-    let read = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut answer)).await;
-    assert!(read.is_ok(), "a hostile connection was held open");
-    match answer.is_empty() {
-        true => "closed without a word",
-        false => "answered, then closed",
-    }
-}
-
 #[tokio::test]
 async fn hostile_connections_end_only_themselves() {
     let panics = count_panics();
-    let bases = Arc::new(requests().await);
-    let (state, address) = master_with_an_agent().await;
-    for _ in 0..300 {
-        if session_of_agent(&state).is_some() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    let session = session_of_agent(&state).expect("agent-1 registered");
+    let bases = requests().await;
+    let (state, address, session) = master_with_an_agent(&grpc()).await;
     let beats_before = state.heartbeats();
 
-    let next = Arc::new(AtomicUsize::new(0));
-    let outcomes = Arc::new(Mutex::new(BTreeMap::<&str, usize>::new()));
-    let workers: Vec<_> = (0..WORKERS)
-        .map(|_| {
-            let (bases, next, outcomes) = (bases.clone(), next.clone(), outcomes.clone());
-            tokio::spawn(async move {
-                while let Some(input) = hostile(&bases, JUNK, 26, &next) {
-                    let outcome = send_raw(address, &input).await;
-                    *outcomes.lock().unwrap().entry(outcome).or_default() += 1;
-                }
-            })
-        })
-        .collect();
-    for worker in workers {
-        worker.await.unwrap();
-    }
-    let outcomes = outcomes.lock().unwrap().clone();
+    let send = move |input: Vec<u8>| async move { hang_up(address, &input).await };
+    let outcomes = flood(bases, JUNK, 26, send).await;
     eprintln!("hostile connections: {outcomes:?}");
-    assert_eq!(outcomes.values().sum::<usize>(), INPUTS);
     assert_eq!(panics.load(Ordering::SeqCst), 0, "nothing panicked");
     assert_eq!(
         session_of_agent(&state),
@@ -230,7 +130,7 @@ async fn hostile_connections_end_only_themselves() {
 /// What a master writes back to each of an agent's well-formed openings: its settings, and its
 /// answers (a registration's ack, a heartbeat's, the stream's headers).
 async fn answers(requests: &[Vec<u8>]) -> Vec<Vec<u8>> {
-    let (_state, address) = master_with_an_agent().await;
+    let (_state, address, _) = master_with_an_agent(&grpc()).await;
     let mut answers = Vec::new();
     for request in requests {
         let mut stream = RawStream::connect(address).await.unwrap();
@@ -257,77 +157,11 @@ async fn hostile_answers_end_only_their_own_channel() {
     let answers: VecDeque<Vec<u8>> =
         std::iter::from_fn(|| hostile(&bases, JUNK, 27, &next)).collect();
     let answers = Arc::new(Mutex::new(answers));
-    // A master that answers each connection, once it has read the agent's opening, with the
-    // next hostile answer, and closes it a moment later (at once, the close would overtake
-    // the answer's messages).
-    let listener = RawListener::bind("127.0.0.1:0").await.unwrap();
-    let address = listener.local_addr().unwrap();
-    tokio::spawn({
-        let answers = answers.clone();
-        async move {
-            loop {
-                let (mut stream, _) = listener.accept().await.unwrap();
-                let answer = answers.lock().unwrap().pop_front().unwrap_or_default();
-                tokio::spawn(async move {
-                    let mut request = vec![0u8; 64 * 1024];
-                    let _ = stream.read(&mut request).await;
-                    let _ = stream.write_all(&answer).await;
-                    tokio::time::sleep(Duration::from_millis(20)).await;
-                    let _ = stream.shutdown().await;
-                });
-            }
-        }
-    });
-    let register = Message::Register(Box::new(registration(
-        "agent-1",
-        "fuzz",
-        1,
-        0,
-        String::new(),
-    )));
-    let outcomes = Arc::new(Mutex::new(BTreeMap::<String, usize>::new()));
-    let workers: Vec<_> = (0..WORKERS)
-        .map(|_| {
-            let (answers, outcomes, register) =
-                (answers.clone(), outcomes.clone(), register.clone());
-            tokio::spawn(async move {
-                while !answers.lock().unwrap().is_empty() {
-                    let outcome = exchange(address, &register).await;
-                    *outcomes.lock().unwrap().entry(outcome).or_default() += 1;
-                }
-            })
-        })
-        .collect();
-    for worker in workers {
-        worker.await.unwrap();
-    }
-    let outcomes = outcomes.lock().unwrap().clone();
+    // Closed a moment after the answer: at once, the close would overtake its messages.
+    let address = hostile_master(answers.clone(), Duration::from_millis(20)).await;
+    let outcomes = drain(answers, &grpc(), address).await;
     eprintln!("the agent's channel after each answer: {outcomes:?}");
-    assert!(answers.lock().unwrap().is_empty(), "every answer was read");
     assert_eq!(panics.load(Ordering::SeqCst), 0, "nothing panicked");
-}
-
-/// An agent's channel opened on `address`, a registration sent, and what came of it.
-async fn exchange(address: SocketAddr, register: &Message) -> String {
-    let grpc = grpc();
-    let connect = tokio::time::timeout(
-        Duration::from_secs(2),
-        transport::connect(&grpc, address, &ENDS),
-    );
-    let mut channel = match connect.await {
-        Ok(Ok(channel)) => channel,
-        Ok(Err(error)) => return format!("connect {:?}", fleet_node::agent::classify(&error)),
-        Err(_) => return "connect hung".to_string(),
-    };
-    if channel.send(register.clone()).await.is_err() {
-        return "send failed".to_string();
-    }
-    match tokio::time::timeout(Duration::from_secs(1), channel.next()).await {
-        Ok(Some(Ok(message))) => message.kind().to_string(),
-        Ok(Some(Err(error))) => format!("{:?}", fleet_node::agent::classify(&io_error(error))),
-        Ok(None) => "ended".to_string(),
-        Err(_) => "quiet".to_string(),
-    }
 }
 
 /// What the agent makes of `answer`, left open.
@@ -349,5 +183,5 @@ async fn unmangled(answer: &[u8]) -> String {
         0,
         String::new(),
     )));
-    exchange(address, &register).await
+    exchange(&grpc(), address, &register).await
 }

@@ -10,34 +10,20 @@
 //! Native build only (`cargo native test -p fleet-node`). Seeded: the same inputs every run.
 #![cfg(all(not(madsim), not(feature = "turmoil")))]
 
-use fleet_core::agent::{AgentConfig, Connector};
-use fleet_core::command::{CommandResult, NodeStatus, Outcome};
-use fleet_core::master::MasterConfig;
 use fleet_core::transport::{HttpTransport, Transport};
-use fleet_core::wire::{
-    ConfigAck, ConfigId, ConfigPull, Heartbeat, HeartbeatAck, Message, Redirect, Refusal,
-    RegisterAck, Unregister,
-};
-use fleet_node::transport::{self, Acceptor, Ends, Serve};
-use fleet_node::{registration, run_agent, run_master, MasterState, Masters};
-use futures::{SinkExt, StreamExt};
-use rand::SeedableRng;
-use rand_chacha::ChaCha8Rng;
-use std::collections::{BTreeMap, VecDeque};
+use fleet_core::wire::{ConfigId, HeartbeatAck, Message, Redirect, Refusal, RegisterAck};
+use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener as RawListener, TcpStream as RawStream};
+use tokio::net::TcpStream as RawStream;
 
 mod hostile;
-use hostile::{agent_config, count_panics, hostile, io_error, INPUTS, WORKERS};
-
-const ENDS: Ends<'static> = Ends {
-    agent: "agent-1",
-    master: "master-1",
-    session: "1",
+use hostile::{
+    agent_messages, count_panics, drain, flood, hostile, hostile_master, master_with_an_agent,
+    session_of_agent, AgentMessages,
 };
 
 fn http() -> Transport {
@@ -52,34 +38,14 @@ fn message_json(message: &Message) -> Vec<u8> {
 
 /// The agents' own requests, well formed: what the mangling starts from.
 fn requests() -> Vec<Vec<u8>> {
-    let register = Message::Register(Box::new(registration(
-        "intruder",
-        "fuzz",
-        1,
-        0,
-        String::new(),
-    )));
-    let heartbeat = Message::Heartbeat(Heartbeat {
-        seq: 7,
-        status: NodeStatus::Online,
-        uptime_ms: 1,
-        metrics: BTreeMap::new(),
-    });
-    let result = Message::CommandResult(CommandResult {
-        request_id: "r-1".into(),
-        outcome: Outcome::UnknownCommand,
-        output: String::new(),
-        duration_ms: 1,
-    });
-    let config = Message::ConfigPull(ConfigPull {
-        have: ConfigId::default(),
-    });
-    let ack = Message::ConfigAck(ConfigAck {
-        id: ConfigId::default(),
-    });
-    let unregister = Message::Unregister(Unregister {
-        reason: "fuzz".into(),
-    });
+    let AgentMessages {
+        register,
+        heartbeat,
+        result,
+        pull: config,
+        ack,
+        unregister,
+    } = agent_messages();
     let post = |path: &str, message: &Message, session: &str| {
         let body = message_json(message);
         let mut head = format!(
@@ -145,79 +111,13 @@ async fn send_raw(address: SocketAddr, input: &[u8]) -> Option<u16> {
 #[tokio::test]
 async fn hostile_requests_end_only_their_own_connection() {
     let panics = count_panics();
-    let listener = fleet_node::net::TcpListener::bind("127.0.0.1:0".parse().unwrap())
-        .await
-        .unwrap();
-    let address = listener.local_addr().unwrap();
-    let state = MasterState::new(MasterConfig {
-        name: "master-1".into(),
-        heartbeat_interval: Duration::from_millis(100),
-        max_miss: 30,
-        ..MasterConfig::default()
-    });
-    tokio::spawn(run_master(
-        Acceptor::new(&http(), Serve::Listen { listener, seed: 1 }),
-        state.clone(),
-    ));
-
-    let config = AgentConfig {
-        masters: vec!["master-1".into()],
-        heartbeat_interval: Duration::from_millis(100),
-        heartbeat_timeout: Duration::from_secs(3),
-        register: registration("agent-1", "loopback", 1, 0, String::new()),
-        ..agent_config()
-    };
-    let connector = Connector::new(
-        config,
-        ChaCha8Rng::seed_from_u64(1),
-        std::time::Instant::now(),
-    );
-    let masters = Masters {
-        addresses: vec![address],
-        transport: http(),
-    };
-    tokio::spawn(async move {
-        run_agent(connector, masters, &Default::default(), &Default::default()).await
-    });
-    let session_of_agent = || {
-        state.with_registry(|registry| {
-            (registry.nodes())
-                .find(|(_, node)| node.info.node_name == "agent-1")
-                .and_then(|(_, node)| node.session)
-        })
-    };
-    for _ in 0..300 {
-        if session_of_agent().is_some() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    let session = session_of_agent().expect("agent-1 registered");
+    let (state, address, session) = master_with_an_agent(&http()).await;
     let beats_before = state.heartbeats();
 
-    let bases = Arc::new(requests());
-    let next = Arc::new(AtomicUsize::new(0));
-    let statuses = Arc::new(Mutex::new(BTreeMap::<Option<u16>, usize>::new()));
-    let workers: Vec<_> = (0..WORKERS)
-        .map(|_| {
-            let (bases, next, statuses) = (bases.clone(), next.clone(), statuses.clone());
-            tokio::spawn(async move {
-                loop {
-                    let Some(input) = hostile(&bases, JUNK, 24, &next) else {
-                        return;
-                    };
-                    let status = send_raw(address, &input).await;
-                    *statuses.lock().unwrap().entry(status).or_default() += 1;
-                }
-            })
-        })
-        .collect();
-    for worker in workers {
-        worker.await.unwrap();
-    }
-    let statuses = statuses.lock().unwrap().clone();
+    let bases = requests();
+    let send = move |input: Vec<u8>| async move { send_raw(address, &input).await };
+    let statuses = flood(bases, JUNK, 24, send).await;
     eprintln!("answers by status (None: closed without one): {statuses:?}");
-    assert_eq!(statuses.values().sum::<usize>(), INPUTS);
     let server_errors: usize = (statuses.iter())
         .filter(|(status, _)| status.is_some_and(|status| status >= 500 && status != 503))
         .map(|(_, count)| count)
@@ -225,7 +125,7 @@ async fn hostile_requests_end_only_their_own_connection() {
     assert_eq!(server_errors, 0, "no hostile request makes the master fail");
     assert_eq!(panics.load(Ordering::SeqCst), 0, "nothing panicked");
     assert_eq!(
-        session_of_agent(),
+        session_of_agent(&state),
         Some(session),
         "agent-1 kept its session"
     );
@@ -275,61 +175,8 @@ async fn hostile_answers_end_only_their_own_channel() {
     let answers: VecDeque<Vec<u8>> =
         std::iter::from_fn(|| hostile(&bases, JUNK, 25, &next)).collect();
     let answers = Arc::new(Mutex::new(answers));
-    // A master that answers each connection's first request with the next hostile answer.
-    let listener = RawListener::bind("127.0.0.1:0").await.unwrap();
-    let address = listener.local_addr().unwrap();
-    tokio::spawn({
-        let answers = answers.clone();
-        async move {
-            loop {
-                let (mut stream, _) = listener.accept().await.unwrap();
-                let answer = answers.lock().unwrap().pop_front().unwrap_or_default();
-                tokio::spawn(async move {
-                    let mut request = vec![0u8; 64 * 1024];
-                    let _ = stream.read(&mut request).await;
-                    let _ = stream.write_all(&answer).await;
-                    let _ = stream.shutdown().await;
-                });
-            }
-        }
-    });
-    let register = Message::Register(Box::new(registration(
-        "agent-1",
-        "fuzz",
-        1,
-        0,
-        String::new(),
-    )));
-    let outcomes = Arc::new(Mutex::new(BTreeMap::<String, usize>::new()));
-    let workers: Vec<_> = (0..WORKERS)
-        .map(|_| {
-            let (answers, outcomes, register) =
-                (answers.clone(), outcomes.clone(), register.clone());
-            tokio::spawn(async move {
-                while !answers.lock().unwrap().is_empty() {
-                    let mut channel = transport::connect(&http(), address, &ENDS).await.unwrap();
-                    channel.send(register.clone()).await.unwrap();
-                    // A well-formed answer that carries no message leaves the channel quiet, as a
-                    // master that says nothing would; the agent's core times that out.
-                    let outcome =
-                        tokio::time::timeout(Duration::from_secs(1), channel.next()).await;
-                    let outcome = match outcome {
-                        Ok(Some(Ok(message))) => message.kind().to_string(),
-                        Ok(Some(Err(error))) => {
-                            format!("{:?}", fleet_node::agent::classify(&io_error(error)))
-                        }
-                        Ok(None) => "ended".to_string(),
-                        Err(_) => "quiet".to_string(),
-                    };
-                    *outcomes.lock().unwrap().entry(outcome).or_default() += 1;
-                }
-            })
-        })
-        .collect();
-    for worker in workers {
-        worker.await.unwrap();
-    }
-    let outcomes = outcomes.lock().unwrap().clone();
+    let address = hostile_master(answers.clone(), Duration::ZERO).await;
+    let outcomes = drain(answers.clone(), &http(), address).await;
     eprintln!("the agent's channel after each answer: {outcomes:?}");
     // A channel that took a well-formed session reads its long poll's answer too: every
     // answer was read, by fewer channels.
