@@ -8,7 +8,7 @@ run file=scenario *args="":
 
 # The test suite: cores, harness, every scenario against its snapshot.
 test:
-    cargo test
+    cargo test --release
 
 # Run every scenario twice and compare the timelines.
 check:
@@ -30,7 +30,7 @@ turmoil file=scenario *args="":
 
 # Accept changed snapshots, then show what changed: review the diff before committing.
 snapshots-accept:
-    INSTA_UPDATE=always cargo test -p sim --test scenarios
+    INSTA_UPDATE=always cargo test --release -p sim --test scenarios
     git diff --stat snapshots/
 
 # The harness's cost over bare madsim: interleaved pairs on one core (raw example, then

@@ -77,14 +77,17 @@ fn subscriber(
             .with_filter(tracing_subscriber::EnvFilter::from_default_env())
     });
     // Another layer that logs sees every event, so the capture picks its own.
-    let layer = if logging.is_some() {
-        layer.shared()
+    // Without it, the events come typed and never reach `tracing`.
+    let (layer, typed) = if logging.is_some() {
+        (layer.shared(), None)
     } else {
-        layer
+        let typed = layer.typed();
+        (layer, Some(typed))
     };
     let subscriber = tracing_subscriber::registry()
         .with(extra)
         .with(layer)
+        .with(typed)
         .with(logging);
     (subscriber, recorder)
 }

@@ -6,7 +6,7 @@
 use super::budget::{self, Budget};
 use crate::history::{Entry, FaultEvent, Happening, Timeline};
 use fleet_core::timeline::{Event, FIELD, TARGET};
-use fleet_node::report::EventJson;
+use fleet_node::report::{EventJson, Typed};
 use fleet_node::sync::lock;
 use std::collections::BTreeMap;
 use std::fmt;
@@ -45,17 +45,25 @@ impl Recorder {
     }
 }
 
-/// Collects timeline events into a shared [`Timeline`].
+/// Collects timeline events into a shared [`Timeline`]: typed, through the layer [`typed`]
+/// gives (the fast path, with nothing to format or parse), or else from `tracing`'s events.
+///
+/// [`typed`]: CaptureLayer::typed
 pub struct CaptureLayer {
+    capture: Arc<Capture>,
+    /// Another layer logs too (`RUST_LOG`): let every event through and pick ours in
+    /// `on_event`, since a layer that disables an event disables it for all.
+    shared: bool,
+}
+
+/// What the capture keeps, whichever way an event comes.
+struct Capture {
     timeline: Arc<Mutex<Timeline>>,
     locate: Locate,
     /// What the run may record; once over it, it records nothing more.
     budget: Budget,
     /// How many events each node recorded.
     spent: Mutex<BTreeMap<String, u64>>,
-    /// Another layer logs too (`RUST_LOG`): let every event through and pick ours in
-    /// `on_event`, since a layer that disables an event disables it for all.
-    shared: bool,
 }
 
 impl CaptureLayer {
@@ -65,16 +73,17 @@ impl CaptureLayer {
             timeline: timeline.clone(),
             locate: locate.clone(),
         };
-        (
-            CaptureLayer {
-                timeline,
-                locate,
-                budget,
-                spent: Mutex::default(),
-                shared: false,
-            },
-            recorder,
-        )
+        let capture = Capture {
+            timeline,
+            locate,
+            budget,
+            spent: Mutex::default(),
+        };
+        let layer = CaptureLayer {
+            capture: Arc::new(capture),
+            shared: false,
+        };
+        (layer, recorder)
     }
 
     /// The layer, beside another that logs what `RUST_LOG` asks for.
@@ -82,6 +91,47 @@ impl CaptureLayer {
         CaptureLayer {
             shared: true,
             ..self
+        }
+    }
+
+    /// A layer through which the shells hand this capture their events typed; with it in the
+    /// subscriber, no other layer sees them.
+    pub(crate) fn typed(&self) -> Typed {
+        let capture = self.capture.clone();
+        Typed::new(move |event| capture.take(|| Ok(event)))
+    }
+}
+
+impl Capture {
+    /// Records the event `read` gives, at the current time and node.
+    fn take(&self, read: impl FnOnce() -> Result<Event, String>) {
+        let (t_ms, node) = (self.locate)();
+        let mut timeline = lock(&self.timeline);
+        if timeline.runaway.is_some() {
+            return;
+        }
+        let spent = {
+            let mut spent = lock(&self.spent);
+            match spent.get_mut(node.as_str()) {
+                Some(count) => {
+                    *count += 1;
+                    *count
+                }
+                None => *spent.entry(node.clone()).or_insert(1),
+            }
+        };
+        if let Some(runaway) = (self.budget).check(t_ms, &node, spent, &timeline.entries) {
+            return budget::stop(&mut timeline, runaway);
+        }
+        let clock_ms = fleet_node::clock::offset_ms();
+        match read() {
+            Ok(event) => timeline.entries.push(Entry {
+                t_ms,
+                node,
+                clock_ms,
+                event: Happening::System(event),
+            }),
+            Err(error) => (timeline.unreadable).push(format!("{node} at {t_ms}ms: {error}")),
         }
     }
 }
@@ -130,38 +180,11 @@ impl<S: Subscriber> Layer<S> for CaptureLayer {
         if self.shared && !wanted(event.metadata()) {
             return;
         }
-        let (t_ms, node) = (self.locate)();
-        let mut timeline = lock(&self.timeline);
-        if timeline.runaway.is_some() {
-            return;
-        }
-        let spent = {
-            let mut spent = lock(&self.spent);
-            match spent.get_mut(node.as_str()) {
-                Some(count) => {
-                    *count += 1;
-                    *count
-                }
-                None => *spent.entry(node.clone()).or_insert(1),
-            }
-        };
-        if let Some(runaway) = (self.budget).check(t_ms, &node, spent, &timeline.entries) {
-            return budget::stop(&mut timeline, runaway);
-        }
-        let mut visitor = EventJson::default();
-        event.record(&mut visitor);
-        let clock_ms = fleet_node::clock::offset_ms();
-        match Event::from_json(&visitor.json).map(Happening::System) {
-            Ok(happening) => timeline.entries.push(Entry {
-                t_ms,
-                node,
-                clock_ms,
-                event: happening,
-            }),
-            Err(error) => timeline
-                .unreadable
-                .push(format!("{node} at {t_ms}ms: {error}: {}", visitor.json)),
-        }
+        self.capture.take(|| {
+            let mut visitor = EventJson::default();
+            event.record(&mut visitor);
+            Event::from_json(&visitor.json).map_err(|error| format!("{error}: {}", visitor.json))
+        });
     }
 }
 
@@ -199,6 +222,44 @@ mod tests {
                 event: Happening::System(Event::Agent(sent)),
             }]
         );
+    }
+
+    /// Counts the `tracing` events it sees.
+    struct Counting(Arc<Mutex<usize>>);
+
+    impl<S: Subscriber> Layer<S> for Counting {
+        fn on_event(&self, _: &tracing::Event<'_>, _: Context<'_, S>) {
+            *lock(&self.0) += 1;
+        }
+    }
+
+    #[test]
+    fn through_the_typed_layer_events_arrive_as_they_are_and_skip_tracing() {
+        let locate: Locate = Arc::new(|| (42, "agent-1".to_string()));
+        let (layer, recorder) = CaptureLayer::new(locate, Budget::unlimited());
+        let typed = layer.typed();
+        // Shared, so that it lets the other layer see every event.
+        let layer = layer.shared();
+        let seen = Arc::new(Mutex::new(0));
+        let subscriber = (tracing_subscriber::registry())
+            .with(layer)
+            .with(typed)
+            .with(Counting(seen.clone()));
+        let sent = AgentEvent::ConnectAttempt {
+            attempt: 2,
+            delay_ms: 1000,
+            target: "master-1".into(),
+        };
+        tracing::subscriber::with_default(subscriber, || {
+            emit(sent.clone());
+            tracing::info!(attempt = 3, "not a timeline event");
+        });
+        let timeline = recorder.timeline.lock().unwrap();
+        assert_eq!(
+            (timeline.entries.iter().map(|e| &e.event)).collect::<Vec<_>>(),
+            [&Happening::System(Event::Agent(sent))]
+        );
+        assert_eq!(*lock(&seen), 1, "only the other event went through tracing");
     }
 
     #[test]
