@@ -51,6 +51,28 @@ bench pairs="7":
     printf '%s\n' "${ratios[@]}" | sort -n | awk '{r[NR]=$1} END {print "median ratio " r[int((NR+1)/2)] " over " NR " pairs"}'
     taskset -c 0 target/sim/release/sim bench scenarios/fleet-3m-1h.toml --runs 5 | tail -1
 
+# Exploration's throughput: each template, 2,000 runs on every core (`--jobs` defaults to them),
+# its runs per second on the last line.
+bench-explore runs="2000":
+    #!/usr/bin/env bash
+    set -euo pipefail
+    cargo build -q --release -p sim
+    for template in scenarios/explore/*.toml; do
+        echo "$template: $(target/sim/release/sim explore "$template" --runs {{runs}} --out target/bench-explore | tail -1)"
+    done
+
+# The scale reference: 3 raft masters, 10,000 agents, two simulated minutes, a leader crash;
+# each run's wall time and speed-up over real time, on one core.
+bench-10k runs="3":
+    cargo build -q --release -p sim
+    taskset -c 0 target/sim/release/sim bench scenarios/bench/fleet-10k.toml --runs {{runs}}
+
+# CI's wall time: `.ci/run` on a clean clone of the committed tree (two builds' worth of disk).
+bench-ci:
+    rm -rf target/ci-clone
+    git clone -q . target/ci-clone
+    cd target/ci-clone && time bash .ci/run
+
 # Everything CI runs.
 ci:
     bash .ci/run

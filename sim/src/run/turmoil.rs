@@ -87,18 +87,16 @@ impl Machines for Hosts<'_, '_> {
             let machine = host.machine.clone();
             machine.run(async move {
                 let down = host.down.load(Ordering::Relaxed);
-                let mut jobs = lock(&host.jobs);
-                *jobs = None;
-                if !down {
+                let jobs = (!down).then(|| {
                     let (sender, mut queue) = mpsc::unbounded_channel::<Job>();
-                    *jobs = Some(sender);
                     fleet_node::task::spawn(async move {
                         while let Some(job) = queue.recv().await {
                             job();
                         }
                     });
-                }
-                drop(jobs);
+                    sender
+                });
+                *lock(&host.jobs) = jobs;
                 if !down {
                     boot().await;
                 }
