@@ -8,7 +8,7 @@ use crate::scenario::selector::Selector;
 use fleet_core::backoff::{BackoffPolicy, Strategy};
 use fleet_core::fmt_duration as show;
 use fleet_core::timeline::{AgentEvent, DisconnectReason, Event};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::ops::RangeInclusive;
 use std::time::Duration;
 
@@ -277,6 +277,7 @@ pub(crate) fn judge_backoff(
     entries: &[Entry],
     strictness: Strictness,
 ) -> Result<String, String> {
+    let agents: BTreeSet<&str> = agents.iter().map(String::as_str).collect();
     let mut cycles: BTreeMap<&str, Cycle> = BTreeMap::new();
     let mut checked = 0u64;
     let mut longest = (0u64, 0u32);
@@ -289,7 +290,7 @@ pub(crate) fn judge_backoff(
         {
             cycles.remove(node.as_str());
         }
-        if !agents.contains(&entry.node) {
+        if !agents.contains(entry.node.as_str()) {
             continue;
         }
         let Some(Event::Agent(event)) = entry.system() else {
@@ -398,8 +399,9 @@ impl Check for MaxConnectAttempts {
 impl MaxConnectAttempts {
     fn count(&self, evidence: &Evidence) -> u64 {
         let window = ms(self.during.0)..=ms(self.during.1);
+        let agents = self.agents.members();
         connect_attempts(evidence.entries)
-            .filter(|(t_ms, node)| window.contains(t_ms) && self.agents.contains(node))
+            .filter(|(t_ms, node)| window.contains(t_ms) && agents.contains(node))
             .count() as u64
     }
 }

@@ -59,8 +59,9 @@ impl AllBackWithin {
             };
         }
         let until = last.map_or(u64::MAX, |(t, _)| t);
+        let agents = self.agents.members();
         let attempts = connect_attempts(evidence.entries)
-            .filter(|&(t, node)| (from..=until).contains(&t) && self.agents.contains(node))
+            .filter(|&(t, node)| (from..=until).contains(&t) && agents.contains(node))
             .count() as u64;
         (last.map(|(t, _)| t), attempts, last.map(|(_, agent)| agent))
     }
@@ -187,9 +188,10 @@ impl Check for NoReconnectAfter {
 
     fn judge(&self, evidence: &Evidence) -> (bool, String) {
         let after = ms(self.after);
+        let agents = self.agents.members();
         let attempt = (evidence.entries.iter()).find(|entry| {
             entry.t_ms > after
-                && self.agents.contains(&entry.node)
+                && agents.contains(entry.node.as_str())
                 && matches!(
                     entry.system(),
                     Some(Event::Agent(AgentEvent::ConnectAttempt { .. }))

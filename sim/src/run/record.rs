@@ -195,17 +195,21 @@ mod tests {
     use fleet_node::report::emit;
     use tracing_subscriber::layer::SubscriberExt;
 
+    fn an_attempt() -> AgentEvent {
+        AgentEvent::ConnectAttempt {
+            attempt: 2,
+            delay_ms: 1000,
+            target: "master-1".into(),
+        }
+    }
+
     #[test]
     fn events_are_parsed_back_with_time_and_node() {
         let locate: Locate = Arc::new(|| (42, "agent-1".to_string()));
         let (layer, recorder) = CaptureLayer::new(locate, Budget::unlimited());
         let timeline = recorder.timeline;
         let subscriber = tracing_subscriber::registry().with(layer);
-        let sent = AgentEvent::ConnectAttempt {
-            attempt: 2,
-            delay_ms: 1000,
-            target: "master-1".into(),
-        };
+        let sent = an_attempt();
         tracing::subscriber::with_default(subscriber, || {
             emit(sent.clone());
             tracing::info!(attempt = 3, "not a timeline event");
@@ -245,11 +249,7 @@ mod tests {
             .with(layer)
             .with(typed)
             .with(Counting(seen.clone()));
-        let sent = AgentEvent::ConnectAttempt {
-            attempt: 2,
-            delay_ms: 1000,
-            target: "master-1".into(),
-        };
+        let sent = an_attempt();
         tracing::subscriber::with_default(subscriber, || {
             emit(sent.clone());
             tracing::info!(attempt = 3, "not a timeline event");

@@ -3,6 +3,7 @@
 //! `followers`, `@NAME` (what an earlier fault captured) and `any(SEL, K)` (drawn from the
 //! seed); and expressions of them with ` + ` and ` - `, read left to right.
 
+use std::collections::BTreeSet;
 use std::fmt;
 
 /// The nodes of a scenario: `master-1..=masters`, `agent-1..=agents`, `store-1` when the
@@ -513,6 +514,12 @@ impl Selector {
 
     pub fn contains(&self, node: &str) -> bool {
         self.nodes().iter().any(|n| n == node)
+    }
+
+    /// The nodes of a fixed selector as a set: what a check that asks of every timeline entry
+    /// whether its node is one should look in (a fleet's selector holds thousands).
+    pub fn members(&self) -> BTreeSet<&str> {
+        self.nodes().iter().map(String::as_str).collect()
     }
 
     /// The captures it reads (`@NAME`), in order.
