@@ -10,10 +10,9 @@ fn main() -> ExitCode {
     // clap exits 2, naming the flag, on a bad one.
     let cli = Cli::parse();
     if !fleet_node::net::REAL_SOCKETS {
-        // A simulation build, or a native one made together with the harness, whose turmoil
-        // engine turns the shell's sockets into turmoil's for every crate built with it.
+        // The simulation build (`--cfg madsim`): its sockets are madsim's.
         eprintln!(
-            "fleet: this build's sockets are a simulator's; build the binary on its own: \
+            "fleet: this build's sockets are a simulator's; build the native binary: \
              cargo native build --release -p fleet"
         );
         return ExitCode::from(2);

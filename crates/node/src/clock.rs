@@ -59,10 +59,15 @@ fn runtime_instant(at: Instant) -> tokio::time::Instant {
     tokio::time::Instant::from_std(at)
 }
 
-/// The host runtime's instant as far from its now as `at` is from the shared clock's.
+/// The host runtime's instant as far from its now as `at` is from the shared clock's (outside
+/// a simulation, the real clock's).
 #[cfg(all(not(madsim), feature = "turmoil"))]
 fn runtime_instant(at: Instant) -> tokio::time::Instant {
-    tokio::time::Instant::now() + at.saturating_duration_since(true_now())
+    if crate::net::in_turmoil() {
+        tokio::time::Instant::now() + at.saturating_duration_since(true_now())
+    } else {
+        tokio::time::Instant::from_std(at)
+    }
 }
 
 /// Milliseconds since the Unix epoch by the same clock as [`now`]: simulated in a simulation,

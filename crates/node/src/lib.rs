@@ -3,7 +3,8 @@
 //!
 //! It uses tokio's API through `madsim-tokio`: a plain build runs on real tokio and real
 //! sockets, and a build with `--cfg madsim` runs the same code inside the simulator; [`net`]
-//! picks the sockets, and the `turmoil` feature swaps in turmoil's.
+//! picks the sockets, and with the `turmoil` feature it takes turmoil's inside a turmoil
+//! simulation.
 
 pub mod agent;
 pub mod buggify;

@@ -1,9 +1,11 @@
-//! The shell's sockets, picked by build so the rest of the shell names one type:
+//! The shell's sockets, picked so the rest of the shell names one type:
 //!
 //! - the simulation build (`--cfg madsim`): madsim's, through `madsim-tokio`;
 //! - a plain build: tokio's, real sockets;
 //! - a plain build with the `turmoil` feature (what the harness's native build turns on):
-//!   turmoil's simulated sockets, for running scenarios on the second engine.
+//!   turmoil's simulated sockets inside a turmoil simulation, for running scenarios on the
+//!   second engine, and real ones outside it. One native build then serves the harness and the
+//!   binaries' tests alike.
 //!
 //! Each socket opened by a task of a [`Machine`] goes through that machine's link gates: a
 //! link held or stalled there (see [`Machine::gate`]) delivers nothing to this side until it
@@ -24,14 +26,130 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
-/// Whether this build's sockets are the operating system's: neither simulator's.
-pub const REAL_SOCKETS: bool = cfg!(all(not(madsim), not(feature = "turmoil")));
+/// Whether this build's sockets are the operating system's outside a simulation: any build
+/// but the simulation build, whose sockets are always madsim's.
+pub const REAL_SOCKETS: bool = cfg!(not(madsim));
 
 #[cfg(any(madsim, not(feature = "turmoil")))]
 use tokio::net as raw;
 
 #[cfg(all(not(madsim), feature = "turmoil"))]
-use turmoil::net as raw;
+mod raw {
+    //! turmoil's sockets inside a turmoil simulation, tokio's outside it.
+
+    use std::io;
+    use std::net::SocketAddr;
+    use std::pin::Pin;
+    use std::task::{Context, Poll};
+    use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+    /// Whether the calling task runs on a turmoil host.
+    pub(crate) fn in_turmoil() -> bool {
+        turmoil::sim_elapsed().is_some()
+    }
+
+    pub enum TcpListener {
+        Real(tokio::net::TcpListener),
+        Turmoil(turmoil::net::TcpListener),
+    }
+
+    impl TcpListener {
+        pub async fn bind(address: SocketAddr) -> io::Result<TcpListener> {
+            Ok(if in_turmoil() {
+                TcpListener::Turmoil(turmoil::net::TcpListener::bind(address).await?)
+            } else {
+                TcpListener::Real(tokio::net::TcpListener::bind(address).await?)
+            })
+        }
+
+        pub async fn accept(&self) -> io::Result<(TcpStream, SocketAddr)> {
+            Ok(match self {
+                TcpListener::Real(inner) => {
+                    let (stream, peer) = inner.accept().await?;
+                    (TcpStream::Real(stream), peer)
+                }
+                TcpListener::Turmoil(inner) => {
+                    let (stream, peer) = inner.accept().await?;
+                    (TcpStream::Turmoil(stream), peer)
+                }
+            })
+        }
+
+        pub fn local_addr(&self) -> io::Result<SocketAddr> {
+            match self {
+                TcpListener::Real(inner) => inner.local_addr(),
+                TcpListener::Turmoil(inner) => inner.local_addr(),
+            }
+        }
+    }
+
+    pub enum TcpStream {
+        Real(tokio::net::TcpStream),
+        Turmoil(turmoil::net::TcpStream),
+    }
+
+    impl TcpStream {
+        pub async fn connect(address: SocketAddr) -> io::Result<TcpStream> {
+            Ok(if in_turmoil() {
+                TcpStream::Turmoil(turmoil::net::TcpStream::connect(address).await?)
+            } else {
+                TcpStream::Real(tokio::net::TcpStream::connect(address).await?)
+            })
+        }
+
+        pub fn set_nodelay(&self, nodelay: bool) -> io::Result<()> {
+            match self {
+                TcpStream::Real(inner) => inner.set_nodelay(nodelay),
+                TcpStream::Turmoil(inner) => inner.set_nodelay(nodelay),
+            }
+        }
+    }
+
+    impl AsyncRead for TcpStream {
+        fn poll_read(
+            self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+            buf: &mut ReadBuf<'_>,
+        ) -> Poll<io::Result<()>> {
+            match self.get_mut() {
+                TcpStream::Real(inner) => Pin::new(inner).poll_read(cx, buf),
+                TcpStream::Turmoil(inner) => Pin::new(inner).poll_read(cx, buf),
+            }
+        }
+    }
+
+    impl AsyncWrite for TcpStream {
+        fn poll_write(
+            self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+            buf: &[u8],
+        ) -> Poll<io::Result<usize>> {
+            match self.get_mut() {
+                TcpStream::Real(inner) => Pin::new(inner).poll_write(cx, buf),
+                TcpStream::Turmoil(inner) => Pin::new(inner).poll_write(cx, buf),
+            }
+        }
+
+        fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+            match self.get_mut() {
+                TcpStream::Real(inner) => Pin::new(inner).poll_flush(cx),
+                TcpStream::Turmoil(inner) => Pin::new(inner).poll_flush(cx),
+            }
+        }
+
+        fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+            match self.get_mut() {
+                TcpStream::Real(inner) => Pin::new(inner).poll_shutdown(cx),
+                TcpStream::Turmoil(inner) => Pin::new(inner).poll_shutdown(cx),
+            }
+        }
+    }
+}
+
+/// Whether the calling task runs inside a turmoil simulation, where the shell's sockets,
+/// clock and tasks are turmoil's.
+#[cfg(all(not(madsim), feature = "turmoil"))]
+pub(crate) use raw::in_turmoil;
 
 pub struct TcpListener {
     inner: raw::TcpListener,

@@ -38,5 +38,9 @@ where
     F: Future + Send + 'static,
     F::Output: Send + 'static,
 {
-    tokio::task::spawn_local(future)
+    if crate::net::in_turmoil() {
+        tokio::task::spawn_local(future)
+    } else {
+        tokio::spawn(future)
+    }
 }

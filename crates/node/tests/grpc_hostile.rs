@@ -10,7 +10,7 @@
 //!   past HTTP/2 into gRPC's framing, gzip and the messages.
 //!
 //! Native build only (`cargo native test -p fleet-node`). Seeded: the same inputs every run.
-#![cfg(all(not(madsim), not(feature = "turmoil")))]
+#![cfg(not(madsim))]
 
 use fleet_core::transport::{GrpcTransport, Transport};
 use fleet_core::wire::Message;

@@ -2,7 +2,7 @@
 //! what it opens, and how a session ends.
 //!
 //! Native build only (`cargo native test -p fleet-node`).
-#![cfg(all(not(madsim), not(feature = "turmoil")))]
+#![cfg(not(madsim))]
 
 use fleet_core::master::{Leadership, MasterConfig};
 use fleet_core::transport::{HttpTransport, Transport};

@@ -3,7 +3,7 @@
 //! master answers.
 //! Native build only (`cargo native test -p fleet-node`); the simulated build covers the same
 //! code through the scenarios.
-#![cfg(all(not(madsim), not(feature = "turmoil")))]
+#![cfg(not(madsim))]
 
 use fleet_core::agent::{AgentConfig, Connector};
 use fleet_core::backoff::BackoffPolicy;

@@ -4,7 +4,7 @@
 //! up to about 7s after the 1.5 keepalives ours waits exactly.
 //! Native build only; needs `/usr/sbin/mosquitto` (Debian's `mosquitto`, which `.ci/run`
 //! installs). Without it the test fails under CI and is skipped elsewhere.
-#![cfg(all(not(madsim), not(feature = "turmoil")))]
+#![cfg(not(madsim))]
 
 use bytes::Bytes;
 use futures::{SinkExt, StreamExt};
@@ -77,13 +77,15 @@ async fn mosquitto() -> Option<Broker> {
         .spawn()
         .unwrap();
     let address: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    // Held from here, so that a mosquitto that never listens is killed and reaped too.
+    let broker = Broker {
+        address,
+        _process: Some(process),
+        will_slack: Duration::from_secs(8),
+    };
     for _ in 0..100 {
         if TcpStream::connect(address).await.is_ok() {
-            return Some(Broker {
-                address,
-                _process: Some(process),
-                will_slack: Duration::from_secs(8),
-            });
+            return Some(broker);
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }

@@ -155,7 +155,7 @@ fn a_hundred_thousand_hostile_inputs_close_only_their_own_connections() {
     );
 }
 
-#[cfg(all(not(madsim), not(feature = "turmoil")))]
+#[cfg(not(madsim))]
 #[tokio::test]
 async fn hostile_sockets_leave_the_served_broker_working() {
     use futures::{SinkExt, StreamExt};

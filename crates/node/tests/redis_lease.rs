@@ -4,7 +4,7 @@
 //!
 //! Native build only (`cargo native test -p fleet-node`). Needs `redis-server` on the PATH;
 //! `.ci/run` installs it (Debian package redis-server).
-#![cfg(all(not(madsim), not(feature = "turmoil")))]
+#![cfg(not(madsim))]
 
 use fleet_core::cluster::lease::LeaseConfig;
 use fleet_core::master::{Leadership, MasterConfig};

@@ -8,7 +8,7 @@
 //!   with an error the agent classifies, or yields messages; nothing panics.
 //!
 //! Native build only (`cargo native test -p fleet-node`). Seeded: the same inputs every run.
-#![cfg(all(not(madsim), not(feature = "turmoil")))]
+#![cfg(not(madsim))]
 
 use bytes::BytesMut;
 use fleet_core::transport::Transport;
