@@ -6,7 +6,7 @@ use crate::{config, TRACING_TARGET};
 use indexmap::IndexMap;
 use rand::{Rng, RngCore};
 use rand_distr::{Distribution, Exp};
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::io::{Error, ErrorKind, Result};
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
@@ -18,6 +18,10 @@ pub(crate) struct Topology {
 
     /// Specific configuration overrides between specific hosts.
     links: IndexMap<Pair, Link>,
+
+    /// Patched (see PATCH.md): the index in `links` of each host's links, in the order they
+    /// were registered. Links are never removed, so the indices hold.
+    links_of: HashMap<IpAddr, Vec<usize>>,
 
     /// We don't use a Rt for async. Right now, we just use it to tick time
     /// forward in the same way we do it elsewhere. We'd like to represent
@@ -177,6 +181,7 @@ impl Topology {
         Topology {
             config,
             links: IndexMap::new(),
+            links_of: HashMap::new(),
             rt: Rt::no_software(),
         }
     }
@@ -184,7 +189,10 @@ impl Topology {
     /// Register a link between two hosts
     pub(crate) fn register(&mut self, a: IpAddr, b: IpAddr) {
         let pair = Pair::new(a, b);
-        assert!(self.links.insert(pair, Link::new(self.rt.now())).is_none());
+        let (index, previous) = self.links.insert_full(pair, Link::new(self.rt.now()));
+        assert!(previous.is_none());
+        self.links_of.entry(a).or_default().push(index);
+        self.links_of.entry(b).or_default().push(index);
     }
 
     pub(crate) fn set_max_message_latency(&mut self, value: Duration) {
@@ -250,10 +258,14 @@ impl Topology {
 
     // Move messages from any network links to the `dst` host.
     pub(crate) fn deliver_messages(&mut self, rand: &mut dyn RngCore, dst: &mut Host) {
-        for (pair, link) in &mut self.links {
-            if pair.0 == dst.addr || pair.1 == dst.addr {
-                link.deliver_messages(&self.config, rand, dst);
-            }
+        // Patched (see PATCH.md): visits the host's own links, in the order the whole map
+        // would, instead of every link in the network.
+        let Some(indices) = self.links_of.get(&dst.addr) else {
+            return;
+        };
+        for &index in indices {
+            let (_, link) = self.links.get_index_mut(index).expect("links are never removed");
+            link.deliver_messages(&self.config, rand, dst);
         }
     }
 
@@ -446,6 +458,11 @@ impl Link {
         rand: &mut dyn RngCore,
         host: &mut Host,
     ) {
+        // Patched (see PATCH.md): nothing waiting on either side is the common case, and
+        // looking up `host.addr` would hash into this map for every link, host and tick.
+        if self.deliverable.values().all(VecDeque::is_empty) {
+            return;
+        }
         let deliverable = self
             .deliverable
             .entry(host.addr)
