@@ -16,7 +16,10 @@ impl Registry {
         heartbeat: Heartbeat,
     ) {
         let config = self.ledger.announced.id;
-        let Some(entry) = self.agents.entry_for(session) else {
+        let Some(&slot) = self.agents.sessions.get(&session) else {
+            return self.output.close(session, "heartbeat before register");
+        };
+        let Some(entry) = self.agents.nodes.get_mut(slot) else {
             return self.output.close(session, "heartbeat before register");
         };
         entry.last_heard = now;
@@ -29,6 +32,7 @@ impl Registry {
             entry.info.node_name.clone()
         });
         if let Some(agent) = back_online {
+            self.agents.watch(slot);
             self.output.events.push(MasterEvent::NodeOnline { agent });
         }
         self.agents
@@ -53,32 +57,26 @@ impl Registry {
             return;
         }
         let offline_after = self.config.offline_after();
-        let mut next_sweep = None::<Instant>;
+        let silent = self.agents.silent(now, offline_after);
+        self.agents.next_sweep = (self.agents.earliest_heard()).map(|heard| heard + offline_after);
         let mut dead = Vec::new();
-        let events = &mut self.output.events;
-        self.agents.nodes.for_each_mut(|entry| {
-            if entry.liveness == Liveness::Offline {
-                return;
+        for slot in silent {
+            let Some(entry) = self.agents.nodes.get_mut(slot) else {
+                continue;
+            };
+            entry.liveness = Liveness::Offline;
+            if let Some(session) = entry.session.take() {
+                let (instance, agent) = (&entry.info.instance_id, &entry.info.node_name);
+                dead.push((session, instance.clone(), agent.clone()));
             }
-            let deadline = entry.last_heard + offline_after;
-            if now >= deadline {
-                entry.liveness = Liveness::Offline;
-                if let Some(session) = entry.session.take() {
-                    let (instance, agent) = (&entry.info.instance_id, &entry.info.node_name);
-                    dead.push((session, instance.clone(), agent.clone()));
-                }
-                let silent_ms = now.duration_since(entry.last_heard).as_millis() as u64;
-                events.push(MasterEvent::NodeOffline {
-                    agent: entry.info.node_name.clone(),
-                    instance_id: entry.info.instance_id.clone(),
-                    silent_ms,
-                    will: false,
-                });
-            } else {
-                next_sweep = Some(next_sweep.map_or(deadline, |at| at.min(deadline)));
-            }
-        });
-        self.agents.next_sweep = next_sweep;
+            let silent_ms = now.duration_since(entry.last_heard).as_millis() as u64;
+            self.output.events.push(MasterEvent::NodeOffline {
+                agent: entry.info.node_name.clone(),
+                instance_id: entry.info.instance_id.clone(),
+                silent_ms,
+                will: false,
+            });
+        }
         for (session, instance, agent) in dead {
             self.agents.sessions.remove(&session);
             let attempts = &mut self.gate.attempts;

@@ -2,8 +2,9 @@
 
 use super::{Liveness, SessionId};
 use crate::wire::{ConfigId, NodeStatus, Register};
-use std::collections::BTreeMap;
-use std::time::Instant;
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap};
+use std::time::{Duration, Instant};
 
 #[derive(Clone, Debug)]
 pub struct NodeEntry {
@@ -105,6 +106,14 @@ pub(super) struct Agents {
     pub(super) sessions: BTreeMap<SessionId, usize>,
     /// No online node can go silent before this; a lower bound, refreshed by each sweep.
     pub(super) next_sweep: Option<Instant>,
+    /// The online nodes' slots by when each was last heard from, as of when it was queued. A
+    /// heartbeat moves `last_heard` later without touching the queue, so each key is a lower
+    /// bound, made exact when it comes up ([`Agents::silent`]). A sweep takes the nodes that
+    /// went silent without visiting the others.
+    silence: BinaryHeap<Reverse<(Instant, usize)>>,
+    /// Whether a slot has its one place in `silence`. A slot that changes hands keeps it: the
+    /// new node registered later than its key, which stays a lower bound.
+    queued: Vec<bool>,
 }
 
 impl Agents {
@@ -124,6 +133,53 @@ impl Agents {
     /// Every registered session, in session order.
     pub(super) fn session_ids(&self) -> Vec<SessionId> {
         self.sessions.keys().copied().collect()
+    }
+
+    /// Watches the node in `slot`, just online, for silence from its `last_heard` on.
+    pub(super) fn watch(&mut self, slot: usize) {
+        let Some(heard) = self.nodes.get(slot).map(|entry| entry.last_heard) else {
+            return;
+        };
+        if self.queued.len() <= slot {
+            self.queued.resize(slot + 1, false);
+        }
+        if !self.queued[slot] {
+            self.queued[slot] = true;
+            self.silence.push(Reverse((heard, slot)));
+        }
+    }
+
+    /// The slots of the online nodes silent for `offline_after` by `now`, in instance-id
+    /// order (as a walk of the table would find them), taken off the queue. The others stay,
+    /// and the queue's head is left exact: with it, [`Agents::earliest_heard`] is the earliest
+    /// `last_heard` of any online node that is not silent.
+    pub(super) fn silent(&mut self, now: Instant, offline_after: Duration) -> Vec<usize> {
+        let mut silent = Vec::new();
+        while let Some(&Reverse((key, slot))) = self.silence.peek() {
+            let entry = self.nodes.get(slot);
+            let heard = entry
+                .filter(|entry| entry.liveness == Liveness::Online)
+                .map(|entry| entry.last_heard);
+            if heard == Some(key) && now < key + offline_after {
+                break;
+            }
+            self.silence.pop();
+            self.queued[slot] = false;
+            match heard {
+                None => {}
+                Some(heard) if now >= heard + offline_after => silent.push(slot),
+                Some(_) => self.watch(slot),
+            }
+        }
+        let id = |slot: usize| self.nodes.get(slot).map(|entry| &entry.info.instance_id);
+        silent.sort_by(|&a, &b| id(a).cmp(&id(b)));
+        silent
+    }
+
+    /// The earliest `last_heard` of an online node, once [`Agents::silent`] has made the
+    /// queue's head exact.
+    pub(super) fn earliest_heard(&self) -> Option<Instant> {
+        self.silence.peek().map(|&Reverse((heard, _))| heard)
     }
 
     /// Forgets every node and session, and with them any sweep.

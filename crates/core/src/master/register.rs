@@ -215,6 +215,7 @@ impl Registry {
                 entry.last_heard = heard;
             }
         }
+        self.agents.watch(slot);
         self.agents.sessions.insert(session, slot);
         if let Some(old) = superseded {
             // The newest session wins; the old one is closed so its agent cannot linger.

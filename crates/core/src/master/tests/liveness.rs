@@ -191,3 +191,103 @@ fn a_lost_agent_goes_offline_at_once_and_only_for_its_own_session() {
     registry.handle_timeout(t0 + Duration::from_secs(10));
     assert_eq!(reported(&mut registry), []);
 }
+
+/// What a test does to the registry, at some time after the previous step.
+#[derive(Clone, Debug)]
+enum Step {
+    Register(usize),
+    Heartbeat(usize),
+    Close(usize),
+    Lost(usize),
+}
+
+fn any_step() -> impl proptest::strategy::Strategy<Value = (u64, Step)> {
+    use proptest::prelude::*;
+    let agent = 0usize..5;
+    let step = prop_oneof![
+        1 => agent.clone().prop_map(Step::Register),
+        4 => agent.clone().prop_map(Step::Heartbeat),
+        1 => agent.clone().prop_map(Step::Close),
+        1 => agent.prop_map(Step::Lost),
+    ];
+    // Steps up to 2s apart, often at the same instant: ties between deadlines matter.
+    (prop_oneof![Just(0u64), 0u64..2_000], step)
+}
+
+proptest::proptest! {
+    /// The liveness rule from the README, checked against a model of it rather than the
+    /// sweep's own bookkeeping: driven as the shell drives it (a sweep whenever
+    /// `poll_timeout` comes due), a node online and unheard for `max_miss` heartbeat
+    /// intervals goes offline at exactly that moment, with that silence, never earlier or
+    /// later, and the nodes that go silent at one sweep are reported in instance-id order.
+    #[test]
+    fn each_silent_node_goes_offline_at_exactly_its_deadline(
+        steps in proptest::collection::vec(any_step(), 1..120),
+    ) {
+        use crate::timeline::{Event, MasterEvent};
+        #[derive(Clone, Copy, Default)]
+        struct Model {
+            online: bool,
+            heard: Option<Instant>,
+            session: Option<SessionId>,
+        }
+        let offline_after = config().offline_after();
+        let t0 = Instant::now();
+        let mut registry = Registry::new(config());
+        let mut model = [Model::default(); 5];
+        let mut next_session = 0;
+        let mut now = t0;
+        let name = |agent: usize| format!("agent-{agent}");
+        for (after_ms, step) in steps {
+            now += Duration::from_millis(after_ms);
+            // The shell's sweep task: every time the registry asks for, up to now.
+            while let Some(at) = registry.poll_timeout().filter(|&at| at <= now) {
+                registry.handle_timeout(at);
+                let mut due: Vec<(String, u64)> = Vec::new();
+                for (agent, m) in model.iter_mut().enumerate() {
+                    let Some(heard) = m.heard.filter(|_| m.online) else { continue };
+                    if heard + offline_after <= at {
+                        proptest::prop_assert_eq!(heard + offline_after, at, "{} late", name(agent));
+                        due.push((name(agent), offline_after.as_millis() as u64));
+                        *m = Model { online: false, heard: m.heard, session: None };
+                    }
+                }
+                let mut reported = Vec::new();
+                while let Some(event) = registry.poll_event() {
+                    if let Event::Master(MasterEvent::NodeOffline { agent, silent_ms, will: false, .. }) = event {
+                        reported.push((agent, silent_ms));
+                    }
+                }
+                proptest::prop_assert_eq!(reported, due, "sweep at {:?}", at - t0);
+            }
+            for m in model.iter().filter(|m| m.online) {
+                let deadline = m.heard.expect("online nodes were heard") + offline_after;
+                proptest::prop_assert!(registry.poll_timeout().is_some_and(|at| at <= deadline));
+            }
+            match step {
+                Step::Register(agent) => {
+                    next_session += 1;
+                    registry.handle_message(now, next_session, register(&name(agent), 7));
+                    model[agent] = Model { online: true, heard: Some(now), session: Some(next_session) };
+                }
+                Step::Heartbeat(agent) => {
+                    let Some(session) = model[agent].session else { continue };
+                    registry.handle_message(now, session, heartbeat(1));
+                    model[agent].heard = Some(now);
+                    model[agent].online = true;
+                }
+                Step::Close(agent) => {
+                    let Some(session) = model[agent].session.take() else { continue };
+                    registry.handle_session_closed(now, session);
+                }
+                Step::Lost(agent) => {
+                    let Some(session) = model[agent].session.take() else { continue };
+                    registry.handle_agent_lost(now, session);
+                    model[agent].online = false;
+                }
+            }
+            while registry.poll_event().is_some() {}
+            drain(&mut registry);
+        }
+    }
+}
