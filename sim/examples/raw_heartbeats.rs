@@ -2,8 +2,11 @@
 //! traffic. 1 master and 100 agents; each agent sends a small frame every second over framed
 //! TCP and the master echoes it; one simulated hour. No cores, no trace, no scenario.
 //!
-//! `cargo run --release -p sim --example raw_heartbeats -- [runs]` prints each run's wall time
-//! and the median speed-up; compare with `sim bench scenarios/fleet-1h.toml`.
+//! `cargo run --release -p sim --example raw_heartbeats -- [runs] [agents] [seconds]` prints
+//! each run's wall time and the median speed-up; compare with `sim bench
+//! scenarios/fleet-1h.toml` (the defaults: 5 runs, 100 agents, 3600 seconds). With 10000
+//! agents and 120 seconds it is the ceiling for `scenarios/bench/fleet-10k.toml`: madsim
+//! moving a heartbeat and its answer per agent per second, and nothing else.
 
 #[cfg(madsim)]
 fn main() {
@@ -13,12 +16,22 @@ fn main() {
     use std::time::Duration;
     use tokio_util::codec::{Framed, LengthDelimitedCodec};
 
-    const AGENTS: u8 = 100;
-    const SIMULATED: Duration = Duration::from_secs(3600);
-    let runs: usize = std::env::args()
-        .nth(1)
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(5);
+    let arg = |n: usize, default: u32| -> u32 {
+        let Some(value) = std::env::args().nth(n) else {
+            return default;
+        };
+        value.parse().unwrap_or_else(|_| {
+            eprintln!("raw_heartbeats [runs] [agents] [seconds]: {value:?} is not a count");
+            std::process::exit(2);
+        })
+    };
+    let runs = arg(1, 5).max(1) as usize;
+    let agents = arg(2, 100);
+    let simulated = Duration::from_secs(arg(3, 3600).into());
+    if agents >= 1 << 16 {
+        eprintln!("raw_heartbeats: at most 65,535 agents (their addresses are 10.1.0.0/16)");
+        std::process::exit(2);
+    }
     let master = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1)), 7000);
 
     let mut walls = Vec::new();
@@ -43,11 +56,11 @@ fn main() {
                 }
             })
             .build();
-        for index in 1..=AGENTS {
+        for index in 1..=agents {
             runtime
                 .create_node()
                 .name(format!("agent-{index}"))
-                .ip(IpAddr::V4(Ipv4Addr::new(10, 1, 0, index)))
+                .ip(IpAddr::V4(Ipv4Addr::from(0x0A01_0000 + index)))
                 .init(move || async move {
                     tokio::time::sleep(Duration::from_millis(100)).await;
                     let stream = tokio::net::TcpStream::connect(master).await.unwrap();
@@ -64,22 +77,23 @@ fn main() {
                 .build();
         }
         let wall = std::time::Instant::now();
-        runtime.block_on(async { tokio::time::sleep(SIMULATED).await });
+        runtime.block_on(async move { tokio::time::sleep(simulated).await });
         let wall = wall.elapsed();
         println!(
             "run {}: wall {:.3}s · speed-up {:.0}×",
             run + 1,
             wall.as_secs_f64(),
-            SIMULATED.as_secs_f64() / wall.as_secs_f64()
+            simulated.as_secs_f64() / wall.as_secs_f64()
         );
         walls.push(wall);
     }
     walls.sort();
     let median = walls[walls.len() / 2];
     println!(
-        "raw madsim heartbeats, 100 agents, 1h: median wall {:.3}s · speed-up {:.0}× over {runs} runs",
+        "raw madsim heartbeats, {agents} agents, {}s: median wall {:.3}s · speed-up {:.0}× over {runs} runs",
+        simulated.as_secs(),
         median.as_secs_f64(),
-        SIMULATED.as_secs_f64() / median.as_secs_f64()
+        simulated.as_secs_f64() / median.as_secs_f64()
     );
 }
 
