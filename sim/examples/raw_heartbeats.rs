@@ -8,6 +8,9 @@
 //! agents and 120 seconds it is the ceiling for `scenarios/bench/fleet-10k.toml`: madsim
 //! moving a heartbeat and its answer per agent per second, and nothing else.
 
+// Links the harness, for its allocator only: both sides of the comparison allocate alike.
+extern crate sim;
+
 #[cfg(madsim)]
 fn main() {
     use futures::{SinkExt, StreamExt};
