@@ -1,6 +1,6 @@
 //! Liveness: heartbeats keep a node online, and a sweep marks the silent ones offline.
 
-use super::nodes::Agents;
+use super::nodes::{Agents, NodeEntry};
 use super::{Liveness, Registry, SessionId};
 use crate::timeline::MasterEvent;
 use crate::wire::{Heartbeat, HeartbeatAck, Message};
@@ -64,18 +64,11 @@ impl Registry {
             let Some(entry) = self.agents.nodes.get_mut(slot) else {
                 continue;
             };
-            entry.liveness = Liveness::Offline;
             if let Some(session) = entry.session.take() {
                 let (instance, agent) = (&entry.info.instance_id, &entry.info.node_name);
                 dead.push((session, instance.clone(), agent.clone()));
             }
-            let silent_ms = now.duration_since(entry.last_heard).as_millis() as u64;
-            self.output.events.push(MasterEvent::NodeOffline {
-                agent: entry.info.node_name.clone(),
-                instance_id: entry.info.instance_id.clone(),
-                silent_ms,
-                will: false,
-            });
+            self.output.events.push(entry.go_offline(now, false));
         }
         for (session, instance, agent) in dead {
             self.agents.sessions.remove(&session);
@@ -92,14 +85,7 @@ impl Registry {
         let entry = slot.and_then(|slot| self.agents.nodes.get_mut(slot));
         if let Some(entry) = entry.filter(|entry| entry.session == Some(session)) {
             if entry.liveness == Liveness::Online {
-                entry.liveness = Liveness::Offline;
-                let silent_ms = now.duration_since(entry.last_heard).as_millis() as u64;
-                self.output.events.push(MasterEvent::NodeOffline {
-                    agent: entry.info.node_name.clone(),
-                    instance_id: entry.info.instance_id.clone(),
-                    silent_ms,
-                    will: true,
-                });
+                self.output.events.push(entry.go_offline(now, true));
             }
         }
         self.handle_session_closed(now, session);
@@ -109,6 +95,20 @@ impl Registry {
         (self.agents.nodes.iter())
             .filter(|(_, entry)| entry.liveness == Liveness::Online)
             .count()
+    }
+}
+
+impl NodeEntry {
+    /// Marks the node offline as of `now` (by the transport's word that it is gone: `will`),
+    /// and says so for the timeline, with how long it had been silent.
+    fn go_offline(&mut self, now: Instant, will: bool) -> MasterEvent {
+        self.liveness = Liveness::Offline;
+        MasterEvent::NodeOffline {
+            agent: self.info.node_name.clone(),
+            instance_id: self.info.instance_id.clone(),
+            silent_ms: now.duration_since(self.last_heard).as_millis() as u64,
+            will,
+        }
     }
 }
 
